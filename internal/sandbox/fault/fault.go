@@ -217,7 +217,8 @@ func (i *Injector) AdminHandler() http.Handler {
 
 // ParseSpec parses the command-line form of a rule list: comma-separated
 // rules, each KIND[:key=value...][@rate][xcount], where KIND is a status
-// code ("500"), "apply-500" (ApplyThenStatus), "timeout" or "reset", and keys
+// code ("500"), "apply-500" (ApplyThenStatus), "apply-reset", "timeout" or
+// "reset", and keys
 // are retry (Retry-After), delay (Go duration), path and method.
 //
 //	500@0.1,429:retry=2x3,apply-500@0.2,timeout:delay=5s@0.05,reset@0.05
