@@ -1,0 +1,82 @@
+package messages
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// AckStatus is the outcome of one part at one destination.
+type AckStatus string
+
+const (
+	// AckDelivered: every record of the part reached the destination.
+	AckDelivered AckStatus = "delivered"
+	// AckRejected: some or all records were refused (the destination lacks a
+	// field it needs, or refused the unit); they are in the dead-letter
+	// stream with the reason. Records counts the delivered ones.
+	AckRejected AckStatus = "rejected"
+	// AckDead: the message could not be decoded; it is in the dead-letter
+	// stream.
+	AckDead AckStatus = "dead"
+	// AckSuperseded: a snapshot part whose generation was replaced by a newer
+	// complete one before it was delivered.
+	AckSuperseded AckStatus = "superseded"
+)
+
+// Ack reports what happened to one part at one destination. Acks are
+// published on acks.<source>.<destination> as JSON, with Nats-Msg-Id
+// "<destination>/<batch>/<part>", so a repeated ack is de-duplicated.
+type Ack struct {
+	BatchID     string    `json:"batch_id"`
+	Part        int       `json:"part"`
+	Feed        string    `json:"feed"`
+	Source      string    `json:"source"`
+	Destination string    `json:"destination"`
+	Status      AckStatus `json:"status"`
+	Records     int       `json:"records"`            // delivered
+	Rejected    int       `json:"rejected,omitempty"` // refused, dead-lettered
+	Cost        Decimal   `json:"cost"`               // exact sum of BilledCost delivered
+	Reason      string    `json:"reason,omitempty"`
+	Time        time.Time `json:"time"`
+}
+
+// MsgID is the de-duplication id of the ack event.
+func (a Ack) MsgID() string { return fmt.Sprintf("%s/%s/%d", a.Destination, a.BatchID, a.Part) }
+
+// EncodeAck and DecodeAck are the ack codec (JSON: acks are few and read by
+// people and other languages).
+func EncodeAck(a Ack) ([]byte, error) { return json.Marshal(a) }
+
+func DecodeAck(b []byte) (Ack, error) {
+	var a Ack
+	if err := json.Unmarshal(b, &a); err != nil {
+		return Ack{}, fmt.Errorf("ack: %w", err)
+	}
+	return a, nil
+}
+
+// DeadLetter is what the dead-letter stream keeps: the reason, where it came
+// from, and either the original message (undecodable) or the rejected
+// records. Dead letters are JSON on dead.<destination>.<source>.
+type DeadLetter struct {
+	Destination string              `json:"destination"`
+	Reason      string              `json:"reason"`
+	BatchID     string              `json:"batch_id,omitempty"`
+	Part        int                 `json:"part,omitempty"`
+	Source      string              `json:"source,omitempty"`
+	Feed        string              `json:"feed,omitempty"`
+	Subject     string              `json:"subject"`
+	StreamSeq   uint64              `json:"stream_seq"`
+	Header      map[string][]string `json:"header,omitempty"`
+	Payload     []byte              `json:"payload,omitempty"` // the original bytes, when undecodable
+	Records     []RejectedRecord    `json:"records,omitempty"`
+	Time        time.Time           `json:"time"`
+}
+
+// RejectedRecord is one refused record with its reason.
+type RejectedRecord struct {
+	Index  int         `json:"index"` // position in its part
+	Reason string      `json:"reason"`
+	Record UsageRecord `json:"record"`
+}

@@ -1,0 +1,627 @@
+package messages
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// SchemaVersion is the version of the part encoding this package writes. A
+// reader refuses parts of a newer version instead of misreading them.
+const SchemaVersion = 1
+
+// extDecimalType is the msgpack extension type of a decimal extension column
+// (its bytes are the plain-notation string).
+const extDecimalType int8 = 1
+
+// ErrNewerSchema is wrapped when a part was written by a newer schema.
+var ErrNewerSchema = errors.New("newer schema version")
+
+// Payload encoding (schema 1): a msgpack array of records; each record a
+// msgpack map from FOCUS column name to value, unset fields left out.
+// Decimals are strings in plain notation, times msgpack timestamps, Tags a
+// map of strings, extension columns "x_<Name>" keys holding a string, an
+// integer, or a decimal (extension type 1). Everything about the part is in
+// the NATS headers (see PartMeta and the Hdr* constants).
+
+var encPool = sync.Pool{New: func() any {
+	var b bytes.Buffer
+	e := msgpack.NewEncoder(&b)
+	return &encoder{buf: &b, enc: e}
+}}
+
+type encoder struct {
+	buf *bytes.Buffer
+	enc *msgpack.Encoder
+}
+
+// EncodeRecords appends the msgpack payload of recs to dst.
+func EncodeRecords(dst []byte, recs []UsageRecord) ([]byte, error) {
+	e := encPool.Get().(*encoder)
+	defer encPool.Put(e)
+	e.buf.Reset()
+	if err := e.enc.EncodeArrayLen(len(recs)); err != nil {
+		return dst, err
+	}
+	for i := range recs {
+		if err := encodeRecord(e.enc, &recs[i]); err != nil {
+			return dst, fmt.Errorf("record %d: %w", i, err)
+		}
+	}
+	return append(dst, e.buf.Bytes()...), nil
+}
+
+// EncodeRecord returns the msgpack encoding of one record (a map), the unit
+// a producer packs parts from.
+func EncodeRecord(dst []byte, r *UsageRecord) ([]byte, error) {
+	e := encPool.Get().(*encoder)
+	defer encPool.Put(e)
+	e.buf.Reset()
+	if err := encodeRecord(e.enc, r); err != nil {
+		return dst, err
+	}
+	return append(dst, e.buf.Bytes()...), nil
+}
+
+// PayloadFromEncoded assembles a payload from records encoded one by one
+// with EncodeRecord.
+func PayloadFromEncoded(dst []byte, encoded [][]byte) []byte {
+	n := len(encoded)
+	switch {
+	case n < 16:
+		dst = append(dst, 0x90|byte(n))
+	case n <= 0xffff:
+		dst = append(dst, 0xdc, byte(n>>8), byte(n))
+	default:
+		dst = append(dst, 0xdd, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	for _, e := range encoded {
+		dst = append(dst, e...)
+	}
+	return dst
+}
+
+// ArrayHeaderLen is the size of the array header PayloadFromEncoded writes
+// for n records.
+func ArrayHeaderLen(n int) int {
+	switch {
+	case n < 16:
+		return 1
+	case n <= 0xffff:
+		return 3
+	}
+	return 5
+}
+
+type strField struct {
+	name string
+	get  func(*UsageRecord) *string
+}
+
+type decField struct {
+	name string
+	get  func(*UsageRecord) *Decimal
+}
+
+var strFields = []strField{
+	{"BillingAccountId", func(r *UsageRecord) *string { return &r.BillingAccountId }},
+	{"BillingAccountName", func(r *UsageRecord) *string { return &r.BillingAccountName }},
+	{"SubAccountId", func(r *UsageRecord) *string { return &r.SubAccountId }},
+	{"SubAccountName", func(r *UsageRecord) *string { return &r.SubAccountName }},
+	{"ProviderName", func(r *UsageRecord) *string { return &r.ProviderName }},
+	{"PublisherName", func(r *UsageRecord) *string { return &r.PublisherName }},
+	{"ServiceName", func(r *UsageRecord) *string { return &r.ServiceName }},
+	{"ServiceCategory", func(r *UsageRecord) *string { return &r.ServiceCategory }},
+	{"ChargeCategory", func(r *UsageRecord) *string { return &r.ChargeCategory }},
+	{"ChargeDescription", func(r *UsageRecord) *string { return &r.ChargeDescription }},
+	{"SkuId", func(r *UsageRecord) *string { return &r.SkuId }},
+	{"SkuPriceId", func(r *UsageRecord) *string { return &r.SkuPriceId }},
+	{"SkuMeter", func(r *UsageRecord) *string { return &r.SkuMeter }},
+	{"InvoiceId", func(r *UsageRecord) *string { return &r.InvoiceId }},
+	{"ResourceId", func(r *UsageRecord) *string { return &r.ResourceId }},
+	{"ResourceName", func(r *UsageRecord) *string { return &r.ResourceName }},
+	{"ResourceType", func(r *UsageRecord) *string { return &r.ResourceType }},
+	{"RegionId", func(r *UsageRecord) *string { return &r.RegionId }},
+	{"RegionName", func(r *UsageRecord) *string { return &r.RegionName }},
+	{"AvailabilityZone", func(r *UsageRecord) *string { return &r.AvailabilityZone }},
+	{"ConsumedUnit", func(r *UsageRecord) *string { return &r.ConsumedUnit }},
+	{"PricingUnit", func(r *UsageRecord) *string { return &r.PricingUnit }},
+	{"BillingCurrency", func(r *UsageRecord) *string { return &r.BillingCurrency }},
+}
+
+var decFields = []decField{
+	{"ConsumedQuantity", func(r *UsageRecord) *Decimal { return &r.ConsumedQuantity }},
+	{"PricingQuantity", func(r *UsageRecord) *Decimal { return &r.PricingQuantity }},
+	{"BilledCost", func(r *UsageRecord) *Decimal { return &r.BilledCost }},
+	{"EffectiveCost", func(r *UsageRecord) *Decimal { return &r.EffectiveCost }},
+	{"ListCost", func(r *UsageRecord) *Decimal { return &r.ListCost }},
+	{"ContractedCost", func(r *UsageRecord) *Decimal { return &r.ContractedCost }},
+}
+
+// Column kinds, for readers of other formats (CSV, JSON) that look columns
+// up by name.
+type ColumnKind int
+
+const (
+	ColUnknown ColumnKind = iota
+	ColString
+	ColDecimal
+	ColTime
+	ColTags
+	ColExt
+)
+
+var columnIndex = func() map[string]int {
+	m := map[string]int{}
+	for i, f := range strFields {
+		m[f.name] = i
+	}
+	for i, f := range decFields {
+		m[f.name] = 1000 + i
+	}
+	m["ChargePeriodStart"] = 2000
+	m["ChargePeriodEnd"] = 2001
+	m["Tags"] = 3000
+	return m
+}()
+
+// Columns lists every FOCUS column name a UsageRecord carries, in a stable
+// order (times, strings, decimals, Tags).
+func Columns() []string {
+	out := []string{"ChargePeriodStart", "ChargePeriodEnd"}
+	for _, f := range strFields {
+		out = append(out, f.name)
+	}
+	for _, f := range decFields {
+		out = append(out, f.name)
+	}
+	return append(out, "Tags")
+}
+
+// ColumnOf tells what kind of column name is ("x_" names are extension
+// columns).
+func ColumnOf(name string) ColumnKind {
+	if len(name) > 2 && name[:2] == "x_" {
+		return ColExt
+	}
+	i, ok := columnIndex[name]
+	switch {
+	case !ok:
+		return ColUnknown
+	case i < 1000:
+		return ColString
+	case i < 2000:
+		return ColDecimal
+	case i < 3000:
+		return ColTime
+	}
+	return ColTags
+}
+
+// SetString sets the string column name; it reports false if name is not a
+// string column.
+func (r *UsageRecord) SetString(name, v string) bool {
+	i, ok := columnIndex[name]
+	if !ok || i >= 1000 {
+		return false
+	}
+	*strFields[i].get(r) = v
+	return true
+}
+
+// SetDecimal sets the decimal column name.
+func (r *UsageRecord) SetDecimal(name string, v Decimal) bool {
+	i, ok := columnIndex[name]
+	if !ok || i < 1000 || i >= 2000 {
+		return false
+	}
+	*decFields[i-1000].get(r) = v
+	return true
+}
+
+// SetTime sets ChargePeriodStart or ChargePeriodEnd.
+func (r *UsageRecord) SetTime(name string, t time.Time) bool {
+	switch name {
+	case "ChargePeriodStart":
+		r.ChargePeriodStart = t
+	case "ChargePeriodEnd":
+		r.ChargePeriodEnd = t
+	default:
+		return false
+	}
+	return true
+}
+
+func encodeRecord(e *msgpack.Encoder, r *UsageRecord) error {
+	n := 0
+	if !r.ChargePeriodStart.IsZero() {
+		n++
+	}
+	if !r.ChargePeriodEnd.IsZero() {
+		n++
+	}
+	for _, f := range strFields {
+		if *f.get(r) != "" {
+			n++
+		}
+	}
+	for _, f := range decFields {
+		if f.get(r).IsSet() {
+			n++
+		}
+	}
+	if len(r.Tags) > 0 {
+		n++
+	}
+	n += len(r.Ext)
+	if err := e.EncodeMapLen(n); err != nil {
+		return err
+	}
+	if !r.ChargePeriodStart.IsZero() {
+		_ = e.EncodeString("ChargePeriodStart")
+		if err := e.EncodeTime(r.ChargePeriodStart.UTC()); err != nil {
+			return err
+		}
+	}
+	if !r.ChargePeriodEnd.IsZero() {
+		_ = e.EncodeString("ChargePeriodEnd")
+		if err := e.EncodeTime(r.ChargePeriodEnd.UTC()); err != nil {
+			return err
+		}
+	}
+	for _, f := range strFields {
+		if v := *f.get(r); v != "" {
+			_ = e.EncodeString(f.name)
+			if err := e.EncodeString(v); err != nil {
+				return err
+			}
+		}
+	}
+	for _, f := range decFields {
+		if v := f.get(r); v.IsSet() {
+			_ = e.EncodeString(f.name)
+			if err := e.EncodeString(v.s); err != nil {
+				return err
+			}
+		}
+	}
+	if len(r.Tags) > 0 {
+		_ = e.EncodeString("Tags")
+		if err := e.EncodeMapLen(len(r.Tags)); err != nil {
+			return err
+		}
+		for _, k := range sortedKeys(r.Tags) {
+			_ = e.EncodeString(k)
+			if err := e.EncodeString(r.Tags[k]); err != nil {
+				return err
+			}
+		}
+	}
+	for _, k := range sortedKeys(r.Ext) {
+		v := r.Ext[k]
+		_ = e.EncodeString("x_" + k)
+		var err error
+		switch v.Kind {
+		case ExtString:
+			err = e.EncodeString(v.Str)
+		case ExtInt:
+			err = e.EncodeInt(v.Int)
+		case ExtDecimal:
+			err = e.EncodeExtHeader(extDecimalType, len(v.Dec.s))
+			if err == nil {
+				_, err = e.Writer().Write([]byte(v.Dec.s))
+			}
+		default:
+			err = fmt.Errorf("x_%s: extension value has no kind", k)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DecodeError says which record and field of a payload could not be read.
+type DecodeError struct {
+	Record int
+	Field  string
+	Err    error
+}
+
+func (e *DecodeError) Error() string {
+	if e.Field == "" {
+		return fmt.Sprintf("record %d: %v", e.Record, e.Err)
+	}
+	return fmt.Sprintf("record %d: %s: %v", e.Record, e.Field, e.Err)
+}
+
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// DecodeRecords decodes a schema-1 payload, appending to dst.
+func DecodeRecords(dst []UsageRecord, data []byte) ([]UsageRecord, error) {
+	pd := decPool.Get().(*pooledDecoder)
+	defer decPool.Put(pd)
+	pd.r.Reset(data)
+	d := pd.d
+	n, err := d.DecodeArrayLen()
+	if err != nil {
+		return dst, fmt.Errorf("payload: %w", err)
+	}
+	if n < 0 || n > len(data) {
+		return dst, fmt.Errorf("payload: bad record count %d", n)
+	}
+	base := len(dst)
+	if cap(dst)-base < n {
+		nd := make([]UsageRecord, base, base+n)
+		copy(nd, dst)
+		dst = nd
+	}
+	dst = dst[:base+n]
+	for i := 0; i < n; i++ {
+		dst[base+i] = UsageRecord{}
+		if err := decodeRecord(d, &dst[base+i]); err != nil {
+			var de *DecodeError
+			if errors.As(err, &de) {
+				de.Record = i
+				return dst[:base], de
+			}
+			return dst[:base], &DecodeError{Record: i, Err: err}
+		}
+	}
+	if _, err := d.PeekCode(); err == nil {
+		return dst[:base], fmt.Errorf("payload: trailing bytes after %d records", n)
+	}
+	return dst, nil
+}
+
+type pooledDecoder struct {
+	r *bytes.Reader
+	d *msgpack.Decoder
+}
+
+var decPool = sync.Pool{New: func() any {
+	r := bytes.NewReader(nil)
+	return &pooledDecoder{r: r, d: msgpack.NewDecoder(r)}
+}}
+
+func decodeRecord(d *msgpack.Decoder, r *UsageRecord) error {
+	n, err := d.DecodeMapLen()
+	if err != nil {
+		return err
+	}
+	if n < 0 {
+		return errors.New("record is nil, want a map")
+	}
+	for j := 0; j < n; j++ {
+		key, err := d.DecodeString()
+		if err != nil {
+			return fmt.Errorf("key: %w", err)
+		}
+		if err := decodeField(d, r, key); err != nil {
+			return &DecodeError{Field: key, Err: err}
+		}
+	}
+	return nil
+}
+
+func decodeField(d *msgpack.Decoder, r *UsageRecord, key string) error {
+	if len(key) > 2 && key[0] == 'x' && key[1] == '_' {
+		return decodeExt(d, r, key[2:])
+	}
+	idx, ok := columnIndex[key]
+	if !ok {
+		return errors.New("unknown field")
+	}
+	switch {
+	case idx < 1000:
+		s, err := d.DecodeString()
+		if err != nil {
+			return err
+		}
+		*strFields[idx].get(r) = s
+	case idx < 2000:
+		s, err := d.DecodeString()
+		if err != nil {
+			return err
+		}
+		v, err := ParseDecimal(s)
+		if err != nil {
+			return err
+		}
+		*decFields[idx-1000].get(r) = v
+	case idx == 2000 || idx == 2001:
+		t, err := d.DecodeTime()
+		if err != nil {
+			return err
+		}
+		if idx == 2000 {
+			r.ChargePeriodStart = t.UTC()
+		} else {
+			r.ChargePeriodEnd = t.UTC()
+		}
+	case idx == 3000:
+		m, err := d.DecodeMapLen()
+		if err != nil {
+			return err
+		}
+		if m < 0 {
+			return nil
+		}
+		r.Tags = make(map[string]string, m)
+		for k := 0; k < m; k++ {
+			tk, err := d.DecodeString()
+			if err != nil {
+				return err
+			}
+			tv, err := d.DecodeString()
+			if err != nil {
+				return fmt.Errorf("tag %q: %w", tk, err)
+			}
+			r.Tags[tk] = tv
+		}
+	}
+	return nil
+}
+
+func decodeExt(d *msgpack.Decoder, r *UsageRecord, name string) error {
+	code, err := d.PeekCode()
+	if err != nil {
+		return err
+	}
+	var v ExtValue
+	switch {
+	case isStringCode(code):
+		s, err := d.DecodeString()
+		if err != nil {
+			return err
+		}
+		v = ExtStr(s)
+	case isExtCode(code):
+		typ, l, err := d.DecodeExtHeader()
+		if err != nil {
+			return err
+		}
+		if typ != extDecimalType {
+			return fmt.Errorf("unknown extension type %d", typ)
+		}
+		b := make([]byte, l)
+		if err := d.ReadFull(b); err != nil {
+			return err
+		}
+		dec, err := ParseDecimal(string(b))
+		if err != nil {
+			return err
+		}
+		v = ExtDec(dec)
+	default:
+		i, err := d.DecodeInt64()
+		if err != nil {
+			return fmt.Errorf("want a string, integer or decimal: %w", err)
+		}
+		v = ExtI(i)
+	}
+	if r.Ext == nil {
+		r.Ext = map[string]ExtValue{}
+	}
+	r.Ext[name] = v
+	return nil
+}
+
+func isStringCode(c byte) bool {
+	return (c >= 0xa0 && c <= 0xbf) || c == 0xd9 || c == 0xda || c == 0xdb
+}
+
+func isExtCode(c byte) bool {
+	return (c >= 0xd4 && c <= 0xd8) || c == 0xc7 || c == 0xc8 || c == 0xc9
+}
+
+// Header renders the metadata as NATS headers (with the schema version).
+func (m PartMeta) Header() nats.Header {
+	h := nats.Header{}
+	h.Set(HdrSchema, strconv.Itoa(SchemaVersion))
+	h.Set(HdrBatch, m.BatchID)
+	h.Set(HdrFeed, m.Feed)
+	h.Set(HdrSource, m.Source)
+	h.Set(HdrKind, string(m.Kind))
+	h.Set(HdrHour, m.Hour.UTC().Format(time.RFC3339))
+	h.Set(HdrRecords, strconv.Itoa(m.Records))
+	if m.Kind != KindSnapshotEnd {
+		h.Set(HdrPart, strconv.Itoa(m.Part))
+	}
+	if m.Kind == KindSnapshot || m.Kind == KindSnapshotEnd {
+		h.Set(HdrPeriod, m.Period.String())
+		h.Set(HdrGeneration, strconv.FormatInt(m.Generation, 10))
+	}
+	if m.Kind == KindSnapshotEnd {
+		h.Set(HdrParts, strconv.Itoa(m.Parts))
+	}
+	h.Set(HdrMsgID, m.MsgID())
+	return h
+}
+
+// ParseMeta reads the metadata from NATS headers. It fails with
+// ErrNewerSchema for parts written by a newer version, and names the header
+// for anything missing or malformed.
+func ParseMeta(h nats.Header) (PartMeta, error) {
+	var m PartMeta
+	sv := h.Get(HdrSchema)
+	if sv == "" {
+		return m, fmt.Errorf("header %s missing: not a usagefleet part", HdrSchema)
+	}
+	v, err := strconv.Atoi(sv)
+	if err != nil || v < 1 {
+		return m, fmt.Errorf("header %s: %q is not a schema version", HdrSchema, sv)
+	}
+	if v > SchemaVersion {
+		return m, fmt.Errorf("header %s: version %d, this reader knows up to %d (upgrade usagefleet): %w", HdrSchema, v, SchemaVersion, ErrNewerSchema)
+	}
+	m.Schema = v
+	m.BatchID = h.Get(HdrBatch)
+	m.Feed = h.Get(HdrFeed)
+	m.Source = h.Get(HdrSource)
+	m.Kind = Kind(h.Get(HdrKind))
+	if m.BatchID == "" {
+		return m, fmt.Errorf("header %s missing", HdrBatch)
+	}
+	if !ValidToken(m.Source) {
+		return m, fmt.Errorf("header %s: %q is not a valid source", HdrSource, m.Source)
+	}
+	if !ValidToken(m.Feed) {
+		return m, fmt.Errorf("header %s: %q is not a valid feed", HdrFeed, m.Feed)
+	}
+	if m.Hour, err = time.Parse(time.RFC3339, h.Get(HdrHour)); err != nil {
+		return m, fmt.Errorf("header %s: %v", HdrHour, err)
+	}
+	m.Hour = m.Hour.UTC()
+	if m.Records, err = strconv.Atoi(h.Get(HdrRecords)); err != nil || m.Records < 0 {
+		return m, fmt.Errorf("header %s: %q is not a record count", HdrRecords, h.Get(HdrRecords))
+	}
+	switch m.Kind {
+	case KindAppend, KindSnapshot:
+		if m.Part, err = strconv.Atoi(h.Get(HdrPart)); err != nil || m.Part < 1 {
+			return m, fmt.Errorf("header %s: %q is not a part number", HdrPart, h.Get(HdrPart))
+		}
+	case KindSnapshotEnd:
+		if m.Parts, err = strconv.Atoi(h.Get(HdrParts)); err != nil || m.Parts < 0 {
+			return m, fmt.Errorf("header %s: %q is not a part count", HdrParts, h.Get(HdrParts))
+		}
+	default:
+		return m, fmt.Errorf("header %s: unknown kind %q", HdrKind, m.Kind)
+	}
+	if m.Kind != KindAppend {
+		if m.Period, err = ParsePeriod(h.Get(HdrPeriod)); err != nil {
+			return m, fmt.Errorf("header %s: %v", HdrPeriod, err)
+		}
+		if m.Generation, err = strconv.ParseInt(h.Get(HdrGeneration), 10, 64); err != nil || m.Generation < 1 {
+			return m, fmt.Errorf("header %s: %q is not a generation", HdrGeneration, h.Get(HdrGeneration))
+		}
+	}
+	return m, nil
+}
+
+// DecodePart decodes a stored message: headers, then payload. The record
+// count must match the header.
+func DecodePart(h nats.Header, data []byte) (Part, error) {
+	m, err := ParseMeta(h)
+	if err != nil {
+		return Part{}, err
+	}
+	p := Part{Meta: m}
+	if m.Kind == KindSnapshotEnd {
+		return p, nil
+	}
+	p.Records, err = DecodeRecords(nil, data)
+	if err != nil {
+		return Part{}, err
+	}
+	if len(p.Records) != m.Records {
+		return Part{}, fmt.Errorf("payload has %d records, header %s says %d", len(p.Records), HdrRecords, m.Records)
+	}
+	return p, nil
+}

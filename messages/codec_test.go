@@ -1,0 +1,228 @@
+package messages
+
+import (
+	"encoding/hex"
+	"errors"
+	"flag"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func sampleRecord() UsageRecord {
+	start := time.Date(2024, 8, 16, 13, 0, 0, 0, time.UTC)
+	return UsageRecord{
+		ChargePeriodStart: start,
+		ChargePeriodEnd:   start.Add(time.Hour),
+		BillingAccountId:  "acct-1",
+		SubAccountId:      "sub-9",
+		ProviderName:      "Acme Cloud",
+		ServiceName:       "Compute",
+		ChargeCategory:    "Usage",
+		SkuId:             "SKU-1",
+		ResourceId:        "vm/i-123",
+		RegionId:          "eu-west-1",
+		ConsumedQuantity:  MustDecimal("3.000001"),
+		ConsumedUnit:      "Hours",
+		BilledCost:        MustDecimal("12.345678901234567890123"),
+		EffectiveCost:     MustDecimal("-0.5"),
+		BillingCurrency:   "USD",
+		Tags:              map[string]string{"team": "billing", "env": "prod"},
+		Ext: map[string]ExtValue{
+			"Project": ExtStr("apollo"),
+			"Cores":   ExtI(8),
+			"Rate":    ExtDec(MustDecimal("0.000125")),
+		},
+	}
+}
+
+func TestGoldenEncoding(t *testing.T) {
+	recs := []UsageRecord{sampleRecord(), {ChargePeriodStart: time.Date(2024, 8, 16, 13, 5, 0, 0, time.UTC), BilledCost: MustDecimal("0"), BillingCurrency: "EUR"}}
+	got, err := EncodeRecords(nil, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := "testdata/records.v1.hex"
+	if *update {
+		if err := os.WriteFile(path, []byte(hex.Dump(got)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./messages -update to create it)", err)
+	}
+	if hex.Dump(got) != string(want) {
+		t.Fatalf("encoding changed: a change to schema %d breaks readers; bump SchemaVersion instead.\ngot:\n%s", SchemaVersion, hex.Dump(got))
+	}
+	// The golden bytes must decode back to the same records.
+	back, err := DecodeRecords(nil, got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, recs) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", back, recs)
+	}
+}
+
+func TestEncodeRecordMatchesEncodeRecords(t *testing.T) {
+	recs := []UsageRecord{sampleRecord(), sampleRecord()}
+	recs[1].BilledCost = MustDecimal("1")
+	whole, err := EncodeRecords(nil, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parts [][]byte
+	for i := range recs {
+		b, err := EncodeRecord(nil, &recs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts = append(parts, b)
+	}
+	if got := PayloadFromEncoded(nil, parts); string(got) != string(whole) {
+		t.Fatal("PayloadFromEncoded differs from EncodeRecords")
+	}
+	for _, n := range []int{0, 15, 16, 65535, 65536} {
+		got := PayloadFromEncoded(nil, make([][]byte, n))
+		if len(got) != ArrayHeaderLen(n) {
+			t.Errorf("n=%d: header %d bytes, ArrayHeaderLen says %d", n, len(got), ArrayHeaderLen(n))
+		}
+	}
+}
+
+func TestPartHeadersRoundTrip(t *testing.T) {
+	hour := time.Date(2024, 8, 16, 13, 0, 0, 0, time.UTC)
+	period := Period{Start: hour.Add(-13 * time.Hour), End: hour.Add(11 * time.Hour)}
+	metas := []PartMeta{
+		{Schema: 1, BatchID: "b-1", Part: 3, Feed: "cloud", Source: "svc", Kind: KindAppend, Hour: hour, Records: 2},
+		{Schema: 1, BatchID: "b-2", Part: 1, Feed: "cloud", Source: "acronis", Kind: KindSnapshot, Hour: hour, Period: period, Generation: 7, Records: 2},
+		{Schema: 1, BatchID: "b-2", Feed: "cloud", Source: "acronis", Kind: KindSnapshotEnd, Hour: hour, Period: period, Generation: 7, Parts: 4},
+	}
+	for _, m := range metas {
+		got, err := ParseMeta(m.Header())
+		if err != nil {
+			t.Fatalf("%s: %v", m.Kind, err)
+		}
+		if got != m {
+			t.Fatalf("%s:\n got %+v\nwant %+v", m.Kind, got, m)
+		}
+	}
+	if metas[0].MsgID() != "b-1/3" {
+		t.Fatalf("msg id %q", metas[0].MsgID())
+	}
+}
+
+func TestParseMetaErrors(t *testing.T) {
+	good := PartMeta{BatchID: "b", Part: 1, Feed: "f", Source: "s", Kind: KindAppend, Hour: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC), Records: 1}.Header()
+	tests := []struct {
+		name, key, value, want string
+		newer                  bool
+	}{
+		{"no schema", HdrSchema, "", "Usage-Schema missing", false},
+		{"newer schema", HdrSchema, "2", "version 2, this reader knows up to 1", true},
+		{"bad schema", HdrSchema, "x", "is not a schema version", false},
+		{"bad part", HdrPart, "0", "Usage-Part", false},
+		{"bad kind", HdrKind, "delta", "unknown kind", false},
+		{"bad source", HdrSource, "a.b", "not a valid source", false},
+		{"bad hour", HdrHour, "yesterday", "Usage-Hour", false},
+	}
+	for _, tt := range tests {
+		h := nats.Header{}
+		for k, v := range good {
+			h[k] = append([]string(nil), v...)
+		}
+		if tt.value == "" {
+			h.Del(tt.key)
+		} else {
+			h.Set(tt.key, tt.value)
+		}
+		_, err := ParseMeta(h)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: err %v, want it to contain %q", tt.name, err, tt.want)
+		}
+		if errors.Is(err, ErrNewerSchema) != tt.newer {
+			t.Errorf("%s: errors.Is(ErrNewerSchema) = %v", tt.name, !tt.newer)
+		}
+	}
+}
+
+func TestDecodePartChecksCount(t *testing.T) {
+	recs := []UsageRecord{sampleRecord()}
+	payload, _ := EncodeRecords(nil, recs)
+	m := PartMeta{BatchID: "b", Part: 1, Feed: "f", Source: "s", Kind: KindAppend, Hour: time.Date(2024, 8, 16, 13, 0, 0, 0, time.UTC), Records: 2}
+	if _, err := DecodePart(m.Header(), payload); err == nil || !strings.Contains(err.Error(), "header Usage-Records says 2") {
+		t.Fatalf("err = %v", err)
+	}
+	m.Records = 1
+	p, err := DecodePart(m.Header(), payload)
+	if err != nil || len(p.Records) != 1 {
+		t.Fatalf("DecodePart = %v, %v", p, err)
+	}
+}
+
+func TestDecodeRecordsErrorsNameRecordAndField(t *testing.T) {
+	recs := []UsageRecord{sampleRecord(), sampleRecord()}
+	payload, _ := EncodeRecords(nil, recs)
+	// Corrupt the second record's BilledCost value into a non-decimal.
+	s := string(payload)
+	i := strings.LastIndex(s, "12.345678901234567890123")
+	bad := []byte(s[:i] + "12.34567890123456789012x" + s[i+24:])
+	_, err := DecodeRecords(nil, bad)
+	var de *DecodeError
+	if !errors.As(err, &de) || de.Record != 1 || de.Field != "BilledCost" {
+		t.Fatalf("err = %v, want record 1 field BilledCost", err)
+	}
+	if _, err := DecodeRecords(nil, append(payload, 0xc0)); err == nil {
+		t.Fatal("trailing bytes accepted")
+	}
+}
+
+func FuzzDecodeRecords(f *testing.F) {
+	good, _ := EncodeRecords(nil, []UsageRecord{sampleRecord()})
+	f.Add(good)
+	f.Add([]byte{0x91, 0x80})
+	f.Add([]byte{0xdd, 0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		recs, err := DecodeRecords(nil, data)
+		if err != nil {
+			return
+		}
+		// Whatever decodes must re-encode and decode to the same records.
+		again, err := EncodeRecords(nil, recs)
+		if err != nil {
+			t.Fatalf("re-encode: %v", err)
+		}
+		back, err := DecodeRecords(nil, again)
+		if err != nil {
+			t.Fatalf("decode of re-encoded: %v", err)
+		}
+		if len(back) != len(recs) {
+			t.Fatalf("%d records became %d", len(recs), len(back))
+		}
+		for i := range recs {
+			if !recordsEqual(&recs[i], &back[i]) {
+				t.Fatalf("record %d changed:\n%+v\n%+v", i, recs[i], back[i])
+			}
+		}
+	})
+}
+
+func recordsEqual(a, b *UsageRecord) bool {
+	if !a.ChargePeriodStart.Equal(b.ChargePeriodStart) || !a.ChargePeriodEnd.Equal(b.ChargePeriodEnd) {
+		return false
+	}
+	ac, bc := *a, *b
+	ac.ChargePeriodStart, bc.ChargePeriodStart = time.Time{}, time.Time{}
+	ac.ChargePeriodEnd, bc.ChargePeriodEnd = time.Time{}, time.Time{}
+	if len(ac.Tags) == 0 && len(bc.Tags) == 0 {
+		ac.Tags, bc.Tags = nil, nil
+	}
+	return reflect.DeepEqual(ac, bc)
+}

@@ -1,0 +1,320 @@
+package messages
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/bits"
+	"strings"
+
+	"github.com/shopspring/decimal"
+)
+
+// Decimal is an exact decimal number held in plain notation ("12.50",
+// "-0.0003"), the way it travels on the wire and in every billing API's JSON.
+// The zero value is "not set", which differs from zero: a record without a
+// cost is not a record that cost nothing. Arithmetic goes through Big.
+//
+// ParseDecimal accepts exponent form and other spellings and normalises them,
+// so a Decimal never holds an exponent, a leading '+', needless leading
+// zeros, or "-0". Trailing fraction zeros are kept: they are the publisher's
+// stated precision.
+type Decimal struct{ s string }
+
+// maxDecimalLen bounds what a decimal may expand to (an exponent of 1e9 would
+// otherwise become a billion digits).
+const maxDecimalLen = 80
+
+// ErrNotDecimal is wrapped by every parse failure.
+var ErrNotDecimal = errors.New("not a decimal number")
+
+// ParseDecimal parses s. It accepts an optional sign, digits with an optional
+// fraction, and an optional exponent; it rejects blanks, NaN and Inf.
+func ParseDecimal(s string) (Decimal, error) {
+	if isCanonical(s) {
+		return Decimal{s}, nil
+	}
+	t := strings.TrimPrefix(s, "+")
+	if t == "" || len(s) > maxDecimalLen {
+		return Decimal{}, fmt.Errorf("%q: %w", s, ErrNotDecimal)
+	}
+	// Validate the grammar ourselves: shopspring accepts forms we do not want.
+	i := 0
+	if t[0] == '-' {
+		i++
+	}
+	digits := 0
+	for i < len(t) && t[i] >= '0' && t[i] <= '9' {
+		i++
+		digits++
+	}
+	if i < len(t) && t[i] == '.' {
+		i++
+		for i < len(t) && t[i] >= '0' && t[i] <= '9' {
+			i++
+			digits++
+		}
+	}
+	if digits == 0 {
+		return Decimal{}, fmt.Errorf("%q: %w", s, ErrNotDecimal)
+	}
+	if i < len(t) && (t[i] == 'e' || t[i] == 'E') {
+		i++
+		if i < len(t) && (t[i] == '+' || t[i] == '-') {
+			i++
+		}
+		start := i
+		for i < len(t) && t[i] >= '0' && t[i] <= '9' {
+			i++
+		}
+		if i == start || i-start > 2 {
+			return Decimal{}, fmt.Errorf("%q: exponent missing or too large: %w", s, ErrNotDecimal)
+		}
+	}
+	if i != len(t) {
+		return Decimal{}, fmt.Errorf("%q: %w", s, ErrNotDecimal)
+	}
+	d, err := decimal.NewFromString(t)
+	if err != nil {
+		return Decimal{}, fmt.Errorf("%q: %w", s, ErrNotDecimal)
+	}
+	return FromBig(d), nil
+}
+
+// MustDecimal is ParseDecimal for constants; it panics on a bad literal.
+func MustDecimal(s string) Decimal {
+	d, err := ParseDecimal(s)
+	if err != nil {
+		panic(err)
+	}
+	return d
+}
+
+// FromBig converts an arbitrary-precision decimal to plain notation.
+func FromBig(d decimal.Decimal) Decimal {
+	s := d.String()
+	if d.Exponent() < 0 {
+		// Keep the scale the value carries ("1.50" stays "1.50").
+		s = d.StringFixed(-d.Exponent())
+	}
+	if s == "-0" {
+		s = "0"
+	}
+	return Decimal{s}
+}
+
+// DecimalFromInt returns the integer i.
+func DecimalFromInt(i int64) Decimal { return FromBig(decimal.NewFromInt(i)) }
+
+// IsSet reports whether the value is present.
+func (d Decimal) IsSet() bool { return d.s != "" }
+
+// String returns plain notation, or "" when not set.
+func (d Decimal) String() string { return d.s }
+
+// Big returns the value as an arbitrary-precision decimal (zero when unset).
+func (d Decimal) Big() decimal.Decimal {
+	if d.s == "" {
+		return decimal.Zero
+	}
+	v, err := decimal.NewFromString(d.s)
+	if err != nil { // cannot happen: d.s was validated
+		panic(fmt.Sprintf("messages: invalid Decimal %q", d.s))
+	}
+	return v
+}
+
+// IsNegative reports whether the value is below zero.
+func (d Decimal) IsNegative() bool { return strings.HasPrefix(d.s, "-") }
+
+// Equal compares numerically ("1.50" equals "1.5").
+func (d Decimal) Equal(o Decimal) bool {
+	if d.s == o.s {
+		return true
+	}
+	return d.IsSet() == o.IsSet() && d.Big().Equal(o.Big())
+}
+
+// MarshalText implements encoding.TextMarshaler (JSON strings, YAML).
+func (d Decimal) MarshalText() ([]byte, error) { return []byte(d.s), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Decimal) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*d = Decimal{}
+		return nil
+	}
+	v, err := ParseDecimal(string(b))
+	if err != nil {
+		return err
+	}
+	*d = v
+	return nil
+}
+
+// isCanonical is the allocation-free fast path: -?(0|[1-9]\d*)(\.\d+)? and
+// not a negative zero.
+func isCanonical(s string) bool {
+	if s == "" || len(s) > maxDecimalLen {
+		return false
+	}
+	i := 0
+	neg := s[0] == '-'
+	if neg {
+		i++
+	}
+	if i >= len(s) {
+		return false
+	}
+	nonzero := false
+	if s[i] == '0' {
+		i++
+	} else {
+		start := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		if i == start {
+			return false
+		}
+		nonzero = true
+	}
+	if i < len(s) {
+		if s[i] != '.' {
+			return false
+		}
+		i++
+		start := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			if s[i] != '0' {
+				nonzero = true
+			}
+			i++
+		}
+		if i == start || i != len(s) {
+			return false
+		}
+	}
+	return !neg || nonzero
+}
+
+// Sum adds decimals exactly. It keeps an int64 mantissa while the values fit
+// (the common case for money) and falls back to arbitrary precision when they
+// do not, so summing a million costs does not allocate a million big.Ints.
+// The zero value is an empty sum (0).
+type Sum struct {
+	mant  int64
+	scale int32
+	big   *decimal.Decimal
+}
+
+var pow10 = [...]int64{1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18}
+
+// Add adds d (an unset d adds nothing).
+func (s *Sum) Add(d Decimal) {
+	if d.s == "" {
+		return
+	}
+	if s.big == nil {
+		if m, sc, ok := smallParse(d.s); ok && s.addSmall(m, sc) {
+			return
+		}
+		b := s.bigValue()
+		s.big = &b
+	}
+	v := s.big.Add(d.Big())
+	s.big = &v
+}
+
+// AddSum adds another sum.
+func (s *Sum) AddSum(o Sum) { s.Add(o.Decimal()) }
+
+func (s *Sum) addSmall(m int64, sc int32) bool {
+	a, as := s.mant, s.scale
+	// Bring both to the larger scale.
+	for as < sc {
+		if !mulOK(&a, 10) {
+			return false
+		}
+		as++
+	}
+	for sc < as {
+		if !mulOK(&m, 10) {
+			return false
+		}
+		sc++
+	}
+	r := a + m
+	if (a > 0 && m > 0 && r < 0) || (a < 0 && m < 0 && r >= 0) {
+		return false
+	}
+	s.mant, s.scale = r, as
+	return true
+}
+
+func mulOK(v *int64, k int64) bool {
+	x := *v
+	neg := x < 0
+	if neg {
+		if x == math.MinInt64 {
+			return false
+		}
+		x = -x
+	}
+	hi, lo := bits.Mul64(uint64(x), uint64(k))
+	if hi != 0 || lo > math.MaxInt64 {
+		return false
+	}
+	if neg {
+		*v = -int64(lo)
+	} else {
+		*v = int64(lo)
+	}
+	return true
+}
+
+// smallParse reads a canonical decimal with at most 18 digits.
+func smallParse(s string) (int64, int32, bool) {
+	var m int64
+	var sc int32
+	neg := false
+	i := 0
+	if s[0] == '-' {
+		neg = true
+		i++
+	}
+	digits := 0
+	frac := false
+	for ; i < len(s); i++ {
+		c := s[i]
+		if c == '.' {
+			frac = true
+			continue
+		}
+		digits++
+		if digits > 18 {
+			return 0, 0, false
+		}
+		m = m*10 + int64(c-'0')
+		if frac {
+			sc++
+		}
+	}
+	if neg {
+		m = -m
+	}
+	return m, sc, true
+}
+
+func (s *Sum) bigValue() decimal.Decimal {
+	if s.big != nil {
+		return *s.big
+	}
+	return decimal.New(s.mant, -s.scale)
+}
+
+// Decimal returns the total.
+func (s Sum) Decimal() Decimal { return FromBig(s.bigValue()) }
+
+// Big returns the total as an arbitrary-precision decimal.
+func (s Sum) Big() decimal.Decimal { return s.bigValue() }

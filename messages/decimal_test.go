@@ -1,0 +1,110 @@
+package messages
+
+import (
+	"errors"
+	"math/rand"
+	"strconv"
+	"testing"
+
+	"github.com/shopspring/decimal"
+)
+
+func TestParseDecimal(t *testing.T) {
+	tests := []struct {
+		in, want string
+		bad      bool
+	}{
+		{in: "12", want: "12"},
+		{in: "12.50", want: "12.50"},
+		{in: "-0.0003", want: "-0.0003"},
+		{in: "0", want: "0"},
+		{in: "+7", want: "7"},
+		{in: "007.5", want: "7.5"},
+		{in: "-0", want: "0"},
+		{in: "-0.00", want: "0.00"},
+		{in: ".5", want: "0.5"},
+		{in: "1.", want: "1"},
+		{in: "1e3", want: "1000"},
+		{in: "1.5E-3", want: "0.0015"},
+		{in: "-2.50e1", want: "-25.0"},
+		{in: "", bad: true},
+		{in: "-", bad: true},
+		{in: ".", bad: true},
+		{in: "NaN", bad: true},
+		{in: "Inf", bad: true},
+		{in: "1,5", bad: true},
+		{in: " 1", bad: true},
+		{in: "1e", bad: true},
+		{in: "1e999", bad: true},
+		{in: "0x10", bad: true},
+		{in: "1_000", bad: true},
+	}
+	for _, tt := range tests {
+		got, err := ParseDecimal(tt.in)
+		if tt.bad {
+			if err == nil || !errors.Is(err, ErrNotDecimal) {
+				t.Errorf("ParseDecimal(%q) = %q, %v; want ErrNotDecimal", tt.in, got, err)
+			}
+			continue
+		}
+		if err != nil || got.String() != tt.want {
+			t.Errorf("ParseDecimal(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestDecimalUnsetDiffersFromZero(t *testing.T) {
+	var unset Decimal
+	zero := MustDecimal("0")
+	if unset.IsSet() || !zero.IsSet() {
+		t.Fatal("unset and zero must differ")
+	}
+	if unset.Equal(zero) {
+		t.Fatal("unset must not equal zero")
+	}
+	if !MustDecimal("1.50").Equal(MustDecimal("1.5")) {
+		t.Fatal("1.50 must equal 1.5 numerically")
+	}
+}
+
+// TestSumMatchesBigDecimal checks the int64 fast path against shopspring on
+// random money, including values that overflow int64 and force the fallback.
+func TestSumMatchesBigDecimal(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	for round := 0; round < 200; round++ {
+		var s Sum
+		want := decimal.Zero
+		n := rng.Intn(500)
+		for i := 0; i < n; i++ {
+			var lit string
+			switch rng.Intn(5) {
+			case 0: // huge: forces the big path
+				lit = strconv.FormatInt(rng.Int63(), 10) + strconv.FormatInt(rng.Int63(), 10) + "." + strconv.Itoa(rng.Intn(1000))
+			case 1:
+				lit = "-" + strconv.Itoa(rng.Intn(100000)) + "." + strconv.Itoa(rng.Intn(1e6))
+			default:
+				lit = strconv.Itoa(rng.Intn(1000)) + "." + strconv.Itoa(rng.Intn(1e9))
+			}
+			d := MustDecimal(lit)
+			s.Add(d)
+			want = want.Add(decimal.RequireFromString(lit))
+		}
+		if !s.Big().Equal(want) {
+			t.Fatalf("round %d: sum %s, want %s", round, s.Decimal(), want)
+		}
+	}
+}
+
+func TestSumKeepsScale(t *testing.T) {
+	var s Sum
+	s.Add(MustDecimal("1.50"))
+	s.Add(MustDecimal("2"))
+	s.Add(Decimal{})
+	if got := s.Decimal().String(); got != "3.50" {
+		t.Fatalf("sum = %s, want 3.50", got)
+	}
+	var empty Sum
+	if got := empty.Decimal().String(); got != "0" {
+		t.Fatalf("empty sum = %q, want 0", got)
+	}
+}

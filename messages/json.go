@@ -1,0 +1,275 @@
+package messages
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// The JSON form of a UsageRecord is a flat object keyed by FOCUS column
+// names: times in RFC 3339 UTC, decimals as strings in plain notation, Tags
+// an object of strings, extension columns as "x_<Name>" (a JSON string, an
+// integer, or for decimals a string: see UnmarshalJSON). Unset fields are
+// left out. It is what NDJSON and JSON-array input files hold and what the
+// webhook destination sends.
+
+// AppendJSON appends the JSON object of r to dst without reflection.
+func (r *UsageRecord) AppendJSON(dst []byte) []byte {
+	dst = append(dst, '{')
+	first := true
+	key := func(k string) {
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		dst = append(dst, '"')
+		dst = append(dst, k...)
+		dst = append(dst, '"', ':')
+	}
+	if !r.ChargePeriodStart.IsZero() {
+		key("ChargePeriodStart")
+		dst = appendTime(dst, r.ChargePeriodStart)
+	}
+	if !r.ChargePeriodEnd.IsZero() {
+		key("ChargePeriodEnd")
+		dst = appendTime(dst, r.ChargePeriodEnd)
+	}
+	for _, f := range strFields {
+		if v := *f.get(r); v != "" {
+			key(f.name)
+			dst = AppendJSONString(dst, v)
+		}
+	}
+	for _, f := range decFields {
+		if v := f.get(r); v.IsSet() {
+			key(f.name)
+			dst = append(dst, '"')
+			dst = append(dst, v.s...)
+			dst = append(dst, '"')
+		}
+	}
+	if len(r.Tags) > 0 {
+		key("Tags")
+		dst = append(dst, '{')
+		for i, k := range sortedKeys(r.Tags) {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = AppendJSONString(dst, k)
+			dst = append(dst, ':')
+			dst = AppendJSONString(dst, r.Tags[k])
+		}
+		dst = append(dst, '}')
+	}
+	for _, k := range sortedKeys(r.Ext) {
+		v := r.Ext[k]
+		key("x_" + k)
+		switch v.Kind {
+		case ExtInt:
+			dst = strconv.AppendInt(dst, v.Int, 10)
+		case ExtDecimal:
+			dst = append(dst, '"')
+			dst = append(dst, v.Dec.s...)
+			dst = append(dst, '"')
+		default:
+			dst = AppendJSONString(dst, v.Str)
+		}
+	}
+	return append(dst, '}')
+}
+
+func appendTime(dst []byte, t time.Time) []byte {
+	dst = append(dst, '"')
+	dst = t.UTC().AppendFormat(dst, time.RFC3339Nano)
+	return append(dst, '"')
+}
+
+// MarshalJSON implements json.Marshaler.
+func (r UsageRecord) MarshalJSON() ([]byte, error) { return r.AppendJSON(nil), nil }
+
+// UnmarshalJSON implements json.Unmarshaler. Unknown columns are errors (a
+// misspelt "BilledCosts" must not vanish). A decimal extension column is
+// written as a string and read back as a string column: JSON cannot tell
+// them apart, so x_ strings that are decimals stay strings; integers become
+// ExtInt, and non-integral numbers become ExtDecimal.
+func (r *UsageRecord) UnmarshalJSON(b []byte) error {
+	var raw map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&raw); err != nil {
+		return err
+	}
+	*r = UsageRecord{}
+	for _, k := range sortedKeys(raw) {
+		if err := r.SetJSONField(k, raw[k]); err != nil {
+			return &FieldError{Index: -1, Field: k, Problem: err.Error()}
+		}
+	}
+	return nil
+}
+
+// SetJSONField sets one column from its JSON value (null leaves it unset).
+func (r *UsageRecord) SetJSONField(k string, v json.RawMessage) error {
+	if string(v) == "null" {
+		return nil
+	}
+	switch ColumnOf(k) {
+	case ColString:
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return fmt.Errorf("want a string, got %s", clip(v))
+		}
+		r.SetString(k, s)
+	case ColDecimal:
+		var s string
+		if len(v) > 0 && v[0] == '"' {
+			if err := json.Unmarshal(v, &s); err != nil {
+				return err
+			}
+		} else {
+			s = string(v) // a JSON number: its literal text, never float64
+		}
+		if s == "" {
+			return nil
+		}
+		d, err := ParseDecimal(s)
+		if err != nil {
+			return err
+		}
+		r.SetDecimal(k, d)
+	case ColTime:
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return fmt.Errorf("want an RFC 3339 time string, got %s", clip(v))
+		}
+		if s == "" {
+			return nil
+		}
+		t, err := ParseTime(s)
+		if err != nil {
+			return err
+		}
+		r.SetTime(k, t)
+	case ColTags:
+		var m map[string]string
+		if err := json.Unmarshal(v, &m); err != nil {
+			return fmt.Errorf("want an object of strings, got %s", clip(v))
+		}
+		if len(m) > 0 {
+			r.Tags = m
+		}
+	case ColExt:
+		name := k[2:]
+		var ev ExtValue
+		switch {
+		case v[0] == '"':
+			var s string
+			if err := json.Unmarshal(v, &s); err != nil {
+				return err
+			}
+			ev = ExtStr(s)
+		default:
+			lit := string(v)
+			if i, err := strconv.ParseInt(lit, 10, 64); err == nil {
+				ev = ExtI(i)
+			} else if d, err := ParseDecimal(lit); err == nil {
+				ev = ExtDec(d)
+			} else {
+				return fmt.Errorf("want a string or a number, got %s", clip(v))
+			}
+		}
+		if r.Ext == nil {
+			r.Ext = map[string]ExtValue{}
+		}
+		r.Ext[name] = ev
+	default:
+		return fmt.Errorf("unknown column (FOCUS names are case-sensitive; extension columns start with x_)")
+	}
+	return nil
+}
+
+// ParseTime reads an RFC 3339 time (with or without fraction) and returns
+// it in UTC. It also accepts "2006-01-02 15:04:05" and a bare date, both
+// taken as UTC, because FOCUS exports use them.
+func ParseTime(s string) (time.Time, error) {
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02 15:04:05", "2006-01-02T15:04:05", "2006-01-02"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time", s)
+}
+
+func clip(b []byte) string {
+	if len(b) > 40 {
+		return string(b[:40]) + "…"
+	}
+	return string(b)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// AppendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD.
+func AppendJSONString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	if len(m) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

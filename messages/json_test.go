@@ -1,0 +1,80 @@
+package messages
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestRecordJSONRoundTrip(t *testing.T) {
+	r := sampleRecord()
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !json.Valid(b) {
+		t.Fatalf("invalid JSON: %s", b)
+	}
+	for _, want := range []string{`"BilledCost":"12.345678901234567890123"`, `"x_Cores":8`, `"x_Rate":"0.000125"`, `"Tags":{"env":"prod","team":"billing"}`, `"ChargePeriodStart":"2024-08-16T13:00:00Z"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("JSON lacks %s: %s", want, b)
+		}
+	}
+	var back UsageRecord
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	// x_Rate comes back as a string column: JSON cannot tell a decimal string
+	// from a string (documented).
+	r.Ext["Rate"] = ExtStr("0.000125")
+	if !recordsEqual(&r, &back) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", back, r)
+	}
+}
+
+func TestRecordJSONNumbersAreExact(t *testing.T) {
+	var r UsageRecord
+	err := json.Unmarshal([]byte(`{"ChargePeriodStart":"2024-08-16T13:00:00Z","BilledCost":0.1000000000000000055511151231257827,"x_Weight":2.5}`), &r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.BilledCost.String() != "0.1000000000000000055511151231257827" {
+		t.Fatalf("BilledCost = %s: a JSON number must not pass through float64", r.BilledCost)
+	}
+	if r.Ext["Weight"].Kind != ExtDecimal || r.Ext["Weight"].Dec.String() != "2.5" {
+		t.Fatalf("x_Weight = %+v", r.Ext["Weight"])
+	}
+}
+
+func TestRecordJSONErrors(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{`{"BilledCosts":"1"}`, "BilledCosts: unknown column"},
+		{`{"BilledCost":"1e"}`, "BilledCost:"},
+		{`{"ChargePeriodStart":"last tuesday"}`, "ChargePeriodStart:"},
+		{`{"ServiceName":3}`, "ServiceName: want a string"},
+		{`{"Tags":{"a":1}}`, "Tags: want an object of strings"},
+	}
+	for _, tt := range tests {
+		var r UsageRecord
+		err := json.Unmarshal([]byte(tt.in), &r)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: err %v, want %q", tt.in, err, tt.want)
+		}
+	}
+}
+
+func TestAppendJSONStringEscapes(t *testing.T) {
+	for _, s := range []string{"plain", "quote\"back\\slash", "ctl\x01\n\t", "<html>&", "bad\xffutf8", "line\u2028sep", "日本"} {
+		got := AppendJSONString(nil, s)
+		var back string
+		if err := json.Unmarshal(got, &back); err != nil {
+			t.Fatalf("%q -> %s: %v", s, got, err)
+		}
+		want, _ := json.Marshal(s)
+		var wantBack string
+		_ = json.Unmarshal(want, &wantBack)
+		if back != wantBack {
+			t.Errorf("%q: got %q want %q", s, back, wantBack)
+		}
+	}
+}

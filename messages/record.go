@@ -1,0 +1,116 @@
+package messages
+
+import (
+	"fmt"
+	"time"
+)
+
+// UsageRecord is one usage or billing line. Field names follow the FinOps
+// FOCUS 1.x columns, so a FOCUS export can be published as it is. A raw
+// metered event fills what it knows (a time, an account, a SKU or meter and a
+// quantity); a rated line item carries costs too.
+//
+// Quantities and costs are exact Decimals; an unset Decimal means "absent",
+// which destinations treat differently from zero.
+type UsageRecord struct {
+	// When. ChargePeriodStart is required.
+	ChargePeriodStart time.Time
+	ChargePeriodEnd   time.Time
+
+	// Who.
+	BillingAccountId   string
+	BillingAccountName string
+	SubAccountId       string
+	SubAccountName     string
+
+	// What.
+	ProviderName      string
+	PublisherName     string
+	ServiceName       string
+	ServiceCategory   string
+	ChargeCategory    string // Usage, Purchase, Tax, Credit, Adjustment
+	ChargeDescription string
+	SkuId             string
+	SkuPriceId        string
+	SkuMeter          string
+	InvoiceId         string
+
+	// Where.
+	ResourceId       string
+	ResourceName     string
+	ResourceType     string
+	RegionId         string
+	RegionName       string
+	AvailabilityZone string
+
+	// How much.
+	ConsumedQuantity Decimal
+	ConsumedUnit     string
+	PricingQuantity  Decimal
+	PricingUnit      string
+
+	// Cost.
+	BilledCost      Decimal
+	EffectiveCost   Decimal
+	ListCost        Decimal
+	ContractedCost  Decimal
+	BillingCurrency string
+
+	// Labels.
+	Tags map[string]string
+	// Ext holds the extension columns, keyed by name without the "x_"
+	// prefix ("x_Project" is Ext["Project"]).
+	Ext map[string]ExtValue
+}
+
+// ChargeCategories are the FOCUS ChargeCategory values.
+var ChargeCategories = []string{"Usage", "Purchase", "Tax", "Credit", "Adjustment"}
+
+// ExtKind is the type of an extension column.
+type ExtKind uint8
+
+const (
+	ExtString ExtKind = iota + 1
+	ExtInt
+	ExtDecimal
+)
+
+func (k ExtKind) String() string {
+	switch k {
+	case ExtString:
+		return "string"
+	case ExtInt:
+		return "int"
+	case ExtDecimal:
+		return "decimal"
+	}
+	return fmt.Sprintf("ExtKind(%d)", uint8(k))
+}
+
+// ExtValue is a typed extension column value.
+type ExtValue struct {
+	Kind ExtKind
+	Str  string
+	Int  int64
+	Dec  Decimal
+}
+
+// ExtStr, ExtI and ExtDec build extension values.
+func ExtStr(s string) ExtValue  { return ExtValue{Kind: ExtString, Str: s} }
+func ExtI(i int64) ExtValue     { return ExtValue{Kind: ExtInt, Int: i} }
+func ExtDec(d Decimal) ExtValue { return ExtValue{Kind: ExtDecimal, Dec: d} }
+func (v ExtValue) IsZero() bool { return v.Kind == 0 }
+func (v ExtValue) Equal(o ExtValue) bool {
+	return v.Kind == o.Kind && v.Str == o.Str && v.Int == o.Int && v.Dec.Equal(o.Dec)
+}
+
+// String renders the value as text (decimals in plain notation).
+func (v ExtValue) String() string {
+	switch v.Kind {
+	case ExtInt:
+		return fmt.Sprint(v.Int)
+	case ExtDecimal:
+		return v.Dec.String()
+	}
+	return v.Str
+}

@@ -1,0 +1,87 @@
+package messages
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestBatchValidateListsEveryProblem(t *testing.T) {
+	good := sampleRecord()
+	noStart := sampleRecord()
+	noStart.ChargePeriodStart = time.Time{}
+	noStart.ChargePeriodEnd = time.Time{}
+	badCat := sampleRecord()
+	badCat.ChargeCategory = "Refund"
+	noCurrency := sampleRecord()
+	noCurrency.BillingCurrency = ""
+	badExt := sampleRecord()
+	badExt.Ext = map[string]ExtValue{"9lives": ExtStr("x")}
+	b := Batch{ID: "b 1", Feed: "cloud", Source: "svc.x", Records: []UsageRecord{good, noStart, badCat, noCurrency, badExt}}
+	err := b.Validate()
+	var ve ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("err = %v", err)
+	}
+	want := []string{
+		"ID: required",
+		`Source: "svc.x"`,
+		"records[1].ChargePeriodStart: required",
+		`records[2].ChargeCategory: "Refund" is not one of`,
+		"records[3].BillingCurrency: required when a cost is set",
+		"records[4].x_9lives:",
+	}
+	got := make([]string, len(ve))
+	for i := range ve {
+		got[i] = ve[i].Error()
+	}
+	for _, w := range want {
+		found := false
+		for _, g := range got {
+			if strings.HasPrefix(g, w) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("missing %q in %q", w, got)
+		}
+	}
+	if len(ve) != len(want) {
+		t.Errorf("%d problems, want %d: %q", len(ve), len(want), got)
+	}
+}
+
+func TestSnapshotValidation(t *testing.T) {
+	r := sampleRecord()
+	start := time.Date(2024, 8, 16, 0, 0, 0, 0, time.UTC)
+	b := Batch{ID: "s", Feed: "f", Source: "s", Snapshot: &Snapshot{Period: Period{Start: start, End: start.Add(13 * time.Hour)}, Generation: 1}, Records: []UsageRecord{r}}
+	if err := b.Validate(); err == nil || !strings.Contains(err.Error(), "outside the snapshot period") {
+		t.Fatalf("err = %v", err)
+	}
+	b.Snapshot.Period.End = start.Add(24 * time.Hour)
+	if err := b.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	b.Records = nil // an empty snapshot is valid: it empties the period
+	if err := b.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSubjects(t *testing.T) {
+	h := time.Date(2024, 8, 16, 13, 0, 0, 0, time.UTC)
+	s := UsageSubject("cloud", h)
+	if s != "usage.cloud.2024.08.16.13" {
+		t.Fatalf("subject %q", s)
+	}
+	feed, got, err := ParseUsageSubject(s)
+	if err != nil || feed != "cloud" || !got.Equal(h) {
+		t.Fatalf("parse = %q %v %v", feed, got, err)
+	}
+	for _, bad := range []string{"usage.cloud.2024.13.01.00", "usage.cloud.2024.02.30.00", "usage.cloud.x.01.01.00", "acks.a.b", "usage.cloud.2024.01.01"} {
+		if _, _, err := ParseUsageSubject(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
