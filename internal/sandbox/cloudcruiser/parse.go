@@ -1,0 +1,618 @@
+package cloudcruiser
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/shopspring/decimal"
+)
+
+// kind is the value type of a documented field.
+type kind uint8
+
+const (
+	kString       kind = iota // JSON string
+	kProviderType             // JSON string, "Public" or "Private"
+	kTime                     // JSON string in a documented date/time format
+	kDecimal                  // exact decimal, kept (Quantity, Rate, Cost)
+	kFloat                    // number, checked and dropped
+	kInt                      // integer, checked and dropped
+)
+
+type fieldSpec struct {
+	name     string
+	kind     kind
+	required bool
+}
+
+// Field names, exactly as documented (case-sensitive).
+const (
+	fUsageStart = "Usage Start"
+	fUsageEnd   = "Usage End"
+	fAccountID  = "Account ID"
+	fMeterID    = "Meter ID"
+	fQuantity   = "Quantity"
+	fCost       = "Cost"
+)
+
+// fields lists every documented field in the documented order: the eleven
+// required ones, then the optional ones (Rate and Cost come from the HPE
+// copy of the page, the rest from the seed).
+var fields = []fieldSpec{
+	{fUsageStart, kTime, true},
+	{fUsageEnd, kTime, true},
+	{fAccountID, kString, true},
+	{"Account Name", kString, true},
+	{"Provider", kString, true},
+	{"Provider Type", kProviderType, true},
+	{"Product", kString, true},
+	{fMeterID, kString, true},
+	{"Meter Name", kString, true},
+	{fQuantity, kDecimal, true},
+	{"Units", kString, true},
+
+	{"Account Owner ID", kString, false},
+	{"Account Owner", kString, false},
+	{"Provider Region", kString, false},
+	{"Provider Zone", kString, false},
+	{"Service Category", kString, false},
+	{"Resource ID", kString, false},
+	{"Resource Name", kString, false},
+	{"Resource Type", kString, false},
+	{"Rate", kDecimal, false},
+	{fCost, kDecimal, false},
+	{"VM Provider Type", kString, false},
+	{"VM Provider Series", kString, false},
+	{"Operating System", kString, false},
+	{"CPU Utilization", kFloat, false},
+	{"Network In MB", kFloat, false},
+	{"Network Out MB", kFloat, false},
+	{"Storage Read Bytes", kInt, false},
+	{"Storage Write Bytes", kInt, false},
+	{"Read Throughput", kInt, false},
+	{"Write Throughput", kInt, false},
+	{"VM Max Num Disk", kInt, false},
+}
+
+var (
+	fieldIndex = map[string]int{}    // exact name -> index in fields
+	foldIndex  = map[string]string{} // lower-case name -> documented name
+	idxStart   = -1
+	idxEnd     = -1
+	idxAccount = -1
+	idxMeter   = -1
+	idxQty     = -1
+	idxCost    = -1
+	required   uint64 // bit i set: fields[i] is required
+)
+
+func init() {
+	if len(fields) > 64 {
+		panic("cloudcruiser: too many fields for the presence mask")
+	}
+	for i, f := range fields {
+		fieldIndex[f.name] = i
+		foldIndex[strings.ToLower(f.name)] = f.name
+		if f.required {
+			required |= 1 << i
+		}
+	}
+	idxStart, idxEnd = fieldIndex[fUsageStart], fieldIndex[fUsageEnd]
+	idxAccount, idxMeter = fieldIndex[fAccountID], fieldIndex[fMeterID]
+	idxQty, idxCost = fieldIndex[fQuantity], fieldIndex[fCost]
+}
+
+// Decimal bounds: a value needs at most maxFraction fractional digits and
+// maxInteger integer digits. They keep a hostile "1e9999" from turning the
+// running sums into megabytes of digits; no billing figure comes close.
+const (
+	maxFraction = 64
+	maxInteger  = 64
+)
+
+// uploadError is a failed upload: the HTTP status and the message of the
+// Cloud Cruiser JSON error body.
+type uploadError struct {
+	status int
+	msg    string
+}
+
+func (e *uploadError) Error() string { return e.msg }
+
+func badRequest(format string, args ...any) *uploadError {
+	return &uploadError{status: http.StatusBadRequest, msg: fmt.Sprintf(format, args...)}
+}
+
+// parseOptions is what the parser needs from the server's config.
+type parseOptions struct {
+	layout       Layout
+	decimals     DecimalForm
+	allowOffDate bool
+	loc          *time.Location
+	dayStart     time.Time // accounting date, local midnight
+	dayEnd       time.Time // next local midnight
+	date         string
+	zone         string
+	keepUpTo     int
+	keepFirst    int
+}
+
+// parseResult is a validated upload, ready to replace its date.
+type parseResult struct {
+	records  int
+	quantity decimal.Decimal
+	cost     decimal.Decimal
+	kept     []Record
+}
+
+// recordState is the scratch space of the record being read; it is reused
+// across records so a large upload allocates little per record.
+type recordState struct {
+	have       uint64
+	start, end time.Time
+	startRaw   string
+	accountID  string
+	meterID    string
+	quantity   decimal.Decimal
+	cost       decimal.Decimal
+	extras     map[string]struct{}
+}
+
+func (st *recordState) reset() {
+	st.have = 0
+	st.startRaw, st.accountID, st.meterID = "", "", ""
+	st.quantity, st.cost = decimal.Decimal{}, decimal.Decimal{}
+	clear(st.extras)
+}
+
+type parser struct {
+	opt parseOptions
+	dec *json.Decoder
+	st  recordState
+	res parseResult
+}
+
+// parseUpload reads the file of part "data" token by token. Nothing is
+// kept but the running sums and the records the store keeps, so memory does
+// not grow with the size of the upload beyond opt.keepUpTo records.
+func parseUpload(r io.Reader, opt parseOptions) (*parseResult, *uploadError) {
+	p := &parser{opt: opt, dec: json.NewDecoder(r)}
+	p.dec.UseNumber()
+	p.st.extras = map[string]struct{}{}
+	if err := p.run(); err != nil {
+		return nil, err
+	}
+	return &p.res, nil
+}
+
+// readErr turns a decoder error into the upload's answer.
+func (p *parser) readErr(err error) *uploadError {
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return &uploadError{status: http.StatusRequestEntityTooLarge,
+			msg: fmt.Sprintf("Request body exceeds the limit of %d bytes", mbe.Limit)}
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return badRequest("Malformed JSON in part \"data\": file ends after %d complete record(s)", p.res.records)
+	default:
+		return badRequest("Malformed JSON in part \"data\" after %d complete record(s): %v", p.res.records, err)
+	}
+}
+
+func (p *parser) token() (json.Token, *uploadError) {
+	t, err := p.dec.Token()
+	if err != nil {
+		return nil, p.readErr(err)
+	}
+	return t, nil
+}
+
+func (p *parser) expectDelim(want json.Delim, what string) *uploadError {
+	t, err := p.token()
+	if err != nil {
+		return err
+	}
+	if d, ok := t.(json.Delim); !ok || d != want {
+		return badRequest("Malformed file in part \"data\": %s, found %s", what, describe(t))
+	}
+	return nil
+}
+
+func (p *parser) run() *uploadError {
+	if err := p.expectDelim('[', "want a JSON array of records"); err != nil {
+		return err
+	}
+	var header []string
+	if p.opt.layout == LayoutHeaderRow {
+		h, err := p.readHeader()
+		if err != nil {
+			return err
+		}
+		header = h
+	}
+	for p.dec.More() {
+		var err *uploadError
+		if p.opt.layout == LayoutHeaderRow {
+			err = p.readRow(header)
+		} else {
+			err = p.readObject()
+		}
+		if err != nil {
+			return err
+		}
+		if err := p.finishRecord(); err != nil {
+			return err
+		}
+	}
+	if err := p.expectDelim(']', "want the end of the record array"); err != nil {
+		return err
+	}
+	if t, err := p.dec.Token(); err != io.EOF {
+		if err != nil {
+			return p.readErr(err)
+		}
+		return badRequest("Malformed file in part \"data\": %s after the record array", describe(t))
+	}
+	return nil
+}
+
+// readObject reads one record in the objects layout: a flat object keyed by
+// field name.
+func (p *parser) readObject() *uploadError {
+	n := p.res.records
+	t, err := p.token()
+	if err != nil {
+		return err
+	}
+	if d, ok := t.(json.Delim); !ok || d != '{' {
+		return badRequest("record index %d: want a JSON object keyed by field name, found %s", n, describe(t))
+	}
+	for p.dec.More() {
+		kt, err := p.token()
+		if err != nil {
+			return err
+		}
+		key := kt.(string) // the decoder only yields string keys inside an object
+		vt, err := p.token()
+		if err != nil {
+			return err
+		}
+		if err := p.setField(key, vt); err != nil {
+			return err
+		}
+	}
+	return p.expectDelim('}', fmt.Sprintf("record index %d: want the end of the object", n))
+}
+
+// readHeader reads the header row of the header-row layout.
+func (p *parser) readHeader() ([]string, *uploadError) {
+	if !p.dec.More() {
+		return nil, badRequest("Malformed file in part \"data\": the header row is missing")
+	}
+	t, err := p.token()
+	if err != nil {
+		return nil, err
+	}
+	if d, ok := t.(json.Delim); !ok || d != '[' {
+		return nil, badRequest("header row: want an array of field names, found %s", describe(t))
+	}
+	var header []string
+	seen := map[string]bool{}
+	for p.dec.More() {
+		t, err := p.token()
+		if err != nil {
+			return nil, err
+		}
+		name, ok := t.(string)
+		if !ok {
+			return nil, badRequest("header row column %d: want a field name string, found %s", len(header), describe(t))
+		}
+		if seen[name] {
+			return nil, badRequest("header row: field %s appears twice", quote(name))
+		}
+		if err := checkName(name); err != "" {
+			return nil, badRequest("header row column %d: %s", len(header), err)
+		}
+		seen[name] = true
+		header = append(header, name)
+	}
+	if err := p.expectDelim(']', "header row: want the end of the row"); err != nil {
+		return nil, err
+	}
+	return header, nil
+}
+
+// readRow reads one record in the header-row layout.
+func (p *parser) readRow(header []string) *uploadError {
+	n := p.res.records
+	t, err := p.token()
+	if err != nil {
+		return err
+	}
+	if d, ok := t.(json.Delim); !ok || d != '[' {
+		return badRequest("record index %d: want an array of values, found %s", n, describe(t))
+	}
+	col := 0
+	for p.dec.More() {
+		vt, err := p.token()
+		if err != nil {
+			return err
+		}
+		if col >= len(header) {
+			return badRequest("record index %d: more values than the %d header fields", n, len(header))
+		}
+		if err := p.setField(header[col], vt); err != nil {
+			return err
+		}
+		col++
+	}
+	if col != len(header) {
+		return badRequest("record index %d: %d values for %d header fields", n, col, len(header))
+	}
+	return p.expectDelim(']', fmt.Sprintf("record index %d: want the end of the row", n))
+}
+
+// checkName rejects a field name that is empty or differs from a documented
+// field only in letter case (it would otherwise become a silent extra field).
+func checkName(name string) string {
+	if strings.TrimSpace(name) == "" {
+		return "empty field name"
+	}
+	if _, ok := fieldIndex[name]; ok {
+		return ""
+	}
+	if doc, ok := foldIndex[strings.ToLower(name)]; ok {
+		return fmt.Sprintf("field %s differs from the documented field %q only in letter case (field names are case-sensitive)", quote(name), doc)
+	}
+	return ""
+}
+
+// setField validates one value and keeps what the store needs.
+func (p *parser) setField(key string, v json.Token) *uploadError {
+	n := p.res.records
+	if d, ok := v.(json.Delim); ok {
+		return badRequest("record index %d: field %s: want a string or number, found %s (records are flat)", n, quote(key), describe(d))
+	}
+	i, known := fieldIndex[key]
+	if v == nil && p.opt.layout == LayoutHeaderRow && (!known || !fields[i].required) {
+		return nil // an empty cell of an optional column
+	}
+	if !known {
+		if msg := checkName(key); msg != "" {
+			return badRequest("record index %d: %s", n, msg)
+		}
+		if _, dup := p.st.extras[key]; dup {
+			return badRequest("record index %d: field %s appears twice", n, quote(key))
+		}
+		p.st.extras[key] = struct{}{}
+		switch v.(type) {
+		case string, json.Number:
+			return nil
+		}
+		return badRequest("record index %d: extra field %s: want a string or number, found %s", n, quote(key), describe(v))
+	}
+	f := fields[i]
+	if p.st.have&(1<<i) != 0 {
+		return badRequest("record index %d: field %q appears twice", n, f.name)
+	}
+	p.st.have |= 1 << i
+	fail := func(format string, args ...any) *uploadError {
+		return badRequest("record index %d: field %q: %s", n, f.name, fmt.Sprintf(format, args...))
+	}
+	switch f.kind {
+	case kString, kProviderType, kTime:
+		s, ok := v.(string)
+		if !ok {
+			return fail("want a string, found %s", describe(v))
+		}
+		switch f.kind {
+		case kString:
+			if f.required && strings.TrimSpace(s) == "" {
+				return fail("must not be empty")
+			}
+			switch i {
+			case idxAccount:
+				p.st.accountID = s
+			case idxMeter:
+				p.st.meterID = s
+			}
+		case kProviderType:
+			if s != "Public" && s != "Private" {
+				return fail("%s is neither \"Public\" nor \"Private\"", quote(s))
+			}
+		case kTime:
+			t, err := parseUsageTime(s, p.opt.loc)
+			if err != nil {
+				return fail("%v", err)
+			}
+			if i == idxStart {
+				p.st.start, p.st.startRaw = t, s
+			} else {
+				p.st.end = t
+			}
+		}
+	case kDecimal, kFloat:
+		lex, err := p.numberLexeme(v)
+		if err != "" {
+			return fail("%s", err)
+		}
+		if f.kind == kFloat {
+			return nil
+		}
+		d, derr := decimal.NewFromString(lex)
+		if derr != nil {
+			return fail("%s is not a decimal", quote(lex))
+		}
+		if d.Exponent() < -maxFraction || int(d.Exponent())+d.NumDigits() > maxInteger {
+			return fail("%s is out of range (at most %d integer and %d fractional digits)", quote(lex), maxInteger, maxFraction)
+		}
+		switch i {
+		case idxQty:
+			p.st.quantity = d
+		case idxCost:
+			p.st.cost = d
+		}
+	case kInt:
+		lex, err := p.numberLexeme(v)
+		if err != "" {
+			return fail("%s", err)
+		}
+		if !isJSONInteger(lex) {
+			return fail("%s is not an integer", quote(lex))
+		}
+		if _, err := strconv.ParseInt(lex, 10, 64); err != nil {
+			return fail("%s is out of the 64-bit integer range", quote(lex))
+		}
+	}
+	return nil
+}
+
+// numberLexeme returns the text of a numeric value given as a JSON number
+// or, if the configured DecimalForm allows, as a string in JSON number
+// grammar.
+func (p *parser) numberLexeme(v json.Token) (string, string) {
+	switch x := v.(type) {
+	case json.Number:
+		if p.opt.decimals == DecimalString {
+			return "", fmt.Sprintf("want a decimal string such as \"1.5\", found the number %s", x)
+		}
+		return string(x), ""
+	case string:
+		if p.opt.decimals == DecimalNumber {
+			return "", fmt.Sprintf("want a JSON number, found the string %s", quote(x))
+		}
+		if !isJSONNumber(x) {
+			return "", fmt.Sprintf("%s is not a number (want JSON number syntax, such as \"-12.5\" or \"1e-3\")", quote(x))
+		}
+		return x, ""
+	}
+	return "", fmt.Sprintf("want a number, found %s", describe(v))
+}
+
+// finishRecord checks the record as a whole and adds it to the result.
+func (p *parser) finishRecord() *uploadError {
+	n := p.res.records
+	st := &p.st
+	if missing := required &^ st.have; missing != 0 {
+		var names []string
+		for i, f := range fields {
+			if missing&(1<<i) == 0 {
+				continue
+			}
+			name := fmt.Sprintf("%q", f.name)
+			for k := range st.extras {
+				if strings.EqualFold(k, f.name) {
+					name += fmt.Sprintf(" (found %q; field names are case-sensitive)", k)
+				}
+			}
+			names = append(names, name)
+		}
+		return badRequest("record index %d: missing required field(s) %s", n, strings.Join(names, ", "))
+	}
+	if !p.opt.allowOffDate && (st.start.Before(p.opt.dayStart) || !st.start.Before(p.opt.dayEnd)) {
+		return badRequest("record index %d: field %q: %s is not on the accounting date %s in zoneOffset %s (from %s to before %s)",
+			n, fUsageStart, quote(st.startRaw), p.opt.date, p.opt.zone,
+			p.opt.dayStart.Format(time.RFC3339), p.opt.dayEnd.Format(time.RFC3339))
+	}
+	if st.end.Before(st.start) {
+		return badRequest("record index %d: field %q is before %q", n, fUsageEnd, fUsageStart)
+	}
+	r := &p.res
+	r.records++
+	r.quantity = r.quantity.Add(st.quantity)
+	hasCost := st.have&(1<<idxCost) != 0
+	if hasCost {
+		r.cost = r.cost.Add(st.cost)
+	}
+	// Keep every record while the date is small; once it grows past
+	// keepUpTo, keep only the first keepFirst.
+	if r.records <= p.opt.keepUpTo || len(r.kept) < p.opt.keepFirst {
+		rec := Record{UsageStart: st.start.UTC(), AccountID: st.accountID, MeterID: st.meterID, Quantity: st.quantity.String()}
+		if hasCost {
+			rec.Cost = st.cost.String()
+		}
+		r.kept = append(r.kept, rec)
+	}
+	if r.records > p.opt.keepUpTo && len(r.kept) > p.opt.keepFirst {
+		r.kept = append([]Record(nil), r.kept[:p.opt.keepFirst]...) // frees the large backing array
+	}
+	st.reset()
+	return nil
+}
+
+// isJSONNumber reports whether s follows the JSON number grammar:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func isJSONNumber(s string) bool {
+	i := 0
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case i < len(s) && s[i] >= '1' && s[i] <= '9':
+		for i < len(s) && isDigit(s[i]) {
+			i++
+		}
+	default:
+		return false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		start := i
+		for i < len(s) && isDigit(s[i]) {
+			i++
+		}
+		if i == start {
+			return false
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		start := i
+		for i < len(s) && isDigit(s[i]) {
+			i++
+		}
+		if i == start {
+			return false
+		}
+	}
+	return i == len(s)
+}
+
+// isJSONInteger reports whether s is -?(0|[1-9][0-9]*).
+func isJSONInteger(s string) bool {
+	return isJSONNumber(s) && !strings.ContainsAny(s, ".eE")
+}
+
+// describe names a JSON token for an error message.
+func describe(t json.Token) string {
+	switch x := t.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "a boolean"
+	case json.Delim:
+		switch x {
+		case '{':
+			return "an object"
+		case '[':
+			return "an array"
+		}
+		return fmt.Sprintf("%q", string(x))
+	case string:
+		return "the string " + quote(x)
+	case json.Number:
+		return "the number " + string(x)
+	}
+	return fmt.Sprintf("%v", t)
+}
