@@ -1,0 +1,200 @@
+// Package workers is the runtime every destination uses: a durable pull
+// consumer per destination, units and their flush policy, the unit lease,
+// rebuilding units from the stream (honouring snapshot generations),
+// uploads with backoff behind one cooldown per destination, acking after
+// upload, ack events, the dead-letter stream, InProgress heartbeats and a
+// graceful drain.
+//
+// A destination implements Destination: it says whether it appends or
+// replaces, which units a stored hour dirties, and how to deliver a Job. The
+// pool owns acking: a destination never sees a NATS message, so it cannot
+// forget to ack one, nor ack one early.
+package workers
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/usagefleet/usagefleet/messages"
+)
+
+// Semantics says how a destination treats what it is sent.
+type Semantics int
+
+const (
+	// Append: each stored part is delivered on its own, at least once (a
+	// retry can repeat it; idempotency keys let the receiver drop repeats).
+	Append Semantics = iota
+	// Replace: the destination replaces a unit (an hour, a date, a month)
+	// with what it is sent. Units are rebuilt from the stream, so a retry or
+	// redelivery re-sends the whole unit and nothing is counted twice.
+	Replace
+)
+
+// Unit is the span of time a replace destination replaces as a whole: every
+// record whose ChargePeriodStart is in [Start, End) belongs to it.
+type Unit struct {
+	Key   string // stable, KV-key safe: [A-Za-z0-9_=.-], e.g. "h2024-08-16T13"
+	Start time.Time
+	End   time.Time
+}
+
+// Contains reports whether t falls in the unit.
+func (u Unit) Contains(t time.Time) bool { return !t.Before(u.Start) && t.Before(u.End) }
+
+// Destination is what a billing API plugs into the pool.
+type Destination interface {
+	// Name is the configured destination name (a subject token).
+	Name() string
+	// Semantics says whether the destination appends or replaces.
+	Semantics() Semantics
+	// Units returns the units a part stored for the UTC hour dirties
+	// (Replace only). An hour may touch two units when units are dates in
+	// a zone offset that is not whole hours.
+	Units(hour time.Time) []Unit
+	// LeaseKey names the lease that serialises uploads of u across the
+	// fleet (Replace only). Units with the same lease key are delivered
+	// together in one Job. CloudZero returns its connection id: the API
+	// forbids concurrent requests to one stream.
+	LeaseKey(u Unit) string
+	// Deliver uploads the job. It returns nil when everything was either
+	// delivered or rejected through the job (Reject, RejectUnit); an *Error
+	// of ClassTransient to have the pool retry the whole job later (a new
+	// rebuild, from the first request), ClassAuth to pause the destination.
+	Deliver(ctx context.Context, job Job) error
+}
+
+// RecordRef points at one record: the stream sequence of its part and its
+// index in the part.
+type RecordRef struct {
+	Seq   uint64
+	Index int
+}
+
+// Job is one delivery: due units sharing a lease (Replace), or one stored
+// part (Append). The pool implements it.
+type Job interface {
+	// Units are the units to replace, in time order (Replace).
+	Units() []Unit
+	// Records calls fn for every record of u as rebuilt from the stream up
+	// to Covered(), honouring snapshot generations. Records are streamed:
+	// fn must not keep r after it returns. For Append jobs, u is ignored
+	// and the part's records are passed.
+	Records(ctx context.Context, u Unit, fn func(ref RecordRef, r *messages.UsageRecord) error) error
+	// Reject refuses one record with a reason: it is dead-lettered, the
+	// rest is still delivered, and its part's ack says rejected.
+	Reject(ref RecordRef, r *messages.UsageRecord, reason string)
+	// RejectUnit refuses every record of u (the API refused the unit, e.g.
+	// a 400): they are dead-lettered with the reason and the other units of
+	// the job still count as delivered.
+	RejectUnit(u Unit, reason string)
+	// Covered is the last stream sequence the rebuild covers (Replace), or
+	// the part's sequence (Append).
+	Covered() uint64
+	// Attempt counts the tries of this job in this process, from 0.
+	Attempt() int
+	// IdempotencyKey derives a request key from the destination, scope (a
+	// unit or part), the covered position, the attempt, the chunk index and
+	// the body. It is the same for a retry of the same request and never
+	// the same for another body, rebuild or attempt.
+	IdempotencyKey(scope string, chunk int, body []byte) string
+	// Do sends an HTTP request: it waits out the destination's cooldown
+	// first, and retries, with the same request, failures that got no
+	// response (timeouts, resets). Any response is returned to the caller
+	// to classify (see Classify). A retry needs req.GetBody (http.NewRequest
+	// sets it for in-memory bodies); a streamed body is not retried here.
+	Do(ctx context.Context, req *http.Request) (*http.Response, error)
+	// Log is the job's logger (destination, unit, attempt).
+	Log() *slog.Logger
+}
+
+// Class is what kind of failure an upload had.
+type Class int
+
+const (
+	// ClassTransient: try again later (network, 408, 429, 5xx).
+	ClassTransient Class = iota + 1
+	// ClassAuth: the destination refuses our credentials (401, 403): pause
+	// it, loudly, and keep its data waiting.
+	ClassAuth
+	// ClassTooLarge: the body is too large (413): split it.
+	ClassTooLarge
+	// ClassReject: the API refused the content (other 4xx): dead-letter it
+	// with the API's message.
+	ClassReject
+)
+
+func (c Class) String() string {
+	switch c {
+	case ClassTransient:
+		return "transient"
+	case ClassAuth:
+		return "auth"
+	case ClassTooLarge:
+		return "too-large"
+	case ClassReject:
+		return "reject"
+	}
+	return "unknown"
+}
+
+// Error is a classified delivery failure.
+type Error struct {
+	Class      Class
+	Status     int           // HTTP status, 0 for network errors
+	Message    string        // the API's own message, when it gave one
+	RetryAfter time.Duration // from Retry-After, 0 if none
+	Err        error         // underlying error, if any
+}
+
+func (e *Error) Error() string {
+	s := e.Class.String()
+	if e.Status != 0 {
+		s += " " + http.StatusText(e.Status)
+		s += " (" + itoa(e.Status) + ")"
+	}
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+func itoa(i int) string {
+	var b [20]byte
+	n := len(b)
+	for i >= 10 {
+		n--
+		b[n] = byte('0' + i%10)
+		i /= 10
+	}
+	n--
+	b[n] = byte('0' + i)
+	return string(b[n:])
+}
+
+// Classify turns an HTTP status into nil (2xx) or an *Error, reading
+// Retry-After; message is the API's own error text, which must not contain
+// secrets.
+func Classify(status int, h http.Header, message string) error {
+	switch {
+	case status >= 200 && status < 300:
+		return nil
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return &Error{Class: ClassAuth, Status: status, Message: message}
+	case status == http.StatusRequestEntityTooLarge:
+		return &Error{Class: ClassTooLarge, Status: status, Message: message}
+	case status == http.StatusRequestTimeout || status == http.StatusTooManyRequests || status >= 500:
+		return &Error{Class: ClassTransient, Status: status, Message: message, RetryAfter: RetryAfter(h, time.Now())}
+	}
+	return &Error{Class: ClassReject, Status: status, Message: message}
+}
+
+// Transient wraps err as a transient failure.
+func Transient(err error) error { return &Error{Class: ClassTransient, Err: err} }
