@@ -1,0 +1,216 @@
+package cloudzero
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"math/rand"
+	"mime"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/usagefleet/usagefleet/internal/sandbox/fault"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultMaxBodyBytes     = 5_000_000  // "5MB uncompressed" [DOC]; decimal megabytes [INFER]
+	DefaultMaxRowsPerMonth  = 1_000_000  // "one million rows ... per month" [DOC]
+	DefaultMaxBytesPerMonth = 70_000_000 // "70MB in total size per month" [DOC]; measured as row JSON bytes [INFER]
+)
+
+// IdempotencyHeader is the header CloudZero keys its replayed answers on.
+const IdempotencyHeader = "cloudzero-idempotency-key"
+
+// Config configures a Server. Every zero value means the documented default.
+type Config struct {
+	// Connections maps connection id to its API key.
+	Connections map[string]string
+	// MaxBodyBytes is the largest accepted body; larger gets 413.
+	// 0 means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// MaxRowsPerMonth caps the rows a connection holds for one month.
+	// 0 means DefaultMaxRowsPerMonth; negative means no cap.
+	MaxRowsPerMonth int
+	// MaxBytesPerMonth caps the row JSON bytes a connection holds for one
+	// month. 0 means DefaultMaxBytesPerMonth; negative means no cap.
+	MaxBytesPerMonth int64
+	// RejectNegative enforces the schema's amount pattern ^\d+(\.\d+)?$ to
+	// the letter. By default a leading minus is accepted, because the CBF docs
+	// say Discount and Credit rows carry negative costs [INFER].
+	RejectNegative bool
+	// ProcessingDelay holds each POST in flight this long, so overlapping
+	// requests for one connection become visible.
+	ProcessingDelay time.Duration
+	// Counting skips per-column validation and keeps per-hour totals instead
+	// of rows; see the package doc.
+	Counting bool
+	// Seed makes drop ids and the fault injector's choices repeatable.
+	Seed int64
+}
+
+// Server emulates the billing_drops API. Its methods are safe for concurrent use.
+type Server struct {
+	cfg    Config
+	lim    limits
+	faults *fault.Injector
+	mux    *http.ServeMux
+
+	mu          sync.Mutex
+	conns       map[string]*connection
+	rng         *rand.Rand // drop ids
+	seq         uint64     // row arrival order
+	requests    int        // POSTs to billing_drops of known connections
+	concurrency int
+	keyReuse    int
+	maxBody     int64
+}
+
+const (
+	pathDrops    = "/v2/connections/billing/anycost/{connection_id}/billing_drops"
+	pathMonth    = "/v2/connections/billing/anycost/{connection_id}/billing_drops/{month}"
+	pathValidate = "/v2/connections/billing/anycost/validate_billing_drop"
+)
+
+// New returns an emulator configured by cfg.
+func New(cfg Config) *Server {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.MaxRowsPerMonth == 0 {
+		cfg.MaxRowsPerMonth = DefaultMaxRowsPerMonth
+	}
+	if cfg.MaxBytesPerMonth == 0 {
+		cfg.MaxBytesPerMonth = DefaultMaxBytesPerMonth
+	}
+	cfg.Connections = maps.Clone(cfg.Connections)
+	s := &Server{
+		cfg:    cfg,
+		lim:    limits{rows: cfg.MaxRowsPerMonth, bytes: cfg.MaxBytesPerMonth},
+		faults: fault.New(cfg.Seed),
+		conns:  map[string]*connection{},
+		rng:    rand.New(rand.NewSource(cfg.Seed)),
+	}
+	for id, key := range cfg.Connections {
+		s.conns[id] = newConnection(key)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+pathDrops, s.postDrop)
+	mux.HandleFunc("GET "+pathDrops, s.listDrops)
+	mux.HandleFunc("GET "+pathMonth, s.getMonth)
+	mux.HandleFunc("POST "+pathValidate, s.validateDrop)
+	mux.HandleFunc("GET /_sandbox/hours", s.adminHours)
+	mux.HandleFunc("GET /_sandbox/stats", s.adminStats)
+	mux.HandleFunc("POST /_sandbox/reset", s.adminReset)
+	mux.HandleFunc("PUT /_sandbox/keys/{connection}", s.adminKey)
+	mux.Handle("/_sandbox/faults", s.faults.AdminHandler())
+	s.mux = mux
+	return s
+}
+
+// Handler serves the API and the admin endpoints.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Faults is the injector applied to POST billing_drops.
+func (s *Server) Faults() *fault.Injector { return s.faults }
+
+func messageBody(_ int, msg string) []byte {
+	b, _ := json.Marshal(map[string]string{"message": msg})
+	return b
+}
+
+func errorBody(e *badRequest) []byte {
+	b, _ := json.Marshal(map[string]any{"error": map[string]string{"message": e.msg, "type": e.typ}})
+	return b
+}
+
+func writeMessage(w http.ResponseWriter, code int, msg string) {
+	writeBody(w, code, messageBody(code, msg))
+}
+
+func writeBody(w http.ResponseWriter, code int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write(body)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		writeMessage(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeBody(w, http.StatusOK, b)
+}
+
+// keyMatches compares an Authorization header with a key in constant time.
+// The documented form is the bare key: "Bearer <key>" does not match. An
+// empty (revoked) key matches nothing.
+func keyMatches(header, key string) bool {
+	return key != "" && subtle.ConstantTimeCompare([]byte(header), []byte(key)) == 1
+}
+
+// authorize answers 404 for an unknown connection and 403 for a key that is
+// not the connection's, and reports whether the request may go on. The
+// answers never repeat what was sent.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request, conn string) bool {
+	s.mu.Lock()
+	c := s.conns[conn]
+	key := ""
+	if c != nil {
+		key = c.key
+	}
+	s.mu.Unlock()
+	if c == nil {
+		writeMessage(w, http.StatusNotFound, fmt.Sprintf("connection %q not found", conn))
+		return false
+	}
+	if !keyMatches(r.Header.Get("Authorization"), key) {
+		writeMessage(w, http.StatusForbidden, forbidden(r.Header.Get("Authorization")))
+		return false
+	}
+	return true
+}
+
+func forbidden(header string) string {
+	switch {
+	case header == "":
+		return "Forbidden: missing Authorization header"
+	case strings.HasPrefix(header, "Bearer "):
+		return "Forbidden: the API key is not a bearer token; send it without the Bearer prefix"
+	}
+	return "Forbidden: invalid API key"
+}
+
+// readBody checks the headers and reads the body of a POST. It answers the
+// failure itself and returns ok=false.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		writeMessage(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+		return nil, false
+	}
+	// Nothing documents a compressed body, and the limit speaks of the
+	// uncompressed size: refuse any encoding rather than guess [INFER].
+	if enc := r.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
+		writeMessage(w, http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Encoding %q is not supported: send uncompressed JSON", enc))
+		return nil, false
+	}
+	limit := s.cfg.MaxBodyBytes
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	s.mu.Lock()
+	s.maxBody = max(s.maxBody, int64(len(body)))
+	s.mu.Unlock()
+	if err != nil {
+		writeMessage(w, http.StatusBadRequest, "reading the request body failed")
+		return nil, false
+	}
+	if int64(len(body)) > limit {
+		writeMessage(w, http.StatusRequestEntityTooLarge, "Request Entity Too Large")
+		return nil, false
+	}
+	return body, true
+}
