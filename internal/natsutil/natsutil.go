@@ -1,0 +1,302 @@
+// Package natsutil connects the binaries to NATS: an embedded nats-server
+// with JetStream when no URL is configured, or a real cluster with token,
+// user/password, nkey, creds-file and TLS authentication. It creates or
+// updates the streams and KV buckets the fleet uses.
+package natsutil
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/usagefleet/usagefleet/internal/config"
+	"github.com/usagefleet/usagefleet/messages"
+)
+
+// Options is how to reach NATS. An empty URL means "start an embedded
+// server" (see Embedded).
+type Options struct {
+	URL       string        `yaml:"url"`
+	CredsFile string        `yaml:"creds_file"`
+	NKeyFile  string        `yaml:"nkey_file"`
+	Token     config.Secret `yaml:"token"`
+	User      string        `yaml:"user"`
+	Password  config.Secret `yaml:"password"`
+	TLS       TLSOptions    `yaml:"tls"`
+	// Embedded server settings (URL empty).
+	DataDir string `yaml:"data_dir"` // JetStream store; default ./data/nats
+	Port    int    `yaml:"port"`     // default: a random loopback port
+}
+
+// TLSOptions configures TLS to the server.
+type TLSOptions struct {
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Validate resolves secrets and checks the combination; key prefixes errors.
+func (o *Options) Validate(key string) error {
+	if o.URL == "" {
+		if o.CredsFile != "" || o.NKeyFile != "" || o.Token.IsSet() || o.User != "" {
+			return config.Errorf(key+".url", "credentials are set but no url: set url, or remove them to use the embedded server")
+		}
+		return nil
+	}
+	n := 0
+	for _, set := range []bool{o.CredsFile != "", o.NKeyFile != "", o.Token.IsSet(), o.User != ""} {
+		if set {
+			n++
+		}
+	}
+	if n > 1 {
+		return config.Errorf(key, "set one of creds_file, nkey_file, token, user/password")
+	}
+	if o.Token.IsSet() {
+		if err := o.Token.Resolve(key + ".token"); err != nil {
+			return err
+		}
+	}
+	if o.User != "" {
+		if err := o.Password.Resolve(key + ".password"); err != nil {
+			return err
+		}
+	}
+	for k, f := range map[string]string{"creds_file": o.CredsFile, "nkey_file": o.NKeyFile, "tls.ca_file": o.TLS.CAFile, "tls.cert_file": o.TLS.CertFile, "tls.key_file": o.TLS.KeyFile} {
+		if f == "" {
+			continue
+		}
+		if _, err := os.Stat(f); err != nil {
+			return config.Errorf(key+"."+k, "%v", err)
+		}
+	}
+	if (o.TLS.CertFile == "") != (o.TLS.KeyFile == "") {
+		return config.Errorf(key+".tls", "cert_file and key_file go together")
+	}
+	return nil
+}
+
+// Connect connects to o.URL with its credentials. It reconnects forever
+// with backoff and jitter: a node loss is carried over, not fatal.
+func Connect(ctx context.Context, o Options, name string) (*nats.Conn, error) {
+	if o.URL == "" {
+		return nil, errors.New("natsutil: no url (use Embedded)")
+	}
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500 * time.Millisecond),
+		nats.ReconnectJitter(500*time.Millisecond, 2*time.Second),
+		nats.RetryOnFailedConnect(false),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				slog.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { slog.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
+	}
+	switch {
+	case o.CredsFile != "":
+		opts = append(opts, nats.UserCredentials(o.CredsFile))
+	case o.NKeyFile != "":
+		opt, err := nats.NkeyOptionFromSeed(o.NKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("nkey_file: %w", err)
+		}
+		opts = append(opts, opt)
+	case o.Token.Value() != "":
+		opts = append(opts, nats.Token(o.Token.Value()))
+	case o.User != "":
+		opts = append(opts, nats.UserInfo(o.User, o.Password.Value()))
+	}
+	if o.TLS.CAFile != "" || o.TLS.CertFile != "" {
+		tc, err := tlsConfig(o.TLS)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, nats.Secure(tc))
+	}
+	nc, err := nats.Connect(o.URL, opts...)
+	if err != nil {
+		// nats errors do not carry the credentials; the URL may, so redact.
+		return nil, fmt.Errorf("connecting to NATS at %s: %w", redactURL(o.URL), err)
+	}
+	return nc, nil
+}
+
+func tlsConfig(t TLSOptions) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls.ca_file: %s holds no PEM certificate", t.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.cert_file/key_file: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+func redactURL(u string) string {
+	// nats URLs may be user:pass@host; keep only what follows '@'.
+	for i := len(u) - 1; i >= 0; i-- {
+		if u[i] == '@' {
+			for j := 0; j < i; j++ {
+				if u[j] == '/' && j+1 < len(u) && u[j+1] == '/' {
+					return u[:j+2] + "[redacted]@" + u[i+1:]
+				}
+			}
+			return "[redacted]@" + u[i+1:]
+		}
+	}
+	return u
+}
+
+// Embedded is an in-process nats-server with JetStream on loopback.
+type Embedded struct {
+	Server *server.Server
+	URL    string
+}
+
+// StartEmbedded starts a JetStream server storing in dir, listening on
+// 127.0.0.1:port (0 = a random port).
+func StartEmbedded(dir string, port int) (*Embedded, error) {
+	if dir == "" {
+		dir = filepath.Join("data", "nats")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("embedded nats: data dir: %w", err)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	opts := &server.Options{
+		ServerName: "usagefleet-embedded",
+		Host:       "127.0.0.1",
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   dir,
+		NoSigs:     true,
+		MaxPayload: 8 << 20,
+		// Pending bytes per client: large enough for a bulk publisher.
+		MaxPending: 256 << 20,
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(30 * time.Second) {
+		s.Shutdown()
+		return nil, errors.New("embedded nats: not ready after 30s")
+	}
+	addr := s.Addr().(*net.TCPAddr)
+	return &Embedded{Server: s, URL: "nats://127.0.0.1:" + strconv.Itoa(addr.Port)}, nil
+}
+
+// Close shuts the server down and waits for it.
+func (e *Embedded) Close() {
+	e.Server.Shutdown()
+	e.Server.WaitForShutdown()
+}
+
+// StreamOptions sizes the streams. Zero values take the defaults.
+type StreamOptions struct {
+	Replicas        int             `yaml:"replicas"`         // default 1; 3 on a cluster
+	UsageMaxAge     config.Duration `yaml:"usage_max_age"`    // default 62 days: a month unit plus a month of late data
+	DuplicateWindow config.Duration `yaml:"duplicate_window"` // default 48h
+	AcksMaxAge      config.Duration `yaml:"acks_max_age"`     // default 14 days
+	DeadMaxAge      config.Duration `yaml:"dead_max_age"`     // default 90 days
+	LeaseTTL        config.Duration `yaml:"lease_ttl"`        // default 2m, well above the HTTP timeout
+	MaxMsgSize      int32           `yaml:"max_msg_size"`     // default: the server's max payload
+}
+
+// Defaults applied by EnsureStreams.
+const (
+	DefaultUsageMaxAge     = 62 * 24 * time.Hour
+	DefaultDuplicateWindow = 48 * time.Hour
+	DefaultAcksMaxAge      = 14 * 24 * time.Hour
+	DefaultDeadMaxAge      = 90 * 24 * time.Hour
+	DefaultLeaseTTL        = 2 * time.Minute
+)
+
+// EnsureStreams creates or updates the USAGE, ACKS and DEAD streams and the
+// lease, unit and checkpoint buckets.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
+	r := o.Replicas
+	if r == 0 {
+		r = 1
+	}
+	streams := []jetstream.StreamConfig{
+		{
+			Name:        messages.StreamUsage,
+			Description: "usage parts: the source of truth for what a unit contains",
+			Subjects:    []string{messages.UsageSubjects},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			MaxAge:      o.UsageMaxAge.D(DefaultUsageMaxAge),
+			Duplicates:  o.DuplicateWindow.D(DefaultDuplicateWindow),
+			Replicas:    r,
+			AllowDirect: true,
+			MaxMsgSize:  o.MaxMsgSize,
+			Discard:     jetstream.DiscardOld,
+		},
+		{
+			Name:        messages.StreamAcks,
+			Description: "delivery acks per part and destination",
+			Subjects:    []string{messages.AcksSubjects},
+			Storage:     jetstream.FileStorage,
+			MaxAge:      o.AcksMaxAge.D(DefaultAcksMaxAge),
+			Duplicates:  10 * time.Minute,
+			Replicas:    r,
+			AllowDirect: true,
+		},
+		{
+			Name:        messages.StreamDead,
+			Description: "dead letters: undecodable parts and rejected records, with reasons",
+			Subjects:    []string{messages.DeadSubjects},
+			Storage:     jetstream.FileStorage,
+			MaxAge:      o.DeadMaxAge.D(DefaultDeadMaxAge),
+			Duplicates:  10 * time.Minute,
+			Replicas:    r,
+		},
+	}
+	for _, cfg := range streams {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("stream %s: %w", cfg.Name, err)
+		}
+	}
+	buckets := []jetstream.KeyValueConfig{
+		{Bucket: messages.BucketLeases, Description: "unit leases", TTL: o.LeaseTTL.D(DefaultLeaseTTL), History: 1, Replicas: r, Storage: jetstream.FileStorage},
+		{Bucket: messages.BucketUnits, Description: "stream position each unit's last upload covered", History: 1, Replicas: r, Storage: jetstream.FileStorage},
+		{Bucket: messages.BucketCheckpoints, Description: "collector checkpoints", History: 5, Replicas: r, Storage: jetstream.FileStorage},
+	}
+	for _, cfg := range buckets {
+		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
+			return fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
+		}
+	}
+	return nil
+}

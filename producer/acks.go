@@ -1,0 +1,214 @@
+package producer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/usagefleet/usagefleet/messages"
+)
+
+// AckFilter selects acks to follow. Empty fields match everything.
+type AckFilter struct {
+	Source      string
+	Destination string
+	Since       time.Time // zero: only acks stored from now on
+}
+
+// FollowAcks calls fn for every ack matching f, in stream order, until ctx
+// ends or fn returns an error. An ack that cannot be decoded is reported to
+// fn as an ack with Status "" and the decode error as Reason.
+func (p *Producer) FollowAcks(ctx context.Context, f AckFilter, fn func(messages.Ack) error) error {
+	src, dst := f.Source, f.Destination
+	if src == "" {
+		src = "*"
+	}
+	if dst == "" {
+		dst = "*"
+	}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{"acks." + src + "." + dst}}
+	if f.Since.IsZero() {
+		cfg.DeliverPolicy = jetstream.DeliverNewPolicy
+	} else {
+		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
+		since := f.Since
+		cfg.OptStartTime = &since
+	}
+	cons, err := p.js.OrderedConsumer(ctx, messages.StreamAcks, cfg)
+	if err != nil {
+		return fmt.Errorf("following acks: %w", err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("following acks: %w", err)
+	}
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	defer it.Stop()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return ctx.Err()
+			}
+			return fmt.Errorf("following acks: %w", err)
+		}
+		a, derr := messages.DecodeAck(msg.Data())
+		if derr != nil {
+			a = messages.Ack{Reason: derr.Error()}
+		}
+		if err := fn(a); err != nil {
+			return err
+		}
+	}
+}
+
+// Summary is what happened to a batch at one destination.
+type Summary struct {
+	Destination     string
+	Parts           int // parts expected
+	Delivered       int
+	Rejected        int
+	Dead            int
+	Superseded      int
+	Records         int // delivered
+	RejectedRecords int
+	Cost            messages.Decimal // exact cost delivered
+	Reasons         []string
+}
+
+// Done reports whether every part has an outcome.
+func (s *Summary) Done() bool { return s.Delivered+s.Rejected+s.Dead+s.Superseded >= s.Parts }
+
+// Progress counts part outcomes over all destinations waited for.
+type Progress struct {
+	Done, Total int
+}
+
+// Wait follows the ack stream until every part of res has an outcome at
+// each destination (none: the destinations consuming res.Feed). progress,
+// if not nil, is called after each new outcome.
+func (p *Producer) Wait(ctx context.Context, res *Result, destinations []string, progress func(Progress)) (map[string]*Summary, error) {
+	if len(destinations) == 0 {
+		ds, err := p.Destinations(ctx, res.Feed)
+		if err != nil {
+			return nil, err
+		}
+		if len(ds) == 0 {
+			return nil, fmt.Errorf("no destination consumes feed %q: name destinations to wait for", res.Feed)
+		}
+		destinations = ds
+	}
+	out := map[string]*Summary{}
+	seen := map[string]map[int]bool{}
+	sums := map[string]*messages.Sum{}
+	for _, d := range destinations {
+		out[d] = &Summary{Destination: d, Parts: len(res.Parts)}
+		seen[d] = map[int]bool{}
+		sums[d] = &messages.Sum{}
+	}
+	total := len(res.Parts) * len(destinations)
+	done := 0
+	if total == 0 {
+		return out, nil
+	}
+	// Acks of a repeated publish were stored when the batch was first
+	// delivered: look back over the de-duplication window then.
+	since := res.Published.Add(-5 * time.Second)
+	if res.Duplicate() || anyDuplicate(res) {
+		since = res.Published.Add(-48 * time.Hour)
+	}
+	errDone := errors.New("done")
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	err := p.FollowAcks(wctx, AckFilter{Source: res.Source, Since: since}, func(a messages.Ack) error {
+		if a.BatchID != res.BatchID {
+			return nil
+		}
+		s, ok := out[a.Destination]
+		if !ok || seen[a.Destination][a.Part] {
+			return nil
+		}
+		seen[a.Destination][a.Part] = true
+		switch a.Status {
+		case messages.AckDelivered:
+			s.Delivered++
+		case messages.AckRejected:
+			s.Rejected++
+		case messages.AckDead:
+			s.Dead++
+		case messages.AckSuperseded:
+			s.Superseded++
+		}
+		s.Records += a.Records
+		s.RejectedRecords += a.Rejected
+		sums[a.Destination].Add(a.Cost)
+		if a.Reason != "" && len(s.Reasons) < 20 {
+			s.Reasons = append(s.Reasons, fmt.Sprintf("part %d: %s", a.Part, a.Reason))
+		}
+		done++
+		if progress != nil {
+			progress(Progress{Done: done, Total: total})
+		}
+		if done >= total {
+			return errDone
+		}
+		return nil
+	})
+	for d, s := range out {
+		s.Cost = sums[d].Decimal()
+	}
+	if errors.Is(err, errDone) {
+		return out, nil
+	}
+	return out, err
+}
+
+func anyDuplicate(res *Result) bool {
+	for _, p := range res.Parts {
+		if p.Duplicate {
+			return true
+		}
+	}
+	return false
+}
+
+// Destinations lists the destinations whose durable consumer on the USAGE
+// stream serves feed (durable names "uf_<destination>").
+func (p *Producer) Destinations(ctx context.Context, feed string) ([]string, error) {
+	st, err := p.js.Stream(ctx, messages.StreamUsage)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", messages.StreamUsage, err)
+	}
+	var out []string
+	lister := st.ListConsumers(ctx)
+	for ci := range lister.Info() {
+		name := ci.Config.Durable
+		if !strings.HasPrefix(name, "uf_") {
+			continue
+		}
+		filters := ci.Config.FilterSubjects
+		if ci.Config.FilterSubject != "" {
+			filters = append(filters, ci.Config.FilterSubject)
+		}
+		for _, f := range filters {
+			if f == messages.FeedFilter(feed) || f == "usage.>" || f == "usage.*.*.*.*.*" {
+				out = append(out, strings.TrimPrefix(name, "uf_"))
+				break
+			}
+		}
+	}
+	if err := lister.Err(); err != nil {
+		return nil, err
+	}
+	sort.Strings(out)
+	return out, nil
+}

@@ -1,0 +1,343 @@
+// Package producer is the client library a service embeds to publish usage
+// batches to the fleet and to learn what became of them.
+//
+// Publish validates a batch, splits it into parts (one per UTC hour of
+// ChargePeriodStart, each under the server's max payload), encodes them
+// with msgpack and publishes them asynchronously with a bounded in-flight
+// window. Each part carries Nats-Msg-Id "<batch id>/<part>", so publishing
+// the same batch again (after a crash, a timeout, a retried job) is
+// de-duplicated by JetStream. Publish returns only once JetStream has
+// stored every part.
+//
+// Wait follows the ack stream until every part has been delivered,
+// rejected or dead-lettered at the destinations you name, and FollowAcks
+// streams acks as they come.
+package producer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/usagefleet/usagefleet/messages"
+)
+
+// Options tune a Producer. Zero values take the defaults.
+type Options struct {
+	// MaxInFlight bounds parts published but not yet stored (default 256).
+	MaxInFlight int
+	// MaxPayload caps a part's payload in bytes (default: the server's max
+	// payload less room for headers).
+	MaxPayload int
+	// RetryMaxElapsed bounds how long a part's publish is retried through
+	// transient failures (default 2 minutes).
+	RetryMaxElapsed time.Duration
+	// Logger receives retry warnings (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Producer publishes batches. It is safe for concurrent use.
+type Producer struct {
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	opts Options
+	log  *slog.Logger
+}
+
+// headerRoom is what we keep free in a message for its headers.
+const headerRoom = 2048
+
+// New returns a producer on nc. The streams must exist (the workers create
+// them; natsutil.EnsureStreams does too).
+func New(nc *nats.Conn, opts Options) (*Producer, error) {
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = 256
+	}
+	if opts.RetryMaxElapsed <= 0 {
+		opts.RetryMaxElapsed = 2 * time.Minute
+	}
+	if opts.MaxPayload <= 0 {
+		opts.MaxPayload = int(nc.MaxPayload()) - headerRoom
+	}
+	if opts.MaxPayload < 4096 {
+		return nil, fmt.Errorf("producer: max payload %d is too small", opts.MaxPayload)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(opts.MaxInFlight*2))
+	if err != nil {
+		return nil, err
+	}
+	return &Producer{nc: nc, js: js, opts: opts, log: opts.Logger}, nil
+}
+
+// PartInfo says where a part was stored.
+type PartInfo struct {
+	Part      int
+	Subject   string
+	Hour      time.Time
+	Records   int
+	Bytes     int
+	Seq       uint64
+	Duplicate bool // JetStream already had it (a repeated publish)
+}
+
+// Result describes a published batch.
+type Result struct {
+	BatchID   string
+	Source    string
+	Feed      string
+	Parts     []PartInfo
+	Markers   int // snapshot closing markers stored
+	Records   int
+	Cost      messages.Decimal // exact sum of BilledCost
+	Published time.Time
+}
+
+// Duplicate reports whether every part was already stored before.
+func (r *Result) Duplicate() bool {
+	for _, p := range r.Parts {
+		if !p.Duplicate {
+			return false
+		}
+	}
+	return len(r.Parts) > 0
+}
+
+type outMsg struct {
+	msg  *nats.Msg
+	info *PartInfo
+}
+
+// Publish validates b, splits it into parts and publishes them, returning
+// once JetStream has stored every part. A messages.ValidationError lists
+// every bad record; nothing is published then.
+func (p *Producer) Publish(ctx context.Context, b *messages.Batch) (*Result, error) {
+	if err := b.Validate(); err != nil {
+		return nil, err
+	}
+	res := &Result{BatchID: b.ID, Source: b.Source, Feed: b.Feed, Records: len(b.Records), Published: time.Now()}
+	parts, err := Split(b, p.opts.MaxPayload)
+	if err != nil {
+		return nil, err
+	}
+	var cost messages.Sum
+	for i := range b.Records {
+		cost.Add(b.Records[i].BilledCost)
+	}
+	res.Cost = cost.Decimal()
+	res.Parts = make([]PartInfo, len(parts))
+	out := make([]outMsg, len(parts))
+	for i, sp := range parts {
+		res.Parts[i] = PartInfo{Part: sp.Meta.Part, Subject: messages.UsageSubject(b.Feed, sp.Meta.Hour), Hour: sp.Meta.Hour, Records: sp.Meta.Records, Bytes: len(sp.Payload)}
+		out[i] = outMsg{msg: &nats.Msg{Subject: res.Parts[i].Subject, Header: sp.Meta.Header(), Data: sp.Payload}, info: &res.Parts[i]}
+	}
+	if err := p.publishAll(ctx, out); err != nil {
+		return nil, err
+	}
+	if s := b.Snapshot; s != nil {
+		// Closing markers, one per hour of the period, after every part is
+		// stored: a generation counts in an hour only once they are.
+		perHour := map[time.Time]int{}
+		for _, sp := range parts {
+			perHour[sp.Meta.Hour]++
+		}
+		var markers []outMsg
+		for h := s.Period.Start; h.Before(s.Period.End); h = h.Add(time.Hour) {
+			m := messages.PartMeta{BatchID: b.ID, Feed: b.Feed, Source: b.Source, Kind: messages.KindSnapshotEnd, Hour: h, Period: s.Period, Generation: s.Generation, Parts: perHour[h]}
+			markers = append(markers, outMsg{msg: &nats.Msg{Subject: messages.UsageSubject(b.Feed, h), Header: m.Header()}, info: &PartInfo{}})
+		}
+		if err := p.publishAll(ctx, markers); err != nil {
+			return nil, fmt.Errorf("snapshot markers: %w", err)
+		}
+		res.Markers = len(markers)
+	}
+	return res, nil
+}
+
+// publishAll publishes asynchronously with at most MaxInFlight outstanding,
+// retrying each failed part with backoff under the same message id.
+func (p *Producer) publishAll(ctx context.Context, out []outMsg) error {
+	sem := make(chan struct{}, p.opts.MaxInFlight)
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+	}
+	failed := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return firstErr != nil
+	}
+	for i := range out {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			fail(ctx.Err())
+		}
+		if failed() {
+			break
+		}
+		o := out[i]
+		fut, err := p.js.PublishMsgAsync(o.msg)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			var ack *jetstream.PubAck
+			if err == nil {
+				select {
+				case ack = <-fut.Ok():
+				case err = <-fut.Err():
+				case <-ctx.Done():
+					err = ctx.Err()
+				}
+			}
+			if err != nil {
+				if ctx.Err() != nil {
+					fail(ctx.Err())
+					return
+				}
+				ack, err = p.publishRetry(ctx, o.msg, err)
+				if err != nil {
+					fail(err)
+					return
+				}
+			}
+			o.info.Seq = ack.Sequence
+			o.info.Duplicate = ack.Duplicate
+		}()
+	}
+	wg.Wait()
+	return firstErr
+}
+
+func (p *Producer) publishRetry(ctx context.Context, msg *nats.Msg, first error) (*jetstream.PubAck, error) {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = 100 * time.Millisecond
+	bo.MaxInterval = 5 * time.Second
+	bo.MaxElapsedTime = p.opts.RetryMaxElapsed
+	lastErr := first
+	var ack *jetstream.PubAck
+	op := func() error {
+		if !retryable(lastErr) {
+			return backoff.Permanent(lastErr)
+		}
+		p.log.Warn("publish failed, retrying", "subject", msg.Subject, "msg_id", msg.Header.Get(messages.HdrMsgID), "err", lastErr)
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		a, err := p.js.PublishMsg(actx, msg)
+		if err != nil {
+			lastErr = err
+			return err
+		}
+		ack = a
+		return nil
+	}
+	if err := backoff.Retry(op, backoff.WithContext(bo, ctx)); err != nil {
+		return nil, fmt.Errorf("publishing %s (%s): %w", msg.Header.Get(messages.HdrMsgID), msg.Subject, err)
+	}
+	return ack, nil
+}
+
+// retryable: the failures that a later try can fix.
+func retryable(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		// Server-side refusals (too large, wrong stream) do not heal; an
+		// unavailable cluster does.
+		return apiErr.Code == 503 || apiErr.Code == 408
+	}
+	return !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrMaxPayload) && !errors.Is(err, context.Canceled)
+}
+
+// SplitPart is one encoded part of a batch.
+type SplitPart struct {
+	Meta    messages.PartMeta
+	Payload []byte
+}
+
+// Split cuts a valid batch into parts: one or more per UTC hour of
+// ChargePeriodStart (in hour order, records in batch order within an hour),
+// each payload at most maxPayload bytes. Part numbers are deterministic, so
+// publishing the same batch again yields the same message ids.
+func Split(b *messages.Batch, maxPayload int) ([]SplitPart, error) {
+	byHour := map[time.Time][]int{}
+	for i := range b.Records {
+		h := b.Records[i].ChargePeriodStart.UTC().Truncate(time.Hour)
+		byHour[h] = append(byHour[h], i)
+	}
+	hours := make([]time.Time, 0, len(byHour))
+	for h := range byHour {
+		hours = append(hours, h)
+	}
+	sort.Slice(hours, func(i, j int) bool { return hours[i].Before(hours[j]) })
+	kind := messages.KindAppend
+	var period messages.Period
+	var gen int64
+	if b.Snapshot != nil {
+		kind, period, gen = messages.KindSnapshot, b.Snapshot.Period, b.Snapshot.Generation
+	}
+	var (
+		parts []SplitPart
+		buf   []byte   // encoded records of the current part
+		ends  []int    // end offset of each record in buf
+		enc   [][]byte // slices of buf, rebuilt at flush
+	)
+	flush := func(h time.Time) {
+		if len(ends) == 0 {
+			return
+		}
+		enc = enc[:0]
+		start := 0
+		for _, e := range ends {
+			enc = append(enc, buf[start:e])
+			start = e
+		}
+		payload := messages.PayloadFromEncoded(make([]byte, 0, len(buf)+5), enc)
+		parts = append(parts, SplitPart{
+			Meta:    messages.PartMeta{Schema: messages.SchemaVersion, BatchID: b.ID, Part: len(parts) + 1, Feed: b.Feed, Source: b.Source, Kind: kind, Hour: h, Period: period, Generation: gen, Records: len(ends)},
+			Payload: payload,
+		})
+		buf, ends = buf[:0], ends[:0]
+	}
+	for _, h := range hours {
+		for _, i := range byHour[h] {
+			before := len(buf)
+			var err error
+			buf, err = messages.EncodeRecord(buf, &b.Records[i])
+			if err != nil {
+				return nil, fmt.Errorf("records[%d]: %w", i, err)
+			}
+			size := len(buf) - before
+			if size+5 > maxPayload {
+				return nil, messages.ValidationError{{Index: i, Field: "", Problem: fmt.Sprintf("record encodes to %d bytes, more than the %d-byte message limit", size, maxPayload)}}
+			}
+			if len(buf)+messages.ArrayHeaderLen(len(ends)+1) > maxPayload {
+				rec := append([]byte(nil), buf[before:]...)
+				buf = buf[:before]
+				flush(h)
+				buf = append(buf, rec...)
+			}
+			ends = append(ends, len(buf))
+		}
+		flush(h)
+	}
+	return parts, nil
+}
