@@ -182,7 +182,7 @@ type parser struct {
 // kept but the running sums and the records the store keeps, so memory does
 // not grow with the size of the upload beyond opt.keepUpTo records.
 func parseUpload(r io.Reader, opt parseOptions) (*parseResult, *uploadError) {
-	p := &parser{opt: opt, dec: json.NewDecoder(r)}
+	p := &parser{opt: opt, dec: json.NewDecoder(tagReader{r})}
 	p.dec.UseNumber()
 	p.st.extras = map[string]struct{}{}
 	if err := p.run(); err != nil {
@@ -191,13 +191,33 @@ func parseUpload(r io.Reader, opt parseOptions) (*parseResult, *uploadError) {
 	return &p.res, nil
 }
 
+// bodyError is a failure to read the part (a truncated multipart body, a
+// body over the limit), as opposed to malformed JSON in it.
+type bodyError struct{ err error }
+
+func (e *bodyError) Error() string { return e.err.Error() }
+func (e *bodyError) Unwrap() error { return e.err }
+
+// tagReader marks every read error but io.EOF as a bodyError, so the
+// parser can tell a broken body from a JSON file that ends early.
+type tagReader struct{ r io.Reader }
+
+func (t tagReader) Read(b []byte) (int, error) {
+	n, err := t.r.Read(b)
+	if err != nil && err != io.EOF {
+		err = &bodyError{err}
+	}
+	return n, err
+}
+
 // readErr turns a decoder error into the upload's answer.
 func (p *parser) readErr(err error) *uploadError {
-	var mbe *http.MaxBytesError
+	var be *bodyError
 	switch {
-	case errors.As(err, &mbe):
-		return &uploadError{status: http.StatusRequestEntityTooLarge,
-			msg: fmt.Sprintf("Request body exceeds the limit of %d bytes", mbe.Limit)}
+	case errors.As(err, &be):
+		e := multipartErr(be.err)
+		e.msg += fmt.Sprintf(" (after %d complete record(s))", p.res.records)
+		return e
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return badRequest("Malformed JSON in part \"data\": file ends after %d complete record(s)", p.res.records)
 	default:
