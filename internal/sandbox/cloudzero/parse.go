@@ -204,11 +204,11 @@ type row struct {
 func parseRow(raw []byte, o parseOptions) (row, *colError) {
 	var r row
 	var hasStart, hasCost, hasTag, hasID bool
-	if o.keepRows {
+	if o.strict || o.keepRows {
 		r.values = make(map[string]string, 8)
 	}
 	err := scanRow(raw, func(k, v string) *colError {
-		if o.keepRows {
+		if r.values != nil {
 			if _, dup := r.values[k]; dup {
 				return &colError{k, "column appears twice"}
 			}
