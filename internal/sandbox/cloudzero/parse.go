@@ -174,7 +174,7 @@ func parseDrop(body []byte, o parseOptions) (*drop, *badRequest) {
 		h.cost = h.cost.Add(r.cost)
 		h.bytes += int64(len(raw))
 		if o.keepRows {
-			h.rows = append(h.rows, storedRow{values: r.values})
+			h.rows = append(h.rows, storedRow{seq: uint64(i), values: r.values})
 		}
 		d.rows++
 		d.bytes += int64(len(raw))

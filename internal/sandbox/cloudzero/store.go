@@ -34,7 +34,7 @@ type RequestLog struct {
 }
 
 type storedRow struct {
-	seq    uint64 // arrival order across the month
+	seq    uint64 // arrival order across the connection
 	values map[string]string
 }
 
@@ -108,10 +108,13 @@ func (c *connection) apply(d *drop, lim limits, dropID string, seq *uint64) *bad
 			"month %s would hold %d bytes: a stream is limited to %d bytes per month", d.month.Format("2006-01"), bytes, lim.bytes)}
 	}
 
-	for _, hour := range slices.SortedFunc(maps.Keys(d.hours), time.Time.Compare) {
-		for i := range d.hours[hour].rows {
-			*seq++
-			d.hours[hour].rows[i].seq = *seq
+	// Rows carry their index in the body; offset it past every stored row
+	// so the month reads back in arrival order.
+	base := *seq
+	*seq += uint64(d.rows)
+	for _, h := range d.hours {
+		for i := range h.rows {
+			h.rows[i].seq += base
 		}
 	}
 	switch d.op {
