@@ -68,7 +68,8 @@
 //     number or a string holding a number in JSON number grammar ("12.5",
 //     "-1e-3"; not "+1", ".5", "1,5" or " 1"). Decimals are parsed exactly
 //     with shopspring/decimal, never through float64, and must have at
-//     most 64 integer and 64 fractional digits. Config.Decimals =
+//     most 64 integer and 64 fractional digits (and at most 160
+//     characters of text). Config.Decimals =
 //     DecimalNumber or DecimalString accepts only one of the two forms.
 //   - Required string fields must not be empty or blank.
 //   - Accounting date: every record's Usage Start must fall on the URL's
@@ -84,7 +85,10 @@
 //     ("record index 3"); several missing required fields are all named.
 //   - Parts of the multipart body other than "data" are read and ignored;
 //     a second "data" part is a 400. A body that is not multipart/form-data
-//     is 415.
+//     is 415. The multipart body must follow RFC 2046: the seed's Java
+//     listing, as printed, writes the closing boundary without the CRLF
+//     before it and is rejected (part headers ending in bare LF, as it also
+//     writes, are accepted).
 //   - Only the query parameter zoneOffset is accepted; any other key is a
 //     400. The seed's "?=zoneOffset=-7" (an empty key) is therefore
 //     rejected with a hint to send "?zoneOffset=-7".
@@ -115,7 +119,14 @@
 //
 // Inspection: Dates, Records, Uploads, ConcurrencyViolations, Reset,
 // SetToken, SetFailWith200 and Faults, all safe for concurrent use; and,
-// over HTTP for other processes, the /_sandbox/ endpoints (see the
-// serveAdmin comment): dates, records, uploads, stats, reset, token,
-// fail-with-200 and faults.
+// over HTTP for other processes (never faulted, no auth: loopback only):
+//
+//	GET     /_sandbox/dates             Dates() (decimals as JSON strings)
+//	GET     /_sandbox/records?date=D    Records(D)
+//	GET     /_sandbox/uploads           Uploads()
+//	GET     /_sandbox/stats             Stats
+//	POST    /_sandbox/reset             Reset()
+//	PUT     /_sandbox/token             SetToken(body, trimmed); never echoed
+//	GET|PUT /_sandbox/fail-with-200     SetFailWith200(body "true"/"false")
+//	*       /_sandbox/faults            fault.Injector.AdminHandler (GET, PUT/POST rules, DELETE)
 package cloudcruiser

@@ -114,6 +114,10 @@ func init() {
 const (
 	maxFraction = 64
 	maxInteger  = 64
+	// maxNumberLen caps the text of any number before it is parsed (big.Int
+	// parsing is superlinear); it leaves room for the digits above, a sign,
+	// a point and an exponent.
+	maxNumberLen = 160
 )
 
 // uploadError is a failed upload: the HTTP status and the message of the
@@ -497,6 +501,12 @@ func (p *parser) setField(key string, v json.Token) *uploadError {
 // or, if the configured DecimalForm allows, as a string in JSON number
 // grammar.
 func (p *parser) numberLexeme(v json.Token) (string, string) {
+	if x, ok := v.(json.Number); ok && len(x) > maxNumberLen {
+		return "", fmt.Sprintf("number of %d characters is too long (at most %d)", len(x), maxNumberLen)
+	}
+	if x, ok := v.(string); ok && len(x) > maxNumberLen {
+		return "", fmt.Sprintf("string of %d characters is too long for a number (at most %d)", len(x), maxNumberLen)
+	}
 	switch x := v.(type) {
 	case json.Number:
 		if p.opt.decimals == DecimalString {
