@@ -98,7 +98,9 @@ func TestMonthLimits(t *testing.T) {
 
 func TestGetEndpoints(t *testing.T) {
 	e := newEmulator(t, Config{})
-	get := func(path string) reply { return e.do(t, req{method: http.MethodGet, path: dropsURL(conn1) + path, auth: key1}) }
+	get := func(path string) reply {
+		return e.do(t, req{method: http.MethodGet, path: dropsURL(conn1) + path, auth: key1})
+	}
 
 	if r := get(""); r.code != 200 || r.raw != `{"billing_drops":[]}` {
 		t.Fatalf("empty list: %d %s", r.code, r.raw)

@@ -196,7 +196,7 @@ func (s *Server) Rows(conn string, hour time.Time) []map[string]string {
 	}
 	hour = hour.UTC().Truncate(time.Hour)
 	m := c.months[monthOf(hour)]
-	if m == nil || m.hours[hour] == nil {
+	if m == nil || m.hours[hour] == nil || len(m.hours[hour].rows) == 0 {
 		return nil
 	}
 	rows := m.hours[hour].rows
