@@ -549,7 +549,11 @@ func (m PartMeta) Header() nats.Header {
 // ErrNewerSchema for parts written by a newer version, and names the header
 // for anything missing or malformed.
 func ParseMeta(h nats.Header) (PartMeta, error) {
-	var m PartMeta
+	// Read the identifying fields first, so that even a part this reader
+	// refuses can be named in a dead letter and acked back to its producer.
+	m := PartMeta{BatchID: h.Get(HdrBatch), Feed: h.Get(HdrFeed), Source: h.Get(HdrSource), Kind: Kind(h.Get(HdrKind))}
+	m.Part, _ = strconv.Atoi(h.Get(HdrPart))
+	m.Records, _ = strconv.Atoi(h.Get(HdrRecords))
 	sv := h.Get(HdrSchema)
 	if sv == "" {
 		return m, fmt.Errorf("header %s missing: not a usagefleet part", HdrSchema)
@@ -562,10 +566,6 @@ func ParseMeta(h nats.Header) (PartMeta, error) {
 		return m, fmt.Errorf("header %s: version %d, this reader knows up to %d (upgrade usagefleet): %w", HdrSchema, v, SchemaVersion, ErrNewerSchema)
 	}
 	m.Schema = v
-	m.BatchID = h.Get(HdrBatch)
-	m.Feed = h.Get(HdrFeed)
-	m.Source = h.Get(HdrSource)
-	m.Kind = Kind(h.Get(HdrKind))
 	if m.BatchID == "" {
 		return m, fmt.Errorf("header %s missing", HdrBatch)
 	}

@@ -1,0 +1,665 @@
+package workers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/usagefleet/usagefleet/messages"
+)
+
+// Pool consumes the USAGE stream for one destination and delivers it. Any
+// number of pools (in any number of processes) may share a destination:
+// they share its durable consumer, and unit leases keep one uploader per
+// unit (or per connection) at a time.
+type Pool struct {
+	dest  Destination
+	sem   Semantics
+	opts  Options
+	log   *slog.Logger
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	usage jetstream.Stream
+	lease jetstream.KeyValue
+	units jetstream.KeyValue
+	http  *http.Client
+	gate  gate
+	feeds map[string]bool
+
+	mu      sync.Mutex
+	pending map[uint64]*pendingMsg // by stream sequence
+	dirty   map[string]*unitState  // Replace: by unit key
+	busy    map[string]bool        // Replace: lease keys with a job running here
+	wake    chan struct{}
+
+	stats Stats
+}
+
+// Stats are counters of one pool, for tests, the demo and metrics.
+type Stats struct {
+	Received      int64 // messages taken from the consumer
+	Acked         int64 // messages acked after delivery
+	Jobs          int64 // jobs that succeeded
+	JobFailures   int64 // job tries that failed (each is retried)
+	LeaseConflict int64 // jobs deferred: another worker held the lease
+	DeadLetters   int64 // dead-letter messages published
+	Rejected      int64 // records rejected
+	AckEvents     int64 // ack events published
+	Requests      int64 // HTTP requests sent (including resends)
+	Resends       int64 // requests re-sent after no response
+}
+
+type pendingMsg struct {
+	msg     jetstream.Msg
+	seq     uint64
+	meta    messages.PartMeta
+	part    *messages.Part  // Append: decoded records
+	units   map[string]bool // Replace: units still to upload
+	records int             // delivered
+	reject  int
+	cost    messages.Sum
+	reasons []string
+	seen    bool // the part's records were seen by a rebuild (not superseded)
+}
+
+type unitState struct {
+	unit      Unit
+	lease     string
+	first     time.Time
+	last      time.Time
+	records   int
+	seqs      map[uint64]bool
+	attempt   int
+	notBefore time.Time
+	inJob     bool
+}
+
+// NewPool builds a pool for dest. The streams and buckets must exist
+// (natsutil.EnsureStreams).
+func NewPool(nc *nats.Conn, dest Destination, opts Options) (*Pool, error) {
+	if !messages.ValidToken(dest.Name()) {
+		return nil, fmt.Errorf("destination name %q: want 1-64 of A-Z a-z 0-9 _ -", dest.Name())
+	}
+	if len(opts.Feeds) == 0 {
+		return nil, fmt.Errorf("destination %s: no feeds", dest.Name())
+	}
+	opts.defaults(dest.Semantics())
+	if opts.WorkerID == "" {
+		host, _ := os.Hostname()
+		opts.WorkerID = fmt.Sprintf("%s-%d-%08x", host, os.Getpid(), rand.Uint32())
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	p := &Pool{
+		dest: dest, sem: dest.Semantics(), opts: opts, nc: nc, js: js,
+		log:     opts.Logger.With("destination", dest.Name()),
+		http:    &http.Client{Timeout: opts.HTTPTimeout},
+		feeds:   map[string]bool{},
+		pending: map[uint64]*pendingMsg{},
+		dirty:   map[string]*unitState{},
+		busy:    map[string]bool{},
+		wake:    make(chan struct{}, 1),
+	}
+	for _, f := range opts.Feeds {
+		if !messages.ValidToken(f) {
+			return nil, fmt.Errorf("destination %s: feed %q: want 1-64 of A-Z a-z 0-9 _ -", dest.Name(), f)
+		}
+		p.feeds[f] = true
+	}
+	return p, nil
+}
+
+// Stats returns a snapshot of the counters.
+func (p *Pool) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stats
+}
+
+// Paused reports whether the destination is paused (credentials refused)
+// and why.
+func (p *Pool) Paused() (bool, string) {
+	paused, reason, _ := p.gate.state()
+	return paused, reason
+}
+
+// ConsumerName is the durable consumer of a destination.
+func ConsumerName(dest string) string { return "uf_" + dest }
+
+// Run consumes and delivers until ctx ends, then drains: in-flight jobs get
+// DrainTimeout to finish, and every message not yet delivered is handed
+// back (nak with a delay) for another worker.
+func (p *Pool) Run(ctx context.Context) error {
+	var err error
+	if p.usage, err = p.js.Stream(ctx, messages.StreamUsage); err != nil {
+		return fmt.Errorf("stream %s: %w", messages.StreamUsage, err)
+	}
+	if p.lease, err = p.js.KeyValue(ctx, messages.BucketLeases); err != nil {
+		return fmt.Errorf("bucket %s: %w", messages.BucketLeases, err)
+	}
+	if p.units, err = p.js.KeyValue(ctx, messages.BucketUnits); err != nil {
+		return fmt.Errorf("bucket %s: %w", messages.BucketUnits, err)
+	}
+	filters := make([]string, 0, len(p.opts.Feeds))
+	for _, f := range p.opts.Feeds {
+		filters = append(filters, messages.FeedFilter(f))
+	}
+	sort.Strings(filters)
+	cons, err := p.usage.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:        ConsumerName(p.dest.Name()),
+		Description:    "usagefleet destination " + p.dest.Name(),
+		FilterSubjects: filters,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        p.opts.AckWait,
+		MaxDeliver:     -1, // billing data is never dropped for redelivery count
+		MaxAckPending:  p.opts.MaxAckPending,
+		HeadersOnly:    p.sem == Replace,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", ConsumerName(p.dest.Name()), err)
+	}
+	p.log.Info("pool started", "worker", p.opts.WorkerID, "feeds", p.opts.Feeds, "semantics", map[Semantics]string{Append: "append", Replace: "replace"}[p.sem])
+
+	// Jobs run on their own context: on shutdown they get DrainTimeout.
+	jobCtx, cancelJobs := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelJobs()
+	var wg sync.WaitGroup
+	work := make(chan func(context.Context), p.opts.Workers)
+	for i := 0; i < p.opts.Workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for f := range work {
+				f(jobCtx)
+			}
+		}()
+	}
+	var loops sync.WaitGroup
+	loops.Add(1)
+	go func() { defer loops.Done(); p.heartbeats(ctx) }()
+	if p.sem == Replace {
+		loops.Add(1)
+		go func() { defer loops.Done(); p.schedule(ctx, work) }()
+	}
+	ferr := p.fetch(ctx, cons, work)
+	loops.Wait()
+	close(work)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(p.opts.DrainTimeout):
+		p.log.Warn("drain timeout: cancelling in-flight jobs")
+		cancelJobs()
+		<-done
+	}
+	p.handBack()
+	if ferr != nil && ctx.Err() == nil {
+		return ferr
+	}
+	return nil
+}
+
+// fetch takes messages from the consumer until ctx ends.
+func (p *Pool) fetch(ctx context.Context, cons jetstream.Consumer, work chan func(context.Context)) error {
+	batch := 256
+	if p.sem == Append {
+		// Messages in the client's buffer get no heartbeats: keep it to
+		// what the workers take next, so none outwaits its AckWait there.
+		batch = min(p.opts.Workers*2, p.opts.MaxAckPending)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(batch))
+	if err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	defer it.Stop()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil
+			}
+			if errors.Is(err, nats.ErrConnectionClosed) || p.nc.IsClosed() {
+				return fmt.Errorf("consumer: %w", nats.ErrConnectionClosed)
+			}
+			p.log.Warn("consumer", "err", err)
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		p.mu.Lock()
+		p.stats.Received++
+		p.mu.Unlock()
+		if p.sem == Replace {
+			p.mark(ctx, msg)
+		} else {
+			p.enqueueAppend(ctx, msg, work)
+		}
+	}
+}
+
+func (p *Pool) poke() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// heartbeats keeps every message we hold from being redelivered elsewhere.
+func (p *Pool) heartbeats(ctx context.Context) {
+	t := time.NewTicker(p.opts.AckWait / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		p.mu.Lock()
+		msgs := make([]jetstream.Msg, 0, len(p.pending))
+		for _, pm := range p.pending {
+			msgs = append(msgs, pm.msg)
+		}
+		p.mu.Unlock()
+		for _, m := range msgs {
+			if err := m.InProgress(); err != nil && ctx.Err() == nil {
+				p.log.Debug("in-progress heartbeat", "err", err)
+			}
+		}
+	}
+}
+
+// handBack naks what was not delivered, so another worker takes it now
+// rather than after AckWait.
+func (p *Pool) handBack() {
+	p.mu.Lock()
+	msgs := make([]jetstream.Msg, 0, len(p.pending))
+	for seq, pm := range p.pending {
+		msgs = append(msgs, pm.msg)
+		delete(p.pending, seq)
+	}
+	p.dirty = map[string]*unitState{}
+	p.mu.Unlock()
+	for _, m := range msgs {
+		_ = m.NakWithDelay(time.Second)
+	}
+	if len(msgs) > 0 {
+		p.log.Info("handed back undelivered messages", "count", len(msgs))
+	}
+}
+
+func seqOf(msg jetstream.Msg) uint64 {
+	md, err := msg.Metadata()
+	if err != nil {
+		return 0
+	}
+	return md.Sequence.Stream
+}
+
+// mark records a Replace message: its units become dirty; it stays pending
+// until they are uploaded by a rebuild that began after it was stored.
+func (p *Pool) mark(ctx context.Context, msg jetstream.Msg) {
+	seq := seqOf(msg)
+	meta, err := messages.ParseMeta(msg.Headers())
+	if err == nil {
+		var hour time.Time
+		var feed string
+		feed, hour, err = messages.ParseUsageSubject(msg.Subject())
+		if err == nil && (feed != meta.Feed || !hour.Equal(meta.Hour)) {
+			err = fmt.Errorf("headers say feed %q hour %s, subject says %q %s", meta.Feed, meta.Hour.Format(time.RFC3339), feed, hour.Format(time.RFC3339))
+		}
+	}
+	if err != nil {
+		p.deadMessage(ctx, msg, seq, meta, err)
+		return
+	}
+	units := p.dest.Units(meta.Hour)
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if old, dup := p.pending[seq]; dup {
+		old.msg = msg // a redelivery of what we hold: keep the newest handle
+		return
+	}
+	pm := &pendingMsg{msg: msg, seq: seq, meta: meta, units: map[string]bool{}}
+	p.pending[seq] = pm
+	for _, u := range units {
+		pm.units[u.Key] = true
+		us := p.dirty[u.Key]
+		if us == nil {
+			us = &unitState{unit: u, lease: p.dest.LeaseKey(u), first: now, seqs: map[uint64]bool{}}
+			p.dirty[u.Key] = us
+		}
+		us.last = now
+		us.records += meta.Records
+		us.seqs[seq] = true
+		if us.records >= p.opts.Flush.MaxRecords {
+			p.poke()
+		}
+	}
+	if len(units) == 0 {
+		// A destination that maps an hour to no unit does not want it.
+		delete(p.pending, seq)
+		_ = msg.Ack()
+	}
+}
+
+// schedule starts a job for each lease key with due units.
+func (p *Pool) schedule(ctx context.Context, work chan func(context.Context)) {
+	tick := p.opts.Flush.Quiet / 4
+	if tick > 250*time.Millisecond {
+		tick = 250 * time.Millisecond
+	}
+	if tick < 10*time.Millisecond {
+		tick = 10 * time.Millisecond
+	}
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-p.wake:
+		}
+		now := time.Now()
+		if !p.gate.ready(now) {
+			continue
+		}
+		for _, j := range p.dueJobs(now) {
+			select {
+			case work <- j:
+			case <-ctx.Done():
+				p.release(j)
+				return
+			}
+		}
+	}
+}
+
+type replaceJob struct {
+	lease string
+	units []*unitState
+}
+
+// dueJobs picks due units, grouped by lease key, skipping lease keys that
+// already have a job here. It marks them in-job.
+func (p *Pool) dueJobs(now time.Time) []func(context.Context) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	groups := map[string]*replaceJob{}
+	var order []string
+	for _, us := range p.dirty {
+		if us.inJob || p.busy[us.lease] || now.Before(us.notBefore) {
+			continue
+		}
+		due := now.Sub(us.first) >= p.opts.Flush.MaxDelay || now.Sub(us.last) >= p.opts.Flush.Quiet || us.records >= p.opts.Flush.MaxRecords
+		if !due {
+			continue
+		}
+		g := groups[us.lease]
+		if g == nil {
+			g = &replaceJob{lease: us.lease}
+			groups[us.lease] = g
+			order = append(order, us.lease)
+		}
+		g.units = append(g.units, us)
+	}
+	sort.Strings(order)
+	var jobs []func(context.Context)
+	for _, lk := range order {
+		g := groups[lk]
+		p.busy[lk] = true
+		sort.Slice(g.units, func(i, j int) bool { return g.units[i].unit.Start.Before(g.units[j].unit.Start) })
+		for _, us := range g.units {
+			us.inJob = true
+		}
+		jobs = append(jobs, func(ctx context.Context) { p.runReplace(ctx, g) })
+	}
+	return jobs
+}
+
+// release undoes dueJobs's marks for a job that will not run.
+func (p *Pool) release(j func(context.Context)) {
+	// The job closure owns its group; running it with a cancelled context
+	// releases the marks.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	j(ctx)
+}
+
+func leaseKeyName(dest, lease string) string { return dest + "." + lease }
+
+// acquire takes the lease, or reports that another worker holds it.
+func (p *Pool) acquire(ctx context.Context, key string) (uint64, bool, error) {
+	rev, err := p.lease.Create(ctx, key, []byte(p.opts.WorkerID))
+	if err == nil {
+		return rev, true, nil
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, false, nil
+	}
+	return 0, false, err
+}
+
+// keepLease renews the lease until stop is closed; if renewal fails the
+// lease may be someone else's now, so the job is cancelled.
+func (p *Pool) keepLease(ctx context.Context, key string, rev uint64, cancel context.CancelFunc, stop <-chan struct{}) *uint64 {
+	cur := rev
+	go func() {
+		t := time.NewTicker(p.opts.LeaseTTL / 4)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			r, err := p.lease.Update(ctx, key, []byte(p.opts.WorkerID), cur)
+			if err != nil {
+				p.log.Error("lost unit lease: abandoning the job", "lease", key, "err", err)
+				cancel()
+				return
+			}
+			cur = r
+		}
+	}()
+	return &cur
+}
+
+func (p *Pool) runReplace(ctx context.Context, g *replaceJob) {
+	finish := func(ok bool, retryIn time.Duration) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		delete(p.busy, g.lease)
+		for _, us := range g.units {
+			us.inJob = false
+			if !ok {
+				us.attempt++
+				us.notBefore = time.Now().Add(retryIn)
+			}
+		}
+		p.poke()
+	}
+	if ctx.Err() != nil {
+		finish(false, 0)
+		return
+	}
+	key := leaseKeyName(p.dest.Name(), g.lease)
+	rev, ok, err := p.acquire(ctx, key)
+	if err != nil || !ok {
+		if err != nil {
+			p.log.Warn("lease", "lease", key, "err", err)
+		}
+		p.mu.Lock()
+		p.stats.LeaseConflict++
+		p.mu.Unlock()
+		finish(false, 200*time.Millisecond+time.Duration(rand.Int64N(int64(300*time.Millisecond))))
+		return
+	}
+	jctx, cancel := context.WithCancel(ctx)
+	stop := make(chan struct{})
+	cur := p.keepLease(jctx, key, rev, cancel, stop)
+	defer func() {
+		close(stop)
+		cancel()
+		// Release only our own lease (by revision); an expired one is gone.
+		dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = p.lease.Delete(dctx, key, jetstream.LastRevision(*cur))
+		dcancel()
+	}()
+
+	units := make([]Unit, len(g.units))
+	attempt := 0
+	for i, us := range g.units {
+		units[i] = us.unit
+		if us.attempt > attempt {
+			attempt = us.attempt
+		}
+	}
+	job, err := p.newReplaceJob(jctx, units, attempt)
+	if err != nil {
+		p.log.Warn("rebuild", "err", err)
+		finish(false, p.gate.transient(0, p.opts.Retry))
+		return
+	}
+	derr := p.dest.Deliver(jctx, job)
+	if derr == nil {
+		if err := p.finishReplace(jctx, job, g); err != nil {
+			p.log.Warn("finishing job", "err", err)
+			finish(false, backoffDelay(1, p.opts.Retry))
+			return
+		}
+		finish(true, 0)
+		return
+	}
+	retry := p.failed(job.log, derr, job)
+	if retry < 0 { // refused content: dead-letter the units
+		for _, u := range units {
+			job.RejectUnit(u, derr.Error())
+		}
+		if err := p.finishReplace(jctx, job, g); err != nil {
+			p.log.Warn("finishing rejected job", "err", err)
+			finish(false, backoffDelay(1, p.opts.Retry))
+			return
+		}
+		finish(true, 0)
+		return
+	}
+	finish(false, retry)
+}
+
+// failed classifies a delivery failure, logs it and updates the gate. It
+// returns the delay before the next try, or -1 if the content was refused.
+func (p *Pool) failed(log *slog.Logger, derr error, job *job) time.Duration {
+	p.mu.Lock()
+	p.stats.JobFailures++
+	p.mu.Unlock()
+	if errors.Is(derr, context.Canceled) {
+		return 0
+	}
+	var de *Error
+	if !errors.As(derr, &de) {
+		de = &Error{Class: ClassTransient, Err: derr}
+	}
+	switch de.Class {
+	case ClassAuth:
+		reason := de.Error()
+		p.gate.pause(reason, p.opts.PauseProbe)
+		log.Error("DESTINATION PAUSED: credentials refused; data waits in the stream, nothing is dead-lettered. Fix the credentials; the pool probes again.", "reason", reason, "probe_in", p.opts.PauseProbe)
+		return p.opts.PauseProbe
+	case ClassReject, ClassTooLarge:
+		log.Error("destination refused the content: dead-lettering the units", "reason", de.Error())
+		return -1
+	default:
+		d := p.gate.transient(de.RetryAfter, p.opts.Retry)
+		log.Warn("delivery failed, will retry", "reason", de.Error(), "retry_in", d, "attempt", job.attempt)
+		return d
+	}
+}
+
+func (p *Pool) noteSuccess() {
+	if resumed, reason := p.gate.success(); resumed {
+		p.log.Warn("destination resumed after pause", "was", reason)
+	}
+}
+
+// ackEvent publishes the outcome of pm and acks the message.
+func (p *Pool) ackOut(ctx context.Context, pms []*pendingMsg) error {
+	var futs []jetstream.PubAckFuture
+	for _, pm := range pms {
+		if pm.meta.Kind == messages.KindSnapshotEnd || pm.meta.Source == "" {
+			continue
+		}
+		a := messages.Ack{BatchID: pm.meta.BatchID, Part: pm.meta.Part, Feed: pm.meta.Feed, Source: pm.meta.Source, Destination: p.dest.Name(), Records: pm.records, Rejected: pm.reject, Cost: pm.cost.Decimal(), Time: time.Now().UTC()}
+		switch {
+		case pm.meta.Kind == messages.KindSnapshot && !pm.seen:
+			a.Status = messages.AckSuperseded
+			a.Reason = "snapshot generation " + strconv.FormatInt(pm.meta.Generation, 10) + " was replaced by a newer complete generation, or never completed"
+		case pm.reject > 0:
+			a.Status = messages.AckRejected
+		default:
+			a.Status = messages.AckDelivered
+		}
+		if len(pm.reasons) > 0 {
+			a.Reason = joinReasons(pm.reasons)
+		}
+		b, _ := messages.EncodeAck(a)
+		m := &nats.Msg{Subject: messages.AckSubject(a.Source, a.Destination), Data: b, Header: nats.Header{}}
+		m.Header.Set(messages.HdrMsgID, a.MsgID())
+		f, err := p.js.PublishMsgAsync(m)
+		if err != nil {
+			return fmt.Errorf("ack event: %w", err)
+		}
+		futs = append(futs, f)
+	}
+	for _, f := range futs {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("ack event: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	for _, pm := range pms {
+		_ = pm.msg.Ack()
+	}
+	p.mu.Lock()
+	p.stats.AckEvents += int64(len(futs))
+	p.stats.Acked += int64(len(pms))
+	p.mu.Unlock()
+	return nil
+}
+
+func joinReasons(rs []string) string {
+	s := ""
+	for i, r := range rs {
+		if i == 5 {
+			s += fmt.Sprintf("; and %d more", len(rs)-5)
+			break
+		}
+		if i > 0 {
+			s += "; "
+		}
+		s += r
+	}
+	return s
+}
