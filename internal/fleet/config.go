@@ -1,0 +1,185 @@
+// Package fleet wires a worker process together from its configuration:
+// NATS (embedded or a cluster), the streams, and one pool per destination.
+// The usage-worker binary, its demo and its bench share it.
+package fleet
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/usagefleet/usagefleet/internal/config"
+	"github.com/usagefleet/usagefleet/internal/natsutil"
+	"github.com/usagefleet/usagefleet/messages"
+	"github.com/usagefleet/usagefleet/workers"
+)
+
+// Config is the worker's configuration file.
+type Config struct {
+	NATS         natsutil.Options       `yaml:"nats"`
+	Streams      natsutil.StreamOptions `yaml:"streams"`
+	Worker       WorkerConfig           `yaml:"worker"`
+	Destinations []DestinationConfig    `yaml:"destinations"`
+
+	built []builtDest
+}
+
+// WorkerConfig is process-wide settings.
+type WorkerConfig struct {
+	ID           string          `yaml:"id"`            // lease owner name; default host-pid-random
+	DrainTimeout config.Duration `yaml:"drain_timeout"` // default 20s
+	LogLevel     string          `yaml:"log_level"`     // debug, info (default), warn, error
+	LogFormat    string          `yaml:"log_format"`    // text (default) or json
+}
+
+// DestinationConfig is one destination: what is common to every type, and
+// the type's own settings.
+type DestinationConfig struct {
+	Name          string          `yaml:"name"`
+	Type          string          `yaml:"type"`
+	Feeds         []string        `yaml:"feeds"`
+	Workers       int             `yaml:"workers"`
+	MaxAckPending int             `yaml:"max_ack_pending"`
+	AckWait       config.Duration `yaml:"ack_wait"`
+	Flush         FlushConfig     `yaml:"flush"`
+	Retry         RetryConfig     `yaml:"retry"`
+	PauseProbe    config.Duration `yaml:"pause_probe"`
+	HTTPTimeout   config.Duration `yaml:"http_timeout"`
+	Settings      yaml.Node       `yaml:"settings"`
+}
+
+// FlushConfig is the flush policy of replace destinations.
+type FlushConfig struct {
+	MaxDelay   config.Duration `yaml:"max_delay"`
+	Quiet      config.Duration `yaml:"quiet"`
+	MaxRecords int             `yaml:"max_records"`
+}
+
+// RetryConfig is the backoff between failed tries.
+type RetryConfig struct {
+	Initial config.Duration `yaml:"initial"`
+	Max     config.Duration `yaml:"max"`
+}
+
+type builtDest struct {
+	dest workers.Destination
+	opts workers.Options
+}
+
+// Load reads and validates a configuration file. Every error names the
+// file, the key and, where known, the line.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	cfg, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse reads and validates configuration from YAML bytes.
+func Parse(b []byte) (*Config, error) {
+	var cfg Config
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		if errors.Is(err, errEOF) || strings.Contains(err.Error(), "EOF") {
+			return nil, errors.New("config: the file is empty")
+		}
+		return nil, fmt.Errorf("config: %v", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+var errEOF = errors.New("EOF")
+
+// Validate checks every key and builds the destinations (resolving their
+// secrets). Call it once.
+func (c *Config) Validate() error {
+	if err := c.NATS.Validate("nats"); err != nil {
+		return err
+	}
+	if c.Streams.Replicas < 0 || c.Streams.Replicas > 5 {
+		return config.Errorf("streams.replicas", "%d: want 1 to 5", c.Streams.Replicas)
+	}
+	if c.Streams.LeaseTTL != 0 && c.Streams.LeaseTTL.D(0) < 10*time.Second {
+		return config.Errorf("streams.lease_ttl", "%s is too short: keep it well above the HTTP timeout", c.Streams.LeaseTTL.D(0))
+	}
+	switch c.Worker.LogLevel {
+	case "", "debug", "info", "warn", "error":
+	default:
+		return config.Errorf("worker.log_level", "%q: want debug, info, warn or error", c.Worker.LogLevel)
+	}
+	switch c.Worker.LogFormat {
+	case "", "text", "json":
+	default:
+		return config.Errorf("worker.log_format", "%q: want text or json", c.Worker.LogFormat)
+	}
+	if len(c.Destinations) == 0 {
+		return config.Errorf("destinations", "none configured (types: %s)", strings.Join(workers.Types(), ", "))
+	}
+	seen := map[string]bool{}
+	c.built = nil
+	for i := range c.Destinations {
+		d := &c.Destinations[i]
+		key := fmt.Sprintf("destinations[%d]", i)
+		if !messages.ValidToken(d.Name) {
+			return config.Errorf(key+".name", "%q: want 1-64 of A-Z a-z 0-9 _ -", d.Name)
+		}
+		key = fmt.Sprintf("destinations[%d](%s)", i, d.Name)
+		if seen[d.Name] {
+			return config.Errorf(key+".name", "%q is used twice", d.Name)
+		}
+		seen[d.Name] = true
+		factory, ok := workers.Lookup(d.Type)
+		if !ok {
+			return config.Errorf(key+".type", "%q is not a destination type (types: %s)", d.Type, strings.Join(workers.Types(), ", "))
+		}
+		if len(d.Feeds) == 0 {
+			return config.Errorf(key+".feeds", "required: the feeds this destination serves")
+		}
+		for j, f := range d.Feeds {
+			if !messages.ValidToken(f) {
+				return config.Errorf(fmt.Sprintf("%s.feeds[%d]", key, j), "%q: want 1-64 of A-Z a-z 0-9 _ -", f)
+			}
+		}
+		if d.Workers < 0 || d.Workers > 256 {
+			return config.Errorf(key+".workers", "%d: want 1 to 256", d.Workers)
+		}
+		if d.MaxAckPending < 0 {
+			return config.Errorf(key+".max_ack_pending", "must not be negative")
+		}
+		if d.AckWait != 0 && d.AckWait.D(0) < time.Second {
+			return config.Errorf(key+".ack_wait", "at least 1s")
+		}
+		dest, err := factory(d.Name, &d.Settings, key+".settings")
+		if err != nil {
+			return err
+		}
+		c.built = append(c.built, builtDest{dest: dest, opts: workers.Options{
+			Feeds:         d.Feeds,
+			Workers:       d.Workers,
+			MaxAckPending: d.MaxAckPending,
+			AckWait:       d.AckWait.D(0),
+			Flush:         workers.FlushPolicy{MaxDelay: d.Flush.MaxDelay.D(0), Quiet: d.Flush.Quiet.D(0), MaxRecords: d.Flush.MaxRecords},
+			Retry:         workers.RetryPolicy{Initial: d.Retry.Initial.D(0), Max: d.Retry.Max.D(0)},
+			LeaseTTL:      c.Streams.LeaseTTL.D(natsutil.DefaultLeaseTTL),
+			PauseProbe:    d.PauseProbe.D(0),
+			HTTPTimeout:   d.HTTPTimeout.D(0),
+			DrainTimeout:  c.Worker.DrainTimeout.D(0),
+			WorkerID:      c.Worker.ID,
+		}})
+	}
+	return nil
+}

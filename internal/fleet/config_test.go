@@ -1,0 +1,67 @@
+package fleet
+
+import (
+	"strings"
+	"testing"
+)
+
+const goodConfig = `
+nats:
+  data_dir: /tmp/x
+destinations:
+  - name: hook
+    type: webhook
+    feeds: [cloud]
+    flush: {max_delay: 5s}
+    settings:
+      url: http://127.0.0.1:9/ingest
+      token: {env: UF_TEST_HOOK_TOKEN}
+`
+
+func TestParseGood(t *testing.T) {
+	t.Setenv("UF_TEST_HOOK_TOKEN", "tok-123")
+	cfg, err := Parse([]byte(goodConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.built) != 1 || cfg.built[0].dest.Name() != "hook" || cfg.built[0].opts.Flush.MaxDelay.Seconds() != 5 {
+		t.Fatalf("built %+v", cfg.built)
+	}
+}
+
+func TestParseErrorsNameTheKey(t *testing.T) {
+	t.Setenv("UF_TEST_HOOK_TOKEN", "tok-123")
+	tests := []struct {
+		name, edit, want string
+	}{
+		{"unknown top key", "destinations:", "field destinatons not found"},
+		{"unknown settings key", "      url:", "destinations[0](hook).settings (line 10): line 10: field ur1 not found"},
+		{"bad type", "type: webhook", `destinations[0](hook).type: "webhok" is not a destination type (types: `},
+		{"bad duration", "max_delay: 5s", `line 8: "5 seconds" is not a duration`},
+		{"bad feed", "feeds: [cloud]", `destinations[0](hook).feeds[0]: "clo.ud"`},
+		{"missing secret", "UF_TEST_HOOK_TOKEN", "destinations[0](hook).settings.token: environment variable UF_TEST_MISSING is not set"},
+		{"bad url", "http://127.0.0.1:9/ingest", `destinations[0](hook).settings.url: want an http(s) URL, got "ftp://x"`},
+		{"credentials without url", "data_dir: /tmp/x", "nats.url: credentials are set but no url"},
+	}
+	replace := map[string][2]string{
+		"unknown top key":         {"destinations:", "destinatons:"},
+		"unknown settings key":    {"      url:", "      ur1:"},
+		"bad type":                {"type: webhook", "type: webhok"},
+		"bad duration":            {"max_delay: 5s", "max_delay: 5 seconds"},
+		"bad feed":                {"feeds: [cloud]", "feeds: [clo.ud]"},
+		"missing secret":          {"UF_TEST_HOOK_TOKEN", "UF_TEST_MISSING"},
+		"bad url":                 {"http://127.0.0.1:9/ingest", "ftp://x"},
+		"credentials without url": {"data_dir: /tmp/x", "creds_file: /etc/x.creds"},
+	}
+	for _, tt := range tests {
+		r := replace[tt.name]
+		src := strings.Replace(goodConfig, r[0], r[1], 1)
+		_, err := Parse([]byte(src))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: err = %v\nwant it to contain %q", tt.name, err, tt.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "tok-123") {
+			t.Errorf("%s: the error shows the secret: %v", tt.name, err)
+		}
+	}
+}

@@ -1,0 +1,107 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/usagefleet/usagefleet/internal/natsutil"
+	"github.com/usagefleet/usagefleet/workers"
+)
+
+// Fleet is a running worker process: its NATS connection (and embedded
+// server, if any) and its pools.
+type Fleet struct {
+	NC       *nats.Conn
+	Embedded *natsutil.Embedded // nil when connected to a cluster
+	Pools    map[string]*workers.Pool
+	log      *slog.Logger
+}
+
+// Start connects (or starts the embedded server), creates or updates the
+// streams and builds the pools. Run them with Run.
+func Start(ctx context.Context, cfg *Config, log *slog.Logger) (*Fleet, error) {
+	f := &Fleet{Pools: map[string]*workers.Pool{}, log: log}
+	var err error
+	if cfg.NATS.URL == "" {
+		f.Embedded, err = natsutil.StartEmbedded(cfg.NATS.DataDir, cfg.NATS.Port)
+		if err != nil {
+			return nil, err
+		}
+		log.Info("embedded NATS server started", "url", f.Embedded.URL, "data_dir", orDefault(cfg.NATS.DataDir, "data/nats"))
+		f.NC, err = nats.Connect(f.Embedded.URL, nats.Name("usage-worker"), nats.MaxReconnects(-1))
+	} else {
+		f.NC, err = natsutil.Connect(ctx, cfg.NATS, "usage-worker")
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	js, err := jetstream.New(f.NC)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := natsutil.EnsureStreams(sctx, js, cfg.Streams); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("creating streams: %w", err)
+	}
+	for _, b := range cfg.built {
+		b.opts.Logger = log
+		p, err := workers.NewPool(f.NC, b.dest, b.opts)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		f.Pools[b.dest.Name()] = p
+	}
+	return f, nil
+}
+
+// Run runs every pool until ctx ends and they have drained.
+func (f *Fleet) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, len(f.Pools))
+	for name, p := range f.Pools {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.Run(ctx); err != nil {
+				errs <- fmt.Errorf("destination %s: %w", name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}
+
+// Close closes the connection and stops the embedded server.
+func (f *Fleet) Close() {
+	if f.NC != nil {
+		f.NC.Drain()
+		f.NC.Close()
+	}
+	if f.Embedded != nil {
+		f.Embedded.Close()
+	}
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
