@@ -1,0 +1,201 @@
+// Command usage-worker is the fleet binary.
+//
+//	usage-worker run --config FILE     consume and deliver (the worker)
+//	usage-worker sandbox [flags]       serve the API emulators on loopback
+//	usage-worker demo [flags]          the whole pipeline on embedded defaults
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/usagefleet/usagefleet/internal/demo"
+	"github.com/usagefleet/usagefleet/internal/fleet"
+	"github.com/usagefleet/usagefleet/internal/sandbox/serve"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+const usage = `usage-worker: the usagefleet worker fleet
+
+  usage-worker run --config FILE     consume usage and deliver it to the configured destinations
+  usage-worker sandbox [flags]       serve the sandbox API emulators on loopback
+  usage-worker demo [flags]          run the whole pipeline on embedded defaults and reconcile
+
+Run "usage-worker COMMAND -h" for a command's flags.
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch args[0] {
+	case "run":
+		return cmdRun(ctx, args[1:], stderr)
+	case "sandbox":
+		return cmdSandbox(ctx, args[1:], stdout, stderr)
+	case "demo":
+		return cmdDemo(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "usage-worker: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
+
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	var lv slog.Level
+	switch level {
+	case "debug":
+		lv = slog.LevelDebug
+	case "warn":
+		lv = slog.LevelWarn
+	case "error":
+		lv = slog.LevelError
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func cmdRun(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "configuration file (YAML)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *path == "" {
+		fmt.Fprintln(stderr, "usage-worker run: --config FILE is required")
+		return 2
+	}
+	cfg, err := fleet.Load(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, "usage-worker:", err)
+		return 1
+	}
+	log := newLogger(stderr, cfg.Worker.LogLevel, cfg.Worker.LogFormat)
+	slog.SetDefault(log)
+	f, err := fleet.Start(ctx, cfg, log)
+	if err != nil {
+		log.Error("start", "err", err)
+		return 1
+	}
+	defer f.Close()
+	log.Info("worker running; SIGTERM drains")
+	if err := f.Run(ctx); err != nil {
+		log.Error("stopped", "err", err)
+		return 1
+	}
+	log.Info("drained and stopped")
+	return 0
+}
+
+func cmdSandbox(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sandbox", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	host := fs.String("host", "127.0.0.1", "listen address (loopback only)")
+	only := fs.String("only", "", "comma-separated emulators to serve (default all: "+strings.Join(serve.Names(), ", ")+")")
+	ports := map[string]*int{}
+	faults := map[string]*string{}
+	for i, n := range serve.Names() {
+		ports[n] = fs.Int(n+"-port", 18080+i, n+" emulator port (0 = random)")
+		faults[n] = fs.String(n+"-faults", "", n+" faults, e.g. 500@0.1,429:retry=2x3,apply-500@0.2,timeout:delay=5s@0.05,reset@0.05")
+	}
+	hookToken := fs.String("webhook-token-env", "", "environment variable holding the bearer token the webhook emulator requires (default: none required)")
+	czConn := fs.String("cloudzero-connection", "sandbox-connection", "CloudZero connection id")
+	czKey := fs.String("cloudzero-key-env", "CLOUDZERO_API_KEY", "environment variable holding the CloudZero API key the emulator accepts")
+	ccToken := fs.String("cloudcruiser-token-env", "CLOUDCRUISER_TOKEN", "environment variable holding the Cloud Cruiser token the emulator accepts")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	o := serve.Options{Host: *host, Ports: map[string]int{}, Faults: map[string]string{}}
+	if *only != "" {
+		o.Only = strings.Split(*only, ",")
+	}
+	for n, p := range ports {
+		o.Ports[n] = *p
+		o.Faults[n] = *faults[n]
+	}
+	secret := func(env string) (string, error) {
+		if env == "" {
+			return "", nil
+		}
+		v := os.Getenv(env)
+		if v == "" {
+			return "", fmt.Errorf("environment variable %s is not set", env)
+		}
+		return v, nil
+	}
+	var err error
+	if o.Webhook.Token, err = secret(*hookToken); err != nil {
+		fmt.Fprintln(stderr, "usage-worker sandbox: --webhook-token-env:", err)
+		return 2
+	}
+	key, err := secret(*czKey)
+	if err != nil {
+		fmt.Fprintln(stderr, "usage-worker sandbox: --cloudzero-key-env:", err)
+		return 2
+	}
+	o.CloudZero.Connections = map[string]string{*czConn: key}
+	if o.CloudCruiser.Token, err = secret(*ccToken); err != nil {
+		fmt.Fprintln(stderr, "usage-worker sandbox: --cloudcruiser-token-env:", err)
+		return 2
+	}
+	r, err := serve.Start(o)
+	if err != nil {
+		fmt.Fprintln(stderr, "usage-worker sandbox:", err)
+		return 1
+	}
+	defer r.Close()
+	names := make([]string, 0, len(r.URLs))
+	for n := range r.URLs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(stdout, "%-13s %s   (admin: %s/_sandbox/)\n", n, r.URLs[n], r.URLs[n])
+	}
+	<-ctx.Done()
+	return 0
+}
+
+func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	records := fs.Int("records", 50000, "records to publish")
+	batch := fs.Int("batch", 5000, "records per batch")
+	dir := fs.String("dir", "", "data directory (default: a temporary directory, removed afterwards)")
+	faults := fs.String("faults", "", `faults injected at the sandboxes ("" = a light default, "none", or a spec)`)
+	verbose := fs.Bool("v", false, "log the workers to stderr")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	o := demo.Options{Records: *records, BatchSize: *batch, Dir: *dir, Faults: *faults, Out: stdout}
+	if *verbose {
+		o.Log = newLogger(stderr, "info", "text")
+	}
+	if _, err := demo.Run(ctx, o); err != nil {
+		if errors.Is(err, context.Canceled) {
+			return 130
+		}
+		fmt.Fprintln(stderr, "usage-worker demo:", err)
+		return 1
+	}
+	return 0
+}
