@@ -86,8 +86,10 @@
 // still applies replace_drop / replace_hourly / sum per hour, but it does not
 // check the other columns and keeps only per-hour row counts, cost sums and
 // byte sums instead of the rows (GET .../{month} answers 501, Rows returns
-// nothing). Rows are read by a small scanner over the row's JSON that never
-// builds a map.
+// nothing). In both modes the body is checked once with json.Valid and then
+// walked in place, so no row is decoded into a map unless it is kept; a
+// 20,000-row 4.5 MB body costs about half as much in Counting mode
+// (BenchmarkPost).
 //
 // # Sandbox endpoints (no authentication: a sandbox only)
 //
