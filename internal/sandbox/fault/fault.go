@@ -191,7 +191,7 @@ func (i *Injector) AdminHandler() http.Handler {
 		switch r.Method {
 		case http.MethodGet:
 			i.mu.Lock()
-			state := map[string]any{"rules": i.rules, "fired": i.fired}
+			state := map[string]any{"rules": append([]Rule(nil), i.rules...), "fired": append([]int(nil), i.fired...)}
 			i.mu.Unlock()
 			state["injected"] = i.Injected()
 			w.Header().Set("Content-Type", "application/json")
@@ -230,20 +230,30 @@ func ParseSpec(spec string) ([]Rule, error) {
 			continue
 		}
 		var r Rule
-		rest := item
-		if n := strings.LastIndex(rest, "x"); n > 0 && isDigits(rest[n+1:]) {
-			c, _ := strconv.Atoi(rest[n+1:])
-			r.Count = c
-			rest = rest[:n]
-		}
-		if n := strings.LastIndex(rest, "@"); n >= 0 {
-			rate, err := strconv.ParseFloat(rest[n+1:], 64)
-			if err != nil || rate <= 0 || rate > 1 {
-				return nil, fmt.Errorf("fault %q: rate must be in (0,1]", item)
+		// The @rate and xcount suffixes may follow the kind or any option
+		// but a path (a path may itself end in "x1" or hold "@"): put them
+		// on the kind when a path is given, e.g. 500@0.1x2:path=/ingest/x1.
+		segs := strings.Split(item, ":")
+		for i, seg := range segs {
+			if strings.HasPrefix(seg, "path=") {
+				continue
 			}
-			r.Rate = rate
-			rest = rest[:n]
+			if n := strings.LastIndex(seg, "x"); n > 0 && isDigits(seg[n+1:]) {
+				c, _ := strconv.Atoi(seg[n+1:])
+				r.Count = c
+				seg = seg[:n]
+			}
+			if n := strings.LastIndex(seg, "@"); n >= 0 {
+				rate, err := strconv.ParseFloat(seg[n+1:], 64)
+				if err != nil || rate <= 0 || rate > 1 {
+					return nil, fmt.Errorf("fault %q: rate must be in (0,1]", item)
+				}
+				r.Rate = rate
+				seg = seg[:n]
+			}
+			segs[i] = seg
 		}
+		rest := strings.Join(segs, ":")
 		parts := strings.Split(rest, ":")
 		kind := parts[0]
 		switch {
