@@ -1,0 +1,178 @@
+package cloudzero
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/usagefleet/usagefleet/internal/config"
+	"github.com/usagefleet/usagefleet/workers"
+)
+
+// Type is the destination type in the configuration (`type: cloudzero`).
+const Type = "cloudzero"
+
+// Defaults and documented limits.
+const (
+	DefaultBaseURL           = "https://api.cloudzero.com"
+	DefaultMaxBodyBytes      = 5_000_000 // "5MB uncompressed JSON body" [DOC], decimal megabytes
+	DefaultHTTPTimeout       = 30 * time.Second
+	DefaultMonthWarnFraction = 0.8
+	MonthRowLimit            = 1_000_000  // rows per stream and month [DOC]
+	MonthByteLimit           = 70_000_000 // bytes per stream and month [DOC]
+
+	// minMaxBodyBytes leaves room for the envelope and any sensible row.
+	minMaxBodyBytes = 1024
+)
+
+// Mode says which billing_drops operation replaces what.
+type Mode string
+
+const (
+	// ModeReplaceHourly replaces UTC hours: units are hours, several whole
+	// hours share a request, an hour over the body limit goes as
+	// replace_hourly then sum.
+	ModeReplaceHourly Mode = "replace_hourly"
+	// ModeReplaceDrop replaces months: units are months, sent as one
+	// replace_drop, or replace_drop then sum when over the body limit.
+	ModeReplaceDrop Mode = "replace_drop"
+	// ModeSum appends every stored part with sum: at least once, and no
+	// more than once while CloudZero remembers the idempotency key.
+	ModeSum Mode = "sum"
+)
+
+// Settings are a CloudZero destination's `settings:`. The feeds and the
+// flush policy are common destination config, read by the pool.
+type Settings struct {
+	BaseURL      string          `yaml:"base_url"`      // default DefaultBaseURL
+	ConnectionID string          `yaml:"connection_id"` // required
+	APIKey       config.Secret   `yaml:"api_key"`       // required: {env: NAME} or {file: PATH}
+	Mode         Mode            `yaml:"mode"`          // default replace_hourly
+	MaxBodyBytes int             `yaml:"max_body_bytes"`
+	HTTPTimeout  config.Duration `yaml:"http_timeout"`
+	// MonthWarnFraction of MonthRowLimit / MonthByteLimit a month may reach
+	// before every job that touches it logs a warning.
+	MonthWarnFraction float64 `yaml:"month_warn_fraction"`
+}
+
+func init() { workers.Register(Type, factory) }
+
+// factory builds a destination from its `settings:` node; key is the
+// node's path in the file, used in every error.
+func factory(name string, node *yaml.Node, key string) (workers.Destination, error) {
+	if err := refuseLiteralKey(node, key); err != nil {
+		return nil, err
+	}
+	var s Settings
+	if err := config.Decode(node, &s, key); err != nil {
+		return nil, err
+	}
+	return newDestination(name, s, key)
+}
+
+// refuseLiteralKey refuses `api_key: <the key>` before decoding: the YAML
+// decoder would quote the value in its type error, and the key must appear
+// in no error.
+func refuseLiteralKey(node *yaml.Node, key string) error {
+	if node == nil || node.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(node.Content); i += 2 {
+		k, v := node.Content[i], node.Content[i+1]
+		if k.Value == "api_key" && v.Kind == yaml.ScalarNode && v.Tag != "!!null" {
+			return &config.Error{Key: key + ".api_key", Line: v.Line,
+				Msg: "a literal key is not accepted: set env (a variable name) or file (a path)"}
+		}
+	}
+	return nil
+}
+
+// New builds a destination from settings given in code. Errors name keys
+// under "settings".
+func New(name string, s Settings) (*Destination, error) {
+	return newDestination(name, s, "settings")
+}
+
+func newDestination(name string, s Settings, key string) (*Destination, error) {
+	d := &Destination{
+		name:    name,
+		conn:    s.ConnectionID,
+		mode:    s.Mode,
+		maxBody: s.MaxBodyBytes,
+		timeout: s.HTTPTimeout.D(DefaultHTTPTimeout),
+		usage:   newMonthUsage(),
+	}
+	if d.mode == "" {
+		d.mode = ModeReplaceHourly
+	}
+	switch d.mode {
+	case ModeReplaceHourly, ModeReplaceDrop, ModeSum:
+	default:
+		return nil, config.Errorf(key+".mode", "%q: want replace_hourly, replace_drop or sum", string(s.Mode))
+	}
+	if d.conn == "" {
+		return nil, config.Errorf(key+".connection_id", "required (Settings → Billing Connections → the AnyCost Stream connection)")
+	}
+	if !validConnectionID(d.conn) {
+		return nil, config.Errorf(key+".connection_id", "%q: want 1-128 of A-Z a-z 0-9 _ . = -", d.conn)
+	}
+	base := s.BaseURL
+	if base == "" {
+		base = DefaultBaseURL
+	}
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return nil, config.Errorf(key+".base_url", "%q: want an http(s) URL with a host and no query, fragment or credentials", base)
+	}
+	d.endpoint = strings.TrimRight(base, "/") + "/v2/connections/billing/anycost/" + url.PathEscape(d.conn) + "/billing_drops"
+	switch {
+	case d.maxBody == 0:
+		d.maxBody = DefaultMaxBodyBytes
+	case d.maxBody < minMaxBodyBytes || d.maxBody > DefaultMaxBodyBytes:
+		return nil, config.Errorf(key+".max_body_bytes", "%d: want %d to %d (the API refuses bodies over 5 MB)", d.maxBody, minMaxBodyBytes, DefaultMaxBodyBytes)
+	}
+	frac := s.MonthWarnFraction
+	switch {
+	case frac == 0:
+		frac = DefaultMonthWarnFraction
+	case frac < 0 || frac > 1:
+		return nil, config.Errorf(key+".month_warn_fraction", "%g: want a fraction in (0, 1]", frac)
+	}
+	d.warnRows = int64(frac * MonthRowLimit)
+	d.warnBytes = int64(frac * MonthByteLimit)
+	if !s.APIKey.IsSet() {
+		return nil, config.Errorf(key+".api_key", "required: set env (a variable name) or file (a path)")
+	}
+	if err := s.APIKey.Resolve(key + ".api_key"); err != nil {
+		return nil, err
+	}
+	d.key = s.APIKey
+	return d, nil
+}
+
+// validConnectionID keeps the id safe in a URL path and as a KV lease key.
+func validConnectionID(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '.', c == '=', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// String names the destination without its key.
+func (d *Destination) String() string {
+	return fmt.Sprintf("cloudzero %s (connection %s, %s)", d.name, d.conn, d.mode)
+}
+
+// GoString is String: %#v must not print the key either.
+func (d *Destination) GoString() string { return d.String() }

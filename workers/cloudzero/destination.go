@@ -1,0 +1,105 @@
+package cloudzero
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	"github.com/usagefleet/usagefleet/internal/config"
+	"github.com/usagefleet/usagefleet/workers"
+)
+
+// Destination delivers usage to one AnyCost Stream connection. Build it with
+// New or through the configuration (`type: cloudzero`). It is safe for
+// concurrent use; the pool never runs two of its jobs at once for one
+// connection, since every unit has the connection id as lease key.
+type Destination struct {
+	name      string
+	conn      string
+	key       config.Secret // sent in Authorization only; never logged, traced or wrapped into errors
+	endpoint  string
+	mode      Mode
+	maxBody   int
+	timeout   time.Duration
+	warnRows  int64
+	warnBytes int64
+	usage     *monthUsage
+}
+
+var _ workers.Destination = (*Destination)(nil)
+
+// Name is the configured destination name.
+func (d *Destination) Name() string { return d.name }
+
+// Semantics is Replace in the replace modes and Append in sum mode.
+func (d *Destination) Semantics() workers.Semantics {
+	if d.mode == ModeSum {
+		return workers.Append
+	}
+	return workers.Replace
+}
+
+// Units returns the unit a part stored for hour dirties: the hour itself
+// (key "h2024-08-16T13") in replace_hourly and sum mode, its month (key
+// "m2024-08") in replace_drop mode.
+func (d *Destination) Units(hour time.Time) []workers.Unit {
+	if d.mode == ModeReplaceDrop {
+		return []workers.Unit{monthUnit(hour)}
+	}
+	return []workers.Unit{hourUnit(hour)}
+}
+
+// LeaseKey is the connection id for every unit: the API serves one request
+// at a time per stream, so the fleet uploads to a connection one job at a
+// time.
+func (d *Destination) LeaseKey(workers.Unit) string { return d.conn }
+
+// Deliver uploads the job; see the package doc for the sequence of
+// requests and what each failure does.
+func (d *Destination) Deliver(ctx context.Context, job workers.Job) error {
+	if d.mode == ModeSum {
+		return d.deliverSum(ctx, job)
+	}
+	return d.deliverReplace(ctx, job)
+}
+
+func hourUnit(t time.Time) workers.Unit {
+	h := t.UTC().Truncate(time.Hour)
+	return workers.Unit{Key: "h" + h.Format("2006-01-02T15"), Start: h, End: h.Add(time.Hour)}
+}
+
+func monthUnit(t time.Time) workers.Unit {
+	m := monthOf(t)
+	return workers.Unit{Key: "m" + m.Format("2006-01"), Start: m, End: m.AddDate(0, 1, 0)}
+}
+
+// monthOf is the first instant of t's UTC month.
+func monthOf(t time.Time) time.Time {
+	y, m, _ := t.UTC().Date()
+	return time.Date(y, m, 1, 0, 0, 0, 0, time.UTC)
+}
+
+// deliverReplace walks the job's units month by month, in time order.
+func (d *Destination) deliverReplace(ctx context.Context, job workers.Job) error {
+	units := append([]workers.Unit(nil), job.Units()...)
+	sort.SliceStable(units, func(i, j int) bool { return units[i].Start.Before(units[j].Start) })
+	p := newPacker(d, job)
+	for i := 0; i < len(units); {
+		month := monthOf(units[i].Start)
+		j := i
+		for j < len(units) && monthOf(units[j].Start).Equal(month) {
+			j++
+		}
+		if err := p.replaceMonth(ctx, month, units[i:j]); err != nil {
+			return err
+		}
+		i = j
+	}
+	return nil
+}
+
+// deliverSum appends the part's records with sum, one month per request.
+func (d *Destination) deliverSum(ctx context.Context, job workers.Job) error {
+	p := newPacker(d, job)
+	return p.sumPart(ctx)
+}

@@ -1,0 +1,327 @@
+package cloudzero
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/usagefleet/usagefleet/internal/config"
+	sandbox "github.com/usagefleet/usagefleet/internal/sandbox/cloudzero"
+	"github.com/usagefleet/usagefleet/messages"
+	"github.com/usagefleet/usagefleet/workers"
+)
+
+const (
+	testConn = "1234abcd-1234-abcd-1234-abcd1234efgh"
+	testKey  = "AbCd1234EfGh5678AbCd1234EfGh5678AbCd12"
+)
+
+// variedRecords returns n realistic records: several services, accounts,
+// regions, categories and 0-6 tags, costs with varied precision.
+func variedRecords(n int) []messages.UsageRecord {
+	services := []string{"Compute", "Storage", "Database", "Networking", "AI Inference"}
+	regions := []string{"us-east-1", "eu-west-1", "ap-southeast-2", ""}
+	cats := []string{"Usage", "Usage", "Usage", "Tax", "Credit", "Purchase", ""}
+	tagKeys := []string{"team", "env", "cost-center", "k8s.io/app", "owner@corp", "project"}
+	out := make([]messages.UsageRecord, n)
+	for i := range out {
+		start := time.Date(2024, 8, 1+i%28, i%24, i%60, 0, 0, time.UTC)
+		r := messages.UsageRecord{
+			ChargePeriodStart: start,
+			ChargePeriodEnd:   start.Add(time.Hour),
+			BillingAccountId:  "acct-0001",
+			SubAccountId:      fmt.Sprintf("sub-%03d", i%17),
+			ServiceName:       services[i%len(services)],
+			ServiceCategory:   services[(i+1)%len(services)],
+			ChargeCategory:    cats[i%len(cats)],
+			ChargeDescription: fmt.Sprintf("%s usage, tier %d", services[i%len(services)], i%4),
+			SkuId:             fmt.Sprintf("SKU-%05d", i%311),
+			SkuMeter:          "Hours",
+			ResourceId:        fmt.Sprintf("arn:acme:compute:us-east-1:0001:instance/i-%08x", i*7919),
+			RegionId:          regions[i%len(regions)],
+			ConsumedQuantity:  messages.MustDecimal(fmt.Sprintf("%d.%03d", i%100, i%1000)),
+			ConsumedUnit:      "Hours",
+			BilledCost:        messages.MustDecimal(fmt.Sprintf("%d.%06d", i%50, (i*37)%1000000)),
+			BillingCurrency:   "USD",
+		}
+		if r.ChargeCategory == "Credit" {
+			r.BilledCost = messages.MustDecimal(fmt.Sprintf("-%d.25", i%9+1))
+		}
+		if i%3 != 0 {
+			r.EffectiveCost = messages.MustDecimal(fmt.Sprintf("%d.%04d", i%40, i%10000))
+			r.ListCost = messages.MustDecimal(fmt.Sprintf("%d.5", i%60))
+		}
+		if nt := i % 7; nt > 0 {
+			r.Tags = make(map[string]string, nt)
+			for k := 0; k < nt && k < len(tagKeys); k++ {
+				r.Tags[tagKeys[k]] = fmt.Sprintf("value-%d-%d", k, i%13)
+			}
+		}
+		out[i] = r
+	}
+	return out
+}
+
+// hourRecords returns n records in hour, each costing cost+i/1000 and
+// padded with a description of pad bytes.
+func hourRecords(hour time.Time, n, pad int, cost string) []messages.UsageRecord {
+	out := make([]messages.UsageRecord, n)
+	for i := range out {
+		out[i] = messages.UsageRecord{
+			ChargePeriodStart: hour.Add(time.Duration(i%60) * time.Minute),
+			ServiceName:       "Compute",
+			ChargeCategory:    "Usage",
+			ChargeDescription: strings.Repeat("d", pad),
+			ResourceId:        fmt.Sprintf("instance-%05d", i),
+			BilledCost:        messages.MustDecimal(fmt.Sprintf("%s.%03d", cost, i%1000)),
+			BillingCurrency:   "USD",
+			Tags:              map[string]string{"team": "core"},
+		}
+	}
+	return out
+}
+
+func hourAt(day, h int) time.Time { return time.Date(2024, 8, day, h, 0, 0, 0, time.UTC) }
+
+type rejection struct {
+	ref    workers.RecordRef
+	rec    messages.UsageRecord
+	reason string
+}
+
+type sentBody struct {
+	op   string
+	body []byte
+}
+
+// fakeJob is a test double of workers.Job for unit tests of packing: it
+// serves records from memory, records Reject and RejectUnit, and sends with
+// a plain http.Client (or do, when set).
+type fakeJob struct {
+	units   []workers.Unit
+	recs    []messages.UsageRecord
+	append  bool // an Append job: Records ignores the unit
+	attempt int
+	covered uint64
+	client  *http.Client
+	do      func(*http.Request) (*http.Response, error)
+
+	mu          sync.Mutex
+	rejects     []rejection
+	unitRejects map[string]string
+	sent        []sentBody
+	streams     int
+	logs        *logCapture
+}
+
+func newFakeJob(units []workers.Unit, recs []messages.UsageRecord) *fakeJob {
+	return &fakeJob{
+		units: units, recs: recs, covered: 42,
+		client:      &http.Client{Timeout: 10 * time.Second},
+		unitRejects: map[string]string{},
+		logs:        &logCapture{},
+	}
+}
+
+func (j *fakeJob) Units() []workers.Unit { return j.units }
+func (j *fakeJob) Covered() uint64       { return j.covered }
+func (j *fakeJob) Attempt() int          { return j.attempt }
+func (j *fakeJob) Log() *slog.Logger     { return slog.New(j.logs) }
+
+func (j *fakeJob) Records(ctx context.Context, u workers.Unit, fn func(workers.RecordRef, *messages.UsageRecord) error) error {
+	j.mu.Lock()
+	j.streams++
+	j.mu.Unlock()
+	for i := range j.recs {
+		if !j.append && !u.Contains(j.recs[i].ChargePeriodStart) {
+			continue
+		}
+		r := j.recs[i] // a copy: fn must not keep it
+		if err := fn(workers.RecordRef{Seq: 1, Index: i}, &r); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+func (j *fakeJob) Reject(ref workers.RecordRef, r *messages.UsageRecord, reason string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.rejects = append(j.rejects, rejection{ref, *r, reason})
+}
+
+func (j *fakeJob) RejectUnit(u workers.Unit, reason string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.unitRejects[u.Key] = reason
+}
+
+// IdempotencyKey derives the key as the pool does: an Append part keeps its
+// keys across attempts.
+func (j *fakeJob) IdempotencyKey(scope string, chunk int, body []byte) string {
+	attempt := j.attempt
+	if j.append {
+		attempt = 0
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "cz\x00%s\x00%d\x00%d\x00%d\x00", scope, j.covered, attempt, chunk)
+	bh := sha256.Sum256(body)
+	h.Write(bh[:])
+	return "uf-" + hex.EncodeToString(h.Sum(nil)[:20])
+}
+
+func (j *fakeJob) Do(ctx context.Context, req *http.Request) (*http.Response, error) {
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		return nil, err
+	}
+	var env struct {
+		Operation string `json:"operation"`
+	}
+	_ = json.Unmarshal(body, &env)
+	j.mu.Lock()
+	j.sent = append(j.sent, sentBody{env.Operation, body})
+	j.mu.Unlock()
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	if j.do != nil {
+		return j.do(req)
+	}
+	return j.client.Do(req)
+}
+
+// logCapture is a slog handler keeping records for assertions.
+type logCapture struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (c *logCapture) Enabled(context.Context, slog.Level) bool { return true }
+func (c *logCapture) Handle(_ context.Context, r slog.Record) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.recs = append(c.recs, r.Clone())
+	return nil
+}
+func (c *logCapture) WithAttrs([]slog.Attr) slog.Handler { return c }
+func (c *logCapture) WithGroup(string) slog.Handler      { return c }
+
+// text renders every record, attributes included, for searching.
+func (c *logCapture) text() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var b strings.Builder
+	for _, r := range c.recs {
+		b.WriteString(r.Level.String() + " " + r.Message)
+		r.Attrs(func(a slog.Attr) bool {
+			b.WriteString(" " + a.String())
+			return true
+		})
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// emulator starts the CloudZero sandbox on loopback.
+func emulator(t *testing.T, cfg sandbox.Config) (*sandbox.Server, string) {
+	t.Helper()
+	if cfg.Connections == nil {
+		cfg.Connections = map[string]string{testConn: testKey}
+	}
+	s := sandbox.New(cfg)
+	ts := httptest.NewServer(s.Handler())
+	t.Cleanup(ts.Close)
+	return s, ts.URL
+}
+
+func newDest(t *testing.T, url string, mode Mode, maxBody int) *Destination {
+	t.Helper()
+	d, err := New("cz", Settings{
+		BaseURL: url, ConnectionID: testConn, APIKey: config.NewSecret(testKey),
+		Mode: mode, MaxBodyBytes: maxBody, HTTPTimeout: config.Duration(5 * time.Second),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// hourUnits returns the hour units of hours.
+func hourUnits(hours ...time.Time) []workers.Unit {
+	out := make([]workers.Unit, len(hours))
+	for i, h := range hours {
+		out[i] = hourUnit(h)
+	}
+	return out
+}
+
+type total struct {
+	rows int
+	cost decimal.Decimal
+}
+
+// expectTotals sums the records per UTC hour, as CloudZero stores them.
+func expectTotals(recs []messages.UsageRecord) map[time.Time]total {
+	out := map[time.Time]total{}
+	for _, r := range recs {
+		h := r.ChargePeriodStart.UTC().Truncate(time.Hour)
+		t := out[h]
+		t.rows++
+		t.cost = t.cost.Add(r.BilledCost.Big())
+		out[h] = t
+	}
+	return out
+}
+
+// checkTotals compares what the emulator holds with want, hour by hour.
+// Hours in placeholders hold only the placeholder row.
+func checkTotals(t *testing.T, s *sandbox.Server, want map[time.Time]total, placeholders ...time.Time) {
+	t.Helper()
+	got := s.Hours(testConn)
+	for _, h := range placeholders {
+		want[h] = total{rows: 1, cost: decimal.Zero}
+	}
+	for h, w := range want {
+		g, ok := got[h]
+		if !ok || g.Rows != w.rows || !g.Cost.Equal(w.cost) {
+			t.Errorf("hour %s: got %d rows cost %s, want %d rows cost %s", h.Format(time.RFC3339), g.Rows, g.Cost, w.rows, w.cost)
+		}
+	}
+	for h, g := range got {
+		if _, ok := want[h]; !ok {
+			t.Errorf("hour %s: unexpected %d rows cost %s", h.Format(time.RFC3339), g.Rows, g.Cost)
+		}
+	}
+}
+
+// ops lists the operations the emulator received for the connection, with
+// their status.
+func ops(s *sandbox.Server) []string {
+	var out []string
+	for _, r := range s.Requests(testConn) {
+		out = append(out, fmt.Sprintf("%s:%d", r.Operation, r.Status))
+	}
+	return out
+}
+
+func classOf(t *testing.T, err error) *workers.Error {
+	t.Helper()
+	var we *workers.Error
+	if !errors.As(err, &we) {
+		t.Fatalf("err = %T %v, want a *workers.Error", err, err)
+	}
+	return we
+}

@@ -1,0 +1,571 @@
+package cloudzero
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/usagefleet/usagefleet/messages"
+	"github.com/usagefleet/usagefleet/workers"
+)
+
+// Operations of a billing drop [DOC].
+const (
+	opReplaceDrop   = "replace_drop"
+	opReplaceHourly = "replace_hourly"
+	opSum           = "sum"
+)
+
+var (
+	// errRowTooLarge: the newest row alone makes a body over the limit.
+	errRowTooLarge = errors.New("cloudzero: row too large alone")
+	// errUnitRejected stops streaming a unit the API refused.
+	errUnitRejected = errors.New("cloudzero: unit refused")
+)
+
+// rowMeta describes one encoded row in packer.buf.
+type rowMeta struct {
+	end         int   // offset in buf just after the row
+	seg         int32 // index in packer.segs
+	placeholder bool
+	ref         workers.RecordRef
+}
+
+// segment is one unit of the month being packed (one month in sum mode).
+type segment struct {
+	unit workers.Unit
+	// replaced: a request carrying rows of the unit succeeded with the
+	// replace operation, so its further rows go with sum.
+	replaced bool
+	// rejected: the API refused the unit (400); its rest is skipped.
+	rejected bool
+	// held: rows and bytes are what CloudZero holds for the unit after
+	// this job (replace modes), or what the job added (sum mode).
+	held        bool
+	rows, bytes int64
+}
+
+// rowDrop is a record refused alone after it left the Records callback
+// (413 on a single row, 400 in sum mode). It is rejected through the job
+// once the unit can be streamed again.
+type rowDrop struct {
+	seg    int
+	ref    workers.RecordRef
+	reason string
+}
+
+// packer builds and sends the requests of one job. Memory is bounded by the
+// body limit: buf holds at most one body's worth of rows (whole earlier
+// units waiting for company, then the unit being streamed), plus the row
+// that did not fit.
+//
+// Rows in buf are each preceded by a comma, so any run of rows is a slice
+// of buf and its body is envelope + run minus the first comma.
+type packer struct {
+	d   *Destination
+	job workers.Job
+
+	replaceOp  string // replace_hourly, replace_drop, or sum in sum mode
+	pack       bool   // several units may share a request (replace_hourly)
+	rejectRows bool   // a refused request rejects its records, not units (sum)
+
+	month     time.Time
+	monthText string // "2024-08-01T00:00:00Z"
+	scope     string // idempotency scope
+	segs      []segment
+	buf       []byte
+	rows      []rowMeta
+	cur       int // rows[cur:] belong to the unit being streamed; rows[:cur] are whole earlier units
+	chunk     int // requests so far in this job: the idempotency chunk index
+	drops     []rowDrop
+}
+
+func newPacker(d *Destination, job workers.Job) *packer {
+	p := &packer{d: d, job: job}
+	switch d.mode {
+	case ModeReplaceDrop:
+		p.replaceOp = opReplaceDrop
+	case ModeSum:
+		p.replaceOp, p.rejectRows = opSum, true
+	default:
+		p.replaceOp, p.pack = opReplaceHourly, true
+	}
+	return p
+}
+
+func (p *packer) startMonth(month time.Time, scope string) {
+	p.month, p.monthText, p.scope = month, month.Format(time.RFC3339), scope
+	p.segs = p.segs[:0]
+	p.buf, p.rows, p.cur = p.buf[:0], p.rows[:0], 0
+}
+
+// replaceMonth replaces units (all in month, in time order).
+func (p *packer) replaceMonth(ctx context.Context, month time.Time, units []workers.Unit) error {
+	p.startMonth(month, "m"+month.Format("2006-01"))
+	for _, u := range units {
+		p.segs = append(p.segs, segment{unit: u})
+	}
+	for si := range p.segs {
+		if err := p.streamUnit(ctx, si); err != nil {
+			return err
+		}
+	}
+	if err := p.flushAll(ctx); err != nil {
+		return err
+	}
+	if err := p.rejectDrops(ctx); err != nil {
+		return err
+	}
+	// A unit whose every row was refused as too large was never replaced:
+	// clear what CloudZero held for it.
+	for si := range p.segs {
+		if s := &p.segs[si]; !s.replaced && !s.rejected {
+			p.cur = len(p.rows)
+			if err := p.addPlaceholder(ctx, si); err != nil {
+				return err
+			}
+		}
+	}
+	if err := p.flushAll(ctx); err != nil {
+		return err
+	}
+	p.recordUsage(ctx)
+	return nil
+}
+
+// streamUnit encodes the records of segs[si] into buf, sending requests as
+// the buffer fills.
+func (p *packer) streamUnit(ctx context.Context, si int) error {
+	p.cur = len(p.rows)
+	err := p.job.Records(ctx, p.segs[si].unit, func(ref workers.RecordRef, r *messages.UsageRecord) error {
+		return p.add(ctx, si, ref, r)
+	})
+	if err != nil && !errors.Is(err, errUnitRejected) {
+		return err
+	}
+	s := &p.segs[si]
+	if s.rejected {
+		p.dropFrom(p.cur)
+		return nil
+	}
+	if !s.replaced && len(p.rows) == p.cur {
+		// No deliverable record: replace the unit with the placeholder.
+		if err := p.addPlaceholder(ctx, si); err != nil {
+			return err
+		}
+	}
+	if !p.pack || s.replaced {
+		// replace_drop sends each month on its own; the rest of an hour
+		// whose first part went already is sent with sum, alone.
+		return p.flushAll(ctx)
+	}
+	return nil // a whole hour: it waits for the next ones
+}
+
+// add encodes one record. A record that cannot be mapped, or that is too
+// large alone, is rejected on its own.
+func (p *packer) add(ctx context.Context, si int, ref workers.RecordRef, r *messages.UsageRecord) error {
+	if p.segs[si].rejected {
+		return errUnitRejected
+	}
+	start := len(p.buf)
+	p.buf = append(p.buf, ',')
+	var err error
+	if p.buf, err = AppendRow(p.buf, r); err != nil {
+		p.buf = p.buf[:start]
+		p.job.Reject(ref, r, err.Error())
+		return nil
+	}
+	p.rows = append(p.rows, rowMeta{end: len(p.buf), seg: int32(si), ref: ref})
+	switch err := p.fit(ctx, si); {
+	case errors.Is(err, errRowTooLarge):
+		size := p.size(len(p.rows)-1, len(p.rows))
+		p.dropFrom(len(p.rows) - 1)
+		p.job.Reject(ref, r, fmt.Sprintf("the row alone makes a %d-byte request body, over max_body_bytes %d", size, p.d.maxBody))
+		return nil
+	default:
+		return err
+	}
+}
+
+// addPlaceholder adds the placeholder row of segs[si].
+func (p *packer) addPlaceholder(ctx context.Context, si int) error {
+	p.buf = append(p.buf, ',')
+	p.buf = AppendPlaceholder(p.buf, p.segs[si].unit.Start)
+	p.rows = append(p.rows, rowMeta{end: len(p.buf), seg: int32(si), placeholder: true})
+	if err := p.fit(ctx, si); err != nil {
+		if errors.Is(err, errRowTooLarge) {
+			return fmt.Errorf("cloudzero: max_body_bytes %d cannot hold the placeholder row", p.d.maxBody)
+		}
+		return err
+	}
+	return nil
+}
+
+// fit sends requests until buf holds at most one body: first the whole
+// earlier units waiting in it, then, if the unit being streamed (segs[si])
+// is over the limit on its own, all its rows but the newest.
+func (p *packer) fit(ctx context.Context, si int) error {
+	for len(p.rows) > 0 && p.size(0, len(p.rows)) > p.d.maxBody {
+		n := len(p.rows)
+		switch {
+		case p.cur > 0:
+			n = p.cur
+		case n == 1:
+			return errRowTooLarge
+		default:
+			n--
+		}
+		if err := p.flushPrefix(ctx, n); err != nil {
+			return err
+		}
+		if p.segs[si].rejected {
+			p.dropFrom(p.cur)
+			return errUnitRejected
+		}
+	}
+	return nil
+}
+
+func (p *packer) flushAll(ctx context.Context) error {
+	if len(p.rows) == 0 {
+		return nil
+	}
+	return p.flushPrefix(ctx, len(p.rows))
+}
+
+// flushPrefix sends rows[:n] and removes them from the buffer.
+func (p *packer) flushPrefix(ctx context.Context, n int) error {
+	if err := p.sendRange(ctx, 0, n); err != nil {
+		return err
+	}
+	off := p.rows[n-1].end
+	p.buf = p.buf[:copy(p.buf, p.buf[off:])]
+	p.rows = p.rows[:copy(p.rows, p.rows[n:])]
+	for i := range p.rows {
+		p.rows[i].end -= off
+	}
+	p.cur = max(0, p.cur-n)
+	return nil
+}
+
+// dropFrom forgets rows[i:].
+func (p *packer) dropFrom(i int) {
+	p.buf = p.buf[:p.rowStart(i)]
+	p.rows = p.rows[:i]
+	p.cur = min(p.cur, i)
+}
+
+func (p *packer) rowStart(i int) int {
+	if i == 0 {
+		return 0
+	}
+	return p.rows[i-1].end
+}
+
+// opFor is the operation for rows[a:b]: the replace operation, unless they
+// are the rest of a unit whose first part was already replaced.
+func (p *packer) opFor(a, b int) string {
+	s := p.rows[a].seg
+	if p.segs[s].replaced && p.rows[b-1].seg == s {
+		return opSum
+	}
+	return p.replaceOp
+}
+
+// envelope is the size of a body with no rows for op:
+// {"month":"2024-08-01T00:00:00Z","operation":"<op>","data":[]}
+func envelope(op string) int {
+	return len(`{"month":"2024-08-01T00:00:00Z","operation":"","data":[]}`) + len(op)
+}
+
+// size is the exact body size of rows[a:b].
+func (p *packer) size(a, b int) int {
+	return envelope(p.opFor(a, b)) + p.rows[b-1].end - p.rowStart(a) - 1
+}
+
+// body builds the request body for rows (each preceded by a comma). Each
+// body is a new buffer: the transport may still read it after Do returns.
+func (p *packer) body(op string, rows []byte) []byte {
+	b := make([]byte, 0, envelope(op)+len(rows)-1)
+	b = append(b, `{"month":"`...)
+	b = append(b, p.monthText...)
+	b = append(b, `","operation":"`...)
+	b = append(b, op...)
+	b = append(b, `","data":[`...)
+	b = append(b, rows[1:]...)
+	return append(b, ']', '}')
+}
+
+// post sends rows with op and classifies the answer (nil on success).
+func (p *packer) post(ctx context.Context, op string, rows []byte, n int) error {
+	body := p.body(op, rows)
+	if len(body) > p.d.maxBody {
+		// Every caller sizes its runs first; this guards the invariant.
+		return fmt.Errorf("cloudzero: refusing to send a %d-byte body over max_body_bytes %d", len(body), p.d.maxBody)
+	}
+	key := p.job.IdempotencyKey(p.scope, p.chunk, body)
+	p.chunk++
+	return p.d.send(ctx, p.job, body, key, op, n)
+}
+
+// sendRange sends rows[a:b] as one request and handles what the API says:
+// a 413 splits the run, a 400 refuses its units (its records in sum mode);
+// an auth or transient failure is returned and ends the job.
+func (p *packer) sendRange(ctx context.Context, a, b int) error {
+	if p.allRejected(a, b) {
+		return nil
+	}
+	op := p.opFor(a, b)
+	err := p.post(ctx, op, p.buf[p.rowStart(a):p.rows[b-1].end], b-a)
+	if err == nil {
+		p.applied(a, b, op)
+		return nil
+	}
+	var we *workers.Error
+	if errors.As(err, &we) {
+		switch we.Class {
+		case workers.ClassTooLarge:
+			return p.bisect(ctx, a, b, we)
+		case workers.ClassReject:
+			return p.refuse(ctx, a, b, we)
+		}
+	}
+	return err
+}
+
+func (p *packer) allRejected(a, b int) bool {
+	for i := a; i < b; i++ {
+		if !p.segs[p.rows[i].seg].rejected {
+			return false
+		}
+	}
+	return true
+}
+
+// applied notes that rows[a:b] were stored with op.
+func (p *packer) applied(a, b int, op string) {
+	last := int32(-1)
+	for i := a; i < b; i++ {
+		m := p.rows[i]
+		s := &p.segs[m.seg]
+		if m.seg != last {
+			last = m.seg
+			if op != opSum {
+				s.rows, s.bytes = 0, 0 // the unit now holds this request's rows
+			}
+			s.replaced, s.held = true, true
+		}
+		s.rows++
+		s.bytes += int64(m.end - p.rowStart(i) - 1)
+	}
+}
+
+// bisect answers a 413: the run is split in two and each half sent; whole
+// units stay together as long as the run holds more than one. A single row
+// refused as too large is rejected alone.
+func (p *packer) bisect(ctx context.Context, a, b int, we *workers.Error) error {
+	if b-a == 1 {
+		m := p.rows[a]
+		if m.placeholder {
+			// A zero-cost row of ~150 bytes refused as too large: the API
+			// is misbehaving. Retry later; there is nothing to split.
+			return &workers.Error{Class: workers.ClassTransient, Status: we.Status, Message: "placeholder row refused as too large: " + we.Message}
+		}
+		p.drops = append(p.drops, rowDrop{seg: int(m.seg), ref: m.ref,
+			reason: fmt.Sprintf("CloudZero refused the row as too large on its own (%d): %s", we.Status, we.Message)})
+		return nil
+	}
+	p.job.Log().Info("cloudzero: body too large for the API, splitting it", "rows", b-a, "bytes", p.size(a, b), "message", we.Message)
+	mid := p.split(a, b)
+	if err := p.sendRange(ctx, a, mid); err != nil {
+		return err
+	}
+	return p.sendRange(ctx, mid, b)
+}
+
+// split picks where to cut rows[a:b] (b-a >= 2): the unit boundary nearest
+// the middle byte when there is one, else the row boundary nearest it.
+func (p *packer) split(a, b int) int {
+	mid := p.rowStart(a) + (p.rows[b-1].end-p.rowStart(a))/2
+	best := -1
+	for i := a + 1; i < b; i++ {
+		if p.rows[i].seg != p.rows[i-1].seg && (best < 0 || abs(p.rowStart(i)-mid) < abs(p.rowStart(best)-mid)) {
+			best = i
+		}
+	}
+	if best > 0 {
+		return best
+	}
+	i := a + 1 + sort.Search(b-a-1, func(k int) bool { return p.rowStart(a+1+k) >= mid })
+	return min(i, b-1)
+}
+
+func abs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// refuse answers a 400 (or another refusing 4xx). In the replace modes the
+// units of the run are rejected with the API's message and cleared, so
+// CloudZero holds nothing of a unit whose records were dead-lettered (not
+// the unit's previous upload, nor the part of it sent before the refusal).
+// In sum mode the run's records are rejected.
+func (p *packer) refuse(ctx context.Context, a, b int, we *workers.Error) error {
+	reason := fmt.Sprintf("CloudZero refused the request (%d): %s", we.Status, we.Message)
+	if p.rejectRows {
+		for i := a; i < b; i++ {
+			p.drops = append(p.drops, rowDrop{seg: int(p.rows[i].seg), ref: p.rows[i].ref, reason: reason})
+		}
+		return nil
+	}
+	var refused []int
+	var keys []string
+	for i := a; i < b; i++ {
+		si := int(p.rows[i].seg)
+		if s := &p.segs[si]; !s.rejected {
+			s.rejected = true
+			p.job.RejectUnit(s.unit, reason)
+			refused = append(refused, si)
+			keys = append(keys, s.unit.Key)
+		}
+	}
+	p.job.Log().Warn("cloudzero refused units: rejected, and cleared at CloudZero",
+		"units", strings.Join(keys, ","), "status", we.Status, "message", we.Message)
+	return p.clear(ctx, refused)
+}
+
+// clear replaces each refused unit with its placeholder row, packing as
+// many as fit per request.
+func (p *packer) clear(ctx context.Context, segs []int) error {
+	var rows []byte
+	var in []int
+	send := func() error {
+		if len(in) == 0 {
+			return nil
+		}
+		err := p.post(ctx, p.replaceOp, rows, len(in))
+		var we *workers.Error
+		switch {
+		case err == nil:
+			for _, si := range in {
+				s := &p.segs[si]
+				s.held, s.rows, s.bytes = true, 1, int64(len(AppendPlaceholder(nil, s.unit.Start)))
+			}
+		case errors.As(err, &we) && (we.Class == workers.ClassReject || we.Class == workers.ClassTooLarge):
+			p.job.Log().Error("cloudzero: could not clear refused units; CloudZero may still hold their previous upload",
+				"status", we.Status, "message", we.Message)
+		default:
+			return err
+		}
+		rows, in = rows[:0], in[:0]
+		return nil
+	}
+	for _, si := range segs {
+		n := len(rows)
+		rows = append(rows, ',')
+		rows = AppendPlaceholder(rows, p.segs[si].unit.Start)
+		if envelope(p.replaceOp)+len(rows)-1 > p.d.maxBody && len(in) > 0 {
+			next := append([]byte(nil), rows[n:]...)
+			rows = rows[:n]
+			if err := send(); err != nil {
+				return err
+			}
+			rows = append(rows, next...)
+		}
+		in = append(in, si)
+	}
+	return send()
+}
+
+// rejectDrops rejects, through the job, the records refused after they
+// were streamed, streaming their units again to get them. Units refused
+// as a whole are skipped: RejectUnit covers them.
+func (p *packer) rejectDrops(ctx context.Context) error {
+	if len(p.drops) == 0 {
+		return nil
+	}
+	bySeg := map[int]map[workers.RecordRef]string{}
+	for _, dr := range p.drops {
+		if p.segs[dr.seg].rejected {
+			continue
+		}
+		if bySeg[dr.seg] == nil {
+			bySeg[dr.seg] = map[workers.RecordRef]string{}
+		}
+		bySeg[dr.seg][dr.ref] = dr.reason
+	}
+	p.drops = p.drops[:0]
+	segs := make([]int, 0, len(bySeg))
+	for si := range bySeg {
+		segs = append(segs, si)
+	}
+	sort.Ints(segs)
+	for _, si := range segs {
+		if err := p.rejectRefs(ctx, p.segs[si].unit, bySeg[si]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *packer) rejectRefs(ctx context.Context, u workers.Unit, refs map[workers.RecordRef]string) error {
+	return p.job.Records(ctx, u, func(ref workers.RecordRef, r *messages.UsageRecord) error {
+		if reason, ok := refs[ref]; ok {
+			p.job.Reject(ref, r, reason)
+		}
+		return nil
+	})
+}
+
+// sumPart appends the records of an Append job with sum, one month per
+// request (a part is one UTC hour, so normally one month in all).
+func (p *packer) sumPart(ctx context.Context) error {
+	var drops []rowDrop
+	endMonth := func() error {
+		if p.monthText == "" {
+			return nil
+		}
+		if err := p.flushAll(ctx); err != nil {
+			return err
+		}
+		p.recordUsage(ctx)
+		drops = append(drops, p.drops...)
+		p.drops = p.drops[:0]
+		return nil
+	}
+	err := p.job.Records(ctx, workers.Unit{}, func(ref workers.RecordRef, r *messages.UsageRecord) error {
+		if r.ChargePeriodStart.IsZero() {
+			_, err := AppendRow(nil, r)
+			p.job.Reject(ref, r, err.Error())
+			return nil
+		}
+		if m := monthOf(r.ChargePeriodStart); p.monthText == "" || !m.Equal(p.month) {
+			if err := endMonth(); err != nil {
+				return err
+			}
+			p.startMonth(m, "part")
+			p.segs = append(p.segs, segment{unit: monthUnit(m)})
+		}
+		return p.add(ctx, 0, ref, r)
+	})
+	if err != nil {
+		return err
+	}
+	if err := endMonth(); err != nil {
+		return err
+	}
+	if len(drops) == 0 {
+		return nil
+	}
+	refs := make(map[workers.RecordRef]string, len(drops))
+	for _, dr := range drops {
+		refs[dr.ref] = dr.reason
+	}
+	return p.rejectRefs(ctx, workers.Unit{}, refs)
+}

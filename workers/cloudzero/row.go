@@ -1,0 +1,214 @@
+package cloudzero
+
+import (
+	"fmt"
+	"slices"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/usagefleet/usagefleet/messages"
+)
+
+// CBF columns named in errors.
+const (
+	colUsageStart   = "time/usage_start"
+	colUsageEnd     = "time/usage_end"
+	colCost         = "cost/cost"
+	colLineItemType = "lineitem/type"
+	colResourceID   = "resource/id"
+	tagPrefix       = "resource/tag:"
+)
+
+// The placeholder row replace_hourly (or replace_drop) sends for a unit that
+// has no deliverable record: the API cannot replace an hour with nothing, so
+// an emptied unit is replaced by one zero-cost row. Tests and reports that
+// compare what CloudZero holds with what was published leave rows with this
+// lineitem/id out.
+const (
+	PlaceholderLineItemID  = "usagefleet:empty-hour"
+	PlaceholderDescription = "usagefleet: empty hour"
+)
+
+// RowError says why a record cannot become a CBF row. The record is
+// rejected alone; the rest of its unit is still delivered.
+type RowError struct {
+	Column string // the CBF column concerned
+	Reason string
+}
+
+func (e *RowError) Error() string { return e.Column + ": " + e.Reason }
+
+// lineItemTypes maps FOCUS ChargeCategory to CBF lineitem/type. The five
+// FOCUS values have CBF namesakes; an empty category is a Usage row, as CBF
+// reads an absent lineitem/type.
+func lineItemType(category string) (string, bool) {
+	switch category {
+	case "", "Usage":
+		return "Usage", true
+	case "Purchase", "Tax", "Credit", "Adjustment":
+		return category, true
+	}
+	return "", false
+}
+
+// maxStackTags is how many tag keys AppendRow sorts without allocating.
+const maxStackTags = 16
+
+// AppendRow appends the CBF row object of r to dst (see the package doc for
+// the mapping) and returns the extended buffer. It encodes by appending
+// bytes, without reflection, and allocates nothing for a record with at
+// most 16 tags. A record that cannot be mapped gives a *RowError and dst
+// unchanged.
+func AppendRow(dst []byte, r *messages.UsageRecord) ([]byte, error) {
+	if r.ChargePeriodStart.IsZero() {
+		return dst, &RowError{colUsageStart, "ChargePeriodStart is required"}
+	}
+	if y := r.ChargePeriodStart.UTC().Year(); y < 1 || y > 9999 {
+		return dst, &RowError{colUsageStart, "ChargePeriodStart is outside years 0001-9999"}
+	}
+	if !r.ChargePeriodEnd.IsZero() {
+		if y := r.ChargePeriodEnd.UTC().Year(); y < 1 || y > 9999 {
+			return dst, &RowError{colUsageEnd, "ChargePeriodEnd is outside years 0001-9999"}
+		}
+	}
+	if !r.BilledCost.IsSet() {
+		return dst, &RowError{colCost, "BilledCost is required: CloudZero needs a cost on every row"}
+	}
+	lit, ok := lineItemType(r.ChargeCategory)
+	if !ok {
+		return dst, &RowError{colLineItemType, fmt.Sprintf("ChargeCategory %q has no CBF line item type", r.ChargeCategory)}
+	}
+	var stack [maxStackTags]string
+	keys := stack[:0]
+	if len(r.Tags) > 0 {
+		for k := range r.Tags {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			if !ValidTagKey(k) {
+				return dst, &RowError{tagPrefix + k, fmt.Sprintf("tag key %q may hold only letters, digits and _ . : / = + - @", k)}
+			}
+		}
+		if r.ResourceId == "" {
+			return dst, &RowError{colResourceID, "ResourceId is required when the record has tags: CloudZero attaches tags to a resource"}
+		}
+	}
+
+	dst = append(dst, `{"time/usage_start":"`...)
+	dst = appendHour(dst, r.ChargePeriodStart)
+	dst = append(dst, '"')
+	if !r.ChargePeriodEnd.IsZero() {
+		dst = append(dst, `,"time/usage_end":"`...)
+		dst = r.ChargePeriodEnd.UTC().AppendFormat(dst, time.RFC3339Nano)
+		dst = append(dst, '"')
+	}
+	dst = append(dst, `,"lineitem/type":"`...)
+	dst = append(dst, lit...)
+	dst = append(dst, '"')
+	dst = appendString(dst, `,"lineitem/description":`, r.ChargeDescription)
+	dst = appendString(dst, `,"resource/id":`, r.ResourceId)
+	dst = appendString(dst, `,"resource/service":`, r.ServiceName)
+	account := r.SubAccountId
+	if account == "" {
+		account = r.BillingAccountId
+	}
+	dst = appendString(dst, `,"resource/account":`, account)
+	dst = appendString(dst, `,"resource/region":`, r.RegionId)
+	dst = appendString(dst, `,"resource/usage_family":`, r.ServiceCategory)
+	dst = appendString(dst, `,"action/operation":`, r.SkuMeter)
+	dst = appendString(dst, `,"action/usage_type":`, r.SkuId)
+	if r.ConsumedQuantity.IsSet() {
+		dst = appendDecimal(dst, `,"usage/amount":`, r.ConsumedQuantity)
+		dst = appendString(dst, `,"usage/units":`, r.ConsumedUnit)
+	}
+	dst = appendDecimal(dst, `,"cost/cost":`, r.BilledCost)
+	dst = appendDecimal(dst, `,"cost/amortized_cost":`, r.EffectiveCost)
+	dst = appendDecimal(dst, `,"cost/discounted_amortized_cost":`, r.EffectiveCost)
+	dst = appendDecimal(dst, `,"cost/on_demand_cost":`, r.ListCost)
+	dst = appendString(dst, `,"bill/invoice_id":`, r.InvoiceId)
+	for _, k := range keys {
+		// A valid key holds nothing JSON escapes: append it as it is.
+		dst = append(dst, `,"resource/tag:`...)
+		dst = append(dst, k...)
+		dst = append(dst, '"', ':')
+		dst = messages.AppendJSONString(dst, r.Tags[k])
+	}
+	return append(dst, '}'), nil
+}
+
+// AppendPlaceholder appends the zero-cost row that stands for an empty unit
+// starting at hour (see PlaceholderLineItemID).
+func AppendPlaceholder(dst []byte, hour time.Time) []byte {
+	dst = append(dst, `{"time/usage_start":"`...)
+	dst = appendHour(dst, hour)
+	dst = append(dst, `","lineitem/type":"Usage","lineitem/id":"`+PlaceholderLineItemID+
+		`","lineitem/description":"`+PlaceholderDescription+`","cost/cost":"0"}`...)
+	return dst
+}
+
+// appendString appends key (`,"column":`) and v as a JSON string, or
+// nothing when v is empty: CBF reads a missing column and a blank one alike.
+func appendString(dst []byte, key, v string) []byte {
+	if v == "" {
+		return dst
+	}
+	dst = append(dst, key...)
+	return messages.AppendJSONString(dst, v)
+}
+
+// appendDecimal appends key and d as a JSON string, or nothing when d is
+// unset. A Decimal is already plain notation (no exponent), which is what
+// CloudZero's amount pattern demands.
+func appendDecimal(dst []byte, key string, d messages.Decimal) []byte {
+	if !d.IsSet() {
+		return dst
+	}
+	dst = append(dst, key...)
+	dst = append(dst, '"')
+	dst = append(dst, d.String()...)
+	return append(dst, '"')
+}
+
+// appendHour appends t truncated to its UTC hour as "2006-01-02T15:00:00Z".
+// The year must be in 1..9999.
+func appendHour(dst []byte, t time.Time) []byte {
+	t = t.UTC()
+	y, m, d := t.Date()
+	h := t.Hour()
+	dst = append(dst,
+		byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
+		byte('0'+int(m)/10), byte('0'+int(m)%10), '-',
+		byte('0'+d/10), byte('0'+d%10), 'T',
+		byte('0'+h/10), byte('0'+h%10))
+	return append(dst, ":00:00Z"...)
+}
+
+// ValidTagKey reports whether k may follow "resource/tag:": CBF allows
+// letters, digits and _ . : / = + - @, so no whitespace. Letters include
+// non-ASCII letters, as the emulator reads the docs.
+func ValidTagKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); {
+		c := k[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+			case c == '_', c == '.', c == ':', c == '/', c == '=', c == '+', c == '-', c == '@':
+			default:
+				return false
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(k[i:])
+		if !unicode.IsLetter(r) && !unicode.IsDigit(r) {
+			return false // includes utf8.RuneError for invalid bytes
+		}
+		i += size
+	}
+	return true
+}

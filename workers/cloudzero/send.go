@@ -1,0 +1,138 @@
+package cloudzero
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptrace"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/usagefleet/usagefleet/workers"
+)
+
+// IdempotencyHeader carries the request's idempotency key [DOC].
+const IdempotencyHeader = "cloudzero-idempotency-key"
+
+// maxAnswer bounds how much of an answer is read.
+const maxAnswer = 64 << 10
+
+// errAttemptTimeout is the cause when http_timeout elapses.
+var errAttemptTimeout = errors.New("cloudzero: http_timeout elapsed")
+
+// send posts one body through the job (which waits out the destination's
+// cooldown and re-sends when no answer came). It returns nil on 2xx, else
+// the *workers.Error the answer classifies as, or a transient error when
+// no answer came. The API key goes in the Authorization header and nowhere
+// else: no error, log line or span carries it.
+func (d *Destination) send(ctx context.Context, job workers.Job, body []byte, idemKey, op string, rows int) error {
+	actx, stop := withAttemptTimeout(ctx, d.timeout)
+	defer stop()
+	req, err := http.NewRequestWithContext(actx, http.MethodPost, d.endpoint, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("cloudzero: building the request: %w", err)
+	}
+	req.Header.Set("Authorization", d.key.Value()) // the bare key: "not a bearer token" [DOC]
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(IdempotencyHeader, idemKey)
+	resp, err := job.Do(actx, req)
+	if err != nil {
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(context.Cause(actx), errAttemptTimeout):
+			return &workers.Error{Class: workers.ClassTransient, Err: fmt.Errorf("no answer within http_timeout %s", d.timeout)}
+		}
+		var we *workers.Error
+		if errors.As(err, &we) {
+			return err
+		}
+		return workers.Transient(err)
+	}
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	_ = resp.Body.Close()
+	log := job.Log()
+	log.Debug("cloudzero: billing drop", "operation", op, "rows", rows, "bytes", len(body), "status", resp.StatusCode)
+	if resp.StatusCode/100 == 2 {
+		var ok struct {
+			Connection struct {
+				RowCount *int `json:"row_count"`
+			} `json:"connection"`
+		}
+		if json.Unmarshal(raw, &ok) == nil && ok.Connection.RowCount != nil && *ok.Connection.RowCount != rows {
+			log.Warn("cloudzero: the API counted a different number of rows than were sent",
+				"sent", rows, "row_count", *ok.Connection.RowCount, "operation", op)
+		}
+		return nil
+	}
+	msg := d.apiMessage(raw)
+	if resp.StatusCode == http.StatusNotFound {
+		// The connection id is wrong or was deleted: a destination-wide
+		// problem. Pause like an auth failure rather than dead-letter data.
+		return &workers.Error{Class: workers.ClassAuth, Status: resp.StatusCode, Message: "connection not found: " + msg}
+	}
+	return workers.Classify(resp.StatusCode, resp.Header, msg)
+}
+
+// apiMessage reads the API's error text: {"error":{"message"}} (400) or
+// {"message"} (403, 413), else the body's text. It is clipped, and the
+// key is blanked should the API ever echo it.
+func (d *Destination) apiMessage(raw []byte) string {
+	var v struct {
+		Message string `json:"message"`
+		Error   *struct {
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	var msg string
+	if json.Unmarshal(raw, &v) == nil {
+		if v.Error != nil && v.Error.Message != "" {
+			msg = v.Error.Message
+		} else {
+			msg = v.Message
+		}
+	} else if utf8.Valid(raw) {
+		msg = strings.TrimSpace(string(raw))
+	}
+	if k := d.key.Value(); k != "" && strings.Contains(msg, k) {
+		msg = strings.ReplaceAll(msg, k, "[redacted]")
+	}
+	if len(msg) > 1024 {
+		msg = strings.ToValidUTF8(msg[:1024], "") + "…"
+	}
+	return msg
+}
+
+// withAttemptTimeout bounds each HTTP attempt to d, from asking for a
+// connection to the end of the answer, but not the time job.Do spends
+// waiting out the destination's cooldown first (a Retry-After can be
+// longer than any sensible request timeout). stop must be called once the
+// answer is read.
+func withAttemptTimeout(ctx context.Context, d time.Duration) (_ context.Context, stop func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	var mu sync.Mutex
+	var timer *time.Timer
+	trace := &httptrace.ClientTrace{GetConn: func(string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if timer == nil {
+			timer = time.AfterFunc(d, func() { cancel(errAttemptTimeout) })
+		} else {
+			timer.Reset(d) // a re-send of the same request: a new attempt
+		}
+	}}
+	return httptrace.WithClientTrace(ctx, trace), func() {
+		mu.Lock()
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+		cancel(nil)
+	}
+}
