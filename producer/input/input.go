@@ -178,14 +178,29 @@ func ReadFile(path string) ([]Row, []Error, error) {
 
 // Read reads r (named name in errors) in format (Auto: sniff) and calls fn
 // for every good row, in file order. It returns every problem found. The
-// error is for I/O failures, undecodable compression, an invalid format
-// value, or the first error fn returns (which stops the reading).
+// error is for I/O failures, undecodable compression or an invalid format
+// value, prefixed with name; or it is the first error fn returns, as it is
+// (which stops the reading).
 func Read(name string, r io.Reader, format Format, fn func(Row) error) ([]Error, error) {
+	var fnErr error
+	deliver := func(row Row) error {
+		fnErr = fn(row)
+		return fnErr
+	}
+	c := &collector{file: name}
+	err := readFormat(c, r, format, deliver)
+	if err != nil && err != fnErr { // fn's own error goes back as it is
+		err = fmt.Errorf("%s: %w", name, err)
+	}
+	return c.list(), err
+}
+
+func readFormat(c *collector, r io.Reader, format Format, fn func(Row) error) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			return nil, fmt.Errorf("%s: gzip: %w", name, err)
+			return fmt.Errorf("gzip: %w", err)
 		}
 		defer zr.Close()
 		br = bufio.NewReaderSize(zr, 64<<10)
@@ -196,25 +211,21 @@ func Read(name string, r io.Reader, format Format, fn func(Row) error) ([]Error,
 	if format == Auto || format == JSONArray {
 		sniffed, err := sniff(br)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
+			return err
 		}
 		if format == Auto || sniffed == NDJSON {
 			format = sniffed
 		}
 	}
-	c := &collector{file: name}
-	var err error
 	switch format {
 	case CSV:
-		err = readCSV(c, br, fn)
+		return readCSV(c, br, fn)
 	case NDJSON:
-		err = readNDJSON(c, br, fn)
+		return readNDJSON(c, br, fn)
 	case JSONArray:
-		err = readJSONArray(c, br, fn)
-	default:
-		return nil, fmt.Errorf("%s: invalid format %v", name, format)
+		return readJSONArray(c, br, fn)
 	}
-	return c.list(), err
+	return fmt.Errorf("invalid format %v", format)
 }
 
 // sniff looks at the first non-blank byte.

@@ -444,8 +444,8 @@ func TestReadIOErrors(t *testing.T) {
 	for f, src := range map[Format]string{CSV: csv.String(), NDJSON: nd.String(), JSONArray: arr.String()} {
 		data := gz(t, src)
 		_, err := Read("t.gz", bytes.NewReader(data[:len(data)/2]), f, func(Row) error { return nil })
-		if err == nil {
-			t.Errorf("%v: truncated gzip: want an error", f)
+		if err == nil || !strings.HasPrefix(err.Error(), "t.gz: ") {
+			t.Errorf("%v: truncated gzip: got %v, want an error naming the file", f, err)
 		}
 	}
 	// fn's error stops the reading and is returned.
