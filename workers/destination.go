@@ -90,6 +90,12 @@ type Job interface {
 	// a 400): they are dead-lettered with the reason and the other units of
 	// the job still count as delivered.
 	RejectUnit(u Unit, reason string)
+	// Done tells the pool that u is fully delivered (every request of its
+	// sequence succeeded). If the job fails later, done units are still
+	// settled and only the rest is retried, so one bad request does not
+	// redo a month. A destination that never calls Done is still correct:
+	// a successful job settles every unit.
+	Done(u Unit)
 	// Covered is the last stream sequence the rebuild covers (Replace), or
 	// the part's sequence (Append).
 	Covered() uint64

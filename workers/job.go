@@ -37,6 +37,7 @@ type job struct {
 	unitRejects map[string]string
 	dead        map[uint64]string // undecodable parts met while rebuilding
 	included    map[uint64]bool   // parts whose records the rebuild used
+	done        map[string]bool   // units the destination reported delivered
 }
 
 type seqStat struct {
@@ -72,6 +73,7 @@ func newJob(p *Pool, units []Unit, attempt int) *job {
 		unitRejects: map[string]string{},
 		dead:        map[uint64]string{},
 		included:    map[uint64]bool{},
+		done:        map[string]bool{},
 	}
 }
 
@@ -90,6 +92,8 @@ func (j *job) unitOf(r *messages.UsageRecord) string {
 	}
 	return ""
 }
+
+func (j *job) Done(u Unit) { j.done[u.Key] = true }
 
 func (j *job) RejectUnit(u Unit, reason string) {
 	if _, dup := j.unitRejects[u.Key]; !dup {
@@ -447,8 +451,15 @@ func decodeInto(dst []messages.UsageRecord, h nats.Header, data []byte, meta mes
 // acked before its rejected records are kept), then the covered position,
 // then ack events and acks for every pending part the rebuild covered.
 func (p *Pool) finishReplace(ctx context.Context, j *job, g *replaceJob) error {
+	settle := map[string]bool{}
+	for _, us := range g.units {
+		settle[us.unit.Key] = true
+	}
 	// Rejected units: read them again to keep their records.
 	for _, u := range j.units {
+		if !settle[u.Key] {
+			continue
+		}
 		reason, ok := j.unitRejects[u.Key]
 		if !ok {
 			continue
@@ -468,7 +479,7 @@ func (p *Pool) finishReplace(ctx context.Context, j *job, g *replaceJob) error {
 	}
 	var recs []rejectedRecord
 	for ref, rj := range j.rejects {
-		if _, whole := j.unitRejects[rj.unit]; whole {
+		if _, whole := j.unitRejects[rj.unit]; whole || !settle[rj.unit] {
 			continue
 		}
 		recs = append(recs, rejectedRecord{ref: ref, reason: rj.reason, rec: rj.rec})
@@ -482,7 +493,9 @@ func (p *Pool) finishReplace(ctx context.Context, j *job, g *replaceJob) error {
 		}
 	}
 	for _, u := range j.units {
-		_, _ = p.units.Put(ctx, p.dest.Name()+"."+u.Key, []byte(strconv.FormatUint(j.covered, 10)))
+		if settle[u.Key] {
+			_, _ = p.units.Put(ctx, p.dest.Name()+"."+u.Key, []byte(strconv.FormatUint(j.covered, 10)))
+		}
 	}
 	// Per-record rejections, by unit and part.
 	type rejStat struct {
@@ -492,7 +505,7 @@ func (p *Pool) finishReplace(ctx context.Context, j *job, g *replaceJob) error {
 	}
 	rejs := map[string]map[uint64]*rejStat{}
 	for ref, rj := range j.rejects {
-		if _, whole := j.unitRejects[rj.unit]; whole {
+		if _, whole := j.unitRejects[rj.unit]; whole || !settle[rj.unit] {
 			continue
 		}
 		m := rejs[rj.unit]

@@ -485,13 +485,14 @@ func (p *Pool) keepLease(ctx context.Context, key string, rev uint64, cancel con
 }
 
 func (p *Pool) runReplace(ctx context.Context, g *replaceJob) {
+	settled := map[string]bool{}
 	finish := func(ok bool, retryIn time.Duration) {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		delete(p.busy, g.lease)
 		for _, us := range g.units {
 			us.inJob = false
-			if !ok {
+			if !ok && !settled[us.unit.Key] {
 				us.attempt++
 				us.notBefore = time.Now().Add(retryIn)
 			}
@@ -551,6 +552,25 @@ func (p *Pool) runReplace(ctx context.Context, g *replaceJob) {
 		return
 	}
 	retry := p.failed(job.log, derr, job)
+	if retry >= 0 {
+		// Settle what the destination finished before the failure, so a
+		// retry redoes only the rest.
+		var part []*unitState
+		for _, us := range g.units {
+			if job.done[us.unit.Key] || job.unitRejects[us.unit.Key] != "" {
+				part = append(part, us)
+			}
+		}
+		if len(part) > 0 && jctx.Err() == nil {
+			if err := p.finishReplace(jctx, job, &replaceJob{lease: g.lease, units: part}); err != nil {
+				p.log.Warn("settling the finished units of a failed job", "err", err)
+			} else {
+				for _, us := range part {
+					settled[us.unit.Key] = true
+				}
+			}
+		}
+	}
 	if retry < 0 { // refused content: dead-letter the units
 		for _, u := range units {
 			job.RejectUnit(u, derr.Error())

@@ -1,0 +1,372 @@
+// Package conformance is the destination conformance suite: every replace
+// destination runs it against its sandbox emulator, through the real pool
+// and an embedded nats-server. It checks the invariants of the design:
+// each unit at the destination holds exactly the records of that unit in
+// the stream, whatever was retried, redelivered, crashed or regenerated.
+package conformance
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/usagefleet/usagefleet/internal/natsutil/natstest"
+	"github.com/usagefleet/usagefleet/internal/sandbox/fault"
+	"github.com/usagefleet/usagefleet/internal/usagegen"
+	"github.com/usagefleet/usagefleet/messages"
+	"github.com/usagefleet/usagefleet/producer"
+	"github.com/usagefleet/usagefleet/workers"
+)
+
+// Totals is what a unit holds: a record count and exact sums.
+type Totals struct {
+	Records  int
+	Cost     messages.Decimal // sum of BilledCost
+	Quantity messages.Decimal // sum of ConsumedQuantity
+}
+
+// Sandbox is one running emulator, fresh for each subtest.
+type Sandbox interface {
+	// Destination builds the destination under test, pointed at the sandbox.
+	Destination(t *testing.T, name string) workers.Destination
+	// Totals reads what the sandbox holds, by unit key.
+	Totals(t *testing.T) map[string]Totals
+	// UnitOf is the unit key (as Totals uses it) a record lands in.
+	UnitOf(r *messages.UsageRecord) string
+	// Faults is the sandbox's fault injector.
+	Faults() *fault.Injector
+	// SetAuth revokes (false) or restores (true) the destination's credentials.
+	SetAuth(valid bool)
+	// ConcurrencyViolations counts requests that overlapped where the API
+	// forbids it (0 if the API has no such rule).
+	ConcurrencyViolations() int
+}
+
+// Harness describes a destination to the suite.
+type Harness struct {
+	// Start starts a fresh sandbox (stopped at the end of the test).
+	Start func(t *testing.T) Sandbox
+	// Records makes n records for the destination (default usagegen); they
+	// must be deliverable (nothing the destination would reject).
+	Records func(n int, seed uint64, start time.Time, hours int) []messages.UsageRecord
+	// Scale multiplies the record counts (default 1).
+	Scale float64
+}
+
+// Run runs every conformance check as a subtest.
+func Run(t *testing.T, h Harness) {
+	if h.Records == nil {
+		h.Records = func(n int, seed uint64, start time.Time, hours int) []messages.UsageRecord {
+			return usagegen.Generate(n, usagegen.Options{Seed: seed, Start: start, Hours: hours})
+		}
+	}
+	if h.Scale == 0 {
+		h.Scale = 1
+	}
+	t.Run("ReplaceMatchesStream", func(t *testing.T) { testReplace(t, h) })
+	t.Run("LateDataResendsUnitWhole", func(t *testing.T) { testLate(t, h) })
+	t.Run("SnapshotGenerationReplaces", func(t *testing.T) { testSnapshot(t, h) })
+	t.Run("AmbiguousApplyThen500", func(t *testing.T) { testAmbiguous(t, h) })
+	t.Run("AuthPauseAndResume", func(t *testing.T) { testAuth(t, h) })
+	t.Run("WorkerCrashMidUpload", func(t *testing.T) { testCrash(t, h) })
+}
+
+// Env is a running fleet around one sandbox, exported so destination
+// packages can write their own end-to-end checks with it.
+type Env struct {
+	T    *testing.T
+	NS   *natstest.Server
+	SB   Sandbox
+	Prod *producer.Producer
+	Feed string
+
+	mu        sync.Mutex
+	published []messages.UsageRecord // append records, in publish order
+	snapshots map[string][]messages.UsageRecord
+}
+
+// NewEnv starts NATS and the sandbox.
+func NewEnv(t *testing.T, h Harness) *Env {
+	ns := natstest.Start(t)
+	sb := h.Start(t)
+	prod, err := producer.New(ns.Connect(t), producer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Env{T: t, NS: ns, SB: sb, Prod: prod, Feed: "conf", snapshots: map[string][]messages.UsageRecord{}}
+}
+
+// FastOptions are pool options that keep tests quick.
+func FastOptions() workers.Options {
+	return workers.Options{
+		Flush:      workers.FlushPolicy{MaxDelay: 400 * time.Millisecond, Quiet: 150 * time.Millisecond},
+		Retry:      workers.RetryPolicy{Initial: 50 * time.Millisecond, Max: 400 * time.Millisecond},
+		PauseProbe: 300 * time.Millisecond,
+		AckWait:    3 * time.Second,
+		LeaseTTL:   20 * time.Second,
+	}
+}
+
+// Pool is a running pool.
+type Pool struct {
+	*workers.Pool
+	NC   *nats.Conn
+	Stop func()
+}
+
+// StartPool runs a pool on its own connection.
+func (e *Env) StartPool(name string, opts workers.Options) *Pool {
+	nc := e.NS.Connect(e.T)
+	if opts.Feeds == nil {
+		opts.Feeds = []string{e.Feed}
+	}
+	p, err := workers.NewPool(nc, e.SB.Destination(e.T, name), opts)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := p.Run(ctx); err != nil && !nc.IsClosed() {
+			e.T.Errorf("pool: %v", err)
+		}
+	}()
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-done }) }
+	e.T.Cleanup(stop)
+	return &Pool{Pool: p, NC: nc, Stop: stop}
+}
+
+// Publish publishes records as append batches of size per batch.
+func (e *Env) Publish(id string, recs []messages.UsageRecord, per int) []*producer.Result {
+	var out []*producer.Result
+	for i := 0; i < len(recs); i += per {
+		end := min(i+per, len(recs))
+		res, err := e.Prod.Publish(context.Background(), &messages.Batch{ID: fmt.Sprintf("%s-%d", id, i), Feed: e.Feed, Source: "conf", Records: recs[i:end]})
+		if err != nil {
+			e.T.Fatal(err)
+		}
+		out = append(out, res)
+	}
+	e.mu.Lock()
+	e.published = append(e.published, recs...)
+	e.mu.Unlock()
+	return out
+}
+
+// PublishSnapshot publishes recs as generation gen of source's period.
+func (e *Env) PublishSnapshot(source string, period messages.Period, gen int64, recs []messages.UsageRecord) *producer.Result {
+	res, err := e.Prod.Publish(context.Background(), &messages.Batch{ID: fmt.Sprintf("snap-%s-%d", source, gen), Feed: e.Feed, Source: source, Snapshot: &messages.Snapshot{Period: period, Generation: gen}, Records: recs})
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	e.mu.Lock()
+	e.snapshots[source+"|"+period.String()] = recs
+	e.mu.Unlock()
+	return res
+}
+
+// Expected is what every unit must hold: all append records plus the
+// newest snapshot of each (source, period).
+func (e *Env) Expected() map[string]Totals {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	all := append([]messages.UsageRecord(nil), e.published...)
+	for _, s := range e.snapshots {
+		all = append(all, s...)
+	}
+	sums := map[string]*[2]messages.Sum{}
+	counts := map[string]int{}
+	for i := range all {
+		k := e.SB.UnitOf(&all[i])
+		if sums[k] == nil {
+			sums[k] = &[2]messages.Sum{}
+		}
+		sums[k][0].Add(all[i].BilledCost)
+		sums[k][1].Add(all[i].ConsumedQuantity)
+		counts[k]++
+	}
+	out := map[string]Totals{}
+	for k, s := range sums {
+		out[k] = Totals{Records: counts[k], Cost: s[0].Decimal(), Quantity: s[1].Decimal()}
+	}
+	return out
+}
+
+// WaitExact waits until the sandbox holds exactly Expected, and fails with
+// the difference if it does not within timeout.
+func (e *Env) WaitExact(timeout time.Duration) {
+	e.T.Helper()
+	want := e.Expected()
+	deadline := time.Now().Add(timeout)
+	var diff string
+	for {
+		got := e.SB.Totals(e.T)
+		diff = Diff(want, got)
+		if diff == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.T.Fatalf("the sandbox does not hold exactly what the stream holds after %s:\n%s", timeout, diff)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Diff describes how got differs from want ("" if equal). Units with no
+// records on both sides are equal.
+func Diff(want, got map[string]Totals) string {
+	keys := map[string]bool{}
+	for k := range want {
+		keys[k] = true
+	}
+	for k := range got {
+		keys[k] = true
+	}
+	var ks []string
+	for k := range keys {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	s := ""
+	n := 0
+	for _, k := range ks {
+		w, g := want[k], got[k]
+		if w.Records == g.Records && w.Cost.Equal(orZero(g.Cost)) && (w.Records == 0 || !g.Quantity.IsSet() || w.Quantity.Equal(g.Quantity)) {
+			continue
+		}
+		if w.Records == 0 && g.Records == 0 {
+			continue
+		}
+		n++
+		if n <= 10 {
+			s += fmt.Sprintf("  unit %s: want %d records cost %s qty %s, have %d records cost %s qty %s\n", k, w.Records, w.Cost, w.Quantity, g.Records, g.Cost, g.Quantity)
+		}
+	}
+	if n > 10 {
+		s += fmt.Sprintf("  and %d more units\n", n-10)
+	}
+	return s
+}
+
+func orZero(d messages.Decimal) messages.Decimal {
+	if !d.IsSet() {
+		return messages.DecimalFromInt(0)
+	}
+	return d
+}
+
+func (h Harness) n(base int) int { return int(float64(base) * h.Scale) }
+
+var t0 = time.Date(2024, 8, 30, 0, 0, 0, 0, time.UTC) // spans a month boundary
+
+func testReplace(t *testing.T, h Harness) {
+	e := NewEnv(t, h)
+	e.StartPool("dest", FastOptions())
+	e.Publish("r", h.Records(h.n(6000), 11, t0, 72), 500)
+	e.WaitExact(time.Minute)
+}
+
+func testLate(t *testing.T, h Harness) {
+	e := NewEnv(t, h)
+	e.StartPool("dest", FastOptions())
+	e.Publish("first", h.Records(h.n(2000), 21, t0, 6), 400)
+	e.WaitExact(time.Minute)
+	// Late data for hours already delivered: each unit is sent whole again.
+	e.Publish("late", h.Records(h.n(300), 22, t0, 6), 100)
+	e.WaitExact(time.Minute)
+}
+
+func testSnapshot(t *testing.T, h Harness) {
+	e := NewEnv(t, h)
+	e.StartPool("dest", FastOptions())
+	period := messages.Period{Start: t0, End: t0.Add(48 * time.Hour)}
+	e.Publish("app", h.Records(h.n(500), 31, t0, 48), 250)
+	e.PublishSnapshot("report", period, 1, h.Records(h.n(1500), 32, t0, 48))
+	e.WaitExact(time.Minute)
+	// A re-collection: generation 2 replaces 1 everywhere, also emptying
+	// hours where it has nothing.
+	e.PublishSnapshot("report", period, 2, h.Records(h.n(700), 33, t0, 12))
+	e.WaitExact(time.Minute)
+	// An incomplete generation (parts but no closing marker) changes nothing.
+	recs := h.Records(h.n(200), 34, t0, 48)
+	b := &messages.Batch{ID: "snap-incomplete", Feed: e.Feed, Source: "report", Snapshot: &messages.Snapshot{Period: period, Generation: 3}, Records: recs}
+	parts, err := producer.Split(b, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := e.NS.Connect(t)
+	for _, p := range parts {
+		if err := nc.PublishMsg(&nats.Msg{Subject: messages.UsageSubject(e.Feed, p.Meta.Hour), Header: p.Meta.Header(), Data: p.Payload}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nc.Flush()
+	time.Sleep(time.Second)
+	e.Publish("app2", h.Records(h.n(100), 35, t0, 48), 100) // and the fleet keeps going
+	e.WaitExact(time.Minute)
+}
+
+func testAmbiguous(t *testing.T, h Harness) {
+	e := NewEnv(t, h)
+	e.SB.Faults().Set(fault.Rule{Kind: fault.ApplyThenStatus, Code: 500, Rate: 0.2})
+	e.StartPool("dest", FastOptions())
+	e.Publish("amb", h.Records(h.n(4000), 41, t0, 48), 250)
+	e.WaitExact(2 * time.Minute)
+	if e.SB.Faults().Injected()[fault.ApplyThenStatus] == 0 {
+		t.Fatal("no ambiguous fault fired: the check proved nothing")
+	}
+}
+
+func testAuth(t *testing.T, h Harness) {
+	e := NewEnv(t, h)
+	e.SB.SetAuth(false)
+	p := e.StartPool("dest", FastOptions())
+	e.Publish("auth", h.Records(h.n(1000), 51, t0, 24), 250)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if paused, _ := p.Paused(); paused {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the pool did not pause on refused credentials")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := e.SB.Totals(t); Diff(nil, got) != "" {
+		t.Fatalf("data arrived with revoked credentials: %v", got)
+	}
+	if st := p.Stats(); st.DeadLetters != 0 {
+		t.Fatalf("an auth failure dead-lettered %d messages", st.DeadLetters)
+	}
+	e.SB.SetAuth(true)
+	e.WaitExact(time.Minute)
+	if paused, _ := p.Paused(); paused {
+		t.Fatal("still paused after the credentials came back")
+	}
+}
+
+func testCrash(t *testing.T, h Harness) {
+	e := NewEnv(t, h)
+	opts := FastOptions()
+	a := e.StartPool("dest", opts)
+	b := e.StartPool("dest", opts)
+	_ = b
+	e.Publish("crash", h.Records(h.n(8000), 61, t0, 96), 250)
+	deadline := time.Now().Add(30 * time.Second)
+	for a.Stats().Jobs == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	a.NC.Close() // the process dies: no drain, its lease expires or is released
+	a.Stop()
+	e.WaitExact(2 * time.Minute)
+	if v := e.SB.ConcurrencyViolations(); v != 0 {
+		t.Fatalf("%d concurrent requests where the API forbids them", v)
+	}
+}
