@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -123,6 +124,8 @@ type fakeJob struct {
 	mu          sync.Mutex
 	rejects     []rejection
 	unitRejects map[string]string
+	done        []string // unit keys reported Done, in order
+	events      []string // "reject <unit key>", "done <unit key>", in order
 	sent        []sentBody
 	streams     int
 	logs        *logCapture
@@ -162,12 +165,23 @@ func (j *fakeJob) Reject(ref workers.RecordRef, r *messages.UsageRecord, reason 
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.rejects = append(j.rejects, rejection{ref, *r, reason})
+	j.events = append(j.events, "reject "+hourUnit(r.ChargePeriodStart).Key)
 }
 
 func (j *fakeJob) RejectUnit(u workers.Unit, reason string) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.unitRejects[u.Key] = reason
+}
+
+func (j *fakeJob) Done(u workers.Unit) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if slices.Contains(j.done, u.Key) {
+		panic("Done twice for " + u.Key)
+	}
+	j.done = append(j.done, u.Key)
+	j.events = append(j.events, "done "+u.Key)
 }
 
 // IdempotencyKey derives the key as the pool does: an Append part keeps its
@@ -325,3 +339,6 @@ func classOf(t *testing.T, err error) *workers.Error {
 	}
 	return we
 }
+
+func newSecret() config.Secret                   { return config.NewSecret(testKey) }
+func durationOf(d time.Duration) config.Duration { return config.Duration(d) }

@@ -46,6 +46,13 @@ type segment struct {
 	// this job (replace modes), or what the job added (sum mode).
 	held        bool
 	rows, bytes int64
+	// finished: every record was streamed. buffered counts the unit's rows
+	// in packer.buf, dropped its refused rows not yet rejected through the
+	// job. A finished, replaced unit with neither is reported Done.
+	finished bool
+	buffered int
+	dropped  int
+	done     bool
 }
 
 // rowDrop is a record refused alone after it left the Records callback
@@ -119,6 +126,7 @@ func (p *packer) replaceMonth(ctx context.Context, month time.Time, units []work
 	if err := p.rejectDrops(ctx); err != nil {
 		return err
 	}
+	p.settle()
 	// A unit whose every row was refused as too large was never replaced:
 	// clear what CloudZero held for it.
 	for si := range p.segs {
@@ -136,6 +144,23 @@ func (p *packer) replaceMonth(ctx context.Context, month time.Time, units []work
 	return nil
 }
 
+// settle reports Done for every unit whose whole sequence succeeded, so a
+// failure later in the job does not make the pool redo it. A unit with a
+// refused row still to reject is not done until the row is rejected:
+// settling it first would lose the row.
+func (p *packer) settle() {
+	if p.rejectRows {
+		return // an Append job has no units
+	}
+	for si := range p.segs {
+		s := &p.segs[si]
+		if s.finished && s.replaced && !s.rejected && !s.done && s.buffered == 0 && s.dropped == 0 {
+			s.done = true
+			p.job.Done(s.unit)
+		}
+	}
+}
+
 // streamUnit encodes the records of segs[si] into buf, sending requests as
 // the buffer fills.
 func (p *packer) streamUnit(ctx context.Context, si int) error {
@@ -147,6 +172,7 @@ func (p *packer) streamUnit(ctx context.Context, si int) error {
 		return err
 	}
 	s := &p.segs[si]
+	s.finished = true
 	if s.rejected {
 		p.dropFrom(p.cur)
 		return nil
@@ -180,6 +206,7 @@ func (p *packer) add(ctx context.Context, si int, ref workers.RecordRef, r *mess
 		return nil
 	}
 	p.rows = append(p.rows, rowMeta{end: len(p.buf), seg: int32(si), ref: ref})
+	p.segs[si].buffered++
 	switch err := p.fit(ctx, si); {
 	case errors.Is(err, errRowTooLarge):
 		size := p.size(len(p.rows)-1, len(p.rows))
@@ -196,6 +223,7 @@ func (p *packer) addPlaceholder(ctx context.Context, si int) error {
 	p.buf = append(p.buf, ',')
 	p.buf = AppendPlaceholder(p.buf, p.segs[si].unit.Start)
 	p.rows = append(p.rows, rowMeta{end: len(p.buf), seg: int32(si), placeholder: true})
+	p.segs[si].buffered++
 	if err := p.fit(ctx, si); err != nil {
 		if errors.Is(err, errRowTooLarge) {
 			return fmt.Errorf("cloudzero: max_body_bytes %d cannot hold the placeholder row", p.d.maxBody)
@@ -242,6 +270,9 @@ func (p *packer) flushPrefix(ctx context.Context, n int) error {
 	if err := p.sendRange(ctx, 0, n); err != nil {
 		return err
 	}
+	for _, m := range p.rows[:n] {
+		p.segs[m.seg].buffered--
+	}
 	off := p.rows[n-1].end
 	p.buf = p.buf[:copy(p.buf, p.buf[off:])]
 	p.rows = p.rows[:copy(p.rows, p.rows[n:])]
@@ -249,11 +280,15 @@ func (p *packer) flushPrefix(ctx context.Context, n int) error {
 		p.rows[i].end -= off
 	}
 	p.cur = max(0, p.cur-n)
+	p.settle()
 	return nil
 }
 
 // dropFrom forgets rows[i:].
 func (p *packer) dropFrom(i int) {
+	for _, m := range p.rows[i:] {
+		p.segs[m.seg].buffered--
+	}
 	p.buf = p.buf[:p.rowStart(i)]
 	p.rows = p.rows[:i]
 	p.cur = min(p.cur, i)
@@ -377,6 +412,7 @@ func (p *packer) bisect(ctx context.Context, a, b int, we *workers.Error) error 
 		}
 		p.drops = append(p.drops, rowDrop{seg: int(m.seg), ref: m.ref,
 			reason: fmt.Sprintf("CloudZero refused the row as too large on its own (%d): %s", we.Status, we.Message)})
+		p.segs[m.seg].dropped++
 		return nil
 	}
 	p.job.Log().Info("cloudzero: body too large for the API, splitting it", "rows", b-a, "bytes", p.size(a, b), "message", we.Message)
@@ -430,14 +466,22 @@ func (p *packer) refuse(ctx context.Context, a, b int, we *workers.Error) error 
 		si := int(p.rows[i].seg)
 		if s := &p.segs[si]; !s.rejected {
 			s.rejected = true
-			p.job.RejectUnit(s.unit, reason)
 			refused = append(refused, si)
 			keys = append(keys, s.unit.Key)
 		}
 	}
-	p.job.Log().Warn("cloudzero refused units: rejected, and cleared at CloudZero",
+	p.job.Log().Warn("cloudzero refused units: clearing them at CloudZero and rejecting their records",
 		"units", strings.Join(keys, ","), "status", we.Status, "message", we.Message)
-	return p.clear(ctx, refused)
+	// Clear first: if the clear fails for a transient reason the job is
+	// retried with the units not yet rejected, so none is settled as
+	// rejected while CloudZero still holds part of it.
+	if err := p.clear(ctx, refused); err != nil {
+		return err
+	}
+	for _, si := range refused {
+		p.job.RejectUnit(p.segs[si].unit, reason)
+	}
+	return nil
 }
 
 // clear replaces each refused unit with its placeholder row, packing as
@@ -510,6 +554,7 @@ func (p *packer) rejectDrops(ctx context.Context) error {
 		if err := p.rejectRefs(ctx, p.segs[si].unit, bySeg[si]); err != nil {
 			return err
 		}
+		p.segs[si].dropped = 0
 	}
 	return nil
 }
