@@ -1,0 +1,445 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/usagefleet/usagefleet/messages"
+	"github.com/usagefleet/usagefleet/producer"
+	"github.com/usagefleet/usagefleet/producer/input"
+)
+
+type publishCommand struct {
+	env          *env
+	feed, source string
+	batchID      string
+	format       string
+	goodRowsOnly bool
+	dryRun       bool
+	wait         bool
+	dests        string
+	timeout      time.Duration
+	progressTick time.Duration // non-terminal progress lines; tests shorten it
+	nats         natsFlags
+}
+
+func publishCmd(e *env) (*flag.FlagSet, runFunc) {
+	c := &publishCommand{env: e, progressTick: 10 * time.Second}
+	fs := newFlagSet("publish")
+	fs.StringVar(&c.feed, "feed", "", "feed the batches belong to (required; routes them to destinations)")
+	fs.StringVar(&c.source, "source", "", "producing source (required; acks come back on acks.<source>.<destination>)")
+	fs.StringVar(&c.batchID, "batch-id", "", "batch `id` (one FILE only; default <source>-<16 hex digits of the file's SHA-256>)")
+	fs.StringVar(&c.format, "format", "auto", "input format: auto (by extension, else sniffed), csv, ndjson, jsonl, json")
+	fs.BoolVar(&c.goodRowsOnly, "good-rows-only", false, "publish the good rows of every file and report the bad ones (exit 2 when rows were skipped)")
+	fs.BoolVar(&c.dryRun, "dry-run", false, "check the files and print what would be published, without connecting")
+	fs.BoolVar(&c.wait, "wait", false, "wait for every part's ack at the destinations, then print a summary")
+	fs.StringVar(&c.dests, "dest", "", "destinations to wait for, comma-separated (default: every destination consuming the feed)")
+	fs.DurationVar(&c.timeout, "timeout", 10*time.Minute, "how long --wait waits for acks")
+	c.nats.register(fs)
+	return fs, c.run
+}
+
+// file is one input file through the two passes.
+type file struct {
+	path     string
+	hash     [sha256.Size]byte
+	id       string
+	good     int // rows that will be published
+	problems int // problems reported (rows skipped with --good-rows-only)
+	dupOf    string
+	res      *producer.Result
+}
+
+func (c *publishCommand) run(ctx context.Context, fs *flag.FlagSet, args []string) int {
+	stdout, stderr := c.env.stdout, c.env.stderr
+	paths := args
+	switch {
+	case c.feed == "":
+		return usageErr(fs, "--feed is required")
+	case !messages.ValidToken(c.feed):
+		return usageErr(fs, "--feed %q: want 1-64 of A-Z a-z 0-9 _ -", c.feed)
+	case c.source == "":
+		return usageErr(fs, "--source is required")
+	case !messages.ValidToken(c.source):
+		return usageErr(fs, "--source %q: want 1-64 of A-Z a-z 0-9 _ -", c.source)
+	case len(paths) == 0:
+		return usageErr(fs, "no FILE to publish")
+	case c.batchID != "" && len(paths) > 1:
+		return usageErr(fs, "--batch-id names one batch, and each FILE is a batch: give one FILE, or leave --batch-id out")
+	case c.batchID != "" && (len(c.batchID) > 200 || strings.ContainsAny(c.batchID, " \t\r\n")):
+		return usageErr(fs, "--batch-id: at most 200 bytes, no whitespace")
+	case c.timeout <= 0:
+		return usageErr(fs, "--timeout must be positive")
+	case c.dests != "" && !c.wait:
+		return usageErr(fs, "--dest only matters with --wait")
+	case c.dryRun && c.wait:
+		return usageErr(fs, "--dry-run publishes nothing to wait for")
+	}
+	format, err := input.ParseFormat(c.format)
+	if err != nil {
+		return usageErr(fs, "--format: %v", err)
+	}
+	dests := splitList(c.dests)
+	for _, d := range dests {
+		if !messages.ValidToken(d) {
+			return usageErr(fs, "--dest %q: want 1-64 of A-Z a-z 0-9 _ -", d)
+		}
+	}
+	// Resolve the connection settings before reading what may be big files.
+	opts, err := c.nats.options(c.env.getenv)
+	if err != nil && !c.dryRun {
+		return usageErr(fs, "%v", err)
+	}
+
+	// Pass 1: check every file; keep only counts and hashes in memory.
+	files := make([]*file, 0, len(paths))
+	problems, bad := 0, 0
+	byID := map[string]string{}
+	for _, path := range paths {
+		f := &file{path: path}
+		errs, err := readFile(path, format, &f.hash, func(input.Row) error { f.good++; return nil })
+		if err != nil {
+			fmt.Fprintf(stderr, "%v\n", err)
+			fmt.Fprintln(stderr, "usage-producer: nothing published")
+			return exitFail
+		}
+		for _, e := range errs {
+			fmt.Fprintln(stderr, e.Error())
+		}
+		f.problems = len(errs)
+		if f.good == 0 && len(errs) == 0 {
+			fmt.Fprintf(stderr, "%s: no records\n", path)
+			f.problems = 1
+		}
+		f.id = c.batchID
+		if f.id == "" {
+			f.id = c.source + "-" + hex.EncodeToString(f.hash[:])[:16]
+		}
+		if prev, dup := byID[f.id]; dup {
+			fmt.Fprintf(stderr, "%s: same content as %s (batch %s): publishing it again would change nothing\n", path, prev, f.id)
+			f.problems++
+			f.dupOf = prev
+		}
+		byID[f.id] = path
+		if f.problems > 0 {
+			problems += f.problems
+			bad++
+		}
+		files = append(files, f)
+	}
+	var publish []*file
+	for _, f := range files {
+		if f.problems == 0 || (c.goodRowsOnly && f.good > 0 && f.dupOf == "") {
+			publish = append(publish, f)
+		}
+	}
+	if problems > 0 && !c.goodRowsOnly {
+		fmt.Fprintf(stderr, "usage-producer: %s in %d of %d files; nothing published (--good-rows-only publishes the good rows)\n", plural(problems, "problem"), bad, len(files))
+		return exitFail
+	}
+	if len(publish) == 0 {
+		fmt.Fprintf(stderr, "usage-producer: %s in %d of %d files and no good rows; nothing published\n", plural(problems, "problem"), bad, len(files))
+		return exitFail
+	}
+
+	var p *producer.Producer
+	if !c.dryRun {
+		nc, prod, err := connect(ctx, opts, stderr)
+		if err != nil {
+			fmt.Fprintf(stderr, "usage-producer: %v\n", err)
+			fmt.Fprintln(stderr, "usage-producer: nothing published")
+			return exitFail
+		}
+		defer nc.Close()
+		p = prod
+	}
+
+	// Pass 2: one file at a time, read again, check it is the same, publish.
+	var published []*file
+	total := struct {
+		records, parts int
+		cost           costs
+	}{cost: costs{}}
+	for _, f := range publish {
+		b := &messages.Batch{ID: f.id, Feed: c.feed, Source: c.source}
+		var hash [sha256.Size]byte
+		_, err := readFile(f.path, format, &hash, func(r input.Row) error {
+			b.Records = append(b.Records, r.Record)
+			return nil
+		})
+		if err == nil && (hash != f.hash || len(b.Records) != f.good) {
+			err = fmt.Errorf("%s: changed while publishing; not published", f.path)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "%v\n", err)
+			return c.abort(published)
+		}
+		cost := costOf(b.Records)
+		total.records += len(b.Records)
+		total.cost.add(cost)
+		if c.dryRun {
+			fmt.Fprintf(stdout, "%s: %s, cost %s, batch %s%s (dry run: not published)\n", f.path, plural(len(b.Records), "record"), cost, f.id, skipped(f))
+			continue
+		}
+		res, err := p.Publish(ctx, b)
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: publishing batch %s: %v\n", f.path, f.id, err)
+			return c.abort(published)
+		}
+		f.res = res
+		published = append(published, f)
+		total.parts += len(res.Parts)
+		fmt.Fprintf(stdout, "%s: %s, %s, cost %s, batch %s%s%s\n", f.path, plural(res.Records, "record"), plural(len(res.Parts), "part"), cost, f.id, skipped(f), duplicates(res))
+	}
+	if len(publish) > 1 {
+		if c.dryRun {
+			fmt.Fprintf(stdout, "total: %s, cost %s in %s\n", plural(total.records, "record"), total.cost, plural(len(publish), "batch"))
+		} else {
+			fmt.Fprintf(stdout, "total: %s, %s, cost %s in %s\n", plural(total.records, "record"), plural(total.parts, "part"), total.cost, plural(len(publish), "batch"))
+		}
+	}
+	code := exitOK
+	if problems > 0 {
+		fmt.Fprintf(stderr, "usage-producer: %s in %d of %d files: those rows were skipped\n", plural(problems, "problem"), bad, len(files))
+		code = exitSkipped
+	}
+	if !c.wait {
+		return code
+	}
+	if waitCode := c.waitAcks(ctx, p, published, dests); waitCode != exitOK {
+		return waitCode
+	}
+	return code
+}
+
+// abort says what was published before a failure, and fails.
+func (c *publishCommand) abort(published []*file) int {
+	if len(published) == 0 {
+		fmt.Fprintln(c.env.stderr, "usage-producer: nothing published")
+	} else {
+		var names []string
+		for _, f := range published {
+			names = append(names, f.path)
+		}
+		fmt.Fprintf(c.env.stderr, "usage-producer: stopped; published before the failure: %s\n", strings.Join(names, ", "))
+	}
+	return exitFail
+}
+
+// readFile reads path in format, calling fn for each good row, and leaves
+// the SHA-256 of the file's bytes in hash.
+func readFile(path string, format input.Format, hash *[sha256.Size]byte, fn func(input.Row) error) ([]input.Error, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	if format == input.Auto {
+		format = input.FormatOf(path)
+	}
+	h := sha256.New()
+	tee := io.TeeReader(fh, h)
+	errs, err := input.Read(path, tee, format, fn)
+	if err != nil {
+		return errs, err
+	}
+	// The reader may stop early (a syntax error ends a JSON array): hash
+	// the rest too, so the id is the file's.
+	if _, err := io.Copy(io.Discard, tee); err != nil {
+		return errs, fmt.Errorf("%s: %w", path, err)
+	}
+	h.Sum(hash[:0])
+	return errs, nil
+}
+
+// waitAcks follows the acks of every published batch, drawing progress on
+// stderr, and prints the per-destination summary.
+func (c *publishCommand) waitAcks(ctx context.Context, p *producer.Producer, published []*file, dests []string) int {
+	stdout, stderr := c.env.stdout, c.env.stderr
+	if len(dests) == 0 {
+		ds, err := p.Destinations(ctx, c.feed)
+		if err != nil {
+			fmt.Fprintf(stderr, "usage-producer: finding the destinations of feed %s: %v\n", c.feed, err)
+			return exitFail
+		}
+		if len(ds) == 0 {
+			fmt.Fprintf(stderr, "usage-producer: no destination consumes feed %s yet; name the ones to wait for with --dest\n", c.feed)
+			return exitFail
+		}
+		dests = ds
+	}
+	total := 0
+	for _, f := range published {
+		total += len(f.res.Parts) * len(dests)
+	}
+	fmt.Fprintf(stderr, "waiting for %s at %s\n", plural(total, "part outcome"), strings.Join(dests, ", "))
+	wctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	bar := startProgress(stderr, isTerminal(stderr), total, c.progressTick)
+	agg := map[string]*summary{}
+	for _, d := range dests {
+		agg[d] = &summary{Summary: producer.Summary{Destination: d}, cost: costs{}}
+	}
+	base := 0
+	var waitErr error
+	for _, f := range published {
+		sums, err := p.Wait(wctx, f.res, dests, func(pg producer.Progress) { bar.set(base + pg.Done) })
+		for d, s := range sums {
+			if a := agg[d]; a != nil {
+				a.merge(f.id, s)
+			}
+		}
+		if err != nil {
+			waitErr = err
+			break
+		}
+		base += len(f.res.Parts) * len(dests)
+		bar.set(base)
+	}
+	done := bar.finish()
+	printSummary(stdout, dests, agg)
+	code := exitOK
+	switch {
+	case errors.Is(waitErr, context.DeadlineExceeded):
+		fmt.Fprintf(stderr, "usage-producer: timed out after %s with %d of %d part outcomes\n", c.timeout, done, total)
+		code = exitFail
+	case waitErr != nil && ctx.Err() != nil:
+		fmt.Fprintf(stderr, "usage-producer: interrupted with %d of %d part outcomes; the batches are published and will be delivered\n", done, total)
+		code = exitFail
+	case waitErr != nil:
+		fmt.Fprintf(stderr, "usage-producer: waiting for acks: %v\n", waitErr)
+		code = exitFail
+	}
+	for _, d := range dests {
+		if s := agg[d]; s.Rejected > 0 || s.Dead > 0 {
+			fmt.Fprintf(stderr, "usage-producer: %s: %s rejected, %s dead-lettered\n", d, plural(s.Rejected, "part"), plural(s.Dead, "part"))
+			code = exitFail
+		}
+	}
+	return code
+}
+
+// summary adds up one destination's outcomes over every batch.
+type summary struct {
+	producer.Summary
+	cost    costs // one currency-less sum: acks carry BilledCost without one
+	reasons []string
+}
+
+func (s *summary) merge(batch string, o *producer.Summary) {
+	s.Parts += o.Parts
+	s.Delivered += o.Delivered
+	s.Rejected += o.Rejected
+	s.Dead += o.Dead
+	s.Superseded += o.Superseded
+	s.Records += o.Records
+	s.RejectedRecords += o.RejectedRecords
+	s.cost.addDecimal("", o.Cost)
+	for _, r := range o.Reasons {
+		s.reasons = append(s.reasons, batch+" "+r)
+	}
+}
+
+func printSummary(w io.Writer, dests []string, agg map[string]*summary) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "DESTINATION\tPARTS\tDELIVERED\tREJECTED\tDEAD\tSUPERSEDED\tRECORDS\tREJECTED RECORDS\tCOST")
+	for _, d := range dests {
+		s := agg[d]
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", d, s.Parts, s.Delivered, s.Rejected, s.Dead, s.Superseded, s.Records, s.RejectedRecords, s.cost)
+	}
+	tw.Flush()
+	for _, d := range dests {
+		for _, r := range agg[d].reasons {
+			fmt.Fprintf(w, "%s: %s\n", d, r)
+		}
+	}
+}
+
+// costs sums money exactly per currency.
+type costs map[string]*messages.Sum
+
+func (c costs) addDecimal(cur string, d messages.Decimal) {
+	s := c[cur]
+	if s == nil {
+		s = &messages.Sum{}
+		c[cur] = s
+	}
+	s.Add(d)
+}
+
+func (c costs) add(o costs) {
+	for cur, s := range o {
+		c.addDecimal(cur, s.Decimal())
+	}
+}
+
+// String is "12.50 USD + 3.00 EUR", "0" when nothing was summed.
+func (c costs) String() string {
+	if len(c) == 0 {
+		return "0"
+	}
+	curs := make([]string, 0, len(c))
+	for cur := range c {
+		curs = append(curs, cur)
+	}
+	sort.Strings(curs)
+	parts := make([]string, 0, len(curs))
+	for _, cur := range curs {
+		parts = append(parts, strings.TrimSpace(c[cur].Decimal().String()+" "+cur))
+	}
+	return strings.Join(parts, " + ")
+}
+
+// costOf sums BilledCost per BillingCurrency.
+func costOf(recs []messages.UsageRecord) costs {
+	c := costs{}
+	for i := range recs {
+		if recs[i].BilledCost.IsSet() {
+			c.addDecimal(recs[i].BillingCurrency, recs[i].BilledCost)
+		}
+	}
+	return c
+}
+
+func skipped(f *file) string {
+	if f.problems == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%s skipped)", plural(f.problems, "problem"))
+}
+
+func duplicates(res *producer.Result) string {
+	n := 0
+	for _, p := range res.Parts {
+		if p.Duplicate {
+			n++
+		}
+	}
+	switch {
+	case n == 0:
+		return ""
+	case n == len(res.Parts):
+		return " (already stored: nothing new published)"
+	}
+	return fmt.Sprintf(" (%d of %d parts already stored)", n, len(res.Parts))
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	if strings.HasSuffix(word, "ch") {
+		return fmt.Sprintf("%d %ses", n, word)
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
