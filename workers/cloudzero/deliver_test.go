@@ -679,3 +679,36 @@ func TestDoneBeforeAFailure(t *testing.T) {
 	}
 	t.Logf("requests: %v", ops(s))
 }
+
+// Units left dirty under another mode are replaced by the operation that
+// fits their span: the month with replace_drop, then its hours.
+func TestMixedUnitsAfterAModeChange(t *testing.T) {
+	s, url := emulator(t, sandbox.Config{})
+	d := newDest(t, url, ModeReplaceHourly, 3_000)
+	m := monthUnit(hourAt(1, 0))
+	mustDeliver(t, d, newFakeJob([]workers.Unit{m}, hourRecords(hourAt(9, 9), 4, 10, "7")))
+	h1, h20 := hourAt(1, 0), hourAt(20, 5)
+	recs := slices.Concat(hourRecords(h1, 12, 100, "1"), hourRecords(hourAt(10, 3), 12, 100, "2"), hourRecords(h20, 12, 100, "3"))
+	j := newFakeJob([]workers.Unit{hourUnit(h20), hourUnit(h1), m}, recs)
+	j.attempt = 1
+	mustDeliver(t, d, j)
+	checkTotals(t, s, expectTotals(recs)) // day 9 is gone with the month
+	got := ops(s)[1:]
+	if got[0] != "replace_drop:200" || slices.Contains(got[1:], "replace_drop:200") {
+		t.Fatalf("requests = %v, want the month first with replace_drop", got)
+	}
+	t.Logf("requests: %v", got)
+	if s.MaxBodySeen() > 3_000 {
+		t.Fatalf("body %d over the limit", s.MaxBodySeen())
+	}
+}
+
+func TestUnitNeitherHourNorMonth(t *testing.T) {
+	_, url := emulator(t, sandbox.Config{})
+	d := newDest(t, url, ModeReplaceHourly, 0)
+	day := workers.Unit{Key: "d2024-08-16", Start: hourAt(16, 0), End: hourAt(17, 0)}
+	err := deliver(t, d, newFakeJob([]workers.Unit{day}, hourRecords(hourAt(16, 3), 2, 10, "1")))
+	if err == nil || !strings.Contains(err.Error(), "neither a UTC hour nor a UTC month") {
+		t.Fatalf("err = %v", err)
+	}
+}

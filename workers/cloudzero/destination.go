@@ -82,7 +82,14 @@ func monthOf(t time.Time) time.Time {
 // deliverReplace walks the job's units month by month, in time order.
 func (d *Destination) deliverReplace(ctx context.Context, job workers.Job) error {
 	units := append([]workers.Unit(nil), job.Units()...)
-	sort.SliceStable(units, func(i, j int) bool { return units[i].Start.Before(units[j].Start) })
+	// In time order; a month before the hours it contains, so that hours
+	// left dirty under another mode replace their part of it afterwards.
+	sort.SliceStable(units, func(i, j int) bool {
+		if !units[i].Start.Equal(units[j].Start) {
+			return units[i].Start.Before(units[j].Start)
+		}
+		return units[i].End.After(units[j].End)
+	})
 	p := newPacker(d, job)
 	for i := 0; i < len(units); {
 		month := monthOf(units[i].Start)

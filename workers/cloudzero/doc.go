@@ -101,6 +101,15 @@
 // answered from its idempotency store rather than added twice; beyond that
 // memory delivery is at least once.
 //
+// The replace operation follows each unit's span, not the mode: an hour is
+// replaced with replace_hourly, a month with replace_drop (a month first,
+// then the hours in it). Units left dirty under the other mode after a
+// configuration change are so still replaced correctly.
+//
+// Units are reported Done (Job.Done) as soon as every request of their
+// sequence succeeded and any row refused on its own was rejected, so a
+// failure later in the job makes the pool redo only the rest.
+//
 // Every request body is {"month":"YYYY-MM-01T00:00:00Z","operation":...,
 // "data":[rows]}, sent with Authorization: <key> (no Bearer),
 // Content-Type: application/json and cloudzero-idempotency-key from

@@ -37,6 +37,10 @@ type rowMeta struct {
 // segment is one unit of the month being packed (one month in sum mode).
 type segment struct {
 	unit workers.Unit
+	// op replaces the unit: replace_hourly for an hour, replace_drop for a
+	// month (sum in sum mode). It follows the unit's span, not the mode, so
+	// units left dirty under another mode are still replaced correctly.
+	op string
 	// replaced: a request carrying rows of the unit succeeded with the
 	// replace operation, so its further rows go with sum.
 	replaced bool
@@ -75,9 +79,7 @@ type packer struct {
 	d   *Destination
 	job workers.Job
 
-	replaceOp  string // replace_hourly, replace_drop, or sum in sum mode
-	pack       bool   // several units may share a request (replace_hourly)
-	rejectRows bool   // a refused request rejects its records, not units (sum)
+	rejectRows bool // sum mode: a refused request rejects its records, not units
 
 	month     time.Time
 	monthText string // "2024-08-01T00:00:00Z"
@@ -91,16 +93,21 @@ type packer struct {
 }
 
 func newPacker(d *Destination, job workers.Job) *packer {
-	p := &packer{d: d, job: job}
-	switch d.mode {
-	case ModeReplaceDrop:
-		p.replaceOp = opReplaceDrop
-	case ModeSum:
-		p.replaceOp, p.rejectRows = opSum, true
-	default:
-		p.replaceOp, p.pack = opReplaceHourly, true
+	return &packer{d: d, job: job, rejectRows: d.mode == ModeSum}
+}
+
+// replaceOp is the operation that replaces u: replace_hourly for one UTC
+// hour, replace_drop for one UTC month.
+func replaceOp(u workers.Unit) (string, error) {
+	start := u.Start.UTC()
+	switch {
+	case start.Truncate(time.Hour).Equal(start) && u.End.Sub(start) == time.Hour:
+		return opReplaceHourly, nil
+	case monthOf(start).Equal(start) && u.End.Equal(start.AddDate(0, 1, 0)):
+		return opReplaceDrop, nil
 	}
-	return p
+	return "", fmt.Errorf("cloudzero: unit %s [%s, %s) is neither a UTC hour nor a UTC month: no billing_drops operation replaces it",
+		u.Key, u.Start.Format(time.RFC3339), u.End.Format(time.RFC3339))
 }
 
 func (p *packer) startMonth(month time.Time, scope string) {
@@ -113,7 +120,11 @@ func (p *packer) startMonth(month time.Time, scope string) {
 func (p *packer) replaceMonth(ctx context.Context, month time.Time, units []workers.Unit) error {
 	p.startMonth(month, "m"+month.Format("2006-01"))
 	for _, u := range units {
-		p.segs = append(p.segs, segment{unit: u})
+		op, err := replaceOp(u)
+		if err != nil {
+			return err
+		}
+		p.segs = append(p.segs, segment{unit: u, op: op})
 	}
 	for si := range p.segs {
 		if err := p.streamUnit(ctx, si); err != nil {
@@ -131,8 +142,13 @@ func (p *packer) replaceMonth(ctx context.Context, month time.Time, units []work
 	// clear what CloudZero held for it.
 	for si := range p.segs {
 		if s := &p.segs[si]; !s.replaced && !s.rejected {
-			p.cur = len(p.rows)
+			if err := p.beginUnit(ctx, si); err != nil {
+				return err
+			}
 			if err := p.addPlaceholder(ctx, si); err != nil {
+				return err
+			}
+			if err := p.endUnit(ctx, si); err != nil {
 				return err
 			}
 		}
@@ -150,7 +166,7 @@ func (p *packer) replaceMonth(ctx context.Context, month time.Time, units []work
 // settling it first would lose the row.
 func (p *packer) settle() {
 	if p.rejectRows {
-		return // an Append job has no units
+		return // an Append job has no units to settle
 	}
 	for si := range p.segs {
 		s := &p.segs[si]
@@ -164,7 +180,9 @@ func (p *packer) settle() {
 // streamUnit encodes the records of segs[si] into buf, sending requests as
 // the buffer fills.
 func (p *packer) streamUnit(ctx context.Context, si int) error {
-	p.cur = len(p.rows)
+	if err := p.beginUnit(ctx, si); err != nil {
+		return err
+	}
 	err := p.job.Records(ctx, p.segs[si].unit, func(ref workers.RecordRef, r *messages.UsageRecord) error {
 		return p.add(ctx, si, ref, r)
 	})
@@ -183,12 +201,29 @@ func (p *packer) streamUnit(ctx context.Context, si int) error {
 			return err
 		}
 	}
-	if !p.pack || s.replaced {
-		// replace_drop sends each month on its own; the rest of an hour
-		// whose first part went already is sent with sum, alone.
+	return p.endUnit(ctx, si)
+}
+
+// beginUnit starts buffering segs[si]. Only whole hours share a request: a
+// month is sent on its own.
+func (p *packer) beginUnit(ctx context.Context, si int) error {
+	if p.segs[si].op != opReplaceHourly {
+		if err := p.flushAll(ctx); err != nil {
+			return err
+		}
+	}
+	p.cur = len(p.rows)
+	return nil
+}
+
+// endUnit follows the last record of segs[si]: a month, or the rest of an
+// hour whose first part went already (with sum), is sent now and alone; a
+// whole hour waits in the buffer for the next ones.
+func (p *packer) endUnit(ctx context.Context, si int) error {
+	if s := &p.segs[si]; s.op != opReplaceHourly || s.replaced {
 		return p.flushAll(ctx)
 	}
-	return nil // a whole hour: it waits for the next ones
+	return nil
 }
 
 // add encodes one record. A record that cannot be mapped, or that is too
@@ -308,7 +343,7 @@ func (p *packer) opFor(a, b int) string {
 	if p.segs[s].replaced && p.rows[b-1].seg == s {
 		return opSum
 	}
-	return p.replaceOp
+	return p.segs[s].op
 }
 
 // envelope is the size of a body with no rows for op:
@@ -485,15 +520,16 @@ func (p *packer) refuse(ctx context.Context, a, b int, we *workers.Error) error 
 }
 
 // clear replaces each refused unit with its placeholder row, packing as
-// many as fit per request.
+// many hours as fit per request (a month goes alone).
 func (p *packer) clear(ctx context.Context, segs []int) error {
 	var rows []byte
 	var in []int
+	op := ""
 	send := func() error {
 		if len(in) == 0 {
 			return nil
 		}
-		err := p.post(ctx, p.replaceOp, rows, len(in))
+		err := p.post(ctx, op, rows, len(in))
 		var we *workers.Error
 		switch {
 		case err == nil:
@@ -511,10 +547,16 @@ func (p *packer) clear(ctx context.Context, segs []int) error {
 		return nil
 	}
 	for _, si := range segs {
+		if sop := p.segs[si].op; sop != op || sop != opReplaceHourly {
+			if err := send(); err != nil {
+				return err
+			}
+			op = sop
+		}
 		n := len(rows)
 		rows = append(rows, ',')
 		rows = AppendPlaceholder(rows, p.segs[si].unit.Start)
-		if envelope(p.replaceOp)+len(rows)-1 > p.d.maxBody && len(in) > 0 {
+		if envelope(op)+len(rows)-1 > p.d.maxBody && len(in) > 0 {
 			next := append([]byte(nil), rows[n:]...)
 			rows = rows[:n]
 			if err := send(); err != nil {
@@ -595,7 +637,7 @@ func (p *packer) sumPart(ctx context.Context) error {
 				return err
 			}
 			p.startMonth(m, "part")
-			p.segs = append(p.segs, segment{unit: monthUnit(m)})
+			p.segs = append(p.segs, segment{unit: monthUnit(m), op: opSum})
 		}
 		return p.add(ctx, 0, ref, r)
 	})

@@ -1,0 +1,121 @@
+package cloudzero
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/usagefleet/usagefleet/workers"
+)
+
+func settingsNode(t *testing.T, doc string) *yaml.Node {
+	t.Helper()
+	var n yaml.Node
+	if err := yaml.Unmarshal([]byte(doc), &n); err != nil {
+		t.Fatal(err)
+	}
+	if len(n.Content) == 0 {
+		return nil
+	}
+	return n.Content[0]
+}
+
+func build(t *testing.T, doc string) (*Destination, error) {
+	t.Helper()
+	f, ok := workers.Lookup(Type)
+	if !ok {
+		t.Fatal("cloudzero is not registered")
+	}
+	d, err := f("cz", settingsNode(t, doc), "destinations[0].settings")
+	if err != nil {
+		return nil, err
+	}
+	return d.(*Destination), nil
+}
+
+func TestConfigDefaults(t *testing.T) {
+	t.Setenv("CZ_TEST_KEY", testKey)
+	d, err := build(t, "connection_id: "+testConn+"\napi_key: {env: CZ_TEST_KEY}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.endpoint != "https://api.cloudzero.com/v2/connections/billing/anycost/"+testConn+"/billing_drops" {
+		t.Fatalf("endpoint %s", d.endpoint)
+	}
+	if d.mode != ModeReplaceHourly || d.maxBody != 5_000_000 || d.timeout != 30*time.Second ||
+		d.warnRows != 800_000 || d.warnBytes != 56_000_000 || d.key.Value() != testKey {
+		t.Fatalf("defaults: %+v", *d)
+	}
+	for _, s := range []string{d.String(), fmt.Sprintf("%v %+v %#v %s", d, d, d, d)} {
+		if strings.Contains(s, testKey) {
+			t.Fatalf("the key prints: %s", s)
+		}
+	}
+}
+
+func TestConfigAll(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "key")
+	if err := os.WriteFile(keyFile, []byte(testKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, err := build(t, fmt.Sprintf(`
+base_url: http://127.0.0.1:8080/
+connection_id: %s
+api_key: {file: %s}
+mode: replace_drop
+max_body_bytes: 4500000
+http_timeout: 10s
+month_warn_fraction: 0.5
+`, testConn, keyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.endpoint != "http://127.0.0.1:8080/v2/connections/billing/anycost/"+testConn+"/billing_drops" ||
+		d.mode != ModeReplaceDrop || d.maxBody != 4_500_000 || d.timeout != 10*time.Second ||
+		d.warnRows != 500_000 || d.key.Value() != testKey {
+		t.Fatalf("settings: %+v", *d)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	t.Setenv("CZ_TEST_KEY", testKey)
+	const ok = "connection_id: c1\napi_key: {env: CZ_TEST_KEY}\n"
+	tests := []struct {
+		name, doc, key, msg string
+	}{
+		{"no settings", "", "settings.connection_id", "required"},
+		{"unknown key", ok + "operation: sum\n", "destinations[0].settings", "operation"},
+		{"literal key", "connection_id: c1\napi_key: " + testKey + "\n", "settings.api_key", "literal key is not accepted"},
+		{"no key", "connection_id: c1\n", "settings.api_key", "required"},
+		{"unset env", "connection_id: c1\napi_key: {env: CZ_TEST_NOT_SET}\n", "settings.api_key", "CZ_TEST_NOT_SET is not set"},
+		{"missing file", "connection_id: c1\napi_key: {file: /nonexistent/cz}\n", "settings.api_key", "reading secret file"},
+		{"bad mode", ok + "mode: replace\n", "settings.mode", "replace_hourly"},
+		{"bad connection", "connection_id: 'a b/c'\napi_key: {env: CZ_TEST_KEY}\n", "settings.connection_id", "a b/c"},
+		{"bad url", ok + "base_url: ftp://x\n", "settings.base_url", "http(s)"},
+		{"url with credentials", ok + "base_url: https://u:p@x\n", "settings.base_url", "credentials"},
+		{"body too large", ok + "max_body_bytes: 6000000\n", "settings.max_body_bytes", "5 MB"},
+		{"body too small", ok + "max_body_bytes: 100\n", "settings.max_body_bytes", "1024"},
+		{"bad timeout", ok + "http_timeout: soon\n", "destinations[0].settings", "duration"},
+		{"bad fraction", ok + "month_warn_fraction: 1.5\n", "settings.month_warn_fraction", "(0, 1]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := build(t, tt.doc)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), tt.key) || !strings.Contains(err.Error(), tt.msg) {
+				t.Fatalf("err = %q, want key %q and %q", err, tt.key, tt.msg)
+			}
+			if strings.Contains(err.Error(), testKey) {
+				t.Fatalf("the key leaked: %q", err)
+			}
+		})
+	}
+}
