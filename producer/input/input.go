@@ -47,9 +47,12 @@
 // physical line of the file (1-based): for CSV the line where the record
 // starts, for NDJSON the line itself, for a JSON array the line where the
 // element starts. Each record is also checked with UsageRecord.Validate and
-// its problems are reported the same way. A row with any problem is not
-// delivered; all problems are collected, up to MaxErrors, after which one
-// final Error says how many more there were.
+// its problems are reported the same way (a field that failed to parse is
+// not reported again as missing). A row with any problem is not delivered;
+// all problems are collected, up to MaxErrors, after which one final Error
+// says how many more there were. A syntax error in a JSON array ends the
+// reading there (the decoder cannot find the next element) and is reported
+// at the line of the bad byte; NDJSON and CSV go on with the next line.
 package input
 
 import (
