@@ -26,6 +26,10 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/usagefleet/usagefleet/messages"
 )
@@ -122,7 +126,18 @@ type outMsg struct {
 // once JetStream has stored every part. A messages.ValidationError lists
 // every bad record; nothing is published then.
 func (p *Producer) Publish(ctx context.Context, b *messages.Batch) (*Result, error) {
+	ctx, span := tracer().Start(ctx, "publish "+b.Feed, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
+		attribute.String("messaging.system", "nats"),
+		attribute.String("messaging.operation.type", "publish"),
+		attribute.String("messaging.destination.name", "usage."+b.Feed),
+		attribute.String("usagefleet.batch", b.ID),
+		attribute.Int("messaging.batch.message_count", len(b.Records)),
+	))
+	defer span.End()
+	start := time.Now()
+	defer func() { publishDuration().Record(ctx, time.Since(start).Seconds()) }()
 	if err := b.Validate(); err != nil {
+		span.RecordError(err)
 		return nil, err
 	}
 	res := &Result{BatchID: b.ID, Source: b.Source, Feed: b.Feed, Records: len(b.Records), Published: time.Now()}
@@ -139,9 +154,12 @@ func (p *Producer) Publish(ctx context.Context, b *messages.Batch) (*Result, err
 	out := make([]outMsg, len(parts))
 	for i, sp := range parts {
 		res.Parts[i] = PartInfo{Part: sp.Meta.Part, Subject: messages.UsageSubject(b.Feed, sp.Meta.Hour), Hour: sp.Meta.Hour, Records: sp.Meta.Records, Bytes: len(sp.Payload)}
-		out[i] = outMsg{msg: &nats.Msg{Subject: res.Parts[i].Subject, Header: sp.Meta.Header(), Data: sp.Payload}, info: &res.Parts[i]}
+		h := sp.Meta.Header()
+		otel.GetTextMapPropagator().Inject(ctx, messages.HeaderCarrier(h))
+		out[i] = outMsg{msg: &nats.Msg{Subject: res.Parts[i].Subject, Header: h, Data: sp.Payload}, info: &res.Parts[i]}
 	}
 	if err := p.publishAll(ctx, out); err != nil {
+		span.RecordError(err)
 		return nil, err
 	}
 	if s := b.Snapshot; s != nil {
@@ -340,4 +358,15 @@ func Split(b *messages.Batch, maxPayload int) ([]SplitPart, error) {
 		flush(h)
 	}
 	return parts, nil
+}
+
+const instrumentation = "github.com/usagefleet/usagefleet/producer"
+
+func tracer() trace.Tracer { return otel.Tracer(instrumentation) }
+
+// publishDuration is looked up per call so a meter provider installed after
+// New is still used (instruments are cached by the SDK).
+func publishDuration() metric.Float64Histogram {
+	h, _ := otel.Meter(instrumentation).Float64Histogram("usagefleet.publish.duration", metric.WithDescription("time to publish a batch until JetStream stored every part"), metric.WithUnit("s"))
+	return h
 }

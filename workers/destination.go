@@ -55,9 +55,11 @@ type Destination interface {
 	// a zone offset that is not whole hours.
 	Units(hour time.Time) []Unit
 	// LeaseKey names the lease that serialises uploads of u across the
-	// fleet (Replace only). Units with the same lease key are delivered
-	// together in one Job. CloudZero returns its connection id: the API
-	// forbids concurrent requests to one stream.
+	// fleet. Units with the same lease key are delivered together in one
+	// Job. CloudZero returns its connection id: the API forbids concurrent
+	// requests to one stream. For Append destinations it is called with a
+	// zero Unit: a non-empty key makes every part's delivery take that
+	// lease, one at a time across the fleet.
 	LeaseKey(u Unit) string
 	// Deliver uploads the job. It returns nil when everything was either
 	// delivered or rejected through the job (Reject, RejectUnit); an *Error

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"sort"
 	"strconv"
@@ -16,6 +17,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/usagefleet/usagefleet/messages"
 )
@@ -158,9 +161,18 @@ func (j *job) Do(ctx context.Context, req *http.Request) (*http.Response, error)
 		}
 		p.mu.Unlock()
 		resp, err := p.http.Do(r)
+		if r.ContentLength > 0 {
+			p.metrics.add(ctx, p.metrics.bodyBytes, r.ContentLength)
+		}
 		if err == nil {
+			outcome := "success"
+			if resp.StatusCode >= 300 {
+				outcome = "failure"
+			}
+			p.metrics.add(ctx, p.metrics.uploads, 1, attribute.String("outcome", outcome), attribute.Int("status_code", resp.StatusCode))
 			return resp, nil
 		}
+		p.metrics.add(ctx, p.metrics.uploads, 1, attribute.String("outcome", "no_response"), attribute.Int("status_code", 0))
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
@@ -289,6 +301,8 @@ func (j *job) Records(ctx context.Context, u Unit, fn func(RecordRef, *messages.
 	if j.part != nil {
 		return j.appendRecords(fn)
 	}
+	ctx, span := j.p.metrics.tracer.Start(ctx, "rebuild "+u.Key, trace.WithAttributes(attribute.Int64("usagefleet.covered_seq", int64(j.covered))))
+	defer span.End()
 	stats := map[uint64]*seqStat{}
 	j.stats[u.Key] = stats // a re-read starts the unit's count afresh
 	subs, expected := j.unitSubjects(u)
@@ -724,6 +738,7 @@ func (p *Pool) publishDead(ctx context.Context, source string, dl messages.DeadL
 	p.mu.Lock()
 	p.stats.DeadLetters++
 	p.mu.Unlock()
+	p.metrics.add(ctx, p.metrics.deadLetters, 1)
 	p.log.Warn("dead-lettered", "reason", dl.Reason, "batch", dl.BatchID, "part", dl.Part, "records", len(dl.Records), "stream_seq", dl.StreamSeq)
 	return nil
 }
@@ -815,7 +830,12 @@ func (p *Pool) runAppend(ctx context.Context, pm *pendingMsg) {
 		}
 		j := newJob(p, nil, attempt)
 		j.part, j.covered, j.log = pm, pm.seq, log.With("attempt", attempt)
-		derr := p.dest.Deliver(ctx, j)
+		sctx, span := p.startSpan(ctx, "deliver "+p.dest.Name(), &replaceJob{units: []*unitState{{seqs: map[uint64]bool{pm.seq: true}}}})
+		derr := p.deliverAppend(sctx, j)
+		if derr != nil {
+			span.RecordError(derr)
+		}
+		span.End()
 		if derr == nil {
 			// Delivered: only settling (dead letters, ack event, ack) is
 			// retried from here; the destination is not sent it again.
@@ -907,5 +927,39 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 		return false
 	case <-t.C:
 		return true
+	}
+}
+
+// deliverAppend delivers an append job, under the destination's lease when
+// it names one.
+func (p *Pool) deliverAppend(ctx context.Context, j *job) error {
+	lk := p.dest.LeaseKey(Unit{})
+	if lk == "" {
+		return p.dest.Deliver(ctx, j)
+	}
+	key := leaseKeyName(p.dest.Name(), lk)
+	for {
+		rev, ok, err := p.acquire(ctx, key)
+		if err != nil {
+			return Transient(fmt.Errorf("lease %s: %w", key, err))
+		}
+		if ok {
+			jctx, cancel := context.WithCancel(ctx)
+			stopLease := p.keepLease(jctx, key, rev, cancel)
+			err := p.dest.Deliver(jctx, j)
+			last := stopLease()
+			cancel()
+			dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = p.lease.Delete(dctx, key, jetstream.LastRevision(last))
+			dcancel()
+			return err
+		}
+		p.mu.Lock()
+		p.stats.LeaseConflict++
+		p.mu.Unlock()
+		p.metrics.add(ctx, p.metrics.leaseConflicts, 1)
+		if !sleepCtx(ctx, 20*time.Millisecond+time.Duration(rand.Int64N(int64(80*time.Millisecond)))) {
+			return ctx.Err()
+		}
 	}
 }

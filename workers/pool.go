@@ -15,6 +15,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/usagefleet/usagefleet/messages"
 )
@@ -44,6 +46,11 @@ type Pool struct {
 	wake    chan struct{}
 
 	stats Stats
+
+	metrics            *instruments
+	cons               jetstream.Consumer
+	consumerPending    uint64
+	consumerAckPending uint64
 }
 
 // Stats are counters of one pool, for tests, the demo and metrics.
@@ -106,7 +113,7 @@ func NewPool(nc *nats.Conn, dest Destination, opts Options) (*Pool, error) {
 	p := &Pool{
 		dest: dest, sem: dest.Semantics(), opts: opts, nc: nc, js: js,
 		log:     opts.Logger.With("destination", dest.Name()),
-		http:    &http.Client{Timeout: opts.HTTPTimeout},
+		http:    &http.Client{Timeout: opts.HTTPTimeout, Transport: otelhttp.NewTransport(http.DefaultTransport)},
 		feeds:   map[string]bool{},
 		pending: map[uint64]*pendingMsg{},
 		dirty:   map[string]*unitState{},
@@ -119,6 +126,7 @@ func NewPool(nc *nats.Conn, dest Destination, opts Options) (*Pool, error) {
 		}
 		p.feeds[f] = true
 	}
+	p.initMetrics()
 	return p, nil
 }
 
@@ -172,6 +180,8 @@ func (p *Pool) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", ConsumerName(p.dest.Name()), err)
 	}
+	p.cons = cons
+	defer p.metrics.reg.Unregister()
 	p.log.Info("pool started", "worker", p.opts.WorkerID, "feeds", p.opts.Feeds, "semantics", map[Semantics]string{Append: "append", Replace: "replace"}[p.sem])
 
 	// Jobs run on their own context: on shutdown they get DrainTimeout.
@@ -245,6 +255,9 @@ func (p *Pool) fetch(ctx context.Context, cons jetstream.Consumer, work chan fun
 		p.mu.Lock()
 		p.stats.Received++
 		p.mu.Unlock()
+		if n, err := strconv.Atoi(msg.Headers().Get(messages.HdrRecords)); err == nil && n > 0 {
+			p.metrics.add(ctx, p.metrics.recordsIn, int64(n))
+		}
 		if p.sem == Replace {
 			p.mark(ctx, msg)
 		} else {
@@ -280,6 +293,15 @@ func (p *Pool) heartbeats(ctx context.Context) {
 			if err := m.InProgress(); err != nil && ctx.Err() == nil {
 				p.log.Debug("in-progress heartbeat", "err", err)
 			}
+		}
+		if p.cons != nil {
+			ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if ci, err := p.cons.Info(ictx); err == nil {
+				p.mu.Lock()
+				p.consumerPending, p.consumerAckPending = ci.NumPending, uint64(ci.NumAckPending)
+				p.mu.Unlock()
+			}
+			cancel()
 		}
 	}
 }
@@ -457,16 +479,20 @@ func (p *Pool) acquire(ctx context.Context, key string) (uint64, bool, error) {
 	return 0, false, err
 }
 
-// keepLease renews the lease until stop is closed; if renewal fails the
-// lease may be someone else's now, so the job is cancelled.
-func (p *Pool) keepLease(ctx context.Context, key string, rev uint64, cancel context.CancelFunc, stop <-chan struct{}) *uint64 {
+// keepLease renews the lease until the returned stop is called; if renewal
+// fails the lease may be someone else's now, so the job is cancelled. stop
+// waits for the renewer and returns the lease's last revision.
+func (p *Pool) keepLease(ctx context.Context, key string, rev uint64, cancel context.CancelFunc) (stop func() uint64) {
 	cur := rev
+	quit := make(chan struct{})
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		t := time.NewTicker(p.opts.LeaseTTL / 4)
 		defer t.Stop()
 		for {
 			select {
-			case <-stop:
+			case <-quit:
 				return
 			case <-ctx.Done():
 				return
@@ -474,14 +500,20 @@ func (p *Pool) keepLease(ctx context.Context, key string, rev uint64, cancel con
 			}
 			r, err := p.lease.Update(ctx, key, []byte(p.opts.WorkerID), cur)
 			if err != nil {
-				p.log.Error("lost unit lease: abandoning the job", "lease", key, "err", err)
+				if ctx.Err() == nil {
+					p.log.Error("lost unit lease: abandoning the job", "lease", key, "err", err)
+				}
 				cancel()
 				return
 			}
 			cur = r
 		}
 	}()
-	return &cur
+	return func() uint64 {
+		close(quit)
+		<-done
+		return cur
+	}
 }
 
 func (p *Pool) runReplace(ctx context.Context, g *replaceJob) {
@@ -512,21 +544,23 @@ func (p *Pool) runReplace(ctx context.Context, g *replaceJob) {
 		p.mu.Lock()
 		p.stats.LeaseConflict++
 		p.mu.Unlock()
+		p.metrics.add(ctx, p.metrics.leaseConflicts, 1)
 		finish(false, 200*time.Millisecond+time.Duration(rand.Int64N(int64(300*time.Millisecond))))
 		return
 	}
 	jctx, cancel := context.WithCancel(ctx)
-	stop := make(chan struct{})
-	cur := p.keepLease(jctx, key, rev, cancel, stop)
+	stopLease := p.keepLease(jctx, key, rev, cancel)
 	defer func() {
-		close(stop)
+		last := stopLease()
 		cancel()
 		// Release only our own lease (by revision); an expired one is gone.
 		dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = p.lease.Delete(dctx, key, jetstream.LastRevision(*cur))
+		_ = p.lease.Delete(dctx, key, jetstream.LastRevision(last))
 		dcancel()
 	}()
 
+	jctx, span := p.startSpan(jctx, "deliver "+p.dest.Name(), g)
+	defer span.End()
 	units := make([]Unit, len(g.units))
 	attempt := 0
 	for i, us := range g.units {
@@ -595,6 +629,7 @@ func (p *Pool) failed(log *slog.Logger, derr error, job *job) time.Duration {
 	if errors.Is(derr, context.Canceled) {
 		return 0
 	}
+	p.metrics.add(context.Background(), p.metrics.retries, 1)
 	var de *Error
 	if !errors.As(derr, &de) {
 		de = &Error{Class: ClassTransient, Err: derr}
@@ -666,6 +701,17 @@ func (p *Pool) ackOut(ctx context.Context, pms []*pendingMsg) error {
 	p.stats.AckEvents += int64(len(futs))
 	p.stats.Acked += int64(len(pms))
 	p.mu.Unlock()
+	var delivered, rejected int64
+	for _, pm := range pms {
+		delivered += int64(pm.records)
+		rejected += int64(pm.reject)
+	}
+	if delivered > 0 {
+		p.metrics.add(ctx, p.metrics.recordsOut, delivered, attribute.String("outcome", "delivered"))
+	}
+	if rejected > 0 {
+		p.metrics.add(ctx, p.metrics.recordsOut, rejected, attribute.String("outcome", "rejected"))
+	}
 	return nil
 }
 

@@ -125,6 +125,30 @@ func (s Secret) Value() string { return s.val }
 func (s Secret) String() string   { return "[redacted]" }
 func (s Secret) GoString() string { return "config.Secret{[redacted]}" }
 
+// UnmarshalYAML accepts only {env: VAR} or {file: PATH}. An inline value is
+// refused without repeating it: a secret written into a config file would
+// end up in version control and in error messages.
+func (s *Secret) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: write a secret as {env: VARIABLE} or {file: PATH}, never inline (the value was not read)", n.Line)
+	}
+	var v struct {
+		Env  string `yaml:"env"`
+		File string `yaml:"file"`
+	}
+	dec := n.Decode(&v)
+	if dec != nil {
+		return fmt.Errorf("line %d: a secret takes only env or file", n.Line)
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := n.Content[i].Value; k != "env" && k != "file" {
+			return fmt.Errorf("line %d: a secret takes only env or file, not %q", n.Content[i].Line, k)
+		}
+	}
+	s.Env, s.File = v.Env, v.File
+	return nil
+}
+
 // MarshalYAML keeps where the secret comes from, never its value.
 func (s Secret) MarshalYAML() (any, error) {
 	return map[string]string{"env": s.Env, "file": s.File}, nil

@@ -1,5 +1,3 @@
-//go:build conformance
-
 // The conformance suite, through the real pool and an embedded nats-server,
 // against the CloudZero emulator:
 //

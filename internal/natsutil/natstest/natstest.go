@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/usagefleet/usagefleet/internal/config"
 	"github.com/usagefleet/usagefleet/internal/natsutil"
 )
 
@@ -17,6 +18,11 @@ type Server struct {
 	*natsutil.Embedded
 	Dir string
 }
+
+// LeaseTTL is the lease bucket TTL of test servers: short, so a test that
+// kills a worker holding a lease sees it expire in seconds. Pools in tests
+// must use the same value (workers.Options.LeaseTTL).
+const LeaseTTL = 10 * time.Second
 
 // Start starts a server whose store lives in t.TempDir() and creates the
 // streams and buckets. It stops when the test ends.
@@ -36,7 +42,7 @@ func Start(t testing.TB) *Server {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := natsutil.EnsureStreams(ctx, js, natsutil.StreamOptions{}); err != nil {
+	if err := natsutil.EnsureStreams(ctx, js, natsutil.StreamOptions{LeaseTTL: config.Duration(LeaseTTL)}); err != nil {
 		t.Fatal(err)
 	}
 	return s

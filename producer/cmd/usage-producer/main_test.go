@@ -170,7 +170,8 @@ func batchIDOf(t *testing.T, source, path string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256(b)
+	file := sha256.Sum256(b)
+	sum := sha256.Sum256(append([]byte("f\x00"), file[:]...)) // the tests publish to feed "f"
 	return source + "-" + hex.EncodeToString(sum[:])[:16]
 }
 

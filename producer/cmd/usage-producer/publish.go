@@ -38,7 +38,7 @@ func publishCmd(e *env) (*flag.FlagSet, runFunc) {
 	fs := newFlagSet("publish")
 	fs.StringVar(&c.feed, "feed", "", "feed the batches belong to (required; routes them to destinations)")
 	fs.StringVar(&c.source, "source", "", "producing source (required; acks come back on acks.<source>.<destination>)")
-	fs.StringVar(&c.batchID, "batch-id", "", "batch `id` (one FILE only; default <source>-<16 hex digits of the file's SHA-256>)")
+	fs.StringVar(&c.batchID, "batch-id", "", "batch `id` (one FILE only; default <source>-<16 hex digits of SHA-256 over the feed and the file>)")
 	fs.StringVar(&c.format, "format", "auto", "input format: auto (by extension, else sniffed), csv, ndjson, jsonl, json")
 	fs.BoolVar(&c.goodRowsOnly, "good-rows-only", false, "publish the good rows of every file and report the bad ones (exit 2 when rows were skipped)")
 	fs.BoolVar(&c.dryRun, "dry-run", false, "check the files and print what would be published, without connecting")
@@ -123,7 +123,10 @@ func (c *publishCommand) run(ctx context.Context, fs *flag.FlagSet, args []strin
 		}
 		f.id = c.batchID
 		if f.id == "" {
-			f.id = c.source + "-" + hex.EncodeToString(f.hash[:])[:16]
+			// The feed is part of the id: the same file published to a
+			// second feed is a different batch, not a duplicate.
+			fh := sha256.Sum256(append([]byte(c.feed+"\x00"), f.hash[:]...))
+			f.id = c.source + "-" + hex.EncodeToString(fh[:])[:16]
 		}
 		if prev, dup := byID[f.id]; dup {
 			fmt.Fprintf(stderr, "%s: same content as %s (batch %s): publishing it again would change nothing\n", path, prev, f.id)
