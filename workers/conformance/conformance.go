@@ -108,7 +108,7 @@ func FastOptions() workers.Options {
 		Retry:      workers.RetryPolicy{Initial: 50 * time.Millisecond, Max: 400 * time.Millisecond},
 		PauseProbe: 300 * time.Millisecond,
 		AckWait:    3 * time.Second,
-		LeaseTTL:   20 * time.Second,
+		LeaseTTL:   natstest.LeaseTTL,
 	}
 }
 
