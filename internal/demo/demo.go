@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/usagefleet/usagefleet/internal/fleet"
+	"github.com/usagefleet/usagefleet/internal/sandbox/fault"
 	"github.com/usagefleet/usagefleet/internal/sandbox/serve"
 	"github.com/usagefleet/usagefleet/internal/usagegen"
 	"github.com/usagefleet/usagefleet/messages"
@@ -83,11 +84,13 @@ func Run(ctx context.Context, o Options) ([]Row, error) {
 	}
 
 	// 1. The sandbox APIs, with credentials only this process knows.
-	hookToken := randomSecret()
+	hookToken, czKey := randomSecret(), randomSecret()
+	const czConn = "demo-connection"
 	sb, err := serve.Start(serve.Options{
-		Only:    []string{serve.Webhook},
-		Faults:  map[string]string{serve.Webhook: faults},
-		Webhook: webhookConfig(hookToken),
+		Only:      []string{serve.Webhook, serve.CloudZero},
+		Faults:    map[string]string{serve.Webhook: faults, serve.CloudZero: faults},
+		Webhook:   webhookConfig(hookToken),
+		CloudZero: cloudzeroConfig(czConn, czKey),
 	})
 	if err != nil {
 		return nil, err
@@ -98,6 +101,7 @@ func Run(ctx context.Context, o Options) ([]Row, error) {
 	// 2. The fleet, from a real configuration file's text. Secrets travel
 	// the way they do in production: through environment variables.
 	os.Setenv("USAGEFLEET_DEMO_WEBHOOK_TOKEN", hookToken)
+	os.Setenv("USAGEFLEET_DEMO_CLOUDZERO_KEY", czKey)
 	cfgText := fmt.Sprintf(`
 nats:
   data_dir: %q
@@ -111,7 +115,16 @@ destinations:
       url: %s/ingest
       max_body_bytes: 262144
       token: {env: USAGEFLEET_DEMO_WEBHOOK_TOKEN}
-`, dir+"/nats", sb.URLs[serve.Webhook])
+  - name: cloudzero
+    type: cloudzero
+    feeds: [demo]
+    flush: {max_delay: 2s, quiet: 500ms}
+    retry: {initial: 100ms, max: 2s}
+    settings:
+      base_url: %s
+      connection_id: %s
+      api_key: {env: USAGEFLEET_DEMO_CLOUDZERO_KEY}
+`, dir+"/nats", sb.URLs[serve.Webhook], sb.URLs[serve.CloudZero], czConn)
 	cfg, err := fleet.Parse([]byte(cfgText))
 	if err != nil {
 		return nil, fmt.Errorf("demo config: %w", err)
@@ -155,7 +168,7 @@ destinations:
 	say("published %d records in %d batches (%s) in %s", want.Records, len(results), want.Cost, time.Since(start).Round(time.Millisecond))
 
 	// 4. Follow the acks until every part is settled everywhere.
-	dests := []string{"webhook"}
+	dests := []string{"cloudzero", "webhook"}
 	acked := map[string]int{}
 	rejected := map[string]int{}
 	totalParts := 0
@@ -184,7 +197,11 @@ destinations:
 
 	// 5. Reconcile against what the sandboxes hold.
 	st := sb.Webhook.Stats()
+	czRows, czCost := cloudzeroHeld(sb, czConn)
 	rows := []Row{{
+		Destination: "cloudzero", PublishedRecords: want.Records, PublishedCost: want.Cost,
+		AckedRecords: acked["cloudzero"], ReceivedRecords: czRows, ReceivedCost: czCost, Rejected: rejected["cloudzero"],
+	}, {
 		Destination: "webhook", PublishedRecords: want.Records, PublishedCost: want.Cost,
 		AckedRecords: acked["webhook"], ReceivedRecords: st.UniqueRecords, ReceivedCost: messages.FromBig(st.UniqueCost), Rejected: rejected["webhook"],
 	}}
@@ -195,8 +212,10 @@ destinations:
 		ok = ok && r.Match
 	}
 	printTable(o.Out, rows)
-	if inj := sb.Webhook.Faults().Injected(); len(inj) > 0 {
-		say("faults injected at the sandbox on the way: %v (retried, nothing lost)", inj)
+	for name, inj := range map[string]map[fault.Kind]int{"webhook": sb.Webhook.Faults().Injected(), "cloudzero": sb.CloudZero.Faults().Injected()} {
+		if len(inj) > 0 {
+			say("faults injected at the %s sandbox on the way: %v (retried, nothing lost)", name, inj)
+		}
 	}
 	if !ok {
 		return rows, fmt.Errorf("reconciliation failed: a destination differs from what was published")
