@@ -163,6 +163,9 @@ func (j *job) Do(ctx context.Context, req *http.Request) (*http.Response, error)
 		resp, err := p.http.Do(r)
 		if r.ContentLength > 0 {
 			p.metrics.add(ctx, p.metrics.bodyBytes, r.ContentLength)
+			p.mu.Lock()
+			p.stats.BodyBytes += r.ContentLength
+			p.mu.Unlock()
 		}
 		if err == nil {
 			outcome := "success"

@@ -65,6 +65,7 @@ type Stats struct {
 	AckEvents     int64 // ack events published
 	Requests      int64 // HTTP requests sent (including resends)
 	Resends       int64 // requests re-sent after no response
+	BodyBytes     int64 // request body bytes sent
 }
 
 type pendingMsg struct {

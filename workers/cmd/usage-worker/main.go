@@ -18,6 +18,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/usagefleet/usagefleet/internal/bench"
 	"github.com/usagefleet/usagefleet/internal/demo"
 	"github.com/usagefleet/usagefleet/internal/fleet"
 	"github.com/usagefleet/usagefleet/internal/sandbox/serve"
@@ -30,6 +31,7 @@ const usage = `usage-worker: the usagefleet worker fleet
   usage-worker run --config FILE     consume usage and deliver it to the configured destinations
   usage-worker sandbox [flags]       serve the sandbox API emulators on loopback
   usage-worker demo [flags]          run the whole pipeline on embedded defaults and reconcile
+  usage-worker bench [flags]         measure publish and drain rates, CPU and memory
 
 Run "usage-worker COMMAND -h" for a command's flags.
 `
@@ -48,6 +50,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdSandbox(ctx, args[1:], stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, args[1:], stdout, stderr)
+	case "bench":
+		return cmdBench(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -195,6 +199,37 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 130
 		}
 		fmt.Fprintln(stderr, "usage-worker demo:", err)
+		return 1
+	}
+	return 0
+}
+
+func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o bench.Options
+	fs.IntVar(&o.Records, "records", 1_000_000, "records to publish and drain")
+	fs.IntVar(&o.BatchSize, "batch", 1000, "records per batch (each batch is one hour: one message)")
+	fs.IntVar(&o.Hours, "hours", 720, "hours the records spread over")
+	fs.StringVar(&o.Dest, "dest", "cloudzero", "destination: cloudzero or webhook")
+	fs.StringVar(&o.Mode, "mode", "both", "both, publish (only) or drain (a pre-loaded backlog)")
+	fs.StringVar(&o.NATSURL, "nats", "", "NATS URL (default: an embedded server in a temporary directory)")
+	fs.BoolVar(&o.Strict, "strict", false, "use the strict sandbox (parses every value) instead of the counting one")
+	fs.IntVar(&o.Publishers, "publishers", 4, "concurrent publishers")
+	fs.IntVar(&o.Workers, "workers", 4, "pool workers")
+	fs.BoolVar(&o.JSON, "json", false, "print one JSON line")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	o.Out = stdout
+	r, err := bench.Run(ctx, o)
+	if err != nil {
+		fmt.Fprintln(stderr, "usage-worker bench:", err)
+		return 1
+	}
+	bench.Print(stdout, r, o.JSON)
+	if !r.Exact && o.Mode != "publish" {
+		fmt.Fprintln(stderr, "usage-worker bench: NOT EXACT:", r.Detail)
 		return 1
 	}
 	return 0
