@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -35,6 +36,12 @@ type WorkerConfig struct {
 	DrainTimeout config.Duration `yaml:"drain_timeout"` // default 20s
 	LogLevel     string          `yaml:"log_level"`     // debug, info (default), warn, error
 	LogFormat    string          `yaml:"log_format"`    // text (default) or json
+	Metrics      MetricsConfig   `yaml:"metrics"`
+}
+
+// MetricsConfig is the listener for /metrics, /healthz and /readyz.
+type MetricsConfig struct {
+	Listen string `yaml:"listen"` // e.g. ":9090"; empty: not served
 }
 
 // DestinationConfig is one destination: what is common to every type, and
@@ -125,6 +132,11 @@ func (c *Config) Validate() error {
 	case "", "text", "json":
 	default:
 		return config.Errorf("worker.log_format", "%q: want text or json", c.Worker.LogFormat)
+	}
+	if l := c.Worker.Metrics.Listen; l != "" {
+		if _, _, err := net.SplitHostPort(l); err != nil {
+			return config.Errorf("worker.metrics.listen", "%q: want host:port or :port", l)
+		}
 	}
 	if len(c.Destinations) == 0 {
 		return config.Errorf("destinations", "none configured (types: %s)", strings.Join(workers.Types(), ", "))

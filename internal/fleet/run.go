@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/usagefleet/usagefleet/internal/natsutil"
+	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/workers"
 )
 
@@ -104,4 +105,30 @@ func orDefault(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// Ready reports why the process is not ready: not connected to NATS, the
+// streams missing, or a destination paused because its credentials were
+// refused.
+func (f *Fleet) Ready(ctx context.Context) error {
+	if f.NC == nil || !f.NC.IsConnected() {
+		return errors.New("not connected to NATS")
+	}
+	js, err := jetstream.New(f.NC)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	for _, s := range []string{messages.StreamUsage, messages.StreamAcks, messages.StreamDead} {
+		if _, err := js.Stream(ctx, s); err != nil {
+			return fmt.Errorf("stream %s: %w", s, err)
+		}
+	}
+	for name, p := range f.Pools {
+		if paused, why := p.Paused(); paused {
+			return fmt.Errorf("destination %s paused: %s", name, why)
+		}
+	}
+	return nil
 }

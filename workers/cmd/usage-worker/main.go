@@ -12,16 +12,19 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/usagefleet/usagefleet/internal/bench"
 	"github.com/usagefleet/usagefleet/internal/demo"
 	"github.com/usagefleet/usagefleet/internal/fleet"
 	"github.com/usagefleet/usagefleet/internal/sandbox/serve"
+	"github.com/usagefleet/usagefleet/internal/telemetry"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -95,12 +98,32 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	log := newLogger(stderr, cfg.Worker.LogLevel, cfg.Worker.LogFormat)
 	slog.SetDefault(log)
+	tel, err := telemetry.Setup(ctx, "usage-worker")
+	if err != nil {
+		log.Error("telemetry", "err", err)
+		return 1
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(sctx)
+	}()
 	f, err := fleet.Start(ctx, cfg, log)
 	if err != nil {
 		log.Error("start", "err", err)
 		return 1
 	}
 	defer f.Close()
+	if l := cfg.Worker.Metrics.Listen; l != "" {
+		srv := &http.Server{Addr: l, Handler: telemetry.Health(tel.Metrics, f.Ready), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics listener", "addr", l, "err", err)
+			}
+		}()
+		defer srv.Close()
+		log.Info("serving /metrics, /healthz and /readyz", "addr", l)
+	}
 	log.Info("worker running; SIGTERM drains")
 	if err := f.Run(ctx); err != nil {
 		log.Error("stopped", "err", err)
