@@ -1,0 +1,290 @@
+package cloudcruiser
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/usagefleet/usagefleet/messages"
+)
+
+// Field names as documented (case-sensitive), in the documented order.
+const (
+	FieldUsageStart      = "Usage Start"
+	FieldUsageEnd        = "Usage End"
+	FieldAccountID       = "Account ID"
+	FieldAccountName     = "Account Name"
+	FieldProvider        = "Provider"
+	FieldProviderType    = "Provider Type"
+	FieldProduct         = "Product"
+	FieldMeterID         = "Meter ID"
+	FieldMeterName       = "Meter Name"
+	FieldQuantity        = "Quantity"
+	FieldUnits           = "Units"
+	FieldAccountOwnerID  = "Account Owner ID"
+	FieldAccountOwner    = "Account Owner"
+	FieldProviderRegion  = "Provider Region"
+	FieldProviderZone    = "Provider Zone"
+	FieldServiceCategory = "Service Category"
+	FieldResourceID      = "Resource ID"
+	FieldResourceName    = "Resource Name"
+	FieldResourceType    = "Resource Type"
+	FieldCost            = "Cost"
+)
+
+// documented holds every documented field name, lower-cased: a tag must
+// not become one of them (the API would read it as that field, or refuse a
+// name that differs only in case).
+var documented = map[string]bool{}
+
+func init() {
+	for _, f := range []string{
+		FieldUsageStart, FieldUsageEnd, FieldAccountID, FieldAccountName, FieldProvider, FieldProviderType,
+		FieldProduct, FieldMeterID, FieldMeterName, FieldQuantity, FieldUnits,
+		FieldAccountOwnerID, FieldAccountOwner, FieldProviderRegion, FieldProviderZone, FieldServiceCategory,
+		FieldResourceID, FieldResourceName, FieldResourceType, "Rate", FieldCost,
+		"VM Provider Type", "VM Provider Series", "Operating System", "CPU Utilization", "Network In MB",
+		"Network Out MB", "Storage Read Bytes", "Storage Write Bytes", "Read Throughput", "Write Throughput",
+		"VM Max Num Disk",
+	} {
+		documented[strings.ToLower(f)] = true
+	}
+}
+
+// Decimal bounds. No limit is documented, but a file is accepted or
+// refused whole, so a value a server could not read would cost the whole
+// date: such a record is rejected alone instead. The bounds are generous
+// (the sandbox's, [INFER]); no billing figure comes near them.
+const (
+	maxIntegerDigits  = 64
+	maxFractionDigits = 64
+)
+
+// RowError says why a record cannot be sent: the Cloud Cruiser fields it
+// concerns and the reason. It is the reason of the record's rejection.
+type RowError struct {
+	Fields []string
+	Reason string
+}
+
+func (e *RowError) Error() string { return e.Reason }
+
+// mapper turns usage records into Cloud Cruiser rows. It is immutable.
+type mapper struct {
+	loc       *time.Location
+	suffix    string // after the seconds of a time: "Z" or "±hh:mm[:ss]"
+	def       Defaults
+	tagPrefix string
+	omitTags  bool
+}
+
+// rowBuilder is one upload's scratch space around the shared mapper.
+type rowBuilder struct {
+	m    *mapper
+	keys []string // tag keys of the record
+	ext  []string // extension column names of the record
+}
+
+// nb reports whether s is not blank (the API refuses blank required fields).
+func nb(s string) bool { return strings.TrimSpace(s) != "" }
+
+func first(vals ...string) string {
+	for _, v := range vals {
+		if nb(v) {
+			return v
+		}
+	}
+	return ""
+}
+
+// resolved is what a record's required and owner fields become.
+type resolved struct {
+	accountID, accountName string
+	ownerID, ownerName     string
+	provider, product      string
+	meterID, meterName     string
+	qty                    messages.Decimal
+	units                  string
+}
+
+func (m *mapper) resolve(r *messages.UsageRecord) (resolved, *RowError) {
+	var v resolved
+	switch {
+	case nb(r.SubAccountId):
+		v.accountID, v.accountName = r.SubAccountId, r.SubAccountName
+		if nb(r.BillingAccountId) && r.BillingAccountId != r.SubAccountId {
+			v.ownerID, v.ownerName = r.BillingAccountId, r.BillingAccountName
+		}
+	case nb(r.BillingAccountId):
+		v.accountID, v.accountName = r.BillingAccountId, r.BillingAccountName
+	default:
+		v.accountID = m.def.AccountID
+	}
+	v.accountName = first(v.accountName, m.def.AccountName, v.accountID)
+	v.provider = first(r.ProviderName, m.def.Provider)
+	v.product = first(r.ServiceName, m.def.Product)
+	v.meterID = first(r.SkuId, r.SkuPriceId, m.def.MeterID)
+	v.meterName = first(r.SkuMeter, m.def.MeterName, v.meterID)
+	// Quantity and Units go as a pair: a quantity never gets another's unit.
+	switch {
+	case r.ConsumedQuantity.IsSet():
+		v.qty, v.units = r.ConsumedQuantity, r.ConsumedUnit
+	case r.PricingQuantity.IsSet():
+		v.qty, v.units = r.PricingQuantity, r.PricingUnit
+	}
+	v.units = first(v.units, m.def.Units)
+
+	var missing []string
+	var why []string
+	need := func(field, value, from string) {
+		if !nb(value) {
+			missing = append(missing, field)
+			why = append(why, field+" (from "+from+")")
+		}
+	}
+	need(FieldAccountID, v.accountID, "SubAccountId, BillingAccountId or defaults.account_id")
+	need(FieldProvider, v.provider, "ProviderName or defaults.provider")
+	need(FieldProduct, v.product, "ServiceName or defaults.product")
+	need(FieldMeterID, v.meterID, "SkuId, SkuPriceId or defaults.meter_id")
+	if !v.qty.IsSet() {
+		missing = append(missing, FieldQuantity)
+		why = append(why, FieldQuantity+" (from ConsumedQuantity or PricingQuantity)")
+	} else {
+		need(FieldUnits, v.units, "the quantity's unit or defaults.units")
+	}
+	if len(missing) > 0 {
+		return v, &RowError{Fields: missing, Reason: "cloudcruiser: missing required field(s) " + strings.Join(why, ", ")}
+	}
+	return v, nil
+}
+
+// checkDecimal refuses a value beyond the bounds every reader handles.
+func checkDecimal(field string, d messages.Decimal) *RowError {
+	s := strings.TrimPrefix(d.String(), "-")
+	intDigits, frac, _ := strings.Cut(s, ".")
+	if len(intDigits) > maxIntegerDigits || len(frac) > maxFractionDigits {
+		return &RowError{Fields: []string{field}, Reason: "cloudcruiser: " + field + " " + d.String() +
+			" has more than " + strconv.Itoa(maxIntegerDigits) + " integer or " + strconv.Itoa(maxFractionDigits) + " fractional digits"}
+	}
+	return nil
+}
+
+// appendRow appends the JSON object of r to dst, or returns dst unchanged
+// and why r cannot be sent. Nothing is written for a record that fails.
+func (b *rowBuilder) appendRow(dst []byte, r *messages.UsageRecord) ([]byte, *RowError) {
+	m := b.m
+	v, err := m.resolve(r)
+	if err != nil {
+		return dst, err
+	}
+	if err := checkDecimal(FieldQuantity, v.qty); err != nil {
+		return dst, err
+	}
+	if r.BilledCost.IsSet() {
+		if err := checkDecimal(FieldCost, r.BilledCost); err != nil {
+			return dst, err
+		}
+	}
+	for k, e := range r.Ext {
+		if e.Kind == messages.ExtDecimal {
+			if err := checkDecimal("x_"+k, e.Dec); err != nil {
+				return dst, err
+			}
+		}
+	}
+	b.keys = b.keys[:0]
+	if !m.omitTags {
+		for k := range r.Tags {
+			if name := m.tagPrefix + k; documented[strings.ToLower(name)] {
+				return dst, &RowError{Fields: []string{name}, Reason: "cloudcruiser: tag " + strconv.Quote(k) +
+					" would be sent as the documented field " + strconv.Quote(name) + "; change tag_prefix"}
+			}
+			b.keys = append(b.keys, k)
+		}
+	}
+
+	start := r.ChargePeriodStart
+	end := r.ChargePeriodEnd
+	if end.IsZero() {
+		end = start
+	}
+	dst = append(dst, `{"Usage Start":`...)
+	dst = m.appendTime(dst, start)
+	dst = append(dst, `,"Usage End":`...)
+	dst = m.appendTime(dst, end)
+	dst = appendStr(dst, `,"Account ID":`, v.accountID)
+	dst = appendStr(dst, `,"Account Name":`, v.accountName)
+	dst = appendStr(dst, `,"Provider":`, v.provider)
+	dst = appendStr(dst, `,"Provider Type":`, m.def.ProviderType)
+	dst = appendStr(dst, `,"Product":`, v.product)
+	dst = appendStr(dst, `,"Meter ID":`, v.meterID)
+	dst = appendStr(dst, `,"Meter Name":`, v.meterName)
+	dst = append(dst, `,"Quantity":`...)
+	dst = append(dst, v.qty.String()...) // plain notation is a JSON number, exactly
+	dst = appendStr(dst, `,"Units":`, v.units)
+	dst = appendOpt(dst, `,"Account Owner ID":`, v.ownerID)
+	dst = appendOpt(dst, `,"Account Owner":`, v.ownerName)
+	dst = appendOpt(dst, `,"Provider Region":`, first(r.RegionId, r.RegionName))
+	dst = appendOpt(dst, `,"Provider Zone":`, r.AvailabilityZone)
+	dst = appendOpt(dst, `,"Service Category":`, r.ServiceCategory)
+	dst = appendOpt(dst, `,"Resource ID":`, r.ResourceId)
+	dst = appendOpt(dst, `,"Resource Name":`, r.ResourceName)
+	dst = appendOpt(dst, `,"Resource Type":`, r.ResourceType)
+	if r.BilledCost.IsSet() {
+		dst = append(dst, `,"Cost":`...)
+		dst = append(dst, r.BilledCost.String()...)
+	}
+	if len(r.Ext) > 0 {
+		b.ext = b.ext[:0]
+		for k := range r.Ext {
+			b.ext = append(b.ext, k)
+		}
+		slices.Sort(b.ext)
+		for _, k := range b.ext {
+			e := r.Ext[k]
+			dst = append(dst, `,"x_`...)
+			dst = append(dst, k...) // a letter then letters, digits or _: nothing to escape
+			dst = append(dst, '"', ':')
+			switch e.Kind {
+			case messages.ExtInt:
+				dst = strconv.AppendInt(dst, e.Int, 10)
+			case messages.ExtDecimal:
+				dst = append(dst, e.Dec.String()...) // plain notation: a JSON number
+			default:
+				dst = messages.AppendJSONString(dst, e.Str)
+			}
+		}
+	}
+	slices.Sort(b.keys) // the tag keys gathered above
+	for _, k := range b.keys {
+		dst = append(dst, ',')
+		dst = messages.AppendJSONString(dst, m.tagPrefix+k)
+		dst = append(dst, ':')
+		dst = messages.AppendJSONString(dst, r.Tags[k])
+	}
+	return append(dst, '}'), nil
+}
+
+// appendTime writes t in the zone offset as "2024-08-16T13:00:00-07:00"
+// (documented form yyyy-MM-ddTHH:mm:ssZ, Z an offset, "Z" for UTC). The
+// form has no fraction: t is truncated to the second, which keeps it on
+// the same accounting date (midnight is a whole second).
+func (m *mapper) appendTime(dst []byte, t time.Time) []byte {
+	dst = append(dst, '"')
+	dst = t.Truncate(time.Second).In(m.loc).AppendFormat(dst, "2006-01-02T15:04:05")
+	dst = append(dst, m.suffix...)
+	return append(dst, '"')
+}
+
+func appendStr(dst []byte, key, v string) []byte {
+	dst = append(dst, key...)
+	return messages.AppendJSONString(dst, v)
+}
+
+func appendOpt(dst []byte, key, v string) []byte {
+	if v == "" {
+		return dst
+	}
+	return appendStr(dst, key, v)
+}

@@ -1,0 +1,210 @@
+package cloudcruiser
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/usagefleet/usagefleet/messages"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+var t0 = time.Date(2024, 8, 16, 20, 0, 0, 0, time.UTC) // 13:00 at -07:00
+
+// mappingRecords covers every row of the mapping table.
+func mappingRecords() []messages.UsageRecord {
+	dec := messages.MustDecimal
+	return []messages.UsageRecord{
+		{ // a rated line item with everything
+			ChargePeriodStart: t0.Add(1500 * time.Millisecond), ChargePeriodEnd: t0.Add(time.Hour),
+			BillingAccountId: "acct-1000", BillingAccountName: "Example Corp", SubAccountId: "sub-007", SubAccountName: "project 7",
+			ProviderName: "Example Cloud", PublisherName: "Vendor", ServiceName: "Compute", ServiceCategory: "Compute",
+			ChargeCategory: "Usage", ChargeDescription: "not sent", SkuId: "SKU-Com-01", SkuPriceId: "price-1", SkuMeter: "vCPU Hours",
+			ResourceId: "i-0abc", ResourceName: "web <1> & \"two\"", ResourceType: "VM", RegionId: "us-west-2", RegionName: "Oregon", AvailabilityZone: "us-west-2a",
+			ConsumedQuantity: dec("12.500000"), ConsumedUnit: "Hours", PricingQuantity: dec("1"), PricingUnit: "h",
+			BilledCost: dec("-0.0000000001"), EffectiveCost: dec("3"), BillingCurrency: "USD",
+			Tags: map[string]string{"team": "billing", "env": "prod", "cost center": "42"},
+			Ext:  map[string]messages.ExtValue{"Project": messages.ExtStr("apollo"), "Cores": messages.ExtI(-64), "Ratio": messages.ExtDec(dec("0.333333333333333333333333"))},
+		},
+		{ // a raw metered event: billing account only, no end, pricing quantity, no cost
+			ChargePeriodStart: t0.Add(-7 * time.Hour), BillingAccountId: "acct-2", ProviderName: "P", ServiceName: "S",
+			SkuPriceId: "price-only", PricingQuantity: dec("100000000000000000000000000000.1"), PricingUnit: "Requests",
+		},
+		{ // sub-account equal to the billing account: no owner; blank names fall back
+			ChargePeriodStart: t0, BillingAccountId: "same", SubAccountId: "same", SubAccountName: "  ",
+			ProviderName: "P", ServiceName: "S", SkuId: "sku", ConsumedQuantity: dec("0"), ConsumedUnit: "GB", BilledCost: dec("0.00"),
+		},
+	}
+}
+
+func TestMappingGolden(t *testing.T) {
+	d := testDest(t, Settings{ZoneOffset: "-07:00"})
+	b := rowBuilder{m: &d.m}
+	var out bytes.Buffer
+	out.WriteString("[\n")
+	for i, r := range mappingRecords() {
+		row, err := b.appendRow(nil, &r)
+		if err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		if !json.Valid(row) {
+			t.Fatalf("record %d: invalid JSON %s", i, row)
+		}
+		if i > 0 {
+			out.WriteString(",\n")
+		}
+		out.Write(row)
+	}
+	out.WriteString("\n]\n")
+	golden := filepath.Join("testdata", "rows.golden.json")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(golden, out.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if !bytes.Equal(out.Bytes(), want) {
+		t.Fatalf("rows differ from %s (rerun with -update if the change is meant):\n%s", golden, out.Bytes())
+	}
+}
+
+// The decimals travel as JSON numbers holding exactly the published text.
+func TestMappingExactNumbers(t *testing.T) {
+	d := testDest(t, Settings{})
+	b := rowBuilder{m: &d.m}
+	r := mappingRecords()[0]
+	row, rerr := b.appendRow(nil, &r)
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	dec := json.NewDecoder(bytes.NewReader(row))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{"Quantity": "12.500000", "Cost": "-0.0000000001", "x_Cores": "-64", "x_Ratio": "0.333333333333333333333333"} {
+		if n, ok := m[k].(json.Number); !ok || string(n) != want {
+			t.Errorf("%s = %#v, want the JSON number %s", k, m[k], want)
+		}
+	}
+	for k, want := range map[string]string{
+		"Usage Start": "2024-08-16T20:00:01Z", "Usage End": "2024-08-16T21:00:00Z", "Account ID": "sub-007", "Account Name": "project 7",
+		"Account Owner ID": "acct-1000", "Account Owner": "Example Corp", "Provider Type": "Public", "Meter ID": "SKU-Com-01",
+		"Meter Name": "vCPU Hours", "Units": "Hours", "Provider Region": "us-west-2", "x_Project": "apollo", "tag:cost center": "42",
+	} {
+		if m[k] != want {
+			t.Errorf("%s = %#v, want %q", k, m[k], want)
+		}
+	}
+	for _, k := range []string{"Rate", "ChargeCategory", "Currency"} {
+		if _, ok := m[k]; ok {
+			t.Errorf("%s is sent", k)
+		}
+	}
+}
+
+func TestMappingTimes(t *testing.T) {
+	at := time.Date(2024, 8, 16, 7, 0, 0, 999_999_999, time.UTC)
+	for zone, want := range map[string]string{
+		"":          `"2024-08-16T07:00:00Z"`,
+		"-07:00":    `"2024-08-16T00:00:00-07:00"`,
+		"+05:30":    `"2024-08-16T12:30:00+05:30"`,
+		"-07:01:30": `"2024-08-15T23:58:30-07:01:30"`,
+	} {
+		d := testDest(t, Settings{ZoneOffset: zone})
+		if got := string(d.m.appendTime(nil, at)); got != want {
+			t.Errorf("zone %q: %s, want %s", zone, got, want)
+		}
+	}
+}
+
+func TestMappingDefaults(t *testing.T) {
+	d := testDest(t, Settings{Defaults: Defaults{AccountID: "acct-d", AccountName: "Default Name", Provider: "Prov", ProviderType: "Private",
+		Product: "Prod", MeterID: "meter-d", MeterName: "Meter D", Units: "Units D"}, TagPrefix: "Tag ", OmitTags: false})
+	b := rowBuilder{m: &d.m}
+	r := messages.UsageRecord{ChargePeriodStart: t0, ConsumedQuantity: messages.MustDecimal("1"), ConsumedUnit: " ", Tags: map[string]string{"a": "b"}}
+	row, err := b.appendRow(nil, &r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"Usage Start":"2024-08-16T20:00:00Z","Usage End":"2024-08-16T20:00:00Z","Account ID":"acct-d","Account Name":"Default Name",` +
+		`"Provider":"Prov","Provider Type":"Private","Product":"Prod","Meter ID":"meter-d","Meter Name":"Meter D","Quantity":1,"Units":"Units D","Tag a":"b"}`
+	if string(row) != want {
+		t.Fatalf("row\n%s\nwant\n%s", row, want)
+	}
+	// A default name is not used for an account the record names: the
+	// record's own name, else the default, else the id.
+	r.SubAccountId = "sub-1"
+	row, _ = b.appendRow(nil, &r)
+	if !bytes.Contains(row, []byte(`"Account ID":"sub-1","Account Name":"Default Name"`)) {
+		t.Fatalf("row %s", row)
+	}
+	d2 := testDest(t, Settings{OmitTags: true})
+	b2 := rowBuilder{m: &d2.m}
+	r = mappingRecords()[0]
+	row, _ = b2.appendRow(nil, &r)
+	if bytes.Contains(row, []byte("tag:")) {
+		t.Fatalf("omit_tags sent tags: %s", row)
+	}
+}
+
+func TestMappingRejects(t *testing.T) {
+	d := testDest(t, Settings{TagPrefix: "Resource "})
+	b := rowBuilder{m: &d.m}
+	base := mappingRecords()[0]
+	for name, c := range map[string]struct {
+		edit   func(r *messages.UsageRecord)
+		fields []string
+		says   string
+	}{
+		"no account": {func(r *messages.UsageRecord) { r.SubAccountId, r.BillingAccountId = "", " " }, []string{FieldAccountID}, "SubAccountId, BillingAccountId or defaults.account_id"},
+		"no provider and product": {func(r *messages.UsageRecord) { r.ProviderName, r.ServiceName = "", "" },
+			[]string{FieldProvider, FieldProduct}, "Provider (from ProviderName or defaults.provider), Product (from ServiceName"},
+		"no meter":    {func(r *messages.UsageRecord) { r.SkuId, r.SkuPriceId = "", "" }, []string{FieldMeterID}, "SkuId, SkuPriceId or defaults.meter_id"},
+		"no quantity": {func(r *messages.UsageRecord) { r.ConsumedQuantity, r.PricingQuantity = messages.Decimal{}, messages.Decimal{} }, []string{FieldQuantity}, "ConsumedQuantity or PricingQuantity"},
+		"blank unit":  {func(r *messages.UsageRecord) { r.ConsumedUnit = "\t" }, []string{FieldUnits}, "defaults.units"},
+		"huge cost": {func(r *messages.UsageRecord) { r.BilledCost = messages.MustDecimal("0." + strings.Repeat("1", 65)) },
+			[]string{FieldCost}, "64 fractional digits"},
+		"tag as field": {func(r *messages.UsageRecord) { r.Tags = map[string]string{"id": "x"} }, []string{"Resource id"}, "documented field"},
+	} {
+		r := base
+		r.Tags = nil
+		c.edit(&r)
+		row, err := b.appendRow([]byte("prefix"), &r)
+		if err == nil {
+			t.Errorf("%s: mapped to %s", name, row)
+			continue
+		}
+		if string(row) != "prefix" {
+			t.Errorf("%s: wrote %q for a rejected record", name, row)
+		}
+		if strings.Join(err.Fields, ",") != strings.Join(c.fields, ",") || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("%s: %v (fields %v), want fields %v saying %q", name, err, err.Fields, c.fields, c.says)
+		}
+	}
+}
+
+func BenchmarkAppendRow(b *testing.B) {
+	d := testDest(b, Settings{ZoneOffset: "-07:00"})
+	rb := rowBuilder{m: &d.m}
+	r := mappingRecords()[0]
+	var row []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		row, _ = rb.appendRow(row[:0], &r)
+	}
+	b.SetBytes(int64(len(row)))
+}

@@ -1,0 +1,313 @@
+package cloudcruiser
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"sync"
+	"time"
+
+	"github.com/usagefleet/usagefleet/messages"
+	"github.com/usagefleet/usagefleet/workers"
+)
+
+var (
+	// errStalled is the cause when an upload makes no progress for
+	// http_timeout.
+	errStalled = errors.New("cloudcruiser: no progress within http_timeout")
+	// errAbandoned closes the body's pipe once the answer is in: whatever
+	// the writer meets after it is a consequence, not a cause.
+	errAbandoned = errors.New("cloudcruiser: upload answered or abandoned")
+)
+
+// refusedError is a date the API refused (400, 413): its records are
+// rejected with the API's message, the other dates go on.
+type refusedError struct {
+	date   string
+	status int
+	msg    string
+}
+
+func (e *refusedError) Error() string {
+	return fmt.Sprintf("cloudcruiser: the upload of accounting date %s was refused (%d %s): %s", e.date, e.status, http.StatusText(e.status), e.msg)
+}
+
+// sinkError marks a failure to write into the request body: the reader
+// (the HTTP transport) went away, which is never the root cause.
+type sinkError struct{ err error }
+
+func (e *sinkError) Error() string { return e.err.Error() }
+func (e *sinkError) Unwrap() error { return e.err }
+
+// sink is where the file goes: the pipe into the request (kicking the
+// stall watchdog on every write it accepts), or a counter.
+type sink struct {
+	w    io.Writer
+	kick func()
+	n    int64 // bytes written
+	rows int   // rows written
+}
+
+func (s *sink) Write(p []byte) (int, error) {
+	n, err := s.w.Write(p)
+	s.n += int64(n)
+	if n > 0 && s.kick != nil {
+		s.kick()
+	}
+	if err != nil {
+		return n, &sinkError{err}
+	}
+	return n, nil
+}
+
+// writeFile writes the multipart body of date u to w: one part named
+// "data" holding a JSON array of the date's rows, mapped record by record
+// as job.Records streams them, so the date is never in memory whole. A
+// record that cannot be mapped is rejected through the job and not
+// written. empty writes "[]" without reading the date.
+func (d *Destination) writeFile(ctx context.Context, job workers.Job, u workers.Unit, w *sink, boundary string, empty bool) error {
+	mw := multipart.NewWriter(w)
+	if err := mw.SetBoundary(boundary); err != nil {
+		return err
+	}
+	h := textproto.MIMEHeader{}
+	h.Set("Content-Disposition", `form-data; name="data"; filename="usage-`+u.Key[1:]+`.json"`)
+	h.Set("Content-Type", "application/json")
+	part, err := mw.CreatePart(h)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(part, 64<<10)
+	_ = bw.WriteByte('[')
+	if !empty {
+		b := rowBuilder{m: &d.m}
+		var row []byte
+		err = job.Records(ctx, u, func(ref workers.RecordRef, r *messages.UsageRecord) error {
+			var rerr *RowError
+			row, rerr = b.appendRow(row[:0], r)
+			if rerr != nil {
+				job.Reject(ref, r, rerr.Error())
+				return nil
+			}
+			if w.rows > 0 {
+				if _, err := bw.WriteString(",\n"); err != nil {
+					return err
+				}
+			}
+			w.rows++
+			_, err := bw.Write(row)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	_ = bw.WriteByte(']')
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	return mw.Close()
+}
+
+// uploadDate PUTs the file of date u (an empty one when empty is set). It
+// returns nil when the API answered success, a *refusedError when it
+// refused the date, and otherwise the *workers.Error (or context error) to
+// end the job with.
+func (d *Destination) uploadDate(ctx context.Context, job workers.Job, u workers.Unit, empty bool) error {
+	date := u.Key[1:]
+	boundary := newBoundary()
+	length := int64(-1)
+	if d.contentLength {
+		c := &sink{w: io.Discard}
+		if err := d.writeFile(ctx, job, u, c, boundary, empty); err != nil {
+			return asJobError(err)
+		}
+		length = c.n
+	}
+
+	actx, wd := withWatchdog(ctx, d.timeout)
+	defer wd.stop()
+	pr, pw := io.Pipe()
+	url := d.endpoint + date
+	if d.query != "" {
+		url += "?" + d.query
+	}
+	req, err := http.NewRequestWithContext(actx, http.MethodPut, url, pr)
+	if err != nil {
+		return fmt.Errorf("cloudcruiser: building the request: %w", err)
+	}
+	if length >= 0 {
+		req.ContentLength = length
+	}
+	req.Header.Set("Authorization", "Bearer "+d.token.Value())
+	req.Header.Set("Content-Type", "multipart/form-data; boundary="+boundary)
+	req.Header.Set("Accept", "application/json")
+
+	// The writer runs while the transport sends: the file streams from the
+	// stream's rebuild through the pipe into the connection. Its error is
+	// kept only if it came before the answer (a cause, such as a failed
+	// rebuild that cut the file short), not after (a consequence of
+	// closing the pipe).
+	var (
+		mu        sync.Mutex
+		werr      error
+		finished  bool // the whole file went into the pipe
+		abandoned bool
+	)
+	out := &sink{w: pw, kick: wd.kick}
+	done := make(chan struct{})
+	started := time.Now()
+	go func() {
+		defer close(done)
+		err := d.writeFile(actx, job, u, out, boundary, empty)
+		mu.Lock()
+		if !abandoned {
+			werr, finished = err, err == nil
+		}
+		mu.Unlock()
+		if err == nil {
+			wd.kick() // the whole file is out: the answer gets a full http_timeout
+		}
+		pw.CloseWithError(err)
+	}()
+	// abandon ends the attempt: it returns what the writer met before,
+	// and whether it finished the file.
+	abandon := func() (bool, error) {
+		mu.Lock()
+		abandoned = true
+		err, ok := werr, finished
+		mu.Unlock()
+		pr.CloseWithError(errAbandoned)
+		wd.stop()
+		<-done
+		return ok, err
+	}
+
+	resp, doErr := job.Do(actx, req)
+	var raw []byte
+	status := 0
+	if doErr == nil {
+		raw, _ = io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+		_ = resp.Body.Close()
+		status = resp.StatusCode
+		if status/100 == 2 {
+			// A success answers the whole file: the writer is done or
+			// about to be. Wait for it, but not forever.
+			t := time.NewTimer(d.timeout)
+			select {
+			case <-done:
+			case <-t.C:
+			}
+			t.Stop()
+		}
+	}
+	finished, cause := abandon()
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.Is(context.Cause(actx), errStalled):
+		return &workers.Error{Class: workers.ClassTransient, Err: fmt.Errorf("upload of %s: no progress for http_timeout %s (%d bytes sent)", date, d.timeout, out.n)}
+	case cause != nil && !isSink(cause):
+		// The file was cut short: whatever the answer says, it is not
+		// about the date's content.
+		return asJobError(cause)
+	case doErr != nil:
+		return asJobError(doErr)
+	}
+	a := d.parseAnswer(raw)
+	log := job.Log()
+	if status/100 == 2 {
+		if !finished {
+			return &workers.Error{Class: workers.ClassTransient, Status: status, Err: fmt.Errorf("upload of %s answered before the whole file was sent", date)}
+		}
+		if a.Success == nil || !*a.Success {
+			return a.failedWith200(date, status)
+		}
+		log.Info("cloudcruiser: uploaded", "date", date, "records", out.rows, "bytes", out.n, "empty", empty,
+			"took", time.Since(started).Round(time.Millisecond), "message", a.Message)
+		return nil
+	}
+	return classify(date, status, resp.Header, a.Message)
+}
+
+// asJobError returns err as the pool should see it: a context error or
+// *workers.Error as it is, anything else as transient.
+func asJobError(err error) error {
+	var we *workers.Error
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &we) {
+		return err
+	}
+	return workers.Transient(err)
+}
+
+func isSink(err error) bool {
+	var se *sinkError
+	return errors.As(err, &se) || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, errAbandoned)
+}
+
+// newBoundary is a random multipart boundary, fixed for both passes of a
+// content_length upload.
+func newBoundary() string {
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	return "usagefleet-" + hex.EncodeToString(b[:])
+}
+
+// watchdog cancels an upload that makes no progress for d: it starts when
+// the transport asks for a connection (not while job.Do waits out the
+// destination's cooldown) and is pushed back by every piece of the file
+// the connection accepts.
+type watchdog struct {
+	mu     sync.Mutex
+	d      time.Duration
+	t      *time.Timer
+	cancel context.CancelCauseFunc
+	done   bool
+}
+
+func withWatchdog(ctx context.Context, d time.Duration) (context.Context, *watchdog) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	w := &watchdog{d: d, cancel: cancel}
+	trace := &httptrace.ClientTrace{GetConn: func(string) { w.start() }}
+	return httptrace.WithClientTrace(ctx, trace), w
+}
+
+func (w *watchdog) start() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return
+	}
+	if w.t == nil {
+		w.t = time.AfterFunc(w.d, func() { w.cancel(errStalled) })
+		return
+	}
+	w.t.Reset(w.d)
+}
+
+func (w *watchdog) kick() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.t != nil && !w.done {
+		w.t.Reset(w.d)
+	}
+}
+
+// stop ends the watch and cancels the attempt's context.
+func (w *watchdog) stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.t != nil {
+		w.t.Stop()
+	}
+	w.done = true
+	w.cancel(nil)
+}
