@@ -291,13 +291,13 @@ func TestUploadAnswers(t *testing.T) {
 		class workers.Class
 		says  string
 	}{
-		"401": {func(e *sbEnv) { e.srv.SetToken("another") }, workers.ClassAuth, "authentication failed"},
+		"401":               {func(e *sbEnv) { e.srv.SetToken("another") }, workers.ClassAuth, "authentication failed"},
 		"200 success false": {func(e *sbEnv) { e.srv.SetFailWith200(true) }, workers.ClassTransient, "without success"},
-		"429": {func(e *sbEnv) { e.srv.Faults().Set(fault.Rule{Kind: fault.Status, Code: 429, RetryAfter: "7"}) }, workers.ClassTransient, "Too Many Requests"},
-		"apply then 500": {func(e *sbEnv) { e.srv.Faults().Set(fault.Rule{Kind: fault.ApplyThenStatus, Code: 500}) }, workers.ClassTransient, "500"},
-		"reset":          {func(e *sbEnv) { e.srv.Faults().Set(fault.Rule{Kind: fault.Reset}) }, workers.ClassTransient, "daily/2024-08-16"},
-		"404":            {func(e *sbEnv) { e.srv.Faults().Set(fault.Rule{Kind: fault.Status, Code: 404}) }, workers.ClassAuth, "check base_url"},
-		"411":            {func(e *sbEnv) { e.srv.Faults().Set(fault.Rule{Kind: fault.Status, Code: 411}) }, workers.ClassAuth, "content_length: true"},
+		"429":               {func(e *sbEnv) { e.srv.Faults().Set(fault.Rule{Kind: fault.Status, Code: 429, RetryAfter: "7"}) }, workers.ClassTransient, "Too Many Requests"},
+		"apply then 500":    {func(e *sbEnv) { e.srv.Faults().Set(fault.Rule{Kind: fault.ApplyThenStatus, Code: 500}) }, workers.ClassTransient, "500"},
+		"reset":             {func(e *sbEnv) { e.srv.Faults().Set(fault.Rule{Kind: fault.Reset}) }, workers.ClassTransient, "daily/2024-08-16"},
+		"404":               {func(e *sbEnv) { e.srv.Faults().Set(fault.Rule{Kind: fault.Status, Code: 404}) }, workers.ClassAuth, "check base_url"},
+		"411":               {func(e *sbEnv) { e.srv.Faults().Set(fault.Rule{Kind: fault.Status, Code: 411}) }, workers.ClassAuth, "content_length: true"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			e := newSandbox(t, sandbox.Config{}, nil)

@@ -173,9 +173,11 @@ func TestMappingRejects(t *testing.T) {
 		"no account": {func(r *messages.UsageRecord) { r.SubAccountId, r.BillingAccountId = "", " " }, []string{FieldAccountID}, "SubAccountId, BillingAccountId or defaults.account_id"},
 		"no provider and product": {func(r *messages.UsageRecord) { r.ProviderName, r.ServiceName = "", "" },
 			[]string{FieldProvider, FieldProduct}, "Provider (from ProviderName or defaults.provider), Product (from ServiceName"},
-		"no meter":    {func(r *messages.UsageRecord) { r.SkuId, r.SkuPriceId = "", "" }, []string{FieldMeterID}, "SkuId, SkuPriceId or defaults.meter_id"},
-		"no quantity": {func(r *messages.UsageRecord) { r.ConsumedQuantity, r.PricingQuantity = messages.Decimal{}, messages.Decimal{} }, []string{FieldQuantity}, "ConsumedQuantity or PricingQuantity"},
-		"blank unit":  {func(r *messages.UsageRecord) { r.ConsumedUnit = "\t" }, []string{FieldUnits}, "defaults.units"},
+		"no meter": {func(r *messages.UsageRecord) { r.SkuId, r.SkuPriceId = "", "" }, []string{FieldMeterID}, "SkuId, SkuPriceId or defaults.meter_id"},
+		"no quantity": {func(r *messages.UsageRecord) {
+			r.ConsumedQuantity, r.PricingQuantity = messages.Decimal{}, messages.Decimal{}
+		}, []string{FieldQuantity}, "ConsumedQuantity or PricingQuantity"},
+		"blank unit": {func(r *messages.UsageRecord) { r.ConsumedUnit = "\t" }, []string{FieldUnits}, "defaults.units"},
 		"huge cost": {func(r *messages.UsageRecord) { r.BilledCost = messages.MustDecimal("0." + strings.Repeat("1", 65)) },
 			[]string{FieldCost}, "64 fractional digits"},
 		"tag as field": {func(r *messages.UsageRecord) { r.Tags = map[string]string{"id": "x"} }, []string{"Resource id"}, "documented field"},
