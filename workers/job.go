@@ -342,7 +342,12 @@ func (j *job) Records(ctx context.Context, u Unit, fn func(RecordRef, *messages.
 	}
 	var read uint64
 	for read < expected {
-		batch, err := cons.FetchBytes(4<<20, jetstream.FetchMaxWait(5*time.Second))
+		// Fetch by count, not by bytes: FetchBytes sizes its channels for a
+		// million messages per call (tens of MB each), which dominated the
+		// heap and the GC time of a drain. Parts are at most the max
+		// payload, so 32 bound a fetch's memory.
+		n := min(expected-read, 32)
+		batch, err := cons.Fetch(int(n), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
 			return Transient(fmt.Errorf("rebuild %s: %w", u.Key, err))
 		}

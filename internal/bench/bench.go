@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,6 +53,8 @@ type Options struct {
 	Workers    int    // pool workers (default 4)
 	JSON       bool
 	Out        io.Writer
+	CPUProfile string // pprof CPU profile of the drain phase
+	MemProfile string // pprof heap profile at the end of the drain
 }
 
 // Result is one run's figures.
@@ -270,6 +273,17 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	runtime.GC()
+	if o.CPUProfile != "" {
+		f, err := os.Create(o.CPUProfile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	cpu0 := cpuSeconds()
 	start := time.Now()
 	pctx, stop := context.WithCancel(ctx)
@@ -290,6 +304,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	res.DrainSeconds = time.Since(start).Seconds()
 	res.CPUPerMillion = (cpuSeconds() - cpu0) / float64(wantRecords) * 1e6
+	if o.MemProfile != "" {
+		if f, err := os.Create(o.MemProfile); err == nil {
+			pprof.WriteHeapProfile(f)
+			f.Close()
+		}
+	}
 	stop()
 	<-done
 	rows, cost, bytes, reqs := held()
