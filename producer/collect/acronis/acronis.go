@@ -1,0 +1,442 @@
+package acronis
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/usagefleet/usagefleet/internal/config"
+	"github.com/usagefleet/usagefleet/messages"
+	"github.com/usagefleet/usagefleet/producer/collect"
+)
+
+// Report kinds the collector asks for.
+const (
+	KindDaily   = "usage_daily"
+	KindSummary = "usage_summary"
+)
+
+// FormatCSV2 is the stored format the collector asks for and parses.
+const FormatCSV2 = "csv_v2_0"
+
+// DefaultQuantityColumn is the csv_v2_0 column published as the quantity.
+const DefaultQuantityColumn = "usage.delta.total"
+
+var usageColumns = []string{
+	"usage.absolute.production", "usage.absolute.total", "usage.absolute.trial",
+	"usage.delta.production", "usage.delta.total", "usage.delta.trial",
+	"usage.effective.production", "usage.effective.total", "usage.effective.trial",
+}
+
+var levels = []string{"itself", "direct_partners", "all_partners", "all_customers", "accounts"}
+
+// Settings are the acronis collector's settings (the collector's
+// "settings:" block).
+type Settings struct {
+	// BaseURL is the data center URL, without /api/2
+	// (https://eu2-cloud.acronis.com). Required.
+	BaseURL      string        `yaml:"base_url"`
+	ClientID     string        `yaml:"client_id"`     // API client id (required)
+	ClientSecret config.Secret `yaml:"client_secret"` // {env: VAR} or {file: path} (required)
+	TenantID     string        `yaml:"tenant_id"`     // the tenant the reports are for (required)
+	Level        string        `yaml:"level"`         // default all_customers
+	Kind         string        `yaml:"kind"`          // usage_daily (default) or usage_summary
+	// HideZeroUsage drops items without usage from the reports (default false).
+	HideZeroUsage bool `yaml:"hide_zero_usage"`
+	// ShowSKUs asks for the SKU columns (default true).
+	ShowSKUs *bool `yaml:"show_skus"`
+	// QuantityColumn is the usage column published as ConsumedQuantity
+	// (default usage.delta.total).
+	QuantityColumn string `yaml:"quantity_column"`
+	// MaxReportDays bounds the days one usage_daily report covers (default 31).
+	MaxReportDays int `yaml:"max_report_days"`
+}
+
+// Validate fills defaults, checks the settings and resolves the secret;
+// key prefixes errors.
+func (s *Settings) Validate(key string) error {
+	if s.BaseURL == "" {
+		return config.Errorf(key+".base_url", "required (the data center URL, e.g. https://eu2-cloud.acronis.com)")
+	}
+	u, err := url.Parse(s.BaseURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
+		return config.Errorf(key+".base_url", "%q is not an http(s) URL without credentials", s.BaseURL)
+	}
+	s.BaseURL = strings.TrimSuffix(strings.TrimRight(s.BaseURL, "/"), "/api/2")
+	if s.ClientID == "" {
+		return config.Errorf(key+".client_id", "required")
+	}
+	if err := s.ClientSecret.Resolve(key + ".client_secret"); err != nil {
+		return err
+	}
+	if s.TenantID == "" {
+		return config.Errorf(key+".tenant_id", "required (the tenant the reports are for)")
+	}
+	if s.Level == "" {
+		s.Level = "all_customers"
+	}
+	if !slices.Contains(levels, s.Level) {
+		return config.Errorf(key+".level", "%q: want one of %s", s.Level, strings.Join(levels, ", "))
+	}
+	if s.Kind == "" {
+		s.Kind = KindDaily
+	}
+	if s.Kind != KindDaily && s.Kind != KindSummary {
+		return config.Errorf(key+".kind", "%q: want usage_daily or usage_summary", s.Kind)
+	}
+	if s.ShowSKUs == nil {
+		t := true
+		s.ShowSKUs = &t
+	}
+	if s.QuantityColumn == "" {
+		s.QuantityColumn = DefaultQuantityColumn
+	}
+	if !slices.Contains(usageColumns, s.QuantityColumn) {
+		return config.Errorf(key+".quantity_column", "%q: want one of %s", s.QuantityColumn, strings.Join(usageColumns, ", "))
+	}
+	if s.MaxReportDays == 0 {
+		s.MaxReportDays = 31
+	}
+	if s.MaxReportDays < 1 || s.MaxReportDays > 366 {
+		return config.Errorf(key+".max_report_days", "%d: want 1 to 366", s.MaxReportDays)
+	}
+	return nil
+}
+
+func init() {
+	collect.Register("acronis", func(node *yaml.Node, key string, env collect.Env) (collect.Platform, error) {
+		var s Settings
+		if err := collect.DecodeStrict(node, &s, key); err != nil {
+			return nil, err
+		}
+		if err := s.Validate(key); err != nil {
+			return nil, err
+		}
+		return New(s, env)
+	})
+}
+
+// Platform is the Acronis account-management reports API for one tenant.
+type Platform struct {
+	s     Settings
+	api   *collect.API
+	token *collect.TokenCache
+	env   collect.Env
+}
+
+// New returns the platform; s must have passed Validate.
+func New(s Settings, env collect.Env) (*Platform, error) {
+	if s.ClientSecret.Value() == "" || s.Kind == "" || s.QuantityColumn == "" {
+		return nil, errors.New("acronis: settings not validated")
+	}
+	env = env.WithDefaults()
+	p := &Platform{s: s, env: env}
+	p.token = &collect.TokenCache{Fetch: p.fetchToken, Now: env.Now}
+	p.api = &collect.API{HTTP: env.HTTP, Auth: p.token, Retry: env.Retry, Message: errorMessage, NotReady: notReady, Log: env.Log}
+	return p, nil
+}
+
+// Type implements collect.Platform.
+func (p *Platform) Type() string { return "acronis" }
+
+// Account implements collect.Platform: the tenant id.
+func (p *Platform) Account() string { return p.s.TenantID }
+
+// Fingerprint implements collect.Platform.
+func (p *Platform) Fingerprint() string {
+	return fmt.Sprintf("%s|%s|%s|%s|%t|%t", p.s.BaseURL, p.s.TenantID, p.s.Level, p.s.Kind, p.s.HideZeroUsage, *p.s.ShowSKUs)
+}
+
+// Limits implements collect.Platform: reports take dates; a usage_daily
+// report spans up to MaxReportDays, a usage_summary report one period.
+func (p *Platform) Limits() collect.Limits {
+	l := collect.Limits{Align: 24 * time.Hour, MaxRange: time.Duration(p.s.MaxReportDays) * 24 * time.Hour}
+	if p.s.Kind == KindDaily {
+		l.RowSpan = collect.Day
+	}
+	return l
+}
+
+// Tokens counts the access tokens fetched.
+func (p *Platform) Tokens() int { return p.token.Fetches() }
+
+func (p *Platform) url(path string) string { return p.s.BaseURL + "/api/2" + path }
+
+// fetchToken is the client-credentials grant with HTTP Basic client
+// authentication.
+func (p *Platform) fetchToken(ctx context.Context) (string, time.Time, error) {
+	api := &collect.API{HTTP: p.env.HTTP, Retry: p.env.Retry, Message: errorMessage, Log: p.env.Log}
+	h := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "Accept": {"application/json"}}
+	resp, err := api.Do(ctx, collect.Request{Op: "acronis token", Method: http.MethodPost, URL: p.url("/idp/token"),
+		Body: []byte(url.Values{"grant_type": {"client_credentials"}}.Encode()), Header: h,
+		Sign: func(r *http.Request) error { r.SetBasicAuth(p.s.ClientID, p.s.ClientSecret.Value()); return nil }})
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	defer resp.Body.Close()
+	var tr struct {
+		AccessToken string `json:"access_token"`
+		ExpiresOn   int64  `json:"expires_on"`
+		ExpiresIn   int64  `json:"expires_in"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&tr); err != nil || tr.AccessToken == "" {
+		return "", time.Time{}, collect.Permanent(errors.New("acronis token: the answer holds no access_token"))
+	}
+	now := p.env.Now()
+	exp := now.Add(2 * time.Hour) // the documented lifetime
+	switch {
+	case tr.ExpiresOn > 0:
+		exp = time.Unix(tr.ExpiresOn, 0)
+	case tr.ExpiresIn > 0:
+		exp = now.Add(time.Duration(tr.ExpiresIn) * time.Second)
+	}
+	return tr.AccessToken, exp, nil
+}
+
+// Request implements collect.Platform: POST /reports, saved once as csv_v2_0.
+func (p *Platform) Request(ctx context.Context, r collect.Range) (string, error) {
+	body := map[string]any{
+		"parameters": map[string]any{
+			"tenant_id":       p.s.TenantID,
+			"level":           p.s.Level,
+			"kind":            p.s.Kind,
+			"formats":         []string{FormatCSV2},
+			"period":          map[string]string{"start": r.Start.UTC().Format(time.DateOnly), "end": r.End.UTC().AddDate(0, 0, -1).Format(time.DateOnly)},
+			"hide_zero_usage": p.s.HideZeroUsage,
+			"show_skus":       *p.s.ShowSKUs,
+		},
+		"schedule":      map[string]string{"type": "once"},
+		"result_action": "save",
+	}
+	b, _ := json.Marshal(body)
+	resp, err := p.api.Do(ctx, collect.Request{Op: "acronis create report", Method: http.MethodPost, URL: p.url("/reports"), Body: b,
+		Header: http.Header{"Content-Type": {"application/json"}, "Accept": {"application/json"}}})
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var obj struct {
+		ID string `json:"id"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&obj); err != nil || obj.ID == "" {
+		return "", collect.Permanent(errors.New("acronis create report: the answer holds no report id"))
+	}
+	return obj.ID, nil
+}
+
+// Status implements collect.Platform: GET /reports/{id}/stored.
+func (p *Platform) Status(ctx context.Context, id string) (collect.Status, error) {
+	resp, err := p.api.Do(ctx, collect.Request{Op: "acronis report " + id + " status", Method: http.MethodGet,
+		URL: p.url("/reports/" + url.PathEscape(id) + "/stored"), Header: http.Header{"Accept": {"application/json"}}})
+	if err != nil {
+		var ae *collect.APIError
+		if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+			return collect.Status{}, fmt.Errorf("report %s: %w: %v", id, collect.ErrReportGone, err)
+		}
+		return collect.Status{}, err
+	}
+	defer resp.Body.Close()
+	var list struct {
+		Items []struct {
+			ID        string `json:"id"`
+			Format    string `json:"report_format"`
+			Status    string `json:"status"`
+			CreatedAt string `json:"created_at"`
+		} `json:"items"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&list); err != nil {
+		return collect.Status{}, fmt.Errorf("acronis report %s status: %w", id, err)
+	}
+	st := collect.Status{State: collect.Pending}
+	for _, it := range list.Items {
+		if it.Format != FormatCSV2 {
+			continue
+		}
+		switch it.Status {
+		case "saved":
+			st.State, st.Ref = collect.Ready, it.ID
+		case "failed":
+			return collect.Status{}, fmt.Errorf("acronis report %s: %w (stored file %s failed to generate)", id, collect.ErrReportFailed, it.ID)
+		}
+	}
+	return st, nil
+}
+
+// Fetch implements collect.Platform: download the stored csv_v2_0 file
+// (gzipped or not) and map its rows.
+func (p *Platform) Fetch(ctx context.Context, id string, st collect.Status, r collect.Range, sink collect.Sink) (collect.FetchInfo, error) {
+	resp, err := p.api.Do(ctx, collect.Request{Op: "acronis report " + id + " download", Method: http.MethodGet,
+		URL:    p.url("/reports/" + url.PathEscape(id) + "/stored/" + url.PathEscape(st.Ref)),
+		Header: http.Header{"Accept": {"application/octet-stream"}}})
+	if err != nil {
+		var ae *collect.APIError
+		if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+			return collect.FetchInfo{}, fmt.Errorf("%w: %v", collect.ErrReportGone, err)
+		}
+		return collect.FetchInfo{}, err
+	}
+	defer resp.Body.Close()
+	return p.parse(resp.Body, r, sink)
+}
+
+// parse maps a csv_v2_0 file to records (see the package doc's table).
+func (p *Platform) parse(body io.Reader, r collect.Range, sink collect.Sink) (collect.FetchInfo, error) {
+	c, err := collect.NewCSV(body)
+	if err != nil {
+		return collect.FetchInfo{}, collect.Permanent(fmt.Errorf("csv_v2_0: %w", err))
+	}
+	required := []string{"tenant.id", "name", "application.id", p.s.QuantityColumn}
+	if p.s.Kind == KindDaily {
+		required = append(required, "date")
+	}
+	if err := c.Require(required...); err != nil {
+		return collect.FetchInfo{}, collect.Permanent(fmt.Errorf("csv_v2_0: %w", err))
+	}
+	trialCol := p.s.QuantityColumn[:strings.LastIndexByte(p.s.QuantityColumn, '.')] + ".trial"
+	for {
+		err := c.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		var re *collect.RowError
+		if errors.As(err, &re) {
+			sink.Reject(re.Line, re.Column, re.Reason)
+			continue
+		}
+		if err != nil {
+			return collect.FetchInfo{Rows: c.Rows()}, fmt.Errorf("csv_v2_0: %w", err)
+		}
+		rec, col, reason := p.record(c, r, trialCol)
+		if reason != "" {
+			sink.Reject(c.Line(), col, reason)
+			continue
+		}
+		sink.Record(c.Line(), rec)
+	}
+	return collect.FetchInfo{Rows: c.Rows()}, nil
+}
+
+func (p *Platform) record(c *collect.CSV, r collect.Range, trialCol string) (*messages.UsageRecord, string, string) {
+	for _, col := range []string{"tenant.id", "name", "application.id"} {
+		if strings.TrimSpace(c.Get(col)) == "" {
+			return nil, col, "is empty"
+		}
+	}
+	start, end := r.Start, r.End
+	if p.s.Kind == KindDaily {
+		d, err := time.Parse(time.DateOnly, strings.TrimSpace(c.Get("date")))
+		if err != nil {
+			return nil, "date", fmt.Sprintf("%q is not a date (YYYY-MM-DD)", c.Get("date"))
+		}
+		var ok bool
+		if start, end, ok = collect.Clip(d, d.AddDate(0, 0, 1), r); !ok {
+			return nil, "date", fmt.Sprintf("%s is outside the report period %s", d.Format(time.DateOnly), r)
+		}
+	}
+	dec := func(col string) (messages.Decimal, string) {
+		v := strings.TrimSpace(c.Get(col))
+		if v == "" && col != p.s.QuantityColumn && !c.Has(col) {
+			return messages.Decimal{}, ""
+		}
+		d, err := messages.ParseDecimal(v)
+		if err != nil {
+			return d, fmt.Sprintf("%q is not a number", v)
+		}
+		return d, ""
+	}
+	qty, bad := dec(p.s.QuantityColumn)
+	if bad != "" {
+		return nil, p.s.QuantityColumn, bad
+	}
+	rec := &messages.UsageRecord{
+		ChargePeriodStart: start,
+		ChargePeriodEnd:   end,
+		BillingAccountId:  p.s.TenantID,
+		SubAccountId:      strings.TrimSpace(c.Get("tenant.id")),
+		SubAccountName:    c.Get("tenant.name"),
+		ProviderName:      "Acronis",
+		PublisherName:     "Acronis",
+		ServiceName:       c.Get("application.id"),
+		ChargeCategory:    "Usage",
+		ChargeDescription: firstNonEmpty(c.Get("sku.name"), c.Get("name")),
+		SkuId:             c.Get("sku"),
+		SkuMeter:          c.Get("name"),
+		ResourceId:        c.Get("infra.id"),
+		ResourceType:      c.Get("infra.backend_type"),
+		ConsumedQuantity:  qty,
+		ConsumedUnit:      firstNonEmpty(c.Get("measurement_unit"), "units"),
+		Ext:               map[string]messages.ExtValue{},
+	}
+	edition := c.Get("edition")
+	if !c.Has("edition") {
+		edition = "standard" // as the Acronis csv_v2_0 parser defaults it
+	}
+	for name, v := range map[string]string{
+		"Edition": edition, "ApplicationId": c.Get("application.id"), "TenantKind": c.Get("tenant.kind"),
+		"ParentTenantId": c.Get("tenant.parent_id"), "InfraOwnerId": c.Get("infra.owner_id"),
+	} {
+		if v != "" {
+			rec.Ext[name] = messages.ExtStr(v)
+		}
+	}
+	for name, col := range map[string]string{
+		"AbsoluteTotal": "usage.absolute.total", "DeltaTotal": "usage.delta.total",
+		"EffectiveTotal": "usage.effective.total", "Trial": trialCol,
+	} {
+		d, bad := dec(col)
+		if bad != "" {
+			return nil, col, bad
+		}
+		if d.IsSet() {
+			rec.Ext[name] = messages.ExtDec(d)
+		}
+	}
+	return rec, "", ""
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// errorMessage reads {"error": {"message": ...}}.
+func errorMessage(body []byte) string {
+	var e struct {
+		Error struct {
+			Code    any    `json:"code"`
+			Message string `json:"message"`
+			Details struct {
+				Info *string `json:"info"`
+			} `json:"details"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(bytes.TrimSpace(body), &e) != nil || e.Error.Message == "" {
+		return ""
+	}
+	m := e.Error.Message
+	if e.Error.Details.Info != nil && *e.Error.Details.Info != "" {
+		m += " (" + *e.Error.Details.Info + ")"
+	}
+	return m
+}
+
+// notReady: the documented "Usage history is not ready" answers, 400
+// before 6 am and 500 after.
+func notReady(status int, msg string) bool {
+	return (status == http.StatusBadRequest || status == http.StatusInternalServerError) &&
+		strings.Contains(strings.ToLower(msg), "usage history is not ready")
+}
