@@ -839,6 +839,9 @@ func (p *Pool) runAppend(ctx context.Context, pm *pendingMsg) {
 		j := newJob(p, nil, attempt)
 		j.part, j.covered, j.log = pm, pm.seq, log.With("attempt", attempt)
 		sctx, span := p.startSpan(ctx, "deliver "+p.dest.Name(), &replaceJob{units: []*unitState{{seqs: map[uint64]bool{pm.seq: true}}}})
+		if span.SpanContext().IsValid() {
+			j.log = j.log.With("trace_id", span.SpanContext().TraceID().String())
+		}
 		derr := p.deliverAppend(sctx, j)
 		if derr != nil {
 			span.RecordError(derr)

@@ -571,6 +571,9 @@ func (p *Pool) runReplace(ctx context.Context, g *replaceJob) {
 		}
 	}
 	job, err := p.newReplaceJob(jctx, units, attempt)
+	if err == nil && span.SpanContext().IsValid() {
+		job.log = job.log.With("trace_id", span.SpanContext().TraceID().String())
+	}
 	if err != nil {
 		p.log.Warn("rebuild", "err", err)
 		finish(false, p.gate.transient(0, p.opts.Retry))

@@ -3,6 +3,7 @@ package telemetry_test
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http/httptest"
 	"regexp"
 	"strconv"
@@ -108,12 +109,20 @@ func TestTraceAndMetricsFollowABatch(t *testing.T) {
 		t.Fatal("no HTTP client spans: uploads are not traced")
 	}
 
-	// The metrics, as Prometheus reads them.
+	// The metrics, as Prometheus reads them. The ack event is stored a
+	// moment before the pool counts the records out: poll briefly.
 	h := telemetry.Health(tel.Metrics, func(context.Context) error { return nil })
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	body, _ := io.ReadAll(rec.Body)
-	text := string(body)
+	var text string
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		body, _ := io.ReadAll(rec.Body)
+		text = string(body)
+		if v, ok := metricValue(text, `usagefleet_records_out_total{destination="hook",.*outcome="delivered"`); (ok && v >= 1000) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	want := map[string]float64{
 		`usagefleet_records_in_total{destination="hook"`:                        1000,
 		`usagefleet_records_out_total{destination="hook",.*outcome="delivered"`: 1000,
@@ -132,7 +141,7 @@ func TestTraceAndMetricsFollowABatch(t *testing.T) {
 			t.Errorf("metric %s missing\n%s", name, grep(text, "usagefleet_"))
 		}
 	}
-	rec = httptest.NewRecorder()
+	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
 	if rec.Code != 200 {
 		t.Errorf("/readyz = %d", rec.Code)
@@ -162,4 +171,21 @@ func grep(text, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+func TestLogHandlerAddsTraceIDs(t *testing.T) {
+	var buf strings.Builder
+	log := slog.New(telemetry.LogHandler(slog.NewJSONHandler(&buf, nil)))
+	tp := sdktrace.NewTracerProvider()
+	ctx, span := tp.Tracer("t").Start(context.Background(), "op")
+	log.InfoContext(ctx, "uploaded", "unit", "h2024-08-16T13")
+	span.End()
+	log.Info("no span")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if !strings.Contains(lines[0], `"trace_id":"`+span.SpanContext().TraceID().String()+`"`) {
+		t.Fatalf("no trace id: %s", lines[0])
+	}
+	if strings.Contains(lines[1], "trace_id") {
+		t.Fatalf("trace id without a span: %s", lines[1])
+	}
 }
