@@ -336,6 +336,45 @@ func (j *job) Records(ctx context.Context, u Unit, fn func(RecordRef, *messages.
 		}
 		return nil
 	}
+	// handle processes one stored message of the unit.
+	handle := func(seq uint64, h nats.Header, data []byte) error {
+		meta, err := messages.ParseMeta(h)
+		if err != nil {
+			j.dead[seq] = err.Error()
+			return nil
+		}
+		switch meta.Kind {
+		case messages.KindSnapshotEnd:
+			markers[markerKey{meta.SnapshotKey(), meta.Generation, meta.Hour}] = meta.Parts
+		case messages.KindSnapshot:
+			snaps = append(snaps, snapPart{seq: seq, key: meta.SnapshotKey(), gen: meta.Generation, hour: meta.Hour})
+		default:
+			recs, err = decodeInto(recs[:0], h, data, meta)
+			if err != nil {
+				j.dead[seq] = err.Error()
+				return nil
+			}
+			j.included[seq] = true
+			return emit(seq, recs)
+		}
+		return nil
+	}
+	// Fast path: when this worker holds every message the unit's subjects
+	// had at the covered position (the common case when one worker drains
+	// its backlog), read exactly those with direct gets instead of creating
+	// an ordered consumer per unit.
+	if seqs := j.p.localSeqs(u.Key, j.covered); uint64(len(seqs)) == expected {
+		for _, seq := range seqs {
+			raw, err := j.p.usage.GetMsg(ctx, seq)
+			if err != nil {
+				return Transient(fmt.Errorf("rebuild %s: message %d: %w", u.Key, seq, err))
+			}
+			if err := handle(seq, raw.Header, raw.Data); err != nil {
+				return err
+			}
+		}
+		return j.finishSnapshots(ctx, u, snaps, markers, recs, emit)
+	}
 	cons, err := j.p.usage.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: subs})
 	if err != nil {
 		return Transient(fmt.Errorf("rebuild %s: %w", u.Key, err))
@@ -368,26 +407,8 @@ func (j *job) Records(ctx context.Context, u Unit, fn func(RecordRef, *messages.
 			if md.NumPending == 0 {
 				end = true
 			}
-			meta, err := messages.ParseMeta(msg.Headers())
-			if err != nil {
-				j.dead[seq] = err.Error()
-				continue
-			}
-			switch meta.Kind {
-			case messages.KindSnapshotEnd:
-				markers[markerKey{meta.SnapshotKey(), meta.Generation, meta.Hour}] = meta.Parts
-			case messages.KindSnapshot:
-				snaps = append(snaps, snapPart{seq: seq, key: meta.SnapshotKey(), gen: meta.Generation, hour: meta.Hour})
-			default:
-				recs, err = decodeInto(recs[:0], msg.Headers(), msg.Data(), meta)
-				if err != nil {
-					j.dead[seq] = err.Error()
-					continue
-				}
-				j.included[seq] = true
-				if err := emit(seq, recs); err != nil {
-					return err
-				}
+			if err := handle(seq, msg.Headers(), msg.Data()); err != nil {
+				return err
 			}
 			if end {
 				break
@@ -409,8 +430,13 @@ func (j *job) Records(ctx context.Context, u Unit, fn func(RecordRef, *messages.
 			break
 		}
 	}
-	// Snapshots: per (source, period) and hour, the newest generation whose
-	// closing marker is stored and whose parts are all here.
+	return j.finishSnapshots(ctx, u, snaps, markers, recs, emit)
+}
+
+// finishSnapshots emits, per (source, period) and hour, the records of the
+// newest snapshot generation whose closing marker is stored and whose parts
+// are all here.
+func (j *job) finishSnapshots(ctx context.Context, u Unit, snaps []snapPart, markers map[markerKey]int, recs []messages.UsageRecord, emit func(uint64, []messages.UsageRecord) error) error {
 	type kh struct {
 		key  string
 		hour time.Time
@@ -973,4 +999,23 @@ func (p *Pool) deliverAppend(ctx context.Context, j *job) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// localSeqs lists, in order, the messages of unit key this worker holds
+// that were stored at or before covered.
+func (p *Pool) localSeqs(key string, covered uint64) []uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	us := p.dirty[key]
+	if us == nil {
+		return nil
+	}
+	out := make([]uint64, 0, len(us.seqs))
+	for seq := range us.seqs {
+		if seq <= covered {
+			out = append(out, seq)
+		}
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a] < out[b] })
+	return out
 }
