@@ -272,17 +272,32 @@ func (c *Config) Build(prod *producer.Producer, kv jetstream.KeyValue, log *slog
 }
 
 // DecodeStrict decodes node into out, refusing unknown keys with their
-// full path ("collectors[0].schedule.perods: unknown key (known: ...)") and
-// line. key is node's path ("" at the top).
+// full path ("collectors[0].schedule.perods: unknown key (known: ...)")
+// and line, and naming the key of a value that does not decode. key is
+// node's path ("" at the top).
 func DecodeStrict(node *yaml.Node, out any, key string) error {
+	if node == nil || node.Kind == 0 {
+		return nil
+	}
 	if err := checkKeys(node, reflect.TypeOf(out), key); err != nil {
 		return err
 	}
-	k := key
-	if k == "" {
-		k = "config"
+	if err := node.Decode(out); err != nil {
+		k := key
+		if k == "" {
+			k = "config"
+		}
+		return &config.Error{Key: k, Line: node.Line, Msg: yamlMsg(err)}
 	}
-	return config.Decode(node, out, k)
+	return nil
+}
+
+func yamlMsg(err error) string {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		return strings.Join(te.Errors, "; ")
+	}
+	return err.Error()
 }
 
 var (
@@ -301,11 +316,24 @@ func checkKeys(node *yaml.Node, t reflect.Type, key string) error {
 		}
 		t = t.Elem()
 	}
-	if t == nodeType || reflect.PointerTo(t).Implements(unmarshalerType) || t.Implements(unmarshalerType) {
+	if t == nodeType {
 		return nil
 	}
 	if node.Kind == yaml.AliasNode {
 		node = node.Alias
+	}
+	leaf := reflect.PointerTo(t).Implements(unmarshalerType) || t.Implements(unmarshalerType)
+	switch t.Kind() {
+	case reflect.Struct, reflect.Slice, reflect.Array, reflect.Map:
+	default:
+		leaf = true
+	}
+	if leaf {
+		// Decode the value on its own, so a bad one is named by its key.
+		if err := node.Decode(reflect.New(t).Interface()); err != nil {
+			return &config.Error{Key: key, Line: node.Line, Msg: yamlMsg(err)}
+		}
+		return nil
 	}
 	join := func(k string) string {
 		if key == "" {

@@ -1,0 +1,100 @@
+// Package acronis collects usage from the Acronis Cyber Protect Cloud
+// account-management reports API (v2) for the collect package. It
+// registers the collector type "acronis".
+//
+// # Settings
+//
+//	settings:
+//	  base_url: https://eu2-cloud.acronis.com   # the data center URL, without /api/2 (required)
+//	  client_id: <API client id>                # required
+//	  client_secret: {env: ACRONIS_CLIENT_SECRET}   # or {file: path}; required
+//	  tenant_id: <tenant uuid>                  # the tenant the reports are for (required)
+//	  level: all_customers                      # default; itself, direct_partners, all_partners, accounts
+//	  kind: usage_daily                         # default; or usage_summary
+//	  hide_zero_usage: false                    # default
+//	  show_skus: true                           # default
+//	  quantity_column: usage.delta.total        # default; any of the nine usage.* columns
+//	  max_report_days: 31                       # default; days one usage_daily report spans
+//
+// # Requests
+//
+//   - Token: POST {base}/api/2/idp/token, form grant_type=client_credentials,
+//     HTTP Basic client_id:client_secret. The token (expires_on, Unix
+//     seconds; 2 hours) is reused until less than 15 minutes are left, and
+//     fetched again (once) when a call answers 401.
+//   - Report: POST {base}/api/2/reports with {"parameters": {tenant_id,
+//     level, kind, formats: ["csv_v2_0"], period: {start, end} (dates, end
+//     inclusive), hide_zero_usage, show_skus}, "schedule": {"type": "once"},
+//     "result_action": "save"}. recipients is left out: it is only needed
+//     for result_action send (the official examples omit it too).
+//   - Poll: GET {base}/api/2/reports/{id}/stored until the csv_v2_0 item is
+//     "saved" (backoff from poll.interval to poll.max_interval); "failed"
+//     is an error naming the report id; a 404 means the report is gone (a
+//     checkpointed one is then requested again).
+//   - Download: GET {base}/api/2/reports/{id}/stored/{stored id}, gzip
+//     detected by its magic bytes (1f 8b), whatever the headers say.
+//   - "Usage history is not ready" (400 from 1 to 6 am, 500 after) is not
+//     a failure: collect.ErrNotReady (see collect). Any other 4xx fails
+//     the run with the API's error.message.
+//
+// # Kinds
+//
+// usage_daily (the default) has a row per tenant, offering item and day,
+// so one report covers many day periods (up to max_report_days) and each
+// record lands on its own day: destinations with hourly or daily units
+// book usage when it happened. usage_summary has one row per tenant and
+// item for the whole report period (absolute usage at its end, delta over
+// it), with no date, so it takes one report per period (use it with
+// schedule.period: month for monthly billing). A period that is still
+// running is asked up to today (the API refuses periods in the future).
+//
+// The quantity is usage.delta.total (quantity_column) for both kinds: the
+// growth of the metric over the day (daily) or the period (summary), whose
+// daily values add up to the summary's. Set quantity_column to
+// usage.absolute.total to bill the level reached instead (storage at the
+// end of the period, say); the other totals travel as extension columns
+// either way.
+//
+// # Mapping: csv_v2_0 row to messages.UsageRecord
+//
+// Columns are found by header name (the order varies). tenant.id, name,
+// application.id and the quantity column are required in the header (and
+// date for usage_daily); a file without them fails.
+//
+//	| UsageRecord          | csv_v2_0 column                        | notes |
+//	|----------------------|----------------------------------------|-------|
+//	| ChargePeriodStart    | date (usage_daily); the report start (usage_summary) | 00:00 UTC |
+//	| ChargePeriodEnd      | date + 1 day; the report end           | |
+//	| BillingAccountId     | (settings.tenant_id)                   | the tenant the report is for |
+//	| SubAccountId         | tenant.id                              | required, not empty |
+//	| SubAccountName       | tenant.name                            | |
+//	| ProviderName         | "Acronis"                              | |
+//	| PublisherName        | "Acronis"                              | |
+//	| ServiceName          | application.id                         | required, not empty (the file carries no application name) |
+//	| ChargeCategory       | "Usage"                                | |
+//	| ChargeDescription    | sku.name, else name                    | |
+//	| SkuId                | sku                                    | with show_skus |
+//	| SkuMeter             | name (the offering item)               | required, not empty |
+//	| ResourceId           | infra.id                               | empty when the item has no infrastructure |
+//	| ResourceType         | infra.backend_type                     | |
+//	| ConsumedQuantity     | usage.delta.total (quantity_column)    | exact decimal; not a number rejects the row |
+//	| ConsumedUnit         | measurement_unit, else "units"         | FOCUS wants a unit with a quantity |
+//	| x_Edition            | edition                                | "standard" when the column is missing, as Acronis's parser does |
+//	| x_ApplicationId      | application.id                         | |
+//	| x_TenantKind         | tenant.kind                            | |
+//	| x_ParentTenantId     | tenant.parent_id                       | |
+//	| x_InfraOwnerId       | infra.owner_id                         | |
+//	| x_AbsoluteTotal      | usage.absolute.total                   | decimal |
+//	| x_DeltaTotal         | usage.delta.total                      | decimal |
+//	| x_EffectiveTotal     | usage.effective.total                  | decimal |
+//	| x_Trial              | the trial column of the quantity's group (usage.delta.trial) | decimal |
+//
+// Empty string values are left out. A row is rejected, with its line (the
+// header is line 1) and the column, when tenant.id, name or
+// application.id is empty, when the date is not YYYY-MM-DD or outside the
+// report, when a usage column it reads is not a number, when its field
+// count differs from the header's, or when the record fails
+// messages.UsageRecord.Validate. Costs are not in the reports: records
+// carry quantities only (a destination that needs a cost, CloudZero,
+// rejects them; one that takes quantities, Cloud Cruiser, delivers them).
+package acronis

@@ -1,0 +1,97 @@
+// Package here collects usage from the HERE platform's Cost Management
+// Usage API v2 asynchronous reports for the collect package. It registers
+// the collector type "here".
+//
+// # Settings
+//
+//	settings:
+//	  credentials: {file: /run/secrets/here/credentials.properties}   # or {env: VAR} holding its text
+//	  # or: access_key_id: <id>   access_key_secret: {env: HERE_ACCESS_KEY_SECRET}
+//	  token_url: https://account.api.here.com/oauth2/token   # default: here.token.endpoint.url, else this
+//	  base_url: https://usage.bam.api.here.com/v2            # default
+//	  scope: <project HRN>                                   # optional
+//	  realm: org123456789                                    # the org id (required)
+//	  sub_accounts: [org112135, org124566]                   # partner sub-accounts; none: the realm itself
+//	  detail_level: day                                      # default; month, summarized
+//	  group_by: [appId, billingTag, project]                 # default: the API's grouping
+//	  charge_type: all                                       # default (the API's); billable, nonBillable
+//	  max_records: 1000000                                   # the report record cap (default)
+//	  max_days: 95                                           # longest report range (default, the documented maximum)
+//
+// credentials is the credentials.properties file the HERE platform
+// issues: here.access.key.id, here.access.key.secret and
+// here.token.endpoint.url are read; other keys are ignored.
+//
+// # Requests
+//
+//   - Token: POST token_url with form grant_type=client_credentials (and
+//     scope), signed with OAuth 1.0 (RFC 5849): oauth_consumer_key = the
+//     access key id, HMAC-SHA256, a fresh random nonce and the current
+//     timestamp on every try, oauth_version 1.0. The base string is METHOD
+//     & the encoded URI (lower-case scheme and host, no default port, no
+//     query) & the encoded, sorted parameters (protocol, query and form),
+//     with RFC 3986 percent-encoding; the key is the encoded secret and
+//     "&". The answer's access_token/expires_in (or accessToken/expiresIn)
+//     is reused until less than min(15 minutes, a quarter of its
+//     lifetime) is left, and fetched again (once) on a 401.
+//   - Report: POST {base}/usage/realms/{realm}/reports?startDate=&endDate=
+//     (yyyy-MM-ddTHH:mm:ss, UTC; the end is exclusive)&detailLevel=
+//     [&groupBy=a,b][&chargeType=] with {"subAccounts": [...]} when
+//     sub-accounts are set, and an X-Correlation-ID (a random UUID, also in
+//     the error when the request fails). The id is taken from the body;
+//     Location is not trusted.
+//   - Poll: GET .../reports/{id} until "completed" (pending and inProgress
+//     wait); "failed" is an error naming the id; "archived" or 404 means
+//     gone (a checkpointed report is requested again).
+//   - Download: GET .../reports/{id}/output, a gzipped CSV (gzip detected
+//     by its magic bytes).
+//
+// Ranges: a report covers at most max_days (95) days, so a longer window
+// is cut into several reports at day boundaries. A report whose status
+// says "truncated" (the sandbox's flag; the real API's behaviour past 1M
+// records is not documented) or that holds exactly max_records rows is
+// dropped and its range split in two (at a day, else an hour boundary)
+// and collected again. day and month rows carry their date, so one report
+// spans many periods; summarized rows do not, so summarized takes one
+// report per period; month rows need schedule.period month.
+//
+// # Mapping: report row to messages.UsageRecord
+//
+// Columns are found by the field name in the header label's parentheses
+// ("Usage Amount (billableValue)"), or the bare name. realmId, featureId
+// and billableValue are required in the header, and usageDateTime unless
+// detail_level is summarized.
+//
+//	| UsageRecord          | report field                 | notes |
+//	|----------------------|------------------------------|-------|
+//	| ChargePeriodStart    | usageDateTime                | day: 00:00 UTC of the date; month: the 1st; cut to the report range (a report split inside a day starts at its first hour); summarized: the report start |
+//	| ChargePeriodEnd      | the end of that day or month | cut to the report range; summarized: the report end |
+//	| BillingAccountId     | (settings.realm)             | the partner org the collector reads |
+//	| SubAccountId         | realmId                      | required: the org (sub-account) the usage is of |
+//	| ProviderName         | "HERE"                       | |
+//	| PublisherName        | "HERE"                       | |
+//	| ServiceName          | category                     | "Location Services", "Pipelines", ... |
+//	| ChargeCategory       | "Usage"                      | |
+//	| ChargeDescription    | name                         | the item, "Geocoder Autosuggest" |
+//	| SkuId                | featureId                    | required (the feature HRN) |
+//	| SkuMeter             | name                         | |
+//	| ResourceId           | appId                        | with the appId grouping |
+//	| ResourceName         | appName                      | |
+//	| ConsumedQuantity     | billableValue                | exact decimal; not a number rejects the row |
+//	| ConsumedUnit         | valueDriver, else "units"    | Transactions, GB, GB-months, Core-hours |
+//	| x_UsageValue         | usageValue                   | decimal: the raw units before billing rules |
+//	| x_BillingSubscriptionId | billingSubscriptionId     | |
+//	| x_BillingChargeNumber | billingChargeNumber         | |
+//	| x_AppHrn             | appHrn                       | |
+//	| x_ProjectHrn         | projectHrn                   | with the project grouping |
+//	| x_BillingTag         | billingTag                   | with the billingTag grouping |
+//	| x_Resource           | resource                     | |
+//
+// Empty strings are left out. A row is rejected, with its line (the header
+// is line 1) and the column, when realmId or featureId is empty, when
+// usageDateTime is not a date (YYYY-MM-DD, yyyy-MM-ddTHH:mm:ss, RFC 3339)
+// or outside the report, when billableValue or usageValue is not a
+// number, when its field count differs from the header's, or when the
+// record fails messages.UsageRecord.Validate. The reports carry no cost:
+// records hold quantities only.
+package here
