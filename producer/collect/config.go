@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.yaml.in/yaml/v3"
 
@@ -165,7 +166,16 @@ func ParseConfig(b []byte) (*Config, error) {
 }
 
 // Validate checks every key and builds the platforms with env. Call it once.
+// A collector publishes to the fleet's cluster, never to a private
+// embedded server: without nats.url it uses $NATS_URL, else
+// nats://127.0.0.1:4222.
 func (c *Config) Validate(env Env) error {
+	if c.NATS.URL == "" {
+		c.NATS.URL = os.Getenv("NATS_URL")
+	}
+	if c.NATS.URL == "" {
+		c.NATS.URL = nats.DefaultURL
+	}
 	if err := c.NATS.Validate("nats"); err != nil {
 		return err
 	}

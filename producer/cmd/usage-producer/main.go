@@ -119,6 +119,7 @@ func init() {
 	commands = []command{
 		{name: "publish", args: "--feed F --source S [flags] FILE...", summary: "check usage files and publish them, one batch per file", flags: publishCmd},
 		{name: "acks", args: "[--source S] [--dest D] [--since 1h]", summary: "follow the ack stream and print one line per ack until interrupted", flags: acksCmd},
+		{name: "collect", args: "--config FILE [--once]", summary: "pull usage reports (Acronis, HERE) on a schedule and publish them as snapshots", flags: collectCmd},
 	}
 }
 

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/usagefleet/usagefleet/messages"
+	"github.com/usagefleet/usagefleet/producer/collect"
+	_ "github.com/usagefleet/usagefleet/producer/collect/acronis" // registers the acronis collector type
+	_ "github.com/usagefleet/usagefleet/producer/collect/here"    // registers the here collector type
+)
+
+// collect runs the report collectors of a configuration file (see package
+// producer/collect for the format): every collector once with --once,
+// else each on its schedule until SIGINT or SIGTERM. One line per run
+// goes to stdout; rejected rows, failures and logs go to stderr.
+//
+// Exit status with --once: 0 every collector published its periods, 1 a
+// collector failed (or the configuration is invalid, or NATS is
+// unreachable), 2 every collector published but some report rows were
+// rejected. Without --once: 0 when stopped by a signal, 1 when it could
+// not start.
+type collectCommand struct {
+	env      *env
+	config   string
+	once     bool
+	logLevel string
+}
+
+func collectCmd(e *env) (*flag.FlagSet, runFunc) {
+	c := &collectCommand{env: e}
+	fs := newFlagSet("collect")
+	fs.StringVar(&c.config, "config", "", "collector configuration `file` (YAML; required; see package producer/collect)")
+	fs.BoolVar(&c.once, "once", false, "run every collector once and exit (status 1 if one failed, 2 if report rows were rejected)")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level on stderr: debug, info, warn or error")
+	return fs, c.run
+}
+
+func (c *collectCommand) run(ctx context.Context, fs *flag.FlagSet, args []string) int {
+	stdout, stderr := c.env.stdout, c.env.stderr
+	if len(args) > 0 {
+		return usageErr(fs, "unexpected argument %q", args[0])
+	}
+	if c.config == "" {
+		return usageErr(fs, "--config is required")
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return usageErr(fs, "--log-level %q: want debug, info, warn or error", c.logLevel)
+	}
+	cfg, err := collect.LoadConfig(c.config)
+	if err != nil {
+		fmt.Fprintf(stderr, "usage-producer collect: %v\n", err)
+		return exitFail
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	nc, prod, err := connect(ctx, cfg.NATS, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "usage-producer collect: %v\n", err)
+		return exitFail
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		fmt.Fprintf(stderr, "usage-producer collect: %v\n", err)
+		return exitFail
+	}
+	kv, err := js.KeyValue(ctx, messages.BucketCheckpoints)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			err = fmt.Errorf("the checkpoint bucket %s does not exist: the fleet creates it with its streams (start usage-worker once)", messages.BucketCheckpoints)
+		}
+		fmt.Fprintf(stderr, "usage-producer collect: %v\n", err)
+		return exitFail
+	}
+	cs, err := cfg.Build(prod, kv, log, c.once)
+	if err != nil {
+		fmt.Fprintf(stderr, "usage-producer collect: %v\n", err)
+		return exitFail
+	}
+	if !c.once {
+		collect.RunLoop(ctx, cs, func(o collect.Outcome) { printOutcome(stdout, stderr, o) })
+		return exitOK
+	}
+	code := exitOK
+	for _, o := range collect.RunOnce(ctx, cs) {
+		printOutcome(stdout, stderr, o)
+		switch {
+		case o.Err != nil:
+			code = exitFail
+		case len(o.Result.Rejected) > 0 && code == exitOK:
+			code = exitSkipped
+		}
+	}
+	return code
+}
+
+// maxRejectedShown bounds the rejected rows printed per run (all are logged).
+const maxRejectedShown = 50
+
+func printOutcome(stdout, stderr io.Writer, o collect.Outcome) {
+	r := o.Result
+	if r != nil && (len(r.Batches) > 0 || o.Err == nil) {
+		reused := 0
+		for _, rep := range r.Reports {
+			if rep.Reused {
+				reused++
+			}
+		}
+		dup := 0
+		for _, b := range r.Batches {
+			if b.Duplicate {
+				dup++
+			}
+		}
+		var b strings.Builder
+		fmt.Fprintf(&b, "%s: %s %s..%s, generation %d: %d report(s)", o.Collector, verb(o.Err), r.Window.Start.Format(time.DateOnly),
+			r.Window.End.Add(-time.Nanosecond).Format(time.DateOnly), r.Generation, len(r.Reports))
+		if reused > 0 {
+			fmt.Fprintf(&b, " (%d reused)", reused)
+		}
+		fmt.Fprintf(&b, ", %d period(s) published", len(r.Batches))
+		if dup > 0 {
+			fmt.Fprintf(&b, " (%d already stored)", dup)
+		}
+		fmt.Fprintf(&b, ", %d record(s), %d row(s) rejected", r.Records, len(r.Rejected))
+		fmt.Fprintln(stdout, b.String())
+	}
+	if r != nil {
+		for i, rej := range r.Rejected {
+			if i == maxRejectedShown {
+				fmt.Fprintf(stderr, "%s: ... and %d more rejected rows (see the log)\n", o.Collector, len(r.Rejected)-i)
+				break
+			}
+			fmt.Fprintf(stderr, "%s: rejected %s\n", o.Collector, rej.Error())
+		}
+	}
+	switch {
+	case o.Err == nil:
+	case errors.Is(o.Err, collect.ErrNotReady):
+		fmt.Fprintf(stderr, "%s: not collected, the usage data is not ready yet: %v\n", o.Collector, o.Err)
+	default:
+		fmt.Fprintf(stderr, "%s: failed: %v\n", o.Collector, o.Err)
+	}
+}
+
+func verb(err error) string {
+	if err != nil {
+		return "partly collected"
+	}
+	return "collected"
+}
