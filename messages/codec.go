@@ -345,6 +345,12 @@ func (e *DecodeError) Unwrap() error { return e.Err }
 
 // DecodeRecords decodes a schema-1 payload, appending to dst.
 func DecodeRecords(dst []UsageRecord, data []byte) ([]UsageRecord, error) {
+	return decodeRecordsFast(dst, data)
+}
+
+// decodeRecordsLib decodes with the msgpack library: the reference the fast
+// decoder is fuzzed against.
+func decodeRecordsLib(dst []UsageRecord, data []byte) ([]UsageRecord, error) {
 	pd := decPool.Get().(*pooledDecoder)
 	defer decPool.Put(pd)
 	pd.r.Reset(data)

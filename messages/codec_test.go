@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"reflect"
 	"strings"
@@ -225,4 +226,59 @@ func recordsEqual(a, b *UsageRecord) bool {
 		ac.Tags, bc.Tags = nil, nil
 	}
 	return reflect.DeepEqual(ac, bc)
+}
+
+// FuzzFastDecoderMatchesLibrary: whatever the fast decoder accepts, the
+// msgpack library reads the same way.
+func FuzzFastDecoderMatchesLibrary(f *testing.F) {
+	good, _ := EncodeRecords(nil, []UsageRecord{sampleRecord(), {ChargePeriodStart: time.Unix(1, 5).UTC(), Tags: map[string]string{}}})
+	f.Add(good)
+	f.Add([]byte{0x91, 0x81, 0xa4, 'T', 'a', 'g', 's', 0xc0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fast, ferr := decodeRecordsFast(nil, data)
+		if ferr != nil {
+			return // the fast decoder may be stricter (no floats as integers)
+		}
+		// Only now ask the library: on some refused inputs it first tries
+		// to read a length of gigabytes.
+		lib, lerr := decodeRecordsLib(nil, data)
+		if lerr != nil {
+			t.Fatalf("fast accepted what the library refuses: %v", lerr)
+		}
+		if len(fast) != len(lib) {
+			t.Fatalf("%d vs %d records", len(fast), len(lib))
+		}
+		for i := range fast {
+			if !recordsEqual(&fast[i], &lib[i]) {
+				t.Fatalf("record %d differs:\nfast %+v\nlib  %+v", i, fast[i], lib[i])
+			}
+		}
+	})
+}
+
+func BenchmarkDecodeRecords(b *testing.B) {
+	recs := make([]UsageRecord, 1000)
+	for i := range recs {
+		recs[i] = sampleRecord()
+		recs[i].ResourceId = fmt.Sprintf("vm/i-%06d", i)
+		recs[i].BilledCost = MustDecimal(fmt.Sprintf("%d.%04d", i, i*7%10000))
+	}
+	payload, _ := EncodeRecords(nil, recs)
+	for _, bc := range []struct {
+		name string
+		fn   func([]UsageRecord, []byte) ([]UsageRecord, error)
+	}{{"fast", decodeRecordsFast}, {"library", decodeRecordsLib}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			var dst []UsageRecord
+			for i := 0; i < b.N; i++ {
+				var err error
+				dst, err = bc.fn(dst[:0], payload)
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*len(recs))/b.Elapsed().Seconds(), "records/s")
+		})
+	}
 }
