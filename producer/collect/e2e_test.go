@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -413,3 +414,69 @@ func TestAcronisOtherClientErrorIsFatalWithTheAPIMessage(t *testing.T) {
 }
 
 var _ = decimal.Zero
+
+// A checkpointed report that failed meanwhile is requested again, under a
+// new generation.
+func TestCheckpointedReportThatFailedIsRequestedAgain(t *testing.T) {
+	e := newEnv(t)
+	e.startPool()
+	sb, p := e.here(sbhere.Config{Seed: 17, GenerationDelay: 500 * time.Millisecond}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		for sb.Stats().ReportsCreated() == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel()
+	}()
+	if _, err := e.collector(p, "here", collect.Options{}).Run(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("first run: %v", err)
+	}
+	first := sb.Stats().ReportIDs()[0]
+	sb.FailReport(first)
+	cctx, ccancel := bg()
+	defer ccancel()
+	e1, err := e.kv.Get(cctx, "here")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := run(t, e.collector(p, "here", collect.Options{}))
+	if st := sb.Stats(); st.ReportsCreated() != 2 || !res.Resumed || res.Reports[0].Reused || res.Reports[0].ID == first {
+		t.Fatalf("reports %v, result %+v", st.ReportIDs(), res)
+	}
+	if strings.Contains(string(e1.Value()), `"generation":`+itoa64(res.Generation)) {
+		t.Fatalf("the new report was published under the checkpointed generation %d", res.Generation)
+	}
+	e.waitDelivered(res)
+	e.waitTotals(expectedHERE(sb, hereQuery(winStart, winEnd)))
+}
+
+func itoa64(i int64) string { return strconv.FormatInt(i, 10) }
+
+func TestLoopRunsOnScheduleAndRunOnceRunsAll(t *testing.T) {
+	e := newEnv(t)
+	_, ap := e.acronis(sbacronis.Config{Seed: 18}, nil)
+	_, hp := e.here(sbhere.Config{Seed: 18}, nil)
+	sched := collect.Schedule{Interval: 150 * time.Millisecond, Period: collect.Day, Periods: 2, Lag: 48 * time.Hour}
+	a := e.collector(ap, "acr", collect.Options{Schedule: sched})
+	h := e.collector(hp, "here", collect.Options{Schedule: sched})
+	outs := collect.RunOnce(context.Background(), []*collect.Collector{a, h})
+	if len(outs) != 2 || outs[0].Err != nil || outs[1].Err != nil || outs[0].Collector != "acr" || outs[1].Result.Records == 0 {
+		t.Fatalf("%+v", outs)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	defer cancel()
+	gens := map[string][]int64{}
+	collect.RunLoop(ctx, []*collect.Collector{a, h}, func(o collect.Outcome) {
+		if o.Err != nil {
+			t.Errorf("%s: %v", o.Collector, o.Err)
+			return
+		}
+		gens[o.Collector] = append(gens[o.Collector], o.Result.Generation)
+	})
+	for _, name := range []string{"acr", "here"} {
+		g := gens[name]
+		if len(g) < 3 || !slices.IsSorted(g) || g[0] <= outs[0].Result.Generation && name == "acr" {
+			t.Fatalf("%s ran with generations %v", name, g)
+		}
+	}
+}
