@@ -304,12 +304,19 @@ func (r *run) collect(ctx context.Context, rg Range) (truncated bool, err error)
 	asked := Clamp(rg, c.o.Now(), r.lim.align())
 	var id string
 	reused := false
-	if i := slices.IndexFunc(r.rs.Reports, func(f InFlight) bool { return f.Range.eq(rg) && f.Asked.eq(asked) }); i >= 0 {
-		id, reused = r.rs.Reports[i].ReportID, true
+	// A resumed run takes its report over even if it was asked when less
+	// of a running period was known (its snapshot is then as of that
+	// time; the next run refreshes it); a new run only takes over a
+	// report asked exactly as it would ask.
+	if i := slices.IndexFunc(r.rs.Reports, func(f InFlight) bool {
+		return f.Range.eq(rg) && (f.Asked.eq(asked) || r.res.Resumed && f.Asked.Start.Equal(asked.Start) && !f.Asked.End.After(asked.End))
+	}); i >= 0 {
+		id, reused, asked = r.rs.Reports[i].ReportID, true, r.rs.Reports[i].Asked.Range()
 		c.log.Info("reusing the checkpointed report", "report", id, "range", asked.String())
 	}
 	for attempt := 0; ; attempt++ {
 		if id == "" {
+			asked = Clamp(rg, c.o.Now(), r.lim.align())
 			if id, err = r.request(ctx, rg, asked); err != nil {
 				return false, err
 			}

@@ -63,7 +63,9 @@
 // the same and it started less than ReuseReportsFor (24h) ago: it keeps
 // the generation, skips periods already published, and polls and
 // downloads the checkpointed reports instead of asking again (a report
-// that is gone or failed is requested again). Because a reused report is
+// that is gone or failed is requested again; one asked when less of a
+// running period was known is taken over too: that period's snapshot is
+// then as of the time it was asked, and the next run refreshes it). Because a reused report is
 // the same file, a period published again gets the same batch id and the
 // same parts, which JetStream de-duplicates (within the USAGE stream's
 // duplicate window, 48h by default: keep ReuseReportsFor below it). As soon

@@ -480,3 +480,26 @@ func TestLoopRunsOnScheduleAndRunOnceRunsAll(t *testing.T) {
 		}
 	}
 }
+
+// Restarted an hour later, a resumed run still takes over the report it
+// asked for today's running period (asked up to the hour it was asked),
+// rather than asking again.
+func TestResumedRunReusesAReportAskedEarlierInTheDay(t *testing.T) {
+	e := newEnv(t)
+	sb, p := e.here(sbhere.Config{Seed: 19, GenerationDelay: 400 * time.Millisecond}, nil)
+	today := collect.Schedule{Period: collect.Day, Periods: 1}
+	later := func() time.Time { return e.clock.Now().Add(time.Hour) }
+	res, _ := killWhileGenerating(t, e, e.collector(p, "here", collect.Options{Schedule: today}),
+		e.collector(p, "here", collect.Options{Schedule: today, Now: later}), func() int { return sb.Stats().ReportsCreated() })
+	st := sb.Stats()
+	if st.ReportsCreated() != 1 || st.Downloads != 1 {
+		t.Fatalf("want the report reused: %+v", st.Reports)
+	}
+	q := st.Reports[0].Query
+	if !q.Start.Equal(day("2024-08-20")) || !q.End.Equal(base.Add(time.Hour)) {
+		t.Fatalf("asked %s..%s", q.Start, q.End)
+	}
+	if want := sb.ExpectedQuery(q); !res.Resumed || !res.Reports[0].Reused || res.Records != want.Records || len(res.Batches) != 1 {
+		t.Fatalf("result %+v; want %d records", res, want.Records)
+	}
+}

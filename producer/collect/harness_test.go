@@ -112,7 +112,10 @@ func (e *env) collector(p collect.Platform, name string, o collect.Options) *col
 		o.Poll = collect.Poll{Interval: 20 * time.Millisecond, MaxInterval: 100 * time.Millisecond, Timeout: 20 * time.Second}
 	}
 	o.Retry = collect.Retry{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond, For: 5 * time.Second}
-	o.Now, o.Log = e.clock.Now, discard()
+	if o.Now == nil {
+		o.Now = e.clock.Now
+	}
+	o.Log = discard()
 	c, err := collect.New(p, e.prod, e.kv, o)
 	if err != nil {
 		e.t.Fatal(err)
