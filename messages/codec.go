@@ -43,6 +43,29 @@ type encoder struct {
 
 // EncodeRecords appends the msgpack payload of recs to dst.
 func EncodeRecords(dst []byte, recs []UsageRecord) ([]byte, error) {
+	switch n := len(recs); {
+	case n < 16:
+		dst = append(dst, 0x90|byte(n))
+	case n <= 0xffff:
+		dst = append(dst, 0xdc, byte(n>>8), byte(n))
+	default:
+		dst = append(dst, 0xdd, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	for i := range recs {
+		dst = AppendRecord(dst, &recs[i])
+	}
+	return dst, nil
+}
+
+// EncodeRecord returns the msgpack encoding of one record (a map), the unit
+// a producer packs parts from.
+func EncodeRecord(dst []byte, r *UsageRecord) ([]byte, error) {
+	return AppendRecord(dst, r), nil
+}
+
+// encodeRecordsLib encodes with the msgpack library: the reference
+// AppendRecord is tested against.
+func encodeRecordsLib(dst []byte, recs []UsageRecord) ([]byte, error) {
 	e := encPool.Get().(*encoder)
 	defer encPool.Put(e)
 	e.buf.Reset()
@@ -53,18 +76,6 @@ func EncodeRecords(dst []byte, recs []UsageRecord) ([]byte, error) {
 		if err := encodeRecord(e.enc, &recs[i]); err != nil {
 			return dst, fmt.Errorf("record %d: %w", i, err)
 		}
-	}
-	return append(dst, e.buf.Bytes()...), nil
-}
-
-// EncodeRecord returns the msgpack encoding of one record (a map), the unit
-// a producer packs parts from.
-func EncodeRecord(dst []byte, r *UsageRecord) ([]byte, error) {
-	e := encPool.Get().(*encoder)
-	defer encPool.Put(e)
-	e.buf.Reset()
-	if err := encodeRecord(e.enc, r); err != nil {
-		return dst, err
 	}
 	return append(dst, e.buf.Bytes()...), nil
 }

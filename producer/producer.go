@@ -312,48 +312,59 @@ func Split(b *messages.Batch, maxPayload int) ([]SplitPart, error) {
 	if b.Snapshot != nil {
 		kind, period, gen = messages.KindSnapshot, b.Snapshot.Period, b.Snapshot.Generation
 	}
-	var (
-		parts []SplitPart
-		buf   []byte   // encoded records of the current part
-		ends  []int    // end offset of each record in buf
-		enc   [][]byte // slices of buf, rebuilt at flush
-	)
+	// Each part is encoded in place: 5 bytes are reserved for the array
+	// header, which is written right-aligned once the count is known, so
+	// the payload is never copied.
+	const reserve = 5
+	var parts []SplitPart
+	// Size each part's buffer from the records left in its hour and the
+	// average encoded size so far, so it rarely grows (growth copies).
+	avg, encoded, encodedBytes := 512, 0, 0
+	if len(hours) > 0 {
+		// Measure one record for the first estimate.
+		avg = len(messages.AppendRecord(make([]byte, 0, 1024), &b.Records[byHour[hours[0]][0]]))*9/8 + 1
+	}
+	left := 0
+	newBuf := func() []byte {
+		return make([]byte, reserve, min(maxPayload+reserve, reserve+left*avg+avg/2+64))
+	}
+	var buf []byte
+	count := 0
 	flush := func(h time.Time) {
-		if len(ends) == 0 {
+		if count == 0 {
 			return
 		}
-		enc = enc[:0]
-		start := 0
-		for _, e := range ends {
-			enc = append(enc, buf[start:e])
-			start = e
-		}
-		payload := messages.PayloadFromEncoded(make([]byte, 0, len(buf)+5), enc)
+		hl := messages.ArrayHeaderLen(count)
+		hdr := messages.PayloadFromEncoded(make([]byte, 0, 5), make([][]byte, count))
+		copy(buf[reserve-hl:reserve], hdr)
 		parts = append(parts, SplitPart{
-			Meta:    messages.PartMeta{Schema: messages.SchemaVersion, BatchID: b.ID, Part: len(parts) + 1, Feed: b.Feed, Source: b.Source, Kind: kind, Hour: h, Period: period, Generation: gen, Records: len(ends)},
-			Payload: payload,
+			Meta:    messages.PartMeta{Schema: messages.SchemaVersion, BatchID: b.ID, Part: len(parts) + 1, Feed: b.Feed, Source: b.Source, Kind: kind, Hour: h, Period: period, Generation: gen, Records: count},
+			Payload: buf[reserve-hl:],
 		})
-		buf, ends = buf[:0], ends[:0]
+		buf, count = newBuf(), 0
 	}
+	_ = buf
 	for _, h := range hours {
+		left = len(byHour[h])
+		buf = newBuf()
 		for _, i := range byHour[h] {
 			before := len(buf)
-			var err error
-			buf, err = messages.EncodeRecord(buf, &b.Records[i])
-			if err != nil {
-				return nil, fmt.Errorf("records[%d]: %w", i, err)
-			}
+			buf = messages.AppendRecord(buf, &b.Records[i])
 			size := len(buf) - before
+			left--
+			encoded++
+			encodedBytes += size
+			avg = encodedBytes/encoded*9/8 + 1
 			if size+5 > maxPayload {
 				return nil, messages.ValidationError{{Index: i, Field: "", Problem: fmt.Sprintf("record encodes to %d bytes, more than the %d-byte message limit", size, maxPayload)}}
 			}
-			if len(buf)+messages.ArrayHeaderLen(len(ends)+1) > maxPayload {
+			if len(buf)-reserve+messages.ArrayHeaderLen(count+1) > maxPayload {
 				rec := append([]byte(nil), buf[before:]...)
 				buf = buf[:before]
 				flush(h)
 				buf = append(buf, rec...)
 			}
-			ends = append(ends, len(buf))
+			count++
 		}
 		flush(h)
 	}
