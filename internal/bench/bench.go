@@ -49,7 +49,7 @@ type Options struct {
 	Mode       string // both (default), publish, drain
 	NATSURL    string // empty: embedded server in a temporary directory
 	Strict     bool   // strict sandbox (parses every value) instead of the counting one
-	Publishers int    // concurrent Publish calls (default 4)
+	Publishers int    // concurrent Publish calls (default 16)
 	Workers    int    // pool workers (default 4)
 	JSON       bool
 	Out        io.Writer
@@ -98,7 +98,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		o.Mode = "both"
 	}
 	if o.Publishers <= 0 {
-		o.Publishers = 4
+		o.Publishers = 16
 	}
 	if o.Workers <= 0 {
 		o.Workers = 4

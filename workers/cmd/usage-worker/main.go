@@ -238,7 +238,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.StringVar(&o.Mode, "mode", "both", "both, publish (only) or drain (a pre-loaded backlog)")
 	fs.StringVar(&o.NATSURL, "nats", "", "NATS URL (default: an embedded server in a temporary directory)")
 	fs.BoolVar(&o.Strict, "strict", false, "use the strict sandbox (parses every value) instead of the counting one")
-	fs.IntVar(&o.Publishers, "publishers", 4, "concurrent publishers")
+	fs.IntVar(&o.Publishers, "publishers", 16, "concurrent publishers (each Publish waits for its parts to be stored)")
 	fs.IntVar(&o.Workers, "workers", 4, "pool workers")
 	fs.BoolVar(&o.JSON, "json", false, "print one JSON line")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the drain to this file")
