@@ -448,7 +448,7 @@ func TestUsage(t *testing.T) {
 		{"help", []string{"help"}, exitOK, "publish  check usage files", ""},
 		{"help publish", []string{"help", "publish"}, exitOK, "-good-rows-only", ""},
 		{"publish -h", []string{"publish", "-h"}, exitOK, "", "-dry-run"},
-		{"unknown command", []string{"collect"}, exitUsage, "", `unknown command "collect"`},
+		{"unknown command", []string{"frobnicate"}, exitUsage, "", `unknown command "frobnicate"`},
 		{"unknown flag", []string{"publish", "--nope"}, exitUsage, "", "flag provided but not defined: -nope"},
 		{"missing feed", []string{"publish", "--source", "s", f}, exitUsage, "", "--feed is required"},
 		{"bad source", []string{"publish", "--feed", "f", "--source", "a.b", f}, exitUsage, "", `--source "a.b"`},
