@@ -11,9 +11,11 @@ import (
 	"sort"
 	"time"
 
+	"github.com/usagefleet/usagefleet/internal/sandbox/acronis"
 	"github.com/usagefleet/usagefleet/internal/sandbox/cloudcruiser"
 	"github.com/usagefleet/usagefleet/internal/sandbox/cloudzero"
 	"github.com/usagefleet/usagefleet/internal/sandbox/fault"
+	"github.com/usagefleet/usagefleet/internal/sandbox/here"
 	"github.com/usagefleet/usagefleet/internal/sandbox/webhook"
 )
 
@@ -22,10 +24,12 @@ const (
 	Webhook      = "webhook"
 	CloudZero    = "cloudzero"
 	CloudCruiser = "cloudcruiser"
+	Acronis      = "acronis"
+	HERE         = "here"
 )
 
 // Names lists the emulators Start can serve.
-func Names() []string { return []string{CloudCruiser, CloudZero, Webhook} }
+func Names() []string { return []string{Acronis, CloudCruiser, CloudZero, HERE, Webhook} }
 
 // Options say what to serve where.
 type Options struct {
@@ -36,6 +40,8 @@ type Options struct {
 	Webhook      webhook.Config
 	CloudZero    cloudzero.Config
 	CloudCruiser cloudcruiser.Config
+	Acronis      acronis.Config
+	HERE         here.Config
 }
 
 // Running holds the started emulators.
@@ -44,6 +50,8 @@ type Running struct {
 	Webhook      *webhook.Server
 	CloudZero    *cloudzero.Server
 	CloudCruiser *cloudcruiser.Server
+	Acronis      *acronis.Server
+	HERE         *here.Server
 	servers      []*http.Server
 }
 
@@ -66,7 +74,7 @@ func Start(o Options) (*Running, error) {
 	}
 	serveIt := func(n string) bool { return len(want) == 0 || want[n] }
 	for n := range want {
-		if n != Webhook && n != CloudZero && n != CloudCruiser {
+		if n != Webhook && n != CloudZero && n != CloudCruiser && n != Acronis && n != HERE {
 			return nil, fmt.Errorf("sandbox: unknown emulator %q (have %v)", n, Names())
 		}
 	}
@@ -83,6 +91,14 @@ func Start(o Options) (*Running, error) {
 	if serveIt(CloudCruiser) {
 		r.CloudCruiser = cloudcruiser.New(o.CloudCruiser)
 		emus[CloudCruiser] = r.CloudCruiser
+	}
+	if serveIt(Acronis) {
+		r.Acronis = acronis.New(o.Acronis)
+		emus[Acronis] = r.Acronis
+	}
+	if serveIt(HERE) {
+		r.HERE = here.New(o.HERE)
+		emus[HERE] = r.HERE
 	}
 	names := make([]string, 0, len(emus))
 	for n := range emus {

@@ -146,8 +146,12 @@ func cmdSandbox(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	hookToken := fs.String("webhook-token-env", "", "environment variable holding the bearer token the webhook emulator requires (default: none required)")
 	czConn := fs.String("cloudzero-connection", "sandbox-connection", "CloudZero connection id")
-	czKey := fs.String("cloudzero-key-env", "CLOUDZERO_API_KEY", "environment variable holding the CloudZero API key the emulator accepts")
+	czKey := fs.String("cloudzero-key-env", "CLOUDZERO_API_KEY", "environment variable holding the CloudZero API key the emulator accepts (unset: sandbox-cloudzero-key)")
 	ccToken := fs.String("cloudcruiser-token-env", "CLOUDCRUISER_TOKEN", "environment variable holding the Cloud Cruiser token the emulator accepts")
+	acronisID := fs.String("acronis-client-id", "sandbox-client", "Acronis API client id the emulator accepts")
+	acronisSecret := fs.String("acronis-secret-env", "ACRONIS_CLIENT_SECRET", "environment variable holding the Acronis client secret the emulator accepts")
+	hereID := fs.String("here-access-key-id", "sandbox-here-key", "HERE access key id the emulator accepts")
+	hereSecret := fs.String("here-secret-env", "HERE_ACCESS_KEY_SECRET", "environment variable holding the HERE access key secret the emulator accepts")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -159,31 +163,23 @@ func cmdSandbox(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		o.Ports[n] = *p
 		o.Faults[n] = *faults[n]
 	}
-	secret := func(env string) (string, error) {
-		if env == "" {
-			return "", nil
+	// The emulators' credentials come from the environment; unset, the
+	// documented sandbox defaults apply (they guard nothing real).
+	secret := func(env, def string) string {
+		if env != "" {
+			if v := os.Getenv(env); v != "" {
+				return v
+			}
 		}
-		v := os.Getenv(env)
-		if v == "" {
-			return "", fmt.Errorf("environment variable %s is not set", env)
-		}
-		return v, nil
+		return def
 	}
-	var err error
-	if o.Webhook.Token, err = secret(*hookToken); err != nil {
-		fmt.Fprintln(stderr, "usage-worker sandbox: --webhook-token-env:", err)
-		return 2
-	}
-	key, err := secret(*czKey)
-	if err != nil {
-		fmt.Fprintln(stderr, "usage-worker sandbox: --cloudzero-key-env:", err)
-		return 2
-	}
-	o.CloudZero.Connections = map[string]string{*czConn: key}
-	if o.CloudCruiser.Token, err = secret(*ccToken); err != nil {
-		fmt.Fprintln(stderr, "usage-worker sandbox: --cloudcruiser-token-env:", err)
-		return 2
-	}
+	o.Webhook.Token = secret(*hookToken, "")
+	o.CloudZero.Connections = map[string]string{*czConn: secret(*czKey, "sandbox-cloudzero-key")}
+	o.CloudCruiser.Token = secret(*ccToken, "sandbox-cloudcruiser-token")
+	o.Acronis.ClientID = *acronisID
+	o.Acronis.ClientSecret = secret(*acronisSecret, "sandbox-secret")
+	o.HERE.AccessKeyID = *hereID
+	o.HERE.AccessKeySecret = secret(*hereSecret, "sandbox-here-secret")
 	r, err := serve.Start(o)
 	if err != nil {
 		fmt.Fprintln(stderr, "usage-worker sandbox:", err)
