@@ -223,7 +223,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	// The sandbox and the destination.
 	sbo := serve.Options{Only: []string{o.Dest}}
 	key := "bench-key"
-	sbo.CloudZero = cloudzero.Config{Connections: map[string]string{"bench": key}, Counting: !o.Strict, MaxRowsPerMonth: -1, MaxBytesPerMonth: -1}
+	sbo.CloudZero = cloudzero.Config{Connections: map[string]string{"bench": key}, FastCount: !o.Strict, MaxRowsPerMonth: -1, MaxBytesPerMonth: -1}
 	sbo.Webhook.MaxBodyBytes = 5_000_000
 	sb, err := serve.Start(sbo)
 	if err != nil {

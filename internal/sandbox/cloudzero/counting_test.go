@@ -164,3 +164,36 @@ func (d *discard) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+func TestFastCountMatchesStrict(t *testing.T) {
+	for _, seed := range []int64{1, 2, 3} {
+		strict := newEmulator(t, Config{})
+		fast := newEmulator(t, Config{FastCount: true})
+		for i, body := range workload(seed, 40) {
+			a, b := strict.post(t, body, nil), fast.post(t, body, nil)
+			if a.code != 200 || b.code != 200 {
+				t.Fatalf("seed %d drop %d: strict %d %s, fast %d %s", seed, i, a.code, a.raw, b.code, b.raw)
+			}
+		}
+		hs, hf := strict.Hours(conn1), fast.Hours(conn1)
+		if len(hs) == 0 || len(hs) != len(hf) {
+			t.Fatalf("strict has %d hours, fast %d", len(hs), len(hf))
+		}
+		for h, s := range hs {
+			if f := hf[h]; s.Rows != f.Rows || !s.Cost.Equal(f.Cost) {
+				t.Fatalf("hour %v: strict %+v, fast %+v", h, s, f)
+			}
+		}
+	}
+	e := newEmulator(t, Config{FastCount: true})
+	for _, bad := range []string{
+		`{"data":[{"time/usage_start":"2024-08-31T23:00:00Z"}]}`,
+		`{"data":[{"time/usage_start":"2024-08-31T23:00:00Z","cost/cost":"1e3"}]}`,
+		`{"data":[{"time/usage_start":"2024-08-31T23:00:00Z","cost/cost":"1"},{"time/usage_start":"2024-09-01T00:00:00Z","cost/cost":"1"}]}`,
+		`{"operation":"append","data":[]}`,
+	} {
+		if r := e.post(t, bad, nil); r.code != 400 {
+			t.Errorf("%s: %d %s", bad, r.code, r.raw)
+		}
+	}
+}

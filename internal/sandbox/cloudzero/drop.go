@@ -123,7 +123,13 @@ func (s *Server) postDrop(rw http.ResponseWriter, r *http.Request) {
 	}
 
 	var dropID string
-	d, bad := parseDrop(body, parseOptions{strict: !s.cfg.Counting, keepRows: !s.cfg.Counting, negative: !s.cfg.RejectNegative})
+	var d *drop
+	var bad *badRequest
+	if s.cfg.FastCount {
+		d, bad = fastCount(body)
+	} else {
+		d, bad = parseDrop(body, parseOptions{strict: !s.cfg.Counting, keepRows: !s.cfg.Counting, negative: !s.cfg.RejectNegative})
+	}
 	if bad == nil {
 		entry.Operation, entry.Month, entry.Rows = d.op, d.month.Format("2006-01"), d.rows
 		dropID, bad = s.apply(conn, d)

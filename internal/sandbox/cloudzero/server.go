@@ -50,6 +50,13 @@ type Config struct {
 	// Counting skips per-column validation and keeps per-hour totals instead
 	// of rows; see the package doc.
 	Counting bool
+	// FastCount is cheaper still, for measuring the fleet rather than the
+	// emulator: rows are counted and their start and cost found by scanning
+	// for the two keys, without walking or validating the rest of the JSON
+	// (see fastCount). Auth, size, one month per body, idempotency,
+	// concurrency and per-hour replace semantics are kept. It implies
+	// Counting (no rows are kept).
+	FastCount bool
 	// Seed makes drop ids and the fault injector's choices repeatable.
 	Seed int64
 }
@@ -87,6 +94,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.MaxBytesPerMonth == 0 {
 		cfg.MaxBytesPerMonth = DefaultMaxBytesPerMonth
+	}
+	if cfg.FastCount {
+		cfg.Counting = true
 	}
 	cfg.Connections = maps.Clone(cfg.Connections)
 	s := &Server{
