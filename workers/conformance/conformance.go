@@ -352,8 +352,16 @@ func testAuth(t *testing.T, h Harness) {
 	}
 	e.SB.SetAuth(true)
 	e.WaitExact(time.Minute)
-	if paused, _ := p.Paused(); paused {
-		t.Fatal("still paused after the credentials came back")
+	// The upload lands a moment before the pool records its success.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		paused, _ := p.Paused()
+		if !paused {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("still paused after the credentials came back and data was delivered")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
