@@ -375,7 +375,13 @@ func (j *job) Records(ctx context.Context, u Unit, fn func(RecordRef, *messages.
 		}
 		return j.finishSnapshots(ctx, u, snaps, markers, recs, emit)
 	}
-	cons, err := j.p.usage.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: subs})
+	if j.p.nc.IsClosed() {
+		return Transient(fmt.Errorf("rebuild %s: %w", u.Key, nats.ErrConnectionClosed))
+	}
+	// A bounded number of resets: by default an ordered consumer retries
+	// its reset forever and ignores the context, so a worker whose
+	// connection closed mid-rebuild could never stop.
+	cons, err := j.p.usage.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: subs, MaxResetAttempts: 5})
 	if err != nil {
 		return Transient(fmt.Errorf("rebuild %s: %w", u.Key, err))
 	}
