@@ -15,14 +15,14 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
-var t0 = time.Date(2024, 8, 16, 20, 0, 0, 0, time.UTC) // 13:00 at -07:00
+var tRow = time.Date(2024, 8, 16, 20, 0, 0, 0, time.UTC) // 13:00 at -07:00
 
 // mappingRecords covers every row of the mapping table.
 func mappingRecords() []messages.UsageRecord {
 	dec := messages.MustDecimal
 	return []messages.UsageRecord{
 		{ // a rated line item with everything
-			ChargePeriodStart: t0.Add(1500 * time.Millisecond), ChargePeriodEnd: t0.Add(time.Hour),
+			ChargePeriodStart: tRow.Add(1500 * time.Millisecond), ChargePeriodEnd: tRow.Add(time.Hour),
 			BillingAccountId: "acct-1000", BillingAccountName: "Example Corp", SubAccountId: "sub-007", SubAccountName: "project 7",
 			ProviderName: "Example Cloud", PublisherName: "Vendor", ServiceName: "Compute", ServiceCategory: "Compute",
 			ChargeCategory: "Usage", ChargeDescription: "not sent", SkuId: "SKU-Com-01", SkuPriceId: "price-1", SkuMeter: "vCPU Hours",
@@ -33,11 +33,11 @@ func mappingRecords() []messages.UsageRecord {
 			Ext:  map[string]messages.ExtValue{"Project": messages.ExtStr("apollo"), "Cores": messages.ExtI(-64), "Ratio": messages.ExtDec(dec("0.333333333333333333333333"))},
 		},
 		{ // a raw metered event: billing account only, no end, pricing quantity, no cost
-			ChargePeriodStart: t0.Add(-7 * time.Hour), BillingAccountId: "acct-2", ProviderName: "P", ServiceName: "S",
+			ChargePeriodStart: tRow.Add(-7 * time.Hour), BillingAccountId: "acct-2", ProviderName: "P", ServiceName: "S",
 			SkuPriceId: "price-only", PricingQuantity: dec("100000000000000000000000000000.1"), PricingUnit: "Requests",
 		},
 		{ // sub-account equal to the billing account: no owner; blank names fall back
-			ChargePeriodStart: t0, BillingAccountId: "same", SubAccountId: "same", SubAccountName: "  ",
+			ChargePeriodStart: tRow, BillingAccountId: "same", SubAccountId: "same", SubAccountName: "  ",
 			ProviderName: "P", ServiceName: "S", SkuId: "sku", ConsumedQuantity: dec("0"), ConsumedUnit: "GB", BilledCost: dec("0.00"),
 		},
 	}
@@ -135,7 +135,7 @@ func TestMappingDefaults(t *testing.T) {
 	d := testDest(t, Settings{Defaults: Defaults{AccountID: "acct-d", AccountName: "Default Name", Provider: "Prov", ProviderType: "Private",
 		Product: "Prod", MeterID: "meter-d", MeterName: "Meter D", Units: "Units D"}, TagPrefix: "Tag ", OmitTags: false})
 	b := rowBuilder{m: &d.m}
-	r := messages.UsageRecord{ChargePeriodStart: t0, ConsumedQuantity: messages.MustDecimal("1"), ConsumedUnit: " ", Tags: map[string]string{"a": "b"}}
+	r := messages.UsageRecord{ChargePeriodStart: tRow, ConsumedQuantity: messages.MustDecimal("1"), ConsumedUnit: " ", Tags: map[string]string{"a": "b"}}
 	row, err := b.appendRow(nil, &r)
 	if err != nil {
 		t.Fatal(err)

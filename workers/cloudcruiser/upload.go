@@ -13,6 +13,7 @@ import (
 	"net/http/httptrace"
 	"net/textproto"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/usagefleet/usagefleet/messages"
@@ -27,6 +28,10 @@ var (
 	// the writer meets after it is a consequence, not a cause.
 	errAbandoned = errors.New("cloudcruiser: upload answered or abandoned")
 )
+
+// writerGrace is how long a job whose context has ended waits for its
+// file's writer (a rebuild fetch waits 5s at most for the stream).
+const writerGrace = 10 * time.Second
 
 // refusedError is a date the API refused (400, 413): its records are
 // rejected with the API's message, the other dates go on.
@@ -73,7 +78,7 @@ func (s *sink) Write(p []byte) (int, error) {
 // as job.Records streams them, so the date is never in memory whole. A
 // record that cannot be mapped is rejected through the job and not
 // written. empty writes "[]" without reading the date.
-func (d *Destination) writeFile(ctx context.Context, job workers.Job, u workers.Unit, w *sink, boundary string, empty bool) error {
+func (d *Destination) writeFile(ctx context.Context, job workers.Job, u workers.Unit, w *sink, boundary string, empty bool, stopped *atomic.Bool) error {
 	mw := multipart.NewWriter(w)
 	if err := mw.SetBoundary(boundary); err != nil {
 		return err
@@ -91,6 +96,9 @@ func (d *Destination) writeFile(ctx context.Context, job workers.Job, u workers.
 		b := rowBuilder{m: &d.m}
 		var row []byte
 		err = job.Records(ctx, u, func(ref workers.RecordRef, r *messages.UsageRecord) error {
+			if stopped.Load() {
+				return errAbandoned // Deliver has returned: the job is not ours to touch
+			}
 			var rerr *RowError
 			row, rerr = b.appendRow(row[:0], r)
 			if rerr != nil {
@@ -127,7 +135,7 @@ func (d *Destination) uploadDate(ctx context.Context, job workers.Job, u workers
 	length := int64(-1)
 	if d.contentLength {
 		c := &sink{w: io.Discard}
-		if err := d.writeFile(ctx, job, u, c, boundary, empty); err != nil {
+		if err := d.writeFile(ctx, job, u, c, boundary, empty, new(atomic.Bool)); err != nil {
 			return asJobError(err)
 		}
 		length = c.n
@@ -163,11 +171,12 @@ func (d *Destination) uploadDate(ctx context.Context, job workers.Job, u workers
 		abandoned bool
 	)
 	out := &sink{w: pw, kick: wd.kick}
+	var stopped atomic.Bool
 	done := make(chan struct{})
 	started := time.Now()
 	go func() {
 		defer close(done)
-		err := d.writeFile(actx, job, u, out, boundary, empty)
+		err := d.writeFile(actx, job, u, out, boundary, empty, &stopped)
 		mu.Lock()
 		if !abandoned {
 			werr, finished = err, err == nil
@@ -179,15 +188,31 @@ func (d *Destination) uploadDate(ctx context.Context, job workers.Job, u workers
 		pw.CloseWithError(err)
 	}()
 	// abandon ends the attempt: it returns what the writer met before,
-	// and whether it finished the file.
+	// and whether it finished the file. It waits for the writer, which
+	// stops at its next write into the closed pipe, or when the rebuild
+	// sees the cancelled context. Once the job's own context has ended it
+	// waits writerGrace at most: a rebuild on a closed NATS connection may
+	// never return, and the job must not hang with it. The writer is then
+	// left behind; it touches the job no more.
 	abandon := func() (bool, error) {
 		mu.Lock()
 		abandoned = true
 		err, ok := werr, finished
 		mu.Unlock()
+		stopped.Store(true)
 		pr.CloseWithError(errAbandoned)
 		wd.stop()
-		<-done
+		select {
+		case <-done:
+		case <-ctx.Done():
+			t := time.NewTimer(writerGrace)
+			defer t.Stop()
+			select {
+			case <-done:
+			case <-t.C:
+				job.Log().Error("cloudcruiser: the rebuild of the date did not end with its job; leaving it behind", "date", date)
+			}
+		}
 		return ok, err
 	}
 

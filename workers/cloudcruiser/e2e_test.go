@@ -1,0 +1,607 @@
+package cloudcruiser
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	sandbox "github.com/usagefleet/usagefleet/internal/sandbox/cloudcruiser"
+	"github.com/usagefleet/usagefleet/internal/sandbox/fault"
+	"github.com/usagefleet/usagefleet/internal/usagegen"
+	"github.com/usagefleet/usagefleet/messages"
+	"github.com/usagefleet/usagefleet/producer"
+	"github.com/usagefleet/usagefleet/workers"
+	"github.com/usagefleet/usagefleet/workers/conformance"
+)
+
+// ccSandbox runs the Cloud Cruiser emulator for the conformance suite and
+// the tests below. Its UnitOf computes the local date on its own, from the
+// offset in seconds the test states, not through the destination.
+type ccSandbox struct {
+	*sbEnv
+	zone string
+	loc  *time.Location
+}
+
+func startCC(t *testing.T, zone string, secs int, cfg sandbox.Config, wrap func(http.Handler) http.Handler) *ccSandbox {
+	return &ccSandbox{sbEnv: newSandbox(t, cfg, wrap), zone: zone, loc: time.FixedZone("test", secs)}
+}
+
+func (c *ccSandbox) Destination(t *testing.T, name string) workers.Destination {
+	d := c.dest(t, Settings{ZoneOffset: c.zone})
+	d.name = name
+	return d
+}
+
+// Totals reads every date the emulator holds.
+func (c *ccSandbox) Totals(t *testing.T) map[string]conformance.Totals {
+	out := map[string]conformance.Totals{}
+	for date, dt := range c.srv.Dates() {
+		out["d"+date] = conformance.Totals{Records: dt.Records, Cost: messages.FromBig(dt.Cost), Quantity: messages.FromBig(dt.Quantity)}
+	}
+	return out
+}
+
+func (c *ccSandbox) UnitOf(r *messages.UsageRecord) string {
+	return "d" + r.ChargePeriodStart.In(c.loc).Format("2006-01-02")
+}
+func (c *ccSandbox) Faults() *fault.Injector { return c.srv.Faults() }
+func (c *ccSandbox) SetAuth(valid bool) {
+	if valid {
+		c.srv.SetToken(testToken)
+	} else {
+		c.srv.SetToken("revoked-" + testToken[:4])
+	}
+}
+func (c *ccSandbox) ConcurrencyViolations() int { return c.srv.ConcurrencyViolations() }
+
+func harness(zone string, secs int) conformance.Harness {
+	return conformance.Harness{Start: func(t *testing.T) conformance.Sandbox {
+		return startCC(t, zone, secs, sandbox.Config{ProcessingDelay: time.Millisecond}, nil)
+	}}
+}
+
+// waitTotals waits until the sandbox holds want exactly.
+func waitTotals(t *testing.T, sb *ccSandbox, want map[string]conformance.Totals, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		diff := conformance.Diff(want, sb.Totals(t))
+		if diff == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the sandbox does not hold what was published:\n%s", diff)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// expect sums records by local date, as the test computes it.
+func expect(sb *ccSandbox, recs []messages.UsageRecord) map[string]conformance.Totals {
+	type acc struct {
+		n         int
+		cost, qty messages.Sum
+	}
+	m := map[string]*acc{}
+	for i := range recs {
+		k := sb.UnitOf(&recs[i])
+		if m[k] == nil {
+			m[k] = &acc{}
+		}
+		m[k].n++
+		m[k].cost.Add(recs[i].BilledCost)
+		m[k].qty.Add(recs[i].ConsumedQuantity)
+	}
+	out := map[string]conformance.Totals{}
+	for k, a := range m {
+		out[k] = conformance.Totals{Records: a.n, Cost: a.cost.Decimal(), Quantity: a.qty.Decimal()}
+	}
+	return out
+}
+
+var t0 = time.Date(2024, 8, 30, 0, 0, 0, 0, time.UTC) // the dates around a month end
+
+// One publish, four destinations in four zone offsets, each with its own
+// emulator: every emulator holds, per date, exactly the records whose
+// local date (computed here from the offset) is that date.
+func TestZoneOffsetsPutRecordsOnTheirDates(t *testing.T) {
+	zones := []struct {
+		name, zone string
+		secs       int
+	}{{"utc", "", 0}, {"pdt", "-07:00", -7 * 3600}, {"ist", "+05:30", 5*3600 + 1800}, {"odd", "-07:01:30", -(7*3600 + 90)}}
+	var sbs []*ccSandbox
+	e := conformance.NewEnv(t, conformance.Harness{Start: func(t *testing.T) conformance.Sandbox { return startCC(t, "", 0, sandbox.Config{}, nil) }})
+	for _, z := range zones {
+		sb := startCC(t, z.zone, z.secs, sandbox.Config{}, nil)
+		sbs = append(sbs, sb)
+		nc := e.NS.Connect(t)
+		opts := conformance.FastOptions()
+		opts.Feeds = []string{e.Feed}
+		p, err := workers.NewPool(nc, sb.Destination(t, z.name), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = p.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+	}
+	recs := usagegen.Generate(3000, usagegen.Options{Seed: 7, Start: t0, Hours: 60})
+	e.Publish("zones", recs, 500)
+	for i, z := range zones {
+		want := expect(sbs[i], recs)
+		waitTotals(t, sbs[i], want, time.Minute)
+		for date, dt := range sbs[i].srv.Dates() {
+			if dt.ZoneOffset != FormatZoneOffset(z.secs) {
+				t.Errorf("%s: date %s was uploaded with zoneOffset %q", z.name, date, dt.ZoneOffset)
+			}
+		}
+		t.Logf("%s: %d dates", z.name, len(want))
+	}
+	if len(expect(sbs[1], recs)) != 4 || len(expect(sbs[0], recs)) != 3 {
+		t.Fatal("the records do not straddle the dates this test is about")
+	}
+}
+
+// Replace per date, and late records: a date that was uploaded is sent
+// again whole when records for it arrive later, and holds everything
+// published for it.
+func TestLateRecordsResendDateWhole(t *testing.T) {
+	e := conformance.NewEnv(t, harness("-07:00", -7*3600))
+	sb := e.SB.(*ccSandbox)
+	e.StartPool("cc", conformance.FastOptions())
+	e.Publish("first", usagegen.Generate(2500, usagegen.Options{Seed: 21, Start: t0, Hours: 40}), 250)
+	e.WaitExact(time.Minute)
+	before := sb.srv.Dates()
+	late := usagegen.Generate(300, usagegen.Options{Seed: 22, Start: t0.Add(10 * time.Hour), Hours: 4}) // 2024-08-30 03:00-07:00 local
+	e.Publish("late", late, 100)
+	e.WaitExact(time.Minute)
+	after := sb.srv.Dates()
+	for date, dt := range after {
+		changed := dt.Uploads > before[date].Uploads
+		if changed != (date == "2024-08-30") {
+			t.Errorf("date %s: uploads %d → %d", date, before[date].Uploads, dt.Uploads)
+		}
+	}
+	if after["2024-08-30"].Records != before["2024-08-30"].Records+len(late) {
+		t.Fatalf("2024-08-30: %d records, then %d after %d late ones", before["2024-08-30"].Records, after["2024-08-30"].Records, len(late))
+	}
+}
+
+// The ambiguous failure: 20% of uploads are stored and then answered 500.
+// Every date is uploaded again until one is answered success: the totals
+// are still exact.
+func TestAmbiguousApplyThen500(t *testing.T) {
+	e := conformance.NewEnv(t, harness("+05:30", 5*3600+1800))
+	sb := e.SB.(*ccSandbox)
+	sb.srv.Faults().Set(fault.Rule{Kind: fault.ApplyThenStatus, Code: 500, Rate: 0.2})
+	e.StartPool("cc", conformance.FastOptions())
+	// Waves of data, so every date is uploaded many times.
+	for w := range 10 {
+		e.Publish(fmt.Sprint("amb", w), usagegen.Generate(400, usagegen.Options{Seed: 41 + uint64(w), Start: t0, Hours: 96}), 100)
+		time.Sleep(250 * time.Millisecond)
+	}
+	e.WaitExact(time.Minute)
+	if n := sb.srv.Faults().Injected()[fault.ApplyThenStatus]; n < 3 {
+		t.Fatalf("%d ambiguous faults fired: too few for the check to mean anything", n)
+	}
+	t.Logf("faults injected: %v", sb.srv.Faults().Injected())
+}
+
+// 401 pauses the destination loudly with its data kept (nothing
+// dead-lettered, nothing stored); it resumes once the token is valid again.
+func TestUnauthorizedPausesAndResumes(t *testing.T) {
+	e := conformance.NewEnv(t, harness("", 0))
+	sb := e.SB.(*ccSandbox)
+	sb.SetAuth(false)
+	p := e.StartPool("cc", conformance.FastOptions())
+	e.Publish("auth", usagegen.Generate(1000, usagegen.Options{Seed: 51, Start: t0, Hours: 30}), 250)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if paused, reason := p.Paused(); paused {
+			if !strings.Contains(reason, "401") || strings.Contains(reason, testToken) {
+				t.Fatalf("pause reason %q", reason)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the pool did not pause on a refused token")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // a few probes while paused
+	if len(sb.srv.Dates()) != 0 || p.Stats().DeadLetters != 0 || p.Stats().Acked != 0 {
+		t.Fatalf("while paused: dates %v, stats %+v", sb.srv.Dates(), p.Stats())
+	}
+	sb.srv.SetToken(testToken)
+	e.WaitExact(time.Minute)
+	if paused, _ := p.Paused(); paused {
+		t.Fatal("still paused after the token came back")
+	}
+}
+
+// deadLetters returns the dead letters of destination dest.
+func deadLetters(t *testing.T, nc *nats.Conn, dest string) []messages.DeadLetter {
+	t.Helper()
+	ctx := context.Background()
+	js, _ := jetstream.New(nc)
+	st, err := js.Stream(ctx, messages.StreamDead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []messages.DeadLetter
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		raw, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			continue
+		}
+		var dl messages.DeadLetter
+		if err := json.Unmarshal(raw.Data, &dl); err != nil {
+			t.Fatal(err)
+		}
+		if dl.Destination == dest {
+			out = append(out, dl)
+		}
+	}
+	return out
+}
+
+func waitAcks(t *testing.T, e *conformance.Env, results []*producer.Result, dest string) []*producer.Summary {
+	t.Helper()
+	var out []*producer.Summary
+	for _, res := range results {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		sums, err := e.Prod.Wait(ctx, res, []string{dest}, nil)
+		cancel()
+		if err != nil {
+			t.Fatalf("acks of %s: %v", res.BatchID, err)
+		}
+		out = append(out, sums[dest])
+	}
+	return out
+}
+
+// Records that lack what a required field needs are rejected alone: the
+// rest of their dates arrive, they are in the DEAD stream with the reason,
+// and their parts' acks say rejected. A date whose records are all
+// rejected is still uploaded, empty.
+func TestIncompleteRecordsRejectedAlone(t *testing.T) {
+	e := conformance.NewEnv(t, harness("-07:00", -7*3600))
+	sb := e.SB.(*ccSandbox)
+	p := e.StartPool("cc", conformance.FastOptions())
+	recs := usagegen.Generate(1200, usagegen.Options{Seed: 3, Start: t0, Hours: 48})
+	bad := map[int]string{}
+	for i := 0; i < len(recs); i += 37 {
+		recs[i].ProviderName, recs[i].ServiceName = "", ""
+		bad[i] = "Provider (from ProviderName"
+	}
+	// A date with nothing deliverable: every record lacks a SKU.
+	lonely := usagegen.Generate(20, usagegen.Options{Seed: 4, Start: time.Date(2024, 9, 10, 12, 0, 0, 0, time.UTC), Hours: 3})
+	for i := range lonely {
+		lonely[i].SkuId = ""
+		bad[len(recs)+i] = "Meter ID (from SkuId"
+	}
+	all := append(recs, lonely...)
+	results := e.Publish("rej", all, 100)
+
+	var good []messages.UsageRecord
+	for i := range all {
+		if _, ok := bad[i]; !ok {
+			good = append(good, all[i])
+		}
+	}
+	waitTotals(t, sb, expect(sb, good), time.Minute)
+	sums := waitAcks(t, e, results, "cc")
+	rejected, delivered := 0, 0
+	for i, s := range sums {
+		want := 0
+		for k := i * 100; k < min((i+1)*100, len(all)); k++ {
+			if _, ok := bad[k]; ok {
+				want++
+			}
+		}
+		if s.RejectedRecords != want || (want > 0 && s.Rejected == 0) {
+			t.Errorf("batch %d: acks say %d records rejected (%d parts), want %d", i, s.RejectedRecords, s.Rejected, want)
+		}
+		if want > 0 && !strings.Contains(strings.Join(s.Reasons, " "), "missing required field") {
+			t.Errorf("batch %d: reasons %v", i, s.Reasons)
+		}
+		rejected += s.RejectedRecords
+		delivered += s.Records
+	}
+	if rejected != len(bad) || delivered != len(good) {
+		t.Fatalf("acks: %d delivered %d rejected; want %d and %d", delivered, rejected, len(good), len(bad))
+	}
+	// The dead letters hold exactly the rejected records, each with its reason.
+	nc := e.NS.Connect(t)
+	deadRecs := 0
+	for _, dl := range deadLetters(t, nc, "cc") {
+		for _, rr := range dl.Records {
+			deadRecs++
+			if !strings.Contains(rr.Reason, "missing required field") || (rr.Record.ProviderName != "" && rr.Record.SkuId != "") {
+				t.Errorf("dead letter %+v", rr)
+			}
+		}
+	}
+	if deadRecs != len(bad) {
+		t.Fatalf("%d records dead-lettered, want %d", deadRecs, len(bad))
+	}
+	// The all-rejected date was uploaded, as an empty file.
+	if dt, ok := sb.srv.Dates()["2024-09-10"]; !ok || dt.Records != 0 || dt.Uploads < 1 {
+		t.Fatalf("the all-rejected date: %+v (stored %v)", dt, ok)
+	}
+	if paused, _ := p.Paused(); paused {
+		t.Fatal("paused")
+	}
+}
+
+// 400 dead-letters that date only: the other dates arrive; a date that was
+// delivered before is emptied at the API when a later upload of it is
+// refused, so its records are either at the API or dead-lettered, never both.
+func TestRefusedDateDeadLetteredAlone(t *testing.T) {
+	e := conformance.NewEnv(t, harness("", 0))
+	sb := e.SB.(*ccSandbox)
+	sb.srv.Faults().Set(fault.Rule{Kind: fault.Status, Code: 400, Path: sandbox.UploadPath + "2024-08-31", Message: "record index 3: the API does not like it"})
+	p := e.StartPool("cc", conformance.FastOptions())
+	recs := usagegen.Generate(1500, usagegen.Options{Seed: 5, Start: t0, Hours: 72})
+	results := e.Publish("first", recs, 250)
+	want := expect(sb, recs)
+	refused := want["d2024-08-31"]
+	delete(want, "d2024-08-31")
+	waitTotals(t, sb, want, time.Minute)
+	sums := waitAcks(t, e, results, "cc")
+	rejected := 0
+	for _, s := range sums {
+		rejected += s.RejectedRecords
+		if s.RejectedRecords > 0 && !strings.Contains(strings.Join(s.Reasons, " "), "the API does not like it") {
+			t.Errorf("reasons %v", s.Reasons)
+		}
+	}
+	nc := e.NS.Connect(t)
+	dead := 0
+	for _, dl := range deadLetters(t, nc, "cc") {
+		dead += len(dl.Records)
+	}
+	if rejected != refused.Records || dead != refused.Records || refused.Records == 0 {
+		t.Fatalf("date 2024-08-31 had %d records: %d rejected in acks, %d dead-lettered", refused.Records, rejected, dead)
+	}
+	if _, stored := sb.srv.Dates()["2024-08-31"]; stored {
+		t.Fatal("the refused date is stored")
+	}
+	if paused, _ := p.Paused(); paused {
+		t.Fatal("a refused date paused the destination")
+	}
+
+	// 2024-08-30 was delivered. Its next upload is refused once: the date
+	// is emptied and all its records, old and late, are dead-lettered.
+	sb.srv.Faults().Set(fault.Rule{Kind: fault.Status, Code: 400, Path: sandbox.UploadPath + "2024-08-30", Count: 1})
+	late := usagegen.Generate(50, usagegen.Options{Seed: 6, Start: t0, Hours: 24})
+	e.Publish("late", late, 50)
+	before := dead
+	deadline := time.Now().Add(time.Minute)
+	for {
+		dead = 0
+		for _, dl := range deadLetters(t, nc, "cc") {
+			dead += len(dl.Records)
+		}
+		if dead-before == want["d2024-08-30"].Records+len(late) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d more records dead-lettered, want %d", dead-before, want["d2024-08-30"].Records+len(late))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if dt := sb.srv.Dates()["2024-08-30"]; dt.Records != 0 {
+		t.Fatalf("the refused date still holds %d records", dt.Records)
+	}
+	if dt := sb.srv.Dates()["2024-09-01"]; dt.Records != want["d2024-09-01"].Records {
+		t.Fatalf("another date changed: %+v", dt)
+	}
+}
+
+// HTTP 200 with "success": false stores nothing and is retried until the
+// API succeeds.
+func TestSuccessFalseIsRetried(t *testing.T) {
+	e := conformance.NewEnv(t, harness("-07:00", -7*3600))
+	sb := e.SB.(*ccSandbox)
+	sb.srv.SetFailWith200(true)
+	p := e.StartPool("cc", conformance.FastOptions())
+	e.Publish("sf", usagegen.Generate(800, usagegen.Options{Seed: 8, Start: t0, Hours: 30}), 200)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n := 0
+		for _, u := range sb.srv.Uploads() {
+			if u.Status == 200 && !u.Success && !u.Applied {
+				n++
+			}
+		}
+		if n >= 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d failed-with-200 uploads", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := p.Stats(); st.JobFailures == 0 || st.Acked != 0 || st.DeadLetters != 0 {
+		t.Fatalf("a 200 without success was taken as delivered: %+v", st)
+	}
+	if paused, _ := p.Paused(); paused {
+		t.Fatal("paused")
+	}
+	sb.srv.SetFailWith200(false)
+	e.WaitExact(time.Minute)
+}
+
+// A newer snapshot generation that has nothing on a date empties it: the
+// date is uploaded as an empty file.
+func TestSnapshotEmptiesDate(t *testing.T) {
+	e := conformance.NewEnv(t, harness("", 0))
+	sb := e.SB.(*ccSandbox)
+	e.StartPool("cc", conformance.FastOptions())
+	period := messages.Period{Start: t0, End: t0.Add(48 * time.Hour)}
+	e.PublishSnapshot("report", period, 1, usagegen.Generate(400, usagegen.Options{Seed: 9, Start: t0, Hours: 48}))
+	e.WaitExact(time.Minute)
+	if dt := sb.srv.Dates()["2024-08-31"]; dt.Records == 0 {
+		t.Fatal("the first generation did not reach 2024-08-31")
+	}
+	e.PublishSnapshot("report", period, 2, usagegen.Generate(100, usagegen.Options{Seed: 10, Start: t0, Hours: 24}))
+	e.WaitExact(time.Minute)
+	if dt := sb.srv.Dates()["2024-08-31"]; dt.Records != 0 || dt.Uploads < 2 {
+		t.Fatalf("2024-08-31 after the second generation: %+v", dt)
+	}
+}
+
+// shortLeases shortens the lease bucket's TTL, so a date whose uploader
+// died without releasing its lease is taken over in seconds, not minutes.
+func shortLeases(t *testing.T, nc *nats.Conn, ttl time.Duration) {
+	t.Helper()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	kv, err := js.KeyValue(ctx, messages.BucketLeases)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := jetstream.KeyValueConfig{Bucket: messages.BucketLeases, Description: "unit leases", TTL: ttl, History: 1, Storage: jetstream.FileStorage}
+	if _, err := js.UpdateKeyValue(ctx, cfg); err != nil {
+		t.Fatalf("lease bucket TTL %s → %s: %v", st.TTL(), ttl, err)
+	}
+}
+
+// A worker killed mid-upload: its connection to the API drops with part
+// of a file sent, its NATS connection closes, its Run is cancelled. A new
+// worker takes its dates over; the emulator ends up holding exactly what
+// was published.
+//
+// The HTTP connections are cut a moment before the NATS connection closes:
+// the pool's rebuild (an ordered consumer) retries without end on a closed
+// connection, so a Records call under way at that instant would never
+// return and Run would never drain. A's retry policy keeps it from
+// starting another job in that moment.
+func TestWorkerKilledMidUpload(t *testing.T) {
+	e := conformance.NewEnv(t, harness("-07:00", -7*3600))
+	sb := e.SB.(*ccSandbox)
+	shortLeases(t, e.NS.Connect(t), 3*time.Second)
+
+	// Worker A reaches the API through a proxy that reads slowly and can
+	// cut every connection at once.
+	target, _ := url.Parse(sb.ts.URL)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ErrorLog = log.New(io.Discard, "", 0)
+	var midway atomic.Bool
+	inFlight := make(chan struct{}, 1)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = &slowBody{r: r.Body, onProgress: func(n int64) {
+			if n > 64<<10 && midway.CompareAndSwap(false, true) {
+				inFlight <- struct{}{}
+			}
+		}}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+
+	opts := conformance.FastOptions()
+	opts.LeaseTTL = 3 * time.Second
+	opts.Feeds = []string{e.Feed}
+	optsA := opts
+	optsA.Retry = workers.RetryPolicy{Initial: 30 * time.Second, Max: 30 * time.Second}
+	ncA := e.NS.Connect(t)
+	destA := testDest(t, Settings{BaseURL: front.URL, ZoneOffset: "-07:00", HTTPTimeout: 5_000_000_000})
+	destA.name = "cc"
+	pa, err := workers.NewPool(ncA, destA, optsA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctxA, cancelA := context.WithCancel(context.Background())
+	doneA := make(chan struct{})
+	go func() { defer close(doneA); _ = pa.Run(ctxA) }()
+
+	recs := usagegen.Generate(9000, usagegen.Options{Seed: 11, Start: t0, Hours: 72})
+	e.Publish("kill", recs, 500)
+	select {
+	case <-inFlight:
+	case <-time.After(30 * time.Second):
+		t.Fatal("worker A never got an upload under way")
+	}
+	front.CloseClientConnections()
+	front.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for pa.Stats().JobFailures == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // every upload A had under way has failed
+	ncA.Close()
+	cancelA()
+	select {
+	case <-doneA:
+	case <-time.After(30 * time.Second):
+		t.Fatal("worker A's Run did not return")
+	}
+	cut, applied := 0, 0
+	for _, u := range sb.srv.Uploads() {
+		if u.Applied {
+			applied++
+		} else {
+			cut++
+		}
+	}
+	if cut == 0 {
+		t.Fatal("no upload was cut short: the kill proved nothing")
+	}
+	t.Logf("worker A killed: %d uploads cut short, %d applied; A's stats %+v", cut, applied, pa.Stats())
+
+	b := e.StartPool("cc", opts)
+	e.WaitExact(time.Minute)
+	if b.Stats().Jobs == 0 {
+		t.Fatal("worker B did nothing")
+	}
+}
+
+// slowBody reads a request body slowly, so an upload is still under way
+// when the test kills its worker.
+type slowBody struct {
+	r          io.ReadCloser
+	n          int64
+	onProgress func(int64)
+	mu         sync.Mutex
+}
+
+func (s *slowBody) Read(p []byte) (int, error) {
+	if len(p) > 8<<10 {
+		p = p[:8<<10]
+	}
+	time.Sleep(2 * time.Millisecond)
+	n, err := s.r.Read(p)
+	s.mu.Lock()
+	s.n += int64(n)
+	total := s.n
+	s.mu.Unlock()
+	s.onProgress(total)
+	return n, err
+}
+
+func (s *slowBody) Close() error { return s.r.Close() }
