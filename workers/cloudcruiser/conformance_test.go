@@ -26,4 +26,3 @@ import (
 func TestConformance(t *testing.T) {
 	conformance.Run(t, harness("+05:30", 5*3600+1800))
 }
-
