@@ -55,13 +55,14 @@ func fastCount(body []byte) (*drop, *badRequest) {
 	rows := body[di+len(`"data":[`) : end]
 	startKey, costKey := []byte(`"time/usage_start":"`), []byte(`"cost/cost":"`)
 	sums := map[time.Time]*messages.Sum{}
-	nStart := bytes.Count(rows, startKey)
-	if c := bytes.Count(rows, costKey); c != nStart {
-		return nil, requestError("data: %d rows have time/usage_start but %d have cost/cost: every row needs both", nStart, c)
-	}
 	pos, cpos := 0, 0
-	for i := 0; i < nStart; i++ {
+	nStart := 0
+	for i := 0; ; i++ {
 		k := bytes.Index(rows[pos:], startKey)
+		if k < 0 {
+			break
+		}
+		nStart++
 		v := pos + k + len(startKey)
 		q := bytes.IndexByte(rows[v:], '"')
 		if q < 0 {
@@ -74,6 +75,9 @@ func fastCount(body []byte) (*drop, *badRequest) {
 		start = start.UTC()
 		pos = v + q
 		ck := bytes.Index(rows[cpos:], costKey)
+		if ck < 0 {
+			return nil, (&colError{colCost, "required"}).at(i)
+		}
 		cv := cpos + ck + len(costKey)
 		cq := bytes.IndexByte(rows[cv:], '"')
 		if cq < 0 {
@@ -105,6 +109,9 @@ func fastCount(body []byte) (*drop, *badRequest) {
 		h.count++
 		sums[hour].Add(cost)
 		d.rows++
+	}
+	if bytes.Contains(rows[cpos:], costKey) {
+		return nil, requestError("data: more cost/cost values than time/usage_start values: every row needs both")
 	}
 	if nStart == 0 && !monthGiven {
 		return nil, requestError("month: required when data is empty")
