@@ -1,0 +1,928 @@
+package deploy
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/usagefleet/usagefleet/internal/fleet"
+	sbacronis "github.com/usagefleet/usagefleet/internal/sandbox/acronis"
+	"github.com/usagefleet/usagefleet/messages"
+	"github.com/usagefleet/usagefleet/producer/collect"
+	_ "github.com/usagefleet/usagefleet/producer/collect/acronis" // collector types, as usage-producer registers them
+	_ "github.com/usagefleet/usagefleet/producer/collect/here"
+	"github.com/usagefleet/usagefleet/producer/input"
+	"github.com/usagefleet/usagefleet/workers"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// TestEveryConfigFileParses decodes every YAML file under deploy/ (all
+// documents of each) and docker-compose.yml, and the dashboard JSON.
+func TestEveryConfigFileParses(t *testing.T) {
+	var files []string
+	err := filepath.WalkDir(repoPath("deploy"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		switch filepath.Ext(p) {
+		case ".yaml", ".yml", ".json":
+			rel, _ := filepath.Rel(root, p)
+			files = append(files, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, "docker-compose.yml")
+	if len(files) < 15 {
+		t.Fatalf("found only %d config files: %v", len(files), files)
+	}
+	for _, f := range files {
+		b := readFile(t, f)
+		if bytes.Contains(b, []byte("\t")) && !strings.HasSuffix(f, ".json") {
+			t.Errorf("%s: holds a tab (YAML indents with spaces)", f)
+		}
+		if strings.HasSuffix(f, ".json") {
+			var v any
+			if err := json.Unmarshal(b, &v); err != nil {
+				t.Errorf("%s: %v", f, err)
+			}
+			continue
+		}
+		docs, err := decodeYAMLDocs(b)
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if len(docs) == 0 {
+			t.Errorf("%s: no YAML document", f)
+		}
+	}
+	t.Logf("%d files parse", len(files))
+}
+
+// TestDockerfileBuildsBothBinaries checks each target: a static build
+// (CGO off, -trimpath, stripped) of the right package, a distroless or
+// scratch final stage, a non-root user and the binary as entrypoint; and
+// that the Go image matches go.mod.
+func TestDockerfileBuildsBothBinaries(t *testing.T) {
+	stages := dockerfile(t)
+	for _, target := range sortedKeys(binaries) {
+		t.Run(target, func(t *testing.T) {
+			final := stages[target]
+			if final == nil {
+				t.Fatalf("no stage %q (docker build --target %s)", target, target)
+			}
+			if !strings.HasPrefix(final.base, "gcr.io/distroless/static") && final.base != "scratch" {
+				t.Errorf("final stage is FROM %s; want distroless static or scratch (with CA certificates)", final.base)
+			}
+			users := final.instr("USER")
+			if len(users) == 0 || strings.HasPrefix(users[len(users)-1], "root") || strings.HasPrefix(users[len(users)-1], "0") {
+				t.Errorf("final stage runs as %v; want a non-root user", users)
+			}
+			bin := "/usr/local/bin/" + target
+			entry := final.instr("ENTRYPOINT")
+			if len(entry) != 1 {
+				t.Fatalf("ENTRYPOINT %v", entry)
+			}
+			var argv []string
+			if err := json.Unmarshal([]byte(entry[0]), &argv); err != nil || len(argv) != 1 || argv[0] != bin {
+				t.Errorf("ENTRYPOINT %s; want [%q] (exec form)", entry[0], bin)
+			}
+			var from string
+			for _, c := range final.instr("COPY") {
+				f := strings.Fields(c)
+				if len(f) == 3 && strings.HasPrefix(f[0], "--from=") && f[2] == bin {
+					from = strings.TrimPrefix(f[0], "--from=")
+				}
+			}
+			build := stages[from]
+			if build == nil {
+				t.Fatalf("the final stage copies %s from no known stage (%q)", bin, from)
+			}
+			var goBuild string
+			for _, r := range build.instr("RUN") {
+				if strings.Contains(r, "go build") {
+					goBuild = r
+				}
+			}
+			for _, want := range []string{"-trimpath", `-ldflags "-s -w"`, binaries[target]} {
+				if !strings.Contains(goBuild, want) {
+					t.Errorf("stage %s: go build %q lacks %s", from, goBuild, want)
+				}
+			}
+			if !cgoOff(stages, build) {
+				t.Errorf("stage %s does not build with CGO_ENABLED=0: the binary would need libc", from)
+			}
+		})
+	}
+	goMod := string(readFile(t, "go.mod"))
+	want := regexp.MustCompile(`(?m)^go (\d+\.\d+)`).FindStringSubmatch(goMod)
+	if want == nil {
+		t.Fatal("go.mod has no go directive")
+	}
+	re := regexp.MustCompile(`(?m)^ARG GO_VERSION=(\S+)`)
+	got := re.FindStringSubmatch(string(readFile(t, "deploy/Dockerfile")))
+	if got == nil || !strings.HasPrefix(got[1], want[1]) {
+		t.Errorf("the builder image is golang:%v; go.mod wants go %s", got, want[1])
+	}
+}
+
+// cgoOff reports whether st (or a stage it builds on) sets CGO_ENABLED=0.
+func cgoOff(stages map[string]*stage, st *stage) bool {
+	for st != nil {
+		for _, e := range append(st.instr("ENV"), st.instr("RUN")...) {
+			if strings.Contains(e, "CGO_ENABLED=0") {
+				return true
+			}
+		}
+		st = stages[st.base]
+	}
+	return false
+}
+
+// TestDockerContextHoldsWhatTheBinariesNeed lists the packages both
+// binaries are built from (go list -deps) and checks that the builder
+// copies their directories and that .dockerignore drops none of their
+// files: a new top-level package or an over-eager ignore pattern would
+// otherwise surface only in a failed image build.
+func TestDockerContextHoldsWhatTheBinariesNeed(t *testing.T) {
+	stages := dockerfile(t)
+	var copied []string
+	for _, st := range stages {
+		for _, c := range st.instr("COPY") {
+			f := strings.Fields(c)
+			if strings.HasPrefix(f[0], "--") {
+				continue
+			}
+			copied = append(copied, f[:len(f)-1]...)
+		}
+	}
+	var ignore []string
+	for _, line := range strings.Split(string(readFile(t, ".dockerignore")), "\n") {
+		line = strings.TrimSpace(line)
+		if line != "" && !strings.HasPrefix(line, "#") {
+			ignore = append(ignore, line)
+		}
+	}
+	args := []string{"list", "-deps", "-f", "{{if .Module}}{{if .Module.Main}}{{.Dir}}|{{join .GoFiles \",\"}}|{{join .EmbedFiles \",\"}}{{end}}{{end}}"}
+	for _, n := range sortedKeys(binaries) {
+		args = append(args, binaries[n])
+	}
+	cmd := exec.Command("go", args...)
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	absRoot, _ := filepath.Abs(root)
+	need := []string{"go.mod", "go.sum"}
+	pkgs := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if line == "" {
+			continue
+		}
+		parts := strings.Split(line, "|")
+		dir, err := filepath.Rel(absRoot, parts[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		pkgs++
+		for _, f := range append(strings.Split(parts[1], ","), strings.Split(parts[2], ",")...) {
+			if f != "" {
+				need = append(need, filepath.ToSlash(filepath.Join(dir, f)))
+			}
+		}
+	}
+	for _, f := range need {
+		if !slices.ContainsFunc(copied, func(c string) bool { return f == c || strings.HasPrefix(f, strings.TrimSuffix(c, "/")+"/") }) {
+			t.Errorf("%s is needed by the build but no COPY brings it into the builder (COPY %v)", f, copied)
+		}
+		for _, p := range ignore {
+			if dockerIgnored(p, f) {
+				t.Errorf("%s is needed by the build but .dockerignore drops it (%s)", f, p)
+			}
+		}
+	}
+	t.Logf("%d packages, %d files of the module reach the builder", pkgs, len(need))
+}
+
+// dockerIgnored matches a .dockerignore pattern (filepath.Match syntax,
+// a leading **/ for any depth) against rel or one of its parent
+// directories, as Docker does.
+func dockerIgnored(pattern, rel string) bool {
+	comps := strings.Split(rel, "/")
+	for k := 1; k <= len(comps); k++ {
+		prefix := comps[:k]
+		if q, ok := strings.CutPrefix(pattern, "**/"); ok {
+			for i := range prefix {
+				if ok, _ := filepath.Match(q, strings.Join(prefix[i:], "/")); ok {
+					return true
+				}
+			}
+			continue
+		}
+		if ok, _ := filepath.Match(pattern, strings.Join(prefix, "/")); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// parseWorkerConfig runs the worker's own validation (fleet.Parse: every
+// key, every destination's settings, every secret resolved) on a config
+// with env set.
+func parseWorkerConfig(t *testing.T, name string, b []byte, env map[string]string) *fleet.Config {
+	t.Helper()
+	setenv(t, env)
+	cfg, err := fleet.Parse(b)
+	if err != nil && strings.Contains(err.Error(), "field metrics not found") {
+		// The metrics listener is being added to the worker config
+		// (worker.metrics.listen); until then check everything else.
+		t.Logf("%s: this worker does not know worker.metrics yet; parsing the rest", name)
+		cfg, err = fleet.Parse(withoutMetrics(t, b))
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return cfg
+}
+
+func withoutMetrics(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	top := doc.Content[0]
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		if top.Content[i].Value != "worker" {
+			continue
+		}
+		w := top.Content[i+1]
+		for j := 0; j+1 < len(w.Content); j += 2 {
+			if w.Content[j].Value == "metrics" {
+				w.Content = append(w.Content[:j], w.Content[j+2:]...)
+				break
+			}
+		}
+	}
+	out, err := yaml.Marshal(&doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// workerConfig is a worker config with what the other files refer to.
+type workerConfig struct {
+	name    string
+	raw     map[string]any
+	cfg     *fleet.Config
+	metrics int // worker.metrics.listen port
+	envRefs []string
+}
+
+func loadWorkerConfig(t *testing.T, name string, b []byte, env map[string]string) workerConfig {
+	t.Helper()
+	w := workerConfig{name: name, cfg: parseWorkerConfig(t, name, b, env), envRefs: envRefs(t, b)}
+	if err := yaml.Unmarshal(b, &w.raw); err != nil {
+		t.Fatal(err)
+	}
+	listen := str(w.raw, "worker", "metrics", "listen")
+	if listen == "" {
+		t.Fatalf("%s: no worker.metrics.listen: the probes, the Service and Prometheus need it", name)
+	}
+	w.metrics = portOf(t, listen)
+	for _, ref := range w.envRefs {
+		if _, ok := env[ref]; !ok {
+			t.Errorf("%s names {env: %s}, which its environment does not set", name, ref)
+		}
+	}
+	return w
+}
+
+func (w workerConfig) destination(name string) *fleet.DestinationConfig {
+	for i := range w.cfg.Destinations {
+		if w.cfg.Destinations[i].Name == name {
+			return &w.cfg.Destinations[i]
+		}
+	}
+	return nil
+}
+
+func (w workerConfig) destinationsOfType(typ string) []map[string]any {
+	var out []map[string]any
+	for _, d := range list(w.raw, "destinations") {
+		if str(d, "type") == typ {
+			out = append(out, d.(map[string]any))
+		}
+	}
+	return out
+}
+
+func (w workerConfig) feeds() []string {
+	var out []string
+	for _, d := range w.cfg.Destinations {
+		out = append(out, d.Feeds...)
+	}
+	return out
+}
+
+// semantics builds a destination of the config to ask whether it appends
+// or replaces (the environment must still hold its secrets).
+func (w workerConfig) semantics(t *testing.T, d *fleet.DestinationConfig) workers.Semantics {
+	t.Helper()
+	f, ok := workers.Lookup(d.Type)
+	if !ok {
+		t.Fatalf("%s: destination type %q is not registered", w.name, d.Type)
+	}
+	dest, err := f(d.Name, &d.Settings, "settings")
+	if err != nil {
+		t.Fatalf("%s: %v", w.name, err)
+	}
+	return dest.Semantics()
+}
+
+// binaryKnows reports whether a binary links the package that registers
+// a destination or collector type (workers/<type>, producer/collect/<type>).
+func binaryKnows(t *testing.T, bin, pkg string) bool {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-deps", binaries[bin])
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	return slices.Contains(strings.Fields(string(out)), "github.com/usagefleet/usagefleet/"+pkg)
+}
+
+func checkTypesLinked(t *testing.T, where string, w workerConfig) {
+	t.Helper()
+	for _, d := range w.cfg.Destinations {
+		if !binaryKnows(t, "usage-worker", "workers/"+d.Type) {
+			t.Errorf("%s: destination type %s: usage-worker does not link workers/%s (internal/fleet/destinations.go imports the types it knows)", where, d.Type, d.Type)
+		}
+	}
+}
+
+// TestSampleUsageFile checks the file compose publishes: every row good,
+// and with a cost (the CloudZero destination needs one).
+func TestSampleUsageFile(t *testing.T) {
+	rows, errs, err := input.ReadFile(repoPath("deploy/compose/sample-usage.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range errs {
+		t.Error(e)
+	}
+	if len(rows) == 0 {
+		t.Fatal("no rows")
+	}
+	var sum messages.Sum
+	for _, r := range rows {
+		if !r.Record.BilledCost.IsSet() {
+			t.Errorf("line %d: no BilledCost: CloudZero would reject the record", r.Line)
+		}
+		sum.Add(r.Record.BilledCost)
+	}
+	t.Logf("%d records, cost %s", len(rows), sum.Decimal())
+}
+
+// TestDockerComposeConfig asks the docker CLI to validate the compose
+// file, where it can do so without an engine.
+func TestDockerComposeConfig(t *testing.T) {
+	if _, err := exec.LookPath("docker"); err != nil {
+		t.Skip("no docker CLI here: docker-compose.yml is checked by TestCompose only")
+	}
+	if out, err := exec.Command("docker", "compose", "version").CombinedOutput(); err != nil {
+		t.Skipf("the docker CLI here has no compose plugin (%s): docker-compose.yml is checked by TestCompose only", firstLine(out))
+	}
+	// config reads and interpolates the files; it needs no engine.
+	cmd := exec.Command("docker", "compose", "config", "-q")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("docker compose config -q: %v\n%s", err, out)
+	}
+}
+
+func firstLine(b []byte) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	return line
+}
+
+// compose is docker-compose.yml with what its services refer to.
+type compose struct {
+	doc      map[string]any
+	services map[string]any
+}
+
+func loadCompose(t *testing.T) compose {
+	t.Helper()
+	doc := yamlDoc(t, "docker-compose.yml")
+	c := compose{doc: doc, services: obj(doc, "services")}
+	if len(c.services) == 0 {
+		t.Fatal("docker-compose.yml: no services")
+	}
+	return c
+}
+
+// env is what a service's processes see: its env_file entries, then its
+// environment.
+func (c compose) env(t *testing.T, svc string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, f := range strs(list(c.services, svc, "env_file")) {
+		for k, v := range envFile(t, f) {
+			out[k] = v
+		}
+	}
+	for k, v := range obj(c.services, svc, "environment") {
+		out[k] = fmt.Sprint(v)
+	}
+	return out
+}
+
+// mount returns the host file (relative to the repository) bind-mounted
+// at target in svc's container, or "".
+func (c compose) mount(svc, target string) string {
+	for _, v := range strs(list(c.services, svc, "volumes")) {
+		parts := strings.Split(v, ":")
+		if len(parts) >= 2 && parts[1] == target && strings.HasPrefix(parts[0], "./") {
+			return strings.TrimPrefix(parts[0], "./")
+		}
+	}
+	return ""
+}
+
+// binaryOf is the usagefleet binary a service runs (from its image), or "".
+func (c compose) binaryOf(svc string) string {
+	img := str(c.services, svc, "image")
+	name, ok := strings.CutPrefix(img, "usagefleet/")
+	if !ok {
+		return ""
+	}
+	name, _, _ = strings.Cut(name, ":")
+	return name
+}
+
+func (c compose) invocation(t *testing.T, svc string) (invocation, bool) {
+	t.Helper()
+	bin := c.binaryOf(svc)
+	if bin == "" {
+		t.Fatalf("service %s runs no usagefleet image", svc)
+	}
+	return parseInvocation(t, "compose service "+svc, bin, strs(list(c.services, svc, "command")))
+}
+
+// servicesRunning lists the services whose command is cmd, sorted.
+func (c compose) servicesRunning(cmd string) []string {
+	var out []string
+	for _, name := range sortedKeys(c.services) {
+		if c.binaryOf(name) != "" {
+			if argv := strs(list(c.services, name, "command")); len(argv) > 0 && argv[0] == cmd {
+				out = append(out, name)
+			}
+		}
+	}
+	return out
+}
+
+func (c compose) natsServices() []string {
+	var out []string
+	for _, name := range sortedKeys(c.services) {
+		if strings.HasPrefix(str(c.services, name, "image"), "nats:") {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+func TestCompose(t *testing.T) {
+	c := loadCompose(t)
+	stages := dockerfile(t)
+	natsCfg := loadNATSConfigs(t)
+
+	t.Run("images are the Dockerfile's targets", func(t *testing.T) {
+		for _, name := range sortedKeys(c.services) {
+			bin := c.binaryOf(name)
+			build := obj(c.services, name, "build")
+			if bin == "" {
+				if build != nil {
+					t.Errorf("service %s builds an image not named usagefleet/<binary>", name)
+				}
+				continue
+			}
+			if _, ok := binaries[bin]; !ok || stages[bin] == nil {
+				t.Errorf("service %s: image %s is no Dockerfile target", name, str(c.services, name, "image"))
+			}
+			if build == nil {
+				t.Errorf("service %s: no build: compose would pull %s", name, str(c.services, name, "image"))
+				continue
+			}
+			if got := str(build, "target"); got != bin {
+				t.Errorf("service %s: image usagefleet/%s built from target %q", name, bin, got)
+			}
+			if str(build, "context") != "." || str(build, "dockerfile") != "deploy/Dockerfile" {
+				t.Errorf("service %s: build %v; want context . and dockerfile deploy/Dockerfile", name, build)
+			}
+		}
+	})
+
+	t.Run("every bind-mounted file exists", func(t *testing.T) {
+		for _, name := range sortedKeys(c.services) {
+			for _, v := range strs(list(c.services, name, "volumes")) {
+				src, _, _ := strings.Cut(v, ":")
+				if strings.HasPrefix(src, "./") {
+					if _, err := os.Stat(repoPath(src)); err != nil {
+						t.Errorf("service %s mounts %s: %v", name, src, err)
+					}
+				}
+			}
+			for _, f := range strs(list(c.services, name, "env_file")) {
+				if _, err := os.Stat(repoPath(f)); err != nil {
+					t.Errorf("service %s: env_file %s: %v", name, f, err)
+				}
+			}
+		}
+	})
+
+	t.Run("the NATS services run the deploy/nats configs", func(t *testing.T) {
+		svcs := c.natsServices()
+		if len(svcs) != 3 {
+			t.Fatalf("NATS services %v; want 3", svcs)
+		}
+		for _, name := range svcs {
+			argv := strs(list(c.services, name, "command"))
+			if len(argv) != 2 || argv[0] != "--config" {
+				t.Fatalf("service %s: command %v; want [--config FILE]", name, argv)
+			}
+			conf := c.mount(name, argv[1])
+			nc := natsCfg.byFile[conf]
+			if nc == nil {
+				t.Fatalf("service %s runs %s, mounted from %q: not a deploy/nats config", name, argv[1], conf)
+			}
+			if nc.opts.ServerName != name {
+				t.Errorf("service %s runs server_name %s: the routes name the nodes by service", name, nc.opts.ServerName)
+			}
+			if inc := c.mount(name, filepath.ToSlash(filepath.Join(filepath.Dir(argv[1]), "accounts.conf"))); inc != "deploy/nats/accounts.conf" {
+				t.Errorf("service %s: accounts.conf is not mounted next to its config (include ./accounts.conf)", name)
+			}
+			data := false
+			for _, v := range strs(list(c.services, name, "volumes")) {
+				src, dst, _ := strings.Cut(v, ":")
+				if !strings.HasPrefix(src, "./") && strings.HasPrefix(nc.opts.StoreDir, strings.TrimSuffix(dst, "/")+"/") {
+					data = true
+				}
+			}
+			if !data {
+				t.Errorf("service %s: no volume holds the JetStream store %s: a restart would lose every stream", name, nc.opts.StoreDir)
+			}
+			hc := strings.Join(strs(list(c.services, name, "healthcheck", "test")), " ")
+			if !strings.Contains(hc, fmt.Sprintf(":%d/healthz", nc.opts.HTTPPort)) {
+				t.Errorf("service %s: healthcheck %q does not ask the monitoring port %d", name, hc, nc.opts.HTTPPort)
+			}
+			for _, r := range nc.opts.Routes {
+				if !slices.Contains(svcs, r.Hostname()) {
+					t.Errorf("%s routes to %s, which is no NATS service", conf, r.Host)
+				}
+			}
+			setenv(t, c.env(t, name))
+			if _, err := natsProcess(conf); err != nil {
+				t.Errorf("service %s: its environment does not start %s: %v", name, conf, err)
+			}
+		}
+	})
+
+	sandbox, sbOK := c.invocation(t, "sandbox")
+	sbEnv := c.env(t, "sandbox")
+	sbPort := func(emu string) int {
+		p, err := strconv.Atoi(sandbox.flags[emu+"-port"])
+		if err != nil {
+			t.Fatalf("the sandbox command sets no --%s-port: the configs could not know where it listens", emu)
+		}
+		return p
+	}
+
+	t.Run("the sandbox stays on loopback and the workers share its namespace", func(t *testing.T) {
+		if !sbOK {
+			t.FailNow()
+		}
+		if h := sandbox.flags["host"]; h != "127.0.0.1" && h != "" {
+			t.Errorf("sandbox --host %s: the emulators refuse anything but loopback", h)
+		}
+		for _, name := range sortedKeys(c.services) {
+			nm := str(c.services, name, "network_mode")
+			if nm == "" {
+				continue
+			}
+			owner, ok := strings.CutPrefix(nm, "service:")
+			if !ok || c.services[owner] == nil {
+				t.Errorf("service %s: network_mode %q names no service", name, nm)
+			}
+			for _, k := range []string{"ports", "networks", "hostname"} {
+				if at(c.services, name, k) != nil {
+					t.Errorf("service %s shares %s's network namespace and cannot set %s", name, owner, k)
+				}
+			}
+			if _, ok := obj(c.services, name, "depends_on")[owner]; !ok {
+				t.Errorf("service %s shares %s's namespace but does not depend on it", name, owner)
+			}
+		}
+		for _, env := range []string{"cloudzero-key-env", "webhook-token-env", "cloudcruiser-token-env", "acronis-secret-env"} {
+			if v := sandbox.flags[env]; v != "" {
+				if _, ok := sbEnv[v]; !ok {
+					t.Errorf("sandbox --%s=%s: the sandbox's environment does not set it (it would fall back to its default)", env, v)
+				}
+			}
+		}
+	})
+
+	workerSvcs := c.servicesRunning("run")
+	var ws []workerConfig
+	t.Run("workers", func(t *testing.T) {
+		if len(workerSvcs) < 2 {
+			t.Fatalf("worker services %v; want at least 2", workerSvcs)
+		}
+		listens := map[int]string{}
+		for _, emu := range []string{"acronis", "cloudcruiser", "cloudzero", "here", "webhook"} {
+			if p := sandbox.flags[emu+"-port"]; p != "" {
+				n, _ := strconv.Atoi(p)
+				listens[n] = "sandbox " + emu
+			}
+		}
+		for _, name := range workerSvcs {
+			inv, ok := c.invocation(t, name)
+			if !ok {
+				continue
+			}
+			conf := c.mount(name, inv.flags["config"])
+			if conf == "" {
+				t.Fatalf("service %s: --config %s is not mounted from the repository", name, inv.flags["config"])
+			}
+			env := c.env(t, name)
+			w := loadWorkerConfig(t, conf, readFile(t, conf), env)
+			ws = append(ws, w)
+			checkTypesLinked(t, conf, w)
+			if str(c.services, name, "network_mode") != "service:sandbox" {
+				t.Errorf("service %s does not share the sandbox's network namespace: the emulators are on its loopback only", name)
+			}
+			if other, dup := listens[w.metrics]; dup {
+				t.Errorf("service %s: metrics port %d is taken by %s in the shared namespace", name, w.metrics, other)
+			}
+			listens[w.metrics] = name
+			if w.cfg.Streams.Replicas != 3 {
+				t.Errorf("%s: streams.replicas %d on a 3-node cluster", conf, w.cfg.Streams.Replicas)
+			}
+			checkNATSURL(t, conf, w.cfg.NATS.URL, c.natsServices(), natsCfg.port)
+			if !natsCfg.hasUser(w.cfg.NATS.User) {
+				t.Errorf("%s: nats.user %q is no NATS user", conf, w.cfg.NATS.User)
+			}
+			if w.cfg.NATS.User != "worker" {
+				t.Errorf("%s: the worker logs in as %q, not worker: the permissions are per role", conf, w.cfg.NATS.User)
+			}
+			grace, err := time.ParseDuration(str(c.services, name, "stop_grace_period"))
+			if drain := w.cfg.Worker.DrainTimeout.D(20 * time.Second); err != nil || grace <= drain {
+				t.Errorf("service %s: stop_grace_period %q; want above worker.drain_timeout %v", name, str(c.services, name, "stop_grace_period"), drain)
+			}
+			for _, d := range w.destinationsOfType("cloudzero") {
+				if u := str(d, "settings", "base_url"); hostOf(t, u) != "127.0.0.1" || portOf(t, u) != sbPort("cloudzero") {
+					t.Errorf("%s: destination %s base_url %s; the CloudZero emulator is on 127.0.0.1:%d", conf, str(d, "name"), u, sbPort("cloudzero"))
+				}
+				if got, want := str(d, "settings", "connection_id"), sandbox.flags["cloudzero-connection"]; got != want {
+					t.Errorf("%s: connection_id %q; the sandbox serves %q", conf, got, want)
+				}
+				if got, want := str(d, "settings", "api_key", "env"), sandbox.flags["cloudzero-key-env"]; got != want {
+					t.Errorf("%s: api_key from $%s; the sandbox accepts $%s", conf, got, want)
+				}
+			}
+			for _, d := range w.destinationsOfType("webhook") {
+				if u := str(d, "settings", "url"); hostOf(t, u) != "127.0.0.1" || portOf(t, u) != sbPort("webhook") {
+					t.Errorf("%s: destination %s url %s; the webhook emulator is on 127.0.0.1:%d", conf, str(d, "name"), u, sbPort("webhook"))
+				}
+				if got, want := str(d, "settings", "token", "env"), sandbox.flags["webhook-token-env"]; got != want {
+					t.Errorf("%s: token from $%s; the sandbox requires $%s", conf, got, want)
+				}
+			}
+		}
+		// The replicas run the same configuration but for the port.
+		for _, w := range ws[1:] {
+			a, b := stripMetrics(ws[0].raw), stripMetrics(w.raw)
+			ja, _ := json.Marshal(a)
+			jb, _ := json.Marshal(b)
+			if !bytes.Equal(ja, jb) {
+				t.Errorf("%s and %s differ in more than worker.metrics", ws[0].name, w.name)
+			}
+		}
+	})
+
+	t.Run("publish-sample", func(t *testing.T) {
+		inv, ok := c.invocation(t, "publish-sample")
+		if !ok || inv.command != "publish" {
+			t.Fatalf("publish-sample runs %q", inv.command)
+		}
+		env := c.env(t, "publish-sample")
+		feed := inv.flags["feed"]
+		for _, w := range ws {
+			if !slices.Contains(w.feeds(), feed) {
+				t.Errorf("--feed %s: no destination of %s serves it", feed, w.name)
+			}
+			for _, d := range strings.Split(inv.flags["dest"], ",") {
+				if w.destination(d) == nil {
+					t.Errorf("--dest %s: %s has no such destination", d, w.name)
+				}
+			}
+		}
+		if !natsCfg.hasUser(inv.flags["user"]) || inv.flags["user"] != "producer" {
+			t.Errorf("--user %q; want the NATS producer user", inv.flags["user"])
+		}
+		if _, ok := env[inv.flags["password-env"]]; !ok {
+			t.Errorf("--password-env %s: not in the service's environment", inv.flags["password-env"])
+		}
+		checkNATSURL(t, "publish-sample $NATS_URL", env["NATS_URL"], c.natsServices(), natsCfg.port)
+		if len(inv.args) == 0 {
+			t.Fatal("publishes no file")
+		}
+		for _, f := range inv.args {
+			if c.mount("publish-sample", f) == "" {
+				t.Errorf("publishes %s, which is not mounted", f)
+			}
+		}
+	})
+
+	t.Run("collector", func(t *testing.T) {
+		inv, ok := c.invocation(t, "collector")
+		if !ok || inv.command != "collect" {
+			t.Fatalf("collector runs %q", inv.command)
+		}
+		conf := c.mount("collector", inv.flags["config"])
+		if conf == "" {
+			t.Fatalf("--config %s is not mounted", inv.flags["config"])
+		}
+		b := readFile(t, conf)
+		env := c.env(t, "collector")
+		setenv(t, env)
+		cfg, err := collect.ParseConfig(b)
+		if err != nil {
+			t.Fatalf("%s: %v", conf, err)
+		}
+		for _, ref := range envRefs(t, b) {
+			if _, ok := env[ref]; !ok {
+				t.Errorf("%s names {env: %s}, which the collector's environment does not set", conf, ref)
+			}
+		}
+		if cfg.NATS.User != "collector" || !natsCfg.hasUser(cfg.NATS.User) {
+			t.Errorf("%s: nats.user %q; want the NATS collector user", conf, cfg.NATS.User)
+		}
+		checkNATSURL(t, conf, cfg.NATS.URL, c.natsServices(), natsCfg.port)
+		if str(c.services, "collector", "network_mode") != "service:sandbox" {
+			t.Error("the collector does not share the sandbox's namespace: the Acronis emulator is on its loopback only")
+		}
+		var raw map[string]any
+		if err := yaml.Unmarshal(b, &raw); err != nil {
+			t.Fatal(err)
+		}
+		for _, cc := range list(raw, "collectors") {
+			if !binaryKnows(t, "usage-producer", "producer/collect/"+str(cc, "type")) {
+				t.Errorf("%s: collector type %s: usage-producer does not link producer/collect/%s", conf, str(cc, "type"), str(cc, "type"))
+			}
+			for _, w := range ws {
+				if !slices.Contains(w.feeds(), str(cc, "feed")) {
+					t.Errorf("%s: collector %s publishes to feed %s, which no destination of %s serves", conf, str(cc, "name"), str(cc, "feed"), w.name)
+				}
+			}
+			if str(cc, "type") != "acronis" {
+				continue
+			}
+			if u := str(cc, "settings", "base_url"); hostOf(t, u) != "127.0.0.1" || portOf(t, u) != sbPort("acronis") {
+				t.Errorf("%s: base_url %s; the Acronis emulator is on 127.0.0.1:%d", conf, u, sbPort("acronis"))
+			}
+			if got, want := str(cc, "settings", "client_id"), sandbox.flags["acronis-client-id"]; got != want {
+				t.Errorf("%s: client_id %q; the sandbox accepts %q", conf, got, want)
+			}
+			if got, want := str(cc, "settings", "client_secret", "env"), sandbox.flags["acronis-secret-env"]; got != want {
+				t.Errorf("%s: client_secret from $%s; the sandbox reads $%s", conf, got, want)
+			}
+			emu := sbacronis.New(sbacronis.Config{ClientID: sandbox.flags["acronis-client-id"], ClientSecret: sbEnv[sandbox.flags["acronis-secret-env"]]})
+			if got := str(cc, "settings", "tenant_id"); got != emu.RootTenantID() {
+				t.Errorf("%s: tenant_id %s; the emulator's client belongs to %s", conf, got, emu.RootTenantID())
+			}
+		}
+	})
+
+	t.Run("telemetry endpoints", func(t *testing.T) {
+		otel := yamlDoc(t, "deploy/otel/collector.yaml")
+		httpPort := portOf(t, str(otel, "receivers", "otlp", "protocols", "http", "endpoint"))
+		grpcPort := portOf(t, str(otel, "receivers", "otlp", "protocols", "grpc", "endpoint"))
+		otelSvc := ""
+		for _, name := range sortedKeys(c.services) {
+			if c.mount(name, "/etc/otelcol/config.yaml") == "deploy/otel/collector.yaml" {
+				otelSvc = name
+			}
+		}
+		if otelSvc == "" {
+			t.Fatal("no service runs deploy/otel/collector.yaml")
+		}
+		for _, name := range sortedKeys(c.services) {
+			env := c.env(t, name)
+			for _, k := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"} {
+				v := env[k]
+				if v == "" {
+					continue
+				}
+				want := httpPort
+				if env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "grpc" {
+					want = grpcPort
+				}
+				if hostOf(t, v) != otelSvc || portOf(t, v) != want {
+					t.Errorf("service %s: %s=%s; the collector is %s:%d", name, k, v, otelSvc, want)
+				}
+			}
+		}
+		prom := yamlDoc(t, "deploy/prometheus/prometheus.yml")
+		targets := map[string][]string{}
+		for _, sc := range list(prom, "scrape_configs") {
+			for _, st := range list(sc, "static_configs") {
+				targets[str(sc, "job_name")] = append(targets[str(sc, "job_name")], strs(list(st, "targets"))...)
+			}
+		}
+		var want []string
+		for _, w := range ws {
+			want = append(want, fmt.Sprintf("sandbox:%d", w.metrics))
+		}
+		slices.Sort(want)
+		got := slices.Sorted(slices.Values(targets["usage-worker"]))
+		if !slices.Equal(got, want) {
+			t.Errorf("Prometheus scrapes the workers at %v; they listen at %v (in the sandbox's namespace)", got, want)
+		}
+		promPort := portOf(t, str(otel, "exporters", "prometheus", "endpoint"))
+		if !slices.Contains(targets["otel-collector"], fmt.Sprintf("%s:%d", otelSvc, promPort)) {
+			t.Errorf("Prometheus does not scrape the collector's exporter at %s:%d: %v", otelSvc, promPort, targets["otel-collector"])
+		}
+		for job, ts := range targets {
+			for _, tg := range ts {
+				if h := hostOf(t, tg); h != "localhost" && c.services[h] == nil {
+					t.Errorf("job %s scrapes %s, which is no service", job, tg)
+				}
+			}
+		}
+	})
+}
+
+func stripMetrics(raw map[string]any) map[string]any {
+	b, _ := json.Marshal(raw)
+	var cp map[string]any
+	_ = json.Unmarshal(b, &cp)
+	if w, ok := cp["worker"].(map[string]any); ok {
+		delete(w, "metrics")
+	}
+	return cp
+}
+
+// checkNATSURL checks a comma-separated NATS URL list names NATS servers
+// on their client port, all of them when there are several.
+func checkNATSURL(t *testing.T, where, urls string, servers []string, port int) {
+	t.Helper()
+	var hosts []string
+	for _, u := range strings.Split(urls, ",") {
+		pu, err := url.Parse(strings.TrimSpace(u))
+		if err != nil || pu.Scheme != "nats" {
+			t.Errorf("%s: NATS URL %q", where, u)
+			continue
+		}
+		if pu.User != nil {
+			t.Errorf("%s: credentials in the NATS URL: use user and password: {env: ...}", where)
+		}
+		if p, _ := strconv.Atoi(pu.Port()); p != port {
+			t.Errorf("%s: %s: the servers listen on %d", where, u, port)
+		}
+		hosts = append(hosts, pu.Hostname())
+	}
+	if len(servers) > 0 {
+		slices.Sort(hosts)
+		if !slices.Equal(hosts, servers) {
+			t.Errorf("%s: NATS URL lists %v; list every node (%v) so a client fails over", where, hosts, servers)
+		}
+	}
+}

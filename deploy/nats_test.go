@@ -1,0 +1,490 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/usagefleet/usagefleet/internal/config"
+	"github.com/usagefleet/usagefleet/internal/natsutil"
+	sbwebhook "github.com/usagefleet/usagefleet/internal/sandbox/webhook"
+	"github.com/usagefleet/usagefleet/internal/usagegen"
+	"github.com/usagefleet/usagefleet/messages"
+	"github.com/usagefleet/usagefleet/producer"
+	"github.com/usagefleet/usagefleet/workers"
+	"github.com/usagefleet/usagefleet/workers/webhook"
+)
+
+var natsFiles = []string{"deploy/nats/nats-1.conf", "deploy/nats/nats-2.conf", "deploy/nats/nats-3.conf"}
+
+// The account the fleet's streams live in; KEDA's ScaledObject names it.
+const fleetAccount = "USAGEFLEET"
+
+type natsNode struct {
+	file string
+	opts *server.Options
+}
+
+type natsConfigs struct {
+	nodes  []*natsNode
+	byFile map[string]*natsNode
+	port   int               // client port
+	users  map[string]string // user → account
+}
+
+func (n *natsConfigs) hasUser(u string) bool { _, ok := n.users[u]; return ok }
+
+func natsProcess(rel string) (*server.Options, error) {
+	return server.ProcessConfigFile(repoPath(rel))
+}
+
+// loadNATSConfigs reads the three node configs with the server's own
+// parser, with the development environment (their passwords) set.
+func loadNATSConfigs(t *testing.T) *natsConfigs {
+	t.Helper()
+	setenv(t, envFile(t, "deploy/compose/dev.env"))
+	c := &natsConfigs{byFile: map[string]*natsNode{}, users: map[string]string{}}
+	for _, f := range natsFiles {
+		o, err := natsProcess(f)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		n := &natsNode{file: f, opts: o}
+		c.nodes = append(c.nodes, n)
+		c.byFile[f] = n
+	}
+	c.port = c.nodes[0].opts.Port
+	for _, u := range c.nodes[0].opts.Users {
+		acc := ""
+		if u.Account != nil {
+			acc = u.Account.Name
+		}
+		c.users[u.Username] = acc
+	}
+	return c
+}
+
+// TestNATSConfigs checks the three node configs as the server reads them:
+// JetStream with a store, a cluster of three routes naming the three
+// nodes, the monitoring port KEDA reads, the users of each role in the
+// fleet's account, passwords that must come from the environment, and
+// files that differ only in the node's name.
+func TestNATSConfigs(t *testing.T) {
+	c := loadNATSConfigs(t)
+	names := map[string]bool{}
+	for _, n := range c.nodes {
+		o := n.opts
+		if !o.JetStream || o.StoreDir == "" {
+			t.Errorf("%s: jetstream %v, store_dir %q", n.file, o.JetStream, o.StoreDir)
+		}
+		if o.ServerName == "" || names[o.ServerName] {
+			t.Errorf("%s: server_name %q is empty or used twice", n.file, o.ServerName)
+		}
+		names[o.ServerName] = true
+		if o.Cluster.Name != c.nodes[0].opts.Cluster.Name || o.Cluster.Port == 0 {
+			t.Errorf("%s: cluster %q port %d", n.file, o.Cluster.Name, o.Cluster.Port)
+		}
+		if len(o.Routes) != 3 {
+			t.Errorf("%s: %d routes; want 3 (every node, itself included)", n.file, len(o.Routes))
+		}
+		for _, r := range o.Routes {
+			if r.Port() != fmt.Sprint(o.Cluster.Port) {
+				t.Errorf("%s: route %s; the cluster port is %d", n.file, r, o.Cluster.Port)
+			}
+		}
+		if o.HTTPPort != 8222 {
+			t.Errorf("%s: http_port %d; KEDA and the healthchecks use 8222", n.file, o.HTTPPort)
+		}
+		if o.Port != c.port {
+			t.Errorf("%s: client port %d, another node %d", n.file, o.Port, c.port)
+		}
+		if o.SystemAccount == "" || o.SystemAccount == fleetAccount {
+			t.Errorf("%s: system_account %q", n.file, o.SystemAccount)
+		}
+	}
+	for name := range names {
+		found := false
+		for _, r := range c.nodes[0].opts.Routes {
+			found = found || r.Hostname() == name
+		}
+		if !found {
+			t.Errorf("no route names node %s", name)
+		}
+	}
+	for _, u := range []string{"worker", "producer", "collector"} {
+		if c.users[u] != fleetAccount {
+			t.Errorf("user %s is in account %q; want %s", u, c.users[u], fleetAccount)
+		}
+	}
+
+	// The files are one file but for the node's name.
+	norm := regexp.MustCompile(`(?m)^server_name: .*$|(?m)^# usagefleet NATS node .*$`)
+	first := norm.ReplaceAllString(string(readFile(t, natsFiles[0])), "")
+	for _, f := range natsFiles[1:] {
+		if got := norm.ReplaceAllString(string(readFile(t, f)), ""); got != first {
+			t.Errorf("%s differs from %s in more than server_name", f, natsFiles[0])
+		}
+	}
+
+	// A password missing from the environment stops the server.
+	for _, v := range []string{"WORKER_PASSWORD", "PRODUCER_PASSWORD", "COLLECTOR_PASSWORD", "SYS_PASSWORD"} {
+		t.Run("without "+v, func(t *testing.T) {
+			old := os.Getenv(v)
+			os.Unsetenv(v)
+			t.Cleanup(func() { os.Setenv(v, old) })
+			if _, err := natsProcess(natsFiles[0]); err == nil || !strings.Contains(err.Error(), v) {
+				t.Errorf("with $%s unset the config loads (err %v)", v, err)
+			}
+		})
+	}
+}
+
+// deployCluster is the three nodes of deploy/nats started in this
+// process: their own configuration, with only what a single machine
+// needs changed (loopback, free ports, the routes pointing at those ports,
+// temporary stores).
+type deployCluster struct {
+	servers []*server.Server
+	urls    string
+}
+
+func startDeployCluster(t *testing.T, c *natsConfigs) *deployCluster {
+	t.Helper()
+	ports := map[string]int{} // node name → route port
+	var ls []net.Listener
+	for _, n := range c.nodes {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		ports[n.opts.ServerName] = l.Addr().(*net.TCPAddr).Port
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	dc := &deployCluster{}
+	for _, n := range c.nodes {
+		o := n.opts.Clone()
+		o.Host = "127.0.0.1"
+		o.Port = server.RANDOM_PORT
+		o.HTTPPort = 0
+		o.Cluster.Host = "127.0.0.1"
+		o.Cluster.Port = ports[o.ServerName]
+		o.Routes = nil
+		for _, r := range n.opts.Routes {
+			p, ok := ports[r.Hostname()]
+			if !ok {
+				t.Fatalf("%s routes to %s, which is none of the nodes", n.file, r.Host)
+			}
+			o.Routes = append(o.Routes, &url.URL{Scheme: r.Scheme, User: r.User, Host: fmt.Sprintf("127.0.0.1:%d", p)})
+		}
+		o.StoreDir = t.TempDir()
+		o.NoSigs, o.NoLog = true, true
+		s, err := server.NewServer(o)
+		if err != nil {
+			t.Fatalf("%s: %v", n.file, err)
+		}
+		go s.Start()
+		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+		dc.servers = append(dc.servers, s)
+	}
+	var urls []string
+	for _, s := range dc.servers {
+		if !s.ReadyForConnections(30 * time.Second) {
+			t.Fatalf("node %s not ready", s.Name())
+		}
+		urls = append(urls, s.ClientURL())
+	}
+	dc.urls = strings.Join(urls, ",")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		leaders, current := 0, 0
+		for _, s := range dc.servers {
+			if s.JetStreamIsLeader() {
+				leaders++
+			}
+			if s.JetStreamIsCurrent() {
+				current++
+			}
+		}
+		if leaders == 1 && current == len(dc.servers) {
+			return dc
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no JetStream meta leader after 30s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// conn is a client logged in as one of the deploy users; violations
+// collects the permission errors the server sends it.
+type conn struct {
+	nc         *nats.Conn
+	js         jetstream.JetStream
+	mu         sync.Mutex
+	violations []string
+}
+
+func (dc *deployCluster) login(t *testing.T, user string) *conn {
+	t.Helper()
+	pw := os.Getenv(strings.ToUpper(user) + "_PASSWORD")
+	nc, err := natsutil.Connect(context.Background(), natsutil.Options{URL: dc.urls, User: user, Password: config.NewSecret(pw)}, "deploy-test-"+user)
+	if err != nil {
+		t.Fatalf("login as %s: %v", user, err)
+	}
+	t.Cleanup(nc.Close)
+	c := &conn{nc: nc}
+	nc.SetErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		c.mu.Lock()
+		c.violations = append(c.violations, err.Error())
+		c.mu.Unlock()
+	})
+	if c.js, err = jetstream.New(nc); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// denied waits for the server to refuse a publish to subject.
+func (c *conn) denied(subject string) bool {
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		c.mu.Lock()
+		for _, v := range c.violations {
+			if strings.Contains(v, "Permissions Violation") && strings.Contains(v, subject) {
+				c.mu.Unlock()
+				return true
+			}
+		}
+		c.mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+	}
+	return false
+}
+
+// TestNATSConfigRunsTheFleet starts the cluster from deploy/nats and moves
+// usage through it as the deploy users: the worker creates the R3 streams
+// and buckets and runs a webhook pool, the producer publishes and waits for
+// the acks, the collector keeps a checkpoint and publishes; and each user
+// is refused what its role must not do. Permissions too tight would break
+// production; too loose would let a producer delete the stream.
+func TestNATSConfigRunsTheFleet(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node cluster from the deploy configs (about 10 s)")
+	}
+	started := time.Now()
+	c := loadNATSConfigs(t)
+	dc := startDeployCluster(t, c)
+	t.Logf("cluster from deploy/nats up in %v", time.Since(started).Round(time.Millisecond))
+	ctx := context.Background()
+
+	worker := dc.login(t, "worker")
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := natsutil.EnsureStreams(sctx, worker.js, natsutil.StreamOptions{Replicas: 3, LeaseTTL: config.Duration(10 * time.Second)})
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker user cannot create the streams: %v", err)
+		}
+		t.Logf("creating the streams: %v; trying again", err)
+	}
+
+	sb := sbwebhook.New(sbwebhook.Config{Token: "s3cret"})
+	srv := httptest.NewServer(sb.Handler())
+	t.Cleanup(srv.Close)
+	dest, err := webhook.New("hook", webhook.Settings{URL: srv.URL + "/ingest", Token: config.NewSecret("s3cret")}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	pool, err := workers.NewPool(worker.nc, dest, workers.Options{Feeds: []string{"cloud"}, LeaseTTL: 10 * time.Second, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- pool.Run(pctx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("the pool, as the worker user: %v", err)
+		}
+	})
+
+	// The producer publishes and waits as the CLI does (--wait without
+	// --dest lists the destinations from the consumers on USAGE).
+	prodConn := dc.login(t, "producer")
+	prod, err := producer.New(prodConn.nc, producer.Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 2000
+	recs := usagegen.Generate(n, usagegen.Options{Seed: 5, Hours: 6})
+	want := usagegen.Total(recs)
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for i := 0; i < n; i += n / 2 {
+		res, err := prod.Publish(wctx, &messages.Batch{ID: fmt.Sprintf("deploy-%d", i), Feed: "cloud", Source: "deploy", Records: recs[i : i+n/2]})
+		if err != nil {
+			t.Fatalf("the producer user cannot publish: %v", err)
+		}
+		sums, err := prod.Wait(wctx, res, nil, nil)
+		if err != nil {
+			t.Fatalf("the producer user cannot wait for acks: %v", err)
+		}
+		if s := sums["hook"]; s == nil || s.Delivered != len(res.Parts) || !s.Cost.Equal(res.Cost) {
+			t.Fatalf("batch %s: %+v", res.BatchID, s)
+		}
+	}
+	if st := sb.Stats(); st.UniqueRecords != n || !st.UniqueCost.Equal(want.Cost.Big()) {
+		t.Fatalf("the receiver holds %d records costing %s; published %d costing %s", st.UniqueRecords, st.UniqueCost, n, want.Cost)
+	}
+
+	// The workers' acks reach the server (else every part would come back
+	// after AckWait).
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		cons, err := worker.js.Consumer(ictx, messages.StreamUsage, workers.ConsumerName("hook"))
+		var info *jetstream.ConsumerInfo
+		if err == nil {
+			info, err = cons.Info(ictx)
+		}
+		cancel()
+		if err == nil && info.NumAckPending == 0 && info.NumPending == 0 && info.AckFloor.Stream > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker's acks do not reach the server: consumer %+v, err %v", info, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// The collector keeps its checkpoint and publishes.
+	coll := dc.login(t, "collector")
+	kv, err := coll.js.KeyValue(wctx, messages.BucketCheckpoints)
+	if err != nil {
+		t.Fatalf("the collector user cannot open its checkpoints: %v", err)
+	}
+	if _, err := kv.Put(wctx, "deploy-test", []byte(`{}`)); err != nil {
+		t.Fatalf("the collector user cannot write a checkpoint: %v", err)
+	}
+	// A KV read is a direct get, which any replica may answer: right after
+	// the write a follower may not have it yet.
+	for tries := 0; ; tries++ {
+		_, err := kv.Get(wctx, "deploy-test")
+		if err == nil {
+			break
+		}
+		if tries == 50 {
+			t.Fatalf("the collector user cannot read its checkpoint: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cprod, err := producer.New(coll.nc, producer.Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cprod.Publish(wctx, &messages.Batch{ID: "deploy-collector", Feed: "msp", Source: "deploy-collector", Records: recs[:10]}); err != nil {
+		t.Fatalf("the collector user cannot publish: %v", err)
+	}
+	t.Logf("worker, producer and collector did their work in %v", time.Since(started).Round(time.Millisecond))
+
+	// What each role must not do. A refused JetStream API request gets no
+	// answer: give each a short deadline.
+	refuse := func(who *conn, what string, call func(ctx context.Context) error) {
+		t.Helper()
+		rctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+		defer cancel()
+		if err := call(rctx); err == nil {
+			t.Errorf("%s was allowed", what)
+		}
+	}
+	refuse(prodConn, "the producer deleting USAGE", func(ctx context.Context) error { return prodConn.js.DeleteStream(ctx, messages.StreamUsage) })
+	refuse(prodConn, "the producer purging USAGE", func(ctx context.Context) error {
+		s, err := prodConn.js.Stream(ctx, messages.StreamUsage)
+		if err != nil {
+			return err
+		}
+		return s.Purge(ctx)
+	})
+	refuse(prodConn, "the producer changing USAGE", func(ctx context.Context) error {
+		_, err := prodConn.js.UpdateStream(ctx, jetstream.StreamConfig{Name: messages.StreamUsage, Subjects: []string{"usage.>"}, MaxAge: time.Hour, Replicas: 3})
+		return err
+	})
+	refuse(prodConn, "the producer deleting the workers' consumer", func(ctx context.Context) error {
+		return prodConn.js.DeleteConsumer(ctx, messages.StreamUsage, workers.ConsumerName("hook"))
+	})
+	refuse(prodConn, "the producer reading a part back", func(ctx context.Context) error {
+		s, err := prodConn.js.Stream(ctx, messages.StreamUsage)
+		if err != nil {
+			return err
+		}
+		_, err = s.GetMsg(ctx, 1)
+		return err
+	})
+	refuse(prodConn, "the producer reading a subject's last part", func(ctx context.Context) error {
+		s, err := prodConn.js.Stream(ctx, messages.StreamUsage)
+		if err != nil {
+			return err
+		}
+		_, err = s.GetLastMsgForSubject(ctx, "usage.cloud.>")
+		return err
+	})
+	refuse(worker, "the worker deleting USAGE", func(ctx context.Context) error { return worker.js.DeleteStream(ctx, messages.StreamUsage) })
+	for _, p := range []struct {
+		who     *conn
+		name    string
+		subject string
+	}{
+		{prodConn, "producer", "acks.deploy.hook"},
+		{prodConn, "producer", "dead.hook.deploy"},
+		{prodConn, "producer", "$KV.usagefleet_leases.x"},
+		{worker, "worker", "usage.cloud.2024.01.01.00"},
+		{coll, "collector", "$KV.usagefleet_leases.x"},
+		{coll, "collector", "acks.deploy.hook"},
+	} {
+		if err := p.who.nc.Publish(p.subject, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		_ = p.who.nc.Flush()
+		if !p.who.denied(p.subject) {
+			t.Errorf("the %s user may publish to %s", p.name, p.subject)
+		}
+	}
+
+	// And nothing of it happened.
+	ictx, cancel2 := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel2()
+	s, err := worker.js.Stream(ictx, messages.StreamUsage)
+	if err != nil {
+		t.Fatalf("USAGE after the refusals: %v", err)
+	}
+	if info := s.CachedInfo(); info.State.Msgs == 0 || info.Config.MaxAge != natsutil.DefaultUsageMaxAge {
+		t.Errorf("USAGE after the refusals: %d messages, max age %v", info.State.Msgs, info.Config.MaxAge)
+	}
+	if _, err := s.Consumer(ictx, workers.ConsumerName("hook")); err != nil {
+		t.Errorf("the workers' consumer after the refusals: %v", err)
+	}
+	t.Logf("total %v", time.Since(started).Round(time.Millisecond))
+}
