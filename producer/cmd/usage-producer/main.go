@@ -24,12 +24,10 @@
 // between the two reads is not published.
 //
 // Each file is one batch; its id defaults to <source>-<first 16 hex digits
-// of the SHA-256 of the file's bytes> (as stored: a .gz file hashes its
-// compressed bytes), so publishing the same file again is de-duplicated by
-// JetStream and changes nothing; the output says so. The id does not
-// include the feed: the same file published to a second feed within the
-// duplicate window is de-duplicated too (and reported as already stored);
-// give --batch-id to publish it again on purpose.
+// of a SHA-256 over the feed and the file's bytes> (as stored: a .gz file
+// hashes its compressed bytes), so publishing the same file again to the
+// same feed is de-duplicated by JetStream and changes nothing; the output
+// says so. Give --batch-id to publish it again on purpose.
 //
 // For each file publish prints its records, parts and exact cost (the sum
 // of BilledCost per BillingCurrency, "0" without costs). With --wait it
@@ -74,6 +72,9 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
+
+	"github.com/usagefleet/usagefleet/internal/telemetry"
 )
 
 // Exit codes.
@@ -92,6 +93,17 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Traces and metrics go where the standard OTEL_* variables say;
+	// nothing is exported when they are unset.
+	if tel, err := telemetry.Setup(ctx, "usage-producer"); err == nil {
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = tel.Shutdown(sctx)
+		}()
+	} else {
+		fmt.Fprintln(stderr, "usage-producer: telemetry:", err)
+	}
 	return runContext(ctx, args, stdout, stderr)
 }
 
