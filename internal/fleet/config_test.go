@@ -42,6 +42,7 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"missing secret", "UF_TEST_HOOK_TOKEN", "destinations[0](hook).settings.token: environment variable UF_TEST_MISSING is not set"},
 		{"bad url", "http://127.0.0.1:9/ingest", `destinations[0](hook).settings.url: want an http(s) URL, got "ftp://x"`},
 		{"credentials without url", "data_dir: /tmp/x", "nats.url: credentials are set but no url"},
+		{"bad memory limit", "nats:", `worker.memory_limit: "lots": want a size like 100MiB`},
 	}
 	replace := map[string][2]string{
 		"unknown top key":         {"destinations:", "destinatons:"},
@@ -52,6 +53,7 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		"missing secret":          {"UF_TEST_HOOK_TOKEN", "UF_TEST_MISSING"},
 		"bad url":                 {"http://127.0.0.1:9/ingest", "ftp://x"},
 		"credentials without url": {"data_dir: /tmp/x", "creds_file: /etc/x.creds"},
+		"bad memory limit":        {"nats:", "worker: {memory_limit: lots}\nnats:"},
 	}
 	for _, tt := range tests {
 		r := replace[tt.name]

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"syscall"
@@ -98,6 +99,10 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	log := newLogger(stderr, cfg.Worker.LogLevel, cfg.Worker.LogFormat)
 	slog.SetDefault(log)
+	if n, _ := cfg.Worker.MemoryLimitBytes(); n > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(n)
+		log.Info("memory limit set", "bytes", n)
+	}
 	tel, err := telemetry.Setup(ctx, "usage-worker")
 	if err != nil {
 		log.Error("telemetry", "err", err)
