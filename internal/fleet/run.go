@@ -49,11 +49,25 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (*Fleet, error) {
 		f.Close()
 		return nil, err
 	}
-	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	if err := natsutil.EnsureStreams(sctx, js, cfg.Streams); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("creating streams: %w", err)
+	// Retry with a per-attempt timeout: on a young cluster one lost reply
+	// must not use up the whole start-up deadline.
+	deadline := time.Now().Add(90 * time.Second)
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = natsutil.EnsureStreams(actx, js, cfg.Streams)
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("creating streams (%d attempts): %w", attempt, err)
+		}
+		log.Warn("creating streams failed, retrying", "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(attempt) * time.Second):
+		}
 	}
 	for _, b := range cfg.built {
 		b.opts.Logger = log
