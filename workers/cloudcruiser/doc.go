@@ -105,8 +105,9 @@
 // price here, and dividing would not be exact). The Account Owner, region,
 // zone, category and resource fields are documented optional fields.
 //
-// A record that lacks a required field after the defaults, or that holds a
-// decimal of more than 64 integer or 64 fractional digits, is rejected
+// A record that lacks a required field after the defaults, that holds a
+// decimal of more than 64 integer or 64 fractional digits, or whose end is
+// before its start (validation refuses that at publish time) is rejected
 // alone through Job.Reject with a reason naming every missing field and
 // where it maps from (a *RowError); the rest of its date is delivered.
 // Records are mapped before any byte of them is written, so a rejected

@@ -178,6 +178,16 @@ func (b *rowBuilder) appendRow(dst []byte, r *messages.UsageRecord) ([]byte, *Ro
 	if err != nil {
 		return dst, err
 	}
+	start := r.ChargePeriodStart
+	end := r.ChargePeriodEnd
+	if end.IsZero() {
+		end = start
+	}
+	if end.Before(start) {
+		// Validation refuses this at publish time; a file is refused whole,
+		// so a record that got past it must not cost its date.
+		return dst, &RowError{Fields: []string{FieldUsageEnd}, Reason: "cloudcruiser: ChargePeriodEnd is before ChargePeriodStart"}
+	}
 	if err := checkDecimal(FieldQuantity, v.qty); err != nil {
 		return dst, err
 	}
@@ -204,11 +214,6 @@ func (b *rowBuilder) appendRow(dst []byte, r *messages.UsageRecord) ([]byte, *Ro
 		}
 	}
 
-	start := r.ChargePeriodStart
-	end := r.ChargePeriodEnd
-	if end.IsZero() {
-		end = start
-	}
 	dst = append(dst, `{"Usage Start":`...)
 	dst = m.appendTime(dst, start)
 	dst = append(dst, `,"Usage End":`...)

@@ -180,7 +180,8 @@ func TestMappingRejects(t *testing.T) {
 		"blank unit": {func(r *messages.UsageRecord) { r.ConsumedUnit = "\t" }, []string{FieldUnits}, "defaults.units"},
 		"huge cost": {func(r *messages.UsageRecord) { r.BilledCost = messages.MustDecimal("0." + strings.Repeat("1", 65)) },
 			[]string{FieldCost}, "64 fractional digits"},
-		"tag as field": {func(r *messages.UsageRecord) { r.Tags = map[string]string{"id": "x"} }, []string{"Resource id"}, "documented field"},
+		"end before start": {func(r *messages.UsageRecord) { r.ChargePeriodEnd = r.ChargePeriodStart.Add(-time.Second) }, []string{FieldUsageEnd}, "before ChargePeriodStart"},
+		"tag as field":     {func(r *messages.UsageRecord) { r.Tags = map[string]string{"id": "x"} }, []string{"Resource id"}, "documented field"},
 	} {
 		r := base
 		r.Tags = nil
