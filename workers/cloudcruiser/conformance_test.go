@@ -1,5 +1,3 @@
-//go:build conformance
-
 package cloudcruiser
 
 import (
@@ -8,16 +6,9 @@ import (
 	"github.com/usagefleet/usagefleet/workers/conformance"
 )
 
-// The shared destination conformance suite, as every destination runs it:
-//
-//	go test -tags conformance ./workers/cloudcruiser/
-//
-// It is behind the tag because its crash check can take over two minutes
-// here: it kills a worker while it holds date leases, and the suite's NATS
-// keeps the default 2-minute lease TTL, so the dates wait for the leases
-// to expire (one lease per date; CloudZero has one per connection, which
-// the killed worker rarely holds at that instant). Every check of the
-// suite has a fast counterpart in e2e_test.go, in the default run.
+// The shared destination conformance suite. Its crash check takes about
+// 10-15s here: it kills a worker that holds date leases, which the new
+// worker waits to expire (natstest.LeaseTTL).
 //
 // The suite: replace matches the stream, late data re-sends its date
 // whole, snapshot generations replace, the ambiguous apply-then-500 at 20%

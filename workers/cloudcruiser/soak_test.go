@@ -167,7 +167,8 @@ func TestSoakWorkerProcess(t *testing.T) {
 	}
 	p, err := workers.NewPool(nc, d, workers.Options{
 		Feeds:       []string{soakFeed},
-		HTTPTimeout: time.Hour, // the pool's cap on one request, file included
+		HTTPTimeout: time.Hour,         // the pool's cap on one request, file included
+		LeaseTTL:    natstest.LeaseTTL, // the test server's lease bucket TTL
 		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	})
 	if err != nil {

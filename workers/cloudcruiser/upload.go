@@ -191,9 +191,10 @@ func (d *Destination) uploadDate(ctx context.Context, job workers.Job, u workers
 	// and whether it finished the file. It waits for the writer, which
 	// stops at its next write into the closed pipe, or when the rebuild
 	// sees the cancelled context. Once the job's own context has ended it
-	// waits writerGrace at most: a rebuild on a closed NATS connection may
-	// never return, and the job must not hang with it. The writer is then
-	// left behind; it touches the job no more.
+	// waits writerGrace at most: should a rebuild ever not return (the
+	// pool's ordered consumer once retried without end on a closed NATS
+	// connection), the job must not hang with it. The writer is then left
+	// behind; it touches the job no more.
 	abandon := func() (bool, error) {
 		mu.Lock()
 		abandoned = true
