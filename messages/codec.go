@@ -12,9 +12,10 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// SchemaVersion is the version of the part encoding this package writes. A
-// reader refuses parts of a newer version instead of misreading them.
-const SchemaVersion = 1
+// SchemaVersion is the version of the part encoding this package writes
+// (schema 2, columnar: see columnar.go). Readers read every version up to
+// theirs, and refuse a newer one instead of misreading it.
+const SchemaVersion = 2
 
 // extDecimalType is the msgpack extension type of a decimal extension column
 // (its bytes are the plain-notation string).
@@ -23,8 +24,9 @@ const extDecimalType int8 = 1
 // ErrNewerSchema is wrapped when a part was written by a newer schema.
 var ErrNewerSchema = errors.New("newer schema version")
 
-// Payload encoding (schema 1): a msgpack array of records; each record a
-// msgpack map from FOCUS column name to value, unset fields left out.
+// Payload encoding, schema 1 (read, no longer written): a msgpack array of
+// records; each record a msgpack map from FOCUS column name to value, unset
+// fields left out.
 // Decimals are strings in plain notation, times msgpack timestamps, Tags a
 // map of strings, extension columns "x_<Name>" keys holding a string, an
 // integer, or a decimal (extension type 1). Everything about the part is in
@@ -41,30 +43,31 @@ type encoder struct {
 	enc *msgpack.Encoder
 }
 
-// EncodeRecords appends the msgpack payload of recs to dst.
+// EncodeRecords appends the schema-2 payload of recs to dst.
 func EncodeRecords(dst []byte, recs []UsageRecord) ([]byte, error) {
-	switch n := len(recs); {
-	case n < 16:
-		dst = append(dst, 0x90|byte(n))
-	case n <= 0xffff:
-		dst = append(dst, 0xdc, byte(n>>8), byte(n))
-	default:
-		dst = append(dst, 0xdd, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	}
+	var e PartEncoder
 	for i := range recs {
-		dst = AppendRecord(dst, &recs[i])
+		e.Use(&recs[i])
+	}
+	dst = e.AppendHeader(dst, len(recs))
+	for i := range recs {
+		dst = e.AppendRecord(dst, &recs[i])
 	}
 	return dst, nil
 }
 
-// EncodeRecord returns the msgpack encoding of one record (a map), the unit
-// a producer packs parts from.
-func EncodeRecord(dst []byte, r *UsageRecord) ([]byte, error) {
-	return AppendRecord(dst, r), nil
+// encodeRecordsV1 appends the schema-1 payload of recs (kept so that tests
+// can write what older producers stored).
+func encodeRecordsV1(dst []byte, recs []UsageRecord) []byte {
+	dst = appendArrayLen(dst, len(recs))
+	for i := range recs {
+		dst = appendRecordV1(dst, &recs[i])
+	}
+	return dst
 }
 
-// encodeRecordsLib encodes with the msgpack library: the reference
-// AppendRecord is tested against.
+// encodeRecordsLib encodes schema 1 with the msgpack library: the
+// reference appendRecordV1 is tested against.
 func encodeRecordsLib(dst []byte, recs []UsageRecord) ([]byte, error) {
 	e := encPool.Get().(*encoder)
 	defer encPool.Put(e)
@@ -78,36 +81,6 @@ func encodeRecordsLib(dst []byte, recs []UsageRecord) ([]byte, error) {
 		}
 	}
 	return append(dst, e.buf.Bytes()...), nil
-}
-
-// PayloadFromEncoded assembles a payload from records encoded one by one
-// with EncodeRecord.
-func PayloadFromEncoded(dst []byte, encoded [][]byte) []byte {
-	n := len(encoded)
-	switch {
-	case n < 16:
-		dst = append(dst, 0x90|byte(n))
-	case n <= 0xffff:
-		dst = append(dst, 0xdc, byte(n>>8), byte(n))
-	default:
-		dst = append(dst, 0xdd, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	}
-	for _, e := range encoded {
-		dst = append(dst, e...)
-	}
-	return dst
-}
-
-// ArrayHeaderLen is the size of the array header PayloadFromEncoded writes
-// for n records.
-func ArrayHeaderLen(n int) int {
-	switch {
-	case n < 16:
-		return 1
-	case n <= 0xffff:
-		return 3
-	}
-	return 5
 }
 
 type strField struct {
@@ -354,9 +327,36 @@ func (e *DecodeError) Error() string {
 
 func (e *DecodeError) Unwrap() error { return e.Err }
 
-// DecodeRecords decodes a schema-1 payload, appending to dst.
+// DecodeRecords decodes a payload of any schema this package knows (the
+// layout tells them apart), appending to dst. The strings of records read
+// from a schema-2 payload share one copy of it: keeping any of them keeps
+// that copy alive.
 func DecodeRecords(dst []UsageRecord, data []byte) ([]UsageRecord, error) {
-	return decodeRecordsFast(dst, data)
+	return decodeRecordsFast(dst, data, 0)
+}
+
+// DecodeRecordsAs is DecodeRecords for a payload whose Usage-Schema header
+// says schema: a layout that does not match it is an error.
+func DecodeRecordsAs(dst []UsageRecord, data []byte, schema int) ([]UsageRecord, error) {
+	if schema < 1 || schema > SchemaVersion {
+		return dst, fmt.Errorf("payload: schema %d: this reader knows 1 to %d: %w", schema, SchemaVersion, ErrNewerSchema)
+	}
+	return decodeRecordsFast(dst, data, schema)
+}
+
+// DecodeRecordsReusing is DecodeRecordsAs for a caller that decodes part
+// after part into one buffer and uses each record only until the next
+// decode, allocating next to nothing: it reuses the Tags and Ext maps of
+// the records it overwrites in dst's spare capacity
+// (dst[len(dst):cap(dst)]), so those records and their maps must no longer
+// be in use; and the strings of a schema-2 part are not copied but point
+// into data, which must not change while the records are in use (keep a
+// record longer by deep-copying it).
+func DecodeRecordsReusing(dst []UsageRecord, data []byte, schema int) ([]UsageRecord, error) {
+	if schema < 1 || schema > SchemaVersion {
+		return dst, fmt.Errorf("payload: schema %d: this reader knows 1 to %d: %w", schema, SchemaVersion, ErrNewerSchema)
+	}
+	return decodeWith(dst, data, schema, true)
 }
 
 // decodeRecordsLib decodes with the msgpack library: the reference the fast
@@ -541,7 +541,11 @@ func isExtCode(c byte) bool {
 // Header renders the metadata as NATS headers (with the schema version).
 func (m PartMeta) Header() nats.Header {
 	h := nats.Header{}
-	h.Set(HdrSchema, strconv.Itoa(SchemaVersion))
+	v := m.Schema
+	if v == 0 {
+		v = SchemaVersion
+	}
+	h.Set(HdrSchema, strconv.Itoa(v))
 	h.Set(HdrBatch, m.BatchID)
 	h.Set(HdrFeed, m.Feed)
 	h.Set(HdrSource, m.Source)
@@ -633,7 +637,7 @@ func DecodePart(h nats.Header, data []byte) (Part, error) {
 	if m.Kind == KindSnapshotEnd {
 		return p, nil
 	}
-	p.Records, err = DecodeRecords(nil, data)
+	p.Records, err = DecodeRecordsAs(nil, data, m.Schema)
 	if err != nil {
 		return Part{}, err
 	}

@@ -43,13 +43,17 @@ func sampleRecord() UsageRecord {
 	}
 }
 
+func goldenRecords() []UsageRecord {
+	return []UsageRecord{sampleRecord(), {ChargePeriodStart: time.Date(2024, 8, 16, 13, 5, 0, 0, time.UTC), BilledCost: MustDecimal("0"), BillingCurrency: "EUR"}}
+}
+
 func TestGoldenEncoding(t *testing.T) {
-	recs := []UsageRecord{sampleRecord(), {ChargePeriodStart: time.Date(2024, 8, 16, 13, 5, 0, 0, time.UTC), BilledCost: MustDecimal("0"), BillingCurrency: "EUR"}}
+	recs := goldenRecords()
 	got, err := EncodeRecords(nil, recs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := "testdata/records.v1.hex"
+	path := fmt.Sprintf("testdata/records.v%d.hex", SchemaVersion)
 	if *update {
 		if err := os.WriteFile(path, []byte(hex.Dump(got)), 0o644); err != nil {
 			t.Fatal(err)
@@ -72,30 +76,119 @@ func TestGoldenEncoding(t *testing.T) {
 	}
 }
 
-func TestEncodeRecordMatchesEncodeRecords(t *testing.T) {
-	recs := []UsageRecord{sampleRecord(), sampleRecord()}
-	recs[1].BilledCost = MustDecimal("1")
-	whole, err := EncodeRecords(nil, recs)
+// What producers of schema 1 stored is still read, byte for byte as they
+// wrote it, and the schema-1 writer the tests use still writes it.
+func TestGoldenSchema1StillDecodes(t *testing.T) {
+	dump, err := os.ReadFile("testdata/records.v1.hex")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var parts [][]byte
-	for i := range recs {
-		b, err := EncodeRecord(nil, &recs[i])
+	v1 := undump(t, string(dump))
+	recs := goldenRecords()
+	if got := encodeRecordsV1(nil, recs); string(got) != string(v1) {
+		t.Fatalf("encodeRecordsV1 no longer writes the schema-1 golden bytes:\n%s", hex.Dump(got))
+	}
+	for _, schema := range []int{0, 1} {
+		back, err := decodeRecordsFast(nil, v1, schema)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("schema %d: %v", schema, err)
 		}
-		parts = append(parts, b)
-	}
-	if got := PayloadFromEncoded(nil, parts); string(got) != string(whole) {
-		t.Fatal("PayloadFromEncoded differs from EncodeRecords")
-	}
-	for _, n := range []int{0, 15, 16, 65535, 65536} {
-		got := PayloadFromEncoded(nil, make([][]byte, n))
-		if len(got) != ArrayHeaderLen(n) {
-			t.Errorf("n=%d: header %d bytes, ArrayHeaderLen says %d", n, len(got), ArrayHeaderLen(n))
+		if !reflect.DeepEqual(back, recs) {
+			t.Fatalf("schema %d:\n got %+v\nwant %+v", schema, back, recs)
 		}
 	}
+	m := PartMeta{Schema: 1, BatchID: "b", Part: 1, Feed: "f", Source: "s", Kind: KindAppend, Hour: time.Date(2024, 8, 16, 13, 0, 0, 0, time.UTC), Records: 2}
+	if p, err := DecodePart(m.Header(), v1); err != nil || len(p.Records) != 2 {
+		t.Fatalf("DecodePart of a schema-1 part: %v, %v", p, err)
+	}
+}
+
+// undump reads hex.Dump output back into bytes.
+func undump(t *testing.T, dump string) []byte {
+	t.Helper()
+	var out []byte
+	for _, line := range strings.Split(dump, "\n") {
+		if len(line) < 10 {
+			continue
+		}
+		hexPart := line[10:min(len(line), 58)]
+		b, err := hex.DecodeString(strings.ReplaceAll(hexPart, " ", ""))
+		if err != nil {
+			t.Fatalf("hex dump line %q: %v", line, err)
+		}
+		out = append(out, b...)
+	}
+	return out
+}
+
+// A payload whose layout is not the schema its header says is refused.
+func TestDecodeRecordsAsChecksLayout(t *testing.T) {
+	recs := goldenRecords()
+	v2, _ := EncodeRecords(nil, recs)
+	v1 := encodeRecordsV1(nil, recs)
+	if _, err := DecodeRecordsAs(nil, v2, 1); err == nil || !strings.Contains(err.Error(), "schema-2 layout in a schema-1 part") {
+		t.Fatalf("v2 bytes as schema 1: %v", err)
+	}
+	if _, err := DecodeRecordsAs(nil, v1, 2); err == nil || !errors.Is(err, errNotColumnar) {
+		t.Fatalf("v1 bytes as schema 2: %v", err)
+	}
+	if _, err := DecodeRecordsAs(nil, v2, 3); !errors.Is(err, ErrNewerSchema) {
+		t.Fatalf("schema 3: %v", err)
+	}
+	for _, schema := range []int{1, 2} {
+		data := map[int][]byte{1: v1, 2: v2}[schema]
+		got, err := DecodeRecordsAs(nil, data, schema)
+		if err != nil || !reflect.DeepEqual(got, recs) {
+			t.Fatalf("schema %d: %v", schema, err)
+		}
+	}
+}
+
+// The header length PartEncoder reports is what it writes, at every
+// boundary of the array header's size.
+func TestPartEncoderHeaderLen(t *testing.T) {
+	var e PartEncoder
+	r := sampleRecord()
+	e.Use(&r)
+	for _, n := range []int{0, 14, 15, 16, 65534, 65535, 65536} {
+		if got := len(e.AppendHeader(nil, n)); got != e.HeaderLen(n) || got > e.MaxHeaderLen() {
+			t.Errorf("n=%d: header %d bytes, HeaderLen %d, MaxHeaderLen %d", n, got, e.HeaderLen(n), e.MaxHeaderLen())
+		}
+	}
+	// Columns are those used, in Columns() order, then x_ names sorted.
+	var e2 PartEncoder
+	a := UsageRecord{ChargePeriodStart: time.Unix(10, 0).UTC(), BilledCost: MustDecimal("1"), BillingCurrency: "USD", Ext: map[string]ExtValue{"Zeta": ExtI(1)}}
+	b := UsageRecord{ChargePeriodStart: time.Unix(20, 0).UTC(), SubAccountId: "s", Ext: map[string]ExtValue{"Alpha": ExtStr("x")}}
+	e2.Use(&a)
+	e2.Use(&b)
+	payload := e2.AppendRecord(e2.AppendRecord(e2.AppendHeader(nil, 2), &a), &b)
+	lib, err := decodeRecordsLibV2(nil, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !recordsEqual(&lib[0], &a) || !recordsEqual(&lib[1], &b) {
+		t.Fatalf("library read %+v", lib)
+	}
+	cols := columnNames(t, payload)
+	want := []string{"ChargePeriodStart", "SubAccountId", "BillingCurrency", "BilledCost", "x_Alpha", "x_Zeta"}
+	if !reflect.DeepEqual(cols, want) {
+		t.Fatalf("columns %q, want %q", cols, want)
+	}
+}
+
+// Schema 2 is less than half of schema 1 for typical FOCUS records.
+func TestSchema2IsCompact(t *testing.T) {
+	recs := make([]UsageRecord, 100)
+	for i := range recs {
+		recs[i] = sampleRecord()
+		recs[i].ResourceId = fmt.Sprintf("vm/i-%06d", i)
+	}
+	v2, _ := EncodeRecords(nil, recs)
+	v1 := encodeRecordsV1(nil, recs)
+	if len(v2)*2 > len(v1) {
+		t.Fatalf("schema 2 is %d bytes, schema 1 %d", len(v2), len(v1))
+	}
+	t.Logf("100 records: schema 1 %d bytes, schema 2 %d bytes", len(v1), len(v2))
 }
 
 func TestPartHeadersRoundTrip(t *testing.T) {
@@ -127,7 +220,7 @@ func TestParseMetaErrors(t *testing.T) {
 		newer                  bool
 	}{
 		{"no schema", HdrSchema, "", "Usage-Schema missing", false},
-		{"newer schema", HdrSchema, "2", "version 2, this reader knows up to 1", true},
+		{"newer schema", HdrSchema, "3", "version 3, this reader knows up to 2", true},
 		{"bad schema", HdrSchema, "x", "is not a schema version", false},
 		{"bad part", HdrPart, "0", "Usage-Part", false},
 		{"bad kind", HdrKind, "delta", "unknown kind", false},
@@ -231,17 +324,23 @@ func recordsEqual(a, b *UsageRecord) bool {
 // FuzzFastDecoderMatchesLibrary: whatever the fast decoder accepts, the
 // msgpack library reads the same way.
 func FuzzFastDecoderMatchesLibrary(f *testing.F) {
-	good, _ := EncodeRecords(nil, []UsageRecord{sampleRecord(), {ChargePeriodStart: time.Unix(1, 5).UTC(), Tags: map[string]string{}}})
+	two := []UsageRecord{sampleRecord(), {ChargePeriodStart: time.Unix(1, 5).UTC(), Tags: map[string]string{}}}
+	good, _ := EncodeRecords(nil, two)
 	f.Add(good)
+	f.Add(encodeRecordsV1(nil, two))
 	f.Add([]byte{0x91, 0x81, 0xa4, 'T', 'a', 'g', 's', 0xc0})
+	f.Add([]byte{0x92, 0x91, 0xa4, 'T', 'a', 'g', 's', 0x91, 0xc0})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		fast, ferr := decodeRecordsFast(nil, data)
+		fast, ferr := decodeRecordsFast(nil, data, 0)
 		if ferr != nil {
 			return // the fast decoder may be stricter (no floats as integers)
 		}
 		// Only now ask the library: on some refused inputs it first tries
 		// to read a length of gigabytes.
 		lib, lerr := decodeRecordsLib(nil, data)
+		if len(data) > 1 && data[0] != 0x90 && isColumnar(data) {
+			lib, lerr = decodeRecordsLibV2(nil, data)
+		}
 		if lerr != nil {
 			t.Fatalf("fast accepted what the library refuses: %v", lerr)
 		}
@@ -263,11 +362,19 @@ func BenchmarkDecodeRecords(b *testing.B) {
 		recs[i].ResourceId = fmt.Sprintf("vm/i-%06d", i)
 		recs[i].BilledCost = MustDecimal(fmt.Sprintf("%d.%04d", i, i*7%10000))
 	}
-	payload, _ := EncodeRecords(nil, recs)
+	v2, _ := EncodeRecords(nil, recs)
+	v1 := encodeRecordsV1(nil, recs)
 	for _, bc := range []struct {
-		name string
-		fn   func([]UsageRecord, []byte) ([]UsageRecord, error)
-	}{{"fast", decodeRecordsFast}, {"library", decodeRecordsLib}} {
+		name    string
+		payload []byte
+		fn      func([]UsageRecord, []byte) ([]UsageRecord, error)
+	}{
+		{"schema2/fast", v2, DecodeRecords},
+		{"schema2/library", v2, decodeRecordsLibV2},
+		{"schema1/fast", v1, DecodeRecords},
+		{"schema1/library", v1, decodeRecordsLib},
+	} {
+		payload := bc.payload
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			var dst []UsageRecord
@@ -283,7 +390,7 @@ func BenchmarkDecodeRecords(b *testing.B) {
 	}
 }
 
-// The hand-written encoder writes exactly the library's bytes, for varied
+// The hand-written schema-1 encoder writes exactly the library's bytes, for varied
 // records (the golden file pins one sample; this covers many).
 func TestAppendRecordMatchesLibrary(t *testing.T) {
 	recs := []UsageRecord{sampleRecord(), {ChargePeriodStart: time.Date(2300, 1, 1, 0, 0, 0, 1, time.UTC)}, {ChargePeriodStart: time.Unix(1, 999).UTC(), Ext: map[string]ExtValue{"A": ExtI(-1), "B": ExtI(-200), "C": ExtI(70000), "D": ExtI(-1 << 40), "E": ExtI(1 << 40), "F": ExtI(200), "G": ExtDec(MustDecimal("12345678901234567890.5"))}}}
@@ -301,7 +408,7 @@ func TestAppendRecordMatchesLibrary(t *testing.T) {
 		}
 		recs = append(recs, r)
 	}
-	got, _ := EncodeRecords(nil, recs)
+	got := encodeRecordsV1(nil, recs)
 	want, err := encodeRecordsLib(nil, recs)
 	if err != nil {
 		t.Fatal(err)

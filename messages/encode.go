@@ -5,10 +5,11 @@ import (
 	"time"
 )
 
-// AppendRecord appends the schema-1 msgpack encoding of r to dst, byte for
-// byte what the msgpack library writes (the golden test holds both to the
-// same bytes), without reflection or intermediate buffers.
-func AppendRecord(dst []byte, r *UsageRecord) []byte {
+// appendRecordV1 appends the schema-1 msgpack encoding of r to dst, byte
+// for byte what the msgpack library writes (a test holds both to the same
+// bytes), without reflection or intermediate buffers. Schema 1 is no longer
+// written; tests use this to store what older producers did.
+func appendRecordV1(dst []byte, r *UsageRecord) []byte {
 	n := 0
 	if !r.ChargePeriodStart.IsZero() {
 		n++

@@ -18,7 +18,15 @@ import (
 type fastDecoder struct {
 	b      []byte
 	i      int
-	intern map[string]string
+	intern map[string]string // schema 1
+	s      string            // schema 2: the payload copy strings are cut from
+	cols   []column          // schema 2: the part's columns
+	// reuse: the Tags and Ext maps of the records being overwritten are
+	// cleared and reused (DecodeRecordsReusing); tags and ext hold the
+	// current record's.
+	reuse bool
+	tags  map[string]string
+	exts  map[string]ExtValue
 }
 
 const (
@@ -246,17 +254,33 @@ func (d *fastDecoder) time() (time.Time, error) {
 	return time.Time{}, fmt.Errorf("timestamp of %d bytes", n)
 }
 
-// decodeRecordsFast is DecodeRecords' implementation.
-func decodeRecordsFast(dst []UsageRecord, data []byte) ([]UsageRecord, error) {
+// decodeRecordsFast is DecodeRecords' implementation: schema 0 tells the
+// layout from the payload (schema 2's first element is an array, schema
+// 1's a map); 1 or 2 requires that layout.
+func decodeRecordsFast(dst []UsageRecord, data []byte, schema int) ([]UsageRecord, error) {
+	return decodeWith(dst, data, schema, false)
+}
+
+func decodeWith(dst []UsageRecord, data []byte, schema int, reuse bool) ([]UsageRecord, error) {
 	d := fastPool.Get().(*fastDecoder)
-	defer func() { d.b = nil; fastPool.Put(d) }()
-	d.b, d.i = data, 0
+	defer func() { d.b, d.s, d.tags, d.exts = nil, "", nil, nil; fastPool.Put(d) }()
+	d.b, d.i, d.reuse = data, 0, reuse
 	n, err := d.arrayLen()
 	if err != nil {
 		return dst, fmt.Errorf("payload: %w", err)
 	}
 	if n > len(data) {
 		return dst, fmt.Errorf("payload: bad record count %d", n)
+	}
+	columnar := n > 0 && d.i < len(d.b) && isArrayCode(d.b[d.i])
+	switch {
+	case schema == 2 || (schema == 0 && columnar):
+		if !columnar {
+			return dst, fmt.Errorf("payload: %w (want a column list first)", errNotColumnar)
+		}
+		return d.decodeColumnar(dst, n)
+	case columnar:
+		return dst, errors.New("payload: a schema-2 layout in a schema-1 part")
 	}
 	base := len(dst)
 	if cap(dst)-base < n {
@@ -282,6 +306,8 @@ func decodeRecordsFast(dst []UsageRecord, data []byte) ([]UsageRecord, error) {
 	}
 	return dst, nil
 }
+
+func isArrayCode(c byte) bool { return (c >= 0x90 && c <= 0x9f) || c == 0xdc || c == 0xdd }
 
 func (d *fastDecoder) record(r *UsageRecord) error {
 	n, err := d.mapLen()

@@ -2,6 +2,7 @@ package messages
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -113,4 +114,33 @@ func (v ExtValue) String() string {
 		return v.Dec.String()
 	}
 	return v.Str
+}
+
+// Clone returns a deep copy of r: its strings, decimals and maps share no
+// memory with r's, so it can outlive the buffer r was decoded from (see
+// DecodeRecordsReusing).
+func (r *UsageRecord) Clone() UsageRecord {
+	c := *r
+	for i := range strFields {
+		p := strFieldOf(&c, i)
+		*p = strings.Clone(*p)
+	}
+	for i := range decFields {
+		p := decFieldOf(&c, i)
+		p.s = strings.Clone(p.s)
+	}
+	if r.Tags != nil {
+		c.Tags = make(map[string]string, len(r.Tags))
+		for k, v := range r.Tags {
+			c.Tags[strings.Clone(k)] = strings.Clone(v)
+		}
+	}
+	if r.Ext != nil {
+		c.Ext = make(map[string]ExtValue, len(r.Ext))
+		for k, v := range r.Ext {
+			v.Str, v.Dec.s = strings.Clone(v.Str), strings.Clone(v.Dec.s)
+			c.Ext[strings.Clone(k)] = v
+		}
+	}
+	return c
 }

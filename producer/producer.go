@@ -312,61 +312,57 @@ func Split(b *messages.Batch, maxPayload int) ([]SplitPart, error) {
 	if b.Snapshot != nil {
 		kind, period, gen = messages.KindSnapshot, b.Snapshot.Period, b.Snapshot.Generation
 	}
-	// Each part is encoded in place: 5 bytes are reserved for the array
-	// header, which is written right-aligned once the count is known, so
-	// the payload is never copied.
-	const reserve = 5
+	// Each part is encoded in place (schema 2): room for the largest
+	// header is reserved, and the header is written right-aligned once the
+	// count is known, so the payload is never copied. The parts of an hour
+	// share its columns.
 	var parts []SplitPart
-	// Size each part's buffer from the records left in its hour and the
-	// average encoded size so far, so it rarely grows (growth copies).
-	avg, encoded, encodedBytes := 512, 0, 0
-	if len(hours) > 0 {
-		// Measure one record for the first estimate.
-		avg = len(messages.AppendRecord(make([]byte, 0, 1024), &b.Records[byHour[hours[0]][0]]))*9/8 + 1
-	}
-	left := 0
-	newBuf := func() []byte {
-		return make([]byte, reserve, min(maxPayload+reserve, reserve+left*avg+avg/2+64))
-	}
-	var buf []byte
-	count := 0
-	flush := func(h time.Time) {
-		if count == 0 {
-			return
-		}
-		hl := messages.ArrayHeaderLen(count)
-		hdr := messages.PayloadFromEncoded(make([]byte, 0, 5), make([][]byte, count))
-		copy(buf[reserve-hl:reserve], hdr)
-		parts = append(parts, SplitPart{
-			Meta:    messages.PartMeta{Schema: messages.SchemaVersion, BatchID: b.ID, Part: len(parts) + 1, Feed: b.Feed, Source: b.Source, Kind: kind, Hour: h, Period: period, Generation: gen, Records: count},
-			Payload: buf[reserve-hl:],
-		})
-		buf, count = newBuf(), 0
-	}
-	_ = buf
+	var enc messages.PartEncoder
+	var hdr []byte
 	for _, h := range hours {
-		left = len(byHour[h])
-		buf = newBuf()
-		for _, i := range byHour[h] {
+		idx := byHour[h]
+		enc.Reset()
+		for _, i := range idx {
+			enc.Use(&b.Records[i])
+		}
+		reserve := enc.MaxHeaderLen()
+		if reserve+16 > maxPayload {
+			return nil, messages.ValidationError{{Index: idx[0], Field: "", Problem: fmt.Sprintf("the hour's %d columns alone make a %d-byte header, more than the %d-byte message limit", len(idx), reserve, maxPayload)}}
+		}
+		// Size the first buffer from one record, so it rarely grows.
+		avg := len(enc.AppendRecord(make([]byte, 0, 1024), &b.Records[idx[0]]))*9/8 + 1
+		left := len(idx)
+		newBuf := func() []byte {
+			return make([]byte, reserve, min(maxPayload+reserve, reserve+left*avg+avg/2+64))
+		}
+		buf := newBuf()
+		count := 0
+		flush := func() {
+			hdr = enc.AppendHeader(hdr[:0], count)
+			copy(buf[reserve-len(hdr):reserve], hdr)
+			parts = append(parts, SplitPart{
+				Meta:    messages.PartMeta{Schema: messages.SchemaVersion, BatchID: b.ID, Part: len(parts) + 1, Feed: b.Feed, Source: b.Source, Kind: kind, Hour: h, Period: period, Generation: gen, Records: count},
+				Payload: buf[reserve-len(hdr):],
+			})
+			buf, count = newBuf(), 0
+		}
+		for _, i := range idx {
 			before := len(buf)
-			buf = messages.AppendRecord(buf, &b.Records[i])
+			buf = enc.AppendRecord(buf, &b.Records[i])
 			size := len(buf) - before
 			left--
-			encoded++
-			encodedBytes += size
-			avg = encodedBytes/encoded*9/8 + 1
-			if size+5 > maxPayload {
+			if size+reserve > maxPayload {
 				return nil, messages.ValidationError{{Index: i, Field: "", Problem: fmt.Sprintf("record encodes to %d bytes, more than the %d-byte message limit", size, maxPayload)}}
 			}
-			if len(buf)-reserve+messages.ArrayHeaderLen(count+1) > maxPayload {
+			if len(buf)-reserve+enc.HeaderLen(count+1) > maxPayload {
 				rec := append([]byte(nil), buf[before:]...)
 				buf = buf[:before]
-				flush(h)
+				flush()
 				buf = append(buf, rec...)
 			}
 			count++
 		}
-		flush(h)
+		flush()
 	}
 	return parts, nil
 }
