@@ -2,7 +2,6 @@ package messages
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -44,10 +43,10 @@ func (v ValidationError) Error() string {
 	return b.String()
 }
 
-var (
-	currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
-	extNameRE  = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,63}$`)
-)
+// isCurrency is ^[A-Z]{3}$ (an ISO 4217 code's shape).
+func isCurrency(s string) bool {
+	return len(s) == 3 && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z' && s[2] >= 'A' && s[2] <= 'Z'
+}
 
 // MaxStringLen bounds every string field.
 const MaxStringLen = 2048
@@ -69,7 +68,7 @@ func (r *UsageRecord) Validate() []FieldError {
 		add("ChargeCategory", "%q is not one of %s", r.ChargeCategory, strings.Join(ChargeCategories, ", "))
 	}
 	hasCost := r.BilledCost.IsSet() || r.EffectiveCost.IsSet() || r.ListCost.IsSet() || r.ContractedCost.IsSet()
-	if r.BillingCurrency != "" && !currencyRE.MatchString(r.BillingCurrency) {
+	if r.BillingCurrency != "" && !isCurrency(r.BillingCurrency) {
 		add("BillingCurrency", "%q is not an ISO 4217 code", r.BillingCurrency)
 	}
 	if hasCost && r.BillingCurrency == "" {
@@ -94,7 +93,7 @@ func (r *UsageRecord) Validate() []FieldError {
 		}
 	}
 	for k, v := range r.Ext {
-		if !extNameRE.MatchString(k) {
+		if !validExtName(k) {
 			add("x_"+k, "extension column names are a letter then letters, digits or _ (at most 64)")
 		}
 		if v.Kind < ExtString || v.Kind > ExtDecimal {

@@ -85,3 +85,19 @@ func TestSubjects(t *testing.T) {
 		}
 	}
 }
+
+// The hand-written shape checks say what the regular expressions they
+// replaced said.
+func TestShapeChecks(t *testing.T) {
+	for s, want := range map[string]bool{"USD": true, "EUR": true, "usd": false, "US": false, "USDX": false, "U$D": false, "": false} {
+		if got := isCurrency(s); got != want {
+			t.Errorf("isCurrency(%q) = %v", s, got)
+		}
+	}
+	long := "A" + strings.Repeat("b", 63)
+	for s, want := range map[string]bool{"Project": true, "a_1": true, "Z9": true, long: true, long + "c": false, "9lives": false, "_x": false, "": false, "a-b": false, "ä": false} {
+		if got := validExtName(s); got != want {
+			t.Errorf("validExtName(%q) = %v", s, got)
+		}
+	}
+}
