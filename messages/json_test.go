@@ -78,3 +78,16 @@ func TestAppendJSONStringEscapes(t *testing.T) {
 		}
 	}
 }
+
+// AppendJSONString writes exactly what encoding/json writes for a string.
+func FuzzAppendJSONStringMatchesEncodingJSON(f *testing.F) {
+	for _, s := range []string{"plain", "quote\"back\\slash", "ctl\x01\n\t\r\x7f", "<html>&", "bad\xffutf8", "line\u2028sep\u2029", "日本", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, _ := json.Marshal(s)
+		if got := AppendJSONString(nil, s); string(got) != string(want) {
+			t.Fatalf("%q: got %s, encoding/json %s", s, got, want)
+		}
+	})
+}
