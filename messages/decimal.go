@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/bits"
 	"strings"
+	"unsafe"
 
 	"github.com/shopspring/decimal"
 )
@@ -224,6 +225,23 @@ func (s *Sum) Add(d Decimal) {
 	}
 	v := s.big.Add(d.Big())
 	s.big = &v
+}
+
+// AddPlain adds the decimal written in b (as ParseDecimal reads it),
+// without allocating when b is canonical plain notation: for readers that
+// total amounts straight from a body's bytes.
+func (s *Sum) AddPlain(b []byte) error {
+	// The string is only read during the call, never kept.
+	if t := unsafe.String(unsafe.SliceData(b), len(b)); isCanonical(t) {
+		s.Add(Decimal{t})
+		return nil
+	}
+	d, err := ParseDecimal(string(b))
+	if err != nil {
+		return err
+	}
+	s.Add(d)
+	return nil
 }
 
 // AddSum adds another sum.

@@ -108,3 +108,20 @@ func TestSumKeepsScale(t *testing.T) {
 		t.Fatalf("empty sum = %q, want 0", got)
 	}
 }
+
+// AddPlain totals the same as Add of the parsed decimals, canonical or not.
+func TestSumAddPlain(t *testing.T) {
+	var a, b Sum
+	for _, s := range []string{"1.50", "-0.25", "007", "12345678901234567890.1", "0", "1e2", "-0.0001"} {
+		if err := a.AddPlain([]byte(s)); err != nil {
+			t.Fatalf("%q: %v", s, err)
+		}
+		b.Add(MustDecimal(s))
+	}
+	if !a.Decimal().Equal(b.Decimal()) {
+		t.Fatalf("AddPlain %s, Add %s", a.Decimal(), b.Decimal())
+	}
+	if err := a.AddPlain([]byte("1.2.3")); err == nil {
+		t.Fatal("1.2.3 accepted")
+	}
+}
