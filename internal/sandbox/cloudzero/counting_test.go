@@ -197,3 +197,42 @@ func TestFastCountMatchesStrict(t *testing.T) {
 		}
 	}
 }
+
+// Rows written unusually still count as the strict mode counts them: a
+// brace or a key's text inside a string value, escapes, spaces, keys in
+// another order, a fractional or offset time.
+func TestFastCountOddRows(t *testing.T) {
+	body := `{"month":"2024-08","operation":"replace_hourly","data":[` +
+		`{"time/usage_start":"2024-08-01T01:00:00Z","cost/cost":"1.5","lineitem/description":"a } brace"},` +
+		`{"cost/cost":"2","time/usage_start":"2024-08-01T01:30:00Z","lineitem/description":"say \"cost/cost\":\"9\" {}"},` +
+		`{ "time/usage_start" : "2024-08-01T02:00:00.123Z" , "cost/cost" : "-0.25" },` +
+		`{"time/usage_start":"2024-08-01T03:10:00+01:00","cost/cost":"0.0000000001","resource/id":"r}","resource/tag:a":"}"},` +
+		`{"lineitem/description":"{\"time/usage_start\":\"2024-08-09T00:00:00Z\"}","time/usage_start":"2024-08-01T04:00:00","cost/cost":"3"}` +
+		`]}`
+	strict := newEmulator(t, Config{})
+	fast := newEmulator(t, Config{FastCount: true})
+	a, b := strict.post(t, body, nil), fast.post(t, body, nil)
+	if a.code != 200 || b.code != 200 {
+		t.Fatalf("strict %d %s, fast %d %s", a.code, a.raw, b.code, b.raw)
+	}
+	hs, hf := strict.Hours(conn1), fast.Hours(conn1)
+	if len(hs) != 3 || len(hs) != len(hf) { // 01h (two rows), 02h (two, one given at +01:00), 04h
+		t.Fatalf("strict has %d hours, fast %d", len(hs), len(hf))
+	}
+	for h, s := range hs {
+		if f := hf[h]; s.Rows != f.Rows || !s.Cost.Equal(f.Cost) {
+			t.Fatalf("hour %v: strict %+v, fast %+v", h, s, f)
+		}
+	}
+	for _, bad := range []string{
+		`{"data":[{"time/usage_start":"2024-08-31T23:00:00Z","cost/cost":"1"`,
+		`{"data":[{"time/usage_start":"2024-02-30T23:00:00Z","cost/cost":"1"}]}`,
+		`{"data":[{"time/usage_start":"2024-08-31T24:00:00Z","cost/cost":"1"}]}`,
+		`{"data":[{"time/usage_start":"2024-08-31T23:00:00Z","cost/cost":1}]}`,
+		`{"data":[{"time/usage_start":"2024-08-31T23:00:00Z","cost/cost":"1"},{"cost/cost":"1"}]}`,
+	} {
+		if r := fast.post(t, bad, nil); r.code != 400 {
+			t.Errorf("%s: %d %s", bad, r.code, r.raw)
+		}
+	}
+}

@@ -3,8 +3,10 @@ package cloudzero
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
 	"maps"
 	"net/http"
 	"slices"
@@ -94,6 +96,12 @@ func (s *Server) postDrop(rw http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if s.cfg.FastCount {
+		// Nothing of a fast-counted body outlives the request: its buffer
+		// serves the next one (a 5 MB allocation, zeroed, per request was
+		// a tenth of the sandbox's CPU).
+		defer s.bodies.Put(&body)
+	}
 	entry.Bytes = int64(len(body))
 	if s.cfg.ProcessingDelay > 0 {
 		// Deliberately not cut short when the client goes away: a server
@@ -101,7 +109,7 @@ func (s *Server) postDrop(rw http.ResponseWriter, r *http.Request) {
 		time.Sleep(s.cfg.ProcessingDelay)
 	}
 
-	hash := sha256.Sum256(body)
+	hash := s.bodyDigest(body)
 	key := entry.IdempotencyKey
 	if key != "" {
 		s.mu.Lock()
@@ -279,4 +287,22 @@ func (s *Server) getMonth(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(w, map[string]any{"billing_drop": rows})
 	}
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// bodyDigest identifies a body for the idempotency check (the same key
+// with another body is refused). FastCount mode, which exists to cost the
+// fleet little, uses two hardware CRCs and the length (~20 GB/s against
+// SHA-256's ~1.7 here): enough to tell a fleet's bodies apart, not proof
+// against a forger, which a benchmark does not face.
+func (s *Server) bodyDigest(body []byte) [32]byte {
+	if !s.cfg.FastCount {
+		return sha256.Sum256(body)
+	}
+	var d [32]byte
+	binary.LittleEndian.PutUint32(d[0:], crc32.Checksum(body, castagnoli))
+	binary.LittleEndian.PutUint32(d[4:], crc32.ChecksumIEEE(body))
+	binary.LittleEndian.PutUint64(d[8:], uint64(len(body)))
+	return d
 }

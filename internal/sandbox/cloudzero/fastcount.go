@@ -3,6 +3,7 @@ package cloudzero
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/usagefleet/usagefleet/messages"
@@ -53,67 +54,23 @@ func fastCount(body []byte) (*drop, *badRequest) {
 		d.month = m
 	}
 	rows := body[di+len(`"data":[`) : end]
-	startKey, costKey := []byte(`"time/usage_start":"`), []byte(`"cost/cost":"`)
-	sums := map[time.Time]*messages.Sum{}
-	pos, cpos := 0, 0
-	nStart := 0
-	for i := 0; ; i++ {
-		k := bytes.Index(rows[pos:], startKey)
-		if k < 0 {
+	c := counter{d: d, monthGiven: monthGiven}
+	for i, pos := 0, 0; ; i++ {
+		open := bytes.IndexByte(rows[pos:], '{')
+		if open < 0 {
 			break
 		}
-		nStart++
-		v := pos + k + len(startKey)
-		q := bytes.IndexByte(rows[v:], '"')
-		if q < 0 {
-			return nil, (&colError{colUsageStart, "unterminated string"}).at(i)
+		rowStart := pos + open
+		rowEnd, ok := rowEndAt(rows, rowStart)
+		if !ok {
+			return nil, (&colError{"", "the row object is not closed"}).at(i)
 		}
-		start, err := time.Parse(time.RFC3339Nano, string(rows[v:v+q]))
-		if err != nil {
-			return nil, (&colError{colUsageStart, err.Error()}).at(i)
+		if bad := c.row(rows[rowStart:rowEnd], i); bad != nil {
+			return nil, bad
 		}
-		start = start.UTC()
-		pos = v + q
-		ck := bytes.Index(rows[cpos:], costKey)
-		if ck < 0 {
-			return nil, (&colError{colCost, "required"}).at(i)
-		}
-		cv := cpos + ck + len(costKey)
-		cq := bytes.IndexByte(rows[cv:], '"')
-		if cq < 0 {
-			return nil, (&colError{colCost, "unterminated string"}).at(i)
-		}
-		raw := rows[cv : cv+cq]
-		if !plainDecimal(raw) {
-			return nil, (&colError{colCost, "\"" + string(raw) + "\" is not a decimal string (digits, an optional minus and fraction, no exponent)"}).at(i)
-		}
-		cost, err := messages.ParseDecimal(string(raw))
-		if err != nil {
-			return nil, (&colError{colCost, err.Error()}).at(i)
-		}
-		cpos = cv + cq
-		m := monthOf(start)
-		switch {
-		case i == 0 && !monthGiven:
-			d.month = m
-		case !m.Equal(d.month):
-			return nil, (&colError{colUsageStart, "not in the body's month " + d.month.Format("2006-01")}).at(i)
-		}
-		hour := start.Truncate(time.Hour)
-		h := d.hours[hour]
-		if h == nil {
-			h = &hourData{}
-			d.hours[hour] = h
-			sums[hour] = &messages.Sum{}
-		}
-		h.count++
-		sums[hour].Add(cost)
-		d.rows++
+		pos = rowEnd
 	}
-	if bytes.Contains(rows[cpos:], costKey) {
-		return nil, requestError("data: more cost/cost values than time/usage_start values: every row needs both")
-	}
-	if nStart == 0 && !monthGiven {
+	if d.rows == 0 && !monthGiven {
 		return nil, requestError("month: required when data is empty")
 	}
 	per := int64(0)
@@ -121,11 +78,205 @@ func fastCount(body []byte) (*drop, *badRequest) {
 		per = int64(len(rows)) / int64(d.rows)
 	}
 	for hour, h := range d.hours {
-		h.cost = sums[hour].Big()
+		h.cost = c.sums[hour].Big()
 		h.bytes = per * int64(h.count)
 		d.bytes += h.bytes
 	}
 	return d, nil
+}
+
+// rowEndAt finds the end (just after its '}') of the row object starting
+// at rows[start]. The first '}' closes the row unless it is inside a
+// string: then the row's quotes before it are odd. Rows with a backslash
+// (escapes) or nested braces are walked byte by byte.
+func rowEndAt(rows []byte, start int) (int, bool) {
+	from := start + 1
+	for {
+		k := bytes.IndexByte(rows[from:], '}')
+		if k < 0 {
+			return 0, false
+		}
+		end := from + k + 1
+		seg := rows[start:end]
+		if bytes.IndexByte(seg, '\\') >= 0 || bytes.IndexByte(seg[1:], '{') >= 0 {
+			return walkRow(rows, start)
+		}
+		if bytes.Count(seg, quote)%2 == 0 {
+			return end, true
+		}
+		from = end // that '}' was inside a string value
+	}
+}
+
+var quote = []byte{'"'}
+
+// walkRow is rowEndAt for rows with escapes or nesting: a byte-by-byte
+// walk that knows strings and depth.
+func walkRow(rows []byte, start int) (int, bool) {
+	depth, inStr := 0, false
+	for i := start; i < len(rows); i++ {
+		c := rows[i]
+		switch {
+		case inStr && c == '\\':
+			i++
+		case c == '"':
+			inStr = !inStr
+		case inStr:
+		case c == '{' || c == '[':
+			depth++
+		case c == '}' || c == ']':
+			depth--
+			if depth == 0 {
+				return i + 1, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// counter adds up the rows of one body.
+type counter struct {
+	d          *drop
+	monthGiven bool
+	sums       map[time.Time]*messages.Sum
+	lastKey    int64 // yyyymmddhh of the last row's hour, to skip the map
+	lastHour   *hourData
+	lastSum    *messages.Sum
+}
+
+var (
+	startKey = []byte(`"time/usage_start":"`)
+	costKey  = []byte(`"cost/cost":"`)
+)
+
+// row counts one row object: its start and cost are found by their keys
+// (JSON escaping guarantees a key cannot occur inside a string value).
+// A row spaced or escaped unusually is read with encoding/json instead.
+func (c *counter) row(row []byte, i int) *badRequest {
+	startText, ok1 := valueOf(row, startKey)
+	costText, ok2 := valueOf(row, costKey)
+	if !ok1 || !ok2 {
+		var v map[string]any
+		if err := json.Unmarshal(row, &v); err != nil {
+			return (&colError{"", "not a JSON object: " + err.Error()}).at(i)
+		}
+		s, _ := v[colUsageStart].(string)
+		k, _ := v[colCost].(string)
+		if _, ok := v[colUsageStart]; !ok {
+			return (&colError{colUsageStart, "required"}).at(i)
+		}
+		if _, ok := v[colCost]; !ok {
+			return (&colError{colCost, "required"}).at(i)
+		}
+		startText, costText = []byte(s), []byte(k)
+	}
+	key, start, ok := hourKey(startText)
+	if !ok {
+		return (&colError{colUsageStart, fmt.Sprintf("%q is not an ISO 8601 datetime", startText)}).at(i)
+	}
+	if !plainDecimal(costText) {
+		return (&colError{colCost, "\"" + string(costText) + "\" is not a decimal string (digits, an optional minus and fraction, no exponent)"}).at(i)
+	}
+	d := c.d
+	if key != c.lastKey || c.lastHour == nil {
+		m := monthOf(start)
+		switch {
+		case d.rows == 0 && !c.monthGiven:
+			d.month = m
+		case !m.Equal(d.month):
+			return (&colError{colUsageStart, "not in the body's month " + d.month.Format("2006-01")}).at(i)
+		}
+		hour := start.Truncate(time.Hour)
+		h := d.hours[hour]
+		if h == nil {
+			if c.sums == nil {
+				c.sums = map[time.Time]*messages.Sum{}
+			}
+			h = &hourData{}
+			d.hours[hour] = h
+			c.sums[hour] = &messages.Sum{}
+		}
+		c.lastKey, c.lastHour, c.lastSum = key, h, c.sums[hour]
+	}
+	if err := c.lastSum.AddPlain(costText); err != nil {
+		return (&colError{colCost, err.Error()}).at(i)
+	}
+	c.lastHour.count++
+	d.rows++
+	return nil
+}
+
+// valueOf returns the string value of key (`"name":"`) in row, when it is
+// written without spaces and its value has no escapes. The key is searched
+// for without its opening quote: quotes are the commonest byte of a row,
+// and a search that starts on every one of them is several times slower.
+func valueOf(row, key []byte) ([]byte, bool) {
+	if bytes.HasPrefix(row[1:], key) { // the fleet writes time/usage_start first
+		return valueAt(row[1+len(key):])
+	}
+	bare := key[1:]
+	for from := 1; ; {
+		k := bytes.Index(row[from:], bare)
+		if k < 0 {
+			return nil, false
+		}
+		k += from
+		if row[k-1] == '"' {
+			return valueAt(row[k+len(bare):])
+		}
+		from = k + 1
+	}
+}
+
+func valueAt(v []byte) ([]byte, bool) {
+	q := bytes.IndexByte(v, '"')
+	if q < 0 {
+		return nil, false
+	}
+	return v[:q], true
+}
+
+// hourKey reads an ISO 8601 datetime: yyyymmddhh of its UTC hour, and the
+// time. "YYYY-MM-DDTHH:MM:SS[.f]Z" is read by hand; other forms (offsets,
+// no zone) go through the strict mode's parser.
+func hourKey(b []byte) (int64, time.Time, bool) {
+	n := len(b)
+	if n >= 20 && b[n-1] == 'Z' && b[4] == '-' && b[7] == '-' && b[10] == 'T' && b[13] == ':' && b[16] == ':' &&
+		(n == 20 || (n > 21 && b[19] == '.')) {
+		y, ok1 := digits(b[0:4])
+		mo, ok2 := digits(b[5:7])
+		dd, ok3 := digits(b[8:10])
+		hh, ok4 := digits(b[11:13])
+		mi, ok5 := digits(b[14:16])
+		ss, ok6 := digits(b[17:19])
+		frac := true
+		for _, c := range b[min(20, n-1) : n-1] {
+			frac = frac && isDigit(c)
+		}
+		if ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && frac && mo >= 1 && mo <= 12 && dd >= 1 && dd <= 31 && hh <= 23 && mi <= 59 && ss <= 59 {
+			t := time.Date(y, time.Month(mo), dd, hh, mi, ss, 0, time.UTC)
+			if t.Day() == dd { // not 31 April
+				return int64(y)*1_000_000 + int64(mo)*10_000 + int64(dd)*100 + int64(hh), t, true
+			}
+		}
+		return 0, time.Time{}, false
+	}
+	t, ok := parseISO(string(b))
+	if !ok {
+		return 0, time.Time{}, false
+	}
+	return int64(t.Year())*1_000_000 + int64(t.Month())*10_000 + int64(t.Day())*100 + int64(t.Hour()), t, true
+}
+
+func digits(b []byte) (int, bool) {
+	v := 0
+	for _, c := range b {
+		if !isDigit(c) {
+			return 0, false
+		}
+		v = v*10 + int(c-'0')
+	}
+	return v, true
 }
 
 // plainDecimal is ^-?\d+(\.\d+)?$ without a regexp.

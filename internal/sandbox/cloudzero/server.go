@@ -67,6 +67,7 @@ type Server struct {
 	lim    limits
 	faults *fault.Injector
 	mux    *http.ServeMux
+	bodies sync.Pool // *[]byte request buffers, FastCount mode
 
 	mu          sync.Mutex
 	conns       map[string]*connection
@@ -211,7 +212,15 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 		return nil, false
 	}
 	limit := s.cfg.MaxBodyBytes
-	var buf bytes.Buffer
+	var buf *bytes.Buffer
+	if s.cfg.FastCount {
+		if b, _ := s.bodies.Get().(*[]byte); b != nil {
+			buf = bytes.NewBuffer((*b)[:0])
+		}
+	}
+	if buf == nil {
+		buf = new(bytes.Buffer)
+	}
 	if r.ContentLength > 0 { // one allocation for a 5 MB body, not a dozen
 		buf.Grow(int(min(r.ContentLength, limit) + bytes.MinRead))
 	}
