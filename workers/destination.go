@@ -68,6 +68,14 @@ type Destination interface {
 	Deliver(ctx context.Context, job Job) error
 }
 
+// RowEncoder is implemented by a destination whose requests are made of
+// one encoded row per record (JSON objects, say): EncodeRow appends r's
+// row to dst, or returns dst and why r cannot be a row. The pool then
+// encodes rows ahead of delivery (Job.EncodedRecords).
+type RowEncoder interface {
+	EncodeRow(dst []byte, r *messages.UsageRecord) ([]byte, error)
+}
+
 // RecordRef points at one record: the stream sequence of its part and its
 // index in the part.
 type RecordRef struct {
@@ -85,6 +93,15 @@ type Job interface {
 	// fn must not keep r after it returns. For Append jobs, u is ignored
 	// and the part's records are passed.
 	Records(ctx context.Context, u Unit, fn func(ref RecordRef, r *messages.UsageRecord) error) error
+	// EncodedRecords is Records with every record first encoded by the
+	// destination's EncodeRow (it must be a RowEncoder), ahead of fn: the
+	// pool reads, decodes and encodes the job's next units on a goroutine
+	// of its own while the destination waits on an upload. fn gets the
+	// record and its encoding, or EncodeRow's error for a record it
+	// refused; neither may be kept after fn returns. At most a few parts
+	// are read ahead. Ask for the units in the order of Units() to keep
+	// the read-ahead useful.
+	EncodedRecords(ctx context.Context, u Unit, fn func(ref RecordRef, r *messages.UsageRecord, row []byte, err error) error) error
 	// Reject refuses one record with a reason: it is dead-lettered, the
 	// rest is still delivered, and its part's ack says rejected.
 	Reject(ref RecordRef, r *messages.UsageRecord, reason string)
@@ -116,6 +133,20 @@ type Job interface {
 	Do(ctx context.Context, req *http.Request) (*http.Response, error)
 	// Log is the job's logger (destination, unit, attempt).
 	Log() *slog.Logger
+}
+
+// EncodeEach is Job.EncodedRecords built on a Records function, without
+// reading ahead: for Job implementations other than the pool's (tests).
+func EncodeEach(ctx context.Context, records func(context.Context, Unit, func(RecordRef, *messages.UsageRecord) error) error, u Unit, enc func([]byte, *messages.UsageRecord) ([]byte, error), fn func(RecordRef, *messages.UsageRecord, []byte, error) error) error {
+	var row []byte
+	return records(ctx, u, func(ref RecordRef, r *messages.UsageRecord) error {
+		var err error
+		row, err = enc(row[:0], r)
+		if err != nil {
+			return fn(ref, r, nil, err)
+		}
+		return fn(ref, r, row, nil)
+	})
 }
 
 // Class is what kind of failure an upload had.

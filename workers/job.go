@@ -7,15 +7,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
-	"github.com/minio/highwayhash"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
@@ -42,6 +43,8 @@ type job struct {
 	dead        map[uint64]string // undecodable parts met while rebuilding
 	included    map[uint64]bool   // parts whose records the rebuild used
 	done        map[string]bool   // units the destination reported delivered
+
+	ra *readAhead // EncodedRecords' read-ahead, while one runs
 }
 
 type seqStat struct {
@@ -105,32 +108,21 @@ func (j *job) RejectUnit(u Unit, reason string) {
 	}
 }
 
-func cloneRecord(r *messages.UsageRecord) messages.UsageRecord {
-	c := *r
-	if r.Tags != nil {
-		c.Tags = make(map[string]string, len(r.Tags))
-		for k, v := range r.Tags {
-			c.Tags[k] = v
-		}
-	}
-	if r.Ext != nil {
-		c.Ext = make(map[string]messages.ExtValue, len(r.Ext))
-		for k, v := range r.Ext {
-			c.Ext[k] = v
-		}
-	}
-	return c
-}
+// cloneRecord copies r deeply: records streamed by Records point into the
+// message they were decoded from, which a kept record must not.
+func cloneRecord(r *messages.UsageRecord) messages.UsageRecord { return r.Clone() }
 
-// idemHashKey keys the body digest of idempotency keys. It is not a
-// secret: the digest only has to tell bodies apart.
-var idemHashKey = [32]byte{'u', 's', 'a', 'g', 'e', 'f', 'l', 'e', 'e', 't', '-', 'i', 'd', 'e', 'm', 'p', 'o', 't', 'e', 'n', 'c', 'y', '-', 'k', 'e', 'y', '-', 'v', '1', 0, 0, 0}
+// castagnoli is the CRC-32C table (hardware-accelerated on amd64 and arm64).
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // IdempotencyKey: see Job.
 func (j *job) IdempotencyKey(scope string, chunk int, body []byte) string {
-	// The body's digest: HighwayHash-256 (a keyed hash built for speed, ~5x
-	// SHA-256 here) under a fixed key; only the final derivation is SHA-256.
-	bh := highwayhash.Sum(body, idemHashKey[:])
+	// The body's digest: CRC-32C and CRC-32 (IEEE), both in hardware at
+	// ~15-20 GB/s, and the length: 64 bits that tell apart the bodies a
+	// key could ever be shared by (the same destination, scope, covered
+	// position, attempt and chunk index, so the same rebuild). The key is
+	// not a secret and need not resist forgery. (HighwayHash-256 of every
+	// 5 MB body was 7% of a drain's CPU, SHA-256 more.)
 	h := sha256.New()
 	attempt := j.attempt
 	if j.part != nil {
@@ -138,8 +130,8 @@ func (j *job) IdempotencyKey(scope string, chunk int, body []byte) string {
 		// the receiver can drop a repeat whatever answer the first got.
 		attempt = 0
 	}
-	fmt.Fprintf(h, "%s\x00%s\x00%d\x00%d\x00%d\x00", j.destName(), scope, j.covered, attempt, chunk)
-	h.Write(bh[:])
+	fmt.Fprintf(h, "%s\x00%s\x00%d\x00%d\x00%d\x00%d\x00%08x%08x", j.destName(), scope, j.covered, attempt, chunk,
+		len(body), crc32.Checksum(body, castagnoli), crc32.ChecksumIEEE(body))
 	return "uf-" + hex.EncodeToString(h.Sum(nil)[:20])
 }
 
@@ -315,6 +307,292 @@ func (j *job) Records(ctx context.Context, u Unit, fn func(RecordRef, *messages.
 	defer span.End()
 	stats := map[uint64]*seqStat{}
 	j.stats[u.Key] = stats // a re-read starts the unit's count afresh
+	var recs []messages.UsageRecord
+	return j.scan(ctx, u, j.dead, j.included, func(seq uint64, h nats.Header, data []byte, meta messages.PartMeta) error {
+		var err error
+		recs, err = decodeInto(recs[:0], h, data, meta)
+		if err != nil {
+			j.dead[seq] = err.Error()
+			return nil
+		}
+		j.included[seq] = true
+		st := &seqStat{}
+		for i := range recs {
+			r := &recs[i]
+			if !u.Contains(r.ChargePeriodStart) {
+				continue
+			}
+			st.records++
+			st.cost.Add(r.BilledCost)
+			if err := fn(RecordRef{Seq: seq, Index: i}, r); err != nil {
+				stats[seq] = st
+				return err
+			}
+		}
+		if st.records > 0 {
+			stats[seq] = st
+		}
+		return nil
+	})
+}
+
+// EncodedRecords: see Job. The rows are made by a read-ahead that walks
+// the job's units in order, from the first one asked for: while the
+// destination uploads one body, the parts of the next units are read,
+// decoded and encoded. A unit asked for out of that order restarts the
+// read-ahead there.
+func (j *job) EncodedRecords(ctx context.Context, u Unit, fn func(ref RecordRef, r *messages.UsageRecord, row []byte, err error) error) error {
+	re, ok := j.p.dest.(RowEncoder)
+	if !ok {
+		return fmt.Errorf("destination %s does not encode rows (RowEncoder)", j.destName())
+	}
+	if j.part != nil {
+		return EncodeEach(ctx, j.Records, u, re.EncodeRow, fn)
+	}
+	stats := map[uint64]*seqStat{}
+	j.stats[u.Key] = stats // a re-read starts the unit's count afresh
+	if j.ra == nil || !j.ra.at(u) {
+		j.stopReadAhead()
+		units := []Unit{u}
+		for i, x := range j.units {
+			if x.Key == u.Key {
+				units = j.units[i:]
+				break
+			}
+		}
+		j.ra = j.startReadAhead(ctx, units, re.EncodeRow)
+	}
+	return j.ra.take(u, stats, fn)
+}
+
+// stopReadAhead ends the read-ahead, if any, and takes over what it
+// learnt (undecodable and included parts). The pool calls it once Deliver
+// has returned.
+func (j *job) stopReadAhead() {
+	ra := j.ra
+	if ra == nil {
+		return
+	}
+	j.ra = nil
+	ra.stop()
+	for b := range ra.full { // unblock it: it ends at its next step
+		ra.free <- b
+	}
+	<-ra.done
+	for range ahead {
+		b := <-ra.free
+		b.recs = b.recs[:0] // their maps stay, for reuse
+		encodedParts.Put(b)
+	}
+	for seq, why := range ra.dead {
+		j.dead[seq] = why
+	}
+	for seq := range ra.included {
+		j.included[seq] = true
+	}
+}
+
+// ahead is how many parts the read-ahead decodes and encodes ahead of the
+// destination: what bounds its memory.
+const ahead = 3
+
+// readAhead reads, decodes and encodes the parts of units in order, on a
+// goroutine of its own, handing them over through full. After the parts
+// of each unit comes a part with last set.
+type readAhead struct {
+	units    []Unit
+	next     int // the unit take serves next
+	free     chan *encodedPart
+	full     chan *encodedPart
+	stop     context.CancelFunc
+	done     chan struct{}
+	err      error // the scan's, once full is closed
+	dead     map[uint64]string
+	included map[uint64]bool
+}
+
+func (j *job) startReadAhead(ctx context.Context, units []Unit, enc func([]byte, *messages.UsageRecord) ([]byte, error)) *readAhead {
+	ctx, cancel := context.WithCancel(ctx)
+	ra := &readAhead{
+		units: units, free: make(chan *encodedPart, ahead), full: make(chan *encodedPart, ahead),
+		stop: cancel, done: make(chan struct{}), dead: map[uint64]string{}, included: map[uint64]bool{},
+	}
+	for range ahead {
+		ra.free <- encodedParts.Get().(*encodedPart)
+	}
+	go func() {
+		defer close(ra.done)
+		defer close(ra.full)
+		for _, u := range units {
+			if err := j.readUnit(ctx, ra, u, enc); err != nil {
+				ra.err = err
+				return
+			}
+		}
+	}()
+	return ra
+}
+
+// at reports whether u is the unit the read-ahead serves next.
+func (ra *readAhead) at(u Unit) bool {
+	return ra.next < len(ra.units) && ra.units[ra.next].Key == u.Key
+}
+
+// send hands b over, or gives it back when the read-ahead is stopped.
+func (ra *readAhead) send(ctx context.Context, b *encodedPart) error {
+	select {
+	case ra.full <- b:
+		return nil
+	case <-ctx.Done():
+		ra.free <- b // never blocks: free has room for every part
+		return ctx.Err()
+	}
+}
+
+func (j *job) readUnit(ctx context.Context, ra *readAhead, u Unit, enc func([]byte, *messages.UsageRecord) ([]byte, error)) error {
+	ctx, span := j.p.metrics.tracer.Start(ctx, "rebuild "+u.Key, trace.WithAttributes(attribute.Int64("usagefleet.covered_seq", int64(j.covered))))
+	defer span.End()
+	err := j.scan(ctx, u, ra.dead, ra.included, func(seq uint64, h nats.Header, data []byte, meta messages.PartMeta) error {
+		var b *encodedPart
+		select {
+		case b = <-ra.free:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		var err error
+		b.recs, err = decodeInto(b.recs[:0], h, data, meta)
+		if err != nil {
+			ra.dead[seq] = err.Error()
+			ra.free <- b
+			return nil
+		}
+		ra.included[seq] = true
+		b.seq, b.last, b.rows, b.ends, b.errs = seq, false, b.rows[:0], b.ends[:0], b.errs[:0]
+		for i := range b.recs {
+			r := &b.recs[i]
+			if !u.Contains(r.ChargePeriodStart) {
+				b.ends = append(b.ends, skipped)
+				continue
+			}
+			start := len(b.rows)
+			var eerr error
+			b.rows, eerr = enc(b.rows, r)
+			if eerr != nil {
+				b.rows = b.rows[:start]
+				b.errs = append(b.errs, encodeErr{i, eerr})
+				b.ends = append(b.ends, refused)
+				continue
+			}
+			b.ends = append(b.ends, int32(len(b.rows)))
+		}
+		return ra.send(ctx, b)
+	})
+	if err != nil {
+		return err
+	}
+	var b *encodedPart
+	select {
+	case b = <-ra.free:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	b.seq, b.last, b.recs, b.ends = 0, true, b.recs[:0], b.ends[:0]
+	return ra.send(ctx, b)
+}
+
+// take passes the parts of u (the unit the read-ahead is at) to fn. When
+// fn fails, the rest of u is skipped and the read-ahead goes on to the
+// next unit.
+func (ra *readAhead) take(u Unit, stats map[uint64]*seqStat, fn func(RecordRef, *messages.UsageRecord, []byte, error) error) error {
+	var ferr error
+	for b := range ra.full {
+		last := b.last
+		if !last && ferr == nil {
+			ferr = b.emit(u, stats, fn)
+		}
+		ra.free <- b
+		if last {
+			ra.next++
+			return ferr
+		}
+	}
+	// The scan failed (or was stopped) within u.
+	ra.next = len(ra.units)
+	if ferr != nil {
+		return ferr
+	}
+	if ra.err != nil {
+		return ra.err
+	}
+	return Transient(fmt.Errorf("rebuild %s: the read-ahead stopped", u.Key))
+}
+
+// The end offset of a record not in the unit, or refused by the encoder.
+const (
+	skipped = -1
+	refused = -2
+)
+
+// encodedParts keeps the buffers of EncodedRecords between rebuilds: a
+// drain rebuilds unit after unit, and growing them anew each time was a
+// quarter of its CPU.
+var encodedParts = sync.Pool{New: func() any { return &encodedPart{} }}
+
+// encodedPart is one part decoded and encoded ahead of EncodedRecords' fn,
+// or (last) the end of a unit.
+type encodedPart struct {
+	seq  uint64
+	last bool
+	recs []messages.UsageRecord
+	rows []byte
+	ends []int32 // per record: end of its encoding in rows, or skipped/refused
+	errs []encodeErr
+}
+
+type encodeErr struct {
+	index int
+	err   error
+}
+
+func (b *encodedPart) emit(u Unit, stats map[uint64]*seqStat, fn func(RecordRef, *messages.UsageRecord, []byte, error) error) error {
+	st := &seqStat{}
+	defer func() {
+		if st.records > 0 {
+			stats[b.seq] = st
+		}
+	}()
+	start, ei := 0, 0
+	for i, end := range b.ends {
+		if end == skipped {
+			continue
+		}
+		r := &b.recs[i]
+		st.records++
+		st.cost.Add(r.BilledCost)
+		var err error
+		if end == refused {
+			err = b.errs[ei].err
+			ei++
+			if err := fn(RecordRef{Seq: b.seq, Index: i}, r, nil, err); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := fn(RecordRef{Seq: b.seq, Index: i}, r, b.rows[start:end], nil); err != nil {
+			return err
+		}
+		start = int(end)
+	}
+	return nil
+}
+
+// scan reads the parts of u as the stream held them at Covered and calls
+// part for each that counts, in stream order: every append part, then for
+// each (source, period) and hour the parts of the newest snapshot
+// generation whose closing marker and every part are stored. A part whose
+// headers cannot be read is recorded in dead and skipped; part decodes and
+// records its own failures there and in included.
+func (j *job) scan(ctx context.Context, u Unit, dead map[uint64]string, included map[uint64]bool, part func(seq uint64, h nats.Header, data []byte, meta messages.PartMeta) error) error {
 	subs, expected := j.unitSubjects(u)
 	if expected == 0 {
 		return nil
@@ -322,32 +600,12 @@ func (j *job) Records(ctx context.Context, u Unit, fn func(RecordRef, *messages.
 	var (
 		snaps   []snapPart
 		markers = map[markerKey]int{}
-		recs    []messages.UsageRecord
 	)
-	emit := func(seq uint64, recs []messages.UsageRecord) error {
-		for i := range recs {
-			r := &recs[i]
-			if !u.Contains(r.ChargePeriodStart) {
-				continue
-			}
-			st := stats[seq]
-			if st == nil {
-				st = &seqStat{}
-				stats[seq] = st
-			}
-			st.records++
-			st.cost.Add(r.BilledCost)
-			if err := fn(RecordRef{Seq: seq, Index: i}, r); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
 	// handle processes one stored message of the unit.
 	handle := func(seq uint64, h nats.Header, data []byte) error {
 		meta, err := messages.ParseMeta(h)
 		if err != nil {
-			j.dead[seq] = err.Error()
+			dead[seq] = err.Error()
 			return nil
 		}
 		switch meta.Kind {
@@ -356,13 +614,7 @@ func (j *job) Records(ctx context.Context, u Unit, fn func(RecordRef, *messages.
 		case messages.KindSnapshot:
 			snaps = append(snaps, snapPart{seq: seq, key: meta.SnapshotKey(), gen: meta.Generation, hour: meta.Hour})
 		default:
-			recs, err = decodeInto(recs[:0], h, data, meta)
-			if err != nil {
-				j.dead[seq] = err.Error()
-				return nil
-			}
-			j.included[seq] = true
-			return emit(seq, recs)
+			return part(seq, h, data, meta)
 		}
 		return nil
 	}
@@ -374,13 +626,16 @@ func (j *job) Records(ctx context.Context, u Unit, fn func(RecordRef, *messages.
 		for _, seq := range seqs {
 			raw, err := j.p.usage.GetMsg(ctx, seq)
 			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
 				return Transient(fmt.Errorf("rebuild %s: message %d: %w", u.Key, seq, err))
 			}
 			if err := handle(seq, raw.Header, raw.Data); err != nil {
 				return err
 			}
 		}
-		return j.finishSnapshots(ctx, u, snaps, markers, recs, emit)
+		return j.finishSnapshots(ctx, u, snaps, markers, dead, part)
 	}
 	if j.p.nc.IsClosed() {
 		return Transient(fmt.Errorf("rebuild %s: %w", u.Key, nats.ErrConnectionClosed))
@@ -443,13 +698,13 @@ func (j *job) Records(ctx context.Context, u Unit, fn func(RecordRef, *messages.
 			break
 		}
 	}
-	return j.finishSnapshots(ctx, u, snaps, markers, recs, emit)
+	return j.finishSnapshots(ctx, u, snaps, markers, dead, part)
 }
 
-// finishSnapshots emits, per (source, period) and hour, the records of the
-// newest snapshot generation whose closing marker is stored and whose parts
-// are all here.
-func (j *job) finishSnapshots(ctx context.Context, u Unit, snaps []snapPart, markers map[markerKey]int, recs []messages.UsageRecord, emit func(uint64, []messages.UsageRecord) error) error {
+// finishSnapshots passes to part, per (source, period) and hour, the parts
+// of the newest snapshot generation whose closing marker is stored and
+// whose parts are all here.
+func (j *job) finishSnapshots(ctx context.Context, u Unit, snaps []snapPart, markers map[markerKey]int, dead map[uint64]string, part func(uint64, nats.Header, []byte, messages.PartMeta) error) error {
 	type kh struct {
 		key  string
 		hour time.Time
@@ -474,26 +729,28 @@ func (j *job) finishSnapshots(ctx context.Context, u Unit, snaps []snapPart, mar
 		}
 		raw, err := j.p.usage.GetMsg(ctx, s.seq)
 		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			return Transient(fmt.Errorf("rebuild %s: snapshot part %d: %w", u.Key, s.seq, err))
 		}
 		meta, err := messages.ParseMeta(raw.Header)
-		if err == nil {
-			recs, err = decodeInto(recs[:0], raw.Header, raw.Data, meta)
-		}
 		if err != nil {
-			j.dead[s.seq] = err.Error()
+			dead[s.seq] = err.Error()
 			continue
 		}
-		j.included[s.seq] = true
-		if err := emit(s.seq, recs); err != nil {
+		if err := part(s.seq, raw.Header, raw.Data, meta); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// decodeInto decodes a stored part into dst's space, reusing it: the
+// records of the previous part decoded there are overwritten, and the new
+// ones point into data (see messages.DecodeRecordsReusing).
 func decodeInto(dst []messages.UsageRecord, h nats.Header, data []byte, meta messages.PartMeta) ([]messages.UsageRecord, error) {
-	recs, err := messages.DecodeRecords(dst, data)
+	recs, err := messages.DecodeRecordsReusing(dst, data, meta.Schema)
 	if err != nil {
 		return dst, err
 	}

@@ -584,6 +584,7 @@ func (p *Pool) runReplace(ctx context.Context, g *replaceJob) {
 		return
 	}
 	derr := p.dest.Deliver(jctx, job)
+	job.stopReadAhead()
 	if derr == nil {
 		if err := p.finishReplace(jctx, job, g); err != nil {
 			p.log.Warn("finishing job", "err", err)

@@ -399,3 +399,9 @@ func TestUploadCancelled(t *testing.T) {
 		t.Fatalf("Deliver took %s to see its context end", took)
 	}
 }
+
+func (j *fakeJob) EncodedRecords(ctx context.Context, u workers.Unit, fn func(workers.RecordRef, *messages.UsageRecord, []byte, error) error) error {
+	return workers.EncodeEach(ctx, j.Records, u, func([]byte, *messages.UsageRecord) ([]byte, error) {
+		return nil, errors.New("cloudcruiser does not encode rows ahead")
+	}, fn)
+}

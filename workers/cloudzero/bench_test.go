@@ -110,3 +110,7 @@ func BenchmarkPackMonth(b *testing.B) {
 	b.ReportMetric(float64(records)/b.Elapsed().Seconds(), "records/s")
 	b.ReportMetric(float64(j.reqs), "requests/month")
 }
+
+func (j *benchJob) EncodedRecords(ctx context.Context, u workers.Unit, fn func(workers.RecordRef, *messages.UsageRecord, []byte, error) error) error {
+	return workers.EncodeEach(ctx, j.Records, u, AppendRow, fn)
+}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/usagefleet/usagefleet/internal/config"
+	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/workers"
 )
 
@@ -53,6 +54,11 @@ func (d *Destination) Units(hour time.Time) []workers.Unit {
 // at a time per stream, so the fleet uploads to a connection one job at a
 // time.
 func (d *Destination) LeaseKey(workers.Unit) string { return d.conn }
+
+// EncodeRow is AppendRow: the pool encodes rows ahead of delivery.
+func (d *Destination) EncodeRow(dst []byte, r *messages.UsageRecord) ([]byte, error) {
+	return AppendRow(dst, r)
+}
 
 // Deliver uploads the job; see the package doc for the sequence of
 // requests and what each failure does.

@@ -342,3 +342,7 @@ func classOf(t *testing.T, err error) *workers.Error {
 
 func newSecret() config.Secret                   { return config.NewSecret(testKey) }
 func durationOf(d time.Duration) config.Duration { return config.Duration(d) }
+
+func (j *fakeJob) EncodedRecords(ctx context.Context, u workers.Unit, fn func(workers.RecordRef, *messages.UsageRecord, []byte, error) error) error {
+	return workers.EncodeEach(ctx, j.Records, u, AppendRow, fn)
+}

@@ -183,8 +183,8 @@ func (p *packer) streamUnit(ctx context.Context, si int) error {
 	if err := p.beginUnit(ctx, si); err != nil {
 		return err
 	}
-	err := p.job.Records(ctx, p.segs[si].unit, func(ref workers.RecordRef, r *messages.UsageRecord) error {
-		return p.add(ctx, si, ref, r)
+	err := p.job.EncodedRecords(ctx, p.segs[si].unit, func(ref workers.RecordRef, r *messages.UsageRecord, row []byte, err error) error {
+		return p.addEncoded(ctx, si, ref, r, row, err)
 	})
 	if err != nil && !errors.Is(err, errUnitRejected) {
 		return err
@@ -240,6 +240,26 @@ func (p *packer) add(ctx context.Context, si int, ref workers.RecordRef, r *mess
 		p.job.Reject(ref, r, err.Error())
 		return nil
 	}
+	return p.added(ctx, si, ref, r)
+}
+
+// addEncoded is add for a record encoded already (EncodedRecords): row,
+// or the mapping's error.
+func (p *packer) addEncoded(ctx context.Context, si int, ref workers.RecordRef, r *messages.UsageRecord, row []byte, err error) error {
+	if p.segs[si].rejected {
+		return errUnitRejected
+	}
+	if err != nil {
+		p.job.Reject(ref, r, err.Error())
+		return nil
+	}
+	p.buf = append(p.buf, ',')
+	p.buf = append(p.buf, row...)
+	return p.added(ctx, si, ref, r)
+}
+
+// added books the row just appended to buf and sends what no longer fits.
+func (p *packer) added(ctx context.Context, si int, ref workers.RecordRef, r *messages.UsageRecord) error {
 	p.rows = append(p.rows, rowMeta{end: len(p.buf), seg: int32(si), ref: ref})
 	p.segs[si].buffered++
 	switch err := p.fit(ctx, si); {
@@ -357,27 +377,30 @@ func (p *packer) size(a, b int) int {
 	return envelope(p.opFor(a, b)) + p.rows[b-1].end - p.rowStart(a) - 1
 }
 
-// body builds the request body for rows (each preceded by a comma). Each
-// body is a new buffer: the transport may still read it after Do returns.
-func (p *packer) body(op string, rows []byte) []byte {
-	b := make([]byte, 0, envelope(op)+len(rows)-1)
+// body builds the request body for rows (each preceded by a comma) in a
+// buffer from bodyPool.
+func (p *packer) body(op string, rows []byte) *sharedBody {
+	size := envelope(op) + len(rows) - 1
+	b := getBody(size)
 	b = append(b, `{"month":"`...)
 	b = append(b, p.monthText...)
 	b = append(b, `","operation":"`...)
 	b = append(b, op...)
 	b = append(b, `","data":[`...)
 	b = append(b, rows[1:]...)
-	return append(b, ']', '}')
+	b = append(b, ']', '}')
+	return newSharedBody(b)
 }
 
 // post sends rows with op and classifies the answer (nil on success).
 func (p *packer) post(ctx context.Context, op string, rows []byte, n int) error {
 	body := p.body(op, rows)
-	if len(body) > p.d.maxBody {
+	defer body.done()
+	if len(body.buf) > p.d.maxBody {
 		// Every caller sizes its runs first; this guards the invariant.
-		return fmt.Errorf("cloudzero: refusing to send a %d-byte body over max_body_bytes %d", len(body), p.d.maxBody)
+		return fmt.Errorf("cloudzero: refusing to send a %d-byte body over max_body_bytes %d", len(body.buf), p.d.maxBody)
 	}
-	key := p.job.IdempotencyKey(p.scope, p.chunk, body)
+	key := p.job.IdempotencyKey(p.scope, p.chunk, body.buf)
 	p.chunk++
 	return p.d.send(ctx, p.job, body, key, op, n)
 }
