@@ -53,7 +53,7 @@ type Options struct {
 	Workers    int    // pool workers (default 4)
 	JSON       bool
 	Out        io.Writer
-	CPUProfile string // pprof CPU profile of the drain phase
+	CPUProfile string // pprof CPU profile of the drain phase (of the publish with Mode "publish")
 	MemProfile string // pprof heap profile at the end of the drain
 }
 
@@ -172,6 +172,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
+		if o.CPUProfile != "" && o.Mode == "publish" {
+			stop, err := startCPUProfile(o.CPUProfile)
+			if err != nil {
+				return nil, err
+			}
+			defer stop()
+		}
 		cpu0 := cpuSeconds()
 		start := time.Now()
 		var next atomic.Int64
@@ -274,15 +281,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	runtime.GC()
 	if o.CPUProfile != "" {
-		f, err := os.Create(o.CPUProfile)
+		stop, err := startCPUProfile(o.CPUProfile)
 		if err != nil {
 			return nil, err
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return nil, err
-		}
-		defer pprof.StopCPUProfile()
+		defer stop()
 	}
 	cpu0 := cpuSeconds()
 	start := time.Now()
@@ -334,6 +337,18 @@ func Print(w io.Writer, r *Result, asJSON bool) {
 		b, _ := json.Marshal(r)
 		fmt.Fprintln(w, string(b))
 	}
+}
+
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func cpuSeconds() float64 {

@@ -242,7 +242,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.IntVar(&o.Publishers, "publishers", 16, "concurrent publishers (each Publish waits for its parts to be stored)")
 	fs.IntVar(&o.Workers, "workers", 4, "pool workers")
 	fs.BoolVar(&o.JSON, "json", false, "print one JSON line")
-	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the drain to this file")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the drain (of the publish with --mode publish) to this file")
 	fs.StringVar(&o.MemProfile, "memprofile", "", "write a heap profile at the end of the drain to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
