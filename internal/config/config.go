@@ -5,7 +5,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -34,45 +33,9 @@ func Errorf(key string, format string, args ...any) error {
 }
 
 // Decode decodes node into out, refusing unknown keys. key is the path of
-// node in the file, used in errors.
-func Decode(node *yaml.Node, out any, key string) error {
-	if node == nil || node.Kind == 0 {
-		return nil
-	}
-	b, err := yaml.Marshal(node)
-	if err != nil {
-		return &Error{Key: key, Line: node.Line, Msg: err.Error()}
-	}
-	dec := yaml.NewDecoder(strings.NewReader(string(b)))
-	dec.KnownFields(true)
-	if err := dec.Decode(out); err != nil {
-		return &Error{Key: key, Line: node.Line, Msg: relines(err, node.Line)}
-	}
-	return nil
-}
-
-// relines rewrites yaml's "line N" (relative to the re-marshalled node) to
-// the line in the original file.
-func relines(err error, base int) string {
-	var te *yaml.TypeError
-	if !errors.As(err, &te) {
-		return err.Error()
-	}
-	out := make([]string, 0, len(te.Errors))
-	for _, e := range te.Errors {
-		var n int
-		var rest string
-		if _, scanErr := fmt.Sscanf(e, "line %d:", &n); scanErr == nil {
-			if i := strings.Index(e, ":"); i >= 0 {
-				rest = e[i+1:]
-			}
-			out = append(out, fmt.Sprintf("line %d:%s", base+n-1, rest))
-			continue
-		}
-		out = append(out, e)
-	}
-	return strings.Join(out, "; ")
-}
+// node in the file, used in errors: an unknown key or a bad value is named
+// by its full path and its line in the file (see DecodeStrict).
+func Decode(node *yaml.Node, out any, key string) error { return DecodeStrict(node, out, key) }
 
 // Secret is a credential read from an environment variable or a file. It
 // never prints: String, GoString and MarshalYAML redact it.

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -120,24 +121,26 @@ func Load(path string) (*Config, error) {
 	return cfg, nil
 }
 
-// Parse reads and validates configuration from YAML bytes.
+// Parse reads and validates configuration from YAML bytes. An unknown key
+// or a value that does not decode is named by its path and line
+// ("destinations[0].flush.max_delay (line 8): ...").
 func Parse(b []byte) (*Config, error) {
-	var cfg Config
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil {
-		if errors.Is(err, errEOF) || strings.Contains(err.Error(), "EOF") {
+	var root yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader(b)).Decode(&root); err != nil {
+		if errors.Is(err, io.EOF) {
 			return nil, errors.New("config: the file is empty")
 		}
 		return nil, fmt.Errorf("config: %v", err)
+	}
+	var cfg Config
+	if err := config.DecodeStrict(&root, &cfg, ""); err != nil {
+		return nil, err
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	return &cfg, nil
 }
-
-var errEOF = errors.New("EOF")
 
 // Validate checks every key and builds the destinations (resolving their
 // secrets). Call it once.
