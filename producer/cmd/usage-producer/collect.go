@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/usagefleet/usagefleet/internal/telemetry"
 	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/producer/collect"
 	_ "github.com/usagefleet/usagefleet/producer/collect/acronis" // registers the acronis collector type
@@ -28,11 +31,19 @@ import (
 // unreachable), 2 every collector published but some report rows were
 // rejected. Without --once: 0 when stopped by a signal, 1 when it could
 // not start.
+//
+// --metrics-listen serves the process's metrics for Prometheus
+// (usagefleet_publish_duration_seconds, ...) with /healthz and /readyz
+// (ready = connected to NATS and the checkpoint bucket answers), as the
+// worker's metrics listener does; OTLP export follows the OTEL_* variables
+// either way. --log-format json writes structured logs with trace ids.
 type collectCommand struct {
-	env      *env
-	config   string
-	once     bool
-	logLevel string
+	env           *env
+	config        string
+	once          bool
+	logLevel      string
+	logFormat     string
+	metricsListen string
 }
 
 func collectCmd(e *env) (*flag.FlagSet, runFunc) {
@@ -41,6 +52,8 @@ func collectCmd(e *env) (*flag.FlagSet, runFunc) {
 	fs.StringVar(&c.config, "config", "", "collector configuration `file` (YAML; required; see package producer/collect)")
 	fs.BoolVar(&c.once, "once", false, "run every collector once and exit (status 1 if one failed, 2 if report rows were rejected)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level on stderr: debug, info, warn or error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log format on stderr: text or json (with trace ids)")
+	fs.StringVar(&c.metricsListen, "metrics-listen", "", "serve /metrics (Prometheus), /healthz and /readyz on this `address` (e.g. :9092); default: not served")
 	return fs, c.run
 }
 
@@ -56,12 +69,25 @@ func (c *collectCommand) run(ctx context.Context, fs *flag.FlagSet, args []strin
 	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
 		return usageErr(fs, "--log-level %q: want debug, info, warn or error", c.logLevel)
 	}
+	if c.logFormat != "text" && c.logFormat != "json" {
+		return usageErr(fs, "--log-format %q: want text or json", c.logFormat)
+	}
+	if c.metricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.metricsListen); err != nil {
+			return usageErr(fs, "--metrics-listen %q: want host:port or :port", c.metricsListen)
+		}
+	}
 	cfg, err := collect.LoadConfig(c.config)
 	if err != nil {
 		fmt.Fprintf(stderr, "usage-producer collect: %v\n", err)
 		return exitFail
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	hopts := &slog.HandlerOptions{Level: level}
+	var handler slog.Handler = slog.NewTextHandler(stderr, hopts)
+	if c.logFormat == "json" {
+		handler = slog.NewJSONHandler(stderr, hopts)
+	}
+	log := slog.New(telemetry.LogHandler(handler))
 	nc, prod, err := connect(ctx, cfg.NATS, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "usage-producer collect: %v\n", err)
@@ -85,6 +111,25 @@ func (c *collectCommand) run(ctx context.Context, fs *flag.FlagSet, args []strin
 	if err != nil {
 		fmt.Fprintf(stderr, "usage-producer collect: %v\n", err)
 		return exitFail
+	}
+	if c.metricsListen != "" {
+		stop, err := serveHealth(ctx, c.metricsListen, func(ctx context.Context) error {
+			if !nc.IsConnected() {
+				return errors.New("not connected to NATS")
+			}
+			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			if _, err := kv.Status(sctx); err != nil {
+				return fmt.Errorf("checkpoint bucket %s: %w", messages.BucketCheckpoints, err)
+			}
+			return nil
+		})
+		if err != nil {
+			fmt.Fprintf(stderr, "usage-producer collect: --metrics-listen: %v\n", err)
+			return exitFail
+		}
+		defer stop()
+		log.Info("serving /metrics, /healthz and /readyz", "addr", c.metricsListen)
 	}
 	if !c.once {
 		collect.RunLoop(ctx, cs, func(o collect.Outcome) { printOutcome(stdout, stderr, o) })
@@ -150,6 +195,27 @@ func printOutcome(stdout, stderr io.Writer, o collect.Outcome) {
 	default:
 		fmt.Fprintf(stderr, "%s: failed: %v\n", o.Collector, o.Err)
 	}
+}
+
+// serveHealth serves the Prometheus metrics of this process (those of
+// telemetry.Setup in main; set up here when main did not), /healthz and
+// /readyz on addr until stop is called.
+func serveHealth(ctx context.Context, addr string, ready func(context.Context) error) (stop func(), err error) {
+	metrics := metricsHandler
+	if metrics == nil {
+		tel, err := telemetry.Setup(ctx, "usage-producer")
+		if err != nil {
+			return nil, err
+		}
+		metrics = tel.Metrics
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: telemetry.Health(metrics, ready), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	return func() { _ = srv.Close() }, nil
 }
 
 func verb(err error) string {

@@ -68,6 +68,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -96,6 +97,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// Traces and metrics go where the standard OTEL_* variables say;
 	// nothing is exported when they are unset.
 	if tel, err := telemetry.Setup(ctx, "usage-producer"); err == nil {
+		metricsHandler = tel.Metrics
 		defer func() {
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -106,6 +108,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	return runContext(ctx, args, stdout, stderr)
 }
+
+// metricsHandler serves the process's metrics in the Prometheus format
+// (collect --metrics-listen); run sets it up with telemetry.
+var metricsHandler http.Handler
 
 // env is what a command runs with.
 type env struct {
