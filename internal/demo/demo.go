@@ -165,7 +165,7 @@ destinations:
 		prog.show("published %d/%d records", end, len(recs))
 	}
 	prog.done()
-	say("published %d records in %d batches (%s) in %s", want.Records, len(results), want.Cost, time.Since(start).Round(time.Millisecond))
+	say("published %d records in %d batches (cost %s) in %s", want.Records, len(results), want.Cost, time.Since(start).Round(time.Millisecond))
 
 	// 4. Follow the acks until every part is settled everywhere.
 	dests := []string{"cloudzero", "webhook"}

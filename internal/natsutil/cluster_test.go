@@ -2,6 +2,7 @@ package natsutil_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -287,6 +288,40 @@ func TestClusterFailoverDeliversEveryRecordExactly(t *testing.T) {
 	}
 	if st.KeyReuse != 0 {
 		t.Fatalf("%d idempotency keys were reused for another body", st.KeyReuse)
+	}
+	// Per unit (the UTC hour of ChargePeriodStart): the receiver holds
+	// exactly the hour's published records and cost.
+	type hourTally struct {
+		records int
+		cost    messages.Sum
+	}
+	pubHours, recvHours := map[time.Time]*hourTally{}, map[time.Time]*hourTally{}
+	count := func(m map[time.Time]*hourTally, r *messages.UsageRecord) {
+		h := r.ChargePeriodStart.UTC().Truncate(time.Hour)
+		if m[h] == nil {
+			m[h] = &hourTally{}
+		}
+		m[h].records++
+		m[h].cost.Add(r.BilledCost)
+	}
+	for i := range recs {
+		count(pubHours, &recs[i])
+	}
+	for _, raw := range sb.UniqueRecords() {
+		var r messages.UsageRecord
+		if err := json.Unmarshal(raw, &r); err != nil {
+			t.Fatalf("the receiver holds a record that does not decode: %v", err)
+		}
+		count(recvHours, &r)
+	}
+	if len(recvHours) != len(pubHours) {
+		t.Fatalf("the receiver holds records of %d hours; %d were published", len(recvHours), len(pubHours))
+	}
+	for h, p := range pubHours {
+		r := recvHours[h]
+		if r == nil || r.records != p.records || !r.cost.Decimal().Equal(p.cost.Decimal()) {
+			t.Fatalf("hour %s: received %+v; published %d records costing %s", h.Format(time.RFC3339), r, p.records, p.cost.Decimal())
+		}
 	}
 	if st.MaxBodyBytes > bodyLimit {
 		t.Fatalf("a body of %d bytes exceeded the %d limit", st.MaxBodyBytes, bodyLimit)

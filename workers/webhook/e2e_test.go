@@ -223,9 +223,10 @@ func TestFaultStormDelaysButLosesNothing(t *testing.T) {
 	rec := func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			cw := &codeWriter{ResponseWriter: w, code: 200}
+			began := time.Now() // when the request reached the receiver
 			defer func() {
 				mu.Lock()
-				times = append(times, time.Now())
+				times = append(times, began)
 				codes = append(codes, cw.code)
 				mu.Unlock()
 			}()
@@ -258,10 +259,12 @@ func TestFaultStormDelaysButLosesNothing(t *testing.T) {
 	// Retry-After: 2 on the 429 held every uploader for 2 seconds.
 	mu.Lock()
 	defer mu.Unlock()
+	saw429 := false
 	for i, c := range codes {
 		if c != 429 {
 			continue
 		}
+		saw429 = true
 		for k := i + 1; k < len(times); k++ {
 			if gap := times[k].Sub(times[i]); gap < 1900*time.Millisecond {
 				// Requests already in flight when the 429 came may land;
@@ -271,6 +274,9 @@ func TestFaultStormDelaysButLosesNothing(t *testing.T) {
 				}
 			}
 		}
+	}
+	if !saw429 {
+		t.Fatal("no request was answered 429: the Retry-After check proved nothing")
 	}
 	t.Logf("faults injected: %v; duplicates %d", inj, st.DuplicateRequests)
 }
