@@ -68,6 +68,13 @@ func (c *ccSandbox) SetAuth(valid bool) {
 	}
 }
 func (c *ccSandbox) ConcurrencyViolations() int { return c.srv.ConcurrencyViolations() }
+func (c *ccSandbox) RequestLog() []conformance.Request {
+	var out []conformance.Request
+	for _, u := range c.srv.Uploads() {
+		out = append(out, conformance.Request{Start: u.Time, Status: u.Status})
+	}
+	return out
+}
 
 func harness(zone string, secs int) conformance.Harness {
 	return conformance.Harness{Start: func(t *testing.T) conformance.Sandbox {

@@ -1,10 +1,7 @@
 // The conformance suite, through the real pool and an embedded nats-server,
-// against the CloudZero emulator:
+// against the CloudZero emulator. It is part of the default test run:
 //
-//	go test -tags conformance -run Conformance ./workers/cloudzero/
-//
-// It sits behind a build tag until workers/conformance is committed; drop
-// the tag then.
+//	go test -run Conformance ./workers/cloudzero/
 
 package cloudzero
 
@@ -71,6 +68,13 @@ func (c *confSandbox) SetAuth(valid bool) {
 	}
 }
 func (c *confSandbox) ConcurrencyViolations() int { n, _ := c.s.Violations(); return n }
+func (c *confSandbox) RequestLog() []conformance.Request {
+	var out []conformance.Request
+	for _, r := range c.s.Requests(testConn) {
+		out = append(out, conformance.Request{Start: r.Time, Status: r.Status})
+	}
+	return out
+}
 
 func TestConformance(t *testing.T) {
 	conformance.Run(t, conformance.Harness{Start: func(t *testing.T) conformance.Sandbox {

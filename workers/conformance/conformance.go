@@ -45,6 +45,15 @@ type Sandbox interface {
 	// ConcurrencyViolations counts requests that overlapped where the API
 	// forbids it (0 if the API has no such rule).
 	ConcurrencyViolations() int
+	// RequestLog lists every request to the upload endpoint the sandbox
+	// received (faulted ones included), in any order.
+	RequestLog() []Request
+}
+
+// Request is one request a sandbox received.
+type Request struct {
+	Start  time.Time // when it arrived
+	Status int       // the status answered (0: the connection was dropped)
 }
 
 // Harness describes a destination to the suite.
@@ -73,6 +82,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("SnapshotGenerationReplaces", func(t *testing.T) { testSnapshot(t, h) })
 	t.Run("AmbiguousApplyThen500", func(t *testing.T) { testAmbiguous(t, h) })
 	t.Run("AuthPauseAndResume", func(t *testing.T) { testAuth(t, h) })
+	t.Run("RetryAfterHoldsEveryUploader", func(t *testing.T) { testRetryAfter(t, h) })
 	t.Run("WorkerCrashMidUpload", func(t *testing.T) { testCrash(t, h) })
 }
 
@@ -362,6 +372,49 @@ func testAuth(t *testing.T, h Harness) {
 			t.Fatal("still paused after the credentials came back and data was delivered")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// retryAfter is the Retry-After of the 429 testRetryAfter injects: far
+// above FastOptions' retry backoff, so only honouring it explains a wait.
+const retryAfter = 3 * time.Second
+
+func testRetryAfter(t *testing.T, h Harness) {
+	e := NewEnv(t, h)
+	// The first request is answered 429 with Retry-After: every uploader
+	// of the destination must hold off that long.
+	e.SB.Faults().Set(fault.Rule{Kind: fault.Status, Code: 429, RetryAfter: fmt.Sprint(int(retryAfter / time.Second)), Count: 1})
+	e.StartPool("dest", FastOptions())
+	e.Publish("ra", h.Records(h.n(2000), 71, t0, 48), 250)
+	e.WaitExact(time.Minute)
+	if e.SB.Faults().Injected()[fault.Status] != 1 {
+		t.Fatal("the 429 did not fire: the check proved nothing")
+	}
+	reqs := e.SB.RequestLog()
+	sort.Slice(reqs, func(i, k int) bool { return reqs[i].Start.Before(reqs[k].Start) })
+	at := -1
+	for i, r := range reqs {
+		if r.Status == 429 {
+			at = i
+			break
+		}
+	}
+	if at < 0 {
+		t.Fatalf("no 429 in the sandbox's request log (%d requests)", len(reqs))
+	}
+	after := 0
+	for _, r := range reqs[at+1:] {
+		gap := r.Start.Sub(reqs[at].Start)
+		// A request whose uploader was already past the cooldown when the
+		// 429 came may still start just after it; none may start later
+		// within the Retry-After.
+		if gap > 200*time.Millisecond && gap < retryAfter-100*time.Millisecond {
+			t.Fatalf("a request started %s after the 429, inside its Retry-After of %s", gap, retryAfter)
+		}
+		after++
+	}
+	if after == 0 {
+		t.Fatal("no request after the 429")
 	}
 }
 

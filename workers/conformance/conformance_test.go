@@ -29,9 +29,37 @@ type refServer struct {
 	inflight   int
 	violations int
 	faults     *fault.Injector
+	log        []conformance.Request
 }
 
-func (s *refServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// statusWriter remembers the status answered.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (sw *statusWriter) WriteHeader(code int) {
+	if sw.code == 0 {
+		sw.code = code
+	}
+	sw.ResponseWriter.WriteHeader(code)
+}
+
+func (sw *statusWriter) Write(b []byte) (int, error) {
+	if sw.code == 0 {
+		sw.code = http.StatusOK
+	}
+	return sw.ResponseWriter.Write(b)
+}
+
+func (s *refServer) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	w := &statusWriter{ResponseWriter: rw}
+	began := time.Now()
+	defer func() {
+		s.mu.Lock()
+		s.log = append(s.log, conformance.Request{Start: began, Status: w.code})
+		s.mu.Unlock()
+	}()
 	f := s.faults.Pick(r)
 	body := func(code int, msg string) []byte { return []byte(`{"message":"` + msg + `"}`) }
 	if fault.Before(w, r, f, body) {
@@ -145,6 +173,11 @@ func (r *refSandbox) ConcurrencyViolations() int {
 	r.s.mu.Lock()
 	defer r.s.mu.Unlock()
 	return r.s.violations
+}
+func (r *refSandbox) RequestLog() []conformance.Request {
+	r.s.mu.Lock()
+	defer r.s.mu.Unlock()
+	return append([]conformance.Request(nil), r.s.log...)
 }
 
 func TestReferenceDestinationConforms(t *testing.T) {
