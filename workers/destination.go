@@ -76,6 +76,17 @@ type RowEncoder interface {
 	EncodeRow(dst []byte, r *messages.UsageRecord) ([]byte, error)
 }
 
+// Targeter is implemented by a destination that writes to one place at
+// the API that no other destination of the fleet may write to: a
+// CloudZero connection (its replace operations would wipe each other's
+// rows, and it serves one request at a time), a Cloud Cruiser account
+// (each upload overwrites its date). Target is an identity of that place
+// (it may be a digest: never a secret); describe says what it is, for the
+// error that refuses a configuration where two destinations share one.
+type Targeter interface {
+	Target() (id, describe string)
+}
+
 // RecordRef points at one record: the stream sequence of its part and its
 // index in the part.
 type RecordRef struct {

@@ -178,6 +178,7 @@ func (c *Config) Validate() error {
 		return config.Errorf("destinations", "none configured (types: %s)", strings.Join(workers.Types(), ", "))
 	}
 	seen := map[string]bool{}
+	targets := map[string]string{} // Targeter id -> the key of the destination using it
 	c.built = nil
 	for i := range c.Destinations {
 		d := &c.Destinations[i]
@@ -214,6 +215,13 @@ func (c *Config) Validate() error {
 		dest, err := factory(d.Name, &d.Settings, key+".settings")
 		if err != nil {
 			return err
+		}
+		if t, ok := dest.(workers.Targeter); ok {
+			id, what := t.Target()
+			if other, dup := targets[id]; dup {
+				return config.Errorf(key+".settings", "writes to the same %s as %s: each would overwrite the other's units; serve both feeds from one destination", what, other)
+			}
+			targets[id] = key
 		}
 		c.built = append(c.built, builtDest{dest: dest, opts: workers.Options{
 			Feeds:         d.Feeds,

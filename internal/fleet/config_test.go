@@ -73,3 +73,38 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		}
 	}
 }
+
+// Two destinations that write to one CloudZero connection or one Cloud
+// Cruiser account would overwrite each other's units: the configuration
+// is refused, naming both, and never showing the token. Other pairs are
+// fine.
+func TestSharedTargetsAreRefused(t *testing.T) {
+	t.Setenv("UF_TEST_CZ_KEY", "cz-secret-1")
+	t.Setenv("UF_TEST_CC_TOKEN", "cc-secret-1")
+	t.Setenv("UF_TEST_CC_TOKEN2", "cc-secret-2")
+	cz := func(name, conn, feed string) string {
+		return "  - {name: " + name + ", type: cloudzero, feeds: [" + feed + "], settings: {connection_id: " + conn + ", api_key: {env: UF_TEST_CZ_KEY}, base_url: 'http://127.0.0.1:9'}}\n"
+	}
+	cc := func(name, tokenVar, feed string) string {
+		return "  - {name: " + name + ", type: cloudcruiser, feeds: [" + feed + "], settings: {token: {env: " + tokenVar + "}, base_url: 'http://127.0.0.1:9'}}\n"
+	}
+	for _, tc := range []struct {
+		name, dests, want string
+	}{
+		{"one connection twice", cz("a", "c1", "f1") + cz("b", "c1", "f2"), "destinations[1](b).settings: writes to the same CloudZero connection c1 as destinations[0](a)"},
+		{"two connections", cz("a", "c1", "f1") + cz("b", "c2", "f2"), ""},
+		{"one account twice", cc("a", "UF_TEST_CC_TOKEN", "f1") + cc("b", "UF_TEST_CC_TOKEN", "f2"), "destinations[1](b).settings: writes to the same Cloud Cruiser account"},
+		{"two accounts", cc("a", "UF_TEST_CC_TOKEN", "f1") + cc("b", "UF_TEST_CC_TOKEN2", "f2"), ""},
+	} {
+		_, err := Parse([]byte("nats: {data_dir: /tmp/x}\ndestinations:\n" + tc.dests))
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: err = %v, want it to contain %q", tc.name, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "secret") {
+			t.Errorf("%s: the error shows a secret: %v", tc.name, err)
+		}
+	}
+}

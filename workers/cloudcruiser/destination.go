@@ -2,6 +2,8 @@ package cloudcruiser
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"time"
 
@@ -33,6 +35,13 @@ var _ workers.Destination = (*Destination)(nil)
 
 // Name is the configured destination name.
 func (d *Destination) Name() string { return d.name }
+
+// Target is the API and a digest of the token (which names the account):
+// two destinations on one account would overwrite each other's dates.
+func (d *Destination) Target() (string, string) {
+	sum := sha256.Sum256([]byte(d.token.Value()))
+	return d.endpoint + "#" + hex.EncodeToString(sum[:8]), "Cloud Cruiser account (the same base_url and token)"
+}
 
 // Semantics is Replace: an upload overwrites its accounting date.
 func (d *Destination) Semantics() workers.Semantics { return workers.Replace }

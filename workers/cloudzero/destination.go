@@ -55,6 +55,12 @@ func (d *Destination) Units(hour time.Time) []workers.Unit {
 // time.
 func (d *Destination) LeaseKey(workers.Unit) string { return d.conn }
 
+// Target is the connection's billing-drops endpoint: two destinations on
+// one connection would replace each other's hours.
+func (d *Destination) Target() (string, string) {
+	return d.endpoint, "CloudZero connection " + d.conn
+}
+
 // EncodeRow is AppendRow: the pool encodes rows ahead of delivery.
 func (d *Destination) EncodeRow(dst []byte, r *messages.UsageRecord) ([]byte, error) {
 	return AppendRow(dst, r)
