@@ -603,6 +603,9 @@ func (j *job) scan(ctx context.Context, u Unit, dead map[uint64]string, included
 	)
 	// handle processes one stored message of the unit.
 	handle := func(seq uint64, h nats.Header, data []byte) error {
+		if len(data) > 0 {
+			j.p.metrics.add(ctx, j.p.metrics.streamRead, int64(len(data)))
+		}
 		meta, err := messages.ParseMeta(h)
 		if err != nil {
 			dead[seq] = err.Error()
@@ -734,6 +737,7 @@ func (j *job) finishSnapshots(ctx context.Context, u Unit, snaps []snapPart, mar
 			}
 			return Transient(fmt.Errorf("rebuild %s: snapshot part %d: %w", u.Key, s.seq, err))
 		}
+		j.p.metrics.add(ctx, j.p.metrics.streamRead, int64(len(raw.Data)))
 		meta, err := messages.ParseMeta(raw.Header)
 		if err != nil {
 			dead[s.seq] = err.Error()
@@ -1077,6 +1081,7 @@ func (p *Pool) deadMessage(ctx context.Context, msg jetstream.Msg, seq uint64, m
 
 func (p *Pool) enqueueAppend(ctx context.Context, msg jetstream.Msg, work chan func(context.Context)) {
 	seq := seqOf(msg)
+	p.metrics.add(ctx, p.metrics.streamRead, int64(len(msg.Data())))
 	meta, err := messages.ParseMeta(msg.Headers())
 	var part messages.Part
 	if err == nil {

@@ -15,6 +15,7 @@ import (
 const (
 	MetricRecordsIn      = "usagefleet.records.in"
 	MetricRecordsOut     = "usagefleet.records.out"
+	MetricStreamRead     = "usagefleet.stream.read"
 	MetricBodyBytes      = "usagefleet.request.body"
 	MetricUploads        = "usagefleet.uploads"
 	MetricRetries        = "usagefleet.retries"
@@ -33,6 +34,7 @@ type instruments struct {
 	attrs          metric.MeasurementOption
 	recordsIn      metric.Int64Counter
 	recordsOut     metric.Int64Counter
+	streamRead     metric.Int64Counter
 	bodyBytes      metric.Int64Counter
 	uploads        metric.Int64Counter
 	retries        metric.Int64Counter
@@ -47,6 +49,7 @@ func (p *Pool) initMetrics() {
 	in := &instruments{attrs: metric.WithAttributes(attribute.String("destination", p.dest.Name())), tracer: otel.Tracer(instrumentation)}
 	in.recordsIn, _ = m.Int64Counter(MetricRecordsIn, metric.WithDescription("records taken from the stream"), metric.WithUnit("{record}"))
 	in.recordsOut, _ = m.Int64Counter(MetricRecordsOut, metric.WithDescription("records settled, by outcome (delivered, rejected)"), metric.WithUnit("{record}"))
+	in.streamRead, _ = m.Int64Counter(MetricStreamRead, metric.WithDescription("payload bytes read from the stream (replace destinations read a unit's parts at each rebuild)"), metric.WithUnit("By"))
 	in.bodyBytes, _ = m.Int64Counter(MetricBodyBytes, metric.WithDescription("request body bytes sent"), metric.WithUnit("By"))
 	in.uploads, _ = m.Int64Counter(MetricUploads, metric.WithDescription("HTTP requests by outcome and status code"), metric.WithUnit("{request}"))
 	in.retries, _ = m.Int64Counter(MetricRetries, metric.WithDescription("job tries that failed and will be retried"), metric.WithUnit("{retry}"))

@@ -241,11 +241,18 @@ func (p *Pool) fetch(ctx context.Context, cons jetstream.Consumer, work chan fun
 	if err != nil {
 		return err
 	}
-	stop := context.AfterFunc(ctx, it.Stop)
+	// On shutdown the iterator drains: the messages already in its buffer
+	// (pulled, so delivered to us, but not yet taken) come out of Next and
+	// are handed back at once, instead of waiting out AckWait.
+	stop := context.AfterFunc(ctx, it.Drain)
 	defer stop()
 	defer it.Stop()
 	for {
 		msg, err := it.Next()
+		if err == nil && ctx.Err() != nil {
+			_ = msg.NakWithDelay(time.Second)
+			continue
+		}
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 				return nil

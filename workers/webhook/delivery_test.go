@@ -180,15 +180,22 @@ func TestSlowUploadsGetHeartbeatsNotRedeliveries(t *testing.T) {
 // hands back what it held at once, so another worker takes it long before
 // AckWait.
 func TestGracefulStopFinishesInFlightAndHandsBackTheRest(t *testing.T) {
+	// With max_ack_pending 5, two uploads run, two wait in the queue
+	// (drained by the stopping pool), and the fifth part the server hands
+	// out waits for the queue. With the default (64) more parts also wait
+	// in the client's pull buffer, which the pool only sees when it drains
+	// its iterator at the stop: every one of them must be handed back, not
+	// left to AckWait.
+	for _, maxAckPending := range []int{5, 0} {
+		t.Run(fmt.Sprintf("max_ack_pending=%d", maxAckPending), func(t *testing.T) { gracefulStop(t, maxAckPending) })
+	}
+}
+
+func gracefulStop(t *testing.T, maxAckPending int) {
 	var inFlight atomic.Int32
 	f := fixtureWith(t, sbwebhook.Config{MaxBodyBytes: bodyLimit, Token: "s3cret"}, slow(1500*time.Millisecond, &inFlight))
 	const ackWait = 30 * time.Second
-	// Two uploads run, two wait in the queue (drained by the stopping
-	// pool), and the fifth part the server hands out waits for the queue:
-	// that one must be handed back, not left to AckWait. (A larger
-	// MaxAckPending would leave parts in the client's pull buffer, which
-	// the pool never sees: those wait out AckWait.)
-	opts := workers.Options{AckWait: ackWait, Workers: 2, MaxAckPending: 5, DrainTimeout: 10 * time.Second}
+	opts := workers.Options{AckWait: ackWait, Workers: 2, MaxAckPending: maxAckPending, DrainTimeout: 10 * time.Second}
 	stopA, _, poolA := f.startPool(opts)
 	const parts = 12
 	recs := usagegen.Generate(parts*40, usagegen.Options{Seed: 23, Hours: 1})
