@@ -80,9 +80,11 @@ func (r *UsageRecord) Validate() []FieldError {
 	if r.PricingQuantity.IsSet() && r.PricingUnit == "" {
 		add("PricingUnit", "required when PricingQuantity is set")
 	}
-	for _, f := range strFields {
-		if len(*f.get(r)) > MaxStringLen {
-			add(f.name, "longer than %d bytes", MaxStringLen)
+	if longestString(r) > MaxStringLen {
+		for _, f := range strFields {
+			if len(*f.get(r)) > MaxStringLen {
+				add(f.name, "longer than %d bytes", MaxStringLen)
+			}
 		}
 	}
 	for k, v := range r.Tags {
@@ -151,4 +153,10 @@ func (b *Batch) Validate() error {
 		return errs
 	}
 	return nil
+}
+
+// longestString is the length of r's longest string field, read field by
+// field: Validate runs for every published record.
+func longestString(r *UsageRecord) int {
+	return max(len(r.BillingAccountId), len(r.BillingAccountName), len(r.SubAccountId), len(r.SubAccountName), len(r.ProviderName), len(r.PublisherName), len(r.ServiceName), len(r.ServiceCategory), len(r.ChargeCategory), len(r.ChargeDescription), len(r.SkuId), len(r.SkuPriceId), len(r.SkuMeter), len(r.InvoiceId), len(r.ResourceId), len(r.ResourceName), len(r.ResourceType), len(r.RegionId), len(r.RegionName), len(r.AvailabilityZone), len(r.ConsumedUnit), len(r.PricingUnit), len(r.BillingCurrency))
 }

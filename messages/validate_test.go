@@ -101,3 +101,14 @@ func TestShapeChecks(t *testing.T) {
 		}
 	}
 }
+
+// longestString reads every string field the table names.
+func TestLongestStringCoversEveryField(t *testing.T) {
+	for i, f := range strFields {
+		var r UsageRecord
+		*strFieldOf(&r, i) = strings.Repeat("x", 7)
+		if *f.get(&r) != "xxxxxxx" || longestString(&r) != 7 {
+			t.Errorf("%s: longestString %d", f.name, longestString(&r))
+		}
+	}
+}

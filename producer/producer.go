@@ -118,8 +118,9 @@ func (r *Result) Duplicate() bool {
 }
 
 type outMsg struct {
-	msg  *nats.Msg
-	info *PartInfo
+	msg     *nats.Msg
+	info    *PartInfo
+	settled bool // the client is done with msg: acked, or failed for good
 }
 
 // Publish validates b, splits it into parts and publishes them, returning
@@ -141,17 +142,30 @@ func (p *Producer) Publish(ctx context.Context, b *messages.Batch) (*Result, err
 		return nil, err
 	}
 	res := &Result{BatchID: b.ID, Source: b.Source, Feed: b.Feed, Records: len(b.Records), Published: time.Now()}
-	parts, err := Split(b, p.opts.MaxPayload)
+	parts, err := split(b, p.opts.MaxPayload, getPayload)
 	if err != nil {
 		return nil, err
 	}
+	// Once every part is stored (or Publish gives up) the client holds no
+	// reference to the payloads: they serve the next batch.
+	var out []outMsg
+	defer func() {
+		for i := range out {
+			// A part whose future was still open when Publish gave up may
+			// yet be re-sent by the client (no-responders retries): its
+			// buffer is left to the GC.
+			if out[i].settled {
+				putPayload(parts[i].buf)
+			}
+		}
+	}()
 	var cost messages.Sum
 	for i := range b.Records {
 		cost.Add(b.Records[i].BilledCost)
 	}
 	res.Cost = cost.Decimal()
 	res.Parts = make([]PartInfo, len(parts))
-	out := make([]outMsg, len(parts))
+	out = make([]outMsg, len(parts))
 	for i, sp := range parts {
 		res.Parts[i] = PartInfo{Part: sp.Meta.Part, Subject: messages.UsageSubject(b.Feed, sp.Meta.Hour), Hour: sp.Meta.Hour, Records: sp.Meta.Records, Bytes: len(sp.Payload)}
 		h := sp.Meta.Header()
@@ -212,7 +226,7 @@ func (p *Producer) publishAll(ctx context.Context, out []outMsg) error {
 		if failed() {
 			break
 		}
-		o := out[i]
+		o := &out[i]
 		fut, err := p.js.PublishMsgAsync(o.msg)
 		wg.Add(1)
 		go func() {
@@ -224,9 +238,11 @@ func (p *Producer) publishAll(ctx context.Context, out []outMsg) error {
 				case ack = <-fut.Ok():
 				case err = <-fut.Err():
 				case <-ctx.Done():
-					err = ctx.Err()
+					fail(ctx.Err())
+					return // the future is still open
 				}
 			}
+			o.settled = true // what follows publishes synchronously
 			if err != nil {
 				if ctx.Err() != nil {
 					fail(ctx.Err())
@@ -289,6 +305,24 @@ func retryable(err error) bool {
 type SplitPart struct {
 	Meta    messages.PartMeta
 	Payload []byte
+	buf     []byte // the whole buffer Payload is cut from
+}
+
+// payloads keeps part buffers between Publish calls: a steady publisher
+// allocated (and the GC swept) its whole output.
+var payloads sync.Pool // *[]byte
+
+func getPayload(size int) []byte {
+	if b, _ := payloads.Get().(*[]byte); b != nil && cap(*b) >= size {
+		return (*b)[:size]
+	}
+	return make([]byte, size, size+size/8)
+}
+
+func putPayload(b []byte) {
+	if cap(b) > 0 {
+		payloads.Put(&b)
+	}
 }
 
 // Split cuts a valid batch into parts: one or more per UTC hour of
@@ -296,6 +330,12 @@ type SplitPart struct {
 // each payload at most maxPayload bytes. Part numbers are deterministic, so
 // publishing the same batch again yields the same message ids.
 func Split(b *messages.Batch, maxPayload int) ([]SplitPart, error) {
+	return split(b, maxPayload, func(n int) []byte { return make([]byte, n) })
+}
+
+// split is Split with the part buffers from alloc (a buffer of length n,
+// contents irrelevant: the first n bytes are reserved for the header).
+func split(b *messages.Batch, maxPayload int, alloc func(n int) []byte) ([]SplitPart, error) {
 	byHour := map[time.Time][]int{}
 	for i := range b.Records {
 		h := b.Records[i].ChargePeriodStart.UTC().Truncate(time.Hour)
@@ -333,7 +373,8 @@ func Split(b *messages.Batch, maxPayload int) ([]SplitPart, error) {
 		avg := len(enc.AppendRecord(make([]byte, 0, 1024), &b.Records[idx[0]]))*9/8 + 1
 		left := len(idx)
 		newBuf := func() []byte {
-			return make([]byte, reserve, min(maxPayload+reserve, reserve+left*avg+avg/2+64))
+			b := alloc(min(maxPayload+reserve, reserve+left*avg+avg/2+64))
+			return b[:reserve]
 		}
 		buf := newBuf()
 		count := 0
@@ -343,6 +384,7 @@ func Split(b *messages.Batch, maxPayload int) ([]SplitPart, error) {
 			parts = append(parts, SplitPart{
 				Meta:    messages.PartMeta{Schema: messages.SchemaVersion, BatchID: b.ID, Part: len(parts) + 1, Feed: b.Feed, Source: b.Source, Kind: kind, Hour: h, Period: period, Generation: gen, Records: count},
 				Payload: buf[reserve-len(hdr):],
+				buf:     buf,
 			})
 			buf, count = newBuf(), 0
 		}

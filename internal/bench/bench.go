@@ -59,6 +59,7 @@ type Options struct {
 
 // Result is one run's figures.
 type Result struct {
+	Mode             string  `json:"mode"`
 	Records          int     `json:"records"`
 	BatchSize        int     `json:"batch_size"`
 	Destination      string  `json:"destination"`
@@ -73,7 +74,7 @@ type Result struct {
 	CPUPerMillion    float64 `json:"drain_cpu_seconds_per_million,omitempty"`
 	PublishCPUPerMil float64 `json:"publish_cpu_seconds_per_million,omitempty"`
 	PeakRSSMB        float64 `json:"peak_rss_mb"`
-	Exact            bool    `json:"exact"`
+	Exact            *bool   `json:"exact,omitempty"` // every record arrived, exact cost (drain modes)
 	Detail           string  `json:"detail,omitempty"`
 	GoMaxProcs       int     `json:"gomaxprocs"`
 }
@@ -111,7 +112,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			fmt.Fprintf(o.Out, format+"\n", args...)
 		}
 	}
-	res := &Result{Records: o.Records, BatchSize: o.BatchSize, Destination: o.Dest, Sandbox: map[bool]string{true: "strict", false: "counting"}[o.Strict], GoMaxProcs: runtime.GOMAXPROCS(0)}
+	res := &Result{Mode: o.Mode, Records: o.Records, BatchSize: o.BatchSize, Destination: o.Dest, Sandbox: map[bool]string{true: "strict", false: "counting"}[o.Strict], GoMaxProcs: runtime.GOMAXPROCS(0)}
 
 	url := o.NATSURL
 	if url == "" {
@@ -322,12 +323,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.BodyBytes, res.Requests = bytes, reqs
 	res.DrainRate = float64(wantRecords) / res.DrainSeconds
 	res.DrainMBps = float64(bytes) / 1e6 / res.DrainSeconds
-	res.Exact = rows == wantRecords && cost.Equal(wantCost)
+	exact := rows == wantRecords && cost.Equal(wantCost)
+	res.Exact = &exact
 	res.Detail = fmt.Sprintf("received %d records cost %s; published %d cost %s", rows, cost, wantRecords, wantCost)
 	res.PeakRSSMB = peakRSSMB()
 	say("drained %d records into the %s %s sandbox in %.2fs: %.0f records/s, %.1f MB/s of bodies in %d requests", wantRecords, res.Sandbox, o.Dest, res.DrainSeconds, res.DrainRate, res.DrainMBps, reqs)
 	say("cpu: %.2f s per million records drained (whole process: NATS server, sandbox and worker)", res.CPUPerMillion)
-	say("peak RSS %.0f MB; exact: %v (%s)", res.PeakRSSMB, res.Exact, res.Detail)
+	say("peak RSS %.0f MB; exact: %v (%s)", res.PeakRSSMB, exact, res.Detail)
 	return res, nil
 }
 

@@ -254,7 +254,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 1
 	}
 	bench.Print(stdout, r, o.JSON)
-	if !r.Exact && o.Mode != "publish" {
+	if r.Exact != nil && !*r.Exact {
 		fmt.Fprintln(stderr, "usage-worker bench: NOT EXACT:", r.Detail)
 		return 1
 	}
