@@ -133,8 +133,9 @@ type Job interface {
 	Attempt() int
 	// IdempotencyKey derives a request key from the destination, scope (a
 	// unit or part), the covered position, the attempt, the chunk index and
-	// the body. It is the same for a retry of the same request and never
-	// the same for another body, rebuild or attempt.
+	// the body (or a digest of it that changes with any byte of it, at the
+	// destination's choice). It is the same for a retry of the same request
+	// and never the same for another body, rebuild or attempt.
 	IdempotencyKey(scope string, chunk int, body []byte) string
 	// Do sends an HTTP request: it waits out the destination's cooldown
 	// first, and retries, with the same request, failures that got no

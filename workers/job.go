@@ -140,6 +140,9 @@ func (j *job) Do(ctx context.Context, req *http.Request) (*http.Response, error)
 	p := j.p
 	for try := 0; ; try++ {
 		if err := p.gate.wait(ctx); err != nil {
+			if try == 0 && req.Body != nil {
+				_ = req.Body.Close() // as the client would: the caller may wait for it
+			}
 			return nil, err
 		}
 		r := req.Clone(ctx)

@@ -68,6 +68,7 @@ func (j *benchJob) Records(_ context.Context, u workers.Unit, fn func(workers.Re
 
 func (j *benchJob) Do(_ context.Context, req *http.Request) (*http.Response, error) {
 	n, err := io.Copy(io.Discard, req.Body)
+	_ = req.Body.Close()
 	if err != nil {
 		return nil, err
 	}

@@ -103,6 +103,7 @@ func (d *Destination) deliverReplace(ctx context.Context, job workers.Job) error
 		return units[i].End.After(units[j].End)
 	})
 	p := newPacker(d, job)
+	defer p.release()
 	for i := 0; i < len(units); {
 		month := monthOf(units[i].Start)
 		j := i
@@ -120,5 +121,6 @@ func (d *Destination) deliverReplace(ctx context.Context, job workers.Job) error
 // deliverSum appends the part's records with sum, one month per request.
 func (d *Destination) deliverSum(ctx context.Context, job workers.Job) error {
 	p := newPacker(d, job)
+	defer p.release()
 	return p.sumPart(ctx)
 }

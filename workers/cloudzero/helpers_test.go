@@ -200,6 +200,7 @@ func (j *fakeJob) IdempotencyKey(scope string, chunk int, body []byte) string {
 
 func (j *fakeJob) Do(ctx context.Context, req *http.Request) (*http.Response, error) {
 	body, err := io.ReadAll(req.Body)
+	_ = req.Body.Close() // as a transport does: the sender waits for it
 	if err != nil {
 		return nil, err
 	}

@@ -130,6 +130,35 @@ func getBody(size int) []byte {
 type sharedBody struct {
 	buf  []byte
 	refs atomic.Int32
+	// released, when set, is closed instead of pooling buf: the packer
+	// owns a body sent from its own buffer and only waits for it.
+	released chan struct{}
+}
+
+// wait waits until only the owner's reference is left (the transport is
+// done), at most a while after ctx ends; it reports whether that happened.
+func (b *sharedBody) wait(ctx context.Context) bool {
+	b.done()
+	select {
+	case <-b.released:
+		return true
+	default:
+	}
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
+	select {
+	case <-b.released:
+		return true
+	case <-ctx.Done():
+	case <-t.C:
+		return false
+	}
+	select { // a cancelled request is closed by the transport promptly
+	case <-b.released:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 func newSharedBody(buf []byte) *sharedBody {
@@ -143,9 +172,14 @@ func (b *sharedBody) reader() io.ReadCloser {
 	return &bodyReader{Reader: bytes.NewReader(b.buf), body: b}
 }
 
-// done drops one reference; the last returns the buffer.
+// done drops one reference; the last returns the buffer (or, for a body
+// the packer owns, tells it).
 func (b *sharedBody) done() {
 	if b.refs.Add(-1) == 0 {
+		if b.released != nil {
+			close(b.released)
+			return
+		}
 		buf := b.buf
 		b.buf = nil
 		bodyPool.Put(&buf)
