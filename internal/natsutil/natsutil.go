@@ -88,8 +88,20 @@ func (o *Options) Validate(key string) error {
 	return nil
 }
 
+// Client pings: a connection that goes silent (its node's machine or
+// network gone without a FIN or RST) is declared stale 20-30 s later
+// (between maxPingsOut and maxPingsOut+1 ping intervals) and replaced,
+// about the worker's default 30 s AckWait. With nats.go's defaults
+// (2 min, 2 outstanding) that took 4-6 minutes, with publishes hanging and
+// pulls and heartbeats going nowhere meanwhile.
+const (
+	pingInterval = 10 * time.Second
+	maxPingsOut  = 2
+)
+
 // Connect connects to o.URL with its credentials. It reconnects forever
-// with backoff and jitter: a node loss is carried over, not fatal.
+// with backoff and jitter: a node loss is carried over, not fatal, whether
+// the node's connections close or just go silent.
 func Connect(ctx context.Context, o Options, name string) (*nats.Conn, error) {
 	if o.URL == "" {
 		return nil, errors.New("natsutil: no url (use Embedded)")
@@ -100,6 +112,8 @@ func Connect(ctx context.Context, o Options, name string) (*nats.Conn, error) {
 		nats.ReconnectWait(500 * time.Millisecond),
 		nats.ReconnectJitter(500*time.Millisecond, 2*time.Second),
 		nats.RetryOnFailedConnect(false),
+		nats.PingInterval(pingInterval),
+		nats.MaxPingsOutstanding(maxPingsOut),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				slog.Warn("nats disconnected", "err", err)

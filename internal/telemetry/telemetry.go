@@ -45,7 +45,11 @@ func envSet(keys ...string) bool {
 
 // Setup installs global meter and tracer providers for service.
 func Setup(ctx context.Context, service string) (*Telemetry, error) {
-	res, err := resource.Merge(resource.Default(), resource.NewWithAttributes(semconv.SchemaURL, semconv.ServiceName(service)))
+	// Schemaless: the SDK's default resource carries the SDK's semconv
+	// schema URL, and merging a resource with another schema URL fails,
+	// which used to drop the service name (everything was exported as
+	// unknown_service:<binary>).
+	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(semconv.ServiceName(service)))
 	if err != nil {
 		res = resource.Default()
 	}
