@@ -302,11 +302,12 @@ type workerConfig struct {
 	cfg     *fleet.Config
 	metrics int // worker.metrics.listen port
 	envRefs []string
+	env     map[string]string // the process's environment (its secrets resolve from it)
 }
 
 func loadWorkerConfig(t *testing.T, name string, b []byte, env map[string]string) workerConfig {
 	t.Helper()
-	w := workerConfig{name: name, cfg: parseWorkerConfig(t, name, b, env), envRefs: envRefs(t, b)}
+	w := workerConfig{name: name, cfg: parseWorkerConfig(t, name, b, env), envRefs: envRefs(t, b), env: env}
 	if err := yaml.Unmarshal(b, &w.raw); err != nil {
 		t.Fatal(err)
 	}
@@ -354,6 +355,7 @@ func (w workerConfig) feeds() []string {
 // or replaces (the environment must still hold its secrets).
 func (w workerConfig) semantics(t *testing.T, d *fleet.DestinationConfig) workers.Semantics {
 	t.Helper()
+	setenv(t, w.env)
 	f, ok := workers.Lookup(d.Type)
 	if !ok {
 		t.Fatalf("%s: destination type %q is not registered", w.name, d.Type)
@@ -363,6 +365,54 @@ func (w workerConfig) semantics(t *testing.T, d *fleet.DestinationConfig) worker
 		t.Fatalf("%s: %v", w.name, err)
 	}
 	return dest.Semantics()
+}
+
+// checkCollectorFeed checks a collector's feed against a worker config: a
+// collector publishes snapshots (every scheduled run re-reads its last
+// periods as a new generation), so its feed needs a replace destination,
+// which rebuilds each unit from the newest complete generation. An append
+// destination delivers every generation as new records: served by append
+// destinations only, a period collected twice would arrive twice. Whether
+// a destination appends or replaces is asked of the destination itself,
+// built from the config (CloudZero's mode sum appends).
+func checkCollectorFeed(t *testing.T, where, collector, feed string, w workerConfig) {
+	t.Helper()
+	var appends, replaces []string
+	for i := range w.cfg.Destinations {
+		d := &w.cfg.Destinations[i]
+		if !slices.Contains(d.Feeds, feed) {
+			continue
+		}
+		if w.semantics(t, d) == workers.Replace {
+			replaces = append(replaces, d.Name)
+		} else {
+			appends = append(appends, d.Name)
+		}
+	}
+	switch {
+	case len(replaces) > 0:
+	case len(appends) == 0:
+		t.Errorf("%s: collector %s publishes to feed %s, which no destination of %s serves", where, collector, feed, w.name)
+	default:
+		t.Errorf("%s: collector %s publishes snapshots to feed %s, which %s serves only by append destinations %v: every re-collection (a new generation) would arrive there again. Route it to a replace destination that takes usage without a cost (cloudcruiser)", where, collector, feed, w.name, appends)
+	}
+}
+
+// pushesOTLPMetrics returns the variable that makes a process export its
+// metrics over OTLP (telemetry.Setup adds an OTLP metric reader when one
+// of them is set), or "". A process Prometheus scrapes must not also push
+// them through the OpenTelemetry Collector, which Prometheus scrapes too:
+// every series would be counted twice.
+func pushesOTLPMetrics(env map[string]string) string {
+	if env["OTEL_METRICS_EXPORTER"] == "none" {
+		return ""
+	}
+	for _, k := range []string{"OTEL_METRICS_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"} {
+		if v := env[k]; v != "" && v != "none" {
+			return k
+		}
+	}
+	return ""
 }
 
 // binaryKnows reports whether a binary links the package that registers
@@ -661,16 +711,17 @@ func TestCompose(t *testing.T) {
 
 	workerSvcs := c.servicesRunning("run")
 	var ws []workerConfig
+	// The ports taken in the sandbox's network namespace, and by whom.
+	listens := map[int]string{}
+	for _, emu := range []string{"acronis", "cloudcruiser", "cloudzero", "here", "webhook"} {
+		if p := sandbox.flags[emu+"-port"]; p != "" {
+			n, _ := strconv.Atoi(p)
+			listens[n] = "sandbox " + emu
+		}
+	}
 	t.Run("workers", func(t *testing.T) {
 		if len(workerSvcs) < 2 {
 			t.Fatalf("worker services %v; want at least 2", workerSvcs)
-		}
-		listens := map[int]string{}
-		for _, emu := range []string{"acronis", "cloudcruiser", "cloudzero", "here", "webhook"} {
-			if p := sandbox.flags[emu+"-port"]; p != "" {
-				n, _ := strconv.Atoi(p)
-				listens[n] = "sandbox " + emu
-			}
 		}
 		for _, name := range workerSvcs {
 			inv, ok := c.invocation(t, name)
@@ -715,6 +766,14 @@ func TestCompose(t *testing.T) {
 				}
 				if got, want := str(d, "settings", "api_key", "env"), sandbox.flags["cloudzero-key-env"]; got != want {
 					t.Errorf("%s: api_key from $%s; the sandbox accepts $%s", conf, got, want)
+				}
+			}
+			for _, d := range w.destinationsOfType("cloudcruiser") {
+				if u := str(d, "settings", "base_url"); hostOf(t, u) != "127.0.0.1" || portOf(t, u) != sbPort("cloudcruiser") {
+					t.Errorf("%s: destination %s base_url %q; the Cloud Cruiser emulator is on 127.0.0.1:%d", conf, str(d, "name"), u, sbPort("cloudcruiser"))
+				}
+				if got, want := str(d, "settings", "token", "env"), sandbox.flags["cloudcruiser-token-env"]; got == "" || got != want {
+					t.Errorf("%s: destination %s token from $%s; the sandbox accepts $%s (set --cloudcruiser-token-env)", conf, str(d, "name"), got, want)
 				}
 			}
 			for _, d := range w.destinationsOfType("webhook") {
@@ -771,10 +830,20 @@ func TestCompose(t *testing.T) {
 		}
 	})
 
+	collectorMetrics := 0 // the collector's --metrics-listen port
 	t.Run("collector", func(t *testing.T) {
 		inv, ok := c.invocation(t, "collector")
 		if !ok || inv.command != "collect" {
 			t.Fatalf("collector runs %q", inv.command)
+		}
+		if l := inv.flags["metrics-listen"]; l == "" {
+			t.Error("the collector runs without --metrics-listen: nothing serves its /metrics, /healthz and /readyz")
+		} else {
+			collectorMetrics = portOf(t, l)
+			if other, dup := listens[collectorMetrics]; dup {
+				t.Errorf("the collector's --metrics-listen %s: port %d is taken by %s in the shared namespace", l, collectorMetrics, other)
+			}
+			listens[collectorMetrics] = "collector"
 		}
 		conf := c.mount("collector", inv.flags["config"])
 		if conf == "" {
@@ -808,9 +877,7 @@ func TestCompose(t *testing.T) {
 				t.Errorf("%s: collector type %s: usage-producer does not link producer/collect/%s", conf, str(cc, "type"), str(cc, "type"))
 			}
 			for _, w := range ws {
-				if !slices.Contains(w.feeds(), str(cc, "feed")) {
-					t.Errorf("%s: collector %s publishes to feed %s, which no destination of %s serves", conf, str(cc, "name"), str(cc, "feed"), w.name)
-				}
+				checkCollectorFeed(t, conf, str(cc, "name"), str(cc, "feed"), w)
 			}
 			if str(cc, "type") != "acronis" {
 				continue
@@ -862,9 +929,37 @@ func TestCompose(t *testing.T) {
 		}
 		prom := yamlDoc(t, "deploy/prometheus/prometheus.yml")
 		targets := map[string][]string{}
+		scrapedBy := map[string]string{} // target -> job
 		for _, sc := range list(prom, "scrape_configs") {
+			job := str(sc, "job_name")
 			for _, st := range list(sc, "static_configs") {
-				targets[str(sc, "job_name")] = append(targets[str(sc, "job_name")], strs(list(st, "targets"))...)
+				targets[job] = append(targets[job], strs(list(st, "targets"))...)
+				for _, tg := range strs(list(st, "targets")) {
+					if p := str(sc, "metrics_path"); p == "" || p == "/metrics" {
+						scrapedBy[tg] = job
+					}
+				}
+			}
+		}
+		// The collector's listener, in the sandbox's namespace.
+		if collectorMetrics == 0 {
+			t.Error("the collector serves no metrics port for Prometheus to scrape")
+		} else {
+			host := "collector"
+			if owner, ok := strings.CutPrefix(str(c.services, "collector", "network_mode"), "service:"); ok {
+				host = owner
+			}
+			tg := fmt.Sprintf("%s:%d", host, collectorMetrics)
+			if scrapedBy[tg] == "" {
+				t.Errorf("Prometheus does not scrape the collector's /metrics at %s (collect --metrics-listen): scraped are %v", tg, sortedKeys(scrapedBy))
+			} else if scrapedBy[tg] == "usage-worker" {
+				t.Errorf("Prometheus scrapes the collector at %s as job usage-worker", tg)
+			}
+		}
+		// What Prometheus scrapes is not pushed over OTLP as well.
+		for _, name := range append(slices.Clone(workerSvcs), "collector") {
+			if v := pushesOTLPMetrics(c.env(t, name)); v != "" {
+				t.Errorf("service %s is scraped and also pushes its metrics over OTLP (%s): Prometheus would count them twice; set OTEL_EXPORTER_OTLP_TRACES_ENDPOINT only", name, v)
 			}
 		}
 		var want []string

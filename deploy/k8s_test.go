@@ -2,6 +2,8 @@ package deploy
 
 import (
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -203,6 +205,55 @@ func (k manifests) pod(t *testing.T, deployment, bin string) pod {
 	return p
 }
 
+// checkMetricsPort checks that a Deployment's metrics listener (port) is
+// probed and scraped: a containerPort named metrics on it; startup and
+// liveness probes on /healthz, readiness on /readyz, all on that port; the
+// pod template annotated for Prometheus; and a Service that selects the
+// pods, exposes the port and carries the same annotations (for
+// annotation-based scraping, or a ServiceMonitor on port "metrics").
+func (k manifests) checkMetricsPort(t *testing.T, deployment string, p pod, port int) {
+	t.Helper()
+	var cport any
+	for _, cp := range list(p.container, "ports") {
+		if str(cp, "name") == "metrics" {
+			cport = at(cp, "containerPort")
+		}
+	}
+	if cport != port {
+		t.Errorf("Deployment %s: containerPort metrics %v; the process listens on %d", deployment, cport, port)
+	}
+	for _, probe := range []struct{ name, path string }{{"startupProbe", "/healthz"}, {"livenessProbe", "/healthz"}, {"readinessProbe", "/readyz"}} {
+		pr := obj(p.container, probe.name, "httpGet")
+		if str(pr, "path") != probe.path || (str(pr, "port") != "metrics" && str(pr, "port") != fmt.Sprint(port)) {
+			t.Errorf("Deployment %s: %s %v; want GET %s on the metrics port %d", deployment, probe.name, pr, probe.path, port)
+		}
+	}
+	scrapeAnnotations := func(what string, o map[string]any) {
+		t.Helper()
+		a := obj(o, "metadata", "annotations")
+		if a["prometheus.io/scrape"] != "true" || a["prometheus.io/port"] != fmt.Sprint(port) || a["prometheus.io/path"] != "/metrics" {
+			t.Errorf("%s: prometheus.io annotations %v; want scrape \"true\", port %d, path /metrics", what, a, port)
+		}
+	}
+	scrapeAnnotations("Deployment "+deployment+" pod template", obj(k.get(t, "Deployment", deployment), "spec", "template"))
+	var svcs []string
+	for _, key := range sortedKeys(k.objects) {
+		svc := k.objects[key]
+		if str(svc, "kind") != "Service" || !labelsMatch(obj(svc, "spec", "selector"), p.labels) {
+			continue
+		}
+		for _, sp := range list(svc, "spec", "ports") {
+			if at(sp, "port") == port && (str(sp, "targetPort") == "metrics" || str(sp, "targetPort") == fmt.Sprint(port)) {
+				svcs = append(svcs, key)
+				scrapeAnnotations(key, svc)
+			}
+		}
+	}
+	if len(svcs) == 0 {
+		t.Errorf("Deployment %s: no Service selects its pods with port %d (targetPort metrics): Prometheus has nothing to discover it by", deployment, port)
+	}
+}
+
 func lastOf(v []string) string {
 	if len(v) == 0 {
 		return ""
@@ -277,6 +328,26 @@ func TestKubernetes(t *testing.T) {
 			t.Errorf("nats.user %q; want the NATS worker user", w.cfg.NATS.User)
 		}
 		checkNATSURL(t, "ConfigMap usage-worker-config", w.cfg.NATS.URL, nil, natsCfg.port)
+		if v := pushesOTLPMetrics(p.env); v != "" {
+			t.Errorf("the worker is scraped and also pushes its metrics over OTLP (%s): Prometheus would count them twice", v)
+		}
+		// Real endpoints only: the sandbox emulators are loopback test doubles.
+		for _, d := range list(w.raw, "destinations") {
+			for _, key := range []string{"url", "base_url"} {
+				u := str(d, "settings", key)
+				if u == "" {
+					continue
+				}
+				pu, err := url.Parse(u)
+				if err != nil {
+					t.Errorf("destination %s: settings.%s %q: %v", str(d, "name"), key, u, err)
+					continue
+				}
+				if ip := net.ParseIP(pu.Hostname()); pu.Scheme != "https" || pu.Hostname() == "localhost" || (ip != nil && ip.IsLoopback()) {
+					t.Errorf("destination %s: settings.%s %q; want the API's https endpoint", str(d, "name"), key, u)
+				}
+			}
+		}
 
 		lim := quantity(t, str(p.container, "resources", "limits", "memory"))
 		req := quantity(t, str(p.container, "resources", "requests", "memory"))
@@ -424,9 +495,7 @@ func TestKubernetes(t *testing.T) {
 			t.Errorf("nats.user %q; want the NATS collector user", cfg.NATS.User)
 		}
 		for _, cc := range cfg.Collectors {
-			if !slices.Contains(w.feeds(), cc.Feed) {
-				t.Errorf("collector %s publishes to feed %s, which no worker destination serves", cc.Name, cc.Feed)
-			}
+			checkCollectorFeed(t, "ConfigMap usage-collector-config", cc.Name, cc.Feed, w)
 			if !binaryKnows(t, "usage-producer", "producer/collect/"+cc.Type) {
 				t.Errorf("collector type %s: usage-producer does not link producer/collect/%s", cc.Type, cc.Type)
 			}
@@ -434,6 +503,15 @@ func TestKubernetes(t *testing.T) {
 		d := k.get(t, "Deployment", "usage-collector")
 		if r := at(d, "spec", "replicas"); r != 1 || str(d, "spec", "strategy", "type") != "Recreate" {
 			t.Errorf("collector replicas %v strategy %q; want 1 and Recreate (one run per checkpoint)", r, str(d, "spec", "strategy", "type"))
+		}
+		// collect --metrics-listen: /metrics, /healthz, /readyz.
+		if l := cp.inv.flags["metrics-listen"]; l == "" {
+			t.Error("the collector runs without --metrics-listen: nothing to probe or scrape")
+		} else {
+			k.checkMetricsPort(t, "usage-collector", cp, portOf(t, l))
+		}
+		if v := pushesOTLPMetrics(cp.env); v != "" {
+			t.Errorf("the collector is scraped and also pushes its metrics over OTLP (%s): Prometheus would count them twice", v)
 		}
 	})
 
