@@ -209,7 +209,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	records := fs.Int("records", 50000, "records to publish")
 	batch := fs.Int("batch", 5000, "records per batch")
 	dir := fs.String("dir", "", "data directory (default: a temporary directory, removed afterwards)")
-	faults := fs.String("faults", "", `faults injected at the sandboxes ("" = a light default, "none", or a spec)`)
+	faults := fs.String("faults", "", `faults injected at the sandboxes ("" = a light default, "none", a spec for every emulator, or ";"-separated groups with <emulator>=SPEC for one, e.g. "500@0.05;cloudcruiser=400x1")`)
 	verbose := fs.Bool("v", false, "log the workers to stderr")
 	if err := fs.Parse(args); err != nil {
 		return 2
