@@ -101,7 +101,7 @@ func AppendRow(dst []byte, r *messages.UsageRecord) ([]byte, error) {
 	dst = append(dst, '"')
 	if !r.ChargePeriodEnd.IsZero() {
 		dst = append(dst, `,"time/usage_end":"`...)
-		dst = r.ChargePeriodEnd.UTC().AppendFormat(dst, time.RFC3339Nano)
+		dst = appendRFC3339Nano(dst, r.ChargePeriodEnd)
 		dst = append(dst, '"')
 	}
 	dst = append(dst, `,"lineitem/type":"`...)
@@ -183,6 +183,36 @@ func appendHour(dst []byte, t time.Time) []byte {
 		byte('0'+d/10), byte('0'+d%10), 'T',
 		byte('0'+h/10), byte('0'+h%10))
 	return append(dst, ":00:00Z"...)
+}
+
+// appendRFC3339Nano appends t in UTC as time.RFC3339Nano formats it
+// ("2006-01-02T15:04:05.999999999Z", the fraction without trailing zeros),
+// without the general formatter. The year must be in 1..9999.
+func appendRFC3339Nano(dst []byte, t time.Time) []byte {
+	t = t.UTC()
+	y, m, d := t.Date()
+	hh, mm, ss := t.Clock()
+	dst = append(dst,
+		byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
+		byte('0'+int(m)/10), byte('0'+int(m)%10), '-',
+		byte('0'+d/10), byte('0'+d%10), 'T',
+		byte('0'+hh/10), byte('0'+hh%10), ':',
+		byte('0'+mm/10), byte('0'+mm%10), ':',
+		byte('0'+ss/10), byte('0'+ss%10))
+	if ns := t.Nanosecond(); ns != 0 {
+		var frac [10]byte
+		frac[0] = '.'
+		for i := 9; i >= 1; i-- {
+			frac[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := 10
+		for frac[n-1] == '0' {
+			n--
+		}
+		dst = append(dst, frac[:n]...)
+	}
+	return append(dst, 'Z')
 }
 
 // ValidTagKey reports whether k may follow "resource/tag:": CBF allows

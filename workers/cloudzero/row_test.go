@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -242,4 +243,26 @@ func FuzzValidTagKey(f *testing.F) {
 			t.Fatalf("invalid JSON for key %q: %s", k, b)
 		}
 	})
+}
+
+// appendRFC3339Nano writes what time.RFC3339Nano writes, for times across
+// the years CBF allows, with and without fractions and offsets.
+func TestAppendRFC3339NanoMatchesTimeFormat(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 9))
+	zones := []*time.Location{time.UTC, time.FixedZone("x", -7*3600), time.FixedZone("y", 5*3600+1800)}
+	times := []time.Time{time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC), time.Date(2024, 2, 29, 12, 0, 0, 100, time.UTC)}
+	for range 2000 {
+		sec := rng.Int64N(253402300799+62135596800) - 62135596800
+		ns := []int64{0, rng.Int64N(1e9), rng.Int64N(1000) * 1e6, 500}[rng.IntN(4)]
+		tt := time.Unix(sec, ns).In(zones[rng.IntN(len(zones))])
+		if y := tt.UTC().Year(); y >= 1 && y <= 9999 {
+			times = append(times, tt)
+		}
+	}
+	for _, tt := range times {
+		want := tt.UTC().Format(time.RFC3339Nano)
+		if got := string(appendRFC3339Nano(nil, tt)); got != want {
+			t.Fatalf("%v: got %s, want %s", tt, got, want)
+		}
+	}
 }
