@@ -311,7 +311,7 @@ func (j *job) Records(ctx context.Context, u Unit, fn func(RecordRef, *messages.
 	stats := map[uint64]*seqStat{}
 	j.stats[u.Key] = stats // a re-read starts the unit's count afresh
 	var recs []messages.UsageRecord
-	return j.scan(ctx, u, j.dead, j.included, func(seq uint64, h nats.Header, data []byte, meta messages.PartMeta) error {
+	return j.scan(ctx, u, nil, j.dead, j.included, func(seq uint64, h nats.Header, data []byte, meta messages.PartMeta) error {
 		var err error
 		recs, err = decodeInto(recs[:0], h, data, meta)
 		if err != nil {
@@ -379,6 +379,7 @@ func (j *job) stopReadAhead() {
 	j.ra = nil
 	ra.stop()
 	for b := range ra.full { // unblock it: it ends at its next step
+		ra.release(b.size)
 		ra.free <- b
 	}
 	<-ra.done
@@ -395,9 +396,14 @@ func (j *job) stopReadAhead() {
 	}
 }
 
-// ahead is how many parts the read-ahead decodes and encodes ahead of the
-// destination: what bounds its memory.
-const ahead = 3
+// The read-ahead holds at most readAheadBytes of parts (their payload and
+// encoded rows) decoded and encoded ahead of the destination, and at most
+// ahead parts: what bounds its memory. The bytes are what a destination
+// with 5 MB bodies needs to have the next body ready while it sends one.
+const (
+	ahead          = 24
+	readAheadBytes = 12 << 20
+)
 
 // readAhead reads, decodes and encodes the parts of units in order, on a
 // goroutine of its own, handing them over through full. After the parts
@@ -412,16 +418,144 @@ type readAhead struct {
 	err      error // the scan's, once full is closed
 	dead     map[uint64]string
 	included map[uint64]bool
+
+	mu   sync.Mutex
+	cond *sync.Cond
+	held int // bytes of the parts handed over and not yet taken
+
+	gets *getAhead // direct gets of the parts of units held whole, or nil
+}
+
+// getsAhead is how many direct gets are in flight ahead of the scan.
+const getsAhead = 4
+
+// getAhead fetches stored messages by sequence, a few ahead of the one
+// taken, in order.
+type getAhead struct {
+	seqs    []uint64
+	results []chan getResult
+	i       int           // the next to take
+	slots   chan struct{} // one per get issued and not yet taken
+}
+
+type getResult struct {
+	raw *jetstream.RawStreamMsg
+	err error
+}
+
+func newGetAhead(ctx context.Context, st jetstream.Stream, seqs []uint64) *getAhead {
+	g := &getAhead{seqs: seqs, results: make([]chan getResult, len(seqs)), slots: make(chan struct{}, getsAhead)}
+	for i := range g.results {
+		g.results[i] = make(chan getResult, 1)
+	}
+	go func() {
+		for i, seq := range seqs {
+			select {
+			case g.slots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			go func() {
+				raw, err := st.GetMsg(ctx, seq)
+				g.results[i] <- getResult{raw, err}
+			}()
+		}
+	}()
+	return g
+}
+
+// next is the sequence take returns next, or 0 when none is left.
+func (g *getAhead) next() uint64 {
+	if g.i >= len(g.seqs) {
+		return 0
+	}
+	return g.seqs[g.i]
+}
+
+// skipTo drops the gets before seq: a unit whose parts were not all read
+// (its fn failed) leaves its rest behind.
+func (g *getAhead) skipTo(seq uint64) {
+	for g.i < len(g.seqs) && g.seqs[g.i] != seq {
+		found := false
+		for _, s := range g.seqs[g.i:] {
+			if s == seq {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return
+		}
+		<-g.results[g.i]
+		<-g.slots
+		g.results[g.i] = nil
+		g.i++
+	}
+}
+
+func (g *getAhead) take(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+	select {
+	case r := <-g.results[g.i]:
+		g.results[g.i] = nil
+		g.i++
+		<-g.slots
+		return r.raw, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// reserve waits until n more bytes fit in the budget (one part always
+// fits), or ctx ends.
+func (ra *readAhead) reserve(ctx context.Context, n int) error {
+	ra.mu.Lock()
+	defer ra.mu.Unlock()
+	for ra.held > 0 && ra.held+n > readAheadBytes {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		ra.cond.Wait()
+	}
+	ra.held += n
+	return nil
+}
+
+func (ra *readAhead) release(n int) {
+	ra.mu.Lock()
+	ra.held -= n
+	ra.cond.Broadcast()
+	ra.mu.Unlock()
 }
 
 func (j *job) startReadAhead(ctx context.Context, units []Unit, enc func([]byte, *messages.UsageRecord) ([]byte, error)) *readAhead {
 	ctx, cancel := context.WithCancel(ctx)
+	// The parts of the units this worker holds whole are fetched by direct
+	// gets, a few at a time: one get after another left the read-ahead
+	// waiting on the server's round trip for a third of a drain.
+	var seqs []uint64
+	for _, u := range units {
+		if _, expected := j.unitSubjects(u); expected > 0 {
+			if local := j.p.localSeqs(u.Key, j.covered); uint64(len(local)) == expected {
+				seqs = append(seqs, local...)
+			}
+		}
+	}
 	ra := &readAhead{
 		units: units, free: make(chan *encodedPart, ahead), full: make(chan *encodedPart, ahead),
-		stop: cancel, done: make(chan struct{}), dead: map[uint64]string{}, included: map[uint64]bool{},
+		done: make(chan struct{}), dead: map[uint64]string{}, included: map[uint64]bool{},
+	}
+	ra.cond = sync.NewCond(&ra.mu)
+	ra.stop = func() {
+		cancel()
+		ra.mu.Lock()
+		ra.cond.Broadcast() // a reserve waiting for room sees the end
+		ra.mu.Unlock()
 	}
 	for range ahead {
 		ra.free <- encodedParts.Get().(*encodedPart)
+	}
+	if len(seqs) > 0 {
+		ra.gets = newGetAhead(ctx, j.p.usage, seqs)
 	}
 	go func() {
 		defer close(ra.done)
@@ -455,7 +589,7 @@ func (ra *readAhead) send(ctx context.Context, b *encodedPart) error {
 func (j *job) readUnit(ctx context.Context, ra *readAhead, u Unit, enc func([]byte, *messages.UsageRecord) ([]byte, error)) error {
 	ctx, span := j.p.metrics.tracer.Start(ctx, "rebuild "+u.Key, trace.WithAttributes(attribute.Int64("usagefleet.covered_seq", int64(j.covered))))
 	defer span.End()
-	err := j.scan(ctx, u, ra.dead, ra.included, func(seq uint64, h nats.Header, data []byte, meta messages.PartMeta) error {
+	err := j.scan(ctx, u, ra.gets, ra.dead, ra.included, func(seq uint64, h nats.Header, data []byte, meta messages.PartMeta) error {
 		var b *encodedPart
 		select {
 		case b = <-ra.free:
@@ -488,7 +622,16 @@ func (j *job) readUnit(ctx context.Context, ra *readAhead, u Unit, enc func([]by
 			}
 			b.ends = append(b.ends, int32(len(b.rows)))
 		}
-		return ra.send(ctx, b)
+		b.size = len(data) + len(b.rows)
+		if err := ra.reserve(ctx, b.size); err != nil {
+			ra.free <- b
+			return err
+		}
+		if err := ra.send(ctx, b); err != nil {
+			ra.release(b.size)
+			return err
+		}
+		return nil
 	})
 	if err != nil {
 		return err
@@ -499,7 +642,7 @@ func (j *job) readUnit(ctx context.Context, ra *readAhead, u Unit, enc func([]by
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	b.seq, b.last, b.recs, b.ends = 0, true, b.recs[:0], b.ends[:0]
+	b.seq, b.last, b.size, b.recs, b.ends = 0, true, 0, b.recs[:0], b.ends[:0]
 	return ra.send(ctx, b)
 }
 
@@ -513,6 +656,7 @@ func (ra *readAhead) take(u Unit, stats map[uint64]*seqStat, fn func(RecordRef, 
 		if !last && ferr == nil {
 			ferr = b.emit(u, stats, fn)
 		}
+		ra.release(b.size)
 		ra.free <- b
 		if last {
 			ra.next++
@@ -546,6 +690,7 @@ var encodedParts = sync.Pool{New: func() any { return &encodedPart{} }}
 type encodedPart struct {
 	seq  uint64
 	last bool
+	size int // payload and rows bytes, against readAheadBytes
 	recs []messages.UsageRecord
 	rows []byte
 	ends []int32 // per record: end of its encoding in rows, or skipped/refused
@@ -595,7 +740,7 @@ func (b *encodedPart) emit(u Unit, stats map[uint64]*seqStat, fn func(RecordRef,
 // generation whose closing marker and every part are stored. A part whose
 // headers cannot be read is recorded in dead and skipped; part decodes and
 // records its own failures there and in included.
-func (j *job) scan(ctx context.Context, u Unit, dead map[uint64]string, included map[uint64]bool, part func(seq uint64, h nats.Header, data []byte, meta messages.PartMeta) error) error {
+func (j *job) scan(ctx context.Context, u Unit, gets *getAhead, dead map[uint64]string, included map[uint64]bool, part func(seq uint64, h nats.Header, data []byte, meta messages.PartMeta) error) error {
 	subs, expected := j.unitSubjects(u)
 	if expected == 0 {
 		return nil
@@ -629,8 +774,17 @@ func (j *job) scan(ctx context.Context, u Unit, dead map[uint64]string, included
 	// its backlog), read exactly those with direct gets instead of creating
 	// an ordered consumer per unit.
 	if seqs := j.p.localSeqs(u.Key, j.covered); uint64(len(seqs)) == expected {
-		for _, seq := range seqs {
-			raw, err := j.p.usage.GetMsg(ctx, seq)
+		for i, seq := range seqs {
+			var raw *jetstream.RawStreamMsg
+			var err error
+			if gets != nil && i == 0 {
+				gets.skipTo(seq)
+			}
+			if gets != nil && gets.next() == seq {
+				raw, err = gets.take(ctx)
+			} else {
+				raw, err = j.p.usage.GetMsg(ctx, seq)
+			}
 			if err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()

@@ -71,6 +71,8 @@ type Result struct {
 	DrainMBps        float64 `json:"drain_body_mb_per_second,omitempty"`
 	BodyBytes        int64   `json:"drain_body_bytes,omitempty"`
 	Requests         int64   `json:"drain_requests,omitempty"`
+	Jobs             int64   `json:"drain_jobs,omitempty"`         // jobs (lease takes) the drain needed
+	JobFailures      int64   `json:"drain_job_failures,omitempty"` // job tries that failed and were retried
 	CPUPerMillion    float64 `json:"drain_cpu_seconds_per_million,omitempty"`
 	PublishCPUPerMil float64 `json:"publish_cpu_seconds_per_million,omitempty"`
 	PeakRSSMB        float64 `json:"peak_rss_mb"`
@@ -325,9 +327,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.DrainMBps = float64(bytes) / 1e6 / res.DrainSeconds
 	exact := rows == wantRecords && cost.Equal(wantCost)
 	res.Exact = &exact
+	ps := pool.Stats()
+	res.Jobs, res.JobFailures = ps.Jobs, ps.JobFailures
 	res.Detail = fmt.Sprintf("received %d records cost %s; published %d cost %s", rows, cost, wantRecords, wantCost)
 	res.PeakRSSMB = peakRSSMB()
 	say("drained %d records into the %s %s sandbox in %.2fs: %.0f records/s, %.1f MB/s of bodies in %d requests", wantRecords, res.Sandbox, o.Dest, res.DrainSeconds, res.DrainRate, res.DrainMBps, reqs)
+	say("jobs: %d (%d failed tries)", res.Jobs, res.JobFailures)
 	say("cpu: %.2f s per million records drained (whole process: NATS server, sandbox and worker)", res.CPUPerMillion)
 	say("peak RSS %.0f MB; exact: %v (%s)", res.PeakRSSMB, exact, res.Detail)
 	return res, nil
