@@ -1,6 +1,7 @@
 package collect
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -51,8 +52,14 @@ type Options struct {
 	// polling after it was requested (default 24h; keep it under the
 	// USAGE stream's duplicate window, 48h by default).
 	ReuseReportsFor time.Duration
-	Now             func() time.Time
-	Log             *slog.Logger
+	// DeadLetters is where rejected report rows are kept: the DEAD stream
+	// (messages.StreamDead), on messages.DeadSubject(DeadDestination,
+	// Name). A rejected row is never only logged: without DeadLetters, a
+	// run that rejects a row fails before publishing that report's
+	// periods.
+	DeadLetters jetstream.JetStream
+	Now         func() time.Time
+	Log         *slog.Logger
 }
 
 func (o *Options) defaults() error {
@@ -146,9 +153,17 @@ type Result struct {
 	Reports    []ReportRun
 	Batches    []BatchInfo
 	Records    int // records published over all batches
-	Rejected   []RowError
-	Started    time.Time
-	Finished   time.Time
+	// Rejected are the rows the run rejected. Each is kept in the DEAD
+	// stream on DeadSubject before its report's periods are published (a
+	// run that cannot keep them fails first): DeadLetters of them stored
+	// by this run, DeadKnown already there (the same rows of the same
+	// report range, kept by an earlier run or try).
+	Rejected    []RowError
+	DeadSubject string
+	DeadLetters int
+	DeadKnown   int
+	Started     time.Time
+	Finished    time.Time
 }
 
 // ReportRun is one report a run used.
@@ -198,6 +213,11 @@ type run struct {
 	periods []messages.Period
 	recs    [][]messages.UsageRecord
 	done    []bool
+	// dead are the rows rejected in the report being collected, to keep
+	// in DEAD once its download is complete; deadKept are the ids of the
+	// dead letters DEAD already holds (read once per run, when needed).
+	dead     []deadRow
+	deadKept map[string]bool
 }
 
 // Run collects the schedule's current window once: it plans report ranges,
@@ -208,7 +228,8 @@ type run struct {
 // was published before the failure).
 func (c *Collector) Run(ctx context.Context) (*Result, error) {
 	now := c.o.Now().UTC()
-	res := &Result{Collector: c.o.Name, Type: c.p.Type(), Account: c.p.Account(), Started: now}
+	res := &Result{Collector: c.o.Name, Type: c.p.Type(), Account: c.p.Account(), Started: now,
+		DeadSubject: messages.DeadSubject(DeadDestination, c.o.Name)}
 	defer func() { res.Finished = c.o.Now().UTC() }()
 	st := &store{kv: c.kv, key: c.o.Name}
 	ck, err := st.load(ctx)
@@ -290,7 +311,7 @@ func (c *Collector) Run(ctx context.Context) (*Result, error) {
 		return res, err
 	}
 	c.log.Info("collected", "window", window.String(), "generation", res.Generation, "reports", len(res.Reports),
-		"batches", len(res.Batches), "records", res.Records, "rejected", len(res.Rejected))
+		"batches", len(res.Batches), "records", res.Records, "rejected", len(res.Rejected), "dead_letters_stored", res.DeadLetters)
 	return res, nil
 }
 
@@ -337,6 +358,13 @@ func (r *run) collect(ctx context.Context, rg Range) (truncated bool, err error)
 			r.forget(id)
 			r.rs.Truncated = append(r.rs.Truncated, toSpan(rg))
 			return true, r.st.save(ctx, r.ck, c.o.Now().UTC())
+		}
+		// The rejected rows go to DEAD before any period of this report is
+		// published: until then the checkpoint keeps the report in flight,
+		// so a run that dies here downloads it again and keeps them (under
+		// the same ids) before publishing.
+		if err := r.keepRejected(ctx, id, rg); err != nil {
+			return false, err
 		}
 		return false, nil
 	}
@@ -476,15 +504,19 @@ func (r *run) publishUpTo(ctx context.Context, end time.Time) error {
 // rangeSink takes one download's rows into the open periods and can undo
 // them (a download cut short, a report over the cap).
 type rangeSink struct {
-	r       *run
-	report  string
-	rg      Range
-	marks   []int
-	rejMark int
+	r        *run
+	report   string
+	rg       Range
+	marks    []int
+	rejMark  int
+	deadMark int
+	header   []byte           // the file's header line, copied at the first rejection
+	seen     map[[32]byte]int // rejected rows by content: the occurrence of each
 }
 
 func (r *run) sink(id string, rg Range) *rangeSink {
-	s := &rangeSink{r: r, report: id, rg: rg, marks: make([]int, len(r.recs)), rejMark: len(r.res.Rejected)}
+	s := &rangeSink{r: r, report: id, rg: rg, marks: make([]int, len(r.recs)), rejMark: len(r.res.Rejected),
+		deadMark: len(r.dead), seen: map[[32]byte]int{}}
 	for i := range r.recs {
 		s.marks[i] = len(r.recs[i])
 	}
@@ -499,21 +531,23 @@ func (s *rangeSink) rollback() {
 		}
 	}
 	s.r.res.Rejected = s.r.res.Rejected[:s.rejMark]
+	clear(s.r.dead[s.deadMark:])
+	s.r.dead = s.r.dead[:s.deadMark]
 }
 
 // Record implements Sink.
-func (s *rangeSink) Record(line int, rec *messages.UsageRecord) {
+func (s *rangeSink) Record(row Row, rec *messages.UsageRecord) {
 	if errs := rec.Validate(); len(errs) > 0 {
 		var probs []string
 		for _, e := range errs {
 			probs = append(probs, e.Field+": "+e.Problem)
 		}
-		s.Reject(line, "", strings.Join(probs, "; "))
+		s.Reject(row, "", strings.Join(probs, "; "))
 		return
 	}
 	t := rec.ChargePeriodStart
 	if !(Range{s.rg.Start, s.rg.End}).contains(t) {
-		s.Reject(line, "", fmt.Sprintf("usage start %s is outside the report's range %s", t.UTC().Format(time.RFC3339), s.rg))
+		s.Reject(row, "", fmt.Sprintf("usage start %s is outside the report's range %s", t.UTC().Format(time.RFC3339), s.rg))
 		return
 	}
 	for i, p := range s.r.periods {
@@ -525,14 +559,23 @@ func (s *rangeSink) Record(line int, rec *messages.UsageRecord) {
 			return
 		}
 	}
-	s.Reject(line, "", fmt.Sprintf("usage start %s is in no period this run collects", t.UTC().Format(time.RFC3339)))
+	s.Reject(row, "", fmt.Sprintf("usage start %s is in no period this run collects", t.UTC().Format(time.RFC3339)))
 }
 
-// Reject implements Sink.
-func (s *rangeSink) Reject(line int, column, reason string) {
-	e := RowError{Report: s.report, Line: line, Column: column, Reason: reason}
+// Reject implements Sink: the row is a RowError of the result, and is
+// kept (raw, at most MaxDeadRowBytes of it) to be dead-lettered once the
+// download is complete.
+func (s *rangeSink) Reject(row Row, column, reason string) {
+	e := RowError{Report: s.report, Line: row.Line, Column: column, Reason: reason}
 	s.r.res.Rejected = append(s.r.res.Rejected, e)
-	s.r.c.log.Warn("report row rejected", "report", s.report, "line", line, "column", column, "reason", reason)
+	if s.header == nil {
+		s.header = bytes.Clone(row.Header)
+	}
+	sum := sha256.Sum256(row.Raw)
+	s.seen[sum]++
+	raw := row.Raw[:min(len(row.Raw), MaxDeadRowBytes)]
+	s.r.dead = append(s.r.dead, deadRow{err: e, raw: bytes.Clone(raw), size: len(row.Raw), header: s.header, sum: sum, occurrence: s.seen[sum]})
+	s.r.c.log.Warn("report row rejected", "report", s.report, "line", row.Line, "column", column, "reason", reason)
 }
 
 func (r Range) contains(t time.Time) bool { return !t.Before(r.Start) && t.Before(r.End) }

@@ -257,11 +257,12 @@ func (cc *CollectorConfig) Options() Options {
 	}
 }
 
-// Build returns the configured collectors, publishing with prod and
-// checkpointing in kv. once keeps NotReadyWait (a single run waits for
-// the data); otherwise a not-ready answer ends the run until the next
-// interval.
-func (c *Config) Build(prod *producer.Producer, kv jetstream.KeyValue, log *slog.Logger, once bool) ([]*Collector, error) {
+// BuildWithDeadLetters returns the configured collectors, publishing with
+// prod, checkpointing in kv and keeping rejected report rows in the DEAD
+// stream through js (Options.DeadLetters). once keeps NotReadyWait (a
+// single run waits for the data); otherwise a not-ready answer ends the
+// run until the next interval.
+func (c *Config) BuildWithDeadLetters(prod *producer.Producer, js jetstream.JetStream, kv jetstream.KeyValue, log *slog.Logger, once bool) ([]*Collector, error) {
 	if len(c.built) != len(c.Collectors) {
 		return nil, errors.New("collect: Config.Validate was not called")
 	}
@@ -269,6 +270,7 @@ func (c *Config) Build(prod *producer.Producer, kv jetstream.KeyValue, log *slog
 	for i := range c.Collectors {
 		o := c.Collectors[i].Options()
 		o.Log = log
+		o.DeadLetters = js
 		if !once {
 			o.NotReadyWait = 0
 		}
@@ -279,6 +281,13 @@ func (c *Config) Build(prod *producer.Producer, kv jetstream.KeyValue, log *slog
 		out = append(out, col)
 	}
 	return out, nil
+}
+
+// Build is BuildWithDeadLetters without a dead-letter stream: a run that
+// rejects a report row then fails before publishing that report's periods
+// (see Options.DeadLetters). Use BuildWithDeadLetters.
+func (c *Config) Build(prod *producer.Producer, kv jetstream.KeyValue, log *slog.Logger, once bool) ([]*Collector, error) {
+	return c.BuildWithDeadLetters(prod, nil, kv, log, once)
 }
 
 // DecodeStrict decodes node into out, refusing unknown keys with their

@@ -2,6 +2,7 @@ package collect
 
 import (
 	"bufio"
+	"bytes"
 	"compress/gzip"
 	"encoding/csv"
 	"errors"
@@ -14,15 +15,30 @@ import (
 // its magic bytes (1f 8b) whatever the Content-Type or Content-Encoding
 // said, a header label "Org ID (realmId)" is known by the name in its
 // last parentheses (bare names work too), and every row keeps its line
-// number in the file (the header is line 1).
+// number in the file (the header is line 1) and its raw bytes (Row), so a
+// rejected row can be kept as the file held it.
 type CSV struct {
 	r      *csv.Reader
 	gz     *gzip.Reader
+	tee    *rawTee
 	cols   map[string]int
 	header []string
+	rawHdr []byte
 	rec    []string
+	raw    []byte
+	off    int64 // input offset of the end of the current row
 	line   int
 	rows   int
+}
+
+// Row is one data row of a report file, as a Sink receives it.
+type Row struct {
+	Line int // its line in the file (the header is line 1)
+	// Raw is the row as the file holds it (after gzip), without its line
+	// end; Header is the file's header line, raw. Both are valid only
+	// during the Sink call: copy what you keep.
+	Raw    []byte
+	Header []byte
 }
 
 // NewCSV reads the header of a (possibly gzipped) CSV stream.
@@ -38,7 +54,8 @@ func NewCSV(body io.Reader) (*CSV, error) {
 		gz.Multistream(true)
 		c.gz, src = gz, gz
 	}
-	c.r = csv.NewReader(src)
+	c.tee = &rawTee{r: src}
+	c.r = csv.NewReader(c.tee)
 	c.r.FieldsPerRecord = -1 // checked per row, so a short row is rejected alone
 	c.r.ReuseRecord = true
 	h, err := c.r.Read()
@@ -48,6 +65,8 @@ func NewCSV(body io.Reader) (*CSV, error) {
 	if err != nil {
 		return nil, fmt.Errorf("header: %w", err)
 	}
+	c.off = c.r.InputOffset()
+	c.rawHdr = bytes.Clone(trimLine(c.tee.bytes(0, c.off)))
 	c.header = append([]string(nil), h...)
 	c.cols = make(map[string]int, len(h))
 	for i, label := range c.header {
@@ -96,7 +115,11 @@ func (c *CSV) Require(fields ...string) error {
 // not valid CSV or has the wrong number of fields returns a *RowError and
 // the reading can go on.
 func (c *CSV) Next() error {
+	c.tee.drop(c.off) // the previous row's bytes are no longer needed
+	start := c.off
 	rec, err := c.r.Read()
+	c.off = c.r.InputOffset()
+	c.raw = trimLine(c.tee.bytes(start, c.off))
 	if errors.Is(err, io.EOF) {
 		if c.gz != nil {
 			if cerr := c.gz.Close(); cerr != nil {
@@ -135,6 +158,10 @@ func (c *CSV) Get(field string) string {
 // Line is the current row's line in the file.
 func (c *CSV) Line() int { return c.line }
 
+// Row is the current row (also after Next returned a *RowError): its line
+// and raw bytes, valid until the next call to Next.
+func (c *CSV) Row() Row { return Row{Line: c.line, Raw: c.raw, Header: c.rawHdr} }
+
 // Rows counts the data rows read so far, good or bad.
 func (c *CSV) Rows() int { return c.rows }
 
@@ -158,4 +185,42 @@ func (e *RowError) Error() string {
 	}
 	b.WriteString(e.Reason)
 	return b.String()
+}
+
+// rawTee keeps the bytes the CSV reader has read and not yet dropped, so
+// a row's raw text can be cut out by the reader's input offsets. It holds
+// the current row and the reader's read-ahead (a few kB), never the file.
+type rawTee struct {
+	r    io.Reader
+	buf  []byte // the input from offset base on
+	base int64
+}
+
+func (t *rawTee) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	t.buf = append(t.buf, p[:n]...)
+	return n, err
+}
+
+// bytes returns the input between two offsets still held.
+func (t *rawTee) bytes(from, to int64) []byte {
+	if from < t.base || to < from || to-t.base > int64(len(t.buf)) {
+		return nil
+	}
+	return t.buf[from-t.base : to-t.base]
+}
+
+// drop forgets the input before offset to. The held bytes are never
+// written over: a later append moves them to a new array instead.
+func (t *rawTee) drop(to int64) {
+	if k := to - t.base; k > 0 && k <= int64(len(t.buf)) {
+		t.buf = t.buf[k:]
+		t.base = to
+	}
+}
+
+// trimLine cuts the line end off a row and the empty lines the CSV reader
+// skipped before it.
+func trimLine(b []byte) []byte {
+	return bytes.TrimRight(bytes.TrimLeft(b, "\r\n"), "\r\n")
 }

@@ -86,3 +86,48 @@ func TestCSVEmptyAndDuplicateHeader(t *testing.T) {
 		t.Fatalf("duplicate column: %v", err)
 	}
 }
+
+// Every row, good or rejected, comes with its bytes as the file holds
+// them (quotes, commas, embedded newlines; no line end; blank lines the
+// reader skips are not part of the next row), gzipped or not, and the
+// header line comes raw too.
+func TestCSVRowKeepsItsRawBytes(t *testing.T) {
+	const header = "Org ID (realmId),name,Usage Amount (billableValue)"
+	rows := []struct {
+		raw  string
+		line int
+	}{
+		{`org1,"two` + "\r\n" + `lines, ""quoted""",1.5`, 2}, // lines 2-3
+		{`org2,short`, 5},         // after an empty line 4: too few fields
+		{`org3,"bad"quote",2`, 6}, // not CSV
+		{`org4,ok,3`, 7},
+		{strings.Repeat("x", 10000) + ",long,4", 8}, // longer than the reader's buffer
+		{`org6,"last, no newline",5`, 9},
+	}
+	file := header + "\r\n" + rows[0].raw + "\r\n\r\n" + rows[1].raw + "\n" + rows[2].raw + "\n" + rows[3].raw + "\r\n" + rows[4].raw + "\n" + rows[5].raw
+	for name, body := range map[string][]byte{"plain": []byte(file), "gzip": gz(file)} {
+		t.Run(name, func(t *testing.T) {
+			c, err := NewCSV(bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; ; i++ {
+				err := c.Next()
+				if errors.Is(err, io.EOF) {
+					if i != len(rows) {
+						t.Fatalf("%d rows; want %d", i, len(rows))
+					}
+					break
+				}
+				var re *RowError
+				if err != nil && !errors.As(err, &re) {
+					t.Fatal(err)
+				}
+				row := c.Row()
+				if string(row.Raw) != rows[i].raw || row.Line != rows[i].line || string(row.Header) != header {
+					t.Errorf("row %d: line %d raw %.60q header %q; want line %d raw %.60q", i, row.Line, row.Raw, row.Header, rows[i].line, rows[i].raw)
+				}
+			}
+		})
+	}
+}

@@ -23,7 +23,8 @@
 //     polled with exponential backoff until ready, downloaded (gzip is
 //     sniffed by its magic bytes) and parsed by header name. A row that
 //     cannot be mapped is rejected with its line and reason (Result.Rejected,
-//     logged, printed by the CLI); the rest is kept.
+//     logged, printed by the CLI) and kept in the dead-letter stream (see
+//     Rejected rows); the rest is kept.
 //  3. A report that hit the record cap (the API says truncated, or it holds
 //     exactly max_records rows) is dropped and its range split in two (at
 //     the period boundary nearest the middle, else at the hour) and
@@ -44,6 +45,45 @@
 // counted twice or replacing each other. The period unit of a collector
 // cannot change once it has a checkpoint (the run refuses, naming both);
 // give it a new name instead.
+//
+// # Rejected rows
+//
+// No rejected row is only logged: once a report's download is complete
+// (and before any period it covers is published), each of its rejected
+// rows is stored in the DEAD stream (messages.StreamDead) as one JSON
+// messages.DeadLetter on dead._collect.<collector>
+// (messages.DeadSubject(DeadDestination, name)):
+//
+//	| DeadLetter field | value |
+//	|------------------|-------|
+//	| Destination      | "_collect" (DeadDestination: the row reached no destination) |
+//	| Source, Feed     | the collector's name and feed |
+//	| Reason           | "report <id> line <n>: <column>: <why>" (RowError.Error) |
+//	| Payload          | the row as the file holds it, without its line end (cut at MaxDeadRowBytes, 64 KiB, saying so) |
+//	| Header           | Usage-Collector-Type, Usage-Account, Usage-Report (id), Usage-Range (the planned report range), Usage-Line, Usage-Column, Usage-Csv-Header (the file's header line, raw, to read the row by), Usage-Row-Bytes (when cut) |
+//	| Time             | when it was kept |
+//
+// The message's Nats-Msg-Id is DeadLetterID: the collector, platform,
+// account, planned report range and the row's bytes with their
+// occurrence in the report, not the report id or the line, so collecting
+// the same range again (a new report, perhaps with lines moved) does not
+// keep the same row twice. JetStream de-duplicates an id within DEAD's
+// duplicate window (10 minutes); for the re-runs after it, a run that has
+// rejected rows first reads the ids already on its subject since its
+// window began (headers only) and skips those. A bad row is kept again
+// only when its report range changes (a window that has moved on plans
+// other ranges): then it is a duplicate, never a loss.
+//
+// The order is what makes a crash harmless: a report leaves the
+// checkpoint (as in flight) only after its periods are published, and
+// they are published only after its rejected rows are stored. A run that
+// dies, or fails to store them (the NATS user lacks permission to publish
+// to dead._collect.>, DEAD is missing, or Options.DeadLetters is nil),
+// publishes nothing of that report and fails loudly; the next run takes
+// the checkpointed report over and keeps the rows under the same ids.
+// Result.DeadLetters and Result.DeadKnown count the dead letters a run
+// stored and found already there. Deployments must let the collector's
+// NATS user publish to dead._collect.> (and create a consumer on DEAD).
 //
 // # Generations, checkpoints, restarts
 //

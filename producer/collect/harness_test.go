@@ -116,6 +116,9 @@ func (e *env) collector(p collect.Platform, name string, o collect.Options) *col
 		o.Now = e.clock.Now
 	}
 	o.Log = discard()
+	if o.DeadLetters == nil {
+		o.DeadLetters = e.js
+	}
 	c, err := collect.New(p, e.prod, e.kv, o)
 	if err != nil {
 		e.t.Fatal(err)

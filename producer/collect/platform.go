@@ -58,10 +58,13 @@ type FetchInfo struct {
 	Truncated bool // the file says it was cut at the record cap
 }
 
-// Sink receives a report's rows. Record validates the record (and that it
-// falls in the report's range); a record is copied, but its maps are kept,
-// so give each record maps of its own.
+// Sink receives a report's rows (CSV.Row gives the row of each). Record
+// validates the record (and that it falls in the report's range); a
+// record is copied, but its maps are kept, so give each record maps of its
+// own. Reject takes a row that cannot be mapped, with the column at fault
+// ("" if none) and why: the collector keeps it, raw, in the dead-letter
+// stream.
 type Sink interface {
-	Record(line int, r *messages.UsageRecord)
-	Reject(line int, column, reason string)
+	Record(row Row, r *messages.UsageRecord)
+	Reject(row Row, column, reason string)
 }

@@ -31,8 +31,8 @@ type memSink struct {
 	rej  []string
 }
 
-func (s *memSink) Record(line int, r *messages.UsageRecord) { s.recs = append(s.recs, *r) }
-func (s *memSink) Reject(line int, col, reason string)      { s.rej = append(s.rej, col+" "+reason) }
+func (s *memSink) Record(row collect.Row, r *messages.UsageRecord) { s.recs = append(s.recs, *r) }
+func (s *memSink) Reject(row collect.Row, col, reason string)      { s.rej = append(s.rej, col+" "+reason) }
 
 func (s *memSink) quantity() decimal.Decimal {
 	var q messages.Sum

@@ -24,13 +24,17 @@ import (
 // collect runs the report collectors of a configuration file (see package
 // producer/collect for the format): every collector once with --once,
 // else each on its schedule until SIGINT or SIGTERM. One line per run
-// goes to stdout; rejected rows, failures and logs go to stderr.
+// goes to stdout; rejected rows, failures and logs go to stderr. Each
+// rejected row is also kept in the DEAD stream (dead._collect.<collector>)
+// before its report's periods are published; the line says how many dead
+// letters were stored and how many were already there (an earlier run of
+// the same report range).
 //
 // Exit status with --once: 0 every collector published its periods, 1 a
 // collector failed (or the configuration is invalid, or NATS is
 // unreachable), 2 every collector published but some report rows were
-// rejected. Without --once: 0 when stopped by a signal, 1 when it could
-// not start.
+// rejected (and kept in DEAD). Without --once: 0 when stopped by a
+// signal, 1 when it could not start.
 //
 // --metrics-listen serves the process's metrics for Prometheus
 // (usagefleet_publish_duration_seconds, ...) with /healthz and /readyz
@@ -107,7 +111,7 @@ func (c *collectCommand) run(ctx context.Context, fs *flag.FlagSet, args []strin
 		fmt.Fprintf(stderr, "usage-producer collect: %v\n", err)
 		return exitFail
 	}
-	cs, err := cfg.Build(prod, kv, log, c.once)
+	cs, err := cfg.BuildWithDeadLetters(prod, js, kv, log, c.once)
 	if err != nil {
 		fmt.Fprintf(stderr, "usage-producer collect: %v\n", err)
 		return exitFail
@@ -177,6 +181,9 @@ func printOutcome(stdout, stderr io.Writer, o collect.Outcome) {
 			fmt.Fprintf(&b, " (%d already stored)", dup)
 		}
 		fmt.Fprintf(&b, ", %d record(s), %d row(s) rejected", r.Records, len(r.Rejected))
+		if len(r.Rejected) > 0 {
+			fmt.Fprintf(&b, " (dead letters on %s: %d stored, %d already there)", r.DeadSubject, r.DeadLetters, r.DeadKnown)
+		}
 		fmt.Fprintln(stdout, b.String())
 	}
 	if r != nil {

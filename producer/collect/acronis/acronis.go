@@ -310,7 +310,7 @@ func (p *Platform) parse(body io.Reader, r collect.Range, sink collect.Sink) (co
 		}
 		var re *collect.RowError
 		if errors.As(err, &re) {
-			sink.Reject(re.Line, re.Column, re.Reason)
+			sink.Reject(c.Row(), re.Column, re.Reason)
 			continue
 		}
 		if err != nil {
@@ -318,10 +318,10 @@ func (p *Platform) parse(body io.Reader, r collect.Range, sink collect.Sink) (co
 		}
 		rec, col, reason := p.record(c, r, trialCol)
 		if reason != "" {
-			sink.Reject(c.Line(), col, reason)
+			sink.Reject(c.Row(), col, reason)
 			continue
 		}
-		sink.Record(c.Line(), rec)
+		sink.Record(c.Row(), rec)
 	}
 	return collect.FetchInfo{Rows: c.Rows()}, nil
 }

@@ -12,7 +12,7 @@
 //	  level: all_customers                      # default; itself, direct_partners, all_partners, accounts
 //	  kind: usage_daily                         # default; or usage_summary
 //	  hide_zero_usage: false                    # default
-//	  show_skus: true                           # default
+//	  show_skus: true                           # default; false: records carry no SkuId (see below)
 //	  quantity_column: usage.delta.total        # default; any of the nine usage.* columns
 //	  max_report_days: 31                       # default; days one usage_daily report spans
 //
@@ -73,7 +73,7 @@
 //	| ServiceName          | application.id                         | required, not empty (the file carries no application name) |
 //	| ChargeCategory       | "Usage"                                | |
 //	| ChargeDescription    | sku.name, else name                    | |
-//	| SkuId                | sku                                    | with show_skus |
+//	| SkuId                | sku                                    | with show_skus; empty with show_skus: false |
 //	| SkuMeter             | name (the offering item)               | required, not empty |
 //	| ResourceId           | infra.id                               | empty when the item has no infrastructure |
 //	| ResourceType         | infra.backend_type                     | |
@@ -94,7 +94,33 @@
 // application.id is empty, when the date is not YYYY-MM-DD or outside the
 // report, when a usage column it reads is not a number, when its field
 // count differs from the header's, or when the record fails
-// messages.UsageRecord.Validate. Costs are not in the reports: records
-// carry quantities only (a destination that needs a cost, CloudZero,
-// rejects them; one that takes quantities, Cloud Cruiser, delivers them).
+// messages.UsageRecord.Validate; the collector keeps every rejected row,
+// raw, in the DEAD stream (see package collect, "Rejected rows"). Costs
+// are not in the reports: records carry quantities only (a destination
+// that needs a cost, CloudZero, rejects them; one that takes quantities,
+// Cloud Cruiser, delivers them).
+//
+// # show_skus: false
+//
+// Without the SKU columns (show_skus: false) the file has no "sku"
+// column, so every record's SkuId is empty (and ChargeDescription falls
+// back to the offering item's name). The collector still publishes them,
+// but a destination that needs an id for the item rejects them: Cloud
+// Cruiser maps its required Meter ID from SkuId (else SkuPriceId, which
+// Acronis records never carry), so a cloudcruiser destination serving
+// this feed rejects every such record into DEAD ("cloudcruiser: missing
+// required field(s) Meter ID (from SkuId, SkuPriceId or
+// defaults.meter_id)") unless its settings set defaults.meter_id:
+//
+//	destinations:
+//	  - name: cloudcruiser
+//	    type: cloudcruiser
+//	    settings:
+//	      defaults:
+//	        meter_id: acronis-usage   # used when a record has neither SkuId nor SkuPriceId
+//
+// One default meter id puts every offering item under the same meter
+// (their SkuMeter still names the item as the Meter Name, which
+// defaults.meter_name does not override). Keep show_skus true (the
+// default) to bill per SKU.
 package acronis

@@ -92,6 +92,7 @@
 // usageDateTime is not a date (YYYY-MM-DD, yyyy-MM-ddTHH:mm:ss, RFC 3339)
 // or outside the report, when billableValue or usageValue is not a
 // number, when its field count differs from the header's, or when the
-// record fails messages.UsageRecord.Validate. The reports carry no cost:
-// records hold quantities only.
+// record fails messages.UsageRecord.Validate; the collector keeps every
+// rejected row, raw, in the DEAD stream (see package collect, "Rejected
+// rows"). The reports carry no cost: records hold quantities only.
 package here

@@ -1,0 +1,11 @@
+package collect
+
+import "time"
+
+// SetDeadTimeouts shortens the dead-letter ack wait and retry time for a
+// test; the returned func restores them.
+func SetDeadTimeouts(ack, retryFor time.Duration) (restore func()) {
+	old := deadTimeouts
+	deadTimeouts.ack, deadTimeouts.retryFor = ack, retryFor
+	return func() { deadTimeouts = old }
+}
