@@ -408,6 +408,10 @@ func TestNATSConfigRunsTheFleet(t *testing.T) {
 	if _, err := cprod.Publish(wctx, &messages.Batch{ID: "deploy-collector", Feed: "msp", Source: "deploy-collector", Records: recs[:10]}); err != nil {
 		t.Fatalf("the collector user cannot publish: %v", err)
 	}
+	// A rejected report row goes to DEAD on dead._collect.<collector>.
+	if _, err := coll.js.Publish(wctx, messages.DeadSubject("_collect", "deploy-collector"), []byte(`{"reason":"test"}`)); err != nil {
+		t.Fatalf("the collector user cannot keep a rejected row in DEAD: %v", err)
+	}
 	t.Logf("worker, producer and collector did their work in %v", time.Since(started).Round(time.Millisecond))
 
 	// What each role must not do. A refused JetStream API request gets no
@@ -463,6 +467,7 @@ func TestNATSConfigRunsTheFleet(t *testing.T) {
 		{worker, "worker", "usage.cloud.2024.01.01.00"},
 		{coll, "collector", "$KV.usagefleet_leases.x"},
 		{coll, "collector", "acks.deploy.hook"},
+		{coll, "collector", "dead.hook.deploy"},
 	} {
 		if err := p.who.nc.Publish(p.subject, []byte("x")); err != nil {
 			t.Fatal(err)

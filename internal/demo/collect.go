@@ -107,7 +107,7 @@ func buildCollectors(ctx context.Context, text string, prod *producer.Producer, 
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint bucket: %w", err)
 	}
-	return cfg.Build(prod, kv, log, true)
+	return cfg.BuildWithDeadLetters(prod, js, kv, log, true)
 }
 
 // expected is what the report emulators say a correct collector ends up

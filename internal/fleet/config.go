@@ -187,6 +187,11 @@ func (c *Config) Validate() error {
 			return config.Errorf(key+".name", "%q: want 1-64 of A-Z a-z 0-9 _ -", d.Name)
 		}
 		key = fmt.Sprintf("destinations[%d](%s)", i, d.Name)
+		if strings.HasPrefix(d.Name, "_") {
+			// dead._collect.<collector> holds the report rows collectors
+			// rejected; names with a leading _ are kept for such uses.
+			return config.Errorf(key+".name", "%q: a name may not start with _ (reserved)", d.Name)
+		}
 		if seen[d.Name] {
 			return config.Errorf(key+".name", "%q is used twice", d.Name)
 		}

@@ -46,6 +46,7 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"bad url", "http://127.0.0.1:9/ingest", `destinations[0](hook).settings.url: want an http(s) URL, got "ftp://x"`},
 		{"credentials without url", "data_dir: /tmp/x", "nats.url: credentials are set but no url"},
 		{"bad memory limit", "nats:", `worker.memory_limit: "lots": want a size like 100MiB`},
+		{"reserved name", "name: hook", `destinations[0](_collect).name: "_collect": a name may not start with _ (reserved)`},
 	}
 	replace := map[string][2]string{
 		"unknown top key":         {"destinations:", "destinatons:"},
@@ -60,6 +61,7 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		"bad url":                 {"http://127.0.0.1:9/ingest", "ftp://x"},
 		"credentials without url": {"data_dir: /tmp/x", "creds_file: /etc/x.creds"},
 		"bad memory limit":        {"nats:", "worker: {memory_limit: lots}\nnats:"},
+		"reserved name":           {"name: hook", "name: _collect"},
 	}
 	for _, tt := range tests {
 		r := replace[tt.name]
