@@ -230,6 +230,11 @@ func TestFastCountOddRows(t *testing.T) {
 		`{"data":[{"time/usage_start":"2024-08-31T24:00:00Z","cost/cost":"1"}]}`,
 		`{"data":[{"time/usage_start":"2024-08-31T23:00:00Z","cost/cost":1}]}`,
 		`{"data":[{"time/usage_start":"2024-08-31T23:00:00Z","cost/cost":"1"},{"cost/cost":"1"}]}`,
+		// After a good row of the same hour, a bad minute, second or fraction.
+		`{"data":[{"time/usage_start":"2024-08-31T23:00:00Z","cost/cost":"1"},{"time/usage_start":"2024-08-31T23:61:00Z","cost/cost":"1"}]}`,
+		`{"data":[{"time/usage_start":"2024-08-31T23:00:00Z","cost/cost":"1"},{"time/usage_start":"2024-08-31T23:10:6xZ","cost/cost":"1"}]}`,
+		`{"data":[{"time/usage_start":"2024-08-31T23:00:00Z","cost/cost":"1"},{"time/usage_start":"2024-08-31T23:10:00.Z","cost/cost":"1"}]}`,
+		`{"data":[{"time/usage_start":"2024-08-31T23:00:00Z","cost/cost":"1"},{"time/usage_start":"2024-08-31T23:10:00.1aZ","cost/cost":"1"}]}`,
 	} {
 		if r := fast.post(t, bad, nil); r.code != 400 {
 			t.Errorf("%s: %d %s", bad, r.code, r.raw)

@@ -142,6 +142,7 @@ type counter struct {
 	lastKey    int64 // yyyymmddhh of the last row's hour, to skip the map
 	lastHour   *hourData
 	lastSum    *messages.Sum
+	costHint   int // where the last row's cost key began
 }
 
 var (
@@ -153,8 +154,13 @@ var (
 // (JSON escaping guarantees a key cannot occur inside a string value).
 // A row spaced or escaped unusually is read with encoding/json instead.
 func (c *counter) row(row []byte, i int) *badRequest {
-	startText, ok1 := valueOf(row, startKey)
-	costText, ok2 := valueOf(row, costKey)
+	startText, ok1 := valueOf(row, startKey, 0)
+	costText, ok2 := valueOf(row, costKey, c.costHint)
+	if ok2 {
+		// Rows of one body are alike: the next row's cost is looked for
+		// near where this one's was.
+		c.costHint = int(cap(row) - cap(costText) - len(costKey))
+	}
 	if !ok1 || !ok2 {
 		var v map[string]any
 		if err := json.Unmarshal(row, &v); err != nil {
@@ -170,15 +176,18 @@ func (c *counter) row(row []byte, i int) *badRequest {
 		}
 		startText, costText = []byte(s), []byte(k)
 	}
-	key, start, ok := hourKey(startText)
-	if !ok {
-		return (&colError{colUsageStart, fmt.Sprintf("%q is not an ISO 8601 datetime", startText)}).at(i)
-	}
 	if !plainDecimal(costText) {
 		return (&colError{colCost, "\"" + string(costText) + "\" is not a decimal string (digits, an optional minus and fraction, no exponent)"}).at(i)
 	}
 	d := c.d
-	if key != c.lastKey || c.lastHour == nil {
+	// The same hour as the row before (the fleet sends hours whole) needs
+	// no time built: its key is enough, once the text is known to be a
+	// valid time of that hour.
+	if c.lastHour == nil || !sameHour(startText, c.lastKey) {
+		key, start, ok := hourKey(startText)
+		if !ok {
+			return (&colError{colUsageStart, fmt.Sprintf("%q is not an ISO 8601 datetime", startText)}).at(i)
+		}
 		m := monthOf(start)
 		switch {
 		case d.rows == 0 && !c.monthGiven:
@@ -210,13 +219,29 @@ func (c *counter) row(row []byte, i int) *badRequest {
 // written without spaces and its value has no escapes. The key is searched
 // for without its opening quote: quotes are the commonest byte of a row,
 // and a search that starts on every one of them is several times slower.
-func valueOf(row, key []byte) ([]byte, bool) {
+//
+// hint is where the key probably begins: the search starts a little before
+// it, and only if the key is not there does it look at the row's start
+// (JSON keys are unique in a row, so a key found is the key).
+func valueOf(row, key []byte, hint int) ([]byte, bool) {
 	if bytes.HasPrefix(row[1:], key) { // the fleet writes time/usage_start first
 		return valueAt(row[1+len(key):])
 	}
 	bare := key[1:]
-	for from := 1; ; {
-		k := bytes.Index(row[from:], bare)
+	if from := hint - 48; from > 1 && from < len(row) {
+		if v, ok := findBare(row, bare, from, len(row)); ok {
+			return v, true
+		}
+		return findBare(row, bare, 1, min(len(row), from+len(bare)))
+	}
+	return findBare(row, bare, 1, len(row))
+}
+
+// findBare looks for bare (a key without its opening quote) starting in
+// row[from:to], preceded by a quote.
+func findBare(row, bare []byte, from, to int) ([]byte, bool) {
+	for {
+		k := bytes.Index(row[from:min(len(row), to+len(bare))], bare)
 		if k < 0 {
 			return nil, false
 		}
@@ -266,6 +291,32 @@ func hourKey(b []byte) (int64, time.Time, bool) {
 		return 0, time.Time{}, false
 	}
 	return int64(t.Year())*1_000_000 + int64(t.Month())*10_000 + int64(t.Day())*100 + int64(t.Hour()), t, true
+}
+
+// sameHour reports whether b is "YYYY-MM-DDTHH:MM:SS[.f]Z" in the hour
+// whose key is last, with valid minutes, seconds and fraction.
+func sameHour(b []byte, last int64) bool {
+	n := len(b)
+	if last == 0 || n < 20 || b[n-1] != 'Z' || b[13] != ':' || b[16] != ':' || (n > 20 && (n == 21 || b[19] != '.')) {
+		return false
+	}
+	y, m, d, h := last/1_000_000, last/10_000%100, last/100%100, last%100
+	want := [13]byte{byte('0' + y/1000), byte('0' + y/100%10), byte('0' + y/10%10), byte('0' + y%10), '-',
+		byte('0' + m/10), byte('0' + m%10), '-', byte('0' + d/10), byte('0' + d%10), 'T', byte('0' + h/10), byte('0' + h%10)}
+	if string(b[:13]) != string(want[:]) {
+		return false
+	}
+	mi, ok1 := digits(b[14:16])
+	ss, ok2 := digits(b[17:19])
+	if !ok1 || !ok2 || mi > 59 || ss > 59 {
+		return false
+	}
+	for _, c := range b[min(20, n-1) : n-1] {
+		if !isDigit(c) {
+			return false
+		}
+	}
+	return true
 }
 
 func digits(b []byte) (int, bool) {
