@@ -15,6 +15,7 @@ var fleetMetrics = map[string][]string{
 	"usagefleet_records_in_total":         {"destination"},
 	"usagefleet_records_out_total":        {"destination", "outcome"},
 	"usagefleet_request_body_bytes_total": {"destination"},
+	"usagefleet_stream_read_bytes_total":  {"destination"},
 	"usagefleet_uploads_total":            {"destination", "outcome", "status_code"},
 	"usagefleet_retries_total":            {"destination"},
 	"usagefleet_cooldown_active":          {"destination"},

@@ -136,6 +136,9 @@ func TestTraceAndMetricsFollowABatch(t *testing.T) {
 	if n, ok := metricValue(text, `usagefleet_uploads_total{destination="hook",.*outcome="success"`); !ok || n != float64(uploads) {
 		t.Errorf("uploads_total success = %v, %d upload spans", n, uploads)
 	}
+	if n, ok := metricValue(text, `usagefleet_stream_read_bytes_total{destination="hook"`); !ok || n <= 0 {
+		t.Errorf("stream_read_bytes_total = %v (found %v): the parts' payload bytes were not counted", n, ok)
+	}
 	for _, name := range []string{"usagefleet_request_body_bytes_total", "usagefleet_consumer_pending", "usagefleet_destination_paused", "usagefleet_unit_oldest_age_seconds", "usagefleet_publish_duration_seconds_bucket"} {
 		if !strings.Contains(text, name) {
 			t.Errorf("metric %s missing\n%s", name, grep(text, "usagefleet_"))
