@@ -8,12 +8,15 @@ package conformance
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http/httptrace"
 	"sort"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/usagefleet/usagefleet/internal/natsutil/natstest"
 	"github.com/usagefleet/usagefleet/internal/sandbox/fault"
@@ -126,7 +129,12 @@ func FastOptions() workers.Options {
 type Pool struct {
 	*workers.Pool
 	NC   *nats.Conn
-	Stop func()
+	Stop func() // a graceful stop: cancel Run and wait for its drain
+
+	t      *testing.T
+	cancel context.CancelFunc
+	conns  *connCutter
+	killed time.Time // when Kill was called
 }
 
 // StartPool runs a pool on its own connection.
@@ -139,18 +147,86 @@ func (e *Env) StartPool(name string, opts workers.Options) *Pool {
 	if err != nil {
 		e.T.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	// The pool's HTTP connections are seen through a client trace in its
+	// context (the pool's jobs run on a context that keeps its values),
+	// so Kill can cut them.
+	cut := &connCutter{conns: map[net.Conn]bool{}}
+	ctx, cancel := context.WithCancel(httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{GotConn: cut.gotConn}))
 	done := make(chan struct{})
+	pool := &Pool{Pool: p, NC: nc, t: e.T, cancel: cancel, conns: cut}
+	var returned time.Time // when Run returned (read after done is closed)
 	go func() {
 		defer close(done)
 		if err := p.Run(ctx); err != nil && !nc.IsClosed() {
 			e.T.Errorf("pool: %v", err)
 		}
+		returned = time.Now()
 	}()
 	var once sync.Once
-	stop := func() { once.Do(func() { cancel(); <-done }) }
-	e.T.Cleanup(stop)
-	return &Pool{Pool: p, NC: nc, Stop: stop}
+	pool.Stop = func() {
+		once.Do(func() {
+			cancel()
+			<-done
+			if d := returned.Sub(pool.killed); !pool.killed.IsZero() && d > 5*time.Second {
+				e.T.Logf("the killed pool's Run returned only %s after the kill (a job of it was blocked on its closed NATS connection)", d.Round(time.Millisecond))
+			}
+		})
+	}
+	e.T.Cleanup(pool.Stop)
+	return pool
+}
+
+// Kill kills the pool as a crash of its process would: its NATS connection
+// closes at once (no drain, no acks, no lease released: its leases are left
+// to expire), every HTTP connection it has open is cut and any it opens
+// later is cut as it gets it (nothing it sends after this reaches the
+// API), and its Run is cancelled. Kill does not wait for Run: what is left
+// of the dead pool winds down on its own (the test's cleanup waits for it,
+// and logs it if that took long).
+func (p *Pool) Kill() {
+	p.t.Helper()
+	if p.conns.used() == 0 {
+		p.t.Fatal("Kill: the pool's HTTP connections were never seen (its jobs no longer run on its context's values?): the harness cannot cut them")
+	}
+	p.killed = time.Now()
+	p.NC.Close() // first: nothing the cut provokes may reach NATS
+	p.conns.cut()
+	p.cancel()
+}
+
+// connCutter remembers a pool's HTTP connections and cuts them.
+type connCutter struct {
+	mu    sync.Mutex
+	dead  bool
+	seen  int
+	conns map[net.Conn]bool
+}
+
+func (c *connCutter) gotConn(info httptrace.GotConnInfo) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seen++
+	if c.dead {
+		_ = info.Conn.Close()
+		return
+	}
+	c.conns[info.Conn] = true
+}
+
+func (c *connCutter) used() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.seen
+}
+
+func (c *connCutter) cut() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.dead = true
+	for conn := range c.conns {
+		_ = conn.Close()
+	}
+	c.conns = nil
 }
 
 // Publish publishes records as append batches of size per batch.
@@ -418,21 +494,175 @@ func testRetryAfter(t *testing.T, h Harness) {
 	}
 }
 
+// holdFor is how long the sandbox holds worker A's upload in testCrash: far
+// longer than the suite needs to see it arrive and kill A, and shorter than
+// the lease TTL that worker B waits out, so the held request is over before
+// B uploads.
+const holdFor = natstest.LeaseTTL / 2
+
+// testCrash kills worker A while one of its uploads is in flight at the
+// sandbox (held there by a timeout fault) and it holds that unit's lease.
+// Worker B, started after the kill, must wait for A's lease to expire (A
+// can neither finish nor release it) and then leave every unit exact.
+// It takes about natstest.LeaseTTL plus a few seconds.
 func testCrash(t *testing.T, h Harness) {
 	e := NewEnv(t, h)
-	opts := FastOptions()
-	a := e.StartPool("dest", opts)
-	b := e.StartPool("dest", opts)
-	_ = b
-	e.Publish("crash", h.Records(h.n(8000), 61, t0, 96), 250)
+	optsA := FastOptions()
+	optsA.WorkerID = "conformance-worker-a"
+	// A dead process drains nothing: what is left of A after its kill
+	// (a job blocked on its closed NATS connection, say) is cancelled soon.
+	optsA.DrainTimeout = time.Second
+	a := e.StartPool("dest", optsA)
+	// A first delivers a wave whole (uploaded and acked): B must later send
+	// those units again with their late data.
+	e.Publish("crash1", h.Records(h.n(1000), 61, t0, 36), 500)
+	e.WaitExact(time.Minute)
+
+	leases := watchLeases(t, e)
+	// A's next upload is held at the sandbox, unanswered and unapplied.
+	e.SB.Faults().Set(fault.Rule{Kind: fault.Timeout, Delay: holdFor, Count: 1})
+	e.Publish("crash2", h.Records(h.n(4000), 62, t0, 72), 1000)
 	deadline := time.Now().Add(30 * time.Second)
-	for a.Stats().Jobs == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
+	for e.SB.Faults().Injected()[fault.Timeout] == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("worker A never got an upload under way")
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
-	a.NC.Close() // the process dies: no drain, its lease expires or is released
-	a.Stop()
+	// Killed at once (the hold lasts holdFor: the request is in flight).
+	killed := time.Now()
+	a.Kill()
+	// The leases A died with, as the bucket holds them: at least the one
+	// of the unit whose upload was in flight.
+	held := leasesOf(t, e, optsA.WorkerID)
+	if len(held) == 0 {
+		t.Fatal("worker A held no unit lease when it was killed with an upload in flight")
+	}
+
+	optsB := FastOptions()
+	optsB.WorkerID = "conformance-worker-b"
+	b := e.StartPool("dest", optsB)
 	e.WaitExact(2 * time.Minute)
 	if v := e.SB.ConcurrencyViolations(); v != 0 {
 		t.Fatalf("%d concurrent requests where the API forbids them", v)
 	}
+
+	// B had to wait for each lease A held to expire: A could not release
+	// it (no delete), and B's take-over came a full TTL after A's last
+	// renewal.
+	evs := leases()
+	firstB := time.Time{}
+	for _, ev := range evs {
+		if ev.op == jetstream.KeyValuePut && ev.owner == optsB.WorkerID && (firstB.IsZero() || ev.at.Before(firstB)) {
+			firstB = ev.at
+		}
+	}
+	taken := 0
+	for key, la := range held {
+		for _, ev := range evs {
+			if ev.key != key || ev.rev <= la.rev {
+				continue
+			}
+			if ev.op != jetstream.KeyValuePut {
+				t.Fatalf("the lease %s that A died with was deleted (%v): released, not left to expire", key, ev.op)
+			}
+			if ev.owner != optsB.WorkerID {
+				t.Fatalf("the lease %s that A died with was next taken by %q", key, ev.owner)
+			}
+			if gap := ev.at.Sub(la.at); gap < natstest.LeaseTTL-50*time.Millisecond {
+				t.Fatalf("B took the lease %s %s after A last renewed it, inside its TTL of %s: B did not wait for it to expire", key, gap.Round(time.Millisecond), natstest.LeaseTTL)
+			}
+			t.Logf("B took over lease %s %s after A's last renewal (TTL %s), %s after the kill", key, ev.at.Sub(la.at).Round(time.Millisecond), natstest.LeaseTTL, ev.at.Sub(killed).Round(time.Millisecond))
+			taken++
+			break
+		}
+	}
+	if taken == 0 {
+		t.Fatalf("B never took over a lease A died with (%d held): the check proved nothing", len(held))
+	}
+	if st := b.Stats(); st.LeaseConflict == 0 || st.Jobs == 0 {
+		t.Fatalf("worker B never found A's lease held, or never delivered: %+v", st)
+	}
+	// Nothing reached the sandbox between the kill (give or take a request
+	// A had on the wire) and B's first lease: the dead worker sent nothing.
+	for _, r := range e.SB.RequestLog() {
+		if r.Start.After(killed.Add(250*time.Millisecond)) && (firstB.IsZero() || r.Start.Before(firstB)) {
+			t.Fatalf("a request reached the sandbox %s after A was killed, before B held any lease: the killed worker kept sending", r.Start.Sub(killed).Round(time.Millisecond))
+		}
+	}
+}
+
+// leaseEntry is one lease bucket change.
+type leaseEntry struct {
+	key   string
+	op    jetstream.KeyValueOp
+	owner string
+	rev   uint64
+	at    time.Time // the server's timestamp
+}
+
+// watchLeases records every change of the lease bucket from now on; the
+// returned function lists them.
+func watchLeases(t *testing.T, e *Env) func() []leaseEntry {
+	t.Helper()
+	kv := leaseBucket(t, e)
+	w, err := kv.WatchAll(context.Background(), jetstream.UpdatesOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Stop() })
+	var mu sync.Mutex
+	var out []leaseEntry
+	go func() {
+		for en := range w.Updates() {
+			if en == nil {
+				continue
+			}
+			mu.Lock()
+			out = append(out, leaseEntry{key: en.Key(), op: en.Operation(), owner: string(en.Value()), rev: en.Revision(), at: en.Created()})
+			mu.Unlock()
+		}
+	}()
+	return func() []leaseEntry {
+		time.Sleep(200 * time.Millisecond) // let the watcher catch up
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]leaseEntry(nil), out...)
+	}
+}
+
+// leasesOf lists the leases owner holds now.
+func leasesOf(t *testing.T, e *Env, owner string) map[string]leaseEntry {
+	t.Helper()
+	kv := leaseBucket(t, e)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	keys, err := kv.ListKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]leaseEntry{}
+	for k := range keys.Keys() {
+		en, err := kv.Get(ctx, k)
+		if err != nil {
+			continue // expired or released meanwhile
+		}
+		if string(en.Value()) == owner {
+			out[k] = leaseEntry{key: k, op: en.Operation(), owner: owner, rev: en.Revision(), at: en.Created()}
+		}
+	}
+	return out
+}
+
+func leaseBucket(t *testing.T, e *Env) jetstream.KeyValue {
+	t.Helper()
+	js, err := jetstream.New(e.NS.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(context.Background(), messages.BucketLeases)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv
 }
