@@ -12,8 +12,23 @@
 //	url: https://billing.example.com/ingest   # required
 //	max_body_bytes: 1048576                    # default 1 MiB
 //	token: {env: WEBHOOK_TOKEN}                # optional: Authorization: Bearer <token>
-//	headers: {X-Tenant: acme}                  # optional extra headers
+//	headers:                                   # optional extra headers
+//	  X-Tenant: acme                           # a plain value, sent as it is
+//	  X-Api-Key: {env: WEBHOOK_API_KEY}        # a credential: {env: VAR} or {file: PATH}
 //	idempotency_header: Idempotency-Key        # default; "" keeps the default
+//
+// A header value that is a credential is written {env: VAR} or {file: PATH},
+// like token, never inline: it is read at start (a variable that is not set,
+// or a file that cannot be read or is empty, stops the process with the
+// header's key, destinations[N](name).settings.headers.X-Api-Key), and it is
+// never printed: not in errors or logs, and a receiver's answer that echoes
+// it has it replaced by [redacted] before the answer becomes an error
+// message, a log line or a dead-letter reason. Traces do not carry request
+// headers: the pool's HTTP client spans (otelhttp) record the method, the
+// URL without user info, the server address and port, the protocol and the
+// status, and nothing of the headers. A header named twice (in any case),
+// an invalid header name, a value with a line break or control character,
+// and an Authorization header beside token are refused at start.
 //
 // Failures: 401/403 pause the destination; 413 bisects the body (a single
 // record too large alone is rejected); other 4xx dead-letter the part with
@@ -27,7 +42,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -37,13 +54,53 @@ import (
 	"github.com/usagefleet/usagefleet/workers"
 )
 
-// Settings is the webhook destination's configuration.
+// Settings is the webhook destination's configuration, as code builds it.
+// (The config file's `settings:` is decoded by the registered factory, where
+// each `headers` value is a plain string or a secret: plain ones become
+// Headers, secret ones SecretHeaders.)
 type Settings struct {
-	URL               string            `yaml:"url"`
-	MaxBodyBytes      int               `yaml:"max_body_bytes"`
-	Token             config.Secret     `yaml:"token"`
-	Headers           map[string]string `yaml:"headers"`
-	IdempotencyHeader string            `yaml:"idempotency_header"`
+	URL          string        `yaml:"url"`
+	MaxBodyBytes int           `yaml:"max_body_bytes"`
+	Token        config.Secret `yaml:"token"`
+	// Headers are extra headers sent with their values as they are.
+	Headers map[string]string `yaml:"headers"`
+	// SecretHeaders are extra headers whose values are credentials (an API
+	// key in X-Api-Key, say): New resolves them, and they never print.
+	SecretHeaders     map[string]config.Secret `yaml:"-"`
+	IdempotencyHeader string                   `yaml:"idempotency_header"`
+}
+
+// fileSettings is Settings as the config file writes it.
+type fileSettings struct {
+	URL               string                 `yaml:"url"`
+	MaxBodyBytes      int                    `yaml:"max_body_bytes"`
+	Token             config.Secret          `yaml:"token"`
+	Headers           map[string]headerValue `yaml:"headers"`
+	IdempotencyHeader string                 `yaml:"idempotency_header"`
+}
+
+// headerValue is a header's value in the config file: a plain string, or a
+// secret written {env: VAR} or {file: PATH}.
+type headerValue struct {
+	plain  string
+	secret *config.Secret
+}
+
+// UnmarshalYAML takes a scalar as a plain value and a mapping as a secret
+// (config.Secret's rules: only env or file).
+func (h *headerValue) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.MappingNode:
+		var s config.Secret
+		if err := s.UnmarshalYAML(n); err != nil {
+			return err
+		}
+		h.secret = &s
+		return nil
+	case yaml.ScalarNode:
+		return n.Decode(&h.plain)
+	}
+	return fmt.Errorf("line %d: a header value is a string, or a secret written {env: VARIABLE} or {file: PATH}", n.Line)
 }
 
 // DefaultMaxBodyBytes is the body limit when none is configured.
@@ -51,9 +108,23 @@ const DefaultMaxBodyBytes = 1 << 20
 
 func init() {
 	workers.Register("webhook", func(name string, node *yaml.Node, key string) (workers.Destination, error) {
-		var s Settings
-		if err := config.Decode(node, &s, key); err != nil {
+		var fs fileSettings
+		if err := config.Decode(node, &fs, key); err != nil {
 			return nil, err
+		}
+		s := Settings{URL: fs.URL, MaxBodyBytes: fs.MaxBodyBytes, Token: fs.Token, IdempotencyHeader: fs.IdempotencyHeader}
+		for k, v := range fs.Headers {
+			if v.secret != nil {
+				if s.SecretHeaders == nil {
+					s.SecretHeaders = map[string]config.Secret{}
+				}
+				s.SecretHeaders[k] = *v.secret
+				continue
+			}
+			if s.Headers == nil {
+				s.Headers = map[string]string{}
+			}
+			s.Headers[k] = v.plain
 		}
 		return New(name, s, key)
 	})
@@ -61,8 +132,15 @@ func init() {
 
 // Destination posts JSON arrays of records.
 type Destination struct {
+	name    string
+	s       Settings
+	secrets []secretHeader // resolved SecretHeaders
+}
+
+// secretHeader is one resolved secret header.
+type secretHeader struct {
 	name string
-	s    Settings
+	val  config.Secret
 }
 
 // New checks the settings (key is their config path) and builds the
@@ -86,8 +164,117 @@ func New(name string, s Settings, key string) (*Destination, error) {
 			return nil, err
 		}
 	}
-	return &Destination{name: name, s: s}, nil
+	d := &Destination{name: name, s: s}
+	// Headers: valid names, each named once (whatever its case), values
+	// that fit in a header; a secret's value is never shown.
+	seen := map[string]string{}
+	check := func(k string) error {
+		hk := key + ".headers." + k
+		if !validHeaderName(k) {
+			return config.Errorf(hk, "%q is not a valid header name", k)
+		}
+		c := http.CanonicalHeaderKey(k)
+		if prev, dup := seen[c]; dup {
+			return config.Errorf(hk, "the header is set twice (as %q and %q)", prev, k)
+		}
+		seen[c] = k
+		if c == "Authorization" && s.Token.IsSet() {
+			return config.Errorf(hk, "token already sets Authorization: set one of them")
+		}
+		return nil
+	}
+	for _, k := range sortedKeys(s.Headers) {
+		if err := check(k); err != nil {
+			return nil, err
+		}
+		if !validHeaderValue(s.Headers[k]) {
+			return nil, config.Errorf(key+".headers."+k, "the value holds a line break or a control character")
+		}
+	}
+	for _, k := range sortedKeys(s.SecretHeaders) {
+		if err := check(k); err != nil {
+			return nil, err
+		}
+		sec := s.SecretHeaders[k]
+		if err := sec.Resolve(key + ".headers." + k); err != nil {
+			return nil, err
+		}
+		if !validHeaderValue(sec.Value()) {
+			return nil, config.Errorf(key+".headers."+k, "the secret's value holds a line break or a control character (the value is not shown)")
+		}
+		d.secrets = append(d.secrets, secretHeader{name: k, val: sec})
+	}
+	d.s.SecretHeaders = nil // kept resolved in d.secrets only
+	return d, nil
 }
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// validHeaderName reports whether k is an HTTP field name (RFC 9110 token).
+func validHeaderName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validHeaderValue reports whether v can be sent as a field value: no
+// control characters but horizontal tab (so no line breaks).
+func validHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// redact replaces every credential the destination sends (the token and
+// the secret headers' values) in an answer by [redacted]: a receiver may
+// echo what it was sent. It runs on the whole answer read, before
+// apiMessage cuts its excerpt (which could otherwise cut a credential
+// short of a match).
+func (d *Destination) redact(b []byte) []byte {
+	if v := d.s.Token.Value(); v != "" {
+		b = bytes.ReplaceAll(b, []byte(v), []byte("[redacted]"))
+	}
+	for _, h := range d.secrets {
+		if v := h.val.Value(); v != "" {
+			b = bytes.ReplaceAll(b, []byte(v), []byte("[redacted]"))
+		}
+	}
+	return b
+}
+
+// String and GoString keep credentials out of any printed form of the
+// destination: fmt prints the unexported fields of a struct without their
+// String methods, so a config.Secret among them would show its value.
+func (d Destination) String() string {
+	host := ""
+	if u, err := url.Parse(d.s.URL); err == nil {
+		host = u.Host
+	}
+	return fmt.Sprintf("webhook destination %s (%s, credentials redacted)", d.name, host)
+}
+
+// GoString: see String.
+func (d Destination) GoString() string { return "webhook.Destination{" + d.String() + "}" }
 
 func (d *Destination) Name() string                   { return d.name }
 func (d *Destination) Semantics() workers.Semantics   { return workers.Append }
@@ -164,6 +351,9 @@ func (d *Destination) send(ctx context.Context, job workers.Job, scope string, c
 	for k, v := range d.s.Headers {
 		req.Header.Set(k, v)
 	}
+	for _, h := range d.secrets {
+		req.Header.Set(h.name, h.val.Value())
+	}
 	if d.s.Token.Value() != "" {
 		req.Header.Set("Authorization", "Bearer "+d.s.Token.Value())
 	}
@@ -173,7 +363,7 @@ func (d *Destination) send(ctx context.Context, job workers.Job, scope string, c
 	}
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	resp.Body.Close()
-	cerr := workers.Classify(resp.StatusCode, resp.Header, apiMessage(msg))
+	cerr := workers.Classify(resp.StatusCode, resp.Header, apiMessage(d.redact(msg)))
 	if cerr == nil {
 		return nil
 	}
