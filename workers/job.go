@@ -809,6 +809,15 @@ func (j *job) scan(ctx context.Context, u Unit, gets *getAhead, dead map[uint64]
 	}
 	var read uint64
 	for read < expected {
+		// A closed connection or an ended job stops the rebuild here: the
+		// ordered consumer would otherwise retry its resets on a closed
+		// connection for seconds, whatever the context says.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if j.p.nc.IsClosed() {
+			return Transient(fmt.Errorf("rebuild %s: %w", u.Key, nats.ErrConnectionClosed))
+		}
 		// Fetch by count, not by bytes: FetchBytes sizes its channels for a
 		// million messages per call (tens of MB each), which dominated the
 		// heap and the GC time of a drain. Parts are at most the max
