@@ -426,16 +426,27 @@ type readAhead struct {
 	gets *getAhead // direct gets of the parts of units held whole, or nil
 }
 
-// getsAhead is how many direct gets are in flight ahead of the scan.
-const getsAhead = 4
+// At most getsAhead direct gets, of at most getsAheadBytes of payload
+// (always one), are in flight or waiting to be taken ahead of the scan.
+// Sixteen kept a drain's read-ahead fed where four left it waiting for
+// the server (usage-worker bench: ~615k -> ~680k records/s).
+const (
+	getsAhead      = 16
+	getsAheadBytes = 8 << 20
+)
 
 // getAhead fetches stored messages by sequence, a few ahead of the one
 // taken, in order.
 type getAhead struct {
 	seqs    []uint64
+	sizes   []int
 	results []chan getResult
-	i       int           // the next to take
-	slots   chan struct{} // one per get issued and not yet taken
+	i       int // the next to take
+
+	mu    sync.Mutex
+	cond  *sync.Cond
+	n     int // gets issued and not yet taken
+	bytes int // their payload
 }
 
 type getResult struct {
@@ -443,16 +454,28 @@ type getResult struct {
 	err error
 }
 
-func newGetAhead(ctx context.Context, st jetstream.Stream, seqs []uint64) *getAhead {
-	g := &getAhead{seqs: seqs, results: make([]chan getResult, len(seqs)), slots: make(chan struct{}, getsAhead)}
+func newGetAhead(ctx context.Context, st jetstream.Stream, seqs []uint64, sizes []int) *getAhead {
+	g := &getAhead{seqs: seqs, sizes: sizes, results: make([]chan getResult, len(seqs))}
+	g.cond = sync.NewCond(&g.mu)
 	for i := range g.results {
 		g.results[i] = make(chan getResult, 1)
 	}
+	stop := context.AfterFunc(ctx, func() {
+		g.mu.Lock()
+		g.cond.Broadcast()
+		g.mu.Unlock()
+	})
 	go func() {
+		defer stop()
 		for i, seq := range seqs {
-			select {
-			case g.slots <- struct{}{}:
-			case <-ctx.Done():
+			g.mu.Lock()
+			for g.n > 0 && (g.n >= getsAhead || g.bytes+sizes[i] > getsAheadBytes) && ctx.Err() == nil {
+				g.cond.Wait()
+			}
+			g.n++
+			g.bytes += sizes[i]
+			g.mu.Unlock()
+			if ctx.Err() != nil {
 				return
 			}
 			go func() {
@@ -462,6 +485,15 @@ func newGetAhead(ctx context.Context, st jetstream.Stream, seqs []uint64) *getAh
 		}
 	}()
 	return g
+}
+
+// done releases the slot of get i, taken.
+func (g *getAhead) done(i int) {
+	g.mu.Lock()
+	g.n--
+	g.bytes -= g.sizes[i]
+	g.cond.Broadcast()
+	g.mu.Unlock()
 }
 
 // next is the sequence take returns next, or 0 when none is left.
@@ -487,7 +519,7 @@ func (g *getAhead) skipTo(seq uint64) {
 			return
 		}
 		<-g.results[g.i]
-		<-g.slots
+		g.done(g.i)
 		g.results[g.i] = nil
 		g.i++
 	}
@@ -497,8 +529,8 @@ func (g *getAhead) take(ctx context.Context) (*jetstream.RawStreamMsg, error) {
 	select {
 	case r := <-g.results[g.i]:
 		g.results[g.i] = nil
+		g.done(g.i)
 		g.i++
-		<-g.slots
 		return r.raw, r.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -540,6 +572,7 @@ func (j *job) startReadAhead(ctx context.Context, units []Unit, enc func([]byte,
 			}
 		}
 	}
+	sizes := j.p.payloadSizes(seqs)
 	ra := &readAhead{
 		units: units, free: make(chan *encodedPart, ahead), full: make(chan *encodedPart, ahead),
 		done: make(chan struct{}), dead: map[uint64]string{}, included: map[uint64]bool{},
@@ -555,7 +588,7 @@ func (j *job) startReadAhead(ctx context.Context, units []Unit, enc func([]byte,
 		ra.free <- encodedParts.Get().(*encodedPart)
 	}
 	if len(seqs) > 0 {
-		ra.gets = newGetAhead(ctx, j.p.usage, seqs)
+		ra.gets = newGetAhead(ctx, j.p.usage, seqs, sizes)
 	}
 	go func() {
 		defer close(ra.done)
@@ -1440,6 +1473,23 @@ func (p *Pool) deliverAppend(ctx context.Context, j *job) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// payloadSizes is the stored payload size of each message (from the
+// headers-only delivery's Nats-Msg-Size), 1 MiB where it is not known.
+func (p *Pool) payloadSizes(seqs []uint64) []int {
+	out := make([]int, len(seqs))
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, seq := range seqs {
+		out[i] = 1 << 20
+		if pm := p.pending[seq]; pm != nil {
+			if n, err := strconv.Atoi(pm.msg.Headers().Get(nats.MsgSize)); err == nil && n >= 0 {
+				out[i] = n
+			}
+		}
+	}
+	return out
 }
 
 // localSeqs lists, in order, the messages of unit key this worker holds
