@@ -586,6 +586,20 @@ func (d *fastDecoder) nilNext() bool {
 
 // sub reads a str (or bin) as a substring of d.s; nil reads as "".
 func (d *fastDecoder) sub() (string, error) {
+	// Fast path: a fixstr (under 32 bytes) or nil, most of a record.
+	if i := d.i; i < len(d.b) {
+		switch c := d.b[i]; {
+		case c&0xe0 == 0xa0:
+			end := i + 1 + int(c&0x1f)
+			if end <= len(d.b) {
+				d.i = end
+				return d.s[i+1 : end], nil
+			}
+		case c == 0xc0:
+			d.i = i + 1
+			return "", nil
+		}
+	}
 	b, err := d.strBytes()
 	if err != nil || len(b) == 0 {
 		return "", err

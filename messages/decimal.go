@@ -156,6 +156,42 @@ func (d *Decimal) UnmarshalText(b []byte) error {
 // isCanonical is the allocation-free fast path: -?(0|[1-9]\d*)(\.\d+)? and
 // not a negative zero.
 func isCanonical(s string) bool {
+	// Fast path for the common shape, a positive "int.frac" of at most 16
+	// bytes: every byte a digit but one dot, checked eight at a time.
+	if n := len(s); n >= 3 && n <= 16 && s[0] >= '1' && s[0] <= '9' {
+		if dot := strings.IndexByte(s, '.'); dot > 0 && dot < n-1 && allDigitsSWAR(s[:dot]) && allDigitsSWAR(s[dot+1:]) {
+			return true
+		}
+	}
+	return isCanonicalSlow(s)
+}
+
+// allDigitsSWAR reports whether s (at most 16 bytes) is all ASCII digits.
+func allDigitsSWAR(s string) bool {
+	for len(s) >= 8 {
+		if !digits8(uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+			uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56) {
+			return false
+		}
+		s = s[8:]
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// digits8 reports whether the eight bytes of x are all in '0'..'9': adding
+// 0x46 to each byte carries into its high bit from 0x3a up, subtracting
+// 0x30 borrows from below 0x30.
+func digits8(x uint64) bool {
+	const lo, hi, hb = 0x3030303030303030, 0x4646464646464646, 0x8080808080808080
+	return ((x+hi)|(x-lo))&hb == 0 && x&hb == 0
+}
+
+func isCanonicalSlow(s string) bool {
 	if s == "" || len(s) > maxDecimalLen {
 		return false
 	}

@@ -125,3 +125,26 @@ func TestSumAddPlain(t *testing.T) {
 		t.Fatal("1.2.3 accepted")
 	}
 }
+
+// The eight-at-a-time digit check agrees with the plain one for every
+// byte in every position, and isCanonical's fast path with the slow one.
+func TestCanonicalFastPathAgrees(t *testing.T) {
+	for pos := 0; pos < 8; pos++ {
+		for c := 0; c < 256; c++ {
+			b := []byte("12345678")
+			b[pos] = byte(c)
+			want := true
+			for _, x := range b {
+				want = want && x >= '0' && x <= '9'
+			}
+			if got := allDigitsSWAR(string(b)); got != want {
+				t.Fatalf("%q: got %v", b, got)
+			}
+		}
+	}
+	for _, s := range []string{"1.5", "12.345678901234", "9.0", "1.", ".5", "01.5", "1.5.5", "1a.5", "1.5a", "1234567890123456", "1.23456789012345678", "-1.5", "0.5", "12.3456789012345", "10.00000000000000", "7.7/"} {
+		if got, want := isCanonical(s), isCanonicalSlow(s); got != want {
+			t.Errorf("isCanonical(%q) = %v, slow path %v", s, got, want)
+		}
+	}
+}
