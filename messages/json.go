@@ -223,11 +223,45 @@ var jsonPlain = func() (t [256]bool) {
 	return t
 }()
 
+// SWAR constants: a byte-wise broadcast and the high bits.
+const (
+	ones = 0x0101010101010101
+	high = 0x8080808080808080
+)
+
+// plain8 reports whether the eight bytes of x are all jsonPlain: ASCII
+// (high bit clear), at least 0x20, and none of " \ < > &. A byte b of
+// v has its high bit set in (v - ones) &^ v exactly when b is 0, when no
+// byte below it borrowed; a borrow only follows a byte that is 0 itself,
+// so the test is exact about whether any byte is.
+func plain8(x uint64) bool {
+	hasZero := func(v uint64) bool { return (v-ones)&^v&high != 0 }
+	if x&high != 0 || (x-0x20*ones)&^x&high != 0 {
+		return false // a non-ASCII or a control byte
+	}
+	return !hasZero(x^('"'*ones)) && !hasZero(x^('\\'*ones)) && !hasZero(x^('<'*ones)) &&
+		!hasZero(x^('>'*ones)) && !hasZero(x^('&'*ones))
+}
+
 // AppendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD.
 func AppendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
+	// Fast path: skip eight plain bytes at a time, then one at a time; a
+	// string with nothing to escape (nearly all) is appended whole.
+	i := 0
+	for i+8 <= len(s) && plain8(uint64(s[i])|uint64(s[i+1])<<8|uint64(s[i+2])<<16|uint64(s[i+3])<<24|
+		uint64(s[i+4])<<32|uint64(s[i+5])<<40|uint64(s[i+6])<<48|uint64(s[i+7])<<56) {
+		i += 8
+	}
+	for i < len(s) && jsonPlain[s[i]] {
+		i++
+	}
+	if i == len(s) {
+		dst = append(dst, s...)
+		return append(dst, '"')
+	}
 	start := 0
-	for i := 0; i < len(s); {
+	for i < len(s) {
 		c := s[i]
 		if jsonPlain[c] {
 			i++

@@ -91,3 +91,21 @@ func FuzzAppendJSONStringMatchesEncodingJSON(f *testing.F) {
 		}
 	})
 }
+
+// plain8 agrees with the byte table for every byte value in every
+// position of a plain word.
+func TestPlain8AgreesWithTheTable(t *testing.T) {
+	for pos := 0; pos < 8; pos++ {
+		for c := 0; c < 256; c++ {
+			b := []byte("abcdefgh")
+			b[pos] = byte(c)
+			var x uint64
+			for i := 7; i >= 0; i-- {
+				x = x<<8 | uint64(b[i])
+			}
+			if got, want := plain8(x), jsonPlain[c]; got != want {
+				t.Fatalf("byte %#x at %d: plain8 %v, table %v", c, pos, got, want)
+			}
+		}
+	}
+}
