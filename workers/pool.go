@@ -47,6 +47,10 @@ type Pool struct {
 
 	stats Stats
 
+	// caughtUp: the newest message delivered was the last one stored
+	// for the destination (its delivery said nothing was pending).
+	caughtUp bool
+
 	metrics            *instruments
 	cons               jetstream.Consumer
 	consumerPending    uint64
@@ -82,15 +86,16 @@ type pendingMsg struct {
 }
 
 type unitState struct {
-	unit      Unit
-	lease     string
-	first     time.Time
-	last      time.Time
-	records   int
-	seqs      map[uint64]bool
-	attempt   int
-	notBefore time.Time
-	inJob     bool
+	unit       Unit
+	lease      string
+	first      time.Time
+	last       time.Time
+	lastStored time.Time // when the newest of its messages was stored (server time)
+	records    int
+	seqs       map[uint64]bool
+	attempt    int
+	notBefore  time.Time
+	inJob      bool
 }
 
 // NewPool builds a pool for dest. The streams and buckets must exist
@@ -348,7 +353,11 @@ func seqOf(msg jetstream.Msg) uint64 {
 // mark records a Replace message: its units become dirty; it stays pending
 // until they are uploaded by a rebuild that began after it was stored.
 func (p *Pool) mark(ctx context.Context, msg jetstream.Msg) {
-	seq := seqOf(msg)
+	var seq, numPending uint64
+	var stored time.Time
+	if md, err := msg.Metadata(); err == nil {
+		seq, numPending, stored = md.Sequence.Stream, md.NumPending, md.Timestamp
+	}
 	meta, err := messages.ParseMeta(msg.Headers())
 	if err == nil {
 		var hour time.Time
@@ -366,6 +375,7 @@ func (p *Pool) mark(ctx context.Context, msg jetstream.Msg) {
 	now := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.caughtUp = numPending == 0
 	if old, dup := p.pending[seq]; dup {
 		old.msg = msg // a redelivery of what we hold: keep the newest handle
 		return
@@ -380,6 +390,9 @@ func (p *Pool) mark(ctx context.Context, msg jetstream.Msg) {
 			p.dirty[u.Key] = us
 		}
 		us.last = now
+		if stored.After(us.lastStored) {
+			us.lastStored = stored
+		}
 		us.records += meta.Records
 		us.seqs[seq] = true
 		if us.records >= p.opts.Flush.MaxRecords {
@@ -442,7 +455,15 @@ func (p *Pool) dueJobs(now time.Time) []func(context.Context) {
 		if us.inJob || p.busy[us.lease] || now.Before(us.notBefore) {
 			continue
 		}
-		due := now.Sub(us.first) >= p.opts.Flush.MaxDelay || now.Sub(us.last) >= p.opts.Flush.Quiet || us.records >= p.opts.Flush.MaxRecords
+		// Quiet is also judged by when the unit's newest data was stored:
+		// once the consumer has caught up (nothing stored is left to
+		// deliver), a unit whose data was all stored Quiet ago has been
+		// quiet that long already. A backlog read after a restart, or by a
+		// new worker, is then sent as soon as it is read, not Quiet after.
+		// (Stored times are the server's clock: a worker clock running
+		// ahead only makes units due sooner, never changes what is sent.)
+		streamQuiet := p.caughtUp && !us.lastStored.IsZero() && now.Sub(us.lastStored) >= p.opts.Flush.Quiet
+		due := now.Sub(us.first) >= p.opts.Flush.MaxDelay || now.Sub(us.last) >= p.opts.Flush.Quiet || streamQuiet || us.records >= p.opts.Flush.MaxRecords
 		if !due {
 			continue
 		}

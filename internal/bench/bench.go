@@ -71,8 +71,10 @@ type Result struct {
 	DrainMBps        float64 `json:"drain_body_mb_per_second,omitempty"`
 	BodyBytes        int64   `json:"drain_body_bytes,omitempty"`
 	Requests         int64   `json:"drain_requests,omitempty"`
-	Jobs             int64   `json:"drain_jobs,omitempty"`         // jobs (lease takes) the drain needed
-	JobFailures      int64   `json:"drain_job_failures,omitempty"` // job tries that failed and were retried
+	CaughtUp         float64 `json:"drain_caught_up_seconds,omitempty"`    // from the pool's start until it held every message (20 ms resolution)
+	FirstUpload      float64 `json:"drain_first_upload_seconds,omitempty"` // from the pool's start to its first request (cloudzero)
+	Jobs             int64   `json:"drain_jobs,omitempty"`                 // jobs (lease takes) the drain needed
+	JobFailures      int64   `json:"drain_job_failures,omitempty"`         // job tries that failed and were retried
 	CPUPerMillion    float64 `json:"drain_cpu_seconds_per_million,omitempty"`
 	PublishCPUPerMil float64 `json:"publish_cpu_seconds_per_million,omitempty"`
 	PeakRSSMB        float64 `json:"peak_rss_mb"`
@@ -301,6 +303,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if rows >= wantRecords && cost.Equal(wantCost) {
 			break
 		}
+		if res.CaughtUp == 0 && pool.Stats().Received >= int64(batches) {
+			res.CaughtUp = time.Since(start).Seconds()
+		}
 		if ctx.Err() != nil {
 			stop()
 			<-done
@@ -329,10 +334,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.Exact = &exact
 	ps := pool.Stats()
 	res.Jobs, res.JobFailures = ps.Jobs, ps.JobFailures
+	if o.Dest == "cloudzero" {
+		if reqs := sb.CloudZero.Requests("bench"); len(reqs) > 0 {
+			res.FirstUpload = reqs[0].Time.Sub(start).Seconds()
+		}
+	}
 	res.Detail = fmt.Sprintf("received %d records cost %s; published %d cost %s", rows, cost, wantRecords, wantCost)
 	res.PeakRSSMB = peakRSSMB()
 	say("drained %d records into the %s %s sandbox in %.2fs: %.0f records/s, %.1f MB/s of bodies in %d requests", wantRecords, res.Sandbox, o.Dest, res.DrainSeconds, res.DrainRate, res.DrainMBps, reqs)
-	say("jobs: %d (%d failed tries)", res.Jobs, res.JobFailures)
+	say("jobs: %d (%d failed tries); every message held after %.2fs, first upload after %.2fs", res.Jobs, res.JobFailures, res.CaughtUp, res.FirstUpload)
 	say("cpu: %.2f s per million records drained (whole process: NATS server, sandbox and worker)", res.CPUPerMillion)
 	say("peak RSS %.0f MB; exact: %v (%s)", res.PeakRSSMB, exact, res.Detail)
 	return res, nil

@@ -373,7 +373,6 @@ func (p *packer) rowStart(i int) int {
 	return p.rows[i-1].end
 }
 
-
 // opFor is the operation for rows[a:b]: the replace operation, unless they
 // are the rest of a unit whose first part was already replaced.
 func (p *packer) opFor(a, b int) string {
