@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -401,8 +402,8 @@ func (j *job) stopReadAhead() {
 // ahead parts: what bounds its memory. The bytes are what a destination
 // with 5 MB bodies needs to have the next body ready while it sends one.
 const (
-	ahead          = 24
-	readAheadBytes = 12 << 20
+	ahead          = 10
+	readAheadBytes = 6 << 20
 )
 
 // readAhead reads, decodes and encodes the parts of units in order, on a
@@ -432,7 +433,7 @@ type readAhead struct {
 // the server (usage-worker bench: ~615k -> ~680k records/s).
 const (
 	getsAhead      = 16
-	getsAheadBytes = 8 << 20
+	getsAheadBytes = 4 << 20
 )
 
 // getAhead fetches stored messages by sequence, a few ahead of the one
@@ -1085,7 +1086,7 @@ func (p *Pool) finishReplace(ctx context.Context, j *job, g *replaceJob) error {
 				pm.reasons = appendReason(pm.reasons, "undecodable: "+why)
 				pm.seen = true
 			}
-			delete(pm.units, key)
+			pm.units = slices.DeleteFunc(pm.units, func(k string) bool { return k == key })
 			if len(pm.units) == 0 {
 				delete(p.pending, seq)
 				done = append(done, pm)
@@ -1302,7 +1303,7 @@ func (p *Pool) enqueueAppend(ctx context.Context, msg jetstream.Msg, work chan f
 		_ = msg.Ack() // markers carry no records
 		return
 	}
-	pm := &pendingMsg{msg: msg, seq: seq, meta: meta, part: &part, seen: true}
+	pm := &pendingMsg{msg: newAcker(p.nc, msg), size: len(msg.Data()), trace: traceOf(msg.Headers()), seq: seq, meta: meta, part: &part, seen: true}
 	p.mu.Lock()
 	if _, dup := p.pending[seq]; dup {
 		p.mu.Unlock()
@@ -1483,10 +1484,8 @@ func (p *Pool) payloadSizes(seqs []uint64) []int {
 	defer p.mu.Unlock()
 	for i, seq := range seqs {
 		out[i] = 1 << 20
-		if pm := p.pending[seq]; pm != nil {
-			if n, err := strconv.Atoi(pm.msg.Headers().Get(nats.MsgSize)); err == nil && n >= 0 {
-				out[i] = n
-			}
+		if pm := p.pending[seq]; pm != nil && pm.size > 0 {
+			out[i] = pm.size
 		}
 	}
 	return out

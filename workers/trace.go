@@ -11,6 +11,12 @@ import (
 	"github.com/usagefleet/usagefleet/messages"
 )
 
+// traceOf is the trace context the producer put in a part's headers
+// (kept with the pending part, which does not keep its headers).
+func traceOf(h map[string][]string) trace.SpanContext {
+	return trace.SpanContextFromContext(otel.GetTextMapPropagator().Extract(context.Background(), messages.HeaderCarrier(h)))
+}
+
 // startSpan starts the span of a delivery. Its parent is the trace context
 // the producer put in the headers of the job's first part (so the trace
 // started at Publish continues into the rebuild and every upload); the
@@ -27,19 +33,17 @@ func (p *Pool) startSpan(ctx context.Context, name string, g *replaceJob) (conte
 	var parent context.Context
 	var links []trace.Link
 	var first *pendingMsg
-	prop := otel.GetTextMapPropagator()
 	for _, seq := range seqs {
 		pm := p.pending[seq]
 		if pm == nil {
 			continue
 		}
-		pc := prop.Extract(context.Background(), messages.HeaderCarrier(pm.msg.Headers()))
-		sc := trace.SpanContextFromContext(pc)
+		sc := pm.trace
 		if !sc.IsValid() {
 			continue
 		}
 		if parent == nil {
-			parent, first = pc, pm
+			parent, first = trace.ContextWithRemoteSpanContext(context.Background(), sc), pm
 			continue
 		}
 		if len(links) < 64 {
@@ -58,7 +62,7 @@ func (p *Pool) startSpan(ctx context.Context, name string, g *replaceJob) (conte
 	}
 	if first != nil {
 		attrs = append(attrs,
-			attribute.String("messaging.destination.name", first.msg.Subject()),
+			attribute.String("messaging.destination.name", messages.UsageSubject(first.meta.Feed, first.meta.Hour)),
 			attribute.String("messaging.message.id", first.meta.MsgID()),
 			attribute.Int("messaging.batch.message_count", len(seqs)))
 	}

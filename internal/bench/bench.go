@@ -11,6 +11,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -274,6 +275,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return st.UniqueRecords, messages.FromBig(st.UniqueCost), 0, int64(st.Requests)
 		}
 	}
+	// Every drain reads the whole backlog: a consumer left by an earlier
+	// drain of the same stream (--nats, --mode drain run twice) would have
+	// nothing left to deliver.
+	if err := js.DeleteConsumer(ctx, messages.StreamUsage, workers.ConsumerName("bench")); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("removing the previous drain's consumer: %w", err)
+	}
 	pool, err := workers.NewPool(nc, dest, workers.Options{
 		Feeds:    []string{feed},
 		Workers:  o.Workers,
@@ -298,10 +305,18 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	done := make(chan error, 1)
 	go func() { done <- pool.Run(pctx) }()
 	wantCost := want.Decimal()
+	lastRows, lastProgress := -1, time.Now()
 	for {
 		rows, cost, _, _ := held()
 		if rows >= wantRecords && cost.Equal(wantCost) {
 			break
+		}
+		if rows != lastRows {
+			lastRows, lastProgress = rows, time.Now()
+		} else if time.Since(lastProgress) > time.Minute {
+			stop()
+			<-done
+			return nil, fmt.Errorf("drain: no progress for a minute at %d of %d records (is the backlog there? with --nats, publish it first with the same --records and --batch)", rows, wantRecords)
 		}
 		if res.CaughtUp == 0 && pool.Stats().Received >= int64(batches) {
 			res.CaughtUp = time.Since(start).Seconds()
