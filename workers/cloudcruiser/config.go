@@ -147,7 +147,7 @@ func newDestination(name string, s Settings, key string) (*Destination, error) {
 	if strings.HasPrefix(strings.ToLower(prefix), "x_") {
 		return nil, config.Errorf(key+".tag_prefix", "%q: x_ is where extension columns go; pick another prefix", prefix)
 	}
-	d.m = mapper{loc: d.loc, suffix: offsetSuffix(secs), def: def, tagPrefix: prefix, omitTags: s.OmitTags}
+	d.m = mapper{loc: d.loc, suffix: offsetSuffix(secs), offset: secs, def: def, tagPrefix: prefix, omitTags: s.OmitTags}
 
 	if d.timeout <= 0 {
 		return nil, config.Errorf(key+".http_timeout", "must be positive")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -210,4 +211,34 @@ func BenchmarkAppendRow(b *testing.B) {
 		row, _ = rb.appendRow(row[:0], &r)
 	}
 	b.SetBytes(int64(len(row)))
+}
+
+// The hand-written time writes what the general formatter wrote, in every
+// kind of offset, on both sides of a date line and at the year's ends.
+func TestAppendTimeMatchesFormat(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 13))
+	for _, secs := range []int{0, -7 * 3600, 5*3600 + 1800, -(7*3600 + 90), 14 * 3600, -12 * 3600} {
+		loc := time.FixedZone("z", secs)
+		m := &mapper{loc: loc, suffix: offsetSuffix(secs), offset: secs}
+		times := []time.Time{time.Date(2024, 12, 31, 23, 59, 59, 999, time.UTC), time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(1, 1, 2, 0, 0, 0, 0, time.UTC)}
+		for range 1000 {
+			times = append(times, time.Unix(rng.Int64N(4e9), rng.Int64N(1e9)))
+		}
+		for _, tt := range times {
+			want := `"` + tt.Truncate(time.Second).In(loc).Format("2006-01-02T15:04:05") + offsetSuffix(secs) + `"`
+			if got := string(m.appendTime(nil, tt)); got != want {
+				t.Fatalf("offset %d, %v: got %s, want %s", secs, tt, got, want)
+			}
+		}
+	}
+}
+
+// appendJoined writes a+b as one JSON string, escapes included.
+func TestAppendJoined(t *testing.T) {
+	for _, c := range [][2]string{{"tag:", "team"}, {"", "x"}, {"a\"b", "c\\d"}, {"é<", ">\n"}, {"p", ""}} {
+		want := string(messages.AppendJSONString(nil, c[0]+c[1]))
+		if got := string(appendJoined(nil, c[0], c[1])); got != want {
+			t.Errorf("%q+%q: got %s, want %s", c[0], c[1], got, want)
+		}
+	}
 }
