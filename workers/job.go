@@ -789,6 +789,12 @@ func (j *job) scan(ctx context.Context, u Unit, gets *getAhead, dead map[uint64]
 			j.p.metrics.add(ctx, j.p.metrics.streamRead, int64(len(data)))
 		}
 		meta, err := messages.ParseMeta(h)
+		if errors.Is(err, messages.ErrNewerSchema) {
+			// The unit cannot be rebuilt whole by this worker: sending it
+			// without the part would replace it with less than the stream
+			// holds. It waits for an upgraded worker.
+			return &newerSchemaError{unit: u.Key, seq: seq, err: err}
+		}
 		if err != nil {
 			dead[seq] = err.Error()
 			return nil
@@ -939,6 +945,9 @@ func (j *job) finishSnapshots(ctx context.Context, u Unit, snaps []snapPart, mar
 		}
 		j.p.metrics.add(ctx, j.p.metrics.streamRead, int64(len(raw.Data)))
 		meta, err := messages.ParseMeta(raw.Header)
+		if errors.Is(err, messages.ErrNewerSchema) {
+			return &newerSchemaError{unit: u.Key, seq: s.seq, err: err}
+		}
 		if err != nil {
 			dead[s.seq] = err.Error()
 			continue
@@ -1251,9 +1260,36 @@ func (p *Pool) publishDead(ctx context.Context, source string, dl messages.DeadL
 	return nil
 }
 
+// newerSchemaDelay is how long a part of a newer schema waits before it is
+// offered again (to this worker, or to an upgraded one), and a unit that
+// holds one before it is tried again.
+const newerSchemaDelay = 30 * time.Second
+
+// newerSchemaError stops the rebuild of a unit that holds a part this
+// worker is too old to read.
+type newerSchemaError struct {
+	unit string
+	seq  uint64
+	err  error
+}
+
+func (e *newerSchemaError) Error() string {
+	return fmt.Sprintf("rebuild %s: part %d: %v (upgrade usage-worker)", e.unit, e.seq, e.err)
+}
+
+func (e *newerSchemaError) Unwrap() error { return e.err }
+
 // deadMessage dead-letters a message whose headers or payload cannot be
-// read, terminates it so the consumer moves on, and tells its producer.
+// read, terminates it so the consumer moves on, and tells its producer. A
+// part written by a newer schema is not bad data but data this worker is
+// too old for: it stays in the stream, handed back for an upgraded worker,
+// and the worker says so loudly.
 func (p *Pool) deadMessage(ctx context.Context, msg jetstream.Msg, seq uint64, meta messages.PartMeta, cause error) {
+	if errors.Is(cause, messages.ErrNewerSchema) {
+		p.log.Error("a part of a newer schema than this worker reads: upgrade usage-worker; the part stays in the stream and is offered again", "stream_seq", seq, "batch", meta.BatchID, "part", meta.Part, "err", cause, "retry_in", newerSchemaDelay)
+		_ = msg.NakWithDelay(newerSchemaDelay)
+		return
+	}
 	data := msg.Data()
 	hdr := msg.Headers()
 	if p.sem == Replace { // headers-only delivery: fetch the stored bytes

@@ -572,13 +572,17 @@ func (p *Pool) keepLease(ctx context.Context, key string, rev uint64, cancel con
 
 func (p *Pool) runReplace(ctx context.Context, g *replaceJob) {
 	settled := map[string]bool{}
+	held := "" // a unit that must wait for an upgraded worker
 	finish := func(ok bool, retryIn time.Duration) {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		delete(p.busy, g.lease)
 		for _, us := range g.units {
 			us.inJob = false
-			if !ok && !settled[us.unit.Key] {
+			switch {
+			case us.unit.Key == held:
+				us.notBefore = time.Now().Add(newerSchemaDelay)
+			case !ok && !settled[us.unit.Key]:
 				us.attempt++
 				us.notBefore = time.Now().Add(retryIn)
 			}
@@ -643,7 +647,16 @@ func (p *Pool) runReplace(ctx context.Context, g *replaceJob) {
 		finish(true, 0)
 		return
 	}
-	retry := p.failed(job.log, derr, job)
+	var newer *newerSchemaError
+	retry := time.Duration(0)
+	if errors.As(derr, &newer) {
+		// Not the destination's failure: no cooldown, no backoff. The unit
+		// waits for a worker that reads the part; the others go on at once.
+		held = newer.unit
+		job.log.Error("a unit holds a part of a newer schema than this worker reads: it waits for an upgraded usage-worker; the other units go on", "unit", newer.unit, "stream_seq", newer.seq, "err", newer.err, "retry_in", newerSchemaDelay)
+	} else {
+		retry = p.failed(job.log, derr, job)
+	}
 	if retry >= 0 {
 		// Settle what the destination finished before the failure, so a
 		// retry redoes only the rest.

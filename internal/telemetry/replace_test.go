@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -88,15 +89,6 @@ func TestReplaceTraceAndFailureMetrics(t *testing.T) {
 	go func() { pool.Run(pctx); close(done) }()
 	defer func() { stop(); <-done }()
 
-	// An undecodable part (a schema from the future): dead-lettered.
-	nc := ns.Connect(t)
-	hour := time.Date(2024, 8, 1, 3, 0, 0, 0, time.UTC)
-	h := messages.PartMeta{BatchID: "future", Part: 1, Feed: "tel", Source: "svc", Kind: messages.KindAppend, Hour: hour, Records: 1}.Header()
-	h.Set(messages.HdrSchema, "9")
-	if err := nc.PublishMsg(&nats.Msg{Subject: messages.UsageSubject("tel", hour), Header: h, Data: []byte{0x90}}); err != nil {
-		t.Fatal(err)
-	}
-
 	prod, _ := producer.New(ns.Connect(t), producer.Options{})
 	recs := usagegen.Generate(600, usagegen.Options{Seed: 4, Hours: 2})
 	res, err := prod.Publish(ctx, &messages.Batch{ID: "tel-replace", Feed: "tel", Source: "svc", Records: recs})
@@ -111,6 +103,27 @@ func TestReplaceTraceAndFailureMetrics(t *testing.T) {
 	}
 	if s := sums["cz"]; s.Records != len(recs) || !s.Cost.Equal(res.Cost) {
 		t.Fatalf("summary %+v; published %d records costing %s", s, len(recs), res.Cost)
+	}
+
+	// Then an undecodable part (its payload is not msgpack, its headers
+	// fine): dead-lettered when its hour is rebuilt, in a job (and a trace)
+	// of its own.
+	nc := ns.Connect(t)
+	hour := time.Date(2024, 8, 1, 3, 0, 0, 0, time.UTC)
+	h := messages.PartMeta{BatchID: "garbage", Part: 1, Feed: "tel", Source: "svc", Kind: messages.KindAppend, Hour: hour, Records: 1}.Header()
+	if err := nc.PublishMsg(&nats.Msg{Subject: messages.UsageSubject("tel", hour), Header: h, Data: []byte{0x91, 0xc1}}); err != nil {
+		t.Fatal(err)
+	}
+	js, _ := jetstream.New(nc)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if st, err := js.Stream(ctx, messages.StreamDead); err == nil {
+			if info, err := st.Info(ctx); err == nil && info.State.Msgs >= 1 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the undecodable part was not dead-lettered")
+		}
 	}
 
 	// The trace. A delivery span ends a moment after its acks are out:
@@ -159,8 +172,14 @@ func TestReplaceTraceAndFailureMetrics(t *testing.T) {
 		}
 		return chain, false
 	}
-	var delivers, rebuilds, uploads, failed int
+	var delivers, rebuilds, uploads, failed, allUploads int
 	for _, s := range all {
+		if s.SpanKind == trace.SpanKindClient {
+			allUploads++
+		}
+		if s.SpanContext.TraceID() != publish.SpanContext.TraceID() {
+			continue // the undecodable part's job (its hour is cleared: one more upload)
+		}
 		switch {
 		case s.Name == "deliver cz":
 			delivers++
@@ -202,7 +221,7 @@ func TestReplaceTraceAndFailureMetrics(t *testing.T) {
 	exact := map[string]float64{
 		`usagefleet_records_out_total{destination="cz",.*outcome="delivered"`:             float64(len(recs)),
 		`usagefleet_uploads_total{destination="cz",.*outcome="failure",status_code="500"`: 1,
-		`usagefleet_uploads_total{destination="cz",.*outcome="success",status_code="200"`: float64(uploads - 1),
+		`usagefleet_uploads_total{destination="cz",.*outcome="success",status_code="200"`: float64(allUploads - 1),
 		`usagefleet_dead_letters_total{destination="cz"`:                                  1,
 		`usagefleet_retries_total{destination="cz"`:                                       1,
 		`usagefleet_destination_paused{destination="cz"`:                                  0,

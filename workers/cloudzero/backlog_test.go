@@ -1,12 +1,17 @@
 package cloudzero
 
 import (
+	"context"
 	"net/http/httptest"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	sandbox "github.com/usagefleet/usagefleet/internal/sandbox/cloudzero"
 	"github.com/usagefleet/usagefleet/internal/usagegen"
+	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/workers/conformance"
 )
 
@@ -40,5 +45,47 @@ func TestBacklogIsSentOnceRead(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	if got := len(s.Hours(testConn)); got != 6 {
 		t.Fatalf("the emulator holds %d hours 2s after a live publish with a %v quiet period: live data was sent before it was quiet", got, quiet)
+	}
+}
+
+// A part of a newer schema than this worker reads is not bad data: it is
+// neither dead-lettered nor left out of its hour. The hour waits (sending
+// it without the part would replace it with less than the stream holds)
+// while other hours flow.
+func TestNewerSchemaPartHoldsItsHour(t *testing.T) {
+	s := sandbox.New(sandbox.Config{Connections: map[string]string{testConn: testKey}})
+	ts := httptest.NewServer(s.Handler())
+	t.Cleanup(ts.Close)
+	e := conformance.NewEnv(t, conformance.Harness{Start: func(t *testing.T) conformance.Sandbox { return &confSandbox{s: s, url: ts.URL} }})
+	start := time.Date(2024, 8, 1, 0, 0, 0, 0, time.UTC)
+	nc := e.NS.Connect(t)
+	newer := messages.PartMeta{BatchID: "from-the-future", Part: 1, Feed: e.Feed, Source: "svc", Kind: messages.KindAppend, Hour: start.Add(time.Hour), Records: 1}.Header()
+	newer.Set(messages.HdrSchema, "9")
+	if err := nc.PublishMsg(&nats.Msg{Subject: messages.UsageSubject(e.Feed, start.Add(time.Hour)), Header: newer, Data: []byte{0x90}}); err != nil {
+		t.Fatal(err)
+	}
+	recs := usagegen.Generate(300, usagegen.Options{Seed: 5, Start: start, Hours: 3})
+	e.Publish("now", recs, 300)
+	opts := conformance.FastOptions()
+	opts.Feeds = []string{e.Feed}
+	e.StartPool("a", opts)
+
+	deadline := time.Now().Add(20 * time.Second)
+	for len(s.Hours(testConn)) < 2 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // the held hour would be sent by now
+	hours := s.Hours(testConn)
+	if len(hours) != 2 {
+		t.Fatalf("the emulator holds %d hours, want 2 (hours 0 and 2; hour 1 waits for a worker that reads its newer part)", len(hours))
+	}
+	if _, ok := hours[start.Add(time.Hour)]; ok {
+		t.Fatal("the hour with a part of a newer schema was sent without it")
+	}
+	js, _ := jetstream.New(nc)
+	if st, err := js.Stream(context.Background(), messages.StreamDead); err == nil {
+		if info, err := st.Info(context.Background()); err == nil && info.State.Msgs != 0 {
+			t.Fatalf("%d dead letters: a part of a newer schema is not bad data", info.State.Msgs)
+		}
 	}
 }

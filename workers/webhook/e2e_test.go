@@ -187,11 +187,15 @@ func TestUndecodableMessageIsDeadLetteredAndConsumerMovesOn(t *testing.T) {
 		t.Fatal(err)
 	}
 	reasons := map[string]string{}
-	f.waitFor(30*time.Second, "two dead letters", func() bool {
+	f.waitFor(30*time.Second, "a dead letter", func() bool {
 		info, _ := dead.Info(ctx)
-		return info != nil && info.State.Msgs >= 2
+		return info != nil && info.State.Msgs >= 1
 	})
-	for seq := uint64(1); seq <= 2; seq++ {
+	time.Sleep(time.Second) // a dead letter for the newer part would be there by now
+	if info, _ := dead.Info(ctx); info.State.Msgs != 1 {
+		t.Fatalf("%d dead letters, want 1: a part of a newer schema is not bad data, it waits for an upgraded worker", info.State.Msgs)
+	}
+	for seq := uint64(1); seq <= 1; seq++ {
 		raw, err := dead.GetMsg(ctx, seq)
 		if err != nil {
 			t.Fatal(err)
@@ -208,8 +212,13 @@ func TestUndecodableMessageIsDeadLetteredAndConsumerMovesOn(t *testing.T) {
 	if r := reasons["garbage"]; r == "" {
 		t.Errorf("no dead letter for the undecodable payload: %v", reasons)
 	}
-	if r := reasons["from-the-future"]; r == "" || !contains(r, "version 9") {
-		t.Errorf("newer schema reason = %q", r)
+	// The newer part is still in the stream, unacked, offered again later.
+	cons, err := js.Consumer(ctx, messages.StreamUsage, workers.ConsumerName("hook"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ci, err := cons.Info(ctx); err != nil || ci.NumAckPending+int(ci.NumPending) < 1 {
+		t.Fatalf("the part of a newer schema was acked or lost: %+v, %v", ci, err)
 	}
 	if st := f.sb.Stats(); st.UniqueRecords != 100 {
 		t.Fatalf("received %d records, want 100", st.UniqueRecords)
