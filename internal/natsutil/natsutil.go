@@ -120,6 +120,15 @@ func Connect(ctx context.Context, o Options, name string) (*nats.Conn, error) {
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { slog.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
+		// Asynchronous errors (a slow consumer, a revoked authorization, a
+		// broken pipe) go to the structured log, not as raw text to stderr.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if sub != nil {
+				slog.Warn("nats", "subject", sub.Subject, "err", err)
+				return
+			}
+			slog.Warn("nats", "err", err)
+		}),
 	}
 	switch {
 	case o.CredsFile != "":

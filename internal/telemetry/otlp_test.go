@@ -163,6 +163,7 @@ func TestOTLPExportFollowsTheEnvironment(t *testing.T) {
 		name            string
 		env             func(url string) map[string]string
 		traces, metrics bool
+		service         string // the service name the exports carry ("": otlp-test-svc)
 	}{
 		{
 			name:    "OTEL_EXPORTER_OTLP_ENDPOINT: traces and metrics",
@@ -183,6 +184,15 @@ func TestOTLPExportFollowsTheEnvironment(t *testing.T) {
 				return map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": u}
 			},
 			traces: true,
+		},
+		{
+			name: "OTEL_SERVICE_NAME names the service",
+			env: func(u string) map[string]string {
+				return map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": u, "OTEL_SERVICE_NAME": "billing-fleet-eu"}
+			},
+			traces:  true,
+			metrics: true,
+			service: "billing-fleet-eu",
 		},
 		{
 			name: "both exporters none, an endpoint set: nothing",
@@ -216,13 +226,17 @@ func TestOTLPExportFollowsTheEnvironment(t *testing.T) {
 					t.Errorf("a request to %s", p)
 				}
 			}
+			want := tt.service
+			if want == "" {
+				want = "otlp-test-svc"
+			}
 			if tt.traces {
-				if svc := rcv.spans["otlp-test-span"]; len(svc) != 1 || svc[0] != "otlp-test-svc" {
+				if svc := rcv.spans["otlp-test-span"]; len(svc) != 1 || svc[0] != want {
 					t.Fatalf("span otlp-test-span arrived %d times with service names %v; spans %v", len(svc), svc, rcv.spans)
 				}
 			}
 			if tt.metrics {
-				if svc := rcv.metrics["usagefleet.test.otlp"]; len(svc) == 0 || svc[0] != "otlp-test-svc" {
+				if svc := rcv.metrics["usagefleet.test.otlp"]; len(svc) == 0 || svc[0] != want {
 					t.Fatalf("metric usagefleet.test.otlp arrived with service names %v; metrics %v", svc, rcv.metrics)
 				}
 			}

@@ -49,6 +49,11 @@ func Setup(ctx context.Context, service string) (*Telemetry, error) {
 	// schema URL, and merging a resource with another schema URL fails,
 	// which used to drop the service name (everything was exported as
 	// unknown_service:<binary>).
+	// OTEL_SERVICE_NAME, when set, names the service (as the OpenTelemetry
+	// specification has it); else the binary's name.
+	if v := os.Getenv("OTEL_SERVICE_NAME"); v != "" {
+		service = v
+	}
 	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(semconv.ServiceName(service)))
 	if err != nil {
 		res = resource.Default()
