@@ -516,6 +516,7 @@ func (d *fastDecoder) decodeColumnar(dst []UsageRecord, outer int) ([]UsageRecor
 		cols = append(cols, column{fixed: f})
 	}
 	d.cols = cols
+	d.columnar = true
 	n := outer - 1
 	if n > len(d.b) {
 		return dst, fmt.Errorf("payload: bad record count %d", n)
@@ -614,7 +615,7 @@ func (d *fastDecoder) value(r *UsageRecord, c column) error {
 		if d.nilNext() {
 			return nil
 		}
-		return d.extValue(r, c.ext)
+		return d.ext(r, c.ext)
 	case f == colStart || f == colEnd:
 		t, err := d.time()
 		if err != nil {
@@ -649,77 +650,8 @@ func (d *fastDecoder) value(r *UsageRecord, c column) error {
 		if err != nil || m <= 0 {
 			return err
 		}
-		if m > len(d.b)-d.i {
-			return fmt.Errorf("bad tag count %d", m)
-		}
-		if d.tags != nil {
-			clear(d.tags)
-			r.Tags, d.tags = d.tags, nil
-		} else {
-			r.Tags = make(map[string]string, m)
-		}
-		for k := 0; k < m; k++ {
-			tk, err := d.sub()
-			if err != nil {
-				return err
-			}
-			tv, err := d.sub()
-			if err != nil {
-				return fmt.Errorf("tag %q: %w", tk, err)
-			}
-			r.Tags[tk] = tv
-		}
+		return d.readTags(r, m)
 	}
-	return nil
-}
-
-func (d *fastDecoder) extValue(r *UsageRecord, name string) error {
-	if d.i >= len(d.b) {
-		return errShort
-	}
-	var v ExtValue
-	c := d.b[d.i]
-	switch {
-	case (c >= 0xa0 && c <= 0xbf) || c == 0xd9 || c == 0xda || c == 0xdb:
-		s, err := d.sub()
-		if err != nil {
-			return err
-		}
-		v = ExtStr(s)
-	default:
-		typ, n, ok, err := d.extHeader()
-		if err != nil {
-			return err
-		}
-		if ok {
-			if typ != extDecimalType {
-				return fmt.Errorf("unknown extension type %d", typ)
-			}
-			if _, err := d.take(n); err != nil {
-				return err
-			}
-			dec, err := decimalOf(d.s[d.i-n : d.i])
-			if err != nil {
-				return err
-			}
-			v = ExtDec(dec)
-		} else {
-			i, err := d.int64()
-			if err != nil {
-				return fmt.Errorf("want a string, integer or decimal: %w", err)
-			}
-			v = ExtI(i)
-		}
-	}
-	if r.Ext == nil {
-		if d.exts != nil {
-			clear(d.exts)
-			r.Ext, d.exts = d.exts, nil
-		} else {
-			r.Ext = make(map[string]ExtValue, 2)
-		}
-	}
-	r.Ext[name] = v
 	return nil
 }
 

@@ -16,11 +16,12 @@ import (
 // msgpack library) is kept as the reference it is fuzzed against.
 
 type fastDecoder struct {
-	b      []byte
-	i      int
-	intern map[string]string // schema 1
-	s      string            // schema 2: the payload copy strings are cut from
-	cols   []column          // schema 2: the part's columns
+	b        []byte
+	i        int
+	intern   map[string]string // schema 1
+	s        string            // schema 2: the payload copy strings are cut from
+	columnar bool              // reading schema 2
+	cols     []column          // schema 2: the part's columns
 	// reuse: the Tags and Ext maps of the records being overwritten are
 	// cleared and reused (DecodeRecordsReusing); tags and ext hold the
 	// current record's.
@@ -264,7 +265,7 @@ func decodeRecordsFast(dst []UsageRecord, data []byte, schema int) ([]UsageRecor
 func decodeWith(dst []UsageRecord, data []byte, schema int, reuse bool) ([]UsageRecord, error) {
 	d := fastPool.Get().(*fastDecoder)
 	defer func() { d.b, d.s, d.tags, d.exts = nil, "", nil, nil; fastPool.Put(d) }()
-	d.b, d.i, d.reuse = data, 0, reuse
+	d.b, d.i, d.reuse, d.columnar = data, 0, reuse, false
 	n, err := d.arrayLen()
 	if err != nil {
 		return dst, fmt.Errorf("payload: %w", err)
@@ -372,22 +373,12 @@ func (d *fastDecoder) field(r *UsageRecord, key []byte) error {
 		if m < 0 {
 			return nil
 		}
-		r.Tags = make(map[string]string, m)
-		for k := 0; k < m; k++ {
-			tk, err := d.str()
-			if err != nil {
-				return err
-			}
-			tv, err := d.str()
-			if err != nil {
-				return fmt.Errorf("tag %q: %w", tk, err)
-			}
-			r.Tags[tk] = tv
-		}
+		return d.readTags(r, m)
 	}
 	return nil
 }
 
+// ext reads an extension column's value (schema 1 and 2 alike).
 func (d *fastDecoder) ext(r *UsageRecord, name string) error {
 	if d.i >= len(d.b) {
 		return errShort
@@ -396,7 +387,7 @@ func (d *fastDecoder) ext(r *UsageRecord, name string) error {
 	c := d.b[d.i]
 	switch {
 	case (c >= 0xa0 && c <= 0xbf) || c == 0xd9 || c == 0xda || c == 0xdb:
-		s, err := d.str()
+		s, err := d.text()
 		if err != nil {
 			return err
 		}
@@ -414,7 +405,12 @@ func (d *fastDecoder) ext(r *UsageRecord, name string) error {
 			if err != nil {
 				return err
 			}
-			dec, err := parseDecimalBytes(b)
+			var dec Decimal
+			if d.columnar {
+				dec, err = decimalOf(d.s[d.i-n : d.i])
+			} else {
+				dec, err = parseDecimalBytes(b)
+			}
 			if err != nil {
 				return err
 			}
@@ -428,10 +424,49 @@ func (d *fastDecoder) ext(r *UsageRecord, name string) error {
 		}
 	}
 	if r.Ext == nil {
-		r.Ext = map[string]ExtValue{}
+		if d.exts != nil {
+			clear(d.exts)
+			r.Ext, d.exts = d.exts, nil
+		} else {
+			r.Ext = make(map[string]ExtValue, 2)
+		}
 	}
 	r.Ext[name] = v
 	return nil
+}
+
+// tags reads the Tags map's m entries (schema 1 and 2 alike).
+func (d *fastDecoder) readTags(r *UsageRecord, m int) error {
+	if m > len(d.b)-d.i {
+		return fmt.Errorf("bad tag count %d", m)
+	}
+	if d.tags != nil {
+		clear(d.tags)
+		r.Tags, d.tags = d.tags, nil
+	} else {
+		r.Tags = make(map[string]string, m)
+	}
+	for k := 0; k < m; k++ {
+		tk, err := d.text()
+		if err != nil {
+			return err
+		}
+		tv, err := d.text()
+		if err != nil {
+			return fmt.Errorf("tag %q: %w", tk, err)
+		}
+		r.Tags[tk] = tv
+	}
+	return nil
+}
+
+// text reads a string: a substring of the payload (schema 2), else a copy,
+// interned (schema 1).
+func (d *fastDecoder) text() (string, error) {
+	if d.columnar {
+		return d.sub()
+	}
+	return d.str()
 }
 
 // parseDecimalBytes is ParseDecimal for bytes (one allocation, for the
