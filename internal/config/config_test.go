@@ -52,11 +52,11 @@ func TestDecodeStrictNamesKeyAndLine(t *testing.T) {
 	tests := []struct {
 		name, add, want string
 	}{
-		{"unknown key", "retires: 3\n", "config: settings.retires (line 9): field retires not found (known: url, token, timeout, retries, headers, inner, list)"},
+		{"unknown key", "retires: 3\n", "config: settings.retires (line 9): unknown key (known: url, token, timeout, retries, headers, inner, list)"},
 		{"bad duration", "timeout: soon\n", `config: settings.timeout (line 9): "soon" is not a duration (like 30s, 5m)`},
 		{"bad number", "retries: many\n", "config: settings.retries (line 9): cannot unmarshal !!str `many` into int"},
 		{"bad map value", "headers: {a: [1]}\n", "config: settings.headers.a (line 9): cannot unmarshal !!seq into string"},
-		{"unknown key in a list item", "  - nmae: c\n", "config: settings.list[2].nmae (line 9): field nmae not found (known: name)"},
+		{"unknown key in a list item", "  - nmae: c\n", "config: settings.list[2].nmae (line 9): unknown key (known: name)"},
 		{"inline secret", "", ""},
 	}
 	for _, tt := range tests {
@@ -92,7 +92,7 @@ func TestDecodeNamesKeysOfASubNode(t *testing.T) {
 	settings := doc.Content[0].Content[1].Content[0].Content[3]
 	var s testSettings
 	err := Decode(settings, &s, "destinations[0](hook).settings")
-	want := "config: destinations[0](hook).settings.tiemout (line 7): field tiemout not found"
+	want := "config: destinations[0](hook).settings.tiemout (line 7): unknown key"
 	if err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Fatalf("err = %v, want %s...", err, want)
 	}

@@ -140,7 +140,7 @@ func checkKeys(node *yaml.Node, t reflect.Type, key string) error {
 			k, v := node.Content[i], node.Content[i+1]
 			ft, ok := fields[k.Value]
 			if !ok {
-				return &Error{Key: join(key, k.Value), Line: k.Line, Msg: fmt.Sprintf("field %s not found (known: %s)", k.Value, strings.Join(names, ", "))}
+				return &Error{Key: join(key, k.Value), Line: k.Line, Msg: "unknown key (known: " + strings.Join(names, ", ") + ")"}
 			}
 			if err := checkKeys(v, ft, join(key, k.Value)); err != nil {
 				return err

@@ -34,13 +34,13 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 	tests := []struct {
 		name, edit, want string
 	}{
-		{"unknown top key", "destinations:", "config: destinatons (line 4): field destinatons not found (known: nats, streams, worker, destinations)"},
-		{"unknown settings key", "      url:", "config: destinations[0](hook).settings.ur1 (line 10): field ur1 not found (known: url, "},
+		{"unknown top key", "destinations:", "config: destinatons (line 4): unknown key (known: nats, streams, worker, destinations)"},
+		{"unknown settings key", "      url:", "config: destinations[0](hook).settings.ur1 (line 10): unknown key (known: url, "},
 		{"bad type", "type: webhook", `destinations[0](hook).type: "webhok" is not a destination type (types: `},
 		{"bad duration", "max_delay: 5s", `config: destinations[0].flush.max_delay (line 8): "5 seconds" is not a duration`},
 		{"bad number", "feeds: [cloud]", "config: destinations[0].workers (line 8): cannot unmarshal !!str `four` into int"},
 		{"inline secret", "{env: UF_TEST_HOOK_TOKEN}", "config: destinations[0](hook).settings.token (line 11): write a secret as {env: VARIABLE} or {file: PATH}, never inline"},
-		{"unknown nats key", "data_dir: /tmp/x", "config: nats.data_dri (line 3): field data_dri not found (known: url, "},
+		{"unknown nats key", "data_dir: /tmp/x", "config: nats.data_dri (line 3): unknown key (known: url, "},
 		{"bad feed", "feeds: [cloud]", `destinations[0](hook).feeds[0]: "clo.ud"`},
 		{"missing secret", "UF_TEST_HOOK_TOKEN", "destinations[0](hook).settings.token: environment variable UF_TEST_MISSING is not set"},
 		{"bad url", "http://127.0.0.1:9/ingest", `destinations[0](hook).settings.url: want an http(s) URL, got "ftp://x"`},

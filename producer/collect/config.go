@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -291,125 +290,10 @@ func (c *Config) Build(prod *producer.Producer, kv jetstream.KeyValue, log *slog
 }
 
 // DecodeStrict decodes node into out, refusing unknown keys with their
-// full path ("collectors[0].schedule.perods: unknown key (known: ...)")
-// and line, and naming the key of a value that does not decode. key is
-// node's path ("" at the top).
+// full path ("collectors[0].schedule.perods (line 7): unknown key (known:
+// ...)") and line, and naming the key of a value that does not decode. key
+// is node's path ("" at the top). It is the worker configuration's
+// decoder (config.DecodeStrict).
 func DecodeStrict(node *yaml.Node, out any, key string) error {
-	if node == nil || node.Kind == 0 {
-		return nil
-	}
-	if err := checkKeys(node, reflect.TypeOf(out), key); err != nil {
-		return err
-	}
-	if err := node.Decode(out); err != nil {
-		k := key
-		if k == "" {
-			k = "config"
-		}
-		return &config.Error{Key: k, Line: node.Line, Msg: yamlMsg(err)}
-	}
-	return nil
-}
-
-func yamlMsg(err error) string {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		return strings.Join(te.Errors, "; ")
-	}
-	return err.Error()
-}
-
-var (
-	unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
-	nodeType        = reflect.TypeFor[yaml.Node]()
-)
-
-// checkKeys walks node against t's yaml tags.
-func checkKeys(node *yaml.Node, t reflect.Type, key string) error {
-	if node == nil || node.Kind == 0 {
-		return nil
-	}
-	for t.Kind() == reflect.Pointer {
-		if t.Implements(unmarshalerType) {
-			return nil
-		}
-		t = t.Elem()
-	}
-	if t == nodeType {
-		return nil
-	}
-	if node.Kind == yaml.AliasNode {
-		node = node.Alias
-	}
-	leaf := reflect.PointerTo(t).Implements(unmarshalerType) || t.Implements(unmarshalerType)
-	switch t.Kind() {
-	case reflect.Struct, reflect.Slice, reflect.Array, reflect.Map:
-	default:
-		leaf = true
-	}
-	if leaf {
-		// Decode the value on its own, so a bad one is named by its key.
-		if err := node.Decode(reflect.New(t).Interface()); err != nil {
-			return &config.Error{Key: key, Line: node.Line, Msg: yamlMsg(err)}
-		}
-		return nil
-	}
-	join := func(k string) string {
-		if key == "" {
-			return k
-		}
-		return key + "." + k
-	}
-	switch t.Kind() {
-	case reflect.Struct:
-		if node.Kind != yaml.MappingNode {
-			return nil // config.Decode reports the type mismatch
-		}
-		fields := map[string]reflect.Type{}
-		var names []string
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			if !f.IsExported() {
-				continue
-			}
-			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-			if name == "-" {
-				continue
-			}
-			if name == "" {
-				name = strings.ToLower(f.Name)
-			}
-			fields[name] = f.Type
-			names = append(names, name)
-		}
-		for i := 0; i+1 < len(node.Content); i += 2 {
-			k, v := node.Content[i], node.Content[i+1]
-			ft, ok := fields[k.Value]
-			if !ok {
-				return &config.Error{Key: join(k.Value), Line: k.Line, Msg: "unknown key (known: " + strings.Join(names, ", ") + ")"}
-			}
-			if err := checkKeys(v, ft, join(k.Value)); err != nil {
-				return err
-			}
-		}
-	case reflect.Slice, reflect.Array:
-		if node.Kind != yaml.SequenceNode {
-			return nil
-		}
-		for i, v := range node.Content {
-			if err := checkKeys(v, t.Elem(), fmt.Sprintf("%s[%d]", key, i)); err != nil {
-				return err
-			}
-		}
-	case reflect.Map:
-		if node.Kind != yaml.MappingNode {
-			return nil
-		}
-		for i := 0; i+1 < len(node.Content); i += 2 {
-			if err := checkKeys(node.Content[i+1], t.Elem(), join(node.Content[i].Value)); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return config.DecodeStrict(node, out, key)
 }

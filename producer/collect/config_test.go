@@ -99,8 +99,8 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"bad period", "period: day", "period: week", `collectors[0](acronis-eu).schedule.period: "week": want day or month`},
 		{"bad group by", "group_by: [appId, billingTag]", "group_by: [appId, user]", `settings.group_by[1]: "user"`},
 		{"credentials without keys", creds, "/nonexistent/credentials.properties", "settings.credentials: reading secret file"},
-		{"bad duration", "interval: 1h", "interval: soon", `collectors[0].schedule.interval (line 9): line 9: "soon" is not a duration`},
-		{"bad number", "periods: 3", "periods: three", "collectors[0].schedule.periods (line 11): line 11: cannot unmarshal"},
+		{"bad duration", "interval: 1h", "interval: soon", `collectors[0].schedule.interval (line 9): "soon" is not a duration`},
+		{"bad number", "periods: 3", "periods: three", "collectors[0].schedule.periods (line 11): cannot unmarshal"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

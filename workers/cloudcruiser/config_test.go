@@ -110,7 +110,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"", "destinations[0].settings.token", "required"},
 		{"token: " + testToken + "\n", "destinations[0].settings.token", "literal token"},
 		{"token: {env: CC_NOT_SET_ANYWHERE}\n", "destinations[0].settings.token", "CC_NOT_SET_ANYWHERE is not set"},
-		{tok + "zone: -7\n", "destinations[0].settings", "zone not found"},
+		{tok + "zone: -7\n", "destinations[0].settings.zone", "unknown key"},
 		{tok + "base_url: ftp://x\n", ".base_url", "http(s)"},
 		{tok + "base_url: https://u:p@x\n", ".base_url", "credentials"},
 		{tok + "base_url: https://x/?a=b\n", ".base_url", "no query"},
@@ -121,7 +121,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{tok + "zone_offset: \"-07:00:00:00\"\n", ".zone_offset", "want a UTC offset"},
 		{tok + "defaults: {provider_type: public}\n", ".defaults.provider_type", "Public or Private"},
 		{tok + "defaults: {provider: \"  \"}\n", ".defaults.provider", "blank"},
-		{tok + "defaults: {colour: red}\n", "destinations[0].settings", "colour not found"},
+		{tok + "defaults: {colour: red}\n", "destinations[0].settings.defaults.colour", "unknown key"},
 		{tok + "tag_prefix: x_tag_\n", ".tag_prefix", "extension columns"},
 		{tok + "http_timeout: soon\n", "destinations[0].settings", "not a duration"},
 	} {

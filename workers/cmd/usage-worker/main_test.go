@@ -69,7 +69,7 @@ func TestRunRefusesABadConfig(t *testing.T) {
 	}
 	for name, tc := range map[string]struct{ config, want string }{
 		"unknown key": {"destinations:\n  - name: hook\n    type: webhook\n    feeds: [cloud]\n    wokers: 2\n    settings: {url: http://127.0.0.1:9/, token: {env: UF_MAIN_TEST_TOKEN}}\n",
-			"config: destinations[0].wokers (line 5): field wokers not found"},
+			"config: destinations[0].wokers (line 5): unknown key (known: name, type"},
 		"missing secret": {"destinations:\n  - name: hook\n    type: webhook\n    feeds: [cloud]\n    settings: {url: http://127.0.0.1:9/, token: {env: UF_MAIN_TEST_UNSET}}\n",
 			"config: destinations[0](hook).settings.token: environment variable UF_MAIN_TEST_UNSET is not set"},
 		"bad value": {"worker: {drain_timeout: forever}\ndestinations: []\n",
