@@ -190,15 +190,7 @@ func appendHour(dst []byte, t time.Time) []byte {
 // without the general formatter. The year must be in 1..9999.
 func appendRFC3339Nano(dst []byte, t time.Time) []byte {
 	t = t.UTC()
-	y, m, d := t.Date()
-	hh, mm, ss := t.Clock()
-	dst = append(dst,
-		byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
-		byte('0'+int(m)/10), byte('0'+int(m)%10), '-',
-		byte('0'+d/10), byte('0'+d%10), 'T',
-		byte('0'+hh/10), byte('0'+hh%10), ':',
-		byte('0'+mm/10), byte('0'+mm%10), ':',
-		byte('0'+ss/10), byte('0'+ss%10))
+	dst, _ = messages.AppendDateTime(dst, t) // the caller checked the year
 	if ns := t.Nanosecond(); ns != 0 {
 		var frac [10]byte
 		frac[0] = '.'
