@@ -393,21 +393,7 @@ func BenchmarkDecodeRecords(b *testing.B) {
 // The hand-written schema-1 encoder writes exactly the library's bytes, for varied
 // records (the golden file pins one sample; this covers many).
 func TestAppendRecordMatchesLibrary(t *testing.T) {
-	recs := []UsageRecord{sampleRecord(), {ChargePeriodStart: time.Date(2300, 1, 1, 0, 0, 0, 1, time.UTC)}, {ChargePeriodStart: time.Unix(1, 999).UTC(), Ext: map[string]ExtValue{"A": ExtI(-1), "B": ExtI(-200), "C": ExtI(70000), "D": ExtI(-1 << 40), "E": ExtI(1 << 40), "F": ExtI(200), "G": ExtDec(MustDecimal("12345678901234567890.5"))}}}
-	long := sampleRecord()
-	long.ChargeDescription = strings.Repeat("x", 300)
-	long.ResourceName = strings.Repeat("y", 70000)
-	recs = append(recs, long)
-	for i := 0; i < 50; i++ {
-		r := sampleRecord()
-		r.ResourceId = fmt.Sprintf("res-%d", i*7919)
-		r.BilledCost = MustDecimal(fmt.Sprintf("%d.%d", i*31, i*17))
-		r.Tags = map[string]string{}
-		for k := 0; k < i%20; k++ {
-			r.Tags[fmt.Sprintf("k%d", k)] = fmt.Sprintf("v%d", k*i)
-		}
-		recs = append(recs, r)
-	}
+	recs := variedRecords()
 	got := encodeRecordsV1(nil, recs)
 	want, err := encodeRecordsLib(nil, recs)
 	if err != nil {
@@ -421,4 +407,29 @@ func TestAppendRecordMatchesLibrary(t *testing.T) {
 		}
 		t.Fatalf("encodings differ in length: %d vs %d", len(got), len(want))
 	}
+}
+
+// variedRecords are records that exercise every column kind: times at the
+// edges of the timestamp encodings, every integer width, long strings, up
+// to 19 tags, extension columns on some records only.
+func variedRecords() []UsageRecord {
+	recs := []UsageRecord{sampleRecord(), {ChargePeriodStart: time.Date(2300, 1, 1, 0, 0, 0, 1, time.UTC)}, {ChargePeriodStart: time.Unix(1, 999).UTC(), Ext: map[string]ExtValue{"A": ExtI(-1), "B": ExtI(-200), "C": ExtI(70000), "D": ExtI(-1 << 40), "E": ExtI(1 << 40), "F": ExtI(200), "G": ExtDec(MustDecimal("12345678901234567890.5"))}}}
+	long := sampleRecord()
+	long.ChargeDescription = strings.Repeat("x", 300)
+	long.ResourceName = strings.Repeat("y", 70000)
+	recs = append(recs, long)
+	for i := 0; i < 50; i++ {
+		r := sampleRecord()
+		r.ResourceId = fmt.Sprintf("res-%d", i*7919)
+		r.BilledCost = MustDecimal(fmt.Sprintf("%d.%d", i*31, i*17))
+		r.Tags = map[string]string{}
+		for k := 0; k < i%20; k++ {
+			r.Tags[fmt.Sprintf("k%d", k)] = fmt.Sprintf("v%d", k*i)
+		}
+		if i%3 == 0 {
+			r.Ext = nil
+		}
+		recs = append(recs, r)
+	}
+	return recs
 }

@@ -112,24 +112,7 @@ func decodeRecordsLibV2(dst []UsageRecord, data []byte) ([]UsageRecord, error) {
 // records: every column kind, nils, long strings, many tags, extension
 // columns on some records only.
 func TestColumnarMatchesLibrary(t *testing.T) {
-	recs := []UsageRecord{sampleRecord(), {ChargePeriodStart: time.Date(2300, 1, 1, 0, 0, 0, 1, time.UTC)}, {ChargePeriodStart: time.Unix(1, 999).UTC(), Ext: map[string]ExtValue{"A": ExtI(-1), "B": ExtI(-200), "C": ExtI(70000), "D": ExtI(-1 << 40), "E": ExtI(1 << 40), "F": ExtI(200), "G": ExtDec(MustDecimal("12345678901234567890.5"))}}}
-	long := sampleRecord()
-	long.ChargeDescription = strings.Repeat("x", 300)
-	long.ResourceName = strings.Repeat("y", 70000)
-	recs = append(recs, long)
-	for i := 0; i < 50; i++ {
-		r := sampleRecord()
-		r.ResourceId = fmt.Sprintf("res-%d", i*7919)
-		r.BilledCost = MustDecimal(fmt.Sprintf("%d.%d", i*31, i*17))
-		r.Tags = map[string]string{}
-		for k := 0; k < i%20; k++ {
-			r.Tags[fmt.Sprintf("k%d", k)] = fmt.Sprintf("v%d", k*i)
-		}
-		if i%3 == 0 {
-			r.Ext = nil
-		}
-		recs = append(recs, r)
-	}
+	recs := variedRecords()
 	payload, _ := EncodeRecords(nil, recs)
 	fast, err := DecodeRecords(nil, payload)
 	if err != nil {

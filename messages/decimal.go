@@ -245,8 +245,6 @@ type Sum struct {
 	big   *decimal.Decimal
 }
 
-var pow10 = [...]int64{1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18}
-
 // Add adds d (an unset d adds nothing).
 func (s *Sum) Add(d Decimal) {
 	if d.s == "" {

@@ -64,14 +64,6 @@ func (j *job) Covered() uint64   { return j.covered }
 func (j *job) Attempt() int      { return j.attempt }
 func (j *job) Log() *slog.Logger { return j.log }
 func (j *job) destName() string  { return j.p.dest.Name() }
-func (j *job) unitStats(key string) map[uint64]*seqStat {
-	m := j.stats[key]
-	if m == nil {
-		m = map[uint64]*seqStat{}
-		j.stats[key] = m
-	}
-	return m
-}
 
 func newJob(p *Pool, units []Unit, attempt int) *job {
 	return &job{
@@ -89,7 +81,7 @@ func (j *job) Reject(ref RecordRef, r *messages.UsageRecord, reason string) {
 	if _, dup := j.rejects[ref]; dup {
 		return
 	}
-	j.rejects[ref] = rejected{unit: j.unitOf(r), reason: reason, rec: cloneRecord(r)}
+	j.rejects[ref] = rejected{unit: j.unitOf(r), reason: reason, rec: r.Clone()}
 }
 
 func (j *job) unitOf(r *messages.UsageRecord) string {
@@ -108,10 +100,6 @@ func (j *job) RejectUnit(u Unit, reason string) {
 		j.unitRejects[u.Key] = reason
 	}
 }
-
-// cloneRecord copies r deeply: records streamed by Records point into the
-// message they were decoded from, which a kept record must not.
-func cloneRecord(r *messages.UsageRecord) messages.UsageRecord { return r.Clone() }
 
 // castagnoli is the CRC-32C table (hardware-accelerated on amd64 and arm64).
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -998,7 +986,7 @@ func (p *Pool) finishReplace(ctx context.Context, j *job, g *replaceJob) error {
 		var recs []rejectedRecord
 		j.stats[u.Key] = nil
 		err := j.Records(ctx, u, func(ref RecordRef, r *messages.UsageRecord) error {
-			recs = append(recs, rejectedRecord{ref: ref, reason: reason, rec: cloneRecord(r)})
+			recs = append(recs, rejectedRecord{ref: ref, reason: reason, rec: r.Clone()})
 			return nil
 		})
 		if err != nil {

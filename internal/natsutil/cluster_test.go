@@ -243,44 +243,8 @@ func TestClusterFailoverDeliversEveryRecordExactly(t *testing.T) {
 	published := time.Now()
 
 	// Every part is acked by the destination, with its exact count and
-	// cost: the ACKS stream lived through the failover too. One follower
-	// for all batches (producer.Wait per batch creates a consumer per call;
-	// see the note on the test).
-	type tally struct {
-		parts, records int
-		cost           messages.Sum
-	}
-	got := map[string]*tally{}
-	acked := 0
-	errDone := errors.New("done")
-	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
-	err = prod.FollowAcks(wctx, producer.AckFilter{Source: "gen", Destination: "hook", Since: start.Add(-time.Second)}, func(a messages.Ack) error {
-		if a.Status != messages.AckDelivered {
-			return fmt.Errorf("part %s/%d: %s %s", a.BatchID, a.Part, a.Status, a.Reason)
-		}
-		g := got[a.BatchID]
-		if g == nil {
-			g = &tally{}
-			got[a.BatchID] = g
-		}
-		g.parts++
-		g.records += a.Records
-		g.cost.Add(a.Cost)
-		if acked++; acked == parts {
-			return errDone
-		}
-		return nil
-	})
-	if !errors.Is(err, errDone) {
-		t.Fatalf("following acks: %v (%d of %d parts acked); receiver %+v", err, acked, parts, sb.Stats())
-	}
-	for _, res := range results {
-		g := got[res.BatchID]
-		if g == nil || g.parts != len(res.Parts) || g.records != res.Records || !g.cost.Decimal().Equal(res.Cost) {
-			t.Fatalf("batch %s: acks %+v; published %d parts, %d records, cost %s", res.BatchID, g, len(res.Parts), res.Records, res.Cost)
-		}
-	}
+	// cost: the ACKS stream lived through the failover too.
+	checkEveryPartAcked(t, ctx, prod, start.Add(-time.Second), results, parts, sb)
 	t.Logf("every part acked %v after the last publish", time.Since(published).Round(time.Millisecond))
 	st := sb.Stats()
 	if st.UniqueRecords != n || !st.UniqueCost.Equal(want.Cost.Big()) {
@@ -382,4 +346,47 @@ func (c *cluster) killStreamLeader(t *testing.T, stream string) string {
 	}
 	t.Fatalf("no server leads stream %s", stream)
 	return ""
+}
+
+// checkEveryPartAcked follows the acks of source gen at destination hook
+// since the given time until parts of them arrived, and checks every
+// batch's parts, records and exact cost. One follower for all batches
+// (producer.Wait per batch creates a consumer per call).
+func checkEveryPartAcked(t *testing.T, ctx context.Context, prod *producer.Producer, since time.Time, results []*producer.Result, parts int, sb *sbwebhook.Server) {
+	t.Helper()
+	type tally struct {
+		parts, records int
+		cost           messages.Sum
+	}
+	got := map[string]*tally{}
+	acked := 0
+	errDone := errors.New("done")
+	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	err := prod.FollowAcks(wctx, producer.AckFilter{Source: "gen", Destination: "hook", Since: since}, func(a messages.Ack) error {
+		if a.Status != messages.AckDelivered {
+			return fmt.Errorf("part %s/%d: %s %s", a.BatchID, a.Part, a.Status, a.Reason)
+		}
+		g := got[a.BatchID]
+		if g == nil {
+			g = &tally{}
+			got[a.BatchID] = g
+		}
+		g.parts++
+		g.records += a.Records
+		g.cost.Add(a.Cost)
+		if acked++; acked == parts {
+			return errDone
+		}
+		return nil
+	})
+	if !errors.Is(err, errDone) {
+		t.Fatalf("following acks: %v (%d of %d parts acked); receiver %+v", err, acked, parts, sb.Stats())
+	}
+	for _, res := range results {
+		g := got[res.BatchID]
+		if g == nil || g.parts != len(res.Parts) || g.records != res.Records || !g.cost.Decimal().Equal(res.Cost) {
+			t.Fatalf("batch %s: acks %+v; published %d parts, %d records, cost %s", res.BatchID, g, len(res.Parts), res.Records, res.Cost)
+		}
+	}
 }

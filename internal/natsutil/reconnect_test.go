@@ -3,7 +3,6 @@ package natsutil_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -212,41 +211,7 @@ func TestClusterNodeLossReconnectsItsClients(t *testing.T) {
 		gone, publishedAtLoss, n, deliveredAtLoss, prodConn.ConnectedServerName(), worker.ConnectedServerName())
 
 	// Every part is acked with its exact count and cost.
-	type tally struct {
-		parts, records int
-		cost           messages.Sum
-	}
-	got := map[string]*tally{}
-	acked := 0
-	errDone := errors.New("done")
-	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
-	err = prod.FollowAcks(wctx, producer.AckFilter{Source: "gen", Destination: "hook", Since: start.Add(-time.Second)}, func(a messages.Ack) error {
-		if a.Status != messages.AckDelivered {
-			return fmt.Errorf("part %s/%d: %s %s", a.BatchID, a.Part, a.Status, a.Reason)
-		}
-		g := got[a.BatchID]
-		if g == nil {
-			g = &tally{}
-			got[a.BatchID] = g
-		}
-		g.parts++
-		g.records += a.Records
-		g.cost.Add(a.Cost)
-		if acked++; acked == parts {
-			return errDone
-		}
-		return nil
-	})
-	if !errors.Is(err, errDone) {
-		t.Fatalf("following acks: %v (%d of %d parts acked); receiver %+v", err, acked, parts, sb.Stats())
-	}
-	for _, res := range results {
-		g := got[res.BatchID]
-		if g == nil || g.parts != len(res.Parts) || g.records != res.Records || !g.cost.Decimal().Equal(res.Cost) {
-			t.Fatalf("batch %s: acks %+v; published %d parts, %d records, cost %s", res.BatchID, g, len(res.Parts), res.Records, res.Cost)
-		}
-	}
+	checkEveryPartAcked(t, ctx, prod, start.Add(-time.Second), results, parts, sb)
 
 	// The receiver holds each record exactly once, and the exact cost.
 	st := sb.Stats()

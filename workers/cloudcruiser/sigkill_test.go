@@ -30,11 +30,7 @@ func TestSIGKILLMidUpload(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the usage-worker binary")
 	}
-	bin := filepath.Join(t.TempDir(), "usage-worker")
-	build := exec.Command("go", "build", "-o", bin, "../cmd/usage-worker")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := natstest.WorkerBinary(t)
 	ns := natstest.Start(t)
 
 	// Until the kill, the emulator reads every body slowly, so an upload is

@@ -25,11 +25,7 @@ func TestSIGKILLMidMultiPartHour(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the usage-worker binary")
 	}
-	bin := filepath.Join(t.TempDir(), "usage-worker")
-	build := exec.Command("go", "build", "-o", bin, "../cmd/usage-worker")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := natstest.WorkerBinary(t)
 	ns := natstest.Start(t)
 	const conn, key = "kill-conn", "kill-key-7f3a"
 	sb := sbcz.New(sbcz.Config{Connections: map[string]string{conn: key}, ProcessingDelay: 20 * time.Millisecond})

@@ -84,7 +84,6 @@ var (
 	fieldIndex = map[string]int{}    // exact name -> index in fields
 	foldIndex  = map[string]string{} // lower-case name -> documented name
 	idxStart   = -1
-	idxEnd     = -1
 	idxAccount = -1
 	idxMeter   = -1
 	idxQty     = -1
@@ -103,7 +102,7 @@ func init() {
 			required |= 1 << i
 		}
 	}
-	idxStart, idxEnd = fieldIndex[fUsageStart], fieldIndex[fUsageEnd]
+	idxStart = fieldIndex[fUsageStart]
 	idxAccount, idxMeter = fieldIndex[fAccountID], fieldIndex[fMeterID]
 	idxQty, idxCost = fieldIndex[fQuantity], fieldIndex[fCost]
 }
