@@ -16,7 +16,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/usagefleet/usagefleet/messages"
@@ -719,84 +718,4 @@ func (p *Pool) failed(log *slog.Logger, derr error, job *job) time.Duration {
 		log.Warn("delivery failed, will retry", "reason", de.Error(), "retry_in", d, "attempt", job.attempt)
 		return d
 	}
-}
-
-func (p *Pool) noteSuccess() {
-	if resumed, reason := p.gate.success(); resumed {
-		p.log.Warn("destination resumed after pause", "was", reason)
-	}
-}
-
-// ackEvent publishes the outcome of pm and acks the message.
-func (p *Pool) ackOut(ctx context.Context, pms []*pendingMsg) error {
-	var futs []jetstream.PubAckFuture
-	for _, pm := range pms {
-		if pm.meta.Kind == messages.KindSnapshotEnd || pm.meta.Source == "" {
-			continue
-		}
-		a := messages.Ack{BatchID: pm.meta.BatchID, Part: pm.meta.Part, Feed: pm.meta.Feed, Source: pm.meta.Source, Destination: p.dest.Name(), Records: pm.records, Rejected: pm.reject, Cost: pm.cost.Decimal(), Time: time.Now().UTC()}
-		switch {
-		case pm.meta.Kind == messages.KindSnapshot && !pm.seen:
-			a.Status = messages.AckSuperseded
-			a.Reason = "snapshot generation " + strconv.FormatInt(pm.meta.Generation, 10) + " was replaced by a newer complete generation, or never completed"
-		case pm.reject > 0:
-			a.Status = messages.AckRejected
-		default:
-			a.Status = messages.AckDelivered
-		}
-		if len(pm.reasons) > 0 {
-			a.Reason = joinReasons(pm.reasons)
-		}
-		b, _ := messages.EncodeAck(a)
-		m := &nats.Msg{Subject: messages.AckSubject(a.Source, a.Destination), Data: b, Header: nats.Header{}}
-		m.Header.Set(messages.HdrMsgID, a.MsgID())
-		f, err := p.js.PublishMsgAsync(m)
-		if err != nil {
-			return fmt.Errorf("ack event: %w", err)
-		}
-		futs = append(futs, f)
-	}
-	for _, f := range futs {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return fmt.Errorf("ack event: %w", err)
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	for _, pm := range pms {
-		_ = pm.msg.Ack()
-	}
-	p.mu.Lock()
-	p.stats.AckEvents += int64(len(futs))
-	p.stats.Acked += int64(len(pms))
-	p.mu.Unlock()
-	var delivered, rejected int64
-	for _, pm := range pms {
-		delivered += int64(pm.records)
-		rejected += int64(pm.reject)
-	}
-	if delivered > 0 {
-		p.metrics.add(ctx, p.metrics.recordsOut, delivered, attribute.String("outcome", "delivered"))
-	}
-	if rejected > 0 {
-		p.metrics.add(ctx, p.metrics.recordsOut, rejected, attribute.String("outcome", "rejected"))
-	}
-	return nil
-}
-
-func joinReasons(rs []string) string {
-	s := ""
-	for i, r := range rs {
-		if i == 5 {
-			s += fmt.Sprintf("; and %d more", len(rs)-5)
-			break
-		}
-		if i > 0 {
-			s += "; "
-		}
-		s += r
-	}
-	return s
 }

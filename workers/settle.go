@@ -1,0 +1,289 @@
+package workers
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/usagefleet/usagefleet/messages"
+)
+
+// finishReplace settles a successful job: dead letters first (nothing is
+// acked before its rejected records are kept), then the covered position,
+// then ack events and acks for every pending part the rebuild covered.
+func (p *Pool) finishReplace(ctx context.Context, j *job, g *replaceJob) error {
+	settle := map[string]bool{}
+	for _, us := range g.units {
+		settle[us.unit.Key] = true
+	}
+	// Rejected units: read them again to keep their records.
+	for _, u := range j.units {
+		if !settle[u.Key] {
+			continue
+		}
+		reason, ok := j.unitRejects[u.Key]
+		if !ok {
+			continue
+		}
+		var recs []rejectedRecord
+		j.stats[u.Key] = nil
+		err := j.Records(ctx, u, func(ref RecordRef, r *messages.UsageRecord) error {
+			recs = append(recs, rejectedRecord{ref: ref, reason: reason, rec: r.Clone()})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if err := p.deadRecords(ctx, u.Key, recs); err != nil {
+			return err
+		}
+	}
+	var recs []rejectedRecord
+	for ref, rj := range j.rejects {
+		if _, whole := j.unitRejects[rj.unit]; whole || !settle[rj.unit] {
+			continue
+		}
+		recs = append(recs, rejectedRecord{ref: ref, reason: rj.reason, rec: rj.rec})
+	}
+	if err := p.deadRecords(ctx, "records", recs); err != nil {
+		return err
+	}
+	for seq, why := range j.dead {
+		if err := p.deadStored(ctx, seq, why); err != nil {
+			return err
+		}
+	}
+	for _, u := range j.units {
+		if settle[u.Key] {
+			_, _ = p.units.Put(ctx, p.dest.Name()+"."+u.Key, []byte(strconv.FormatUint(j.covered, 10)))
+		}
+	}
+	// Per-record rejections, by unit and part.
+	type rejStat struct {
+		n       int
+		cost    messages.Sum
+		reasons []string
+	}
+	rejs := map[string]map[uint64]*rejStat{}
+	for ref, rj := range j.rejects {
+		if _, whole := j.unitRejects[rj.unit]; whole || !settle[rj.unit] {
+			continue
+		}
+		m := rejs[rj.unit]
+		if m == nil {
+			m = map[uint64]*rejStat{}
+			rejs[rj.unit] = m
+		}
+		rs := m[ref.Seq]
+		if rs == nil {
+			rs = &rejStat{}
+			m[ref.Seq] = rs
+		}
+		rs.n++
+		rs.cost.Add(rj.rec.BilledCost)
+		rs.reasons = appendReason(rs.reasons, rj.reason)
+	}
+	// Settle the pending parts.
+	var done []*pendingMsg
+	p.mu.Lock()
+	for _, us := range g.units {
+		key := us.unit.Key
+		unitReason, unitRejected := j.unitRejects[key]
+		for seq := range us.seqs {
+			if seq > j.covered {
+				continue // stored after the rebuild began: stays dirty
+			}
+			pm := p.pending[seq]
+			delete(us.seqs, seq)
+			if pm == nil {
+				continue
+			}
+			if st := j.stats[key][seq]; st != nil {
+				switch {
+				case unitRejected:
+					pm.reject += st.records
+					pm.reasons = appendReason(pm.reasons, unitReason)
+				default:
+					delivered := st.cost.Big()
+					n := st.records
+					if rs := rejs[key][seq]; rs != nil {
+						n -= rs.n
+						pm.reject += rs.n
+						delivered = delivered.Sub(rs.cost.Big())
+						for _, r := range rs.reasons {
+							pm.reasons = appendReason(pm.reasons, r)
+						}
+					}
+					pm.records += n
+					pm.cost.Add(messages.FromBig(delivered))
+				}
+			}
+			if j.included[seq] {
+				pm.seen = true
+			}
+			if why, ok := j.dead[seq]; ok {
+				pm.reasons = appendReason(pm.reasons, "undecodable: "+why)
+				pm.seen = true
+			}
+			pm.units = slices.DeleteFunc(pm.units, func(k string) bool { return k == key })
+			if len(pm.units) == 0 {
+				delete(p.pending, seq)
+				done = append(done, pm)
+			}
+		}
+		us.records = 0
+		for seq := range us.seqs {
+			if pm := p.pending[seq]; pm != nil {
+				us.records += pm.meta.Records
+			}
+		}
+		if len(us.seqs) == 0 {
+			delete(p.dirty, key)
+		} else {
+			us.first, us.last = time.Now(), time.Now()
+		}
+		us.attempt = 0
+	}
+	p.stats.Jobs++
+	p.stats.Rejected += int64(len(j.rejects))
+	p.mu.Unlock()
+	p.noteSuccess()
+	return p.ackOutStatus(ctx, done, j.dead)
+}
+
+func appendReason(rs []string, r string) []string {
+	for _, x := range rs {
+		if x == r {
+			return rs
+		}
+	}
+	if len(rs) >= 20 {
+		return rs
+	}
+	return append(rs, r)
+}
+
+// ackOutStatus publishes ack events; parts that were undecodable are "dead".
+func (p *Pool) ackOutStatus(ctx context.Context, pms []*pendingMsg, dead map[uint64]string) error {
+	if len(dead) == 0 {
+		return p.ackOut(ctx, pms)
+	}
+	var live []*pendingMsg
+	var deadAcks []messages.Ack
+	for _, pm := range pms {
+		if why, ok := dead[pm.seq]; ok {
+			deadAcks = append(deadAcks, messages.Ack{BatchID: pm.meta.BatchID, Part: pm.meta.Part, Feed: pm.meta.Feed, Source: pm.meta.Source, Destination: p.dest.Name(), Status: messages.AckDead, Rejected: pm.meta.Records, Reason: "undecodable: " + why, Cost: messages.DecimalFromInt(0), Time: time.Now().UTC()})
+			_ = pm.msg.Ack()
+			continue
+		}
+		live = append(live, pm)
+	}
+	for _, a := range deadAcks {
+		if err := p.publishAck(ctx, a); err != nil {
+			return err
+		}
+	}
+	return p.ackOut(ctx, live)
+}
+
+func (p *Pool) publishAck(ctx context.Context, a messages.Ack) error {
+	if !messages.ValidToken(a.Source) {
+		return nil
+	}
+	b, _ := messages.EncodeAck(a)
+	m := &nats.Msg{Subject: messages.AckSubject(a.Source, a.Destination), Data: b, Header: nats.Header{}}
+	m.Header.Set(messages.HdrMsgID, a.MsgID())
+	if _, err := p.js.PublishMsg(ctx, m); err != nil {
+		return fmt.Errorf("ack event: %w", err)
+	}
+	p.mu.Lock()
+	p.stats.AckEvents++
+	p.mu.Unlock()
+	return nil
+}
+
+// ackEvent publishes the outcome of pm and acks the message.
+func (p *Pool) ackOut(ctx context.Context, pms []*pendingMsg) error {
+	var futs []jetstream.PubAckFuture
+	for _, pm := range pms {
+		if pm.meta.Kind == messages.KindSnapshotEnd || pm.meta.Source == "" {
+			continue
+		}
+		a := messages.Ack{BatchID: pm.meta.BatchID, Part: pm.meta.Part, Feed: pm.meta.Feed, Source: pm.meta.Source, Destination: p.dest.Name(), Records: pm.records, Rejected: pm.reject, Cost: pm.cost.Decimal(), Time: time.Now().UTC()}
+		switch {
+		case pm.meta.Kind == messages.KindSnapshot && !pm.seen:
+			a.Status = messages.AckSuperseded
+			a.Reason = "snapshot generation " + strconv.FormatInt(pm.meta.Generation, 10) + " was replaced by a newer complete generation, or never completed"
+		case pm.reject > 0:
+			a.Status = messages.AckRejected
+		default:
+			a.Status = messages.AckDelivered
+		}
+		if len(pm.reasons) > 0 {
+			a.Reason = joinReasons(pm.reasons)
+		}
+		b, _ := messages.EncodeAck(a)
+		m := &nats.Msg{Subject: messages.AckSubject(a.Source, a.Destination), Data: b, Header: nats.Header{}}
+		m.Header.Set(messages.HdrMsgID, a.MsgID())
+		f, err := p.js.PublishMsgAsync(m)
+		if err != nil {
+			return fmt.Errorf("ack event: %w", err)
+		}
+		futs = append(futs, f)
+	}
+	for _, f := range futs {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("ack event: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	for _, pm := range pms {
+		_ = pm.msg.Ack()
+	}
+	p.mu.Lock()
+	p.stats.AckEvents += int64(len(futs))
+	p.stats.Acked += int64(len(pms))
+	p.mu.Unlock()
+	var delivered, rejected int64
+	for _, pm := range pms {
+		delivered += int64(pm.records)
+		rejected += int64(pm.reject)
+	}
+	if delivered > 0 {
+		p.metrics.add(ctx, p.metrics.recordsOut, delivered, attribute.String("outcome", "delivered"))
+	}
+	if rejected > 0 {
+		p.metrics.add(ctx, p.metrics.recordsOut, rejected, attribute.String("outcome", "rejected"))
+	}
+	return nil
+}
+
+func joinReasons(rs []string) string {
+	s := ""
+	for i, r := range rs {
+		if i == 5 {
+			s += fmt.Sprintf("; and %d more", len(rs)-5)
+			break
+		}
+		if i > 0 {
+			s += "; "
+		}
+		s += r
+	}
+	return s
+}
+
+func (p *Pool) noteSuccess() {
+	if resumed, reason := p.gate.success(); resumed {
+		p.log.Warn("destination resumed after pause", "was", reason)
+	}
+}
