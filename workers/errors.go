@@ -63,6 +63,35 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// Is makes every *Error match the sentinel of its class, so a caller asks
+// errors.Is(err, ErrUnauthorized) instead of asserting the type and
+// reading Class. Fields (Status, RetryAfter, Message) are read with
+// errors.As.
+func (e *Error) Is(target error) bool {
+	s, ok := target.(classSentinel)
+	return ok && Class(s) == e.Class
+}
+
+// The sentinels of the four classes: errors.Is(err, ErrTransient) holds
+// for every *Error of ClassTransient in err's chain, and so on.
+var (
+	// ErrTransient: try again later (network, 408, 429, 5xx).
+	ErrTransient error = classSentinel(ClassTransient)
+	// ErrUnauthorized: credentials refused (401, 403): the pool pauses
+	// the destination.
+	ErrUnauthorized error = classSentinel(ClassAuth)
+	// ErrTooLarge: the body is too large (413): split it.
+	ErrTooLarge error = classSentinel(ClassTooLarge)
+	// ErrRejected: the API refused the content (other 4xx): its records
+	// are dead-lettered.
+	ErrRejected error = classSentinel(ClassReject)
+)
+
+// classSentinel is the comparable value behind the Err* sentinels.
+type classSentinel Class
+
+func (s classSentinel) Error() string { return "workers: " + Class(s).String() }
+
 func itoa(i int) string {
 	var b [20]byte
 	n := len(b)
