@@ -104,16 +104,11 @@ func (p *Pool) mark(ctx context.Context, msg jetstream.Msg) {
 		pm.units = append(pm.units, u.Key)
 		us := p.dirty[u.Key]
 		if us == nil {
-			us = &unitState{unit: u, lease: p.dest.LeaseKey(u), first: now, seqs: map[uint64]bool{}}
+			us = &unitState{unit: u, lease: p.dest.LeaseKey(u), seqs: map[uint64]bool{}}
 			p.dirty[u.Key] = us
 		}
-		us.last = now
-		if stored.After(us.lastStored) {
-			us.lastStored = stored
-		}
-		us.records += meta.Records
 		us.seqs[seq] = true
-		if us.records >= p.opts.Flush.MaxRecords {
+		if us.flush.Add(p.opts.Flush, now, stored, meta.Records) {
 			p.poke()
 		}
 	}
@@ -226,14 +221,11 @@ type pendingMsg struct {
 }
 
 type unitState struct {
-	unit       Unit
-	lease      string
-	first      time.Time
-	last       time.Time
-	lastStored time.Time // when the newest of its messages was stored (server time)
-	records    int
-	seqs       map[uint64]bool
-	attempt    int
-	notBefore  time.Time
-	inJob      bool
+	unit      Unit
+	lease     string
+	flush     unitFlush // when it is due
+	seqs      map[uint64]bool
+	attempt   int
+	notBefore time.Time
+	inJob     bool
 }

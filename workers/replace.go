@@ -59,16 +59,7 @@ func (p *Pool) dueJobs(now time.Time) []func(context.Context) {
 		if us.inJob || p.busy[us.lease] || now.Before(us.notBefore) {
 			continue
 		}
-		// Quiet is also judged by when the unit's newest data was stored:
-		// once the consumer has caught up (nothing stored is left to
-		// deliver), a unit whose data was all stored Quiet ago has been
-		// quiet that long already. A backlog read after a restart, or by a
-		// new worker, is then sent as soon as it is read, not Quiet after.
-		// (Stored times are the server's clock: a worker clock running
-		// ahead only makes units due sooner, never changes what is sent.)
-		streamQuiet := p.caughtUp && !us.lastStored.IsZero() && now.Sub(us.lastStored) >= p.opts.Flush.Quiet
-		due := now.Sub(us.first) >= p.opts.Flush.MaxDelay || now.Sub(us.last) >= p.opts.Flush.Quiet || streamQuiet || us.records >= p.opts.Flush.MaxRecords
-		if !due {
+		if !us.flush.Due(p.opts.Flush, now, p.caughtUp) {
 			continue
 		}
 		g := groups[us.lease]

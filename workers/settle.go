@@ -137,16 +137,16 @@ func (p *Pool) finishReplace(ctx context.Context, j *job, g *replaceJob) error {
 				done = append(done, pm)
 			}
 		}
-		us.records = 0
+		left := 0
 		for seq := range us.seqs {
 			if pm := p.pending[seq]; pm != nil {
-				us.records += pm.meta.Records
+				left += pm.meta.Records
 			}
 		}
 		if len(us.seqs) == 0 {
 			delete(p.dirty, key)
 		} else {
-			us.first, us.last = time.Now(), time.Now()
+			us.flush.Restart(time.Now(), left)
 		}
 		us.attempt = 0
 	}
