@@ -2,6 +2,7 @@ package workers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -126,20 +127,17 @@ func (p *Pool) deliverAppend(ctx context.Context, j *job) error {
 	}
 	key := leaseKeyName(p.dest.Name(), lk)
 	for {
-		rev, ok, err := p.acquire(ctx, key)
-		if err != nil {
-			return Transient(fmt.Errorf("lease %s: %w", key, err))
-		}
-		if ok {
-			jctx, cancel := context.WithCancel(ctx)
-			stopLease := p.keepLease(jctx, key, rev, cancel)
-			err := p.dest.Deliver(jctx, j)
-			last := stopLease()
+		jctx, cancel := context.WithCancel(ctx)
+		lease, err := p.takeLease(jctx, key, cancel)
+		if err == nil {
+			err = p.dest.Deliver(jctx, j)
+			lease.release()
 			cancel()
-			dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = p.lease.Delete(dctx, key, jetstream.LastRevision(last))
-			dcancel()
 			return err
+		}
+		cancel()
+		if !errors.Is(err, errLeaseHeld) {
+			return Transient(fmt.Errorf("lease %s: %w", key, err))
 		}
 		p.mu.Lock()
 		p.stats.LeaseConflict++

@@ -24,18 +24,18 @@ import (
 // they share its durable consumer, and unit leases keep one uploader per
 // unit (or per connection) at a time.
 type Pool struct {
-	dest  Destination
-	sem   Semantics
-	opts  Options
-	log   *slog.Logger
-	nc    *nats.Conn
-	js    jetstream.JetStream
-	usage jetstream.Stream
-	lease jetstream.KeyValue
-	units jetstream.KeyValue
-	http  *http.Client
-	gate  gate
-	feeds map[string]bool
+	dest   Destination
+	sem    Semantics
+	opts   Options
+	log    *slog.Logger
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	usage  jetstream.Stream
+	leases leaseStore
+	units  jetstream.KeyValue
+	http   *http.Client
+	gate   gate
+	feeds  map[string]bool
 
 	mu      sync.Mutex
 	pending map[uint64]*pendingMsg // by stream sequence
@@ -133,9 +133,11 @@ func (p *Pool) Run(ctx context.Context) error {
 	if p.usage, err = p.js.Stream(ctx, messages.StreamUsage); err != nil {
 		return fmt.Errorf("stream %s: %w", messages.StreamUsage, err)
 	}
-	if p.lease, err = p.js.KeyValue(ctx, messages.BucketLeases); err != nil {
+	leases, err := p.js.KeyValue(ctx, messages.BucketLeases)
+	if err != nil {
 		return fmt.Errorf("bucket %s: %w", messages.BucketLeases, err)
 	}
+	p.leases = kvLeases{leases}
 	if p.units, err = p.js.KeyValue(ctx, messages.BucketUnits); err != nil {
 		return fmt.Errorf("bucket %s: %w", messages.BucketUnits, err)
 	}

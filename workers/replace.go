@@ -6,8 +6,6 @@ import (
 	"math/rand/v2"
 	"sort"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // schedule starts a job for each lease key with due units.
@@ -117,9 +115,11 @@ func (p *Pool) runReplace(ctx context.Context, g *replaceJob) {
 		return
 	}
 	key := leaseKeyName(p.dest.Name(), g.lease)
-	rev, ok, err := p.acquire(ctx, key)
-	if err != nil || !ok {
-		if err != nil {
+	jctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	lease, err := p.takeLease(jctx, key, cancel)
+	if err != nil {
+		if !errors.Is(err, errLeaseHeld) {
 			p.log.Warn("lease", "lease", key, "err", err)
 		}
 		p.mu.Lock()
@@ -129,16 +129,7 @@ func (p *Pool) runReplace(ctx context.Context, g *replaceJob) {
 		finish(false, 200*time.Millisecond+time.Duration(rand.Int64N(int64(300*time.Millisecond))))
 		return
 	}
-	jctx, cancel := context.WithCancel(ctx)
-	stopLease := p.keepLease(jctx, key, rev, cancel)
-	defer func() {
-		last := stopLease()
-		cancel()
-		// Release only our own lease (by revision); an expired one is gone.
-		dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = p.lease.Delete(dctx, key, jetstream.LastRevision(last))
-		dcancel()
-	}()
+	defer lease.release()
 
 	jctx, span := p.startSpan(jctx, "deliver "+p.dest.Name(), g)
 	defer span.End()
