@@ -33,7 +33,7 @@ func (p *Pool) enqueueAppend(ctx context.Context, msg jetstream.Msg, work chan f
 		return
 	}
 	if meta.Kind == messages.KindSnapshotEnd {
-		_ = msg.Ack() // markers carry no records
+		p.ack(msg, seq) // markers carry no records
 		return
 	}
 	pm := &pendingMsg{msg: newAcker(p.nc, msg), size: len(msg.Data()), trace: traceOf(msg.Headers()), seq: seq, meta: meta, part: &part, seen: true}

@@ -115,7 +115,7 @@ func (p *Pool) mark(ctx context.Context, msg jetstream.Msg) {
 	if len(units) == 0 {
 		// A destination that maps an hour to no unit does not want it.
 		delete(p.pending, seq)
-		_ = msg.Ack()
+		p.ack(msg, seq)
 	}
 }
 

@@ -14,6 +14,50 @@ import (
 	"github.com/usagefleet/usagefleet/messages"
 )
 
+// deadLetterJob keeps what the job refused before anything of it is acked:
+// the records of the units it rejected whole (read again from the stream),
+// the records it rejected one by one, and the parts it could not decode.
+// Only the units in settle count.
+func (p *Pool) deadLetterJob(ctx context.Context, j *job, settle map[string]bool) error {
+	for _, u := range j.units {
+		if !settle[u.Key] {
+			continue
+		}
+		reason, ok := j.unitRejects[u.Key]
+		if !ok {
+			continue
+		}
+		var recs []rejectedRecord
+		j.stats[u.Key] = nil
+		err := j.Records(ctx, u, func(ref RecordRef, r *messages.UsageRecord) error {
+			recs = append(recs, rejectedRecord{ref: ref, reason: reason, rec: r.Clone()})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if err := p.deadRecords(ctx, u.Key, recs); err != nil {
+			return err
+		}
+	}
+	var recs []rejectedRecord
+	for ref, rj := range j.rejects {
+		if _, whole := j.unitRejects[rj.unit]; whole || !settle[rj.unit] {
+			continue
+		}
+		recs = append(recs, rejectedRecord{ref: ref, reason: rj.reason, rec: rj.rec})
+	}
+	if err := p.deadRecords(ctx, "records", recs); err != nil {
+		return err
+	}
+	for seq, why := range j.dead {
+		if err := p.deadStored(ctx, seq, why); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 type rejectedRecord struct {
 	ref    RecordRef
 	reason string
@@ -130,6 +174,8 @@ func (p *Pool) deadMessage(ctx context.Context, msg jetstream.Msg, seq uint64, m
 		p.log.Warn("dead letter publish failed, retrying", "err", err)
 		time.Sleep(backoffDelay(2, p.opts.Retry))
 	}
-	_ = msg.Term()
+	if err := msg.Term(); err != nil {
+		p.log.Warn("terminating a dead-lettered message failed: it is redelivered after AckWait and dead-lettered again under the same id", "stream_seq", seq, "err", err)
+	}
 	_ = p.publishAck(ctx, messages.Ack{BatchID: meta.BatchID, Part: meta.Part, Feed: meta.Feed, Source: meta.Source, Destination: p.dest.Name(), Status: messages.AckDead, Rejected: meta.Records, Cost: messages.DecimalFromInt(0), Reason: dl.Reason, Time: time.Now().UTC()})
 }
