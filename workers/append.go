@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+	"log/slog"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/usagefleet/usagefleet/messages"
@@ -66,56 +67,54 @@ func (j *job) appendRecords(fn func(RecordRef, *messages.UsageRecord) error) err
 
 func (p *Pool) runAppend(ctx context.Context, pm *pendingMsg) {
 	log := p.log.With("batch", pm.meta.BatchID, "part", pm.meta.Part)
-	for attempt := 0; ; attempt++ {
-		if err := p.gate.wait(ctx); err != nil {
-			return // shutting down: handed back by drain
-		}
-		j := newJob(p, nil, attempt)
-		j.part, j.covered, j.log = pm, pm.seq, log.With("attempt", attempt)
-		sctx, span := p.startSpan(ctx, "deliver "+p.dest.Name(), &replaceJob{units: []*unitState{{seqs: map[uint64]bool{pm.seq: true}}}})
-		if span.SpanContext().IsValid() {
-			j.log = j.log.With("trace_id", span.SpanContext().TraceID().String())
-		}
-		derr := p.deliverAppend(sctx, j)
-		if derr != nil {
-			span.RecordError(derr)
-		}
-		span.End()
-		if derr == nil {
-			// Delivered: only settling (dead letters, ack event, ack) is
-			// retried from here; the destination is not sent it again.
-			for try := 1; ; try++ {
-				err := p.finishAppend(ctx, j, pm, "")
-				if err == nil || ctx.Err() != nil {
-					return
-				}
-				log.Warn("settling a delivered part failed, retrying", "err", err)
-				if !sleepCtx(ctx, backoffDelay(try, p.opts.Retry)) {
-					return
-				}
-			}
-		} else if ctx.Err() != nil {
-			return
-		} else {
-			retry := p.failed(j.log, derr, j)
-			if retry < 0 {
-				if err := p.finishAppend(ctx, j, pm, derr.Error()); err == nil {
-					return
-				}
-				retry = backoffDelay(1, p.opts.Retry)
-			}
-			if retry == 0 {
-				retry = backoffDelay(attempt+1, p.opts.Retry)
-			}
-			t := time.NewTimer(retry)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-		}
+	attempt := 0
+	// Each try waits out the gate, then delivers; the wait before the next
+	// is what the failure's class says (failed), so the policy's own
+	// delays are not used. Shutting down ends it: drain hands the part back.
+	_ = retry(ctx, &jitterBackOff{p: p.opts.Retry}, func() error {
+		defer func() { attempt++ }()
+		return p.tryAppend(ctx, pm, attempt, log)
+	}, nil)
+}
+
+// tryAppend is one try of an append part: nil once it is delivered (or
+// refused) and settled.
+func (p *Pool) tryAppend(ctx context.Context, pm *pendingMsg, attempt int, log *slog.Logger) error {
+	if err := p.gate.wait(ctx); err != nil {
+		return backoff.Permanent(err)
 	}
+	j := newJob(p, nil, attempt)
+	j.part, j.covered, j.log = pm, pm.seq, log.With("attempt", attempt)
+	sctx, span := p.startSpan(ctx, "deliver "+p.dest.Name(), &replaceJob{units: []*unitState{{seqs: map[uint64]bool{pm.seq: true}}}})
+	if span.SpanContext().IsValid() {
+		j.log = j.log.With("trace_id", span.SpanContext().TraceID().String())
+	}
+	derr := p.deliverAppend(sctx, j)
+	if derr != nil {
+		span.RecordError(derr)
+	}
+	span.End()
+	if derr == nil {
+		// Delivered: only settling (dead letters, ack event, ack) is
+		// retried from here; the destination is not sent it again.
+		_ = retry(ctx, &jitterBackOff{p: p.opts.Retry}, func() error { return p.finishAppend(ctx, j, pm, "") },
+			func(err error, _ time.Duration) { log.Warn("settling a delivered part failed, retrying", "err", err) })
+		return nil
+	}
+	if ctx.Err() != nil {
+		return backoff.Permanent(ctx.Err())
+	}
+	wait := p.failed(j.log, derr, j)
+	if wait < 0 {
+		if err := p.finishAppend(ctx, j, pm, derr.Error()); err == nil {
+			return nil
+		}
+		wait = backoffDelay(1, p.opts.Retry)
+	}
+	if wait == 0 {
+		wait = backoffDelay(attempt+1, p.opts.Retry)
+	}
+	return waitFor(wait)
 }
 
 // deliverAppend delivers an append job, under the destination's lease when
@@ -126,27 +125,31 @@ func (p *Pool) deliverAppend(ctx context.Context, j *job) error {
 		return p.dest.Deliver(ctx, j)
 	}
 	key := leaseKeyName(p.dest.Name(), lk)
-	for {
+	// Another worker holding the lease is waited for (leaseWait); the
+	// delivery's own error ends the loop, whatever it is.
+	var derr error
+	err := retry(ctx, leaseWait(), func() error {
 		jctx, cancel := context.WithCancel(ctx)
+		defer cancel()
 		lease, err := p.takeLease(jctx, key, cancel)
-		if err == nil {
-			err = p.dest.Deliver(jctx, j)
-			lease.release()
-			cancel()
+		if errors.Is(err, errLeaseHeld) {
+			p.mu.Lock()
+			p.stats.LeaseConflict++
+			p.mu.Unlock()
+			p.metrics.add(ctx, p.metrics.leaseConflicts, 1)
 			return err
 		}
-		cancel()
-		if !errors.Is(err, errLeaseHeld) {
-			return Transient(fmt.Errorf("lease %s: %w", key, err))
+		if err != nil {
+			return backoff.Permanent(Transient(fmt.Errorf("lease %s: %w", key, err)))
 		}
-		p.mu.Lock()
-		p.stats.LeaseConflict++
-		p.mu.Unlock()
-		p.metrics.add(ctx, p.metrics.leaseConflicts, 1)
-		if !sleepCtx(ctx, 20*time.Millisecond+time.Duration(rand.Int64N(int64(80*time.Millisecond)))) {
-			return ctx.Err()
-		}
+		derr = p.dest.Deliver(jctx, j)
+		lease.release()
+		return nil
+	}, nil)
+	if err != nil {
+		return err
 	}
+	return derr
 }
 
 func (p *Pool) finishAppend(ctx context.Context, j *job, pm *pendingMsg, refused string) error {
@@ -192,16 +195,4 @@ func (p *Pool) finishAppend(ctx context.Context, j *job, pm *pendingMsg, refused
 		return err
 	}
 	return nil
-}
-
-// sleepCtx sleeps for d or until ctx ends; it reports whether it slept.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

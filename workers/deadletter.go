@@ -163,16 +163,13 @@ func (p *Pool) deadMessage(ctx context.Context, msg jetstream.Msg, seq uint64, m
 		}
 	}
 	dl := messages.DeadLetter{Destination: p.dest.Name(), Reason: "undecodable: " + cause.Error(), BatchID: meta.BatchID, Part: meta.Part, Source: meta.Source, Feed: meta.Feed, Subject: msg.Subject(), StreamSeq: seq, Header: hdr, Payload: data, Time: time.Now().UTC()}
-	for {
-		err := p.publishDead(ctx, meta.Source, dl, fmt.Sprintf("%s/dead/%d", p.dest.Name(), seq))
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return // not terminated: it will be redelivered
-		}
-		p.log.Warn("dead letter publish failed, retrying", "err", err)
-		time.Sleep(backoffDelay(2, p.opts.Retry))
+	// The same wait after each failure: the second step of the retry policy.
+	d := min(2*p.opts.Retry.Initial, p.opts.Retry.Max)
+	err := retry(ctx, &jitterBackOff{p: RetryPolicy{Initial: d, Max: d}}, func() error {
+		return p.publishDead(ctx, meta.Source, dl, fmt.Sprintf("%s/dead/%d", p.dest.Name(), seq))
+	}, func(err error, _ time.Duration) { p.log.Warn("dead letter publish failed, retrying", "err", err) })
+	if err != nil {
+		return // shutting down; not terminated: it will be redelivered
 	}
 	if err := msg.Term(); err != nil {
 		p.log.Warn("terminating a dead-lettered message failed: it is redelivered after AckWait and dead-lettered again under the same id", "stream_seq", seq, "err", err)

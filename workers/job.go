@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/usagefleet/usagefleet/messages"
@@ -117,63 +118,70 @@ func (j *job) IdempotencyKey(scope string, chunk int, body []byte) string {
 
 // Do: see Job.
 func (j *job) Do(ctx context.Context, req *http.Request) (*http.Response, error) {
+	try := 0 // send stops the tries: NoResponseRetries resends at most
+	return backoff.Retry(ctx, func() (*http.Response, error) {
+		defer func() { try++ }()
+		return j.send(ctx, req, try)
+	}, backoff.WithBackOff(&jitterBackOff{p: noResponseRetry}), backoff.WithMaxElapsedTime(0),
+		backoff.WithNotify(func(err error, d time.Duration) {
+			j.log.Warn("no response, re-sending the same request", "err", err, "retry_in", d)
+		}))
+}
+
+// noResponseRetry spaces the resends of a request that got no response.
+var noResponseRetry = RetryPolicy{Initial: 200 * time.Millisecond, Max: 5 * time.Second}
+
+// send is one try of Do: it waits out the gate and sends req (again, when
+// try > 0). A failure that got no response is returned (scrubbed) to be
+// retried; any other failure is permanent, as is the last try's.
+func (j *job) send(ctx context.Context, req *http.Request, try int) (*http.Response, error) {
 	p := j.p
-	for try := 0; ; try++ {
-		if err := p.gate.wait(ctx); err != nil {
-			if try == 0 && req.Body != nil {
-				_ = req.Body.Close() // as the client would: the caller may wait for it
-			}
-			return nil, err
+	if err := p.gate.wait(ctx); err != nil {
+		if try == 0 && req.Body != nil {
+			_ = req.Body.Close() // as the client would: the caller may wait for it
 		}
-		r := req.Clone(ctx)
-		if try > 0 && req.Body != nil && req.Body != http.NoBody {
-			if req.GetBody == nil {
-				return nil, Transient(errors.New("request failed and its streamed body cannot be re-sent"))
-			}
-			b, err := req.GetBody()
-			if err != nil {
-				return nil, Transient(err)
-			}
-			r.Body = b
-		}
-		p.mu.Lock()
-		p.stats.Requests++
-		if try > 0 {
-			p.stats.Resends++
-		}
-		p.mu.Unlock()
-		resp, err := p.http.Do(r)
-		if r.ContentLength > 0 {
-			p.metrics.add(ctx, p.metrics.bodyBytes, r.ContentLength)
-			p.mu.Lock()
-			p.stats.BodyBytes += r.ContentLength
-			p.mu.Unlock()
-		}
-		if err == nil {
-			outcome := "success"
-			if resp.StatusCode >= 300 {
-				outcome = "failure"
-			}
-			p.metrics.add(ctx, p.metrics.uploads, 1, attribute.String("outcome", outcome), attribute.Int("status_code", resp.StatusCode))
-			return resp, nil
-		}
-		p.metrics.add(ctx, p.metrics.uploads, 1, attribute.String("outcome", "no_response"), attribute.Int("status_code", 0))
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		if try >= p.opts.NoResponseRetries || (req.GetBody == nil && req.Body != nil && req.Body != http.NoBody) {
-			return nil, &Error{Class: ClassTransient, Err: scrubURL(err)}
-		}
-		d := backoffDelay(try+1, RetryPolicy{Initial: 200 * time.Millisecond, Max: 5 * time.Second})
-		j.log.Warn("no response, re-sending the same request", "err", scrubURL(err), "retry_in", d)
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
-		}
+		return nil, backoff.Permanent(err)
 	}
+	r := req.Clone(ctx)
+	if try > 0 && req.Body != nil && req.Body != http.NoBody {
+		if req.GetBody == nil {
+			return nil, backoff.Permanent(Transient(errors.New("request failed and its streamed body cannot be re-sent")))
+		}
+		b, err := req.GetBody()
+		if err != nil {
+			return nil, backoff.Permanent(Transient(err))
+		}
+		r.Body = b
+	}
+	p.mu.Lock()
+	p.stats.Requests++
+	if try > 0 {
+		p.stats.Resends++
+	}
+	p.mu.Unlock()
+	resp, err := p.http.Do(r)
+	if r.ContentLength > 0 {
+		p.metrics.add(ctx, p.metrics.bodyBytes, r.ContentLength)
+		p.mu.Lock()
+		p.stats.BodyBytes += r.ContentLength
+		p.mu.Unlock()
+	}
+	if err == nil {
+		outcome := "success"
+		if resp.StatusCode >= 300 {
+			outcome = "failure"
+		}
+		p.metrics.add(ctx, p.metrics.uploads, 1, attribute.String("outcome", outcome), attribute.Int("status_code", resp.StatusCode))
+		return resp, nil
+	}
+	p.metrics.add(ctx, p.metrics.uploads, 1, attribute.String("outcome", "no_response"), attribute.Int("status_code", 0))
+	if ctx.Err() != nil {
+		return nil, backoff.Permanent(ctx.Err())
+	}
+	if try >= p.opts.NoResponseRetries || (req.GetBody == nil && req.Body != nil && req.Body != http.NoBody) {
+		return nil, backoff.Permanent(&Error{Class: ClassTransient, Err: scrubURL(err)})
+	}
+	return nil, scrubURL(err)
 }
 
 // scrubURL drops the query string from url errors (it could hold a token).
