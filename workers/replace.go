@@ -91,27 +91,40 @@ func (p *Pool) release(j func(context.Context)) {
 	j(ctx)
 }
 
-func (p *Pool) runReplace(ctx context.Context, g *replaceJob) {
-	settled := map[string]bool{}
-	held := "" // a unit that must wait for an upgraded worker
-	finish := func(ok bool, retryIn time.Duration) {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		delete(p.busy, g.lease)
-		for _, us := range g.units {
-			us.inJob = false
-			switch {
-			case us.unit.Key == held:
-				us.notBefore = time.Now().Add(newerSchemaDelay)
-			case !ok && !settled[us.unit.Key]:
-				us.attempt++
-				us.notBefore = time.Now().Add(retryIn)
-			}
+// replaceRun is one try of a replace job. Its end puts the units back in
+// the schedule: settled, retried later, or held for an upgraded worker.
+type replaceRun struct {
+	p       *Pool
+	g       *replaceJob
+	settled map[string]bool // units settled although the job failed
+	held    string          // a unit that must wait for an upgraded worker
+}
+
+// end releases the job's marks; the units not settled are tried again
+// after retryIn (a held one after newerSchemaDelay).
+func (r *replaceRun) end(ok bool, retryIn time.Duration) {
+	p := r.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.busy, r.g.lease)
+	for _, us := range r.g.units {
+		us.inJob = false
+		switch {
+		case us.unit.Key == r.held:
+			us.notBefore = time.Now().Add(newerSchemaDelay)
+		case !ok && !r.settled[us.unit.Key]:
+			us.attempt++
+			us.notBefore = time.Now().Add(retryIn)
 		}
-		p.poke()
 	}
+	p.poke()
+}
+
+// runReplace runs a replace job under its lease: rebuild, deliver, settle.
+func (p *Pool) runReplace(ctx context.Context, g *replaceJob) {
+	r := &replaceRun{p: p, g: g, settled: map[string]bool{}}
 	if ctx.Err() != nil {
-		finish(false, 0)
+		r.end(false, 0)
 		return
 	}
 	key := leaseKeyName(p.dest.Name(), g.lease)
@@ -126,12 +139,18 @@ func (p *Pool) runReplace(ctx context.Context, g *replaceJob) {
 		p.stats.LeaseConflict++
 		p.mu.Unlock()
 		p.metrics.add(ctx, p.metrics.leaseConflicts, 1)
-		finish(false, 200*time.Millisecond+time.Duration(rand.Int64N(int64(300*time.Millisecond))))
+		r.end(false, 200*time.Millisecond+time.Duration(rand.Int64N(int64(300*time.Millisecond))))
 		return
 	}
 	defer lease.release()
+	r.end(r.deliver(jctx))
+}
 
-	jctx, span := p.startSpan(jctx, "deliver "+p.dest.Name(), g)
+// deliver rebuilds the job's units and has the destination deliver them.
+// It reports whether every unit was settled, or else when to try again.
+func (r *replaceRun) deliver(ctx context.Context) (ok bool, retryIn time.Duration) {
+	p, g := r.p, r.g
+	ctx, span := p.startSpan(ctx, "deliver "+p.dest.Name(), g)
 	defer span.End()
 	units := make([]Unit, len(g.units))
 	attempt := 0
@@ -141,66 +160,74 @@ func (p *Pool) runReplace(ctx context.Context, g *replaceJob) {
 			attempt = us.attempt
 		}
 	}
-	job, err := p.newReplaceJob(jctx, units, attempt)
-	if err == nil && span.SpanContext().IsValid() {
-		job.log = job.log.With("trace_id", span.SpanContext().TraceID().String())
-	}
+	job, err := p.newReplaceJob(ctx, units, attempt)
 	if err != nil {
 		p.log.Warn("rebuild", "err", err)
-		finish(false, p.gate.transient(0, p.opts.Retry))
-		return
+		return false, p.gate.transient(0, p.opts.Retry)
 	}
-	derr := p.dest.Deliver(jctx, job)
+	if span.SpanContext().IsValid() {
+		job.log = job.log.With("trace_id", span.SpanContext().TraceID().String())
+	}
+	derr := p.dest.Deliver(ctx, job)
 	job.stopReadAhead()
 	if derr == nil {
-		if err := p.finishReplace(jctx, job, g); err != nil {
-			p.log.Warn("finishing job", "err", err)
-			finish(false, backoffDelay(1, p.opts.Retry))
-			return
-		}
-		finish(true, 0)
-		return
+		return r.settleAll(ctx, job, "finishing job")
 	}
+	return r.failed(ctx, job, derr)
+}
+
+// settleAll settles every unit of the job, or has them tried again after
+// the first step of the retry policy.
+func (r *replaceRun) settleAll(ctx context.Context, job *job, what string) (bool, time.Duration) {
+	if err := r.p.finishReplace(ctx, job, r.g); err != nil {
+		r.p.log.Warn(what, "err", err)
+		return false, backoffDelay(1, r.p.opts.Retry)
+	}
+	return true, 0
+}
+
+// failed handles a failed delivery: refused content dead-letters every
+// unit; otherwise the units the destination finished are settled and the
+// rest is tried again (a unit with a part too new for this worker waits).
+func (r *replaceRun) failed(ctx context.Context, job *job, derr error) (bool, time.Duration) {
+	p := r.p
 	var newer *newerSchemaError
 	retry := time.Duration(0)
 	if errors.As(derr, &newer) {
 		// Not the destination's failure: no cooldown, no backoff. The unit
 		// waits for a worker that reads the part; the others go on at once.
-		held = newer.unit
+		r.held = newer.unit
 		job.log.Error("a unit holds a part of a newer schema than this worker reads: it waits for an upgraded usage-worker; the other units go on", "unit", newer.unit, "stream_seq", newer.seq, "err", newer.err, "retry_in", newerSchemaDelay)
 	} else {
 		retry = p.failed(job.log, derr, job)
 	}
-	if retry >= 0 {
-		// Settle what the destination finished before the failure, so a
-		// retry redoes only the rest.
-		var part []*unitState
-		for _, us := range g.units {
-			if job.done[us.unit.Key] || job.unitRejects[us.unit.Key] != "" {
-				part = append(part, us)
-			}
-		}
-		if len(part) > 0 && jctx.Err() == nil {
-			if err := p.finishReplace(jctx, job, &replaceJob{lease: g.lease, units: part}); err != nil {
-				p.log.Warn("settling the finished units of a failed job", "err", err)
-			} else {
-				for _, us := range part {
-					settled[us.unit.Key] = true
-				}
-			}
-		}
-	}
 	if retry < 0 { // refused content: dead-letter the units
-		for _, u := range units {
+		for _, u := range job.units {
 			job.RejectUnit(u, derr.Error())
 		}
-		if err := p.finishReplace(jctx, job, g); err != nil {
-			p.log.Warn("finishing rejected job", "err", err)
-			finish(false, backoffDelay(1, p.opts.Retry))
-			return
+		return r.settleAll(ctx, job, "finishing rejected job")
+	}
+	r.settleFinished(ctx, job)
+	return false, retry
+}
+
+// settleFinished settles what the destination finished before a failure
+// (units it reported Done or rejected), so a retry redoes only the rest.
+func (r *replaceRun) settleFinished(ctx context.Context, job *job) {
+	var part []*unitState
+	for _, us := range r.g.units {
+		if job.done[us.unit.Key] || job.unitRejects[us.unit.Key] != "" {
+			part = append(part, us)
 		}
-		finish(true, 0)
+	}
+	if len(part) == 0 || ctx.Err() != nil {
 		return
 	}
-	finish(false, retry)
+	if err := r.p.finishReplace(ctx, job, &replaceJob{lease: r.g.lease, units: part}); err != nil {
+		r.p.log.Warn("settling the finished units of a failed job", "err", err)
+		return
+	}
+	for _, us := range part {
+		r.settled[us.unit.Key] = true
+	}
 }
