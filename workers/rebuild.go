@@ -188,73 +188,101 @@ func (j *job) scan(ctx context.Context, u Unit, gets *getAhead, dead map[uint64]
 	if expected == 0 {
 		return nil
 	}
-	var (
-		snaps   []snapPart
-		markers = map[markerKey]int{}
-	)
-	// handle processes one stored message of the unit.
-	handle := func(seq uint64, h nats.Header, data []byte) error {
-		if len(data) > 0 {
-			j.p.metrics.add(ctx, j.p.metrics.streamRead, int64(len(data)))
-		}
-		meta, err := messages.ParseMeta(h)
-		if errors.Is(err, messages.ErrNewerSchema) {
-			// The unit cannot be rebuilt whole by this worker: sending it
-			// without the part would replace it with less than the stream
-			// holds. It waits for an upgraded worker.
-			return &newerSchemaError{unit: u.Key, seq: seq, err: err}
-		}
-		if err != nil {
-			dead[seq] = err.Error()
-			return nil
-		}
-		switch meta.Kind {
-		case messages.KindSnapshotEnd:
-			markers[markerKey{meta.SnapshotKey(), meta.Generation, meta.Hour}] = meta.Parts
-		case messages.KindSnapshot:
-			snaps = append(snaps, snapPart{seq: seq, key: meta.SnapshotKey(), gen: meta.Generation, hour: meta.Hour})
-		default:
-			return part(seq, h, data, meta)
-		}
-		return nil
-	}
+	s := &unitScan{j: j, u: u, dead: dead, part: part, markers: map[markerKey]int{}}
 	// Fast path: when this worker holds every message the unit's subjects
 	// had at the covered position (the common case when one worker drains
 	// its backlog), read exactly those with direct gets instead of creating
 	// an ordered consumer per unit.
+	var err error
 	if seqs := j.p.localSeqs(u.Key, j.covered); uint64(len(seqs)) == expected {
-		for i, seq := range seqs {
-			var raw *jetstream.RawStreamMsg
-			var err error
-			if gets != nil && i == 0 {
-				gets.skipTo(seq)
-			}
-			if gets != nil && gets.next() == seq {
-				raw, err = gets.take(ctx)
-			} else {
-				raw, err = j.p.usage.GetMsg(ctx, seq)
-			}
-			if err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				return Transient(fmt.Errorf("rebuild %s: message %d: %w", u.Key, seq, err))
-			}
-			if err := handle(seq, raw.Header, raw.Data); err != nil {
-				return err
-			}
-		}
-		return j.finishSnapshots(ctx, u, snaps, markers, dead, part)
+		err = s.direct(ctx, seqs, gets)
+	} else {
+		err = s.ordered(ctx, subs, expected)
 	}
+	if err != nil {
+		return err
+	}
+	return j.finishSnapshots(ctx, u, s.snaps, s.markers, dead, part)
+}
+
+// unitScan is one scan of a unit's subjects: the snapshot parts and
+// closing markers it met, for finishSnapshots.
+type unitScan struct {
+	j       *job
+	u       Unit
+	dead    map[uint64]string
+	part    func(seq uint64, h nats.Header, data []byte, meta messages.PartMeta) error
+	snaps   []snapPart
+	markers map[markerKey]int
+}
+
+// handle processes one stored message of the unit.
+func (s *unitScan) handle(ctx context.Context, seq uint64, h nats.Header, data []byte) error {
+	if len(data) > 0 {
+		s.j.p.metrics.add(ctx, s.j.p.metrics.streamRead, int64(len(data)))
+	}
+	meta, err := messages.ParseMeta(h)
+	if errors.Is(err, messages.ErrNewerSchema) {
+		// The unit cannot be rebuilt whole by this worker: sending it
+		// without the part would replace it with less than the stream
+		// holds. It waits for an upgraded worker.
+		return &newerSchemaError{unit: s.u.Key, seq: seq, err: err}
+	}
+	if err != nil {
+		s.dead[seq] = err.Error()
+		return nil
+	}
+	switch meta.Kind {
+	case messages.KindSnapshotEnd:
+		s.markers[markerKey{meta.SnapshotKey(), meta.Generation, meta.Hour}] = meta.Parts
+	case messages.KindSnapshot:
+		s.snaps = append(s.snaps, snapPart{seq: seq, key: meta.SnapshotKey(), gen: meta.Generation, hour: meta.Hour})
+	default:
+		return s.part(seq, h, data, meta)
+	}
+	return nil
+}
+
+// direct reads the messages seqs (all the unit's, held by this worker) by
+// direct get, taking them from the read-ahead's gets when it has them.
+func (s *unitScan) direct(ctx context.Context, seqs []uint64, gets *getAhead) error {
+	for i, seq := range seqs {
+		var raw *jetstream.RawStreamMsg
+		var err error
+		if gets != nil && i == 0 {
+			gets.skipTo(seq)
+		}
+		if gets != nil && gets.next() == seq {
+			raw, err = gets.take(ctx)
+		} else {
+			raw, err = s.j.p.usage.GetMsg(ctx, seq)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return Transient(fmt.Errorf("rebuild %s: message %d: %w", s.u.Key, seq, err))
+		}
+		if err := s.handle(ctx, seq, raw.Header, raw.Data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ordered reads the unit's subjects with an ordered consumer, up to the
+// covered position: expected messages, or fewer if some aged out.
+func (s *unitScan) ordered(ctx context.Context, subs []string, expected uint64) error {
+	j, key := s.j, s.u.Key
 	if j.p.nc.IsClosed() {
-		return Transient(fmt.Errorf("rebuild %s: %w", u.Key, nats.ErrConnectionClosed))
+		return Transient(fmt.Errorf("rebuild %s: %w", key, nats.ErrConnectionClosed))
 	}
 	// A bounded number of resets: by default an ordered consumer retries
 	// its reset forever and ignores the context, so a worker whose
 	// connection closed mid-rebuild could never stop.
 	cons, err := j.p.usage.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: subs, MaxResetAttempts: 5})
 	if err != nil {
-		return Transient(fmt.Errorf("rebuild %s: %w", u.Key, err))
+		return Transient(fmt.Errorf("rebuild %s: %w", key, err))
 	}
 	var read uint64
 	for read < expected {
@@ -265,43 +293,12 @@ func (j *job) scan(ctx context.Context, u Unit, gets *getAhead, dead map[uint64]
 			return err
 		}
 		if j.p.nc.IsClosed() {
-			return Transient(fmt.Errorf("rebuild %s: %w", u.Key, nats.ErrConnectionClosed))
+			return Transient(fmt.Errorf("rebuild %s: %w", key, nats.ErrConnectionClosed))
 		}
-		// Fetch by count, not by bytes: FetchBytes sizes its channels for a
-		// million messages per call (tens of MB each), which dominated the
-		// heap and the GC time of a drain. Parts are at most the max
-		// payload, so 32 bound a fetch's memory.
-		n := min(expected-read, 32)
-		batch, err := cons.Fetch(int(n), jetstream.FetchMaxWait(5*time.Second))
+		got, end, err := s.fetch(ctx, cons, min(expected-read, 32))
+		read += uint64(got)
 		if err != nil {
-			return Transient(fmt.Errorf("rebuild %s: %w", u.Key, err))
-		}
-		got := 0
-		end := false
-		for msg := range batch.Messages() {
-			got++
-			md, err := msg.Metadata()
-			if err != nil {
-				return Transient(fmt.Errorf("rebuild %s: %w", u.Key, err))
-			}
-			seq := md.Sequence.Stream
-			if seq > j.covered {
-				end = true
-				break
-			}
-			read++
-			if md.NumPending == 0 {
-				end = true
-			}
-			if err := handle(seq, msg.Headers(), msg.Data()); err != nil {
-				return err
-			}
-			if end {
-				break
-			}
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return Transient(fmt.Errorf("rebuild %s: %w", u.Key, err))
+			return err
 		}
 		if end {
 			break
@@ -312,11 +309,50 @@ func (j *job) scan(ctx context.Context, u Unit, gets *getAhead, dead map[uint64]
 		if got == 0 {
 			// Nothing came within the wait: messages may have aged out of
 			// the stream since the count. Stop rather than wait forever.
-			j.log.Warn("rebuild read fewer messages than counted", "unit", u.Key, "read", read, "counted", expected)
+			j.log.Warn("rebuild read fewer messages than counted", "unit", key, "read", read, "counted", expected)
 			break
 		}
 	}
-	return j.finishSnapshots(ctx, u, snaps, markers, dead, part)
+	return nil
+}
+
+// fetch reads one batch of at most n messages. Fetch by count, not by
+// bytes: FetchBytes sizes its channels for a million messages per call
+// (tens of MB each), which dominated the heap and the GC time of a drain.
+// Parts are at most the max payload, so 32 bound a fetch's memory. got
+// counts the messages read (at or before the covered position); end says
+// the covered position (or the stream's end) was reached.
+func (s *unitScan) fetch(ctx context.Context, cons jetstream.Consumer, n uint64) (got int, end bool, err error) {
+	key := s.u.Key
+	batch, err := cons.Fetch(int(n), jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		return 0, false, Transient(fmt.Errorf("rebuild %s: %w", key, err))
+	}
+	for msg := range batch.Messages() {
+		md, err := msg.Metadata()
+		if err != nil {
+			return got, false, Transient(fmt.Errorf("rebuild %s: %w", key, err))
+		}
+		seq := md.Sequence.Stream
+		if seq > s.j.covered {
+			end = true
+			break
+		}
+		got++
+		if md.NumPending == 0 {
+			end = true
+		}
+		if err := s.handle(ctx, seq, msg.Headers(), msg.Data()); err != nil {
+			return got, false, err
+		}
+		if end {
+			break
+		}
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+		return got, false, Transient(fmt.Errorf("rebuild %s: %w", key, err))
+	}
+	return got, end, nil
 }
 
 // finishSnapshots passes to part, per (source, period) and hour, the parts
