@@ -1,14 +1,3 @@
-// Package workers is the runtime every destination uses: a durable pull
-// consumer per destination, units and their flush policy, the unit lease,
-// rebuilding units from the stream (honouring snapshot generations),
-// uploads with backoff behind one cooldown per destination, acking after
-// upload, ack events, the dead-letter stream, InProgress heartbeats and a
-// graceful drain.
-//
-// A destination implements Destination: it says whether it appends or
-// replaces, which units a stored hour dirties, and how to deliver a Job. The
-// pool owns acking: a destination never sees a NATS message, so it cannot
-// forget to ack one, nor ack one early.
 package workers
 
 import (
