@@ -67,7 +67,7 @@ func (p *Pool) initMetrics() {
 		p.mu.Lock()
 		oldest := time.Duration(0)
 		for _, us := range p.dirty {
-			if d := time.Since(us.first); d > oldest {
+			if d := time.Since(us.flush.first); d > oldest {
 				oldest = d
 			}
 		}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+
+	"github.com/usagefleet/usagefleet/workers"
 )
 
 // ErrNotReady is wrapped by the error of a report API that says the usage
@@ -236,7 +238,7 @@ func (a *API) once(ctx context.Context, rq Request, refreshed *bool) (*http.Resp
 		}
 		return nil, -1, ae
 	}
-	return nil, retryAfter(resp.Header.Get("Retry-After")), ae
+	return nil, workers.RetryAfter(resp.Header, time.Now()), ae
 }
 
 // shortText is an error body's text when the API's message could not be
@@ -247,21 +249,6 @@ func shortText(b []byte) string {
 		s = s[:300] + "..."
 	}
 	return s
-}
-
-func retryAfter(v string) time.Duration {
-	if v == "" {
-		return 0
-	}
-	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 0 {
-		return min(time.Duration(n)*time.Second, 10*time.Minute)
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := time.Until(t); d > 0 {
-			return min(d, 10*time.Minute)
-		}
-	}
-	return 0
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -2,7 +2,6 @@ package workers
 
 import (
 	"context"
-	"net/http"
 	"testing"
 	"time"
 )
@@ -20,30 +19,6 @@ func TestBackoffDelayGrowsWithJitterUnderTheCap(t *testing.T) {
 		}
 		if len(seen) < 10 {
 			t.Errorf("try %d: %d distinct delays in 200: no jitter", n, len(seen))
-		}
-	}
-}
-
-func TestRetryAfter(t *testing.T) {
-	now := time.Date(2024, 8, 16, 13, 0, 0, 0, time.UTC)
-	for v, want := range map[string]time.Duration{
-		"":                              0,
-		"2":                             2 * time.Second,
-		" 1.5 ":                         1500 * time.Millisecond,
-		"0":                             0,
-		"-3":                            0,
-		"soon":                          0,
-		"Fri, 16 Aug 2024 13:00:30 GMT": 30 * time.Second,
-		"Fri, 16 Aug 2024 12:59:00 GMT": 0,             // in the past
-		"86400":                         maxRetryAfter, // capped
-		"Sat, 17 Aug 2024 13:00:00 GMT": maxRetryAfter, // capped
-	} {
-		h := http.Header{}
-		if v != "" {
-			h.Set("Retry-After", v)
-		}
-		if got := RetryAfter(h, now); got != want {
-			t.Errorf("Retry-After %q = %v, want %v", v, got, want)
 		}
 	}
 }

@@ -1,0 +1,198 @@
+package workers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/usagefleet/usagefleet/messages"
+)
+
+func (p *Pool) enqueueAppend(ctx context.Context, msg jetstream.Msg, work chan func(context.Context)) {
+	seq := seqOf(msg)
+	p.metrics.add(ctx, p.metrics.streamRead, int64(len(msg.Data())))
+	meta, err := messages.ParseMeta(msg.Headers())
+	var part messages.Part
+	if err == nil {
+		part, err = messages.DecodePart(msg.Headers(), msg.Data())
+	}
+	if err == nil && meta.Kind != messages.KindSnapshotEnd {
+		for i := range part.Records {
+			if !part.Records[i].ChargePeriodStart.Truncate(time.Hour).Equal(meta.Hour) {
+				err = fmt.Errorf("record %d is not in the part's hour", i)
+				break
+			}
+		}
+	}
+	if err != nil {
+		p.deadMessage(ctx, msg, seq, meta, err)
+		return
+	}
+	if meta.Kind == messages.KindSnapshotEnd {
+		p.ack(msg, seq) // markers carry no records
+		return
+	}
+	pm := &pendingMsg{msg: newAcker(p.nc, msg), size: len(msg.Data()), trace: traceOf(msg.Headers()), seq: seq, meta: meta, part: &part, seen: true}
+	p.mu.Lock()
+	if _, dup := p.pending[seq]; dup {
+		p.mu.Unlock()
+		return
+	}
+	p.pending[seq] = pm
+	p.mu.Unlock()
+	select {
+	case work <- func(ctx context.Context) { p.runAppend(ctx, pm) }:
+	case <-ctx.Done():
+	}
+}
+
+func (j *job) appendRecords(fn func(RecordRef, *messages.UsageRecord) error) error {
+	recs := j.part.part.Records
+	st := &seqStat{}
+	j.stats[""] = map[uint64]*seqStat{j.part.seq: st}
+	for i := range recs {
+		st.records++
+		st.cost.Add(recs[i].BilledCost)
+		if err := fn(RecordRef{Seq: j.part.seq, Index: i}, &recs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *Pool) runAppend(ctx context.Context, pm *pendingMsg) {
+	log := p.log.With("batch", pm.meta.BatchID, "part", pm.meta.Part)
+	attempt := 0
+	// Each try waits out the gate, then delivers; the wait before the next
+	// is what the failure's class says (failed), so the policy's own
+	// delays are not used. Shutting down ends it: drain hands the part back.
+	_ = retry(ctx, &jitterBackOff{p: p.opts.Retry}, func() error {
+		defer func() { attempt++ }()
+		return p.tryAppend(ctx, pm, attempt, log)
+	}, nil)
+}
+
+// tryAppend is one try of an append part: nil once it is delivered (or
+// refused) and settled.
+func (p *Pool) tryAppend(ctx context.Context, pm *pendingMsg, attempt int, log *slog.Logger) error {
+	if err := p.gate.wait(ctx); err != nil {
+		return backoff.Permanent(err)
+	}
+	j := newJob(p, nil, attempt)
+	j.part, j.covered, j.log = pm, pm.seq, log.With("attempt", attempt)
+	sctx, span := p.startSpan(ctx, "deliver "+p.dest.Name(), &replaceJob{units: []*unitState{{seqs: map[uint64]bool{pm.seq: true}}}})
+	if span.SpanContext().IsValid() {
+		j.log = j.log.With("trace_id", span.SpanContext().TraceID().String())
+	}
+	derr := p.deliverAppend(sctx, j)
+	if derr != nil {
+		span.RecordError(derr)
+	}
+	span.End()
+	if derr == nil {
+		// Delivered: only settling (dead letters, ack event, ack) is
+		// retried from here; the destination is not sent it again.
+		_ = retry(ctx, &jitterBackOff{p: p.opts.Retry}, func() error { return p.finishAppend(ctx, j, pm, "") },
+			func(err error, _ time.Duration) { log.Warn("settling a delivered part failed, retrying", "err", err) })
+		return nil
+	}
+	if ctx.Err() != nil {
+		return backoff.Permanent(ctx.Err())
+	}
+	wait := p.failed(j.log, derr, j)
+	if wait < 0 {
+		if err := p.finishAppend(ctx, j, pm, derr.Error()); err == nil {
+			return nil
+		}
+		wait = backoffDelay(1, p.opts.Retry)
+	}
+	if wait == 0 {
+		wait = backoffDelay(attempt+1, p.opts.Retry)
+	}
+	return waitFor(wait)
+}
+
+// deliverAppend delivers an append job, under the destination's lease when
+// it names one.
+func (p *Pool) deliverAppend(ctx context.Context, j *job) error {
+	lk := p.dest.LeaseKey(Unit{})
+	if lk == "" {
+		return p.dest.Deliver(ctx, j)
+	}
+	key := leaseKeyName(p.dest.Name(), lk)
+	// Another worker holding the lease is waited for (leaseWait); the
+	// delivery's own error ends the loop, whatever it is.
+	var derr error
+	err := retry(ctx, leaseWait(), func() error {
+		jctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		lease, err := p.takeLease(jctx, key, cancel)
+		if errors.Is(err, errLeaseHeld) {
+			p.mu.Lock()
+			p.stats.LeaseConflict++
+			p.mu.Unlock()
+			p.metrics.add(ctx, p.metrics.leaseConflicts, 1)
+			return err
+		}
+		if err != nil {
+			return backoff.Permanent(Transient(fmt.Errorf("lease %s: %w", key, err)))
+		}
+		derr = p.dest.Deliver(jctx, j)
+		lease.release()
+		return nil
+	}, nil)
+	if err != nil {
+		return err
+	}
+	return derr
+}
+
+func (p *Pool) finishAppend(ctx context.Context, j *job, pm *pendingMsg, refused string) error {
+	recs := pm.part.Records
+	var rej []rejectedRecord
+	if refused != "" {
+		for i := range recs {
+			rej = append(rej, rejectedRecord{ref: RecordRef{Seq: pm.seq, Index: i}, reason: refused, rec: recs[i]})
+		}
+	} else {
+		for ref, rj := range j.rejects {
+			rej = append(rej, rejectedRecord{ref: ref, reason: rj.reason, rec: rj.rec})
+		}
+	}
+	if err := p.deadRecords(ctx, "records", rej); err != nil {
+		return err
+	}
+	var cost messages.Sum
+	reasons := []string{}
+	rejectedIdx := map[int]bool{}
+	for _, r := range rej {
+		rejectedIdx[r.ref.Index] = true
+		reasons = appendReason(reasons, r.reason)
+	}
+	for i := range recs {
+		if !rejectedIdx[i] {
+			cost.Add(recs[i].BilledCost)
+		}
+	}
+	pm.records, pm.reject, pm.cost, pm.reasons = len(recs)-len(rejectedIdx), len(rejectedIdx), cost, reasons
+	p.mu.Lock()
+	delete(p.pending, pm.seq)
+	p.stats.Jobs++
+	p.stats.Rejected += int64(len(rejectedIdx))
+	p.mu.Unlock()
+	if refused == "" {
+		p.noteSuccess()
+	}
+	if err := p.ackOut(ctx, []*pendingMsg{pm}); err != nil {
+		p.mu.Lock()
+		p.pending[pm.seq] = pm
+		p.mu.Unlock()
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,200 @@
+package workers
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/usagefleet/usagefleet/messages"
+)
+
+// settleUnit is the rule "a part is acked only after an upload that saw
+// it": which parts an upload of unit "a" settles, given the position its
+// rebuild covered, the units each part still waits for, and what the
+// rebuild and the destination did with them.
+func TestSettleUnit(t *testing.T) {
+	type part struct {
+		seq     uint64
+		units   []string // still to upload before the upload
+		records int
+	}
+	type want struct {
+		acked   []uint64       // in stream order
+		dirty   []uint64       // still in the unit after it
+		records map[uint64]int // delivered, per part
+		reject  map[uint64]int
+		seen    map[uint64]bool
+	}
+	st := func(n int) *seqStat {
+		s := &seqStat{records: n}
+		for range n {
+			s.cost.Add(messages.DecimalFromInt(2))
+		}
+		return s
+	}
+	for _, tc := range []struct {
+		name    string
+		parts   []part
+		covered uint64
+		out     unitOutcome
+		gone    bool // the parts were settled already (not pending)
+		want    want
+	}{
+		{
+			name:    "every part stored before the rebuild began is acked",
+			parts:   []part{{1, []string{"a"}, 3}, {2, []string{"a"}, 4}},
+			covered: 2,
+			out:     unitOutcome{stats: map[uint64]*seqStat{1: st(3), 2: st(4)}, included: map[uint64]bool{1: true, 2: true}},
+			want:    want{acked: []uint64{1, 2}, records: map[uint64]int{1: 3, 2: 4}, seen: map[uint64]bool{1: true, 2: true}},
+		},
+		{
+			name:    "a part stored after the rebuild began waits for the next upload",
+			parts:   []part{{5, []string{"a"}, 3}, {9, []string{"a"}, 4}},
+			covered: 8,
+			out:     unitOutcome{stats: map[uint64]*seqStat{5: st(3)}, included: map[uint64]bool{5: true}},
+			want:    want{acked: []uint64{5}, dirty: []uint64{9}, records: map[uint64]int{5: 3, 9: 0}, seen: map[uint64]bool{5: true}},
+		},
+		{
+			name:    "the covered position itself was seen",
+			parts:   []part{{7, []string{"a"}, 1}},
+			covered: 7,
+			out:     unitOutcome{stats: map[uint64]*seqStat{7: st(1)}, included: map[uint64]bool{7: true}},
+			want:    want{acked: []uint64{7}, records: map[uint64]int{7: 1}, seen: map[uint64]bool{7: true}},
+		},
+		{
+			name:    "a part in two units waits for the other",
+			parts:   []part{{3, []string{"a", "b"}, 6}},
+			covered: 3,
+			out:     unitOutcome{stats: map[uint64]*seqStat{3: st(2)}, included: map[uint64]bool{3: true}},
+			want:    want{records: map[uint64]int{3: 2}, seen: map[uint64]bool{3: true}},
+		},
+		{
+			name:    "a superseded snapshot part is acked unseen",
+			parts:   []part{{4, []string{"a"}, 5}},
+			covered: 4,
+			out:     unitOutcome{},
+			want:    want{acked: []uint64{4}, records: map[uint64]int{4: 0}},
+		},
+		{
+			name:    "an undecodable part is acked as seen, with the reason",
+			parts:   []part{{6, []string{"a"}, 5}},
+			covered: 6,
+			out:     unitOutcome{dead: map[uint64]string{6: "bad zstd"}},
+			want:    want{acked: []uint64{6}, seen: map[uint64]bool{6: true}},
+		},
+		{
+			name:    "records rejected one by one are not counted delivered",
+			parts:   []part{{2, []string{"a"}, 5}},
+			covered: 2,
+			out: unitOutcome{stats: map[uint64]*seqStat{2: st(5)}, included: map[uint64]bool{2: true},
+				rejects: map[uint64]*rejStat{2: {n: 2, cost: st(2).cost, reasons: []string{"bad tag"}}}},
+			want: want{acked: []uint64{2}, records: map[uint64]int{2: 3}, reject: map[uint64]int{2: 2}, seen: map[uint64]bool{2: true}},
+		},
+		{
+			name:    "a unit rejected whole rejects its records of the part",
+			parts:   []part{{2, []string{"a"}, 5}},
+			covered: 2,
+			out:     unitOutcome{stats: map[uint64]*seqStat{2: st(5)}, included: map[uint64]bool{2: true}, rejected: true, reason: "400 bad unit"},
+			want:    want{acked: []uint64{2}, records: map[uint64]int{2: 0}, reject: map[uint64]int{2: 5}, seen: map[uint64]bool{2: true}},
+		},
+		{
+			name:    "a part already settled elsewhere only leaves the unit",
+			parts:   []part{{1, []string{"a"}, 1}},
+			covered: 9,
+			out:     unitOutcome{},
+			gone:    true,
+			want:    want{},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			us := &unitState{unit: Unit{Key: "a"}, seqs: map[uint64]bool{}, attempt: 3}
+			pending := map[uint64]*pendingMsg{}
+			for _, p := range tc.parts {
+				us.seqs[p.seq] = true
+				if !tc.gone {
+					pending[p.seq] = &pendingMsg{seq: p.seq, units: slices.Clone(p.units), meta: messages.PartMeta{Records: p.records}}
+				}
+			}
+			now := time.Date(2024, 8, 16, 13, 0, 0, 0, time.UTC)
+			done := settleUnit(us, pending, tc.covered, tc.out, now)
+			var acked []uint64
+			for _, pm := range done {
+				acked = append(acked, pm.seq)
+				if _, still := pending[pm.seq]; still {
+					t.Errorf("part %d acked but still pending", pm.seq)
+				}
+			}
+			if !slices.Equal(acked, tc.want.acked) {
+				t.Errorf("acked %v, want %v", acked, tc.want.acked)
+			}
+			for _, p := range tc.parts {
+				if pm := pending[p.seq]; pm != nil && p.seq <= tc.covered && slices.Contains(pm.units, "a") {
+					t.Errorf("part %d still waits for unit a after its upload: %v", p.seq, pm.units)
+				}
+			}
+			var dirty []uint64
+			for seq := range us.seqs {
+				dirty = append(dirty, seq)
+			}
+			slices.Sort(dirty)
+			if !slices.Equal(dirty, tc.want.dirty) {
+				t.Errorf("left in the unit %v, want %v", dirty, tc.want.dirty)
+			}
+			if len(dirty) > 0 && (us.flush.records == 0 || !us.flush.first.Equal(now)) {
+				t.Errorf("a unit left dirty did not restart its flush delays: %+v", us.flush)
+			}
+			if us.attempt != 0 {
+				t.Errorf("attempt %d after an upload, want 0", us.attempt)
+			}
+			for _, p := range tc.parts {
+				pm := pending[p.seq]
+				for _, d := range done {
+					if d.seq == p.seq {
+						pm = d
+					}
+				}
+				if pm == nil {
+					continue
+				}
+				if pm.records != tc.want.records[p.seq] || pm.reject != tc.want.reject[p.seq] || pm.seen != tc.want.seen[p.seq] {
+					t.Errorf("part %d: records %d reject %d seen %v, want %d %d %v", p.seq, pm.records, pm.reject, pm.seen,
+						tc.want.records[p.seq], tc.want.reject[p.seq], tc.want.seen[p.seq])
+				}
+				if pm.reject > 0 && len(pm.reasons) == 0 {
+					t.Errorf("part %d: rejected without a reason", p.seq)
+				}
+				if tc.out.dead[p.seq] != "" && !slices.Contains(pm.reasons, "undecodable: "+tc.out.dead[p.seq]) {
+					t.Errorf("part %d: reasons %q lack the undecodable reason", p.seq, pm.reasons)
+				}
+			}
+		})
+	}
+}
+
+// The cost of what a part delivered is its records' cost less the cost of
+// the records rejected one by one: exact decimals.
+func TestSettleUnitCost(t *testing.T) {
+	var all, rej messages.Sum
+	for _, c := range []string{"0.10", "0.20", "0.30"} {
+		d, err := messages.ParseDecimal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all.Add(d)
+		if c == "0.20" {
+			rej.Add(d)
+		}
+	}
+	us := &unitState{unit: Unit{Key: "a"}, seqs: map[uint64]bool{1: true}}
+	pending := map[uint64]*pendingMsg{1: {seq: 1, units: []string{"a"}}}
+	done := settleUnit(us, pending, 1, unitOutcome{
+		stats:   map[uint64]*seqStat{1: {records: 3, cost: all}},
+		rejects: map[uint64]*rejStat{1: {n: 1, cost: rej, reasons: []string{"x"}}},
+	}, time.Now())
+	if len(done) != 1 {
+		t.Fatalf("%d parts settled", len(done))
+	}
+	if got := done[0].cost.Decimal().String(); got != "0.4" && got != "0.40" {
+		t.Fatalf("delivered cost %s, want 0.40", got)
+	}
+}
