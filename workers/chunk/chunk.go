@@ -104,6 +104,10 @@ func (p *Packer) Flush() (r Range, tooLarge bool) {
 	return p.take(n), tooLarge
 }
 
+// FlushAll hands back every pending item, whatever the limit: the end of a
+// run, or of a group that must go on its own.
+func (p *Packer) FlushAll() Range { return p.take(len(p.pending)) }
+
 // take hands back the oldest n pending items.
 func (p *Packer) take(n int) Range {
 	first := p.next - len(p.pending)
