@@ -67,31 +67,11 @@ func init() { workers.Register(Type, factory) }
 // factory builds a destination from its `settings:` node; key is the
 // node's path in the file, used in every error.
 func factory(name string, node *yaml.Node, key string) (workers.Destination, error) {
-	if err := refuseLiteralToken(node, key); err != nil {
-		return nil, err
-	}
 	var s Settings
-	if err := config.Decode(node, &s, key); err != nil {
+	if err := workers.DecodeSettings(node, key, &s, "token", "token"); err != nil {
 		return nil, err
 	}
 	return newDestination(name, s, key)
-}
-
-// refuseLiteralToken refuses `token: <the token>` before decoding: the
-// YAML decoder would quote the value in its type error, and the token must
-// appear in no error.
-func refuseLiteralToken(node *yaml.Node, key string) error {
-	if node == nil || node.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(node.Content); i += 2 {
-		k, v := node.Content[i], node.Content[i+1]
-		if k.Value == "token" && v.Kind == yaml.ScalarNode && v.Tag != "!!null" {
-			return &config.Error{Key: key + ".token", Line: v.Line,
-				Msg: "a literal token is not accepted: set env (a variable name) or file (a path)"}
-		}
-	}
-	return nil
 }
 
 // New builds a destination from settings given in code. Errors name keys
