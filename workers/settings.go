@@ -1,6 +1,9 @@
 package workers
 
 import (
+	"net/url"
+	"strings"
+
 	"go.yaml.in/yaml/v3"
 
 	"github.com/usagefleet/usagefleet/internal/config"
@@ -23,4 +26,19 @@ func DecodeSettings(node *yaml.Node, key string, s any, secret, noun string) err
 		}
 	}
 	return config.Decode(node, s, key)
+}
+
+// BaseURL checks a destination's base_url setting (def when unset): an
+// http(s) URL with a host and no query, fragment or credentials. It
+// returns it without trailing slashes, for paths to be appended; key is the
+// setting's path in the file.
+func BaseURL(base, def, key string) (string, error) {
+	if base == "" {
+		base = def
+	}
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return "", config.Errorf(key, "%q: want an http(s) URL with a host and no query, fragment or credentials", base)
+	}
+	return strings.TrimRight(base, "/"), nil
 }

@@ -2,7 +2,6 @@ package cloudcruiser
 
 import (
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
@@ -82,15 +81,11 @@ func New(name string, s Settings) (*Destination, error) {
 
 func newDestination(name string, s Settings, key string) (*Destination, error) {
 	d := &Destination{name: name, timeout: s.HTTPTimeout.D(DefaultHTTPTimeout), contentLength: s.ContentLength}
-	base := s.BaseURL
-	if base == "" {
-		base = DefaultBaseURL
+	base, err := workers.BaseURL(s.BaseURL, DefaultBaseURL, key+".base_url")
+	if err != nil {
+		return nil, err
 	}
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return nil, config.Errorf(key+".base_url", "%q: want an http(s) URL with a host and no query, fragment or credentials", base)
-	}
-	d.endpoint = strings.TrimRight(base, "/") + uploadPath
+	d.endpoint = base + uploadPath
 
 	secs, err := ParseZoneOffset(s.ZoneOffset)
 	if err != nil {

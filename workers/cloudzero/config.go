@@ -3,7 +3,6 @@ package cloudzero
 import (
 	"fmt"
 	"net/url"
-	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -99,15 +98,11 @@ func newDestination(name string, s Settings, key string) (*Destination, error) {
 	if !validConnectionID(d.conn) {
 		return nil, config.Errorf(key+".connection_id", "%q: want 1-128 of A-Z a-z 0-9 _ . = -", d.conn)
 	}
-	base := s.BaseURL
-	if base == "" {
-		base = DefaultBaseURL
+	base, err := workers.BaseURL(s.BaseURL, DefaultBaseURL, key+".base_url")
+	if err != nil {
+		return nil, err
 	}
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return nil, config.Errorf(key+".base_url", "%q: want an http(s) URL with a host and no query, fragment or credentials", base)
-	}
-	d.endpoint = strings.TrimRight(base, "/") + "/v2/connections/billing/anycost/" + url.PathEscape(d.conn) + "/billing_drops"
+	d.endpoint = base + "/v2/connections/billing/anycost/" + url.PathEscape(d.conn) + "/billing_drops"
 	switch {
 	case d.maxBody == 0:
 		d.maxBody = DefaultMaxBodyBytes
