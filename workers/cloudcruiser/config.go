@@ -2,7 +2,6 @@ package cloudcruiser
 
 import (
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
@@ -67,31 +66,11 @@ func init() { workers.Register(Type, factory) }
 // factory builds a destination from its `settings:` node; key is the
 // node's path in the file, used in every error.
 func factory(name string, node *yaml.Node, key string) (workers.Destination, error) {
-	if err := refuseLiteralToken(node, key); err != nil {
-		return nil, err
-	}
 	var s Settings
-	if err := config.Decode(node, &s, key); err != nil {
+	if err := workers.DecodeSettings(node, key, &s, "token", "token"); err != nil {
 		return nil, err
 	}
 	return newDestination(name, s, key)
-}
-
-// refuseLiteralToken refuses `token: <the token>` before decoding: the
-// YAML decoder would quote the value in its type error, and the token must
-// appear in no error.
-func refuseLiteralToken(node *yaml.Node, key string) error {
-	if node == nil || node.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(node.Content); i += 2 {
-		k, v := node.Content[i], node.Content[i+1]
-		if k.Value == "token" && v.Kind == yaml.ScalarNode && v.Tag != "!!null" {
-			return &config.Error{Key: key + ".token", Line: v.Line,
-				Msg: "a literal token is not accepted: set env (a variable name) or file (a path)"}
-		}
-	}
-	return nil
 }
 
 // New builds a destination from settings given in code. Errors name keys
@@ -102,15 +81,11 @@ func New(name string, s Settings) (*Destination, error) {
 
 func newDestination(name string, s Settings, key string) (*Destination, error) {
 	d := &Destination{name: name, timeout: s.HTTPTimeout.D(DefaultHTTPTimeout), contentLength: s.ContentLength}
-	base := s.BaseURL
-	if base == "" {
-		base = DefaultBaseURL
+	base, err := workers.BaseURL(s.BaseURL, DefaultBaseURL, key+".base_url")
+	if err != nil {
+		return nil, err
 	}
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return nil, config.Errorf(key+".base_url", "%q: want an http(s) URL with a host and no query, fragment or credentials", base)
-	}
-	d.endpoint = strings.TrimRight(base, "/") + uploadPath
+	d.endpoint = base + uploadPath
 
 	secs, err := ParseZoneOffset(s.ZoneOffset)
 	if err != nil {

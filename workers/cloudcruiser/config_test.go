@@ -9,31 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/usagefleet/usagefleet/internal/config"
-	"github.com/usagefleet/usagefleet/workers"
+	"github.com/usagefleet/usagefleet/workers/workerstest"
 )
-
-func settingsNode(t *testing.T, doc string) *yaml.Node {
-	t.Helper()
-	var n yaml.Node
-	if err := yaml.Unmarshal([]byte(doc), &n); err != nil {
-		t.Fatal(err)
-	}
-	if len(n.Content) == 0 {
-		return nil
-	}
-	return n.Content[0]
-}
 
 func build(t *testing.T, doc string) (*Destination, error) {
 	t.Helper()
-	f, ok := workers.Lookup(Type)
-	if !ok {
-		t.Fatal("cloudcruiser is not registered")
-	}
-	d, err := f("cc", settingsNode(t, doc), "destinations[0].settings")
+	d, err := workerstest.Build(t, Type, "cc", doc)
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"mime"
 	"net/http"
 	"net/http/httptest"
@@ -20,73 +19,20 @@ import (
 	"github.com/usagefleet/usagefleet/internal/sandbox/fault"
 	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/workers"
+	"github.com/usagefleet/usagefleet/workers/workerstest"
 )
 
-// fakeJob is a workers.Job over a slice of records, sending with a plain
-// client: it tests the upload mechanics without NATS. The pool's own
-// behaviour is tested end to end in e2e_test.go.
-type fakeJob struct {
-	units   []workers.Unit
-	recs    []messages.UsageRecord
-	failAt  int // Records fails after this many records (0: never)
-	client  *http.Client
-	mu      sync.Mutex
-	rejects map[int]string
-	refused map[string]string
-	done    map[string]bool
-	reads   int
+// newFakeJob is the shared fake workers.Job (workerstest.Job) over recs,
+// sending with a plain client: it tests the upload mechanics without NATS.
+// The pool's own behaviour is tested end to end in e2e_test.go.
+func newFakeJob(units []workers.Unit, recs []messages.UsageRecord) *workerstest.Job {
+	j := workerstest.New(units, recs)
+	j.Seq = 1
+	j.NoKeys = true
+	j.Client = &http.Client{}
+	j.Logs = nil
+	return j
 }
-
-func newFakeJob(units []workers.Unit, recs []messages.UsageRecord) *fakeJob {
-	return &fakeJob{units: units, recs: recs, client: &http.Client{}, rejects: map[int]string{}, refused: map[string]string{}, done: map[string]bool{}}
-}
-
-func (j *fakeJob) Units() []workers.Unit { return j.units }
-func (j *fakeJob) Records(ctx context.Context, u workers.Unit, fn func(workers.RecordRef, *messages.UsageRecord) error) error {
-	j.mu.Lock()
-	j.reads++
-	j.mu.Unlock()
-	n := 0
-	for i := range j.recs {
-		if !u.Contains(j.recs[i].ChargePeriodStart) {
-			continue
-		}
-		if j.failAt > 0 && n == j.failAt {
-			return workers.Transient(errors.New("rebuild: stream unavailable"))
-		}
-		n++
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := fn(workers.RecordRef{Seq: 1, Index: i}, &j.recs[i]); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-func (j *fakeJob) Reject(ref workers.RecordRef, _ *messages.UsageRecord, reason string) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	j.rejects[ref.Index] = reason
-}
-func (j *fakeJob) RejectUnit(u workers.Unit, reason string) { j.refused[u.Key] = reason }
-func (j *fakeJob) Done(u workers.Unit)                      { j.done[u.Key] = true }
-func (j *fakeJob) Covered() uint64                          { return 1 }
-func (j *fakeJob) Attempt() int                             { return 0 }
-func (j *fakeJob) IdempotencyKey(string, int, []byte) string {
-	panic("the destination sends no idempotency key")
-}
-func (j *fakeJob) Do(ctx context.Context, req *http.Request) (*http.Response, error) {
-	resp, err := j.client.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, &workers.Error{Class: workers.ClassTransient, Err: err}
-	}
-	return resp, nil
-}
-func (j *fakeJob) Log() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 type sbEnv struct {
 	srv *sandbox.Server
@@ -173,8 +119,8 @@ func TestUploadRequestShape(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkDate(t, e, "2024-08-16", recs)
-			if !j.done[u.Key] || len(j.rejects) != 0 {
-				t.Fatalf("done %v rejects %v", j.done, j.rejects)
+			if !j.IsDone(u.Key) || len(j.Rejects) != 0 {
+				t.Fatalf("done %v rejects %v", j.DoneKeys, j.Rejects)
 			}
 			if len(seen) != 1 {
 				t.Fatalf("%d requests", len(seen))
@@ -190,8 +136,8 @@ func TestUploadRequestShape(t *testing.T) {
 			if streamed == cl || (cl && r.ContentLength < 3000*300) {
 				t.Fatalf("content_length %v: ContentLength %d TransferEncoding %v", cl, r.ContentLength, r.TransferEncoding)
 			}
-			if want := 1 + map[bool]int{true: 1}[cl]; j.reads != want {
-				t.Fatalf("the date was rebuilt %d times, want %d", j.reads, want)
+			if want := 1 + map[bool]int{true: 1}[cl]; j.Streams != want {
+				t.Fatalf("the date was rebuilt %d times, want %d", j.Streams, want)
 			}
 		})
 	}
@@ -228,11 +174,11 @@ func TestUploadRejectsAloneAndEmptiesDates(t *testing.T) {
 	}
 	checkDate(t, e, "2024-08-16", good)
 	checkDate(t, e, "2024-08-17", nil)
-	if len(j.rejects) != 4 || !strings.Contains(j.rejects[3], "Provider (from ProviderName") || !strings.Contains(j.rejects[100], "Meter ID") {
-		t.Fatalf("rejects %v", j.rejects)
+	if len(j.Reasons()) != 4 || !strings.Contains(j.Reason(3), "Provider (from ProviderName") || !strings.Contains(j.Reason(100), "Meter ID") {
+		t.Fatalf("rejects %v", j.Reasons())
 	}
-	if !j.done[u1.Key] || !j.done[u2.Key] || len(j.refused) != 0 {
-		t.Fatalf("done %v refused %v", j.done, j.refused)
+	if !j.IsDone(u1.Key) || !j.IsDone(u2.Key) || len(j.UnitRejects) != 0 {
+		t.Fatalf("done %v refused %v", j.DoneKeys, j.UnitRejects)
 	}
 }
 
@@ -257,11 +203,11 @@ func TestUploadRefusedDate(t *testing.T) {
 	checkDate(t, e, "2024-08-16", recs[:100])
 	checkDate(t, e, "2024-08-17", nil)
 	checkDate(t, e, "2024-08-18", recs[200:])
-	if r := j.refused["d2024-08-17"]; len(j.refused) != 1 || !strings.Contains(r, "2024-08-17") || !strings.Contains(r, "400") || !strings.Contains(r, "record index 7: bad") {
-		t.Fatalf("refused %v", j.refused)
+	if r := j.UnitRejects["d2024-08-17"]; len(j.UnitRejects) != 1 || !strings.Contains(r, "2024-08-17") || !strings.Contains(r, "400") || !strings.Contains(r, "record index 7: bad") {
+		t.Fatalf("refused %v", j.UnitRejects)
 	}
-	if !j.done["d2024-08-16"] || !j.done["d2024-08-18"] || j.done["d2024-08-17"] {
-		t.Fatalf("done %v", j.done)
+	if !j.IsDone("d2024-08-16") || !j.IsDone("d2024-08-18") || j.IsDone("d2024-08-17") {
+		t.Fatalf("done %v", j.DoneKeys)
 	}
 	// Refused, and the emptying upload refused too: still rejected.
 	e.srv.Faults().Set(fault.Rule{Kind: fault.Status, Code: 413, Path: sandbox.UploadPath + "2024-08-18"})
@@ -269,8 +215,8 @@ func TestUploadRefusedDate(t *testing.T) {
 	if err := d.Deliver(context.Background(), j); err != nil {
 		t.Fatal(err)
 	}
-	if len(j.refused) != 1 || !strings.Contains(j.refused["d2024-08-18"], "413") {
-		t.Fatalf("refused %v", j.refused)
+	if len(j.UnitRejects) != 1 || !strings.Contains(j.UnitRejects["d2024-08-18"], "413") {
+		t.Fatalf("refused %v", j.UnitRejects)
 	}
 	// Refused, and the emptying upload fails transiently: not rejected, the job fails.
 	e.srv.Faults().Set(fault.Rule{Kind: fault.Status, Code: 400, Path: sandbox.UploadPath + "2024-08-16", Count: 1},
@@ -278,8 +224,8 @@ func TestUploadRefusedDate(t *testing.T) {
 	j = newFakeJob(units, recs)
 	err := d.Deliver(context.Background(), j)
 	var we *workers.Error
-	if !errors.As(err, &we) || we.Class != workers.ClassTransient || len(j.refused) != 0 {
-		t.Fatalf("err %v refused %v", err, j.refused)
+	if !errors.As(err, &we) || we.Class != workers.ClassTransient || len(j.UnitRejects) != 0 {
+		t.Fatalf("err %v refused %v", err, j.UnitRejects)
 	}
 }
 
@@ -315,8 +261,8 @@ func TestUploadAnswers(t *testing.T) {
 			if strings.Contains(err.Error(), testToken) {
 				t.Fatalf("the error shows the token: %v", err)
 			}
-			if len(j.done) != 0 || len(j.refused) != 0 {
-				t.Fatalf("done %v refused %v", j.done, j.refused)
+			if len(j.DoneKeys) != 0 || len(j.UnitRejects) != 0 {
+				t.Fatalf("done %v refused %v", j.DoneKeys, j.UnitRejects)
 			}
 		})
 	}
@@ -330,13 +276,13 @@ func TestUploadRebuildFailsMidway(t *testing.T) {
 	d := e.dest(t, Settings{})
 	start := time.Date(2024, 8, 16, 0, 0, 0, 0, time.UTC)
 	j := newFakeJob([]workers.Unit{d.DateUnit(start)}, hourRecords(5000, start, 24*time.Hour))
-	j.failAt = 4000
+	j.FailAt = 4000
 	err := d.Deliver(context.Background(), j)
 	if err == nil || !strings.Contains(err.Error(), "stream unavailable") {
 		t.Fatalf("err %v", err)
 	}
-	if len(e.srv.Dates()) != 0 || len(j.done) != 0 {
-		t.Fatalf("stored %v, done %v", e.srv.Dates(), j.done)
+	if len(e.srv.Dates()) != 0 || len(j.DoneKeys) != 0 {
+		t.Fatalf("stored %v, done %v", e.srv.Dates(), j.DoneKeys)
 	}
 }
 
@@ -398,10 +344,4 @@ func TestUploadCancelled(t *testing.T) {
 	if took := time.Since(began); took > time.Second {
 		t.Fatalf("Deliver took %s to see its context end", took)
 	}
-}
-
-func (j *fakeJob) EncodedRecords(ctx context.Context, u workers.Unit, fn func(workers.RecordRef, *messages.UsageRecord, []byte, error) error) error {
-	return workers.EncodeEach(ctx, j.Records, u, func([]byte, *messages.UsageRecord) ([]byte, error) {
-		return nil, errors.New("cloudcruiser does not encode rows ahead")
-	}, fn)
 }

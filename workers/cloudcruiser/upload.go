@@ -10,7 +10,6 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
-	"net/http/httptrace"
 	"net/textproto"
 	"sync"
 	"sync/atomic"
@@ -21,9 +20,6 @@ import (
 )
 
 var (
-	// errStalled is the cause when an upload makes no progress for
-	// http_timeout.
-	errStalled = errors.New("cloudcruiser: no progress within http_timeout")
 	// errAbandoned closes the body's pipe once the answer is in: whatever
 	// the writer meets after it is a consequence, not a cause.
 	errAbandoned = errors.New("cloudcruiser: upload answered or abandoned")
@@ -141,8 +137,11 @@ func (d *Destination) uploadDate(ctx context.Context, job workers.Job, u workers
 		length = c.n
 	}
 
-	actx, wd := withWatchdog(ctx, d.timeout)
-	defer wd.stop()
+	// http_timeout is the attempt's deadline (workers.Attempt), pushed
+	// back by every piece of the file the connection accepts: it bounds a
+	// stall, not the size of the date.
+	actx, wd := workers.NewAttempt(ctx, d.timeout)
+	defer wd.Stop()
 	pr, pw := io.Pipe()
 	url := d.endpoint + date
 	if d.query != "" {
@@ -170,7 +169,7 @@ func (d *Destination) uploadDate(ctx context.Context, job workers.Job, u workers
 		finished  bool // the whole file went into the pipe
 		abandoned bool
 	)
-	out := &sink{w: pw, kick: wd.kick}
+	out := &sink{w: pw, kick: wd.Progress}
 	var stopped atomic.Bool
 	done := make(chan struct{})
 	started := time.Now()
@@ -183,7 +182,7 @@ func (d *Destination) uploadDate(ctx context.Context, job workers.Job, u workers
 		}
 		mu.Unlock()
 		if err == nil {
-			wd.kick() // the whole file is out: the answer gets a full http_timeout
+			wd.Progress() // the whole file is out: the answer gets a full http_timeout
 		}
 		pw.CloseWithError(err)
 	}()
@@ -202,7 +201,7 @@ func (d *Destination) uploadDate(ctx context.Context, job workers.Job, u workers
 		mu.Unlock()
 		stopped.Store(true)
 		pr.CloseWithError(errAbandoned)
-		wd.stop()
+		wd.Stop()
 		select {
 		case <-done:
 		case <-ctx.Done():
@@ -239,7 +238,7 @@ func (d *Destination) uploadDate(ctx context.Context, job workers.Job, u workers
 	switch {
 	case ctx.Err() != nil:
 		return ctx.Err()
-	case errors.Is(context.Cause(actx), errStalled):
+	case wd.Expired():
 		return &workers.Error{Class: workers.ClassTransient, Err: fmt.Errorf("upload of %s: no progress for http_timeout %s (%d bytes sent)", date, d.timeout, out.n)}
 	case cause != nil && !isSink(cause):
 		// The file was cut short: whatever the answer says, it is not
@@ -285,55 +284,4 @@ func newBoundary() string {
 	var b [24]byte
 	_, _ = rand.Read(b[:])
 	return "usagefleet-" + hex.EncodeToString(b[:])
-}
-
-// watchdog cancels an upload that makes no progress for d: it starts when
-// the transport asks for a connection (not while job.Do waits out the
-// destination's cooldown) and is pushed back by every piece of the file
-// the connection accepts.
-type watchdog struct {
-	mu     sync.Mutex
-	d      time.Duration
-	t      *time.Timer
-	cancel context.CancelCauseFunc
-	done   bool
-}
-
-func withWatchdog(ctx context.Context, d time.Duration) (context.Context, *watchdog) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	w := &watchdog{d: d, cancel: cancel}
-	trace := &httptrace.ClientTrace{GetConn: func(string) { w.start() }}
-	return httptrace.WithClientTrace(ctx, trace), w
-}
-
-func (w *watchdog) start() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.done {
-		return
-	}
-	if w.t == nil {
-		w.t = time.AfterFunc(w.d, func() { w.cancel(errStalled) })
-		return
-	}
-	w.t.Reset(w.d)
-}
-
-func (w *watchdog) kick() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.t != nil && !w.done {
-		w.t.Reset(w.d)
-	}
-}
-
-// stop ends the watch and cancels the attempt's context.
-func (w *watchdog) stop() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.t != nil {
-		w.t.Stop()
-	}
-	w.done = true
-	w.cancel(nil)
 }

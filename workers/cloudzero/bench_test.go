@@ -3,14 +3,12 @@ package cloudzero
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/usagefleet/usagefleet/messages"
-	"github.com/usagefleet/usagefleet/workers"
+	"github.com/usagefleet/usagefleet/workers/workerstest"
 )
 
 // go test -run '^$' -bench . -benchmem ./workers/cloudzero/
@@ -38,45 +36,6 @@ func BenchmarkAppendRow(b *testing.B) {
 	b.ReportMetric(float64(bytes)/float64(n), "B/row")
 }
 
-// benchJob serves a month of records indexed by hour and answers every
-// request 200 in memory: it measures mapping, packing and body building.
-type benchJob struct {
-	units  []workers.Unit
-	byHour map[time.Time][]messages.UsageRecord
-	reqs   int
-	bytes  int64
-}
-
-func (j *benchJob) Units() []workers.Unit                                   { return j.units }
-func (j *benchJob) Reject(workers.RecordRef, *messages.UsageRecord, string) { panic("reject") }
-func (j *benchJob) RejectUnit(workers.Unit, string)                         { panic("reject unit") }
-func (j *benchJob) Done(workers.Unit)                                       {}
-func (j *benchJob) Covered() uint64                                         { return 1 }
-func (j *benchJob) Attempt() int                                            { return 0 }
-func (j *benchJob) IdempotencyKey(string, int, []byte) string               { return "k" }
-func (j *benchJob) Log() *slog.Logger                                       { return slog.New(slog.DiscardHandler) }
-
-func (j *benchJob) Records(_ context.Context, u workers.Unit, fn func(workers.RecordRef, *messages.UsageRecord) error) error {
-	recs := j.byHour[u.Start]
-	for i := range recs {
-		if err := fn(workers.RecordRef{Seq: 1, Index: i}, &recs[i]); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (j *benchJob) Do(_ context.Context, req *http.Request) (*http.Response, error) {
-	n, err := io.Copy(io.Discard, req.Body)
-	_ = req.Body.Close()
-	if err != nil {
-		return nil, err
-	}
-	j.reqs++
-	j.bytes += n
-	return &http.Response{StatusCode: 200, Header: http.Header{}, Body: io.NopCloser(strings.NewReader(`{}`)), Request: req}, nil
-}
-
 // BenchmarkPackMonth packs a 30-day month of 100 varied records an hour
 // (72,000 records, ~35 MB of rows) into replace_hourly bodies of 5 MB.
 func BenchmarkPackMonth(b *testing.B) {
@@ -85,33 +44,43 @@ func BenchmarkPackMonth(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	j := &benchJob{byHour: map[time.Time][]messages.UsageRecord{}}
+	// The job serves a month of records and answers every request 200 in
+	// memory: the benchmark measures mapping, packing and body building.
+	var reqs, bytes int64
+	j := &workerstest.Job{Seq: 1, Encode: AppendRow, ForgetDone: true, Send: func(req *http.Request) (*http.Response, error) {
+		n, err := io.Copy(io.Discard, req.Body)
+		_ = req.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		reqs++
+		bytes += n
+		return &http.Response{StatusCode: 200, Header: http.Header{}, Body: io.NopCloser(strings.NewReader(`{}`)), Request: req}, nil
+	}}
 	proto := variedRecords(perHour)
 	for h := 0; h < 30*24; h++ {
 		hour := time.Date(2024, 8, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(h) * time.Hour)
-		j.units = append(j.units, hourUnit(hour))
-		recs := make([]messages.UsageRecord, perHour)
-		for i := range recs {
-			recs[i] = proto[i]
-			recs[i].ChargePeriodStart = hour.Add(time.Duration(i) * time.Second)
-			recs[i].ChargePeriodEnd = recs[i].ChargePeriodStart.Add(time.Hour)
+		j.UnitList = append(j.UnitList, hourUnit(hour))
+		for i := range perHour {
+			r := proto[i]
+			r.ChargePeriodStart = hour.Add(time.Duration(i) * time.Second)
+			r.ChargePeriodEnd = r.ChargePeriodStart.Add(time.Hour)
+			j.Recs = append(j.Recs, r)
 		}
-		j.byHour[hour] = recs
 	}
 	records := 0
 	b.ReportAllocs()
 	for b.Loop() {
-		j.reqs, j.bytes = 0, 0
+		reqs, bytes = 0, 0
 		if err := d.Deliver(context.Background(), j); err != nil {
 			b.Fatal(err)
 		}
 		records += 30 * 24 * perHour
 	}
-	b.SetBytes(j.bytes)
+	if len(j.Rejects) != 0 || len(j.UnitRejects) != 0 {
+		b.Fatalf("rejected: %v %v", j.Rejects, j.UnitRejects)
+	}
+	b.SetBytes(bytes)
 	b.ReportMetric(float64(records)/b.Elapsed().Seconds(), "records/s")
-	b.ReportMetric(float64(j.reqs), "requests/month")
-}
-
-func (j *benchJob) EncodedRecords(ctx context.Context, u workers.Unit, fn func(workers.RecordRef, *messages.UsageRecord, []byte, error) error) error {
-	return workers.EncodeEach(ctx, j.Records, u, AppendRow, fn)
+	b.ReportMetric(float64(reqs), "requests/month")
 }

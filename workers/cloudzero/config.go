@@ -3,7 +3,6 @@ package cloudzero
 import (
 	"fmt"
 	"net/url"
-	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -63,31 +62,11 @@ func init() { workers.Register(Type, factory) }
 // factory builds a destination from its `settings:` node; key is the
 // node's path in the file, used in every error.
 func factory(name string, node *yaml.Node, key string) (workers.Destination, error) {
-	if err := refuseLiteralKey(node, key); err != nil {
-		return nil, err
-	}
 	var s Settings
-	if err := config.Decode(node, &s, key); err != nil {
+	if err := workers.DecodeSettings(node, key, &s, "api_key", "key"); err != nil {
 		return nil, err
 	}
 	return newDestination(name, s, key)
-}
-
-// refuseLiteralKey refuses `api_key: <the key>` before decoding: the YAML
-// decoder would quote the value in its type error, and the key must appear
-// in no error.
-func refuseLiteralKey(node *yaml.Node, key string) error {
-	if node == nil || node.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(node.Content); i += 2 {
-		k, v := node.Content[i], node.Content[i+1]
-		if k.Value == "api_key" && v.Kind == yaml.ScalarNode && v.Tag != "!!null" {
-			return &config.Error{Key: key + ".api_key", Line: v.Line,
-				Msg: "a literal key is not accepted: set env (a variable name) or file (a path)"}
-		}
-	}
-	return nil
 }
 
 // New builds a destination from settings given in code. Errors name keys
@@ -119,15 +98,11 @@ func newDestination(name string, s Settings, key string) (*Destination, error) {
 	if !validConnectionID(d.conn) {
 		return nil, config.Errorf(key+".connection_id", "%q: want 1-128 of A-Z a-z 0-9 _ . = -", d.conn)
 	}
-	base := s.BaseURL
-	if base == "" {
-		base = DefaultBaseURL
+	base, err := workers.BaseURL(s.BaseURL, DefaultBaseURL, key+".base_url")
+	if err != nil {
+		return nil, err
 	}
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return nil, config.Errorf(key+".base_url", "%q: want an http(s) URL with a host and no query, fragment or credentials", base)
-	}
-	d.endpoint = strings.TrimRight(base, "/") + "/v2/connections/billing/anycost/" + url.PathEscape(d.conn) + "/billing_drops"
+	d.endpoint = base + "/v2/connections/billing/anycost/" + url.PathEscape(d.conn) + "/billing_drops"
 	switch {
 	case d.maxBody == 0:
 		d.maxBody = DefaultMaxBodyBytes

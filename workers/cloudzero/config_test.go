@@ -8,30 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
-	"github.com/usagefleet/usagefleet/workers"
+	"github.com/usagefleet/usagefleet/workers/workerstest"
 )
-
-func settingsNode(t *testing.T, doc string) *yaml.Node {
-	t.Helper()
-	var n yaml.Node
-	if err := yaml.Unmarshal([]byte(doc), &n); err != nil {
-		t.Fatal(err)
-	}
-	if len(n.Content) == 0 {
-		return nil
-	}
-	return n.Content[0]
-}
 
 func build(t *testing.T, doc string) (*Destination, error) {
 	t.Helper()
-	f, ok := workers.Lookup(Type)
-	if !ok {
-		t.Fatal("cloudzero is not registered")
-	}
-	d, err := f("cz", settingsNode(t, doc), "destinations[0].settings")
+	d, err := workerstest.Build(t, Type, "cz", doc)
 	if err != nil {
 		return nil, err
 	}

@@ -27,8 +27,8 @@ func mustDeliver(t *testing.T, d *Destination, j *fakeJob) {
 	if err := deliver(t, d, j); err != nil {
 		t.Fatalf("Deliver: %v", err)
 	}
-	if len(j.rejects) > 0 || len(j.unitRejects) > 0 {
-		t.Fatalf("unexpected rejections: %v %v", j.rejects, j.unitRejects)
+	if len(j.Rejects) > 0 || len(j.UnitRejects) > 0 {
+		t.Fatalf("unexpected rejections: %v %v", j.Rejects, j.UnitRejects)
 	}
 	checkDone(t, j)
 }
@@ -36,16 +36,16 @@ func mustDeliver(t *testing.T, d *Destination, j *fakeJob) {
 // checkDone checks that every unit not refused was reported Done.
 func checkDone(t *testing.T, j *fakeJob) {
 	t.Helper()
-	if j.append {
-		if len(j.done) != 0 {
-			t.Fatalf("Done called for an Append job: %v", j.done)
+	if j.Append {
+		if len(j.DoneKeys) != 0 {
+			t.Fatalf("Done called for an Append job: %v", j.DoneKeys)
 		}
 		return
 	}
-	for _, u := range j.units {
-		_, refused := j.unitRejects[u.Key]
-		if slices.Contains(j.done, u.Key) == refused {
-			t.Fatalf("unit %s: done %v, refused %v (done: %v)", u.Key, !refused, refused, j.done)
+	for _, u := range j.UnitList {
+		_, refused := j.UnitRejects[u.Key]
+		if slices.Contains(j.DoneKeys, u.Key) == refused {
+			t.Fatalf("unit %s: done %v, refused %v (done: %v)", u.Key, !refused, refused, j.DoneKeys)
 		}
 	}
 }
@@ -87,7 +87,7 @@ func TestSmallMonthOneRequest(t *testing.T) {
 		t.Fatalf("requests = %v, want one replace_hourly", got)
 	}
 	checkTotals(t, s, expectTotals(recs))
-	month, rows := requestRows(t, j.sent[0].body)
+	month, rows := requestRows(t, j.Sent[0].Body)
 	if month != "2024-08-01T00:00:00Z" || len(rows) != len(recs) {
 		t.Fatalf("month %q with %d rows", month, len(rows))
 	}
@@ -123,15 +123,15 @@ func TestMonthSplitsOnHourBoundaries(t *testing.T) {
 	s.Reset()
 	mustDeliver(t, d, newFakeJob(hourUnits(hours...), old)) // state before the new rebuild
 	j := newFakeJob(hourUnits(hours...), recs)
-	j.attempt = 1
+	j.Try = 1
 	mustDeliver(t, d, j)
 
 	checkTotals(t, s, expectTotals(recs))
 	if max := s.MaxBodySeen(); max > limit {
 		t.Fatalf("largest body %d > limit %d", max, limit)
 	}
-	if len(j.sent) < 3 {
-		t.Fatalf("%d requests; want the month split", len(j.sent))
+	if len(j.Sent) < 3 {
+		t.Fatalf("%d requests; want the month split", len(j.Sent))
 	}
 	// Whole hours: no hour in two requests, every request replace_hourly,
 	// and each request as full as whole hours allow.
@@ -141,14 +141,14 @@ func TestMonthSplitsOnHourBoundaries(t *testing.T) {
 		firstHour int // bytes the next request's first hour would add
 	}
 	var reqs []req
-	for i, sb := range j.sent {
-		if sb.op != "replace_hourly" {
-			t.Fatalf("request %d is %s", i, sb.op)
+	for i, sb := range j.Sent {
+		if sb.Label != "replace_hourly" {
+			t.Fatalf("request %d is %s", i, sb.Label)
 		}
-		if len(sb.body) > limit {
-			t.Fatalf("request %d: %d bytes", i, len(sb.body))
+		if len(sb.Body) > limit {
+			t.Fatalf("request %d: %d bytes", i, len(sb.Body))
 		}
-		_, rows := requestRows(t, sb.body)
+		_, rows := requestRows(t, sb.Body)
 		first := rowHour(t, rows[0])
 		add := 0
 		for _, r := range rows {
@@ -161,7 +161,7 @@ func TestMonthSplitsOnHourBoundaries(t *testing.T) {
 				add += len(r) + 1 // the row and its comma
 			}
 		}
-		reqs = append(reqs, req{len(sb.body), add})
+		reqs = append(reqs, req{len(sb.Body), add})
 	}
 	for i := 0; i+1 < len(reqs); i++ {
 		if reqs[i].size+reqs[i+1].firstHour <= limit {
@@ -183,7 +183,7 @@ func TestHourOverLimitReplaceThenSum(t *testing.T) {
 	recs = append(recs, hourRecords(h11, 150, 150, "3")...) // ~3.5 bodies
 	recs = append(recs, hourRecords(h12, 5, 100, "2")...)
 	j := newFakeJob(hourUnits(h10, h11, h12), recs)
-	j.attempt = 1
+	j.Try = 1
 	mustDeliver(t, d, j)
 
 	checkTotals(t, s, expectTotals(recs))
@@ -200,9 +200,9 @@ func TestHourOverLimitReplaceThenSum(t *testing.T) {
 		}
 	}
 	// Hour 11's parts are each as full as the limit allows.
-	for i, sb := range j.sent[1 : len(j.sent)-2] {
-		if len(sb.body) < limit-600 {
-			t.Errorf("part %d of hour 11 is %d bytes: not packed", i, len(sb.body))
+	for i, sb := range j.Sent[1 : len(j.Sent)-2] {
+		if len(sb.Body) < limit-600 {
+			t.Errorf("part %d of hour 11 is %d bytes: not packed", i, len(sb.Body))
 		}
 	}
 	t.Logf("requests: %v", ops(s))
@@ -227,18 +227,18 @@ func TestBisectOn413(t *testing.T) {
 	if err := deliver(t, d, j); err != nil {
 		t.Fatalf("Deliver: %v", err)
 	}
-	if len(j.rejects) != 1 || j.rejects[0].ref.Index != len(recs)-1 || !strings.Contains(j.rejects[0].reason, "too large") {
-		t.Fatalf("rejects = %+v, want the huge row alone", j.rejects)
+	if len(j.Rejects) != 1 || j.Rejects[0].Ref.Index != len(recs)-1 || !strings.Contains(j.Rejects[0].Reason, "too large") {
+		t.Fatalf("rejects = %+v, want the huge row alone", j.Rejects)
 	}
-	if len(j.unitRejects) != 0 {
-		t.Fatalf("unit rejects = %v", j.unitRejects)
+	if len(j.UnitRejects) != 0 {
+		t.Fatalf("unit rejects = %v", j.UnitRejects)
 	}
 	checkTotals(t, s, expectTotals(recs[:len(recs)-1]))
 	checkDone(t, j)
 	// The unit of the refused row is settled only after the row is rejected.
 	h2 := hourUnit(hourAt(16, 2)).Key
-	if ri, di := slices.Index(j.events, "reject "+h2), slices.Index(j.events, "done "+h2); ri < 0 || di < ri {
-		t.Fatalf("events %v: %s done before its refused row was rejected", j.events, h2)
+	if ri, di := slices.Index(j.Events, "reject "+h2), slices.Index(j.Events, "done "+h2); ri < 0 || di < ri {
+		t.Fatalf("events %v: %s done before its refused row was rejected", j.Events, h2)
 	}
 	var n413 int
 	for _, op := range ops(s) {
@@ -259,7 +259,7 @@ func TestBisectSingleHourKeepsReplaceFirst(t *testing.T) {
 	mustDeliver(t, d, newFakeJob(hourUnits(h), hourRecords(h, 3, 10, "50")))
 	recs := hourRecords(h, 40, 150, "2")
 	j := newFakeJob(hourUnits(h), recs)
-	j.attempt = 1
+	j.Try = 1
 	mustDeliver(t, d, j)
 	checkTotals(t, s, expectTotals(recs))
 	var applied []string
@@ -287,13 +287,13 @@ func TestRefused400RejectsThatUnitOnly(t *testing.T) {
 	recs = append(recs, bad...)
 	recs = append(recs, hourRecords(h12, 8, 200, "3")...)
 	j := newFakeJob(hourUnits(h10, h11, h12), recs)
-	j.attempt = 1
+	j.Try = 1
 	if err := deliver(t, d, j); err != nil {
 		t.Fatalf("Deliver: %v", err)
 	}
-	reason, ok := j.unitRejects[hourUnit(h11).Key]
-	if len(j.unitRejects) != 1 || !ok || !strings.Contains(reason, "negative") || !strings.Contains(reason, "400") {
-		t.Fatalf("unit rejects = %v, want %s with the API's message", j.unitRejects, hourUnit(h11).Key)
+	reason, ok := j.UnitRejects[hourUnit(h11).Key]
+	if len(j.UnitRejects) != 1 || !ok || !strings.Contains(reason, "negative") || !strings.Contains(reason, "400") {
+		t.Fatalf("unit rejects = %v, want %s with the API's message", j.UnitRejects, hourUnit(h11).Key)
 	}
 	want := expectTotals(slices.Concat(recs[:8], recs[16:]))
 	// Hour 11 is cleared: neither its old upload nor part of the new one.
@@ -303,8 +303,8 @@ func TestRefused400RejectsThatUnitOnly(t *testing.T) {
 	if len(rows) != 1 || rows[0]["lineitem/id"] != PlaceholderLineItemID {
 		t.Fatalf("hour 11 holds %v, want the placeholder", rows)
 	}
-	if !strings.Contains(j.logs.text(), "refused") {
-		t.Fatalf("no warning logged:\n%s", j.logs.text())
+	if !strings.Contains(j.Logs.Text(), "refused") {
+		t.Fatalf("no warning logged:\n%s", j.Logs.Text())
 	}
 }
 
@@ -318,8 +318,8 @@ func TestRefused400PartWayThroughAnHour(t *testing.T) {
 	if err := deliver(t, d, j); err != nil {
 		t.Fatalf("Deliver: %v", err)
 	}
-	if _, ok := j.unitRejects[hourUnit(h).Key]; !ok {
-		t.Fatalf("unit rejects = %v", j.unitRejects)
+	if _, ok := j.UnitRejects[hourUnit(h).Key]; !ok {
+		t.Fatalf("unit rejects = %v", j.UnitRejects)
 	}
 	// The parts sent before the refusal are gone too.
 	checkTotals(t, s, expectTotals(nil), h)
@@ -341,10 +341,10 @@ func TestForbiddenIsAuth(t *testing.T) {
 	if we.Class != workers.ClassAuth || we.Status != http.StatusForbidden {
 		t.Fatalf("err = %v, want ClassAuth 403", err)
 	}
-	if strings.Contains(err.Error(), testKey) || strings.Contains(j.logs.text(), testKey) {
+	if strings.Contains(err.Error(), testKey) || strings.Contains(j.Logs.Text(), testKey) {
 		t.Fatal("the key leaked into the error or the log")
 	}
-	if len(j.rejects)+len(j.unitRejects) != 0 {
+	if len(j.Rejects)+len(j.UnitRejects) != 0 {
 		t.Fatal("an auth failure must not reject data")
 	}
 }
@@ -381,7 +381,7 @@ func TestTransientFailures(t *testing.T) {
 			if we.Class != workers.ClassTransient || we.Status != tt.rule.Code || we.RetryAfter != tt.after {
 				t.Fatalf("err = %+v, want ClassTransient %d RetryAfter %s", we, tt.rule.Code, tt.after)
 			}
-			if len(j.rejects)+len(j.unitRejects) != 0 {
+			if len(j.Rejects)+len(j.UnitRejects) != 0 {
 				t.Fatal("a transient failure must not reject data")
 			}
 		})
@@ -422,16 +422,16 @@ func TestEmptyHourPlaceholderClearsIt(t *testing.T) {
 	}
 	keep := hourRecords(h3, 2, 10, "4")
 	j := newFakeJob(hourUnits(h1, h2, h3), slices.Concat(bad, keep))
-	j.attempt = 1
+	j.Try = 1
 	if err := deliver(t, d, j); err != nil {
 		t.Fatal(err)
 	}
-	if len(j.rejects) != 3 {
-		t.Fatalf("rejects = %v, want the three cost-less records", j.rejects)
+	if len(j.Rejects) != 3 {
+		t.Fatalf("rejects = %v, want the three cost-less records", j.Rejects)
 	}
-	for _, r := range j.rejects {
-		if !strings.Contains(r.reason, "cost/cost") {
-			t.Fatalf("reason %q does not name the column", r.reason)
+	for _, r := range j.Rejects {
+		if !strings.Contains(r.Reason, "cost/cost") {
+			t.Fatalf("reason %q does not name the column", r.Reason)
 		}
 	}
 	checkTotals(t, s, expectTotals(keep), h1, h2)
@@ -457,8 +457,8 @@ func TestRowTooLargeForOurLimitRejectedAlone(t *testing.T) {
 	if err := deliver(t, d, j); err != nil {
 		t.Fatal(err)
 	}
-	if len(j.rejects) != 1 || j.rejects[0].ref.Index != 1 || !strings.Contains(j.rejects[0].reason, "max_body_bytes") {
-		t.Fatalf("rejects = %+v", j.rejects)
+	if len(j.Rejects) != 1 || j.Rejects[0].Ref.Index != 1 || !strings.Contains(j.Rejects[0].Reason, "max_body_bytes") {
+		t.Fatalf("rejects = %+v", j.Rejects)
 	}
 	checkTotals(t, s, expectTotals([]messages.UsageRecord{recs[0], recs[2]}))
 	checkDone(t, j)
@@ -472,7 +472,7 @@ func TestReplaceDrop(t *testing.T) {
 	mustDeliver(t, d, newFakeJob([]workers.Unit{m}, old))
 	recs := slices.Concat(hourRecords(hourAt(16, 2), 5, 10, "1"), hourRecords(hourAt(20, 7), 5, 10, "2"))
 	j := newFakeJob([]workers.Unit{m}, recs)
-	j.attempt = 1
+	j.Try = 1
 	mustDeliver(t, d, j)
 	if got := ops(s); !slices.Equal(got, []string{"replace_drop:200", "replace_drop:200"}) {
 		t.Fatalf("requests = %v", got)
@@ -494,7 +494,7 @@ func TestReplaceDropOverLimit(t *testing.T) {
 		recs = append(recs, hourRecords(hourAt(day, day%24), 6, 120, "1")...)
 	}
 	j := newFakeJob([]workers.Unit{m}, recs)
-	j.attempt = 1
+	j.Try = 1
 	mustDeliver(t, d, j)
 	checkTotals(t, s, expectTotals(recs))
 	got := ops(s)[1:]
@@ -530,15 +530,15 @@ func TestSumMode(t *testing.T) {
 	h := hourAt(16, 8)
 	part1, part2 := hourRecords(h, 20, 100, "1"), hourRecords(h, 3, 10, "2")
 	j1 := newFakeJob(nil, part1)
-	j1.append = true
+	j1.Append = true
 	mustDeliver(t, d, j1)
 	// The same part again (a retry after a lost answer): CloudZero replays
 	// the stored answers for the same keys and bodies.
 	j1b := newFakeJob(nil, part1)
-	j1b.append, j1b.attempt = true, 3
+	j1b.Append, j1b.Try = true, 3
 	mustDeliver(t, d, j1b)
 	j2 := newFakeJob(nil, part2)
-	j2.append, j2.covered = true, 43
+	j2.Append, j2.Seq = true, 43
 	mustDeliver(t, d, j2)
 	checkTotals(t, s, expectTotals(slices.Concat(part1, part2)))
 	replayed := 0
@@ -550,8 +550,8 @@ func TestSumMode(t *testing.T) {
 			t.Fatalf("request %+v is not sum", r)
 		}
 	}
-	if replayed != len(j1.sent) {
-		t.Fatalf("%d requests replayed, want the %d of the repeated part", replayed, len(j1.sent))
+	if replayed != len(j1.Sent) {
+		t.Fatalf("%d requests replayed, want the %d of the repeated part", replayed, len(j1.Sent))
 	}
 	if _, reuse := s.Violations(); reuse != 0 {
 		t.Fatalf("%d idempotency key reuses", reuse)
@@ -564,18 +564,18 @@ func TestSumModeRefusedRecords(t *testing.T) {
 	recs := hourRecords(hourAt(16, 8), 20, 60, "1")
 	recs[15].BilledCost = messages.MustDecimal("-2")
 	j := newFakeJob(nil, recs)
-	j.append = true
+	j.Append = true
 	if err := deliver(t, d, j); err != nil {
 		t.Fatal(err)
 	}
-	if len(j.rejects) == 0 || len(j.unitRejects) != 0 {
-		t.Fatalf("rejects %d, unit rejects %v", len(j.rejects), j.unitRejects)
+	if len(j.Rejects) == 0 || len(j.UnitRejects) != 0 {
+		t.Fatalf("rejects %d, unit rejects %v", len(j.Rejects), j.UnitRejects)
 	}
 	rejected := map[int]bool{}
-	for _, r := range j.rejects {
-		rejected[r.ref.Index] = true
-		if !strings.Contains(r.reason, "negative") {
-			t.Fatalf("reason %q", r.reason)
+	for _, r := range j.Rejects {
+		rejected[r.Ref.Index] = true
+		if !strings.Contains(r.Reason, "negative") {
+			t.Fatalf("reason %q", r.Reason)
 		}
 	}
 	if !rejected[15] {
@@ -598,7 +598,7 @@ func TestRetriedJobUsesNewKeys(t *testing.T) {
 	recs := hourRecords(h, 60, 100, "1") // several parts: replace_hourly, sum...
 	for attempt := 0; ; attempt++ {
 		j := newFakeJob(hourUnits(h), recs)
-		j.attempt = attempt
+		j.Try = attempt
 		err := deliver(t, d, j)
 		if err == nil {
 			break
@@ -630,8 +630,8 @@ func TestMonthUsageAndWarning(t *testing.T) {
 	if rows != 13 || bytes != wantBytes {
 		t.Fatalf("MonthUsage = %d rows %d bytes, want 13 rows %d bytes", rows, bytes, wantBytes)
 	}
-	if !strings.Contains(j.logs.text(), "nearing the AnyCost Stream limits") {
-		t.Fatalf("no warning:\n%s", j.logs.text())
+	if !strings.Contains(j.Logs.Text(), "nearing the AnyCost Stream limits") {
+		t.Fatalf("no warning:\n%s", j.Logs.Text())
 	}
 	// Replacing an hour replaces its count.
 	j2 := newFakeJob(hourUnits(h2), hourRecords(h2, 2, 10, "1"))
@@ -663,19 +663,19 @@ func TestDoneBeforeAFailure(t *testing.T) {
 		hourRecords(h3, 30, 200, "3"), hourRecords(h4, 8, 200, "4")) // hour 3 takes several requests
 	j := newFakeJob(hourUnits(h1, h2, h3, h4), recs)
 	n := 0
-	j.do = func(req *http.Request) (*http.Response, error) {
+	j.Send = func(req *http.Request) (*http.Response, error) {
 		n++
 		if n == 4 { // the second part of hour 3
 			return &http.Response{StatusCode: 503, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
 		}
-		return j.client.Do(req)
+		return j.Client.Do(req)
 	}
 	err := deliver(t, d, j)
 	if we := classOf(t, err); we.Class != workers.ClassTransient {
 		t.Fatalf("err = %v", err)
 	}
-	if want := []string{hourUnit(h1).Key, hourUnit(h2).Key}; !slices.Equal(j.done, want) {
-		t.Fatalf("done = %v, want %v: hour 3 is half sent, hour 4 not sent", j.done, want)
+	if want := []string{hourUnit(h1).Key, hourUnit(h2).Key}; !slices.Equal(j.DoneKeys, want) {
+		t.Fatalf("done = %v, want %v: hour 3 is half sent, hour 4 not sent", j.DoneKeys, want)
 	}
 	t.Logf("requests: %v", ops(s))
 }
@@ -690,7 +690,7 @@ func TestMixedUnitsAfterAModeChange(t *testing.T) {
 	h1, h20 := hourAt(1, 0), hourAt(20, 5)
 	recs := slices.Concat(hourRecords(h1, 12, 100, "1"), hourRecords(hourAt(10, 3), 12, 100, "2"), hourRecords(h20, 12, 100, "3"))
 	j := newFakeJob([]workers.Unit{hourUnit(h20), hourUnit(h1), m}, recs)
-	j.attempt = 1
+	j.Try = 1
 	mustDeliver(t, d, j)
 	checkTotals(t, s, expectTotals(recs)) // day 9 is gone with the month
 	got := ops(s)[1:]

@@ -1,20 +1,11 @@
 package cloudzero
 
 import (
-	"bytes"
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +15,7 @@ import (
 	sandbox "github.com/usagefleet/usagefleet/internal/sandbox/cloudzero"
 	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/workers"
+	"github.com/usagefleet/usagefleet/workers/workerstest"
 )
 
 const (
@@ -98,156 +90,28 @@ func hourRecords(hour time.Time, n, pad int, cost string) []messages.UsageRecord
 
 func hourAt(day, h int) time.Time { return time.Date(2024, 8, day, h, 0, 0, 0, time.UTC) }
 
-type rejection struct {
-	ref    workers.RecordRef
-	rec    messages.UsageRecord
-	reason string
-}
-
-type sentBody struct {
-	op   string
-	body []byte
-}
-
-// fakeJob is a test double of workers.Job for unit tests of packing: it
-// serves records from memory, records Reject and RejectUnit, and sends with
-// a plain http.Client (or do, when set).
-type fakeJob struct {
-	units   []workers.Unit
-	recs    []messages.UsageRecord
-	append  bool // an Append job: Records ignores the unit
-	attempt int
-	covered uint64
-	client  *http.Client
-	do      func(*http.Request) (*http.Response, error)
-
-	mu          sync.Mutex
-	rejects     []rejection
-	unitRejects map[string]string
-	done        []string // unit keys reported Done, in order
-	events      []string // "reject <unit key>", "done <unit key>", in order
-	sent        []sentBody
-	streams     int
-	logs        *logCapture
-}
+// fakeJob is the shared fake workers.Job (workerstest.Job) set up as the
+// packing tests want it: bodies kept and labelled with their operation,
+// rows encoded with AppendRow, rejections written down under their hour.
+type fakeJob = workerstest.Job
 
 func newFakeJob(units []workers.Unit, recs []messages.UsageRecord) *fakeJob {
-	return &fakeJob{
-		units: units, recs: recs, covered: 42,
-		client:      &http.Client{Timeout: 10 * time.Second},
-		unitRejects: map[string]string{},
-		logs:        &logCapture{},
-	}
+	j := workerstest.New(units, recs)
+	j.Seq = 42
+	j.KeepBodies = true
+	j.Label = operationOf
+	j.Encode = AppendRow
+	j.UnitKey = func(r *messages.UsageRecord) string { return hourUnit(r.ChargePeriodStart).Key }
+	return j
 }
 
-func (j *fakeJob) Units() []workers.Unit { return j.units }
-func (j *fakeJob) Covered() uint64       { return j.covered }
-func (j *fakeJob) Attempt() int          { return j.attempt }
-func (j *fakeJob) Log() *slog.Logger     { return slog.New(j.logs) }
-
-func (j *fakeJob) Records(ctx context.Context, u workers.Unit, fn func(workers.RecordRef, *messages.UsageRecord) error) error {
-	j.mu.Lock()
-	j.streams++
-	j.mu.Unlock()
-	for i := range j.recs {
-		if !j.append && !u.Contains(j.recs[i].ChargePeriodStart) {
-			continue
-		}
-		r := j.recs[i] // a copy: fn must not keep it
-		if err := fn(workers.RecordRef{Seq: 1, Index: i}, &r); err != nil {
-			return err
-		}
-	}
-	return ctx.Err()
-}
-
-func (j *fakeJob) Reject(ref workers.RecordRef, r *messages.UsageRecord, reason string) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	j.rejects = append(j.rejects, rejection{ref, *r, reason})
-	j.events = append(j.events, "reject "+hourUnit(r.ChargePeriodStart).Key)
-}
-
-func (j *fakeJob) RejectUnit(u workers.Unit, reason string) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	j.unitRejects[u.Key] = reason
-}
-
-func (j *fakeJob) Done(u workers.Unit) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if slices.Contains(j.done, u.Key) {
-		panic("Done twice for " + u.Key)
-	}
-	j.done = append(j.done, u.Key)
-	j.events = append(j.events, "done "+u.Key)
-}
-
-// IdempotencyKey derives the key as the pool does: an Append part keeps its
-// keys across attempts.
-func (j *fakeJob) IdempotencyKey(scope string, chunk int, body []byte) string {
-	attempt := j.attempt
-	if j.append {
-		attempt = 0
-	}
-	h := sha256.New()
-	fmt.Fprintf(h, "cz\x00%s\x00%d\x00%d\x00%d\x00", scope, j.covered, attempt, chunk)
-	bh := sha256.Sum256(body)
-	h.Write(bh[:])
-	return "uf-" + hex.EncodeToString(h.Sum(nil)[:20])
-}
-
-func (j *fakeJob) Do(ctx context.Context, req *http.Request) (*http.Response, error) {
-	body, err := io.ReadAll(req.Body)
-	_ = req.Body.Close() // as a transport does: the sender waits for it
-	if err != nil {
-		return nil, err
-	}
+// operationOf is the operation of a billing drop body.
+func operationOf(body []byte) string {
 	var env struct {
 		Operation string `json:"operation"`
 	}
 	_ = json.Unmarshal(body, &env)
-	j.mu.Lock()
-	j.sent = append(j.sent, sentBody{env.Operation, body})
-	j.mu.Unlock()
-	req.Body = io.NopCloser(bytes.NewReader(body))
-	if j.do != nil {
-		return j.do(req)
-	}
-	return j.client.Do(req)
-}
-
-// logCapture is a slog handler keeping records for assertions.
-type logCapture struct {
-	mu   sync.Mutex
-	recs []slog.Record
-}
-
-func (c *logCapture) Enabled(context.Context, slog.Level) bool { return true }
-func (c *logCapture) Handle(_ context.Context, r slog.Record) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.recs = append(c.recs, r.Clone())
-	return nil
-}
-func (c *logCapture) WithAttrs([]slog.Attr) slog.Handler { return c }
-func (c *logCapture) WithGroup(string) slog.Handler      { return c }
-
-// text renders every record, attributes included, for searching.
-func (c *logCapture) text() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var b strings.Builder
-	for _, r := range c.recs {
-		b.WriteString(r.Level.String() + " " + r.Message)
-		r.Attrs(func(a slog.Attr) bool {
-			b.WriteString(" " + a.String())
-			return true
-		})
-		b.WriteString("\n")
-	}
-	return b.String()
+	return env.Operation
 }
 
 // emulator starts the CloudZero sandbox on loopback.
@@ -343,7 +207,3 @@ func classOf(t *testing.T, err error) *workers.Error {
 
 func newSecret() config.Secret                   { return config.NewSecret(testKey) }
 func durationOf(d time.Duration) config.Duration { return config.Duration(d) }
-
-func (j *fakeJob) EncodedRecords(ctx context.Context, u workers.Unit, fn func(workers.RecordRef, *messages.UsageRecord, []byte, error) error) error {
-	return workers.EncodeEach(ctx, j.Records, u, AppendRow, fn)
-}

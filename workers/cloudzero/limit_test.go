@@ -32,15 +32,15 @@ func TestMonthOver5MBAtTheDefaultLimit(t *testing.T) {
 	checkTotals(t, s, expectTotals(recs))
 	total := 0
 	seen := map[string]int{}
-	for i, sb := range j.sent {
-		total += len(sb.body)
-		if sb.op != "replace_hourly" {
-			t.Fatalf("request %d is %s", i, sb.op)
+	for i, sb := range j.Sent {
+		total += len(sb.Body)
+		if sb.Label != "replace_hourly" {
+			t.Fatalf("request %d is %s", i, sb.Label)
 		}
-		if len(sb.body) > 5_000_000 {
-			t.Fatalf("request %d: %d bytes, over 5,000,000", i, len(sb.body))
+		if len(sb.Body) > 5_000_000 {
+			t.Fatalf("request %d: %d bytes, over 5,000,000", i, len(sb.Body))
 		}
-		_, rows := requestRows(t, sb.body)
+		_, rows := requestRows(t, sb.Body)
 		for _, r := range rows {
 			h := rowHour(t, r)
 			if prev, ok := seen[h]; ok && prev != i {
@@ -49,8 +49,8 @@ func TestMonthOver5MBAtTheDefaultLimit(t *testing.T) {
 			seen[h] = i
 		}
 	}
-	if total <= 5_000_000 || len(j.sent) < 2 {
-		t.Fatalf("%d bytes in %d requests: the month is not over the limit", total, len(j.sent))
+	if total <= 5_000_000 || len(j.Sent) < 2 {
+		t.Fatalf("%d bytes in %d requests: the month is not over the limit", total, len(j.Sent))
 	}
 	for _, op := range ops(s) {
 		if op != "replace_hourly:200" {
@@ -60,5 +60,5 @@ func TestMonthOver5MBAtTheDefaultLimit(t *testing.T) {
 	if max := s.MaxBodySeen(); max > 5_000_000 {
 		t.Fatalf("the emulator saw a %d-byte body", max)
 	}
-	t.Logf("%d bytes of month in %d requests, largest %d", total, len(j.sent), s.MaxBodySeen())
+	t.Logf("%d bytes of month in %d requests, largest %d", total, len(j.Sent), s.MaxBodySeen())
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/workers"
+	"github.com/usagefleet/usagefleet/workers/chunk"
 )
 
 // Operations of a billing drop [DOC].
@@ -72,7 +73,8 @@ type rowDrop struct {
 // packer builds and sends the requests of one job. Memory is bounded by the
 // body limit: buf holds at most one body's worth of rows (whole earlier
 // units waiting for company, then the unit being streamed), plus the row
-// that did not fit.
+// that did not fit. Where a body ends is chunk.Packer's call (pk): each
+// unit is a group of it, so whole hours waiting go before an hour is split.
 //
 // Rows in buf are each preceded by a comma, so any run of rows is a slice
 // of buf and its body is envelope + run minus the first comma. buf starts
@@ -90,8 +92,8 @@ type packer struct {
 	segs      []segment
 	buf       []byte
 	rows      []rowMeta
-	cur       int // rows[cur:] belong to the unit being streamed; rows[:cur] are whole earlier units
-	chunk     int // requests so far in this job: the idempotency chunk index
+	pk        chunk.Packer // sizes of rows: rows[pk.Grouped():] belong to the unit being streamed, rows[:pk.Grouped()] are whole earlier units
+	chunk     int          // requests so far in this job: the idempotency chunk index
 	drops     []rowDrop
 	dig, open []byte // scratch for digest and sendRows
 }
@@ -130,7 +132,8 @@ func (p *packer) startMonth(month time.Time, scope string) {
 	if p.buf == nil {
 		p.buf = getBody(min(p.d.maxBody, 1<<20) + headRoom)
 	}
-	p.buf, p.rows, p.cur = p.buf[:headRoom], p.rows[:0], 0
+	p.buf, p.rows = p.buf[:headRoom], p.rows[:0]
+	p.pk.Reset(p.d.maxBody, 0, 1) // the envelope follows the operation: see full
 }
 
 // replaceMonth replaces units (all in month, in time order).
@@ -209,10 +212,10 @@ func (p *packer) streamUnit(ctx context.Context, si int) error {
 	s := &p.segs[si]
 	s.finished = true
 	if s.rejected {
-		p.dropFrom(p.cur)
+		p.dropFrom(p.pk.Grouped())
 		return nil
 	}
-	if !s.replaced && len(p.rows) == p.cur {
+	if !s.replaced && len(p.rows) == p.pk.Grouped() {
 		// No deliverable record: replace the unit with the placeholder.
 		if err := p.addPlaceholder(ctx, si); err != nil {
 			return err
@@ -229,7 +232,7 @@ func (p *packer) beginUnit(ctx context.Context, si int) error {
 			return err
 		}
 	}
-	p.cur = len(p.rows)
+	p.pk.Group()
 	return nil
 }
 
@@ -277,8 +280,7 @@ func (p *packer) addEncoded(ctx context.Context, si int, ref workers.RecordRef, 
 
 // added books the row just appended to buf and sends what no longer fits.
 func (p *packer) added(ctx context.Context, si int, ref workers.RecordRef, r *messages.UsageRecord) error {
-	p.rows = append(p.rows, rowMeta{end: len(p.buf), seg: int32(si), ref: ref})
-	p.segs[si].buffered++
+	p.book(rowMeta{end: len(p.buf), seg: int32(si), ref: ref})
 	switch err := p.fit(ctx, si); {
 	case errors.Is(err, errRowTooLarge):
 		size := p.size(len(p.rows)-1, len(p.rows))
@@ -294,8 +296,7 @@ func (p *packer) added(ctx context.Context, si int, ref workers.RecordRef, r *me
 func (p *packer) addPlaceholder(ctx context.Context, si int) error {
 	p.buf = append(p.buf, ',')
 	p.buf = AppendPlaceholder(p.buf, p.segs[si].unit.Start)
-	p.rows = append(p.rows, rowMeta{end: len(p.buf), seg: int32(si), placeholder: true})
-	p.segs[si].buffered++
+	p.book(rowMeta{end: len(p.buf), seg: int32(si), placeholder: true})
 	if err := p.fit(ctx, si); err != nil {
 		if errors.Is(err, errRowTooLarge) {
 			return fmt.Errorf("cloudzero: max_body_bytes %d cannot hold the placeholder row", p.d.maxBody)
@@ -305,25 +306,37 @@ func (p *packer) addPlaceholder(ctx context.Context, si int) error {
 	return nil
 }
 
+// book notes the row just appended to buf.
+func (p *packer) book(m rowMeta) {
+	p.rows = append(p.rows, m)
+	p.segs[m.seg].buffered++
+	p.pk.Add(m.end - p.rowStart(len(p.rows)-1) - 1) // the row without its comma
+}
+
+// full reports whether the rows in buf make a body over the limit, with
+// the envelope of the operation they would be sent with.
+func (p *packer) full() bool {
+	if len(p.rows) == 0 {
+		return false
+	}
+	p.pk.SetEnvelope(envelope(p.opFor(0, len(p.rows))))
+	return p.pk.Full()
+}
+
 // fit sends requests until buf holds at most one body: first the whole
 // earlier units waiting in it, then, if the unit being streamed (segs[si])
 // is over the limit on its own, all its rows but the newest.
 func (p *packer) fit(ctx context.Context, si int) error {
-	for len(p.rows) > 0 && p.size(0, len(p.rows)) > p.d.maxBody {
-		n := len(p.rows)
-		switch {
-		case p.cur > 0:
-			n = p.cur
-		case n == 1:
+	for p.full() {
+		r, tooLarge := p.pk.Flush()
+		if tooLarge {
 			return errRowTooLarge
-		default:
-			n--
 		}
-		if err := p.flushPrefix(ctx, n); err != nil {
+		if err := p.flushPrefix(ctx, r.Len()); err != nil {
 			return err
 		}
 		if p.segs[si].rejected {
-			p.dropFrom(p.cur)
+			p.dropFrom(p.pk.Grouped())
 			return errUnitRejected
 		}
 	}
@@ -334,10 +347,11 @@ func (p *packer) flushAll(ctx context.Context) error {
 	if len(p.rows) == 0 {
 		return nil
 	}
-	return p.flushPrefix(ctx, len(p.rows))
+	return p.flushPrefix(ctx, p.pk.FlushAll().Len())
 }
 
-// flushPrefix sends rows[:n] and removes them from the buffer.
+// flushPrefix sends rows[:n] (which pk has handed back) and removes them
+// from the buffer.
 func (p *packer) flushPrefix(ctx context.Context, n int) error {
 	if err := p.sendRange(ctx, 0, n); err != nil {
 		return err
@@ -351,7 +365,6 @@ func (p *packer) flushPrefix(ctx context.Context, n int) error {
 	for i := range p.rows {
 		p.rows[i].end -= off - headRoom
 	}
-	p.cur = max(0, p.cur-n)
 	p.settle()
 	return nil
 }
@@ -363,7 +376,7 @@ func (p *packer) dropFrom(i int) {
 	}
 	p.buf = p.buf[:p.rowStart(i)]
 	p.rows = p.rows[:i]
-	p.cur = min(p.cur, i)
+	p.pk.Truncate(i)
 }
 
 func (p *packer) rowStart(i int) int {
@@ -518,9 +531,18 @@ func (p *packer) sendRows(ctx context.Context, op string, a, b int) error {
 }
 
 // sendRange sends rows[a:b] as one request and handles what the API says:
-// a 413 splits the run, a 400 refuses its units (its records in sum mode);
-// an auth or transient failure is returned and ends the job.
+// a 413 splits the run (chunk.Bisect), a 400 refuses its units (its
+// records in sum mode); an auth or transient failure is returned and ends
+// the job.
 func (p *packer) sendRange(ctx context.Context, a, b int) error {
+	return chunk.Bisect(chunk.Range{From: a, To: b}, func(r chunk.Range) error {
+		return p.sendOnce(ctx, r.From, r.To)
+	}, p.split, p.tooLargeAlone)
+}
+
+// sendOnce sends rows[a:b] as one request. A 413 is returned for
+// chunk.Bisect to split the run.
+func (p *packer) sendOnce(ctx context.Context, a, b int) error {
 	if p.allRejected(a, b) {
 		return nil
 	}
@@ -534,7 +556,9 @@ func (p *packer) sendRange(ctx context.Context, a, b int) error {
 	if errors.As(err, &we) {
 		switch we.Class {
 		case workers.ClassTooLarge:
-			return p.bisect(ctx, a, b, we)
+			if b-a > 1 {
+				p.job.Log().Info("cloudzero: body too large for the API, splitting it", "rows", b-a, "bytes", p.size(a, b), "message", we.Message)
+			}
 		case workers.ClassReject:
 			return p.refuse(ctx, a, b, we)
 		}
@@ -569,33 +593,27 @@ func (p *packer) applied(a, b int, op string) {
 	}
 }
 
-// bisect answers a 413: the run is split in two and each half sent; whole
-// units stay together as long as the run holds more than one. A single row
-// refused as too large is rejected alone.
-func (p *packer) bisect(ctx context.Context, a, b int, we *workers.Error) error {
-	if b-a == 1 {
-		m := p.rows[a]
-		if m.placeholder {
-			// A zero-cost row of ~150 bytes refused as too large: the API
-			// is misbehaving. Retry later; there is nothing to split.
-			return &workers.Error{Class: workers.ClassTransient, Status: we.Status, Message: "placeholder row refused as too large: " + we.Message}
-		}
-		p.drops = append(p.drops, rowDrop{seg: int(m.seg), ref: m.ref,
-			reason: fmt.Sprintf("CloudZero refused the row as too large on its own (%d): %s", we.Status, we.Message)})
-		p.segs[m.seg].dropped++
-		return nil
+// tooLargeAlone answers a 413 on the single row i: its record is rejected
+// alone once its unit can be streamed again.
+func (p *packer) tooLargeAlone(i int, we *workers.Error) error {
+	m := p.rows[i]
+	if m.placeholder {
+		// A zero-cost row of ~150 bytes refused as too large: the API
+		// is misbehaving. Retry later; there is nothing to split.
+		return &workers.Error{Class: workers.ClassTransient, Status: we.Status, Message: "placeholder row refused as too large: " + we.Message}
 	}
-	p.job.Log().Info("cloudzero: body too large for the API, splitting it", "rows", b-a, "bytes", p.size(a, b), "message", we.Message)
-	mid := p.split(a, b)
-	if err := p.sendRange(ctx, a, mid); err != nil {
-		return err
-	}
-	return p.sendRange(ctx, mid, b)
+	p.drops = append(p.drops, rowDrop{seg: int(m.seg), ref: m.ref,
+		reason: fmt.Sprintf("CloudZero refused the row as too large on its own (%d): %s", we.Status, we.Message)})
+	p.segs[m.seg].dropped++
+	return nil
 }
 
-// split picks where to cut rows[a:b] (b-a >= 2): the unit boundary nearest
-// the middle byte when there is one, else the row boundary nearest it.
-func (p *packer) split(a, b int) int {
+// split picks where chunk.Bisect cuts rows[a:b] (b-a >= 2): whole units
+// stay together as long as the run holds more than one, so the unit
+// boundary nearest the middle byte when there is one, else the row
+// boundary nearest it.
+func (p *packer) split(r chunk.Range) int {
+	a, b := r.From, r.To
 	mid := p.rowStart(a) + (p.rows[b-1].end-p.rowStart(a))/2
 	best := -1
 	for i := a + 1; i < b; i++ {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptrace"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,17 +23,16 @@ const IdempotencyHeader = "cloudzero-idempotency-key"
 // maxAnswer bounds how much of an answer is read.
 const maxAnswer = 64 << 10
 
-// errAttemptTimeout is the cause when http_timeout elapses.
-var errAttemptTimeout = errors.New("cloudzero: http_timeout elapsed")
-
 // send posts one body through the job (which waits out the destination's
 // cooldown and re-sends when no answer came). It returns nil on 2xx, else
 // the *workers.Error the answer classifies as, or a transient error when
 // no answer came. The API key goes in the Authorization header and nowhere
 // else: no error, log line or span carries it.
 func (d *Destination) send(ctx context.Context, job workers.Job, body *sharedBody, idemKey, op string, rows int) error {
-	actx, stop := withAttemptTimeout(ctx, d.timeout)
-	defer stop()
+	// http_timeout bounds each attempt, from asking for a connection to
+	// the end of the answer (workers.Attempt).
+	actx, att := workers.NewAttempt(ctx, d.timeout)
+	defer att.Stop()
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, d.endpoint, body.reader())
 	if err != nil {
 		return fmt.Errorf("cloudzero: building the request: %w", err)
@@ -49,7 +47,7 @@ func (d *Destination) send(ctx context.Context, job workers.Job, body *sharedBod
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
-		case errors.Is(context.Cause(actx), errAttemptTimeout):
+		case att.Expired():
 			return &workers.Error{Class: workers.ClassTransient, Err: fmt.Errorf("no answer within http_timeout %s", d.timeout)}
 		}
 		var we *workers.Error
@@ -197,32 +195,4 @@ func (r *bodyReader) Close() error {
 		r.body.done()
 	}
 	return nil
-}
-
-// withAttemptTimeout bounds each HTTP attempt to d, from asking for a
-// connection to the end of the answer, but not the time job.Do spends
-// waiting out the destination's cooldown first (a Retry-After can be
-// longer than any sensible request timeout). stop must be called once the
-// answer is read.
-func withAttemptTimeout(ctx context.Context, d time.Duration) (_ context.Context, stop func()) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	var mu sync.Mutex
-	var timer *time.Timer
-	trace := &httptrace.ClientTrace{GetConn: func(string) {
-		mu.Lock()
-		defer mu.Unlock()
-		if timer == nil {
-			timer = time.AfterFunc(d, func() { cancel(errAttemptTimeout) })
-		} else {
-			timer.Reset(d) // a re-send of the same request: a new attempt
-		}
-	}}
-	return httptrace.WithClientTrace(ctx, trace), func() {
-		mu.Lock()
-		if timer != nil {
-			timer.Stop()
-		}
-		mu.Unlock()
-		cancel(nil)
-	}
 }

@@ -52,6 +52,7 @@ import (
 	"github.com/usagefleet/usagefleet/internal/config"
 	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/workers"
+	"github.com/usagefleet/usagefleet/workers/chunk"
 )
 
 // Settings is the webhook destination's configuration, as code builds it.
@@ -297,40 +298,48 @@ func (d *Destination) Deliver(ctx context.Context, job workers.Job) error {
 	if err != nil {
 		return err
 	}
-	scope := strconv.FormatUint(job.Covered(), 10)
-	chunk := 0
-	var start int
-	size := 2 // "[]"
-	for i, r := range rows {
-		if len(r.js)+2 > d.s.MaxBodyBytes {
-			// Too large alone: send what came before, reject this one.
-			if err := d.send(ctx, job, scope, &chunk, rows[start:i]); err != nil {
-				return err
-			}
+	s := sender{d: d, job: job, rows: rows, scope: strconv.FormatUint(job.Covered(), 10)}
+	// A body is "[" rows separated by commas "]".
+	pk := chunk.New(d.s.MaxBodyBytes, 2, 1)
+	flush := func(r chunk.Range, tooLarge bool) error {
+		if tooLarge {
+			// Too large alone (what came before is sent): reject it.
+			r := rows[r.From]
 			job.Reject(r.ref, r.rec, fmt.Sprintf("record is %d bytes of JSON, over the %d-byte body limit", len(r.js), d.s.MaxBodyBytes))
-			start, size = i+1, 2
-			continue
+			return nil
 		}
-		add := len(r.js)
-		if i > start {
-			add++ // comma
-		}
-		if size+add > d.s.MaxBodyBytes {
-			if err := d.send(ctx, job, scope, &chunk, rows[start:i]); err != nil {
+		return s.sendRange(ctx, r)
+	}
+	for _, r := range rows {
+		for full := pk.Add(len(r.js)); full; full = pk.Full() {
+			if err := flush(pk.Flush()); err != nil {
 				return err
 			}
-			start, size, add = i, 2, len(r.js)
 		}
-		size += add
 	}
-	return d.send(ctx, job, scope, &chunk, rows[start:])
+	return flush(pk.Flush())
 }
 
-// send posts rows as one body; a 413 splits it in two.
-func (d *Destination) send(ctx context.Context, job workers.Job, scope string, chunk *int, rows []row) error {
-	if len(rows) == 0 {
+// sender posts runs of one part's rows; a 413 splits a run in two.
+type sender struct {
+	d     *Destination
+	job   workers.Job
+	rows  []row
+	scope string
+	chunk int // requests so far: the idempotency chunk index
+}
+
+func (s *sender) sendRange(ctx context.Context, r chunk.Range) error {
+	return chunk.Bisect(r, func(r chunk.Range) error {
+		return s.d.send(ctx, s.job, s.scope, &s.chunk, s.rows[r.From:r.To])
+	}, nil, func(i int, _ *workers.Error) error {
+		s.job.Reject(s.rows[i].ref, s.rows[i].rec, "the receiver refused the record as too large (413)")
 		return nil
-	}
+	})
+}
+
+// send posts rows as one body and classifies the answer.
+func (d *Destination) send(ctx context.Context, job workers.Job, scope string, seq *int, rows []row) error {
 	body := make([]byte, 0, 64*len(rows))
 	body = append(body, '[')
 	for i, r := range rows {
@@ -340,8 +349,8 @@ func (d *Destination) send(ctx context.Context, job workers.Job, scope string, c
 		body = append(body, r.js...)
 	}
 	body = append(body, ']')
-	n := *chunk
-	*chunk++
+	n := *seq
+	*seq++
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.s.URL, bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -363,22 +372,7 @@ func (d *Destination) send(ctx context.Context, job workers.Job, scope string, c
 	}
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	resp.Body.Close()
-	cerr := workers.Classify(resp.StatusCode, resp.Header, apiMessage(d.redact(msg)))
-	if cerr == nil {
-		return nil
-	}
-	if we, ok := cerr.(*workers.Error); ok && we.Class == workers.ClassTooLarge {
-		if len(rows) == 1 {
-			job.Reject(rows[0].ref, rows[0].rec, "the receiver refused the record as too large (413)")
-			return nil
-		}
-		mid := len(rows) / 2
-		if err := d.send(ctx, job, scope, chunk, rows[:mid]); err != nil {
-			return err
-		}
-		return d.send(ctx, job, scope, chunk, rows[mid:])
-	}
-	return cerr
+	return workers.Classify(resp.StatusCode, resp.Header, apiMessage(d.redact(msg)))
 }
 
 // apiMessage keeps a short, printable excerpt of the receiver's answer.

@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/usagefleet/usagefleet/internal/config"
 	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/producer/collect"
@@ -114,16 +112,7 @@ func (s *Settings) Validate(key string) error {
 }
 
 func init() {
-	collect.Register("acronis", func(node *yaml.Node, key string, env collect.Env) (collect.Platform, error) {
-		var s Settings
-		if err := collect.DecodeStrict(node, &s, key); err != nil {
-			return nil, err
-		}
-		if err := s.Validate(key); err != nil {
-			return nil, err
-		}
-		return New(s, env)
-	})
+	collect.RegisterSettings("acronis", func(s Settings, env collect.Env) (collect.Platform, error) { return New(s, env) })
 }
 
 // Platform is the Acronis account-management reports API for one tenant.
@@ -275,14 +264,10 @@ func (p *Platform) Status(ctx context.Context, id string) (collect.Status, error
 // Fetch implements collect.Platform: download the stored csv_v2_0 file
 // (gzipped or not) and map its rows.
 func (p *Platform) Fetch(ctx context.Context, id string, st collect.Status, r collect.Range, sink collect.Sink) (collect.FetchInfo, error) {
-	resp, err := p.api.Do(ctx, collect.Request{Op: "acronis report " + id + " download", Method: http.MethodGet,
+	resp, err := collect.Download(ctx, p.api, collect.Request{Op: "acronis report " + id + " download", Method: http.MethodGet,
 		URL:    p.url("/reports/" + url.PathEscape(id) + "/stored/" + url.PathEscape(st.Ref)),
 		Header: http.Header{"Accept": {"application/octet-stream"}}})
 	if err != nil {
-		var ae *collect.APIError
-		if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
-			return collect.FetchInfo{}, fmt.Errorf("%w: %v", collect.ErrReportGone, err)
-		}
 		return collect.FetchInfo{}, err
 	}
 	defer resp.Body.Close()
@@ -291,39 +276,14 @@ func (p *Platform) Fetch(ctx context.Context, id string, st collect.Status, r co
 
 // parse maps a csv_v2_0 file to records (see the package doc's table).
 func (p *Platform) parse(body io.Reader, r collect.Range, sink collect.Sink) (collect.FetchInfo, error) {
-	c, err := collect.NewCSV(body)
-	if err != nil {
-		return collect.FetchInfo{}, collect.Permanent(fmt.Errorf("csv_v2_0: %w", err))
-	}
 	required := []string{"tenant.id", "name", "application.id", p.s.QuantityColumn}
 	if p.s.Kind == KindDaily {
 		required = append(required, "date")
 	}
-	if err := c.Require(required...); err != nil {
-		return collect.FetchInfo{}, collect.Permanent(fmt.Errorf("csv_v2_0: %w", err))
-	}
 	trialCol := p.s.QuantityColumn[:strings.LastIndexByte(p.s.QuantityColumn, '.')] + ".trial"
-	for {
-		err := c.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		var re *collect.RowError
-		if errors.As(err, &re) {
-			sink.Reject(c.Row(), re.Column, re.Reason)
-			continue
-		}
-		if err != nil {
-			return collect.FetchInfo{Rows: c.Rows()}, fmt.Errorf("csv_v2_0: %w", err)
-		}
-		rec, col, reason := p.record(c, r, trialCol)
-		if reason != "" {
-			sink.Reject(c.Row(), col, reason)
-			continue
-		}
-		sink.Record(c.Row(), rec)
-	}
-	return collect.FetchInfo{Rows: c.Rows()}, nil
+	return collect.ParseReport(body, "csv_v2_0", required, sink, func(c *collect.CSV) (*messages.UsageRecord, string, string) {
+		return p.record(c, r, trialCol)
+	})
 }
 
 func (p *Platform) record(c *collect.CSV, r collect.Range, trialCol string) (*messages.UsageRecord, string, string) {

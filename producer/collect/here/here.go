@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/usagefleet/usagefleet/internal/config"
 	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/producer/collect"
@@ -169,16 +167,7 @@ func parseProperties(text string) map[string]string {
 }
 
 func init() {
-	collect.Register("here", func(node *yaml.Node, key string, env collect.Env) (collect.Platform, error) {
-		var s Settings
-		if err := collect.DecodeStrict(node, &s, key); err != nil {
-			return nil, err
-		}
-		if err := s.Validate(key); err != nil {
-			return nil, err
-		}
-		return New(s, env)
-	})
+	collect.RegisterSettings("here", func(s Settings, env collect.Env) (collect.Platform, error) { return New(s, env) })
 }
 
 // Platform is the HERE usage reports API for one realm.
@@ -346,14 +335,10 @@ func (p *Platform) Status(ctx context.Context, id string) (collect.Status, error
 // Fetch implements collect.Platform: GET .../reports/{id}/output, a
 // gzipped CSV.
 func (p *Platform) Fetch(ctx context.Context, id string, st collect.Status, r collect.Range, sink collect.Sink) (collect.FetchInfo, error) {
-	resp, err := p.api.Do(ctx, collect.Request{Op: "here report " + id + " download", Method: http.MethodGet,
+	resp, err := collect.Download(ctx, p.api, collect.Request{Op: "here report " + id + " download", Method: http.MethodGet,
 		URL:    p.reportsURL() + "/" + url.PathEscape(id) + "/output",
 		Header: http.Header{"Accept": {"application/x-gzip, text/csv, */*"}, "X-Correlation-ID": {collect.NewUUID()}}})
 	if err != nil {
-		var ae *collect.APIError
-		if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
-			return collect.FetchInfo{}, fmt.Errorf("%w: %v", collect.ErrReportGone, err)
-		}
 		return collect.FetchInfo{}, err
 	}
 	defer resp.Body.Close()
@@ -361,38 +346,13 @@ func (p *Platform) Fetch(ctx context.Context, id string, st collect.Status, r co
 }
 
 func (p *Platform) parse(body io.Reader, r collect.Range, sink collect.Sink) (collect.FetchInfo, error) {
-	c, err := collect.NewCSV(body)
-	if err != nil {
-		return collect.FetchInfo{}, collect.Permanent(fmt.Errorf("report CSV: %w", err))
-	}
 	required := []string{"realmId", "featureId", "billableValue"}
 	if p.s.DetailLevel != DetailSummarized {
 		required = append(required, "usageDateTime")
 	}
-	if err := c.Require(required...); err != nil {
-		return collect.FetchInfo{}, collect.Permanent(fmt.Errorf("report CSV: %w", err))
-	}
-	for {
-		err := c.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		var re *collect.RowError
-		if errors.As(err, &re) {
-			sink.Reject(c.Row(), re.Column, re.Reason)
-			continue
-		}
-		if err != nil {
-			return collect.FetchInfo{Rows: c.Rows()}, fmt.Errorf("report CSV: %w", err)
-		}
-		rec, col, reason := p.record(c, r)
-		if reason != "" {
-			sink.Reject(c.Row(), col, reason)
-			continue
-		}
-		sink.Record(c.Row(), rec)
-	}
-	return collect.FetchInfo{Rows: c.Rows()}, nil
+	return collect.ParseReport(body, "report CSV", required, sink, func(c *collect.CSV) (*messages.UsageRecord, string, string) {
+		return p.record(c, r)
+	})
 }
 
 var dateLayouts = []string{time.DateOnly, DateLayout, time.RFC3339, "2006-01-02 15:04:05", "2006-01"}

@@ -1,0 +1,44 @@
+package workers
+
+import (
+	"net/url"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/usagefleet/usagefleet/internal/config"
+)
+
+// DecodeSettings decodes a destination's `settings:` node into s with
+// config.Decode's strict rules; key is the node's path in the file. The
+// field named secret, a credential, is checked first: written as a plain
+// value it is refused, naming key.secret, without the value (the YAML
+// decoder would quote it in its type error); noun names it in the error
+// ("a literal token is not accepted").
+func DecodeSettings(node *yaml.Node, key string, s any, secret, noun string) error {
+	if node != nil && node.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(node.Content); i += 2 {
+			k, v := node.Content[i], node.Content[i+1]
+			if k.Value == secret && v.Kind == yaml.ScalarNode && v.Tag != "!!null" {
+				return &config.Error{Key: key + "." + secret, Line: v.Line,
+					Msg: "a literal " + noun + " is not accepted: set env (a variable name) or file (a path)"}
+			}
+		}
+	}
+	return config.Decode(node, s, key)
+}
+
+// BaseURL checks a destination's base_url setting (def when unset): an
+// http(s) URL with a host and no query, fragment or credentials. It
+// returns it without trailing slashes, for paths to be appended; key is the
+// setting's path in the file.
+func BaseURL(base, def, key string) (string, error) {
+	if base == "" {
+		base = def
+	}
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return "", config.Errorf(key, "%q: want an http(s) URL with a host and no query, fragment or credentials", base)
+	}
+	return strings.TrimRight(base, "/"), nil
+}
