@@ -1,4 +1,4 @@
-// Package bench is `usage-worker bench`: it publishes N realistic records
+// Package bench is `usagefleet bench`: it publishes N realistic records
 // through the producer library into JetStream, drains them through a
 // destination pool into a sandbox, and reports publish rate, drain rate
 // (records/s and MB/s of request bodies), CPU seconds per million records,
