@@ -7,6 +7,10 @@
 // Everything runs in one process by default (embedded nats-server, the
 // sandbox, the producer and the pool), so CPU and RSS are those of the whole
 // pipeline on this machine; with --nats the server runs elsewhere.
+//
+// bench.go has the options, the workload (16 one-hour template batches,
+// shifted to each batch's hour) and the publish; drain.go the pool, the
+// sandbox it drains into, and the figures.
 package bench
 
 import (
