@@ -332,7 +332,7 @@ func commandFlags(t *testing.T, bin, command string) flagSet {
 
 // invocation is a command line a container runs.
 type invocation struct {
-	command string // "" for a flags-only binary
+	command string            // "" for a flags-only binary
 	flags   map[string]string // a boolean flag maps to "true"
 	args    []string
 }
