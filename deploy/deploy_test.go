@@ -82,11 +82,11 @@ func TestEveryConfigFileParses(t *testing.T) {
 	t.Logf("%d files parse", len(files))
 }
 
-// TestDockerfileBuildsBothBinaries checks each target: a static build
+// TestDockerfileBuildsEveryBinary checks each target: a static build
 // (CGO off, -trimpath, stripped) of the right package, a distroless or
 // scratch final stage, a non-root user and the binary as entrypoint; and
 // that the Go image matches go.mod.
-func TestDockerfileBuildsBothBinaries(t *testing.T) {
+func TestDockerfileBuildsEveryBinary(t *testing.T) {
 	stages := dockerfile(t)
 	for _, target := range sortedKeys(binaries) {
 		t.Run(target, func(t *testing.T) {
@@ -162,7 +162,7 @@ func cgoOff(stages map[string]*stage, st *stage) bool {
 	return false
 }
 
-// TestDockerContextHoldsWhatTheBinariesNeed lists the packages both
+// TestDockerContextHoldsWhatTheBinariesNeed lists the packages the
 // binaries are built from (go list -deps) and checks that the builder
 // copies their directories and that .dockerignore drops none of their
 // files: a new top-level package or an over-eager ignore pattern would

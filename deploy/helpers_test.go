@@ -25,11 +25,16 @@ import (
 // go test runs it).
 const root = ".."
 
-// The two binaries: Dockerfile target, image name, main package.
+// The binaries with an image: Dockerfile target, image name, main package.
+// usage-sandbox serves the API emulators for the compose stack only.
 var binaries = map[string]string{
 	"usage-worker":   "./workers/cmd/usage-worker",
 	"usage-producer": "./producer/cmd/usage-producer",
+	"usage-sandbox":  "./internal/cmd/usage-sandbox",
 }
+
+// flagsOnly are the binaries that take flags and no command.
+var flagsOnly = map[string]bool{"usage-sandbox": true}
 
 func repoPath(rel string) string { return filepath.Join(root, filepath.FromSlash(rel)) }
 
@@ -258,7 +263,7 @@ var (
 	buildErr  error
 )
 
-// binary builds both binaries (once) and returns the path of name.
+// binary builds every binary (once) and returns the path of name.
 func binary(t *testing.T, name string) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -294,8 +299,9 @@ var (
 // (takes a value) or "  -name" / "  -v\tusage" (boolean).
 var flagLine = regexp.MustCompile(`(?m)^  -([A-Za-z0-9][A-Za-z0-9_.-]*)( [^\t\n]+)?`)
 
-// commandFlags runs "<binary> <command> -h" and reads the flags from the
-// usage it prints; nil when the binary does not know the command.
+// commandFlags runs "<binary> <command> -h" ("<binary> -h" for a command
+// "" of a flags-only binary) and reads the flags from the usage it prints;
+// nil when the binary does not know the command.
 func commandFlags(t *testing.T, bin, command string) flagSet {
 	t.Helper()
 	key := bin + " " + command
@@ -304,7 +310,11 @@ func commandFlags(t *testing.T, bin, command string) flagSet {
 	if fs, ok := flagsCache[key]; ok {
 		return fs
 	}
-	out, _ := exec.Command(binary(t, bin), command, "-h").CombinedOutput()
+	args := []string{command, "-h"}
+	if command == "" {
+		args = args[1:]
+	}
+	out, _ := exec.Command(binary(t, bin), args...).CombinedOutput()
 	if bytes.Contains(out, []byte("unknown command")) {
 		flagsCache[key] = nil
 		return nil
@@ -322,7 +332,7 @@ func commandFlags(t *testing.T, bin, command string) flagSet {
 
 // invocation is a command line a container runs.
 type invocation struct {
-	command string
+	command string            // "" for a flags-only binary
 	flags   map[string]string // a boolean flag maps to "true"
 	args    []string
 }
@@ -332,17 +342,20 @@ type invocation struct {
 // (and has reported why) when it cannot.
 func parseInvocation(t *testing.T, where, bin string, argv []string) (invocation, bool) {
 	t.Helper()
-	if len(argv) == 0 {
-		t.Errorf("%s: runs %s without a command", where, bin)
-		return invocation{}, false
+	inv := invocation{flags: map[string]string{}}
+	rest := argv
+	if !flagsOnly[bin] {
+		if len(argv) == 0 {
+			t.Errorf("%s: runs %s without a command", where, bin)
+			return invocation{}, false
+		}
+		inv.command, rest = argv[0], argv[1:]
 	}
-	inv := invocation{command: argv[0], flags: map[string]string{}}
 	fs := commandFlags(t, bin, inv.command)
 	if fs == nil {
 		t.Errorf("%s: %s has no command %q", where, bin, inv.command)
 		return inv, false
 	}
-	rest := argv[1:]
 	for i := 0; i < len(rest); i++ {
 		a := rest[i]
 		if a == "--" {

@@ -1,15 +1,12 @@
 package messages
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // SchemaVersion is the version of the part encoding this package writes
@@ -30,18 +27,9 @@ var ErrNewerSchema = errors.New("newer schema version")
 // Decimals are strings in plain notation, times msgpack timestamps, Tags a
 // map of strings, extension columns "x_<Name>" keys holding a string, an
 // integer, or a decimal (extension type 1). Everything about the part is in
-// the NATS headers (see PartMeta and the Hdr* constants).
-
-var encPool = sync.Pool{New: func() any {
-	var b bytes.Buffer
-	e := msgpack.NewEncoder(&b)
-	return &encoder{buf: &b, enc: e}
-}}
-
-type encoder struct {
-	buf *bytes.Buffer
-	enc *msgpack.Encoder
-}
+// the NATS headers (see PartMeta and the Hdr* constants). The schema-1
+// writer and the msgpack-library codec the decoders are tested against are
+// in schema1_test.go: no binary links them.
 
 // EncodeRecords appends the schema-2 payload of recs to dst.
 func EncodeRecords(dst []byte, recs []UsageRecord) ([]byte, error) {
@@ -54,33 +42,6 @@ func EncodeRecords(dst []byte, recs []UsageRecord) ([]byte, error) {
 		dst = e.AppendRecord(dst, &recs[i])
 	}
 	return dst, nil
-}
-
-// encodeRecordsV1 appends the schema-1 payload of recs (kept so that tests
-// can write what older producers stored).
-func encodeRecordsV1(dst []byte, recs []UsageRecord) []byte {
-	dst = appendArrayLen(dst, len(recs))
-	for i := range recs {
-		dst = appendRecordV1(dst, &recs[i])
-	}
-	return dst
-}
-
-// encodeRecordsLib encodes schema 1 with the msgpack library: the
-// reference appendRecordV1 is tested against.
-func encodeRecordsLib(dst []byte, recs []UsageRecord) ([]byte, error) {
-	e := encPool.Get().(*encoder)
-	defer encPool.Put(e)
-	e.buf.Reset()
-	if err := e.enc.EncodeArrayLen(len(recs)); err != nil {
-		return dst, err
-	}
-	for i := range recs {
-		if err := encodeRecord(e.enc, &recs[i]); err != nil {
-			return dst, fmt.Errorf("record %d: %w", i, err)
-		}
-	}
-	return append(dst, e.buf.Bytes()...), nil
 }
 
 type strField struct {
@@ -222,95 +183,6 @@ func (r *UsageRecord) SetTime(name string, t time.Time) bool {
 	return true
 }
 
-func encodeRecord(e *msgpack.Encoder, r *UsageRecord) error {
-	n := 0
-	if !r.ChargePeriodStart.IsZero() {
-		n++
-	}
-	if !r.ChargePeriodEnd.IsZero() {
-		n++
-	}
-	for _, f := range strFields {
-		if *f.get(r) != "" {
-			n++
-		}
-	}
-	for _, f := range decFields {
-		if f.get(r).IsSet() {
-			n++
-		}
-	}
-	if len(r.Tags) > 0 {
-		n++
-	}
-	n += len(r.Ext)
-	if err := e.EncodeMapLen(n); err != nil {
-		return err
-	}
-	if !r.ChargePeriodStart.IsZero() {
-		_ = e.EncodeString("ChargePeriodStart")
-		if err := e.EncodeTime(r.ChargePeriodStart.UTC()); err != nil {
-			return err
-		}
-	}
-	if !r.ChargePeriodEnd.IsZero() {
-		_ = e.EncodeString("ChargePeriodEnd")
-		if err := e.EncodeTime(r.ChargePeriodEnd.UTC()); err != nil {
-			return err
-		}
-	}
-	for _, f := range strFields {
-		if v := *f.get(r); v != "" {
-			_ = e.EncodeString(f.name)
-			if err := e.EncodeString(v); err != nil {
-				return err
-			}
-		}
-	}
-	for _, f := range decFields {
-		if v := f.get(r); v.IsSet() {
-			_ = e.EncodeString(f.name)
-			if err := e.EncodeString(v.s); err != nil {
-				return err
-			}
-		}
-	}
-	if len(r.Tags) > 0 {
-		_ = e.EncodeString("Tags")
-		if err := e.EncodeMapLen(len(r.Tags)); err != nil {
-			return err
-		}
-		for _, k := range sortedKeys(r.Tags) {
-			_ = e.EncodeString(k)
-			if err := e.EncodeString(r.Tags[k]); err != nil {
-				return err
-			}
-		}
-	}
-	for _, k := range sortedKeys(r.Ext) {
-		v := r.Ext[k]
-		_ = e.EncodeString("x_" + k)
-		var err error
-		switch v.Kind {
-		case ExtString:
-			err = e.EncodeString(v.Str)
-		case ExtInt:
-			err = e.EncodeInt(v.Int)
-		case ExtDecimal:
-			err = e.EncodeExtHeader(extDecimalType, len(v.Dec.s))
-			if err == nil {
-				_, err = e.Writer().Write([]byte(v.Dec.s))
-			}
-		default:
-			err = fmt.Errorf("x_%s: extension value has no kind", k)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // DecodeError says which record and field of a payload could not be read.
 type DecodeError struct {
 	Record int
@@ -357,185 +229,6 @@ func DecodeRecordsReusing(dst []UsageRecord, data []byte, schema int) ([]UsageRe
 		return dst, fmt.Errorf("payload: schema %d: this reader knows 1 to %d: %w", schema, SchemaVersion, ErrNewerSchema)
 	}
 	return decodeWith(dst, data, schema, true)
-}
-
-// decodeRecordsLib decodes with the msgpack library: the reference the fast
-// decoder is fuzzed against.
-func decodeRecordsLib(dst []UsageRecord, data []byte) ([]UsageRecord, error) {
-	pd := decPool.Get().(*pooledDecoder)
-	defer decPool.Put(pd)
-	pd.r.Reset(data)
-	d := pd.d
-	n, err := d.DecodeArrayLen()
-	if err != nil {
-		return dst, fmt.Errorf("payload: %w", err)
-	}
-	if n < 0 || n > len(data) {
-		return dst, fmt.Errorf("payload: bad record count %d", n)
-	}
-	base := len(dst)
-	if cap(dst)-base < n {
-		nd := make([]UsageRecord, base, base+n)
-		copy(nd, dst)
-		dst = nd
-	}
-	dst = dst[:base+n]
-	for i := 0; i < n; i++ {
-		dst[base+i] = UsageRecord{}
-		if err := decodeRecord(d, &dst[base+i]); err != nil {
-			var de *DecodeError
-			if errors.As(err, &de) {
-				de.Record = i
-				return dst[:base], de
-			}
-			return dst[:base], &DecodeError{Record: i, Err: err}
-		}
-	}
-	if _, err := d.PeekCode(); err == nil {
-		return dst[:base], fmt.Errorf("payload: trailing bytes after %d records", n)
-	}
-	return dst, nil
-}
-
-type pooledDecoder struct {
-	r *bytes.Reader
-	d *msgpack.Decoder
-}
-
-var decPool = sync.Pool{New: func() any {
-	r := bytes.NewReader(nil)
-	return &pooledDecoder{r: r, d: msgpack.NewDecoder(r)}
-}}
-
-func decodeRecord(d *msgpack.Decoder, r *UsageRecord) error {
-	n, err := d.DecodeMapLen()
-	if err != nil {
-		return err
-	}
-	if n < 0 {
-		return errors.New("record is nil, want a map")
-	}
-	for j := 0; j < n; j++ {
-		key, err := d.DecodeString()
-		if err != nil {
-			return fmt.Errorf("key: %w", err)
-		}
-		if err := decodeField(d, r, key); err != nil {
-			return &DecodeError{Field: key, Err: err}
-		}
-	}
-	return nil
-}
-
-func decodeField(d *msgpack.Decoder, r *UsageRecord, key string) error {
-	if len(key) > 2 && key[0] == 'x' && key[1] == '_' {
-		return decodeExt(d, r, key[2:])
-	}
-	idx, ok := columnIndex[key]
-	if !ok {
-		return errors.New("unknown field")
-	}
-	switch {
-	case idx < 1000:
-		s, err := d.DecodeString()
-		if err != nil {
-			return err
-		}
-		*strFields[idx].get(r) = s
-	case idx < 2000:
-		s, err := d.DecodeString()
-		if err != nil {
-			return err
-		}
-		v, err := ParseDecimal(s)
-		if err != nil {
-			return err
-		}
-		*decFields[idx-1000].get(r) = v
-	case idx == 2000 || idx == 2001:
-		t, err := d.DecodeTime()
-		if err != nil {
-			return err
-		}
-		if idx == 2000 {
-			r.ChargePeriodStart = t.UTC()
-		} else {
-			r.ChargePeriodEnd = t.UTC()
-		}
-	case idx == 3000:
-		m, err := d.DecodeMapLen()
-		if err != nil {
-			return err
-		}
-		if m < 0 {
-			return nil
-		}
-		r.Tags = make(map[string]string, m)
-		for k := 0; k < m; k++ {
-			tk, err := d.DecodeString()
-			if err != nil {
-				return err
-			}
-			tv, err := d.DecodeString()
-			if err != nil {
-				return fmt.Errorf("tag %q: %w", tk, err)
-			}
-			r.Tags[tk] = tv
-		}
-	}
-	return nil
-}
-
-func decodeExt(d *msgpack.Decoder, r *UsageRecord, name string) error {
-	code, err := d.PeekCode()
-	if err != nil {
-		return err
-	}
-	var v ExtValue
-	switch {
-	case isStringCode(code):
-		s, err := d.DecodeString()
-		if err != nil {
-			return err
-		}
-		v = ExtStr(s)
-	case isExtCode(code):
-		typ, l, err := d.DecodeExtHeader()
-		if err != nil {
-			return err
-		}
-		if typ != extDecimalType {
-			return fmt.Errorf("unknown extension type %d", typ)
-		}
-		b := make([]byte, l)
-		if err := d.ReadFull(b); err != nil {
-			return err
-		}
-		dec, err := ParseDecimal(string(b))
-		if err != nil {
-			return err
-		}
-		v = ExtDec(dec)
-	default:
-		i, err := d.DecodeInt64()
-		if err != nil {
-			return fmt.Errorf("want a string, integer or decimal: %w", err)
-		}
-		v = ExtI(i)
-	}
-	if r.Ext == nil {
-		r.Ext = map[string]ExtValue{}
-	}
-	r.Ext[name] = v
-	return nil
-}
-
-func isStringCode(c byte) bool {
-	return (c >= 0xa0 && c <= 0xbf) || c == 0xd9 || c == 0xda || c == 0xdb
-}
-
-func isExtCode(c byte) bool {
-	return (c >= 0xd4 && c <= 0xd8) || c == 0xc7 || c == 0xc8 || c == 0xc9
 }
 
 // Header renders the metadata as NATS headers (with the schema version).

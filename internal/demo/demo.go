@@ -31,14 +31,10 @@ package demo
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -51,6 +47,7 @@ import (
 	"github.com/usagefleet/usagefleet/internal/usagegen"
 	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/producer"
+	"github.com/usagefleet/usagefleet/producer/collect"
 )
 
 // Options tune the demo.
@@ -120,49 +117,121 @@ func Run(ctx context.Context, o Options) ([]Row, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	say := func(format string, args ...any) { fmt.Fprintf(o.Out, format+"\n", args...) }
-	prog := newProgress(o.Out)
-	dir := o.Dir
-	if dir == "" {
+	r := &run{o: o, prog: newProgress(o.Out), seed: randomSeed()}
+	if r.dir = o.Dir; r.dir == "" {
 		d, err := os.MkdirTemp("", "usagefleet-demo-")
 		if err != nil {
 			return nil, err
 		}
 		defer os.RemoveAll(d)
-		dir = d
+		r.dir = d
 	}
 	faults, err := faultSpecs(o.Faults)
 	if err != nil {
 		return nil, err
 	}
-	seed := randomSeed()
-
-	// 1. The sandbox APIs, with credentials only this process knows.
-	hookToken, czKey, ccToken := randomSecret(), randomSecret(), randomSecret()
-	acronisSecret, hereSecret := randomSecret(), randomSecret()
-	const czConn = "demo-connection"
-	sb, err := serve.Start(serve.Options{
-		Faults:       faults,
-		Webhook:      webhookConfig(hookToken),
-		CloudZero:    cloudzeroConfig(czConn, czKey),
-		CloudCruiser: cloudcruiserConfig(ccToken, o.Records+100_000, seed),
-		Acronis:      acronisConfig(acronisClientID, acronisSecret, seed),
-		HERE:         hereConfig(hereKeyID, hereSecret, seed),
-	})
+	if err := r.startSandbox(faults); err != nil {
+		return nil, err
+	}
+	defer r.sb.Close()
+	stopFleet, err := r.startFleet(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer sb.Close()
-	say("sandbox APIs on loopback: %s", urls(sb.URLs))
+	defer stopFleet()
+	if err := r.connect(); err != nil {
+		return nil, err
+	}
+	defer r.nc.Close()
+	results, err := r.publish(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.settle(ctx, results); err != nil {
+		return nil, err
+	}
+	c, err := r.collectTwice(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return r.reconcile(c)
+}
 
-	// 2. The fleet, from a real configuration file's text. Secrets travel
-	// the way they do in production: through environment variables.
-	os.Setenv("USAGEFLEET_DEMO_WEBHOOK_TOKEN", hookToken)
-	os.Setenv("USAGEFLEET_DEMO_CLOUDZERO_KEY", czKey)
-	os.Setenv("USAGEFLEET_DEMO_CLOUDCRUISER_TOKEN", ccToken)
-	os.Setenv("USAGEFLEET_DEMO_ACRONIS_SECRET", acronisSecret)
-	os.Setenv("USAGEFLEET_DEMO_HERE_CREDENTIALS", "here.access.key.id="+hereKeyID+"\nhere.access.key.secret="+hereSecret+"\n")
-	cfgText := fmt.Sprintf(`
+// run is one demo: what its steps share.
+type run struct {
+	o    Options
+	prog *progress
+	seed int64 // of the generated usage, the report emulators and the fault injectors
+	dir  string
+
+	secrets struct{ hook, czKey, ccToken, acronis, here string }
+	sb      *serve.Running
+	fl      *fleet.Fleet
+	nc      *nats.Conn
+	prod    *producer.Producer
+
+	// What was published, and what the destinations acked of it.
+	want     usagegen.Totals
+	wantQty  messages.Sum
+	acked    map[string]int
+	rejected map[string]int
+}
+
+// czConn is the demo's CloudZero connection.
+const czConn = "demo-connection"
+
+func (r *run) say(format string, args ...any) { fmt.Fprintf(r.o.Out, format+"\n", args...) }
+
+// startSandbox starts the sandbox APIs, with credentials only this
+// process knows (step 1).
+func (r *run) startSandbox(faults map[string]string) error {
+	s := &r.secrets
+	s.hook, s.czKey, s.ccToken, s.acronis, s.here = randomSecret(), randomSecret(), randomSecret(), randomSecret(), randomSecret()
+	sb, err := serve.Start(serve.Options{
+		Faults:       faults,
+		Webhook:      webhookConfig(s.hook),
+		CloudZero:    cloudzeroConfig(czConn, s.czKey),
+		CloudCruiser: cloudcruiserConfig(s.ccToken, r.o.Records+100_000, r.seed),
+		Acronis:      acronisConfig(acronisClientID, s.acronis, r.seed),
+		HERE:         hereConfig(hereKeyID, s.here, r.seed),
+	})
+	if err != nil {
+		return err
+	}
+	r.sb = sb
+	r.say("sandbox APIs on loopback: %s", urls(sb.URLs))
+	return nil
+}
+
+// startFleet starts the fleet from a real configuration file's text
+// (step 2); secrets travel the way they do in production, through
+// environment variables. The returned func stops it and waits.
+func (r *run) startFleet(ctx context.Context) (stop func(), err error) {
+	s := r.secrets
+	os.Setenv("USAGEFLEET_DEMO_WEBHOOK_TOKEN", s.hook)
+	os.Setenv("USAGEFLEET_DEMO_CLOUDZERO_KEY", s.czKey)
+	os.Setenv("USAGEFLEET_DEMO_CLOUDCRUISER_TOKEN", s.ccToken)
+	os.Setenv("USAGEFLEET_DEMO_ACRONIS_SECRET", s.acronis)
+	os.Setenv("USAGEFLEET_DEMO_HERE_CREDENTIALS", "here.access.key.id="+hereKeyID+"\nhere.access.key.secret="+s.here+"\n")
+	cfg, err := fleet.Parse([]byte(fleetConfig(r.dir, r.sb)))
+	if err != nil {
+		return nil, fmt.Errorf("demo config: %w", err)
+	}
+	fl, err := fleet.Start(ctx, cfg, r.o.Log)
+	if err != nil {
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- fl.Run(runCtx) }()
+	r.fl = fl
+	r.say("embedded JetStream at %s, %d destination pool(s) running", fl.Embedded.URL, len(fl.Pools))
+	return func() { cancel(); <-done; fl.Close() }, nil
+}
+
+// fleetConfig is the demo fleet's configuration file.
+func fleetConfig(dir string, sb *serve.Running) string {
+	return fmt.Sprintf(`
 nats:
   data_dir: %q
 destinations:
@@ -198,112 +267,170 @@ destinations:
       defaults:
         provider_type: Public   # FOCUS has no Provider Type; every other required field is in the records
 `, dir+"/nats", sb.URLs[serve.Webhook], sb.URLs[serve.CloudZero], czConn, demoSource, ccDest, sb.URLs[serve.CloudCruiser], acronisFeed, hereFeed)
-	cfg, err := fleet.Parse([]byte(cfgText))
-	if err != nil {
-		return nil, fmt.Errorf("demo config: %w", err)
-	}
-	fl, err := fleet.Start(ctx, cfg, o.Log)
-	if err != nil {
-		return nil, err
-	}
-	defer fl.Close()
-	runCtx, stopFleet := context.WithCancel(ctx)
-	fleetDone := make(chan error, 1)
-	go func() { fleetDone <- fl.Run(runCtx) }()
-	defer func() { stopFleet(); <-fleetDone }()
-	say("embedded JetStream at %s, %d destination pool(s) running", fl.Embedded.URL, len(fl.Pools))
+}
 
-	// 3. A producer publishes generated usage.
-	nc, err := nats.Connect(fl.Embedded.URL, nats.Name("usage-demo-producer"))
+// connect makes the producer's connection and the producer.
+func (r *run) connect() error {
+	nc, err := nats.Connect(r.fl.Embedded.URL, nats.Name("usage-demo-producer"))
 	if err != nil {
-		return nil, err
+		return err
 	}
-	defer nc.Close()
 	prod, err := producer.New(nc, producer.Options{})
 	if err != nil {
-		return nil, err
+		nc.Close()
+		return err
 	}
-	recs := usagegen.Generate(o.Records, usagegen.Options{Seed: uint64(seed), Start: time.Now().UTC().AddDate(0, 0, -2).Truncate(24 * time.Hour), Hours: 48})
-	want := usagegen.Total(recs)
-	var wantQty messages.Sum
+	r.nc, r.prod = nc, prod
+	return nil
+}
+
+// publish publishes the generated usage (step 3).
+func (r *run) publish(ctx context.Context) ([]*producer.Result, error) {
+	recs := usagegen.Generate(r.o.Records, usagegen.Options{Seed: uint64(r.seed), Start: time.Now().UTC().AddDate(0, 0, -2).Truncate(24 * time.Hour), Hours: 48})
+	r.want = usagegen.Total(recs)
 	for i := range recs {
-		wantQty.Add(recs[i].ConsumedQuantity) // what Cloud Cruiser's Quantity maps from
+		r.wantQty.Add(recs[i].ConsumedQuantity) // what Cloud Cruiser's Quantity maps from
 	}
 	start := time.Now()
 	var results []*producer.Result
-	for i := 0; i < len(recs); i += o.BatchSize {
-		end := min(i+o.BatchSize, len(recs))
-		b := &messages.Batch{ID: fmt.Sprintf("demo-%s-%d", randomSecret()[:8], i/o.BatchSize), Feed: demoSource, Source: demoSource, Records: recs[i:end]}
-		res, err := prod.Publish(ctx, b)
+	for i := 0; i < len(recs); i += r.o.BatchSize {
+		end := min(i+r.o.BatchSize, len(recs))
+		b := &messages.Batch{ID: fmt.Sprintf("demo-%s-%d", randomSecret()[:8], i/r.o.BatchSize), Feed: demoSource, Source: demoSource, Records: recs[i:end]}
+		res, err := r.prod.Publish(ctx, b)
 		if err != nil {
 			return nil, fmt.Errorf("publish: %w", err)
 		}
 		results = append(results, res)
-		prog.show("published %d/%d records", end, len(recs))
+		r.prog.show("published %d/%d records", end, len(recs))
 	}
-	prog.done()
-	say("published %d records in %d batches (cost %s, quantity %s) in %s", want.Records, len(results), want.Cost, wantQty.Decimal(), time.Since(start).Round(time.Millisecond))
+	r.prog.done()
+	r.say("published %d records in %d batches (cost %s, quantity %s) in %s", r.want.Records, len(results), r.want.Cost, r.wantQty.Decimal(), time.Since(start).Round(time.Millisecond))
+	return results, nil
+}
 
-	// 4. Follow the acks until every part is settled everywhere.
+// settle follows the acks until every part is settled everywhere (step 4).
+func (r *run) settle(ctx context.Context, results []*producer.Result) error {
+	start := time.Now()
 	dests := []string{"cloudzero", "webhook", ccDest}
-	acked := map[string]int{}
-	rejected := map[string]int{}
+	r.acked, r.rejected = map[string]int{}, map[string]int{}
 	totalParts := 0
-	for _, r := range results {
-		totalParts += len(r.Parts)
+	for _, res := range results {
+		totalParts += len(res.Parts)
 	}
 	settled := 0
 	for _, res := range results {
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-		sums, err := prod.Wait(wctx, res, dests, func(p producer.Progress) {
+		sums, err := r.prod.Wait(wctx, res, dests, func(p producer.Progress) {
 			n, total := settled+p.Done, totalParts*len(dests)
-			prog.show("acks %s %d/%d parts", bar(n, total), n, total)
+			r.prog.show("acks %s %d/%d parts", bar(n, total), n, total)
 		})
 		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("waiting for batch %s: %w", res.BatchID, err)
+			return fmt.Errorf("waiting for batch %s: %w", res.BatchID, err)
 		}
 		settled += len(res.Parts) * len(dests)
 		for d, s := range sums {
-			acked[d] += s.Records
-			rejected[d] += s.RejectedRecords
+			r.acked[d] += s.Records
+			r.rejected[d] += s.RejectedRecords
 		}
 	}
-	prog.done()
-	say("all %d parts settled at %d destination(s) in %s          ", totalParts, len(dests), time.Since(start).Round(time.Millisecond))
+	r.prog.done()
+	r.say("all %d parts settled at %d destination(s) in %s          ", totalParts, len(dests), time.Since(start).Round(time.Millisecond))
+	return nil
+}
 
-	// 5. The collectors, once and then again (a new generation).
-	js, err := jetstream.New(nc)
+// collected is what the two collections did and what Cloud Cruiser held
+// after each.
+type collected struct {
+	cols         []*collect.Collector
+	c1, c2       *collection
+	held1, held2 ccHeld
+	problems     []string
+}
+
+// collectTwice runs the collectors once and then again, a new generation
+// (step 5).
+func (r *run) collectTwice(ctx context.Context) (*collected, error) {
+	js, err := jetstream.New(r.nc)
 	if err != nil {
 		return nil, err
 	}
-	cols, err := buildCollectors(ctx, collectorsConfig(sb, fl.Embedded.URL), prod, js, o.Log)
-	if err != nil {
+	c := &collected{}
+	if c.cols, err = buildCollectors(ctx, collectorsConfig(r.sb, r.fl.Embedded.URL), r.prod, js, r.o.Log); err != nil {
 		return nil, err
 	}
-	start = time.Now()
-	c1, err := collectOnce(ctx, 1, cols, sb, prod, say)
-	if err != nil {
+	start := time.Now()
+	if c.c1, err = collectOnce(ctx, 1, c.cols, r.sb, r.prod, r.say); err != nil {
 		return nil, err
 	}
-	held1 := cloudcruiserHeld(sb.CloudCruiser, sourceOf(sb))
-	c2, err := collectOnce(ctx, 2, cols, sb, prod, say)
-	if err != nil {
+	c.held1 = cloudcruiserHeld(r.sb.CloudCruiser, sourceOf(r.sb))
+	if c.c2, err = collectOnce(ctx, 2, c.cols, r.sb, r.prod, r.say); err != nil {
 		return nil, err
 	}
-	held2 := cloudcruiserHeld(sb.CloudCruiser, sourceOf(sb))
-	problems, reuploaded := recollected(c1, c2, held1, held2)
+	c.held2 = cloudcruiserHeld(r.sb.CloudCruiser, sourceOf(r.sb))
+	var reuploaded int
+	c.problems, reuploaded = recollected(c.c1, c.c2, c.held1, c.held2)
+	h1, h2 := c.held1.All, c.held2.All
 	same := "as after the first collection (replaced, not added)"
-	if held1.All.Records != held2.All.Records || !held1.All.Quantity.Decimal().Equal(held2.All.Quantity.Decimal()) {
-		same = fmt.Sprintf("after the first collection it held %d records, quantity %s", held1.All.Records, held1.All.Quantity.Decimal())
+	if h1.Records != h2.Records || !h1.Quantity.Decimal().Equal(h2.Quantity.Decimal()) {
+		same = fmt.Sprintf("after the first collection it held %d records, quantity %s", h1.Records, h1.Quantity.Decimal())
 	}
-	say("re-collection settled in %s: %s uploaded %d collected date(s) again and holds %d records, quantity %s, %s",
-		time.Since(start).Round(time.Millisecond), ccDest, reuploaded, held2.All.Records, held2.All.Quantity.Decimal(), same)
+	r.say("re-collection settled in %s: %s uploaded %d collected date(s) again and holds %d records, quantity %s, %s",
+		time.Since(start).Round(time.Millisecond), ccDest, reuploaded, h2.Records, h2.Quantity.Decimal(), same)
+	return c, nil
+}
 
-	// 6. Reconcile against what the sandboxes hold.
-	st := sb.Webhook.Stats()
-	czRows, czCost := cloudzeroHeld(sb, czConn)
-	zero := messages.DecimalFromInt(0)
+// reconcile compares what the sandboxes hold with what was published and
+// what the report emulators expect (step 6), prints the table, and fails
+// on any difference.
+func (r *run) reconcile(c *collected) ([]Row, error) {
+	rows := r.rows(c)
+	problems := c.problems
+	if !c.held2.Split {
+		problems = append(problems, fmt.Sprintf("a %s date kept fewer records than it holds: its sources cannot be told apart", ccDest))
+	}
+	var bad []string
+	for i := range rows {
+		row := &rows[i]
+		row.Match = row.recordsMatch() && row.costMatch() && row.quantityMatch()
+		if !row.Match {
+			bad = append(bad, row.Destination+"/"+row.Source)
+		}
+	}
+	r.say("")
+	printTable(r.o.Out, rows)
+	r.say("(a collector's \"published\" is what its report emulator expects for the days collected)")
+	for _, p := range problems {
+		r.say("PROBLEM: %s", p)
+	}
+	var inj []string
+	for _, n := range serve.Names() {
+		if m := injected(r.sb, n); len(m) > 0 {
+			inj = append(inj, n+" ("+faultSummary(m)+")")
+		}
+	}
+	if len(bad) > 0 || len(problems) > 0 {
+		if len(inj) > 0 {
+			r.say("faults injected at the sandboxes: %s", strings.Join(inj, ", "))
+		}
+		if len(bad) > 0 {
+			return rows, fmt.Errorf("reconciliation failed: %s differ(s) from what was published", strings.Join(bad, ", "))
+		}
+		return rows, fmt.Errorf("reconciliation failed: %s", strings.Join(problems, "; "))
+	}
+	if len(inj) > 0 {
+		r.say("faults injected at the sandboxes on the way (retried, nothing lost): %s", strings.Join(inj, ", "))
+	}
+	r.say("reconciliation: every destination holds exactly what was published, and Cloud Cruiser exactly what the report emulators expect, once")
+	return rows, nil
+}
+
+// rows are the reconciliation's rows: CloudZero, the webhook, Cloud
+// Cruiser per source, and Cloud Cruiser whole after each collection.
+func (r *run) rows(c *collected) []Row {
+	st := r.sb.Webhook.Stats()
+	czRows, czCost := cloudzeroHeld(r.sb, czConn)
+	want, acked, rejected := r.want, r.acked, r.rejected
 	rows := []Row{{
 		Destination: "cloudzero", Source: demoSource, PublishedRecords: want.Records, PublishedCost: want.Cost,
 		AckedRecords: acked["cloudzero"], ReceivedRecords: czRows, ReceivedCost: czCost, Rejected: rejected["cloudzero"],
@@ -312,74 +439,35 @@ destinations:
 		AckedRecords: acked["webhook"], ReceivedRecords: st.UniqueRecords, ReceivedCost: messages.FromBig(st.UniqueCost), Rejected: rejected["webhook"],
 	}}
 	part := func(src string) held {
-		if h := held2.BySource[src]; h != nil {
+		if h := c.held2.BySource[src]; h != nil {
 			return *h
 		}
 		return held{}
 	}
 	d := part(demoSource)
 	rows = append(rows, Row{
-		Destination: ccDest, Source: demoSource, PublishedRecords: want.Records, PublishedCost: want.Cost, PublishedQuantity: wantQty.Decimal(),
+		Destination: ccDest, Source: demoSource, PublishedRecords: want.Records, PublishedCost: want.Cost, PublishedQuantity: r.wantQty.Decimal(),
 		AckedRecords: acked[ccDest], ReceivedRecords: d.Records, ReceivedCost: d.Cost.Decimal(), ReceivedQuantity: d.Quantity.Decimal(),
 		Rejected: rejected[ccDest], HasQuantity: true,
 	})
 	// What the emulators expect of every day either collection covered
 	// (the same days, unless a collection ran across midnight).
-	all1 := row(ccDest, AllAfterFirst, want.Records, wantQty, want.Cost, acked[ccDest], rejected[ccDest], held1.All)
-	all2 := row(ccDest, AllAfterSecond, want.Records, wantQty, want.Cost, acked[ccDest], rejected[ccDest], held2.All)
-	for _, c := range cols {
-		name := c.Name()
-		e1 := expectedReports(sb, name, days(c1.Results[name].Window))
-		e2 := expectedReports(sb, name, days(c1.Results[name].Window, c2.Results[name].Window))
+	all1 := row(ccDest, AllAfterFirst, want.Records, r.wantQty, want.Cost, acked[ccDest], rejected[ccDest], c.held1.All)
+	all2 := row(ccDest, AllAfterSecond, want.Records, r.wantQty, want.Cost, acked[ccDest], rejected[ccDest], c.held2.All)
+	for _, col := range c.cols {
+		name := col.Name()
+		e1 := expectedReports(r.sb, name, days(c.c1.Results[name].Window))
+		e2 := expectedReports(r.sb, name, days(c.c1.Results[name].Window, c.c2.Results[name].Window))
 		h := part(name)
 		rows = append(rows, Row{
-			Destination: ccDest, Source: name, PublishedRecords: e2.Records, PublishedCost: zero, PublishedQuantity: e2.Quantity.Decimal(),
-			AckedRecords: c2.Acked[name], ReceivedRecords: h.Records, ReceivedCost: h.Cost.Decimal(), ReceivedQuantity: h.Quantity.Decimal(),
-			Rejected: c2.Rejected[name], HasQuantity: true,
+			Destination: ccDest, Source: name, PublishedRecords: e2.Records, PublishedCost: messages.DecimalFromInt(0), PublishedQuantity: e2.Quantity.Decimal(),
+			AckedRecords: c.c2.Acked[name], ReceivedRecords: h.Records, ReceivedCost: h.Cost.Decimal(), ReceivedQuantity: h.Quantity.Decimal(),
+			Rejected: c.c2.Rejected[name], HasQuantity: true,
 		})
-		all1.add(e1, c1.Acked[name], c1.Rejected[name])
-		all2.add(e2, c2.Acked[name], c2.Rejected[name])
+		all1.add(e1, c.c1.Acked[name], c.c1.Rejected[name])
+		all2.add(e2, c.c2.Acked[name], c.c2.Rejected[name])
 	}
-	rows = append(rows, all1, all2)
-	if !held2.Split {
-		problems = append(problems, fmt.Sprintf("a %s date kept fewer records than it holds: its sources cannot be told apart", ccDest))
-	}
-	ok := len(problems) == 0
-	var bad []string
-	for i := range rows {
-		r := &rows[i]
-		r.Match = r.recordsMatch() && r.costMatch() && r.quantityMatch()
-		if !r.Match {
-			ok = false
-			bad = append(bad, r.Destination+"/"+r.Source)
-		}
-	}
-	say("")
-	printTable(o.Out, rows)
-	say("(a collector's \"published\" is what its report emulator expects for the days collected)")
-	for _, p := range problems {
-		say("PROBLEM: %s", p)
-	}
-	var inj []string
-	for _, n := range serve.Names() {
-		if m := injected(sb, n); len(m) > 0 {
-			inj = append(inj, n+" ("+faultSummary(m)+")")
-		}
-	}
-	if !ok {
-		if len(inj) > 0 {
-			say("faults injected at the sandboxes: %s", strings.Join(inj, ", "))
-		}
-		if len(bad) > 0 {
-			return rows, fmt.Errorf("reconciliation failed: %s differ(s) from what was published", strings.Join(bad, ", "))
-		}
-		return rows, fmt.Errorf("reconciliation failed: %s", strings.Join(problems, "; "))
-	}
-	if len(inj) > 0 {
-		say("faults injected at the sandboxes on the way (retried, nothing lost): %s", strings.Join(inj, ", "))
-	}
-	say("reconciliation: every destination holds exactly what was published, and Cloud Cruiser exactly what the report emulators expect, once")
-	return rows, nil
+	return append(rows, all1, all2)
 }
 
 // row is a Cloud Cruiser totals row, starting from the demo feed's share.
@@ -446,133 +534,4 @@ func injected(sb *serve.Running, name string) map[fault.Kind]int {
 		return nil
 	}
 	return inj.Injected()
-}
-
-// printTable prints a line per measure: records (with acks and
-// rejections), quantity where it is reconciled, and cost (left out for a
-// source that carries none). Text is left-aligned, numbers right-aligned.
-func printTable(w io.Writer, rows []Row) {
-	yes := func(b bool) string {
-		if b {
-			return "yes"
-		}
-		return "NO"
-	}
-	lines := [][]string{{"destination", "source", "", "published", "received", "acked", "rejected", "match"}}
-	for _, r := range rows {
-		lines = append(lines, []string{r.Destination, r.Source, "records", fmt.Sprint(r.PublishedRecords), fmt.Sprint(r.ReceivedRecords),
-			fmt.Sprint(r.AckedRecords), fmt.Sprint(r.Rejected), yes(r.recordsMatch())})
-		if r.HasQuantity {
-			lines = append(lines, []string{"", "", "quantity", r.PublishedQuantity.String(), r.ReceivedQuantity.String(), "", "", yes(r.quantityMatch())})
-		}
-		if !r.PublishedCost.Equal(messages.DecimalFromInt(0)) || !r.costMatch() {
-			lines = append(lines, []string{"", "", "cost", r.PublishedCost.String(), r.ReceivedCost.String(), "", "", yes(r.costMatch())})
-		}
-	}
-	width := make([]int, len(lines[0]))
-	for _, l := range lines {
-		for i, c := range l {
-			width[i] = max(width[i], len(c))
-		}
-	}
-	for _, l := range lines {
-		var b strings.Builder
-		for i, c := range l {
-			if i > 0 {
-				b.WriteString("  ")
-			}
-			pad := strings.Repeat(" ", width[i]-len(c))
-			if i >= 3 && i <= 6 { // numbers
-				b.WriteString(pad + c)
-			} else {
-				b.WriteString(c + pad)
-			}
-		}
-		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
-	}
-}
-
-// faultSummary renders what one emulator's injector fired ("17 status").
-func faultSummary(m map[fault.Kind]int) string {
-	var kinds []string
-	for k := range m {
-		kinds = append(kinds, string(k))
-	}
-	slices.Sort(kinds)
-	var parts []string
-	for _, k := range kinds {
-		parts = append(parts, fmt.Sprintf("%d %s", m[fault.Kind(k)], k))
-	}
-	return strings.Join(parts, ", ")
-}
-
-// progress redraws one line on a terminal and prints at most a line a
-// second elsewhere (CI logs, pipes).
-type progress struct {
-	w     io.Writer
-	tty   bool
-	last  time.Time
-	drawn bool
-}
-
-func newProgress(w io.Writer) *progress {
-	tty := false
-	if f, ok := w.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			tty = true
-		}
-	}
-	return &progress{w: w, tty: tty}
-}
-
-func (p *progress) show(format string, args ...any) {
-	if p.tty {
-		fmt.Fprintf(p.w, "\r\033[K"+format, args...)
-		p.drawn = true
-		return
-	}
-	if time.Since(p.last) >= time.Second {
-		p.last = time.Now()
-		fmt.Fprintf(p.w, format+"\n", args...)
-	}
-}
-
-func (p *progress) done() {
-	if p.tty && p.drawn {
-		fmt.Fprint(p.w, "\r\033[K")
-		p.drawn = false
-	}
-}
-
-func bar(done, total int) string {
-	const width = 30
-	if total == 0 {
-		return ""
-	}
-	n := done * width / total
-	return "[" + strings.Repeat("#", n) + strings.Repeat(".", width-n) + "]"
-}
-
-func urls(m map[string]string) string {
-	var parts []string
-	for _, n := range serve.Names() {
-		if u, ok := m[n]; ok {
-			parts = append(parts, n+"="+u)
-		}
-	}
-	return strings.Join(parts, " ")
-}
-
-func randomSecret() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// randomSeed seeds the generated usage, the report emulators' data and the
-// fault injectors: each run differs, and each is exact.
-func randomSeed() int64 {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return int64(binary.LittleEndian.Uint64(b[:]) >> 1)
 }

@@ -71,7 +71,7 @@ func TestDemoReconciles(t *testing.T) {
 // Cloud Cruiser refuses its first upload (400): the destination
 // dead-letters that date's records, so Cloud Cruiser and the acks no
 // longer agree with what was published, and the demo must say so and
-// fail (usage-worker demo then exits 1) while the other destinations
+// fail (usagefleet demo then exits 1) while the other destinations
 // still reconcile.
 func TestDemoFailsOnAMismatch(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

@@ -1,5 +1,5 @@
 // Package serve runs the sandbox emulators, each on its own loopback
-// listener, for `usage-worker sandbox`, the demo and the bench.
+// listener, for `usage-sandbox`, the demo and the bench (`usagefleet`).
 package serve
 
 import (
