@@ -10,6 +10,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/usagefleet/usagefleet/workers"
@@ -67,7 +68,12 @@ func PoolStates(worker string, pools map[string]*workers.Pool) func() []DestStat
 // StatusWriter writes states() to BucketStatus every StatusEvery until ctx
 // ends (creating the bucket if needed). Write errors are logged, never
 // fatal: status is for people, delivery does not depend on it.
-func StatusWriter(ctx context.Context, js jetstream.JetStream, states func() []DestState, log *slog.Logger) {
+func StatusWriter(ctx context.Context, nc *nats.Conn, states func() []DestState, log *slog.Logger) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		log.Warn("status writer", "err", err)
+		return
+	}
 	var kv jetstream.KeyValue
 	t := time.NewTicker(StatusEvery)
 	defer t.Stop()
