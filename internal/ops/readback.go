@@ -69,6 +69,9 @@ func (env *Env) readBack(ctx context.Context, d *Dest, from, to time.Time) (map[
 			return nil, "", fmt.Errorf("cloudzero %s: GET billing_drops/%s: answer: %w", d.Name, month, err)
 		}
 		for i, r := range doc.Rows {
+			if id, _ := r["lineitem/id"].(string); id == cloudzero.PlaceholderLineItemID {
+				continue // the row that empties an hour holds no usage
+			}
 			ts, _ := r["time/usage_start"].(string)
 			t, err := time.Parse(time.RFC3339, ts)
 			if err != nil {

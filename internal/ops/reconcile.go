@@ -70,6 +70,12 @@ type pubPart struct {
 	records int
 }
 
+// nudge is a replay nudge (ActionRebuild) stored for a unit.
+type nudge struct {
+	unit   string
+	stored time.Time
+}
+
 // Reconcile compares, per unit of dest over [from, to), what was published
 // in USAGE (honouring snapshot generations as a rebuild does), what ACKS
 // says was delivered or refused, and what the destination holds where it
@@ -96,11 +102,15 @@ func (env *Env) Reconcile(ctx context.Context, dest string, from, to time.Time) 
 		}
 		return u
 	}
-	parts, err := env.published(ctx, d, from, to, unitOf)
+	parts, nudges, err := env.published(ctx, d, from, to, unitOf)
 	if err != nil {
 		return nil, err
 	}
-	if err := env.acked(ctx, dest, parts, units); err != nil {
+	replayed, err := env.acked(ctx, dest, parts, nudges, units)
+	if err != nil {
+		return nil, err
+	}
+	if err := env.afterReplay(ctx, d, replayed, units, unitOf); err != nil {
 		return nil, err
 	}
 	held, how, err := env.readBack(ctx, d, from, to)
@@ -166,12 +176,13 @@ type markerKey struct {
 
 // published scans the destination's feeds and adds, per unit, the records
 // a rebuild would deliver. It returns the parts that count, by identity.
-func (env *Env) published(ctx context.Context, d *Dest, from, to time.Time, unitOf func(time.Time) *UnitReport) (map[partKey]pubPart, error) {
+func (env *Env) published(ctx context.Context, d *Dest, from, to time.Time, unitOf func(time.Time) *UnitReport) (map[partKey]pubPart, map[string]nudge, error) {
 	st, err := env.JS.Stream(ctx, messages.StreamUsage)
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", messages.StreamUsage, err)
+		return nil, nil, fmt.Errorf("stream %s: %w", messages.StreamUsage, err)
 	}
 	parts := map[partKey]pubPart{}
+	nudges := map[string]nudge{}
 	var snaps []snapPart
 	markers := map[markerKey]int{}
 	count := func(seq uint64, h map[string][]string, data []byte, meta messages.PartMeta) {
@@ -210,6 +221,9 @@ func (env *Env) published(ctx context.Context, d *Dest, from, to time.Time, unit
 			case messages.KindSnapshot:
 				snaps = append(snaps, snapPart{seq: md.Sequence.Stream, gen: meta.Generation, hour: meta.Hour, key: meta.SnapshotKey()})
 			case messages.KindSnapshotEnd:
+				if meta.Source == ReplaySource {
+					nudges[meta.BatchID] = nudge{unit: unitOf(meta.Hour).Unit, stored: md.Timestamp}
+				}
 				markers[markerKey{meta.SnapshotKey(), meta.Generation, meta.Hour}] = meta.Parts
 			default:
 				count(md.Sequence.Stream, m.Headers(), m.Data(), meta)
@@ -217,7 +231,7 @@ func (env *Env) published(ctx context.Context, d *Dest, from, to time.Time, unit
 			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", subj, err)
+			return nil, nil, fmt.Errorf("reading %s: %w", subj, err)
 		}
 	}
 	// Snapshots: per (source, period) and hour, the newest generation
@@ -242,24 +256,33 @@ func (env *Env) published(ctx context.Context, d *Dest, from, to time.Time, unit
 		}
 		raw, err := st.GetMsg(ctx, s.seq)
 		if err != nil {
-			return nil, fmt.Errorf("stream %s message %d: %w", messages.StreamUsage, s.seq, err)
+			return nil, nil, fmt.Errorf("stream %s message %d: %w", messages.StreamUsage, s.seq, err)
 		}
 		meta, _ := messages.ParseMeta(raw.Header)
 		count(s.seq, raw.Header, raw.Data, meta)
 	}
-	return parts, nil
+	return parts, nudges, nil
 }
 
-// acked adds, per unit, the newest ack event of every counted part.
-func (env *Env) acked(ctx context.Context, dest string, parts map[partKey]pubPart, units map[string]*UnitReport) error {
+// acked adds, per unit, the newest ack event of every counted part. It
+// returns, per unit, when the newest replay nudge whose rebuild was
+// acknowledged was stored.
+func (env *Env) acked(ctx context.Context, dest string, parts map[partKey]pubPart, nudges map[string]nudge, units map[string]*UnitReport) (map[string]time.Time, error) {
 	st, err := env.JS.Stream(ctx, messages.StreamAcks)
 	if err != nil {
-		return fmt.Errorf("stream %s: %w", messages.StreamAcks, err)
+		return nil, fmt.Errorf("stream %s: %w", messages.StreamAcks, err)
 	}
 	last := map[partKey]messages.Ack{}
+	replayed := map[string]time.Time{}
 	err = scanStream(ctx, st, []string{"acks.*." + dest}, time.Time{}, func(m jetstream.Msg, _ *jetstream.MsgMetadata) error {
 		a, err := messages.DecodeAck(m.Data())
 		if err != nil {
+			return nil
+		}
+		if n, ok := nudges[a.BatchID]; ok && a.Source == ReplaySource {
+			if n.stored.After(replayed[n.unit]) {
+				replayed[n.unit] = n.stored
+			}
 			return nil
 		}
 		pk := partKey{a.Source, a.BatchID, a.Part}
@@ -269,7 +292,12 @@ func (env *Env) acked(ctx context.Context, dest string, parts map[partKey]pubPar
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("reading %s: %w", messages.StreamAcks, err)
+		return nil, fmt.Errorf("reading %s: %w", messages.StreamAcks, err)
+	}
+	for _, n := range nudges {
+		if n.stored.After(replayed[n.unit]) {
+			units[n.unit].Unacked++ // a replay under way
+		}
 	}
 	for pk, p := range parts {
 		u := units[p.unit]
@@ -283,6 +311,65 @@ func (env *Env) acked(ctx context.Context, dest string, parts map[partKey]pubPar
 		u.Acked.Records += a.Records
 		u.Acked.Rejected += a.Rejected
 		u.Acked.Cost = u.Acked.Cost.Add(a.Cost.Big())
+	}
+	return replayed, nil
+}
+
+// afterReplay settles units rebuilt by a replay: the rebuild uploaded the
+// whole unit, so the unit's acks (written by earlier rebuilds) no longer
+// say what it holds. What it holds is what was published less what that
+// rebuild refused again: the dead letters of the unit stored after the
+// nudge.
+func (env *Env) afterReplay(ctx context.Context, d *Dest, replayed map[string]time.Time, units map[string]*UnitReport, unitOf func(time.Time) *UnitReport) error {
+	if len(replayed) == 0 {
+		return nil
+	}
+	var oldest time.Time
+	for _, t := range replayed {
+		if oldest.IsZero() || t.Before(oldest) {
+			oldest = t
+		}
+	}
+	dead, err := ListDead(ctx, env.JS, DeadFilter{Destination: d.Name, Since: oldest, Limit: 1 << 30})
+	if err != nil {
+		return err
+	}
+	type rej struct {
+		n    int
+		cost decimal.Decimal
+	}
+	again := map[string]*rej{}
+	for _, e := range dead {
+		_, h, err := messages.ParseUsageSubject(e.Letter.Subject)
+		if err != nil {
+			continue
+		}
+		u := unitOf(h).Unit
+		t, ok := replayed[u]
+		if !ok || e.Stored.Before(t) {
+			continue
+		}
+		r := again[u]
+		if r == nil {
+			r = &rej{}
+			again[u] = r
+		}
+		for _, rr := range e.Letter.Records {
+			r.n++
+			r.cost = r.cost.Add(rr.Record.BilledCost.Big())
+		}
+	}
+	for key := range replayed {
+		u := units[key]
+		if u == nil || u.Unacked > 0 {
+			continue
+		}
+		r := again[key]
+		if r == nil {
+			r = &rej{}
+		}
+		u.Acked.Records, u.Acked.Rejected = u.Published.Records-r.n, r.n
+		u.Acked.Cost = u.Published.Cost.Sub(r.cost)
 	}
 	return nil
 }
