@@ -73,6 +73,7 @@ type pubPart struct {
 // nudge is a replay nudge (ActionRebuild) stored for a unit.
 type nudge struct {
 	unit   string
+	seq    uint64
 	stored time.Time
 }
 
@@ -222,7 +223,7 @@ func (env *Env) published(ctx context.Context, d *Dest, from, to time.Time, unit
 				snaps = append(snaps, snapPart{seq: md.Sequence.Stream, gen: meta.Generation, hour: meta.Hour, key: meta.SnapshotKey()})
 			case messages.KindSnapshotEnd:
 				if meta.Source == ReplaySource {
-					nudges[meta.BatchID] = nudge{unit: unitOf(meta.Hour).Unit, stored: md.Timestamp}
+					nudges[meta.BatchID] = nudge{unit: unitOf(meta.Hour).Unit, seq: md.Sequence.Stream, stored: md.Timestamp}
 				}
 				markers[markerKey{meta.SnapshotKey(), meta.Generation, meta.Hour}] = meta.Parts
 			default:
@@ -265,24 +266,19 @@ func (env *Env) published(ctx context.Context, d *Dest, from, to time.Time, unit
 }
 
 // acked adds, per unit, the newest ack event of every counted part. It
-// returns, per unit, when the newest replay nudge whose rebuild was
-// acknowledged was stored.
+// returns, per unit, when the newest replay nudge a finished rebuild
+// covered was stored. (Markers get no ack event: a rebuild's finish is
+// read from bucket usagefleet_units, where each successful upload leaves
+// the stream position it covered, key <destination>.<unit>.)
 func (env *Env) acked(ctx context.Context, dest string, parts map[partKey]pubPart, nudges map[string]nudge, units map[string]*UnitReport) (map[string]time.Time, error) {
 	st, err := env.JS.Stream(ctx, messages.StreamAcks)
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", messages.StreamAcks, err)
 	}
 	last := map[partKey]messages.Ack{}
-	replayed := map[string]time.Time{}
 	err = scanStream(ctx, st, []string{"acks.*." + dest}, time.Time{}, func(m jetstream.Msg, _ *jetstream.MsgMetadata) error {
 		a, err := messages.DecodeAck(m.Data())
 		if err != nil {
-			return nil
-		}
-		if n, ok := nudges[a.BatchID]; ok && a.Source == ReplaySource {
-			if n.stored.After(replayed[n.unit]) {
-				replayed[n.unit] = n.stored
-			}
 			return nil
 		}
 		pk := partKey{a.Source, a.BatchID, a.Part}
@@ -294,9 +290,17 @@ func (env *Env) acked(ctx context.Context, dest string, parts map[partKey]pubPar
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", messages.StreamAcks, err)
 	}
+	replayed := map[string]time.Time{}
 	for _, n := range nudges {
-		if n.stored.After(replayed[n.unit]) {
+		covered, err := env.UnitCovered(ctx, dest, n.unit)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case n.seq > covered:
 			units[n.unit].Unacked++ // a replay under way
+		case n.stored.After(replayed[n.unit]):
+			replayed[n.unit] = n.stored
 		}
 	}
 	for pk, p := range parts {

@@ -67,8 +67,9 @@ type ReplayPlan struct {
 	Subject     string    `json:"subject,omitempty"`
 	MsgID       string    `json:"msg_id,omitempty"`
 	Records     int       `json:"records,omitempty"`
-	Command     string    `json:"command,omitempty"` // ActionRecollect: what to run
-	Done        bool      `json:"done"`              // published (false in a dry run)
+	Command     string    `json:"command,omitempty"`   // ActionRecollect: what to run
+	Done        bool      `json:"done"`                // published (false in a dry run)
+	Seq         uint64    `json:"usage_seq,omitempty"` // where USAGE stored it
 	Duplicate   bool      `json:"duplicate,omitempty"`
 	Replayed    time.Time `json:"replayed_before,omitzero"` // an earlier replay of this dead letter
 	Refused     string    `json:"refused,omitempty"`        // why this tool cannot replay it
@@ -127,7 +128,7 @@ func (env *Env) Replay(ctx context.Context, e *DeadEntry, dryRun bool) (*ReplayP
 	if err != nil {
 		return p, fmt.Errorf("replay of dead letter %d: publish %s: %w", e.Seq, msg.Subject, err)
 	}
-	p.Done, p.Duplicate = true, ack.Duplicate
+	p.Done, p.Duplicate, p.Seq = true, ack.Duplicate, ack.Sequence
 	b, _ := json.Marshal(replayRecord{Time: time.Now().UTC(), Action: p.Action, MsgID: p.MsgID})
 	if _, err := kv.Put(ctx, key, b); err != nil {
 		return p, fmt.Errorf("replay of dead letter %d published, but not recorded in %s: %w", e.Seq, BucketReplays, err)
@@ -296,4 +297,27 @@ func orToken(s, def string) string {
 		return s
 	}
 	return def
+}
+
+// UnitCovered is the stream position the last successful upload of unit
+// (a replace destination's unit key) covered, 0 if none: what the pools
+// keep in bucket usagefleet_units. A replay nudge stored at or before it
+// has been rebuilt and uploaded.
+func (env *Env) UnitCovered(ctx context.Context, dest, unit string) (uint64, error) {
+	kv, err := env.JS.KeyValue(ctx, messages.BucketUnits)
+	if err != nil {
+		return 0, fmt.Errorf("bucket %s: %w", messages.BucketUnits, err)
+	}
+	e, err := kv.Get(ctx, dest+"."+unit)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("bucket %s: %w", messages.BucketUnits, err)
+	}
+	n, err := strconv.ParseUint(string(e.Value()), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("bucket %s key %s: %q is not a stream position", messages.BucketUnits, dest+"."+unit, e.Value())
+	}
+	return n, nil
 }
