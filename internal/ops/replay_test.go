@@ -107,18 +107,18 @@ func TestReplayReplaceRebuildsTheUnit(t *testing.T) {
 	}
 	r.publish("cloud", "b-replace", recs)
 	waitFor(t, "the refused parts' acks", func() bool { return r.acks("svc", "cz") == uint64(len(perHour)) })
+	// The one refused request held hour 10, or hour 11, or both.
 	dead := r.dead("cz")
-	var d0 *DeadEntry
-	for i := range dead {
-		if strings.HasSuffix(dead[i].Letter.Subject, ".10") {
-			d0 = &dead[i]
-		}
+	if len(dead) == 0 {
+		t.Fatal("no dead letter")
 	}
-	if d0 == nil {
-		t.Fatalf("no dead letter for hour 10: %+v", dead)
+	d0 := &dead[0]
+	_, hd, err := messages.ParseUsageSubject(d0.Letter.Subject)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got := r.cz.Hours(czConn)[h0]; got.Rows != 1 || !got.Cost.IsZero() {
-		t.Fatalf("before the replay the hour holds %+v, want the placeholder alone", got)
+	if got := r.cz.Hours(czConn)[hd]; got.Rows != 1 || !got.Cost.IsZero() {
+		t.Fatalf("before the replay the refused hour holds %+v, want the placeholder alone", got)
 	}
 	rep, err := r.env.Reconcile(ctx, "cz", h0, h0.Add(2*time.Hour))
 	if err != nil || rep.Mismatches != 0 {
@@ -129,30 +129,29 @@ func TestReplayReplaceRebuildsTheUnit(t *testing.T) {
 	if err != nil || !p.Done || p.Action != ActionRebuild {
 		t.Fatalf("replay = %+v, %v", p, err)
 	}
-	want := usagegen.Total(perHour[h0])
+	want := usagegen.Total(perHour[hd])
 	r.waitCovered("cz", d0, p.Seq)
-	got := r.cz.Hours(czConn)[h0]
+	got := r.cz.Hours(czConn)[hd]
 	if got.Rows != want.Records || !got.Cost.Equal(want.Cost.Big()) {
-		t.Fatalf("after the replay hour 10 holds %d rows cost %s, want %d cost %s", got.Rows, got.Cost, want.Records, want.Cost)
+		t.Fatalf("after the replay the hour holds %d rows cost %s, want %d cost %s", got.Rows, got.Cost, want.Records, want.Cost)
 	}
-	if got := r.cz.Hours(czConn)[h0.Add(time.Hour)]; got.Rows != 1 {
-		t.Fatalf("hour 11 (not replayed) holds %+v, want its placeholder", got)
-	}
-
 	p, err = r.env.Replay(ctx, d0, false)
 	if err != nil || !p.Done || p.Replayed.IsZero() {
 		t.Fatalf("second replay = %+v, %v", p, err)
 	}
 	r.waitCovered("cz", d0, p.Seq)
-	got = r.cz.Hours(czConn)[h0]
+	got = r.cz.Hours(czConn)[hd]
 	if got.Rows != want.Records || !got.Cost.Equal(want.Cost.Big()) {
-		t.Fatalf("after a second replay hour 10 holds %d rows cost %s, want still %d cost %s", got.Rows, got.Cost, want.Records, want.Cost)
+		t.Fatalf("after a second replay the hour holds %d rows cost %s, want still %d cost %s", got.Rows, got.Cost, want.Records, want.Cost)
 	}
 	rep, err = r.env.Reconcile(ctx, "cz", h0, h0.Add(2*time.Hour))
 	if err != nil || rep.Mismatches != 0 || len(rep.Units) != 2 {
 		t.Fatalf("reconcile after the replay: %+v, %v", rep, err)
 	}
 	u := rep.Units[0]
+	if hd != h0 {
+		u = rep.Units[1]
+	}
 	if u.Held == nil || u.Held.Records != want.Records || u.Acked.Records != want.Records || !u.Held.Cost.Equal(want.Cost.Big()) {
 		t.Fatalf("unit %s after the replay: %+v", u.Unit, u)
 	}

@@ -22,11 +22,11 @@ import (
 // worker that died stops being reported.
 const BucketStatus = "uf_status"
 
-// StatusTTL is the bucket's max age; StatusEvery the writers' period.
-const (
-	StatusTTL   = 2 * time.Minute
-	StatusEvery = 15 * time.Second
-)
+// StatusTTL is the bucket's max age.
+const StatusTTL = 2 * time.Minute
+
+// StatusEvery is the writers' period (a variable for tests).
+var StatusEvery = 15 * time.Second
 
 // DestState is one worker's view of one destination.
 type DestState struct {
