@@ -37,11 +37,20 @@ var opsCommands = map[string]func(ctx context.Context, args []string, stdout, st
 // flag package has printed the problem and it answers exitUsage. ok says
 // whether the command should run.
 func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) (pos []string, code int, ok bool) {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "-h" || a == "-help" || a == "--help" || a == "--h" {
+			// Asked for: the usage goes to stdout, and it is not an error.
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return nil, exitOK, false
+		}
+	}
 	for {
 		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				fs.SetOutput(stdout)
-				fs.Usage()
+			if errors.Is(err, flag.ErrHelp) { // -h as a flag's value's neighbour, say
 				return nil, exitOK, false
 			}
 			return nil, exitUsage, false
