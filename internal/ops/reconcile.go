@@ -201,9 +201,13 @@ func (env *Env) published(ctx context.Context, d *Dest, from, to time.Time, unit
 		}
 		parts[pk] = pubPart{unit: u.Unit, records: len(part.Records)}
 	}
-	subjects := make([]string, 0, len(d.Feeds))
+	// One filter per feed and month (subjects are usage.<feed>.<yyyy>.<mm>.<dd>.<hh>):
+	// only the months of the range are read.
+	var subjects []string
 	for _, f := range d.Feeds {
-		subjects = append(subjects, messages.FeedFilter(f))
+		for m := time.Date(from.Year(), from.Month(), 1, 0, 0, 0, 0, time.UTC); m.Before(to); m = m.AddDate(0, 1, 0) {
+			subjects = append(subjects, fmt.Sprintf("usage.%s.%04d.%02d.*.*", f, m.Year(), int(m.Month())))
+		}
 	}
 	for _, subj := range subjects {
 		err = scanStream(ctx, st, []string{subj}, time.Time{}, func(m jetstream.Msg, md *jetstream.MsgMetadata) error {
