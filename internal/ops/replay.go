@@ -321,3 +321,43 @@ func (env *Env) UnitCovered(ctx context.Context, dest, unit string) (uint64, err
 	}
 	return n, nil
 }
+
+// ReplayAll replays entries in order. Dead letters of one replace unit
+// share its rebuild: the first one's nudge rebuilds the unit, the others
+// say so instead of nudging it again. Errors are per entry (the others go
+// on); a nil plan goes with each error.
+func (env *Env) ReplayAll(ctx context.Context, entries []DeadEntry, dryRun bool) ([]*ReplayPlan, []error) {
+	plans := make([]*ReplayPlan, len(entries))
+	errs := make([]error, len(entries))
+	rebuilt := map[string]uint64{} // destination and unit -> the dead letter whose replay rebuilds it
+	for i := range entries {
+		e := &entries[i]
+		if key, ok := env.replaceUnit(ctx, e); ok {
+			if by, dup := rebuilt[key]; dup {
+				plans[i] = &ReplayPlan{DeadSeq: e.Seq, Destination: e.Letter.Destination, Action: ActionRebuild, Done: !dryRun,
+					Detail: fmt.Sprintf("the unit is rebuilt by the replay of dead letter %d", by)}
+				continue
+			}
+			rebuilt[key] = e.Seq
+		}
+		plans[i], errs[i] = env.Replay(ctx, e, dryRun)
+	}
+	return plans, errs
+}
+
+// replaceUnit names the replace unit a dead letter belongs to.
+func (env *Env) replaceUnit(ctx context.Context, e *DeadEntry) (string, bool) {
+	d := env.Dest(e.Letter.Destination)
+	if d == nil || !d.Replace() {
+		return "", false
+	}
+	_, h, err := env.unitOf(ctx, e)
+	if err != nil {
+		return "", false
+	}
+	us := d.Dest.Units(h)
+	if len(us) == 0 {
+		return "", false
+	}
+	return d.Name + "." + us[0].Key, true
+}

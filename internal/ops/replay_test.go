@@ -144,6 +144,16 @@ func TestReplayReplaceRebuildsTheUnit(t *testing.T) {
 	if got.Rows != want.Records || !got.Cost.Equal(want.Cost.Big()) {
 		t.Fatalf("after a second replay the hour holds %d rows cost %s, want still %d cost %s", got.Rows, got.Cost, want.Records, want.Cost)
 	}
+	// Two dead letters of one unit in one run share one rebuild.
+	seq := r.usageLastSeq()
+	plans, errs := r.env.ReplayAll(ctx, []DeadEntry{*d0, *d0}, false)
+	if errs[0] != nil || errs[1] != nil || !plans[0].Done || plans[0].Seq != seq+1 || !strings.Contains(plans[1].Detail, "rebuilt by the replay of dead letter") {
+		t.Fatalf("ReplayAll = %+v %+v, %v", plans[0], plans[1], errs)
+	}
+	if r.usageLastSeq() != seq+1 {
+		t.Fatalf("ReplayAll of one unit stored %d nudges, want 1", r.usageLastSeq()-seq)
+	}
+	r.waitCovered("cz", d0, plans[0].Seq)
 	rep, err = r.env.Reconcile(ctx, "cz", h0, h0.Add(2*time.Hour))
 	if err != nil || rep.Mismatches != 0 || len(rep.Units) != 2 {
 		t.Fatalf("reconcile after the replay: %+v, %v", rep, err)

@@ -125,9 +125,9 @@ func cmdDead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func replayAll(ctx context.Context, env *ops.Env, entries []ops.DeadEntry, dryRun, asJSON bool, stdout, stderr io.Writer) int {
 	var plans []*ops.ReplayPlan
 	code := exitOK
-	for i := range entries {
-		p, err := env.Replay(ctx, &entries[i], dryRun)
-		if err != nil {
+	all, errs := env.ReplayAll(ctx, entries, dryRun)
+	for i, p := range all {
+		if err := errs[i]; err != nil {
 			fmt.Fprintln(stderr, "usage-worker dead replay:", err)
 			code = exitAttention
 		}
@@ -156,7 +156,7 @@ func replayAll(ctx context.Context, env *ops.Env, entries []ops.DeadEntry, dryRu
 			if p.Command != "" {
 				fmt.Fprintf(stdout, "    run: %s\n", p.Command)
 			}
-		case !p.Done && !dryRun:
+		case p.Subject == "" || (!p.Done && !dryRun):
 			fmt.Fprintf(stdout, "dead %d (%s): %s\n", p.DeadSeq, p.Destination, p.Detail)
 		default:
 			note := ""
