@@ -362,9 +362,15 @@ func (env *Env) afterReplay(ctx context.Context, d *Dest, replayed map[string]ti
 			r = &rej{}
 			again[u] = r
 		}
-		for _, rr := range e.Letter.Records {
+		// The refused records, read from USAGE by the dead letter's stream
+		// sequence and indexes (a dead letter may carry only an excerpt).
+		recs, err := env.deadRecords(ctx, &e)
+		if err != nil {
+			return fmt.Errorf("dead letter %d: %w", e.Seq, err)
+		}
+		for i := range recs {
 			r.n++
-			r.cost = r.cost.Add(rr.Record.BilledCost.Big())
+			r.cost = r.cost.Add(recs[i].BilledCost.Big())
 		}
 	}
 	for key := range replayed {
