@@ -263,8 +263,8 @@ func (env *Env) readStates(ctx context.Context) (map[string][]DestState, error) 
 	return out, nil
 }
 
-// lastAck is the time of the newest "delivered" ack event of dest, among
-// the last event per source.
+// lastAck is the time of the newest ack event of dest (the last part a
+// worker settled after an upload: delivered, or rejected by the API).
 func lastAck(ctx context.Context, js jetstream.JetStream, dest string) (time.Time, error) {
 	st, err := js.Stream(ctx, messages.StreamAcks)
 	if err != nil {
@@ -282,7 +282,7 @@ func lastAck(ctx context.Context, js jetstream.JetStream, dest string) (time.Tim
 			continue
 		}
 		var a messages.Ack
-		if json.Unmarshal(raw.Data, &a) == nil && a.Status == messages.AckDelivered && a.Time.After(last) {
+		if json.Unmarshal(raw.Data, &a) == nil && a.Time.After(last) {
 			last = a.Time
 		}
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/usagefleet/usagefleet/internal/ops"
 	sbcz "github.com/usagefleet/usagefleet/internal/sandbox/cloudzero"
+	"github.com/usagefleet/usagefleet/internal/sandbox/fault"
 	"github.com/usagefleet/usagefleet/internal/usagegen"
 	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/producer"
@@ -111,6 +112,51 @@ destinations:
 	if code, out, errs = runCmd("dead", "list", "--config", path, "--dest", "cz"); code != 0 || !strings.Contains(out, "0 dead letter(s)") {
 		t.Fatalf("dead list: exit %d\n%s%s", code, out, errs)
 	}
+
+	// The API refuses the unit of hour 12 once: a dead letter, which status
+	// reports; replayed, the unit is rebuilt from the stream and held whole.
+	rules, err := fault.ParseSpec("400x1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cz.Faults().Set(rules...)
+	h12 := h0.Add(4 * time.Hour)
+	more := usagegen.Generate(9, usagegen.Options{Seed: 7, Start: h12, Hours: 1})
+	if _, err := prod.Publish(ctx, &messages.Batch{ID: "b-refused", Feed: "cloud", Source: "svc", Records: more}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "the dead letter", func() bool {
+		code, out, _ = runCmd("dead", "list", "--config", path, "--dest", "cz", "--batch", "b-refused")
+		return code == 0 && strings.Contains(out, "1 dead letter(s)")
+	})
+	seq := strings.Fields(strings.Split(out, "\n")[1])[0]
+	code, out, _ = runCmd("status", "--config", path)
+	if code != 1 || !strings.Contains(out, "cz: 1 dead letter(s) since") || !strings.Contains(out, "(400)") {
+		t.Fatalf("status with a dead letter: exit %d\n%s", code, out)
+	}
+	code, out, _ = runCmd("status", "--config", path, "--json")
+	var st0 ops.Status
+	if err := json.Unmarshal([]byte(out), &st0); err != nil || code != 1 || st0.Destinations[0].LastUpload.IsZero() || st0.Destinations[0].DeadSince != 1 {
+		t.Fatalf("status --json with a dead letter: exit %d, %v\n%s", code, err, out)
+	}
+	if code, out, errs = runCmd("dead", "show", "--config", path, seq); code != 0 || strings.Count(out, "  record ") != 9 {
+		t.Fatalf("dead show %s: exit %d\n%s%s", seq, code, out, errs)
+	}
+	if code, out, errs = runCmd("dead", "replay", "--config", path, "--dry-run", seq); code != 0 || !strings.Contains(out, "would replay rebuild-unit") || cz.Hours("conn")[h12].Rows != 1 {
+		t.Fatalf("dead replay --dry-run: exit %d\n%s%s", code, out, errs)
+	}
+	if code, out, errs = runCmd("dead", "replay", "--config", path, seq); code != 0 || !strings.Contains(out, "replayed rebuild-unit") {
+		t.Fatalf("dead replay: exit %d\n%s%s", code, out, errs)
+	}
+	want := usagegen.Total(more)
+	poll(t, "the replayed unit", func() bool {
+		h := cz.Hours("conn")[h12]
+		return h.Rows == 9 && h.Cost.Equal(want.Cost.Big())
+	})
+	poll(t, "reconcile of the replayed unit to balance", func() bool {
+		code, _, _ := runCmd("reconcile", "--config", path, "--dest", "cz", "--from", "2026-05-04T12", "--to", "2026-05-04T13")
+		return code == 0
+	})
 
 	// Credentials revoked: the next upload gets 403 and the destination pauses.
 	cz.SetKey("conn", "")
