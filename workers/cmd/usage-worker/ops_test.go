@@ -167,11 +167,32 @@ destinations:
 		code, out, _ = runCmd("status", "--config", path)
 		return code == 1 && strings.Contains(out, "PAUSED") && strings.Contains(out, "cz: paused: auth")
 	})
+	wctx, wcancel := context.WithCancel(ctx)
+	w := &watchWriter{n: 2, cancel: wcancel}
+	var werr syncBuffer
+	if code := cmdStatus(wctx, []string{"--config", path, "--watch", "50ms"}, w, &werr); code != 1 || strings.Count(w.String(), "PAUSED") < 2 {
+		t.Fatalf("status --watch: exit %d, want 1 after two refreshes naming the paused destination\n%s%s", code, w.String(), werr.String())
+	}
 	code, out, _ = runCmd("status", "--config", path, "--json")
 	var st ops.Status
 	if err := json.Unmarshal([]byte(out), &st); err != nil || code != 1 || len(st.Destinations) != 1 || !st.Destinations[0].Paused || st.Destinations[0].AckPending == 0 || st.Destinations[0].OldestUnit != "h2026-05-04T08" || st.Destinations[0].OldestAge <= 0 {
 		t.Fatalf("status --json: exit %d, %v\n%s", code, err, out)
 	}
+}
+
+// watchWriter cancels once it has seen n refreshes of status --watch.
+type watchWriter struct {
+	syncBuffer
+	n      int
+	cancel context.CancelFunc
+}
+
+func (w *watchWriter) Write(p []byte) (int, error) {
+	n, err := w.syncBuffer.Write(p)
+	if strings.Count(w.String(), "--- ") >= w.n {
+		w.cancel()
+	}
+	return n, err
 }
 
 func TestOperatorCommandsUsage(t *testing.T) {
