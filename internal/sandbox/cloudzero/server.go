@@ -120,6 +120,7 @@ func New(cfg Config) *Server {
 	mux.HandleFunc("POST /_sandbox/reset", s.adminReset)
 	mux.HandleFunc("PUT /_sandbox/keys/{connection}", s.adminKey)
 	mux.Handle("/_sandbox/faults", s.faults.AdminHandler())
+	s.registerLoss(mux) // lose.go
 	s.mux = mux
 	return s
 }

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/usagefleet/usagefleet/internal/fleet"
+	"github.com/usagefleet/usagefleet/internal/ops"
 	"github.com/usagefleet/usagefleet/internal/telemetry"
 )
 
@@ -31,15 +32,21 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 const usage = `usage-worker: the usagefleet worker fleet
 
   usage-worker run --config FILE     consume usage and deliver it to the configured destinations
+  usage-worker status --config FILE  is anything stuck: per destination and collector (exit 1: needs a person)
+  usage-worker dead list|show|replay what was refused and why; send it again once the cause is fixed
+  usage-worker reconcile --config FILE --dest D --from T1 --to T2
+                                     per unit: published, acknowledged, held at the destination (exit 1: mismatch)
+  usage-worker validate --config FILE  check a config as run would, connecting to nothing
+  usage-worker version               version, commit and Go version
 
-Run "usage-worker run -h" for its flags. The API emulators are usage-sandbox;
+Run "usage-worker COMMAND -h" for a command's flags. The API emulators are usage-sandbox;
 the demo and the bench are "usagefleet demo" and "usagefleet bench".
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return 2
+		return exitUsage
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -50,8 +57,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
+	if cmd, ok := opsCommands[args[0]]; ok {
+		return cmd(ctx, args[1:], stdout, stderr)
+	}
 	fmt.Fprintf(stderr, "usage-worker: unknown command %q\n\n%s", args[0], usage)
-	return 2
+	return exitUsage
 }
 
 func newLogger(w io.Writer, level, format string) *slog.Logger {
@@ -75,12 +85,12 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "configuration file (YAML)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if _, code, ok := parseFlags(fs, args, os.Stdout); !ok {
+		return code
 	}
 	if *path == "" {
 		fmt.Fprintln(stderr, "usage-worker run: --config FILE is required")
-		return 2
+		return exitUsage
 	}
 	cfg, err := fleet.Load(*path)
 	if err != nil {
@@ -98,6 +108,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) int {
 		log.Error("telemetry", "err", err)
 		return 1
 	}
+	tel.Registry.MustRegister(ops.BuildInfoCollector())
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -109,6 +120,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) int {
 		return 1
 	}
 	defer f.Close()
+	go ops.StatusWriter(ctx, f.NC, ops.PoolStates(cfg.Worker.ID, f.Pools), log)
 	if l := cfg.Worker.Metrics.Listen; l != "" {
 		srv := &http.Server{Addr: l, Handler: telemetry.Health(tel.Metrics, f.Ready), ReadHeaderTimeout: 5 * time.Second}
 		go func() {

@@ -64,7 +64,7 @@ func writeConfig(t *testing.T, text string) string {
 func TestRunRefusesABadConfig(t *testing.T) {
 	t.Setenv("UF_MAIN_TEST_TOKEN", "tok-never-printed")
 	var out, errb syncBuffer
-	if code := run([]string{"run"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "--config FILE is required") {
+	if code := run([]string{"run"}, &out, &errb); code != exitUsage || !strings.Contains(errb.String(), "--config FILE is required") {
 		t.Fatalf("run without --config: exit %d, stderr %q", code, errb.String())
 	}
 	for name, tc := range map[string]struct{ config, want string }{

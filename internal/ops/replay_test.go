@@ -1,0 +1,213 @@
+package ops
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/usagefleet/usagefleet/internal/fleet"
+	"github.com/usagefleet/usagefleet/internal/natsutil/natstest"
+	"github.com/usagefleet/usagefleet/internal/sandbox/fault"
+	"github.com/usagefleet/usagefleet/internal/usagegen"
+	"github.com/usagefleet/usagefleet/messages"
+)
+
+func faults(t *testing.T, inj *fault.Injector, spec string) {
+	t.Helper()
+	rules, err := fault.ParseSpec(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inj.Set(rules...)
+}
+
+// An append destination refused a part (400); replayed, its records
+// arrive once; replayed again, nothing is published and nothing changes.
+func TestReplayAppendArrivesOnce(t *testing.T) {
+	r := newRig(t, "")
+	ctx := context.Background()
+	faults(t, r.hook.Faults(), "400x1")
+	start := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	recs := records(7, 1, 1, start)
+	want := usagegen.Total(recs)
+	r.publish("hooks", "b-append", recs)
+	waitFor(t, "the refused part's ack", func() bool { return r.acks("svc", "hook") == 1 })
+	dead := r.dead("hook")
+	if len(dead) != 1 || len(dead[0].Letter.Records) != 7 || !strings.Contains(dead[0].Letter.Reason, "400") {
+		t.Fatalf("dead letters = %+v, want one with the 7 records and the 400", dead)
+	}
+	if got := r.hook.Stats().Records; got != 0 {
+		t.Fatalf("the receiver holds %d records before the replay", got)
+	}
+
+	before := r.usageLastSeq()
+	p, err := r.env.Replay(ctx, &dead[0], true)
+	if err != nil || p.Action != ActionRedeliver || p.Done || p.Records != 7 || p.Refused != "" {
+		t.Fatalf("dry run = %+v, %v", p, err)
+	}
+	if r.usageLastSeq() != before {
+		t.Fatal("a dry run published")
+	}
+
+	p, err = r.env.Replay(ctx, &dead[0], false)
+	if err != nil || !p.Done || p.Duplicate {
+		t.Fatalf("replay = %+v, %v", p, err)
+	}
+	waitFor(t, "the replayed part's ack", func() bool { return r.acks("svc", "hook") == 2 })
+	st := r.hook.Stats()
+	if st.Records != 7 || !st.Cost.Equal(want.Cost.Big()) || st.DuplicateRequests != 0 {
+		t.Fatalf("receiver: %d records cost %s (%d duplicate requests), want 7 cost %s once", st.Records, st.Cost, st.DuplicateRequests, want.Cost)
+	}
+
+	seq := r.usageLastSeq()
+	p, err = r.env.Replay(ctx, &dead[0], false)
+	if err != nil || p.Done || p.Replayed.IsZero() {
+		t.Fatalf("second replay = %+v, %v: want it refused as already replayed", p, err)
+	}
+	if r.usageLastSeq() != seq {
+		t.Fatal("the second replay published")
+	}
+	// JetStream's de-duplication is the second guard: the same message
+	// again (the replay record lost) is not stored again.
+	e := dead[0]
+	kv, err := r.env.JS.KeyValue(ctx, BucketReplays)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Purge(ctx, "hook."+itoa(e.Seq)); err != nil {
+		t.Fatal(err)
+	}
+	p, err = r.env.Replay(ctx, &e, false)
+	if err != nil || !p.Done || !p.Duplicate {
+		t.Fatalf("replay after the record was lost = %+v, %v: want a duplicate JetStream dropped", p, err)
+	}
+	if r.usageLastSeq() != seq {
+		t.Fatal("a duplicate replay was stored")
+	}
+	if st := r.hook.Stats(); st.Records != 7 {
+		t.Fatalf("receiver holds %d records, want 7", st.Records)
+	}
+}
+
+// A replace destination refused a unit (400): the sandbox holds only its
+// placeholder. Replayed, the unit is rebuilt from the stream and held
+// whole; replayed again, it is uploaded again and holds the same.
+func TestReplayReplaceRebuildsTheUnit(t *testing.T) {
+	r := newRig(t, "")
+	ctx := context.Background()
+	faults(t, r.cz.Faults(), "400x1")
+	h0 := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	recs := records(40, 2, 2, h0)
+	perHour := map[time.Time][]messages.UsageRecord{}
+	for _, rec := range recs {
+		h := rec.ChargePeriodStart.UTC().Truncate(time.Hour)
+		perHour[h] = append(perHour[h], rec)
+	}
+	r.publish("cloud", "b-replace", recs)
+	waitFor(t, "the refused parts' acks", func() bool { return r.acks("svc", "cz") == uint64(len(perHour)) })
+	// The one refused request held hour 10, or hour 11, or both.
+	dead := r.dead("cz")
+	if len(dead) == 0 {
+		t.Fatal("no dead letter")
+	}
+	d0 := &dead[0]
+	_, hd, err := messages.ParseUsageSubject(d0.Letter.Subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.cz.Hours(czConn)[hd]; got.Rows != 1 || !got.Cost.IsZero() {
+		t.Fatalf("before the replay the refused hour holds %+v, want the placeholder alone", got)
+	}
+	rep, err := r.env.Reconcile(ctx, "cz", h0, h0.Add(2*time.Hour))
+	if err != nil || rep.Mismatches != 0 {
+		t.Fatalf("reconcile before the replay: %+v, %v (refused records are accounted for: no mismatch)", rep, err)
+	}
+
+	p, err := r.env.Replay(ctx, d0, false)
+	if err != nil || !p.Done || p.Action != ActionRebuild {
+		t.Fatalf("replay = %+v, %v", p, err)
+	}
+	want := usagegen.Total(perHour[hd])
+	r.waitCovered("cz", d0, p.Seq)
+	got := r.cz.Hours(czConn)[hd]
+	if got.Rows != want.Records || !got.Cost.Equal(want.Cost.Big()) {
+		t.Fatalf("after the replay the hour holds %d rows cost %s, want %d cost %s", got.Rows, got.Cost, want.Records, want.Cost)
+	}
+	p, err = r.env.Replay(ctx, d0, false)
+	if err != nil || !p.Done || p.Replayed.IsZero() {
+		t.Fatalf("second replay = %+v, %v", p, err)
+	}
+	r.waitCovered("cz", d0, p.Seq)
+	got = r.cz.Hours(czConn)[hd]
+	if got.Rows != want.Records || !got.Cost.Equal(want.Cost.Big()) {
+		t.Fatalf("after a second replay the hour holds %d rows cost %s, want still %d cost %s", got.Rows, got.Cost, want.Records, want.Cost)
+	}
+	// Two dead letters of one unit in one run share one rebuild.
+	seq := r.usageLastSeq()
+	plans, errs := r.env.ReplayAll(ctx, []DeadEntry{*d0, *d0}, false)
+	if errs[0] != nil || errs[1] != nil || !plans[0].Done || plans[0].Seq != seq+1 || !strings.Contains(plans[1].Detail, "rebuilt by the replay of dead letter") {
+		t.Fatalf("ReplayAll = %+v %+v, %v", plans[0], plans[1], errs)
+	}
+	if r.usageLastSeq() != seq+1 {
+		t.Fatalf("ReplayAll of one unit stored %d nudges, want 1", r.usageLastSeq()-seq)
+	}
+	r.waitCovered("cz", d0, plans[0].Seq)
+	rep, err = r.env.Reconcile(ctx, "cz", h0, h0.Add(2*time.Hour))
+	if err != nil || rep.Mismatches != 0 || len(rep.Units) != 2 {
+		t.Fatalf("reconcile after the replay: %+v, %v", rep, err)
+	}
+	u := rep.Units[0]
+	if hd != h0 {
+		u = rep.Units[1]
+	}
+	if u.Held == nil || u.Held.Records != want.Records || u.Acked.Records != want.Records || !u.Held.Cost.Equal(want.Cost.Big()) {
+		t.Fatalf("unit %s after the replay: %+v", u.Unit, u)
+	}
+}
+
+// Append records on a feed another destination also serves would reach
+// that one a second time: the replay is refused, naming the fix.
+func TestReplayAppendRefusesASharedFeed(t *testing.T) {
+	srv := natstest.Start(t)
+	cfg, err := fleet.Parse([]byte(`
+destinations:
+  - {name: hook, type: webhook, feeds: [shared], settings: {url: "http://127.0.0.1:9/a"}}
+  - {name: other, type: webhook, feeds: [shared], settings: {url: "http://127.0.0.1:9/b"}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dests, err := BuildDests(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := srv.Connect(t)
+	env := &Env{NC: nc, JS: mustJS(t, nc), Dests: dests}
+	e := &DeadEntry{Seq: 9, Letter: messages.DeadLetter{Destination: "hook", Source: "svc", Subject: "usage.shared.2026.03.02.10", StreamSeq: 1}}
+	p, err := env.Replay(context.Background(), e, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(p.Refused, "[other]") || !strings.Contains(p.Refused, `add feed "replay-hook"`) {
+		t.Fatalf("refusal = %q", p.Refused)
+	}
+}
+
+func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
+
+// waitCovered waits until the unit of e was uploaded by a rebuild that
+// covered stream position seq.
+func (r *rig) waitCovered(dest string, e *DeadEntry, seq uint64) {
+	r.t.Helper()
+	_, h, err := messages.ParseUsageSubject(e.Letter.Subject)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	unit := r.env.Dest(dest).Dest.Units(h)[0].Key
+	waitFor(r.t, "the rebuild of "+unit, func() bool {
+		n, err := r.env.UnitCovered(context.Background(), dest, unit)
+		return err == nil && n >= seq
+	})
+}
