@@ -29,15 +29,15 @@ const (
 
 // batchRecord is what a batch's status needs.
 type batchRecord struct {
-	BatchID   string           `json:"batch_id"`
-	Source    string           `json:"source"`
-	Feed      string           `json:"feed"`
-	Records   int              `json:"records"`
-	Cost      messages.Decimal `json:"cost"`
+	BatchID string           `json:"batch_id"`
+	Source  string           `json:"source"`
+	Feed    string           `json:"feed"`
+	Records int              `json:"records"`
+	Cost    messages.Decimal `json:"cost"`
 	// CostByCurrency is the exact BilledCost per BillingCurrency.
 	CostByCurrency map[string]messages.Decimal `json:"cost_by_currency"`
-	Parts     []PartOut        `json:"parts"`
-	Published time.Time        `json:"published"`
+	Parts          []PartOut                   `json:"parts"`
+	Published      time.Time                   `json:"published"`
 
 	replayed bool // every part was stored before (an idempotent repeat)
 }
