@@ -24,8 +24,31 @@ type recordDecoder struct {
 	seen     []string
 }
 
+// column is a known column: its name (shared, not allocated per record)
+// and kind. Built once from messages.Columns, so new columns come with it.
+type column struct {
+	name string
+	kind messages.ColumnKind
+}
+
+var columns = func() map[string]column {
+	m := map[string]column{}
+	for _, c := range messages.Columns() {
+		m[c] = column{c, messages.ColumnOf(c)}
+	}
+	return m
+}()
+
+func (d *recordDecoder) column(key []byte) column {
+	if c, ok := columns[string(key)]; ok {
+		return c
+	}
+	k := d.intern(key)
+	return column{k, messages.ColumnOf(k)}
+}
+
 func (d *recordDecoder) intern(b []byte) string {
-	if len(b) > 64 {
+	if len(b) > 48 {
 		return string(b)
 	}
 	if s, ok := d.strs[string(b)]; ok {
@@ -33,9 +56,9 @@ func (d *recordDecoder) intern(b []byte) string {
 	}
 	s := string(b)
 	if d.strs == nil {
-		d.strs = make(map[string]string, 64)
+		d.strs = make(map[string]string, 256)
 	}
-	if len(d.strs) < 8192 {
+	if len(d.strs) < 4096 {
 		d.strs[s] = s
 	}
 	return s
@@ -72,7 +95,8 @@ func (d *recordDecoder) record(b []byte, r *messages.UsageRecord, prefix string,
 	d.seen = d.seen[:0]
 	bad := map[string]bool(nil)
 	end, err := scanObject(b, 0, func(key, val []byte) error {
-		k := d.intern(key)
+		col := d.column(key)
+		k := col.name
 		for _, s := range d.seen {
 			if s == k {
 				errs.add(prefix+"."+k, "repeated key")
@@ -80,7 +104,7 @@ func (d *recordDecoder) record(b []byte, r *messages.UsageRecord, prefix string,
 			}
 		}
 		d.seen = append(d.seen, k)
-		if err := d.field(r, k, val); err != nil {
+		if err := d.field(r, col, val); err != nil {
 			errs.add(prefix+"."+k, err.Error())
 			if bad == nil {
 				bad = map[string]bool{}
@@ -109,11 +133,12 @@ func (d *recordDecoder) record(b []byte, r *messages.UsageRecord, prefix string,
 // field sets one column: a plain string value takes the fast path through
 // the messages setters; anything else goes through SetJSONField, so both
 // read a value exactly as the producer's NDJSON reader does.
-func (d *recordDecoder) field(r *messages.UsageRecord, k string, val []byte) error {
+func (d *recordDecoder) field(r *messages.UsageRecord, col column, val []byte) error {
+	k := col.name
 	if len(val) > 0 && val[0] == '"' {
 		if _, plain, _ := scanString(val, 0); plain {
 			s := val[1 : len(val)-1]
-			switch messages.ColumnOf(k) {
+			switch col.kind {
 			case messages.ColString:
 				r.SetString(k, d.intern(s))
 				return nil
@@ -121,7 +146,7 @@ func (d *recordDecoder) field(r *messages.UsageRecord, k string, val []byte) err
 				if len(s) == 0 {
 					return nil
 				}
-				dec, err := messages.ParseDecimal(d.intern(s))
+				dec, err := messages.ParseDecimal(string(s))
 				if err != nil {
 					return err
 				}
@@ -143,7 +168,34 @@ func (d *recordDecoder) field(r *messages.UsageRecord, k string, val []byte) err
 			}
 		}
 	}
+	if len(val) > 0 && val[0] == '{' && col.kind == messages.ColTags {
+		if m, ok := d.tags(val); ok {
+			if len(m) > 0 {
+				r.Tags = m
+			}
+			return nil
+		}
+	}
 	return r.SetJSONField(k, val)
+}
+
+var errNotPlain = errors.New("not plain")
+
+// tags reads an object of plain strings (anything else: ok false, and
+// SetJSONField reads it and words the problem).
+func (d *recordDecoder) tags(val []byte) (map[string]string, bool) {
+	m := make(map[string]string, 4)
+	end, err := scanObject(val, 0, func(k, v []byte) error {
+		if len(v) < 2 || v[0] != '"' {
+			return errNotPlain
+		}
+		if _, plain, _ := scanString(v, 0); !plain {
+			return errNotPlain
+		}
+		m[d.intern(k)] = d.intern(v[1 : len(v)-1])
+		return nil
+	})
+	return m, err == nil && end == len(val)
 }
 
 var errTooMany = errors.New("too many records")

@@ -46,7 +46,11 @@ func testConfig() *Config {
 	return cfg
 }
 
-func start(t *testing.T, mutate func(*Config)) *env {
+func startB(b *testing.B) *env { return startTB(b, nil) }
+
+func start(t *testing.T, mutate func(*Config)) *env { e := startTB(t, mutate); e.t = t; return e }
+
+func startTB(t testing.TB, mutate func(*Config)) *env {
 	t.Helper()
 	srv := natstest.Start(t)
 	cfg := testConfig()
@@ -65,7 +69,11 @@ func start(t *testing.T, mutate func(*Config)) *env {
 	}
 	hs := httptest.NewServer(gw.Handler(nil))
 	t.Cleanup(hs.Close)
-	return &env{t: t, srv: srv, nc: nc, gw: gw, url: hs.URL}
+	e := &env{srv: srv, nc: nc, gw: gw, url: hs.URL}
+	if tt, ok := t.(*testing.T); ok {
+		e.t = tt
+	}
+	return e
 }
 
 type reply struct {
