@@ -25,10 +25,11 @@ import (
 // go test runs it).
 const root = ".."
 
-// The two binaries: Dockerfile target, image name, main package.
+// The binaries: Dockerfile target, image name, main package.
 var binaries = map[string]string{
 	"usage-worker":   "./workers/cmd/usage-worker",
 	"usage-producer": "./producer/cmd/usage-producer",
+	"usage-gateway":  "./producer/cmd/usage-gateway",
 }
 
 func repoPath(rel string) string { return filepath.Join(root, filepath.FromSlash(rel)) }
