@@ -67,9 +67,8 @@ func startTB(t testing.TB, mutate func(*Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(gw.Handler(nil))
-	t.Cleanup(hs.Close)
-	e := &env{srv: srv, nc: nc, gw: gw, url: hs.URL}
+	url := httpServer(t, gw)
+	e := &env{srv: srv, nc: nc, gw: gw, url: url}
 	if tt, ok := t.(*testing.T); ok {
 		e.t = tt
 	}
@@ -184,4 +183,10 @@ func ndjson(n int, cost string) []byte {
 		b.WriteString(`","ConsumedQuantity":"3","ConsumedUnit":"GB-Hours","BilledCost":"` + cost + `","BillingCurrency":"USD"}` + "\n")
 	}
 	return []byte(b.String())
+}
+
+func httpServer(t testing.TB, gw *Gateway) string {
+	hs := httptest.NewServer(gw.Handler(nil))
+	t.Cleanup(hs.Close)
+	return hs.URL
 }
