@@ -43,8 +43,13 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	duration := fs.Duration("duration", 5*time.Second, "single-event phase length")
 	linger := fs.Duration("linger", 3*time.Millisecond, "gateway linger.delay")
 	mode := fs.String("mode", "both", "both, batched or single")
+	cpuprofile := fs.String("cpuprofile", "", "write the gateway's CPU profile to `file`")
 	if err := fs.Parse(args); err != nil {
 		return 64
+	}
+	if *cpuprofile != "" {
+		abs, _ := filepath.Abs(*cpuprofile)
+		os.Setenv("USAGE_GATEWAY_CPUPROFILE", abs)
 	}
 	if err := bench(ctx, stdout, *mode, *batchSize, *batchReqs, *batchClients, *clients, *duration, *linger); err != nil {
 		fmt.Fprintln(stderr, "usage-gateway bench:", err)

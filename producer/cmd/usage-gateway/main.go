@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -68,6 +69,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if cmd == "check" {
 		fmt.Fprintf(stdout, "%s: ok (%d keys)\n", *path, len(cfg.Keys))
 		return 0
+	}
+	if f := os.Getenv("USAGE_GATEWAY_CPUPROFILE"); f != "" { // for bench --cpuprofile
+		out, err := os.Create(f)
+		if err == nil && pprof.StartCPUProfile(out) == nil {
+			defer pprof.StopCPUProfile()
+		}
 	}
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 	slog.SetDefault(log)
