@@ -281,3 +281,5 @@ func TestBatchStatusFromAcks(t *testing.T) {
 }
 
 func decEq(a, b string) bool { return messages.MustDecimal(a).Equal(messages.MustDecimal(b)) }
+
+func mustDec(s string) messages.Decimal { return messages.MustDecimal(s) }
