@@ -283,3 +283,30 @@ func TestBatchStatusFromAcks(t *testing.T) {
 func decEq(a, b string) bool { return messages.MustDecimal(a).Equal(messages.MustDecimal(b)) }
 
 func mustDec(s string) messages.Decimal { return messages.MustDecimal(s) }
+
+func TestClaimLookupIsOneBatchedGet(t *testing.T) {
+	e := start(t, nil)
+	r := e.do("POST", "/v1/events", []byte(ce("known", "/s", usageData)), auth("Content-Type", "application/cloudevents+json"))
+	var er EventResult
+	r.json(t, &er)
+	if r.code != 200 {
+		t.Fatal(r.code, string(r.body))
+	}
+	known := &event{id: "known", source: "/s"}
+	known.setKey()
+	unknown := &event{id: "never", source: "/s"}
+	unknown.setKey()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	got, err := e.gw.claimedMulti(ctx, []*event{unknown, known, known})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0] != "" || got[1] != er.BatchID || got[2] != er.BatchID {
+		t.Errorf("claims %q; want none, then %s twice", got, er.BatchID)
+	}
+	none, err := e.gw.claimedMulti(ctx, []*event{unknown})
+	if err != nil || none[0] != "" {
+		t.Errorf("an unknown event alone: %q %v", none, err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -120,8 +121,88 @@ func (g *Gateway) publishMeta(ctx context.Context, br *batchRecord, claims []*ev
 }
 
 // claimed returns, per event, the batch that stored it before (its claim),
-// or "". Lookups run concurrently (direct gets).
+// or "": one batched direct get (multi_last) for a group's claims, one
+// round trip however many events (ADR-31, nats-server 2.11+); per-event
+// direct gets if the server refuses it.
 func (g *Gateway) claimed(ctx context.Context, evs []*event) ([]string, error) {
+	out, err := g.claimedMulti(ctx, evs)
+	if err == nil {
+		return out, nil
+	}
+	g.log.Debug("batched direct get failed; one get per event", "err", err)
+	return g.claimedEach(ctx, evs)
+}
+
+const multiLastMax = 256 // subjects per batched direct get
+
+func (g *Gateway) claimedMulti(ctx context.Context, evs []*event) ([]string, error) {
+	out := make([]string, len(evs))
+	at := make(map[string][]int, len(evs))
+	subjects := make([]string, 0, len(evs))
+	for i, ev := range evs {
+		s := subjEvents + ev.key
+		if _, ok := at[s]; !ok {
+			subjects = append(subjects, s)
+		}
+		at[s] = append(at[s], i)
+	}
+	for len(subjects) > 0 {
+		chunk := subjects[:min(len(subjects), multiLastMax)]
+		subjects = subjects[len(chunk):]
+		if err := g.multiLast(ctx, chunk, func(subj string, data []byte) {
+			for _, i := range at[subj] {
+				out[i] = string(data)
+				if out[i] == "" {
+					out[i] = "?"
+				}
+			}
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// multiLast asks for the last message of each subject and calls fn for each
+// found; the answer ends with a 204 (end of batch) or is a 404 (none).
+func (g *Gateway) multiLast(ctx context.Context, subjects []string, fn func(subj string, data []byte)) error {
+	req, _ := json.Marshal(struct {
+		MultiLast []string `json:"multi_last"`
+		Batch     int      `json:"batch"`
+	}{subjects, len(subjects)})
+	inbox := g.nc.NewRespInbox()
+	sub, err := g.nc.SubscribeSync(inbox)
+	if err != nil {
+		return err
+	}
+	defer sub.Unsubscribe()
+	if err := g.nc.PublishRequest("$JS.API.DIRECT.GET."+streamName, inbox, req); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for {
+		m, err := sub.NextMsgWithContext(wctx)
+		if err != nil {
+			return err
+		}
+		switch st := m.Header.Get("Status"); st {
+		case "":
+			fn(m.Header.Get(jetstream.SubjectHeader), m.Data)
+		case "204":
+			return nil
+		case "404":
+			if strings.Contains(strings.ToLower(m.Header.Get("Description")), "no results") {
+				return nil
+			}
+			return fmt.Errorf("direct get: %s %s", st, m.Header.Get("Description"))
+		default:
+			return fmt.Errorf("direct get: %s %s", st, m.Header.Get("Description"))
+		}
+	}
+}
+
+func (g *Gateway) claimedEach(ctx context.Context, evs []*event) ([]string, error) {
 	out := make([]string, len(evs))
 	errs := make(chan error, len(evs))
 	for i, ev := range evs {
