@@ -37,8 +37,10 @@
 //     recomputed, not remembered: the ids are deterministic and a duplicate
 //     PubAck carries the first store's sequence, so the repeat answers
 //     byte for byte as the first did (plus Idempotent-Replayed: true). The
-//     same key with different records is not detected [a content hash in a
-//     header could be compared; not done].
+//     batch record keeps the SHA-256 of the first decompressed body: the
+//     same key with another body is 422 and publishes nothing (from the
+//     moment the first request's record is stored; a retry racing the
+//     first request is not compared).
 //   - /v1/events: an event is (source, id). Before an event is stored the
 //     gateway looks for its claim (gateway.events.<SHA-256(source NUL id)>,
 //     last message per subject, in the gateway's own stream GATEWAY); after

@@ -144,13 +144,14 @@ func costByCurrency(recs []messages.UsageRecord) map[string]messages.Decimal {
 }
 
 // publish stores a batch and its record; it returns the record.
-func (g *Gateway) publish(ctx context.Context, b *messages.Batch, claims []*event) (*batchRecord, error) {
+func (g *Gateway) publish(ctx context.Context, b *messages.Batch, claims []*event, fingerprint string) (*batchRecord, error) {
 	res, err := g.prod.Publish(ctx, b)
 	if err != nil {
 		return nil, err
 	}
 	br := recordOf(res)
 	br.CostByCurrency = costByCurrency(b.Records)
+	br.BodySHA256 = fingerprint
 	if err := g.publishMeta(ctx, br, claims); err != nil {
 		// The parts are stored: the request succeeded. Without its claims an
 		// event retried later could be stored again; without the record
@@ -258,7 +259,7 @@ func (g *Gateway) storeNew(ctx context.Context, source, feed string, evs []*even
 	if len(fresh) == 0 {
 		return
 	}
-	_, err = g.publish(ctx, b, fresh)
+	_, err = g.publish(ctx, b, fresh, "")
 	var p *Problem
 	if err != nil {
 		var ve messages.ValidationError

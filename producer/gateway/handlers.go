@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"io"
 	"mime"
@@ -276,6 +278,11 @@ func (g *Gateway) usage(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	}
 	var errs problems
 	recs, err := decode(buf.Bytes(), g.cfg.Limits.MaxRecords, &errs)
+	var fingerprint string
+	if key != "" {
+		sum := sha256.Sum256(buf.Bytes())
+		fingerprint = hex.EncodeToString(sum[:])
+	}
 	putBuf(buf)
 	if errors.Is(err, errTooMany) {
 		return tooManyRecords(g.cfg.Limits.MaxRecords)
@@ -286,9 +293,19 @@ func (g *Gateway) usage(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	b := &messages.Batch{ID: "g-" + nuidNext(), Source: source, Feed: feed, Records: recs}
 	if key != "" {
 		b.ID = keyBatchID(source, key)
+		// A key names one body (draft-ietf-httpapi-idempotency-key-header:
+		// reuse with another payload is 422). Known once the first request
+		// stored its batch record.
+		prev, err := g.loadBatch(ctx, b.ID)
+		if err != nil {
+			return publishProblem(err)
+		}
+		if prev != nil && prev.BodySHA256 != "" && prev.BodySHA256 != fingerprint {
+			return problem(http.StatusUnprocessableEntity, typeKeyReuse, "Idempotency-Key reused with another body", "batch "+b.ID+" was stored from another body under this key: nothing was published; use a new key for new records")
+		}
 	}
 	trace.SpanFromContext(ctx).SetAttributes(attribute.String("usagefleet.batch", b.ID), attribute.Int("usagefleet.records", len(recs)))
-	br, err := g.publish(ctx, b, nil)
+	br, err := g.publish(ctx, b, nil, fingerprint)
 	if err != nil {
 		var ve messages.ValidationError
 		if errors.As(err, &ve) {

@@ -55,6 +55,8 @@ func TestHandlersAnswerAsTheOpenAPIDocumentSays(t *testing.T) {
 		{"/v1/usage", "post", "/v1/usage?source=other", good, ndj, 403, ""},
 		{"/v1/usage", "post", "/v1/usage", big, ndj, 413, ""},
 		{"/v1/usage", "post", "/v1/usage", good, auth("Content-Type", "application/xml"), 415, ""},
+		{"/v1/usage", "post", "/v1/usage", good, auth("Content-Type", "application/x-ndjson", "Idempotency-Key", "k1"), 200, ""},
+		{"/v1/usage", "post", "/v1/usage", good + "\n", auth("Content-Type", "application/x-ndjson", "Idempotency-Key", "k1"), 422, ""},
 		{"/v1/usage", "get", "/v1/usage", "", auth(), 405, ""},
 		{"/v1/events", "post", "/v1/events", ce("o1", "/s", usageData), cej, 200, ""},
 		{"/v1/events", "post", "/v1/events", `{"specversion":"1.0","source":"/s","type":"t","data":{}}`, cej, 400, "event.id"},

@@ -47,7 +47,7 @@ const (
 	typeUnavailable = "/problems/unavailable"
 	typeLimits      = "/problems/stream-limits"
 	typeTimeout     = "/problems/timeout"
-	typeInFlight    = "/problems/in-flight"
+	typeKeyReuse    = "/problems/idempotency-key-reuse"
 )
 
 func problem(status int, typ, title, detail string) *Problem {

@@ -39,6 +39,9 @@ type batchRecord struct {
 	CostByCurrency map[string]messages.Decimal `json:"cost_by_currency"`
 	Parts          []PartOut                   `json:"parts"`
 	Published      time.Time                   `json:"published"`
+	// BodySHA256 is the decompressed body's digest, for a batch published
+	// with an Idempotency-Key.
+	BodySHA256 string `json:"body_sha256,omitempty"`
 
 	replayed bool // every part was stored before (an idempotent repeat)
 }
