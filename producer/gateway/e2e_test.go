@@ -310,3 +310,26 @@ func TestClaimLookupIsOneBatchedGet(t *testing.T) {
 		t.Errorf("an unknown event alone: %q %v", none, err)
 	}
 }
+
+func TestDecompressedSizeIsBounded(t *testing.T) {
+	e := start(t, func(c *Config) { c.Limits.MaxBodyBytes = 64 << 10; c.Limits.MaxDecompressedBytes = 256 << 10 })
+	bomb := gz(bytes.Repeat([]byte(" "), 4<<20)) // 4 MiB of blanks: a few KiB gzipped
+	if len(bomb) > 64<<10 {
+		t.Fatalf("the bomb is %d bytes compressed", len(bomb))
+	}
+	r := e.do("POST", "/v1/usage", bomb, auth("Content-Type", "application/x-ndjson", "Content-Encoding", "gzip"))
+	if r.code != 413 || !strings.Contains(r.problem(t).Detail, "max_decompressed_bytes") {
+		t.Fatalf("%d %s", r.code, r.body)
+	}
+	r = e.do("POST", "/v1/usage", []byte("not gzip"), auth("Content-Type", "application/x-ndjson", "Content-Encoding", "gzip"))
+	if r.code != 400 {
+		t.Fatalf("a body that is not gzip: %d %s", r.code, r.body)
+	}
+	r = e.do("POST", "/v1/usage", ndjson(1, "1"), auth("Content-Type", "application/x-ndjson", "Content-Encoding", "br"))
+	if r.code != 415 {
+		t.Fatalf("brotli: %d %s", r.code, r.body)
+	}
+	if n := recordCount(e.stored()); n != 0 {
+		t.Fatalf("%d records stored", n)
+	}
+}
