@@ -30,6 +30,7 @@ const root = ".."
 var binaries = map[string]string{
 	"usage-worker":   "./workers/cmd/usage-worker",
 	"usage-producer": "./producer/cmd/usage-producer",
+	"usage-gateway":  "./producer/cmd/usage-gateway",
 	"usage-sandbox":  "./internal/cmd/usage-sandbox",
 }
 

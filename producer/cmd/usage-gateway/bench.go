@@ -1,0 +1,258 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/usagefleet/usagefleet/internal/natsutil"
+)
+
+// bench runs the gateway as a child process (so its peak RSS is its own),
+// against an embedded nats-server in this process, and drives it from
+// here over loopback: everything on one machine, as the targets say.
+//
+//	batched: --batch-requests requests of --batch-size NDJSON records from
+//	         --batch-clients clients; records/s stored (answered 200).
+//	single:  --clients clients each posting one structured CloudEvent at a
+//	         time for --duration; requests/s, p50 and p99 latency.
+func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	batchSize := fs.Int("batch-size", 1000, "records per batched request")
+	batchReqs := fs.Int("batch-requests", 300, "batched requests")
+	batchClients := fs.Int("batch-clients", 4, "concurrent batched clients")
+	clients := fs.Int("clients", 64, "concurrent single-event clients")
+	duration := fs.Duration("duration", 5*time.Second, "single-event phase length")
+	linger := fs.Duration("linger", 3*time.Millisecond, "gateway linger.delay")
+	mode := fs.String("mode", "both", "both, batched or single")
+	cpuprofile := fs.String("cpuprofile", "", "write the gateway's CPU profile to `file`")
+	if err := fs.Parse(args); err != nil {
+		return 64
+	}
+	if *cpuprofile != "" {
+		abs, _ := filepath.Abs(*cpuprofile)
+		os.Setenv("USAGE_GATEWAY_CPUPROFILE", abs)
+	}
+	if err := bench(ctx, stdout, *mode, *batchSize, *batchReqs, *batchClients, *clients, *duration, *linger); err != nil {
+		fmt.Fprintln(stderr, "usage-gateway bench:", err)
+		return 1
+	}
+	return 0
+}
+
+const benchKey = "bench-key-0123456789abcdef"
+
+func bench(ctx context.Context, out io.Writer, mode string, batchSize, batchReqs, batchClients, clients int, duration, linger time.Duration) error {
+	dir, err := os.MkdirTemp("", "gateway-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	emb, err := natsutil.StartEmbedded(filepath.Join(dir, "nats"), 0)
+	if err != nil {
+		return err
+	}
+	defer emb.Close()
+	nc, err := nats.Connect(emb.URL)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if err := natsutil.EnsureStreams(ctx, js, natsutil.StreamOptions{}); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfgPath := filepath.Join(dir, "gateway.yaml")
+	cfg := fmt.Sprintf("listen: %q\nnats: {url: %q}\nlog_level: warn\nlinger: {delay: %s}\nlimits: {max_in_flight: 4096}\nkeys:\n  - {name: bench, secret: {env: BENCH_GATEWAY_KEY}, sources: [bench], feeds: [bench]}\n", addr, emb.URL, linger)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	child := exec.CommandContext(ctx, self, "serve", "--config", cfgPath)
+	child.Env = append(os.Environ(), "BENCH_GATEWAY_KEY="+benchKey)
+	child.Stderr = os.Stderr
+	if err := child.Start(); err != nil {
+		return err
+	}
+	defer func() { child.Process.Signal(os.Interrupt); child.Wait() }()
+	base := "http://" + addr
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients + batchClients + 8, MaxConnsPerHost: clients + batchClients + 8}}
+	if err := waitReady(ctx, client, base); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "usage-gateway bench: gateway pid %d on %s, embedded JetStream, %d CPUs\n", child.Process.Pid, addr, runtime.NumCPU())
+	if mode == "both" || mode == "batched" {
+		if err := benchBatched(ctx, out, client, base, batchSize, batchReqs, batchClients); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "  gateway peak RSS after batched: %s\n", peakRSS(child.Process.Pid))
+	}
+	if mode == "both" || mode == "single" {
+		if err := benchSingle(ctx, out, client, base, clients, duration); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "  gateway peak RSS after single: %s\n", peakRSS(child.Process.Pid))
+	}
+	return nil
+}
+
+func waitReady(ctx context.Context, c *http.Client, base string) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := c.Get(base + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("the gateway at %s was not ready in 20s", base)
+}
+
+func post(c *http.Client, url, ct string, body []byte, extra ...string) (int, []byte, error) {
+	req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+benchKey)
+	req.Header.Set("Content-Type", ct)
+	for i := 0; i+1 < len(extra); i += 2 {
+		req.Header.Set(extra[i], extra[i+1])
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, nil
+}
+
+// benchRecords is an NDJSON body of n varied records in one hour.
+func benchRecords(n, seed int) []byte {
+	var b bytes.Buffer
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, `{"ChargePeriodStart":"2026-03-01T%02d:%02d:00Z","ChargePeriodEnd":"2026-03-01T%02d:59:59Z","BillingAccountId":"acct-%d","SubAccountId":"sub-%d","ProviderName":"Example","ServiceName":"Compute","ChargeCategory":"Usage","SkuId":"sku-%d","ResourceId":"res-%d-%d","RegionId":"eu-west-1","ConsumedQuantity":"%d.25","ConsumedUnit":"Hours","PricingQuantity":"%d","PricingUnit":"Hours","BilledCost":"0.%04d","EffectiveCost":"0.%04d","BillingCurrency":"USD","Tags":{"team":"t%d","env":"prod"}}`+"\n",
+			seed%24, i%60, seed%24, i%50, i%20, i%40, seed, i, i%9, i%9+1, i%10000, i%10000, i%7)
+	}
+	return b.Bytes()
+}
+
+func benchBatched(ctx context.Context, out io.Writer, c *http.Client, base string, size, reqs, clients int) error {
+	bodies := make([][]byte, 8)
+	for i := range bodies {
+		bodies[i] = benchRecords(size, i)
+	}
+	var next, failed atomic.Int64
+	var firstErr atomic.Value
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < clients; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(reqs) || ctx.Err() != nil {
+					return
+				}
+				code, b, err := post(c, base+"/v1/usage", "application/x-ndjson", bodies[i%8], "Idempotency-Key", "bench-"+strconv.FormatInt(time.Now().UnixNano(), 36)+"-"+strconv.FormatInt(i, 10))
+				if err != nil || code != 200 {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, fmt.Sprintf("%d %v %s", code, err, b))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	if f := failed.Load(); f > 0 {
+		return fmt.Errorf("%d batched requests failed, first: %v", f, firstErr.Load())
+	}
+	recs := float64(size * reqs)
+	fmt.Fprintf(out, "batched: %d requests x %d NDJSON records, %d clients: %.0f records/s stored (%.2fs)\n", reqs, size, clients, recs/el.Seconds(), el.Seconds())
+	return nil
+}
+
+func benchSingle(ctx context.Context, out io.Writer, c *http.Client, base string, clients int, d time.Duration) error {
+	var mu sync.Mutex
+	var lat []time.Duration
+	var failed atomic.Int64
+	var firstErr atomic.Value
+	stop := time.Now().Add(d)
+	run := strconv.FormatInt(time.Now().UnixNano(), 36)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < clients; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			for i := 0; time.Now().Before(stop) && ctx.Err() == nil; i++ {
+				ev := fmt.Sprintf(`{"specversion":"1.0","id":"%s-%d-%d","source":"/bench","type":"usage","time":"2026-03-01T10:00:00Z","data":{"BillingAccountId":"acct-%d","SkuId":"sku-1","ConsumedQuantity":"1","ConsumedUnit":"Requests","BilledCost":"0.001","BillingCurrency":"USD"}}`, run, w, i, w)
+				t0 := time.Now()
+				code, b, err := post(c, base+"/v1/events", "application/cloudevents+json", []byte(ev))
+				mine = append(mine, time.Since(t0))
+				if err != nil || code != 200 || !strings.Contains(string(b), `"stored"`) {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, fmt.Sprintf("%d %v %s", code, err, b))
+				}
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	if f := failed.Load(); f > 0 {
+		return fmt.Errorf("%d single requests failed, first: %v", f, firstErr.Load())
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	q := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+	fmt.Fprintf(out, "single: %d clients, %.1fs: %d requests, %.0f req/s, p50 %v, p99 %v\n", clients, el.Seconds(), len(lat), float64(len(lat))/el.Seconds(), q(0.5).Round(10*time.Microsecond), q(0.99).Round(10*time.Microsecond))
+	return nil
+}
+
+// peakRSS reads VmHWM of a process.
+func peakRSS(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "unknown (" + err.Error() + ")"
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmHWM:") {
+			return strings.TrimSpace(strings.TrimPrefix(l, "VmHWM:"))
+		}
+	}
+	return "unknown"
+}

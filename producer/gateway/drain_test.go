@@ -1,0 +1,83 @@
+package gateway
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/usagefleet/usagefleet/messages"
+)
+
+func TestDrainAnswersLingeringEventsThenRefuses(t *testing.T) {
+	e := start(t, nil)
+	e.gw.linger = time.Hour // only Drain closes the group
+	got := make(chan reply, 1)
+	go func() {
+		got <- e.do("POST", "/v1/events", []byte(ce("lingering", "/s", usageData)), auth("Content-Type", "application/cloudevents+json"))
+	}()
+	// The event is in the open group once the lingerer holds it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		l := e.gw.lingererFor(lingerKey{testSource, testFeed})
+		l.mu.Lock()
+		n := len(l.group)
+		l.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the event never reached its group")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	e.gw.Drain()
+	r := <-got
+	if r.code != 200 {
+		t.Fatalf("the in-flight event: %d %s", r.code, r.body)
+	}
+	if n := recordCount(e.stored()); n != 1 {
+		t.Fatalf("%d records stored, want 1", n)
+	}
+	r = e.do("POST", "/v1/events", []byte(ce("late", "/s", usageData)), auth("Content-Type", "application/cloudevents+json"))
+	if r.code != 503 || r.h.Get("Retry-After") == "" {
+		t.Fatalf("after drain: %d %s", r.code, r.body)
+	}
+}
+
+func TestTraceContinuesIntoTheParts(t *testing.T) {
+	tp := sdktrace.NewTracerProvider()
+	prevTP, prevProp := otel.GetTracerProvider(), otel.GetTextMapPropagator()
+	otel.SetTracerProvider(tp)
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	t.Cleanup(func() { otel.SetTracerProvider(prevTP); otel.SetTextMapPropagator(prevProp) })
+	e := start(t, nil)
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	tp0 := "00-" + traceID + "-00f067aa0ba902b7-01"
+	r := e.do("POST", "/v1/usage", ndjson(2, "1"), auth("Content-Type", "application/x-ndjson", "traceparent", tp0))
+	if r.code != 200 {
+		t.Fatal(r.code, string(r.body))
+	}
+	r = e.do("POST", "/v1/events", []byte(ce("traced", "/s", usageData)), auth("Content-Type", "application/cloudevents+json", "traceparent", tp0))
+	if r.code != 200 {
+		t.Fatal(r.code, string(r.body))
+	}
+	js, _ := jetstream.New(e.nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, _ := js.Stream(ctx, messages.StreamUsage)
+	for seq := uint64(1); seq <= 2; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tpHdr := m.Header.Get("traceparent")
+		if len(tpHdr) < 36 || tpHdr[3:35] != traceID {
+			t.Errorf("part %d: traceparent %q does not continue trace %s", seq, tpHdr, traceID)
+		}
+	}
+}

@@ -1,0 +1,128 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/usagefleet/usagefleet/producer"
+)
+
+// EventResult is one event's outcome in an answer.
+type EventResult struct {
+	ID       string         `json:"id"`
+	Source   string         `json:"source"`
+	Status   string         `json:"status"` // stored, duplicate, invalid
+	BatchID  string         `json:"batch_id,omitempty"`
+	Problems []ProblemError `json:"problems,omitempty"`
+}
+
+// events: POST /v1/events in the three CloudEvents HTTP modes.
+func (g *Gateway) events(ctx context.Context, w http.ResponseWriter, r *http.Request, k *apiKey) *Problem {
+	source, feed, p := sourceFeed(r, k)
+	if p != nil {
+		return p
+	}
+	mt := mediaType(r)
+	batch := mt == "application/cloudevents-batch+json"
+	structured := mt == "application/cloudevents+json"
+	if !batch && !structured && r.Header.Get("Ce-Specversion") == "" {
+		return problem(http.StatusUnsupportedMediaType, typeMedia, "Not a CloudEvent", "send application/cloudevents+json, application/cloudevents-batch+json, or a binary-mode event (ce-specversion, ce-id, ce-source, ce-type headers)")
+	}
+	buf, p := g.readBody(ctx, w, r)
+	if p != nil {
+		return p
+	}
+	var evs []*event
+	switch {
+	case batch:
+		evs, p = decodeBatch(buf.Bytes(), g.cfg.Limits.MaxRecords)
+	case structured:
+		var d recordDecoder
+		evs = []*event{decodeStructured(&d, buf.Bytes(), "event")}
+	default:
+		evs = []*event{decodeBinary(r.Header, buf.Bytes())}
+	}
+	putBuf(buf)
+	if p != nil {
+		return p
+	}
+	if !batch {
+		ev := evs[0]
+		if len(ev.problems) > 0 {
+			return invalid("Invalid event: nothing was published", ev.problems...)
+		}
+		// One event: it joins the open group of its source and feed.
+		o := g.lingererFor(lingerKey{source, feed}).submit(ctx, ev)
+		if o.err != nil {
+			return o.err
+		}
+		writeJSON(w, http.StatusOK, EventResult{ID: ev.id, Source: ev.source, Status: o.status, BatchID: o.batchID})
+		return nil
+	}
+	// A batch is a group of its own: its valid events are one batch.
+	results := make([]EventResult, len(evs))
+	var valid []*event
+	var at []int
+	for i, ev := range evs {
+		results[i] = EventResult{ID: ev.id, Source: ev.source}
+		if len(ev.problems) > 0 {
+			results[i].Status, results[i].Problems = "invalid", ev.problems
+			continue
+		}
+		valid = append(valid, ev)
+		at = append(at, i)
+	}
+	if len(valid) > 0 {
+		outs := g.storeEvents(ctx, source, feed, valid)
+		for j, o := range outs {
+			if o.err != nil {
+				// Nothing new is stored when the group fails: a retry of the
+				// whole batch answers the stored ones as duplicates.
+				return o.err
+			}
+			results[at[j]].Status, results[at[j]].BatchID = o.status, o.batchID
+		}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Results []EventResult `json:"results"`
+	}{results})
+	return nil
+}
+
+// batch: GET /v1/batches/{id}[?wait=30s].
+func (g *Gateway) batch(ctx context.Context, w http.ResponseWriter, r *http.Request, k *apiKey) *Problem {
+	id := r.PathValue("id")
+	var wait = snapshotWait
+	if s := r.URL.Query().Get("wait"); s != "" {
+		d, err := parseWait(s)
+		if err != nil || d < 0 {
+			return invalid("Bad wait", ProblemError{Pointer: "query.wait", Detail: quote(s) + ": want a duration such as 30s"})
+		}
+		if mx := g.maxWait(); d > mx {
+			d = mx
+		}
+		if d > wait {
+			wait = d
+		}
+	}
+	br, err := g.loadBatch(ctx, id)
+	if err != nil {
+		return publishProblem(err)
+	}
+	if br == nil {
+		return problem(http.StatusNotFound, typeNotFound, "No such batch", "no batch "+quote(id)+" was stored through a gateway (within the dedup window)")
+	}
+	if !allowed(k.sources, br.Source) {
+		return problem(http.StatusForbidden, typeForbidden, "Source not allowed", "key "+k.name+" may not read batches of source "+quote(br.Source))
+	}
+	dests, err := g.prod.Destinations(ctx, br.Feed)
+	if err != nil {
+		return publishProblem(err)
+	}
+	res := &producer.Result{BatchID: br.BatchID, Source: br.Source, Feed: br.Feed, Records: br.Records, Published: br.Published}
+	for _, p := range br.Parts {
+		res.Parts = append(res.Parts, producer.PartInfo{Part: p.Part, Seq: p.Seq})
+	}
+	writeJSON(w, http.StatusOK, g.status(ctx, br, res, dests, wait))
+	return nil
+}

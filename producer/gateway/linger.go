@@ -1,0 +1,116 @@
+package gateway
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+)
+
+// The linger groups concurrent single-event requests of one (source, feed)
+// into one batch: the first event opens a group, which closes after
+// linger.delay or at linger.max_records, and is published as one batch (one
+// part per hour) while the next group fills. Each request is answered once
+// the part carrying its event is stored.
+
+// outcome is what happened to one event.
+type outcome struct {
+	status  string // stored, duplicate
+	batchID string
+	err     *Problem
+}
+
+type waiter struct {
+	ev   *event
+	ctx  context.Context
+	done chan outcome
+}
+
+type lingerKey struct{ source, feed string }
+
+type lingerer struct {
+	g     *Gateway
+	key   lingerKey
+	mu    sync.Mutex
+	group []*waiter
+	timer *time.Timer
+}
+
+func (g *Gateway) lingererFor(k lingerKey) *lingerer {
+	if l, ok := g.lingers.Load(k); ok {
+		return l.(*lingerer)
+	}
+	l, _ := g.lingers.LoadOrStore(k, &lingerer{g: g, key: k})
+	return l.(*lingerer)
+}
+
+// submit adds ev to the open group and waits for its outcome.
+func (l *lingerer) submit(ctx context.Context, ev *event) outcome {
+	w := &waiter{ev: ev, ctx: ctx, done: make(chan outcome, 1)}
+	l.mu.Lock()
+	l.group = append(l.group, w)
+	switch {
+	case len(l.group) >= l.g.cfg.Linger.MaxRecords || l.g.linger <= 0:
+		l.flushLocked()
+	case len(l.group) == 1:
+		l.timer = time.AfterFunc(l.g.linger, l.flush)
+	}
+	l.mu.Unlock()
+	select {
+	case o := <-w.done:
+		return o
+	case <-ctx.Done():
+		// The group may still store the event: the caller retries with the
+		// same id, and the claim makes the retry a duplicate.
+		p := problem(503, typeTimeout, "Timed out waiting for the store", "the event may or may not be stored: retry with the same id, a stored one answers duplicate")
+		p.retryAfter = time.Second
+		return outcome{err: p}
+	}
+}
+
+func (l *lingerer) flush() {
+	l.mu.Lock()
+	l.flushLocked()
+	l.mu.Unlock()
+}
+
+func (l *lingerer) flushLocked() {
+	if l.timer != nil {
+		l.timer.Stop()
+		l.timer = nil
+	}
+	if len(l.group) == 0 {
+		return
+	}
+	group := l.group
+	l.group = nil
+	l.g.flushWG.Add(1)
+	go func() {
+		defer l.g.flushWG.Done()
+		l.g.storeGroup(l.key, group)
+	}()
+}
+
+// storeGroup publishes a group's events as one batch and answers each.
+func (g *Gateway) storeGroup(k lingerKey, group []*waiter) {
+	// The batch's trace continues the first request's; the others link to it.
+	var links []trace.Link
+	for _, w := range group[1:] {
+		if sc := trace.SpanContextFromContext(w.ctx); sc.IsValid() {
+			links = append(links, trace.Link{SpanContext: sc})
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(group[0].ctx), g.timeout)
+	defer cancel()
+	ctx, span := tracer().Start(ctx, "gateway group", trace.WithLinks(links...))
+	defer span.End()
+	evs := make([]*event, len(group))
+	for i, w := range group {
+		evs[i] = w.ev
+	}
+	outs := g.storeEvents(ctx, k.source, k.feed, evs)
+	for i, w := range group {
+		w.done <- outs[i]
+	}
+}

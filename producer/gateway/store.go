@@ -1,0 +1,269 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/usagefleet/usagefleet/messages"
+	"github.com/usagefleet/usagefleet/producer"
+)
+
+// The gateway keeps two things in its own stream, GATEWAY, beside the
+// fleet's: an event's claim (gateway.events.<key>, one per (source, id),
+// the last message per subject kept for the dedup window) and a batch's
+// record (gateway.batches.<id>: source, feed and parts, which
+// GET /v1/batches/{id} needs to read the acks). Replicas share nothing
+// else, so any replica answers for any batch.
+const (
+	streamName     = "GATEWAY"
+	subjEvents     = "gateway.events."
+	subjBatches    = "gateway.batches."
+	defaultDedupTT = 48 * time.Hour
+)
+
+// batchRecord is what a batch's status needs.
+type batchRecord struct {
+	BatchID string           `json:"batch_id"`
+	Source  string           `json:"source"`
+	Feed    string           `json:"feed"`
+	Records int              `json:"records"`
+	Cost    messages.Decimal `json:"cost"`
+	// CostByCurrency is the exact BilledCost per BillingCurrency.
+	CostByCurrency map[string]messages.Decimal `json:"cost_by_currency"`
+	Parts          []PartOut                   `json:"parts"`
+	Published      time.Time                   `json:"published"`
+	// BodySHA256 is the decompressed body's digest, for a batch published
+	// with an Idempotency-Key.
+	BodySHA256 string `json:"body_sha256,omitempty"`
+
+	replayed bool // every part was stored before (an idempotent repeat)
+}
+
+// PartOut is one stored part in an answer.
+type PartOut struct {
+	Part    int    `json:"part"`
+	Subject string `json:"subject"`
+	Records int    `json:"records"`
+	Seq     uint64 `json:"seq"`
+}
+
+func ensureStream(ctx context.Context, js jetstream.JetStream, replicas int, window time.Duration) (jetstream.Stream, error) {
+	if replicas <= 0 {
+		replicas = 1
+	}
+	if window <= 0 {
+		window = defaultDedupTT
+	}
+	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              streamName,
+		Description:       "usage-gateway: event claims (dedup of CloudEvents by source and id) and batch records",
+		Subjects:          []string{"gateway.>"},
+		Storage:           jetstream.FileStorage,
+		MaxAge:            window,
+		MaxMsgsPerSubject: 1,
+		Duplicates:        2 * time.Minute,
+		Replicas:          replicas,
+		AllowDirect:       true,
+		Discard:           jetstream.DiscardOld,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", streamName, err)
+	}
+	return st, nil
+}
+
+func recordOf(res *producer.Result) *batchRecord {
+	br := &batchRecord{BatchID: res.BatchID, Source: res.Source, Feed: res.Feed, Records: res.Records, Cost: res.Cost, Published: res.Published.UTC(), replayed: res.Duplicate()}
+	for _, p := range res.Parts {
+		br.Parts = append(br.Parts, PartOut{Part: p.Part, Subject: p.Subject, Records: p.Records, Seq: p.Seq})
+	}
+	return br
+}
+
+// publishMeta publishes the batch record and the claims of the stored
+// events asynchronously and waits for every ack. A repeated batch record
+// (an idempotent retry) is de-duplicated by its message id.
+func (g *Gateway) publishMeta(ctx context.Context, br *batchRecord, claims []*event) error {
+	b, _ := json.Marshal(br)
+	futs := make([]jetstream.PubAckFuture, 0, len(claims)+1)
+	m := nats.NewMsg(subjBatches + br.BatchID)
+	m.Data = b
+	m.Header.Set(jetstream.MsgIDHeader, "batch/"+br.BatchID)
+	f, err := g.js.PublishMsgAsync(m)
+	if err != nil {
+		return err
+	}
+	futs = append(futs, f)
+	for _, ev := range claims {
+		m := nats.NewMsg(subjEvents + ev.key)
+		m.Data = []byte(br.BatchID)
+		m.Header.Set(jetstream.MsgIDHeader, "ev/"+ev.key)
+		f, err := g.js.PublishMsgAsync(m)
+		if err != nil {
+			return err
+		}
+		futs = append(futs, f)
+	}
+	for _, f := range futs {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// claimed returns, per event, the batch that stored it before (its claim),
+// or "": one batched direct get (multi_last) for a group's claims, one
+// round trip however many events (ADR-31, nats-server 2.11+); per-event
+// direct gets if the server refuses it.
+func (g *Gateway) claimed(ctx context.Context, evs []*event) ([]string, error) {
+	out, err := g.claimedMulti(ctx, evs)
+	if err == nil {
+		return out, nil
+	}
+	g.log.Debug("batched direct get failed; one get per event", "err", err)
+	return g.claimedEach(ctx, evs)
+}
+
+const multiLastMax = 256 // subjects per batched direct get
+
+func (g *Gateway) claimedMulti(ctx context.Context, evs []*event) ([]string, error) {
+	out := make([]string, len(evs))
+	at := make(map[string][]int, len(evs))
+	subjects := make([]string, 0, len(evs))
+	for i, ev := range evs {
+		s := subjEvents + ev.key
+		if _, ok := at[s]; !ok {
+			subjects = append(subjects, s)
+		}
+		at[s] = append(at[s], i)
+	}
+	for len(subjects) > 0 {
+		chunk := subjects[:min(len(subjects), multiLastMax)]
+		subjects = subjects[len(chunk):]
+		if err := g.multiLast(ctx, chunk, func(subj string, data []byte) {
+			for _, i := range at[subj] {
+				out[i] = string(data)
+				if out[i] == "" {
+					out[i] = "?"
+				}
+			}
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// multiLast asks for the last message of each subject and calls fn for each
+// found; the answer ends with a 204 (end of batch) or is a 404 (none).
+func (g *Gateway) multiLast(ctx context.Context, subjects []string, fn func(subj string, data []byte)) error {
+	req, _ := json.Marshal(struct {
+		MultiLast []string `json:"multi_last"`
+		Batch     int      `json:"batch"`
+	}{subjects, len(subjects)})
+	inbox := g.nc.NewRespInbox()
+	sub, err := g.nc.SubscribeSync(inbox)
+	if err != nil {
+		return err
+	}
+	defer sub.Unsubscribe()
+	if err := g.nc.PublishRequest("$JS.API.DIRECT.GET."+streamName, inbox, req); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for {
+		m, err := sub.NextMsgWithContext(wctx)
+		if err != nil {
+			return err
+		}
+		switch st := m.Header.Get("Status"); st {
+		case "":
+			fn(m.Header.Get(jetstream.SubjectHeader), m.Data)
+		case "204":
+			return nil
+		case "404":
+			if strings.Contains(strings.ToLower(m.Header.Get("Description")), "no results") {
+				return nil
+			}
+			return fmt.Errorf("direct get: %s %s", st, m.Header.Get("Description"))
+		default:
+			return fmt.Errorf("direct get: %s %s", st, m.Header.Get("Description"))
+		}
+	}
+}
+
+func (g *Gateway) claimedEach(ctx context.Context, evs []*event) ([]string, error) {
+	out := make([]string, len(evs))
+	errs := make(chan error, len(evs))
+	for i, ev := range evs {
+		go func() {
+			m, err := g.stream.GetLastMsgForSubject(ctx, subjEvents+ev.key)
+			switch {
+			case err == nil:
+				out[i] = string(m.Data) // the batch that stored it
+				if out[i] == "" {
+					out[i] = "?"
+				}
+				errs <- nil
+			case errors.Is(err, jetstream.ErrMsgNotFound):
+				errs <- nil
+			default:
+				errs <- err
+			}
+		}()
+	}
+	var first error
+	for range evs {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return out, first
+}
+
+// loadBatch reads a batch record (nil when unknown).
+func (g *Gateway) loadBatch(ctx context.Context, id string) (*batchRecord, error) {
+	if !messages.ValidToken(id) && !validBatchID(id) {
+		return nil, nil
+	}
+	m, err := g.stream.GetLastMsgForSubject(ctx, subjBatches+id)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var br batchRecord
+	if err := json.Unmarshal(m.Data, &br); err != nil {
+		return nil, fmt.Errorf("batch record %s: %w", id, err)
+	}
+	return &br, nil
+}
+
+// validBatchID: gateway batch ids are subject tokens (no dots, blanks or
+// wildcards).
+func validBatchID(id string) bool {
+	if id == "" || len(id) > 200 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if c <= ' ' || c == '.' || c == '*' || c == '>' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
