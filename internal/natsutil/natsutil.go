@@ -197,6 +197,83 @@ func redactURL(u string) string {
 	return u
 }
 
+// ensureStream creates cfg's stream when it is missing. An existing stream
+// is changed only when update is set, never to shrink its retention or
+// duplicate window; without update a setting set (explicit) that differs
+// from the server's is refused with the way to change it.
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig, explicit map[string]bool, update bool) error {
+	st, err := js.Stream(ctx, cfg.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if _, err := js.CreateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("stream %s: %w", cfg.Name, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", cfg.Name, err)
+	}
+	have := st.CachedInfo().Config
+	diffs := streamDiffs(have, cfg)
+	if len(diffs) == 0 {
+		return nil
+	}
+	for _, d := range diffs {
+		if d.shrink {
+			return config.Errorf("streams."+d.key, "%s would shrink stream %s's %s from %s to %s, deleting stored messages or forgetting published ids; a worker never shrinks a shared stream (an operator can: nats stream edit %s)", d.want, cfg.Name, d.what, d.have, d.want, cfg.Name)
+		}
+	}
+	if !update {
+		for _, d := range diffs {
+			if explicit[d.key] {
+				return config.Errorf("streams."+d.key, "%s differs from stream %s's %s on the server (%s); stream settings are shared by the whole fleet: set streams.update: true to change them on purpose, or remove the key to use the server's", d.want, cfg.Name, d.what, d.have)
+			}
+		}
+		return nil // the server's settings stand
+	}
+	// Keep what the server has beyond what we manage (sealed, mirrors...):
+	// change only the fields compared.
+	next := have
+	next.MaxAge, next.Duplicates, next.Replicas, next.MaxMsgSize = cfg.MaxAge, cfg.Duplicates, cfg.Replicas, cfg.MaxMsgSize
+	next.Description, next.AllowDirect = cfg.Description, cfg.AllowDirect
+	if _, err := js.UpdateStream(ctx, next); err != nil {
+		return fmt.Errorf("stream %s: updating %s: %w", cfg.Name, diffs[0].what, err)
+	}
+	return nil
+}
+
+type streamDiff struct {
+	key, what, have, want string
+	shrink                bool
+}
+
+// streamDiffs lists the managed settings of want that differ from have.
+func streamDiffs(have, want jetstream.StreamConfig) []streamDiff {
+	var d []streamDiff
+	ageKey := map[string]string{messages.StreamUsage: "usage_max_age", messages.StreamAcks: "acks_max_age", messages.StreamDead: "dead_max_age"}[want.Name]
+	if have.MaxAge != want.MaxAge {
+		// 0 is "keep forever": anything else shrinks it.
+		shrink := have.MaxAge == 0 || (want.MaxAge != 0 && want.MaxAge < have.MaxAge)
+		d = append(d, streamDiff{key: ageKey, what: "max age", have: ageString(have.MaxAge), want: ageString(want.MaxAge), shrink: shrink})
+	}
+	if have.Duplicates != want.Duplicates && want.Name == messages.StreamUsage {
+		d = append(d, streamDiff{key: "duplicate_window", what: "duplicate window", have: have.Duplicates.String(), want: want.Duplicates.String(), shrink: want.Duplicates < have.Duplicates})
+	}
+	if have.Replicas != want.Replicas {
+		d = append(d, streamDiff{key: "replicas", what: "replicas", have: strconv.Itoa(have.Replicas), want: strconv.Itoa(want.Replicas)})
+	}
+	if max(have.MaxMsgSize, 0) != max(want.MaxMsgSize, 0) && want.Name == messages.StreamUsage {
+		d = append(d, streamDiff{key: "max_msg_size", what: "max message size", have: strconv.Itoa(int(have.MaxMsgSize)), want: strconv.Itoa(int(want.MaxMsgSize))})
+	}
+	return d
+}
+
+func ageString(d time.Duration) string {
+	if d == 0 {
+		return "unlimited"
+	}
+	return d.String()
+}
+
 // Embedded is an in-process nats-server with JetStream on loopback.
 type Embedded struct {
 	Server *server.Server
@@ -254,6 +331,15 @@ type StreamOptions struct {
 	DeadMaxAge      config.Duration `yaml:"dead_max_age"`     // default 90 days
 	LeaseTTL        config.Duration `yaml:"lease_ttl"`        // default 2m, well above the HTTP timeout
 	MaxMsgSize      int32           `yaml:"max_msg_size"`     // default: the server's max payload
+	// Update lets this process change the settings of streams that exist.
+	// Without it an existing stream is left as the server has it, and a
+	// setting written here that differs from the server's is refused: the
+	// streams are shared by every worker and producer, so changing them is
+	// an operator's explicit act, not a side effect of one worker's file.
+	// Even with it, a retention or duplicate window is never shrunk (that
+	// deletes stored parts or reopens the door to duplicates): do that
+	// with "nats stream edit".
+	Update bool `yaml:"update"`
 }
 
 // Defaults applied by EnsureStreams.
@@ -306,9 +392,14 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 			Replicas:    r,
 		},
 	}
-	for _, cfg := range streams {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("stream %s: %w", cfg.Name, err)
+	explicit := []map[string]bool{
+		{"replicas": o.Replicas != 0, "usage_max_age": o.UsageMaxAge != 0, "duplicate_window": o.DuplicateWindow != 0, "max_msg_size": o.MaxMsgSize != 0},
+		{"replicas": o.Replicas != 0, "acks_max_age": o.AcksMaxAge != 0},
+		{"replicas": o.Replicas != 0, "dead_max_age": o.DeadMaxAge != 0},
+	}
+	for i, cfg := range streams {
+		if err := ensureStream(ctx, js, cfg, explicit[i], o.Update); err != nil {
+			return err
 		}
 	}
 	buckets := []jetstream.KeyValueConfig{
