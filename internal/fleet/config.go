@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/usagefleet/usagefleet/internal/config"
+	"github.com/usagefleet/usagefleet/internal/endpoint"
 	"github.com/usagefleet/usagefleet/internal/natsutil"
 	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/workers"
@@ -132,8 +133,14 @@ func Parse(b []byte) (*Config, error) {
 		}
 		return nil, fmt.Errorf("config: %v", err)
 	}
+	if err := refuseURLCredentials(&root, ""); err != nil {
+		return nil, err
+	}
 	var cfg Config
 	if err := config.DecodeStrict(&root, &cfg, ""); err != nil {
+		return nil, err
+	}
+	if err := refuseExplicitZero(&root, "destinations", "workers", "want 1 to 256 (remove the key for the default)"); err != nil {
 		return nil, err
 	}
 	if err := cfg.Validate(); err != nil {
@@ -208,6 +215,12 @@ func (c *Config) Validate() error {
 				return config.Errorf(fmt.Sprintf("%s.feeds[%d]", key, j), "%q: want 1-64 of A-Z a-z 0-9 _ -", f)
 			}
 		}
+		if d.Retry.Initial != 0 && d.Retry.Max != 0 && d.Retry.Max < d.Retry.Initial {
+			return config.Errorf(key+".retry.max", "%s is below retry.initial %s: the backoff would shrink", d.Retry.Max.D(0), d.Retry.Initial.D(0))
+		}
+		if lease := c.Streams.LeaseTTL.D(natsutil.DefaultLeaseTTL); d.HTTPTimeout != 0 && d.HTTPTimeout.D(0) > lease {
+			return config.Errorf(key+".http_timeout", "%s is above streams.lease_ttl %s: a lease could lapse while a request is still in flight and a second worker upload the same unit; raise streams.lease_ttl or lower http_timeout", d.HTTPTimeout.D(0), lease)
+		}
 		if d.Workers < 0 || d.Workers > 256 {
 			return config.Errorf(key+".workers", "%d: want 1 to 256", d.Workers)
 		}
@@ -223,6 +236,7 @@ func (c *Config) Validate() error {
 		}
 		if t, ok := dest.(workers.Targeter); ok {
 			id, what := t.Target()
+			id = endpoint.Normalize(id)
 			if other, dup := targets[id]; dup {
 				return config.Errorf(key+".settings", "writes to the same %s as %s: each would overwrite the other's units; serve both feeds from one destination", what, other)
 			}

@@ -110,3 +110,59 @@ func TestSharedTargetsAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// One CloudZero connection spelt two ways is still one connection.
+func TestSharedTargetSpellingsAreRefused(t *testing.T) {
+	t.Setenv("UF_TEST_CZ_KEY", "cz-secret-1")
+	cz := func(name, base string) string {
+		s := "  - {name: " + name + ", type: cloudzero, feeds: [f-" + name + "], settings: {connection_id: c1, api_key: {env: UF_TEST_CZ_KEY}"
+		if base != "" {
+			s += ", base_url: '" + base + "'"
+		}
+		return s + "}}\n"
+	}
+	for _, tc := range []struct{ a, b string }{
+		{"http://127.0.0.1:9", "HTTP://127.0.0.1:9"},
+		{"https://api.cloudzero.com", ""},
+		{"https://api.cloudzero.com:443", ""},
+		{"https://API.cloudzero.com/", "https://api.cloudzero.com"},
+		{"http://127.0.0.1:80", "http://127.0.0.1"},
+	} {
+		_, err := Parse([]byte("nats: {data_dir: /tmp/x}\ndestinations:\n" + cz("a", tc.a) + cz("b", tc.b)))
+		if err == nil || !strings.Contains(err.Error(), "writes to the same CloudZero connection c1 as destinations[0](a)") {
+			t.Errorf("%q and %q: err = %v, want the shared connection refused", tc.a, tc.b, err)
+		}
+	}
+}
+
+// Values that decode but cannot work are refused with their key, and a
+// password inside a URL is never printed.
+func TestParseRefusesImpossibleValues(t *testing.T) {
+	t.Setenv("UF_TEST_HOOK_TOKEN", "tok-123")
+	for _, tc := range []struct{ name, from, to, want string }{
+		{"workers 0", "feeds: [cloud]", "feeds: [cloud]\n    workers: 0", "destinations[0].workers (line 8): 0: want 1 to 256"},
+		{"retry max below initial", "flush: {max_delay: 5s}", "flush: {max_delay: 5s}\n    retry: {initial: 10s, max: 1s}", "destinations[0](hook).retry.max: 1s is below retry.initial 10s"},
+		{"http timeout above lease", "flush: {max_delay: 5s}", "flush: {max_delay: 5s}\n    http_timeout: 5m", "destinations[0](hook).http_timeout: 5m0s is above streams.lease_ttl 2m0s"},
+		{"http timeout above a set lease", "nats:", "streams: {lease_ttl: 30s}\nnats:", ""},
+		{"password in the nats url", "data_dir: /tmp/x", "url: nats://alice:hunter2-pw@127.0.0.1:4222", "nats.url (line 3): the URL carries credentials"},
+		{"password in a cluster url list", "data_dir: /tmp/x", "url: 'nats://127.0.0.1:4222,nats://bob:hunter2-pw@127.0.0.2:4222'", "nats.url (line 3): the URL carries credentials"},
+		{"password in a destination url", "http://127.0.0.1:9/ingest", "https://alice:hunter2-pw@127.0.0.1:9/ingest", "destinations[0].settings.url (line 10): the URL carries credentials"},
+	} {
+		src := strings.Replace(goodConfig, tc.from, tc.to, 1)
+		_, err := Parse([]byte(src))
+		if tc.name == "http timeout above a set lease" {
+			src = strings.Replace(src, "flush: {max_delay: 5s}", "flush: {max_delay: 5s}\n    http_timeout: 40s", 1)
+			_, err = Parse([]byte(src))
+			if err == nil || !strings.Contains(err.Error(), "http_timeout: 40s is above streams.lease_ttl 30s") {
+				t.Errorf("%s: err = %v", tc.name, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v\nwant it to contain %q", tc.name, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%s: the error shows the password: %v", tc.name, err)
+		}
+	}
+}
