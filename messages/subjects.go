@@ -28,6 +28,11 @@ const (
 	BucketUnits = "usagefleet_units"
 	// BucketCheckpoints holds collector checkpoints.
 	BucketCheckpoints = "usagefleet_checkpoints"
+	// BucketBatches holds one claim per published batch (key BatchKey, value
+	// the digest of its content), kept as long as the USAGE duplicate
+	// window: a batch id reused with other content is refused instead of
+	// being taken for a repeat of the first.
+	BucketBatches = "usagefleet_batches"
 )
 
 // Header names (NATS headers are case-sensitive: use these constants).

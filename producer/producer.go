@@ -4,10 +4,20 @@
 // Publish validates a batch, splits it into parts (one per UTC hour of
 // ChargePeriodStart, each under the server's max payload), encodes them
 // with msgpack and publishes them asynchronously with a bounded in-flight
-// window. Each part carries Nats-Msg-Id "<batch id>/<part>", so publishing
-// the same batch again (after a crash, a timeout, a retried job) is
-// de-duplicated by JetStream. Publish returns only once JetStream has
-// stored every part.
+// window. Each part carries Nats-Msg-Id "<source>/<feed>/<batch id>/<part>",
+// so publishing the same batch again (after a crash, a timeout, a retried
+// job) is de-duplicated by JetStream, and two sources' batch ids never
+// collide. Publish returns only once JetStream has stored every part.
+//
+// A batch id reused with different content is an error (ErrBatchConflict),
+// never a silent "already stored": before its parts, Publish claims the id
+// in the usagefleet_batches KV bucket with a digest of the batch's content
+// (one create per batch; the key starts with the source, so NATS
+// permissions confine a publisher to its own claims). A repeat finds its
+// own digest and goes on; other content finds another and stops. This costs
+// one KV round trip per batch and needs no read access to the USAGE stream
+// (reading the stored duplicate back would let any producer read every
+// team's parts).
 //
 // Wait follows the ack stream until every part has been delivered,
 // rejected or dead-lettered at the destinations you name, and FollowAcks
@@ -54,7 +64,19 @@ type Producer struct {
 	js   jetstream.JetStream
 	opts Options
 	log  *slog.Logger
+
+	kvMu    sync.Mutex
+	batches jetstream.KeyValue
 }
+
+// ErrBatchConflict: the batch id was already published by this source on
+// this feed with other content. Nothing of the new batch was published;
+// choose a new batch id.
+var ErrBatchConflict = errors.New("batch id already used with different content")
+
+// ErrStreamMissing: the server has no USAGE stream (or batch bucket): the
+// fleet was never set up on it, or this is the wrong server or account.
+var ErrStreamMissing = errors.New("stream missing")
 
 // headerRoom is what we keep free in a message for its headers.
 const headerRoom = 2048
@@ -164,6 +186,10 @@ func (p *Producer) Publish(ctx context.Context, b *messages.Batch) (*Result, err
 		cost.Add(b.Records[i].BilledCost)
 	}
 	res.Cost = cost.Decimal()
+	if err := p.claim(ctx, b, parts); err != nil {
+		span.RecordError(err)
+		return nil, err
+	}
 	res.Parts = make([]PartInfo, len(parts))
 	out = make([]outMsg, len(parts))
 	for i, sp := range parts {
@@ -273,6 +299,14 @@ func (p *Producer) publishRetry(ctx context.Context, msg *nats.Msg, first error)
 		if !retryable(lastErr) {
 			return backoff.Permanent(lastErr)
 		}
+		if errors.Is(lastErr, jetstream.ErrNoStreamResponse) || errors.Is(lastErr, nats.ErrNoResponders) {
+			// Nobody stores the subject: a stream in failover, or none at
+			// all. Ask once, so a missing stream is said at once.
+			if err := p.checkStream(ctx); errors.Is(err, ErrStreamMissing) {
+				lastErr = err
+				return backoff.Permanent(err)
+			}
+		}
 		p.log.Warn("publish failed, retrying", "subject", msg.Subject, "msg_id", msg.Header.Get(messages.HdrMsgID), "err", lastErr)
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
@@ -290,15 +324,23 @@ func (p *Producer) publishRetry(ctx context.Context, msg *nats.Msg, first error)
 	return ack, nil
 }
 
+// errMsgIDInProcess is JetStream's "duplicate message id is in process"
+// (409, err_code 10158, JSStreamDuplicateMessageConflict): an earlier try
+// of the same id was proposed to the stream's replicas and is not settled
+// yet (a node loss, a leader change). It may still be stored, so the part
+// is neither failed nor sent as new: the same id is tried again until the
+// server answers stored or duplicate.
+const errMsgIDInProcess jetstream.ErrorCode = 10158
+
 // retryable: the failures that a later try can fix.
 func retryable(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
 		// Server-side refusals (too large, wrong stream) do not heal; an
-		// unavailable cluster does.
-		return apiErr.Code == 503 || apiErr.Code == 408
+		// unavailable cluster and an id still in process do.
+		return apiErr.Code == 503 || apiErr.Code == 408 || apiErr.ErrorCode == errMsgIDInProcess
 	}
-	return !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrMaxPayload) && !errors.Is(err, context.Canceled)
+	return !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrMaxPayload) && !errors.Is(err, context.Canceled) && !errors.Is(err, ErrStreamMissing)
 }
 
 // SplitPart is one encoded part of a batch.

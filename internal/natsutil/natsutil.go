@@ -402,7 +402,14 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 			return err
 		}
 	}
+	// Batch claims live as long as USAGE remembers message ids (the
+	// server's window when this process left the stream as it was).
+	window := o.DuplicateWindow.D(DefaultDuplicateWindow)
+	if st, err := js.Stream(ctx, messages.StreamUsage); err == nil && st.CachedInfo().Config.Duplicates > 0 {
+		window = st.CachedInfo().Config.Duplicates
+	}
 	buckets := []jetstream.KeyValueConfig{
+		{Bucket: messages.BucketBatches, Description: "batch claims: the content digest of each batch id per source and feed", TTL: window, History: 1, Replicas: r, Storage: jetstream.FileStorage},
 		{Bucket: messages.BucketLeases, Description: "unit leases", TTL: o.LeaseTTL.D(DefaultLeaseTTL), History: 1, Replicas: r, Storage: jetstream.FileStorage},
 		{Bucket: messages.BucketUnits, Description: "stream position each unit's last upload covered", History: 1, Replicas: r, Storage: jetstream.FileStorage},
 		{Bucket: messages.BucketCheckpoints, Description: "collector checkpoints", History: 5, Replicas: r, Storage: jetstream.FileStorage},
