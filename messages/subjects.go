@@ -49,6 +49,10 @@ const (
 	HdrRecords    = "Usage-Records"
 	HdrParts      = "Usage-Parts"
 	HdrMsgID      = "Nats-Msg-Id"
+	// HdrPayloadSum is the SHA-256 of the payload (hex), HdrSignature the
+	// source's signature over the part's headers (see SignPart).
+	HdrPayloadSum = "Usage-Payload-Sha256"
+	HdrSignature  = "Usage-Signature"
 )
 
 var tokenRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)

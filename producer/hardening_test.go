@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/usagefleet/usagefleet/internal/natsutil"
 	"github.com/usagefleet/usagefleet/internal/natsutil/natstest"
@@ -163,6 +165,57 @@ func TestMsgIDInProcessIsRetriedUntilSettled(t *testing.T) {
 	for i := 1; i < 3; i++ {
 		if id := <-ids; id != first {
 			t.Fatalf("try %d used id %q, the first %q: a retry must reuse the id", i+1, id, first)
+		}
+	}
+}
+
+// A producer with a signing key signs parts and markers as its source; a
+// generation from the far future (2^63-1 froze a period) is refused.
+func TestPublishSignsPartsAndRefusesImplausibleGenerations(t *testing.T) {
+	ns := natstest.Start(t)
+	nc := ns.Connect(t)
+	kp, _ := nkeys.CreateUser()
+	pub, _ := kp.PublicKey()
+	p, err := producer.New(nc, producer.Options{SigningKey: kp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	start := time.Now().UTC().Truncate(time.Hour).Add(-48 * time.Hour)
+	recs := usagegen.Generate(20, usagegen.Options{Seed: 4, Hours: 1})
+	for i := range recs {
+		recs[i].ChargePeriodStart, recs[i].ChargePeriodEnd = start, time.Time{}
+	}
+	period := messages.Period{Start: start, End: start.Add(2 * time.Hour)}
+	_, err = p.Publish(ctx, &messages.Batch{ID: "frozen", Feed: "f", Source: "team-a", Snapshot: &messages.Snapshot{Period: period, Generation: math.MaxInt64}, Records: recs})
+	var ve messages.ValidationError
+	if !errors.As(err, &ve) || ve[0].Field != "Snapshot.Generation" {
+		t.Fatalf("generation 2^63-1: err = %v", err)
+	}
+	if _, err := p.Publish(ctx, &messages.Batch{ID: "snap", Feed: "f", Source: "team-a", Snapshot: &messages.Snapshot{Period: period, Generation: time.Now().UnixNano()}, Records: recs}); err != nil {
+		t.Fatal(err)
+	}
+	js, _ := jetstream.New(nc)
+	st, _ := js.Stream(ctx, messages.StreamUsage)
+	info, _ := st.Info(ctx)
+	if info.State.Msgs != 3 { // one part, two markers
+		t.Fatalf("%d messages, want 3", info.State.Msgs)
+	}
+	keys := messages.SourceKeys{"team-a": {pub}}
+	for seq := uint64(1); seq <= info.State.Msgs; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := keys.VerifyPart(m.Subject, m.Header); err != nil {
+			t.Fatalf("seq %d: %v", seq, err)
+		}
+		if err := messages.VerifyPayload(m.Header, m.Data); err != nil {
+			t.Fatalf("seq %d: %v", seq, err)
+		}
+		meta, _ := messages.ParseMeta(m.Header)
+		if err := messages.CheckGeneration(meta.Generation, m.Time); err != nil {
+			t.Fatalf("seq %d: %v", seq, err)
 		}
 	}
 }

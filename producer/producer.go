@@ -36,6 +36,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -56,6 +57,11 @@ type Options struct {
 	RetryMaxElapsed time.Duration
 	// Logger receives retry warnings (default slog.Default()).
 	Logger *slog.Logger
+	// SigningKey, when set, signs every part as the batch's source (see
+	// messages.SignPart): the user nkey (seed) of the one source this
+	// producer publishes for. Workers that bind sources refuse unsigned
+	// parts and parts signed by another source's key.
+	SigningKey nkeys.KeyPair
 }
 
 // Producer publishes batches. It is safe for concurrent use.
@@ -163,6 +169,13 @@ func (p *Producer) Publish(ctx context.Context, b *messages.Batch) (*Result, err
 		span.RecordError(err)
 		return nil, err
 	}
+	if b.Snapshot != nil {
+		if err := messages.CheckGeneration(b.Snapshot.Generation, time.Now()); err != nil {
+			err = messages.ValidationError{{Index: -1, Field: "Snapshot.Generation", Problem: err.Error()}}
+			span.RecordError(err)
+			return nil, err
+		}
+	}
 	res := &Result{BatchID: b.ID, Source: b.Source, Feed: b.Feed, Records: len(b.Records), Published: time.Now()}
 	parts, err := split(b, p.opts.MaxPayload, getPayload)
 	if err != nil {
@@ -195,6 +208,9 @@ func (p *Producer) Publish(ctx context.Context, b *messages.Batch) (*Result, err
 	for i, sp := range parts {
 		res.Parts[i] = PartInfo{Part: sp.Meta.Part, Subject: messages.UsageSubject(b.Feed, sp.Meta.Hour), Hour: sp.Meta.Hour, Records: sp.Meta.Records, Bytes: len(sp.Payload)}
 		h := sp.Meta.Header()
+		if err := p.sign(res.Parts[i].Subject, h, sp.Payload); err != nil {
+			return nil, err
+		}
 		otel.GetTextMapPropagator().Inject(ctx, messages.HeaderCarrier(h))
 		out[i] = outMsg{msg: &nats.Msg{Subject: res.Parts[i].Subject, Header: h, Data: sp.Payload}, info: &res.Parts[i]}
 	}
@@ -212,7 +228,11 @@ func (p *Producer) Publish(ctx context.Context, b *messages.Batch) (*Result, err
 		var markers []outMsg
 		for h := s.Period.Start; h.Before(s.Period.End); h = h.Add(time.Hour) {
 			m := messages.PartMeta{BatchID: b.ID, Feed: b.Feed, Source: b.Source, Kind: messages.KindSnapshotEnd, Hour: h, Period: s.Period, Generation: s.Generation, Parts: perHour[h]}
-			markers = append(markers, outMsg{msg: &nats.Msg{Subject: messages.UsageSubject(b.Feed, h), Header: m.Header()}, info: &PartInfo{}})
+			mh := m.Header()
+			if err := p.sign(messages.UsageSubject(b.Feed, h), mh, nil); err != nil {
+				return nil, err
+			}
+			markers = append(markers, outMsg{msg: &nats.Msg{Subject: messages.UsageSubject(b.Feed, h), Header: mh}, info: &PartInfo{}})
 		}
 		if err := p.publishAll(ctx, markers); err != nil {
 			return nil, fmt.Errorf("snapshot markers: %w", err)
@@ -220,6 +240,13 @@ func (p *Producer) Publish(ctx context.Context, b *messages.Batch) (*Result, err
 		res.Markers = len(markers)
 	}
 	return res, nil
+}
+
+func (p *Producer) sign(subject string, h nats.Header, payload []byte) error {
+	if p.opts.SigningKey == nil {
+		return nil
+	}
+	return messages.SignPart(subject, h, payload, p.opts.SigningKey)
 }
 
 // publishAll publishes asynchronously with at most MaxInFlight outstanding,

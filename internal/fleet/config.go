@@ -29,6 +29,11 @@ type Config struct {
 	Streams      natsutil.StreamOptions `yaml:"streams"`
 	Worker       WorkerConfig           `yaml:"worker"`
 	Destinations []DestinationConfig    `yaml:"destinations"`
+	// Sources binds each source to the public user nkeys its producers sign
+	// with (messages.SourceKeys). When set, the workers refuse (dead-letter
+	// with the reason) a part that is unsigned, signed by another source's
+	// key, or changed after signing. Empty: sources are not bound.
+	Sources messages.SourceKeys `yaml:"sources"`
 
 	built []builtDest
 }
@@ -154,6 +159,9 @@ func Parse(b []byte) (*Config, error) {
 func (c *Config) Validate() error {
 	if err := c.NATS.Validate("nats"); err != nil {
 		return err
+	}
+	if err := c.Sources.Validate("sources"); err != nil {
+		return config.Errorf("sources", "%v", strings.TrimPrefix(err.Error(), "sources: "))
 	}
 	if c.Streams.Replicas < 0 || c.Streams.Replicas > 5 {
 		return config.Errorf("streams.replicas", "%d: want 1 to 5", c.Streams.Replicas)

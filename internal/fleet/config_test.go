@@ -34,7 +34,7 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 	tests := []struct {
 		name, edit, want string
 	}{
-		{"unknown top key", "destinations:", "config: destinatons (line 4): unknown key (known: nats, streams, worker, destinations)"},
+		{"unknown top key", "destinations:", "config: destinatons (line 4): unknown key (known: nats, streams, worker, destinations, sources)"},
 		{"unknown settings key", "      url:", "config: destinations[0](hook).settings.ur1 (line 10): unknown key (known: url, "},
 		{"bad type", "type: webhook", `destinations[0](hook).type: "webhok" is not a destination type (types: `},
 		{"bad duration", "max_delay: 5s", `config: destinations[0].flush.max_delay (line 8): "5 seconds" is not a duration`},
@@ -164,5 +164,21 @@ func TestParseRefusesImpossibleValues(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), "hunter2") {
 			t.Errorf("%s: the error shows the password: %v", tc.name, err)
 		}
+	}
+}
+
+func TestSourcesTakePublicKeysOnly(t *testing.T) {
+	t.Setenv("UF_TEST_HOOK_TOKEN", "tok-123")
+	const pub = "UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4"
+	cfg, err := Parse([]byte(goodConfig + "sources:\n  team-a: [" + pub + "]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Sources["team-a"]; len(got) != 1 || got[0] != pub {
+		t.Fatalf("sources %v", cfg.Sources)
+	}
+	_, err = Parse([]byte(goodConfig + "sources:\n  team-a: [SUAMLK2ZNL35WSMW37E7UD4VZ7ELPKW7DHC3BWBSD2GCZ7IUQQXZIORRBU]\n"))
+	if err == nil || !strings.Contains(err.Error(), "team-a[0]: not a public user nkey") || strings.Contains(err.Error(), "SUAM") {
+		t.Fatalf("a seed in sources: %v", err)
 	}
 }
