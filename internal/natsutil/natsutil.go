@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -35,6 +36,11 @@ type Options struct {
 	User      string        `yaml:"user"`
 	Password  config.Secret `yaml:"password"`
 	TLS       TLSOptions    `yaml:"tls"`
+	// InboxPrefix is where replies and pulled messages arrive (default
+	// _INBOX_<user> for a user/password login, else _INBOX): a server that
+	// gives each user only its own inbox (deploy/nats) keeps one client
+	// from reading another's replies.
+	InboxPrefix string `yaml:"inbox_prefix"`
 	// Embedded server settings (URL empty).
 	DataDir string `yaml:"data_dir"` // JetStream store; default ./data/nats
 	Port    int    `yaml:"port"`     // default: a random loopback port
@@ -81,6 +87,9 @@ func (o *Options) Validate(key string) error {
 		if _, err := os.Stat(f); err != nil {
 			return config.Errorf(key+"."+k, "%v", err)
 		}
+	}
+	if p := o.InboxPrefix; p != "" && (strings.ContainsAny(p, "*> \t") || strings.HasPrefix(p, ".") || strings.HasSuffix(p, ".")) {
+		return config.Errorf(key+".inbox_prefix", "%q: want a subject prefix without wildcards, like _INBOX_worker", p)
 	}
 	if (o.TLS.CertFile == "") != (o.TLS.KeyFile == "") {
 		return config.Errorf(key+".tls", "cert_file and key_file go together")
@@ -151,12 +160,28 @@ func Connect(ctx context.Context, o Options, name string) (*nats.Conn, error) {
 		}
 		opts = append(opts, nats.Secure(tc))
 	}
+	if p := InboxPrefix(o); p != "" {
+		opts = append(opts, nats.CustomInboxPrefix(p))
+	}
 	nc, err := nats.Connect(o.URL, opts...)
 	if err != nil {
 		// nats errors do not carry the credentials; the URL may, so redact.
 		return nil, fmt.Errorf("connecting to NATS at %s: %w", redactURL(o.URL), err)
 	}
 	return nc, nil
+}
+
+// InboxPrefix is the inbox prefix Connect uses for o: InboxPrefix, or
+// _INBOX_<user> for a user/password login whose name can be a subject
+// token, or "" (nats.go's _INBOX).
+func InboxPrefix(o Options) string {
+	if o.InboxPrefix != "" {
+		return o.InboxPrefix
+	}
+	if o.User != "" && messages.ValidToken(o.User) {
+		return "_INBOX_" + o.User
+	}
+	return ""
 }
 
 func tlsConfig(t TLSOptions) (*tls.Config, error) {
