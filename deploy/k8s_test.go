@@ -526,3 +526,43 @@ func TestKubernetes(t *testing.T) {
 		}
 	})
 }
+
+// The pods serve /metrics and /readyz without authentication: a
+// NetworkPolicy selects every usagefleet pod and lets in only the
+// monitoring namespace, on the metrics ports the Deployments listen on.
+func TestNetworkPolicyGuardsTheMetricsPorts(t *testing.T) {
+	k := loadManifests(t)
+	np := k.get(t, "NetworkPolicy", "usagefleet")
+	sel := obj(np, "spec", "podSelector", "matchLabels")
+	if str(sel, "app.kubernetes.io/part-of") != "usagefleet" || len(sel) != 1 {
+		t.Fatalf("podSelector %v: want every usagefleet pod", sel)
+	}
+	types := strs(list(np, "spec", "policyTypes"))
+	if !slices.Contains(types, "Ingress") || !slices.Contains(types, "Egress") {
+		t.Errorf("policyTypes %v: want Ingress and Egress", types)
+	}
+	for _, d := range []string{"usage-worker", "usage-collector"} {
+		labels := obj(k.get(t, "Deployment", d), "spec", "template", "metadata", "labels")
+		if str(labels, "app.kubernetes.io/part-of") != "usagefleet" {
+			t.Errorf("Deployment %s's pods are not selected by the NetworkPolicy (labels %v)", d, labels)
+		}
+	}
+	ingress := list(np, "spec", "ingress")
+	if len(ingress) != 1 {
+		t.Fatalf("%d ingress rules; want one (monitoring only)", len(ingress))
+	}
+	rule := ingress[0].(map[string]any)
+	for _, from := range list(rule, "from") {
+		if ns := obj(from.(map[string]any), "namespaceSelector", "matchLabels"); str(ns, "usagefleet.io/monitoring") != "true" {
+			t.Errorf("ingress from %v: want only the monitoring namespace", from)
+		}
+	}
+	var ports []string
+	for _, p := range list(rule, "ports") {
+		ports = append(ports, fmt.Sprint(p.(map[string]any)["port"]))
+	}
+	slices.Sort(ports)
+	if !slices.Equal(ports, []string{"9090", "9092"}) {
+		t.Errorf("ingress ports %v; want the metrics ports 9090 and 9092 only", ports)
+	}
+}

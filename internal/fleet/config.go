@@ -180,8 +180,14 @@ func (c *Config) Validate() error {
 		return config.Errorf("worker.log_format", "%q: want text or json", c.Worker.LogFormat)
 	}
 	if l := c.Worker.Metrics.Listen; l != "" {
-		if _, _, err := net.SplitHostPort(l); err != nil {
-			return config.Errorf("worker.metrics.listen", "%q: want host:port or :port", l)
+		host, _, err := net.SplitHostPort(l)
+		if err != nil {
+			return config.Errorf("worker.metrics.listen", "%q: want host:port, like 127.0.0.1:9090", l)
+		}
+		if host == "" {
+			// /metrics and /readyz have no authentication: every interface
+			// is an exposure to choose, not a default.
+			return config.Errorf("worker.metrics.listen", "%q listens on every interface, unauthenticated: write 127.0.0.1%s for this host only, or 0.0.0.0%s to expose it on purpose (behind a NetworkPolicy or firewall)", l, l, l)
 		}
 	}
 	if n, err := c.Worker.MemoryLimitBytes(); err != nil {

@@ -182,3 +182,24 @@ func TestSourcesTakePublicKeysOnly(t *testing.T) {
 		t.Fatalf("a seed in sources: %v", err)
 	}
 }
+
+// /metrics and /readyz are unauthenticated: every interface must be asked
+// for by name.
+func TestMetricsListenIsLoopbackUnlessExposedByName(t *testing.T) {
+	t.Setenv("UF_TEST_HOOK_TOKEN", "tok-123")
+	for listen, want := range map[string]string{
+		":9090":          `worker.metrics.listen: ":9090" listens on every interface, unauthenticated: write 127.0.0.1:9090 for this host only, or 0.0.0.0:9090 to expose it on purpose`,
+		"127.0.0.1:9090": "",
+		"0.0.0.0:9090":   "",
+		"[::1]:9090":     "",
+		"9090":           "want host:port",
+	} {
+		_, err := Parse([]byte(goodConfig + "worker: {metrics: {listen: \"" + listen + "\"}}\n"))
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("%s: %v", listen, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("%s: err = %v, want %q", listen, err, want)
+		}
+	}
+}
