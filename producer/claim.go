@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/usagefleet/usagefleet/messages"
@@ -31,46 +32,58 @@ func digest(parts []SplitPart) string {
 }
 
 // claim records the batch's digest under its id, or checks that the id's
-// earlier claim has the same digest.
+// earlier claim has the same digest. Transient failures (a node loss, a
+// leader election) are retried with backoff, each try under its own
+// deadline, as long as parts are (Options.RetryMaxElapsed): a create that
+// timed out may have been stored, and then the next try finds its own
+// digest.
 func (p *Producer) claim(ctx context.Context, b *messages.Batch, parts []SplitPart) error {
-	kv, err := p.batchBucket(ctx)
-	if err != nil {
-		return err
-	}
 	key := messages.BatchKey(b.Source, b.Feed, b.ID)
 	sum := digest(parts)
-	bo := time.Duration(0)
-	for try := 0; ; try++ {
-		_, err := kv.Create(ctx, key, []byte(sum))
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = 100 * time.Millisecond
+	bo.MaxInterval = 5 * time.Second
+	bo.MaxElapsedTime = p.opts.RetryMaxElapsed
+	var conflict error
+	op := func() error {
+		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		kv, err := p.batchBucket(tctx)
+		if errors.Is(err, ErrStreamMissing) {
+			return backoff.Permanent(err)
+		}
+		if err == nil {
+			_, err = kv.Create(tctx, key, []byte(sum))
+		}
 		if err == nil {
 			return nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
-			if ctx.Err() != nil || try >= 5 {
-				return fmt.Errorf("claiming batch id %q: %w", b.ID, err)
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			var e jetstream.KeyValueEntry
+			if e, err = kv.Get(tctx, key); err == nil {
+				if string(e.Value()) == sum {
+					return nil // a repeat: the parts are deduplicated by their ids
+				}
+				conflict = fmt.Errorf("batch %q of source %s, feed %s: %w (first published %s): nothing was published; use a new batch id",
+					b.ID, b.Source, b.Feed, ErrBatchConflict, e.Created().UTC().Format(time.RFC3339))
+				return backoff.Permanent(conflict)
 			}
-			p.log.Warn("claiming batch id failed, retrying", "batch", b.ID, "err", err)
-			bo = min(2*bo+100*time.Millisecond, 2*time.Second)
-			select {
-			case <-time.After(bo):
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			continue
+			// Not found: expired between the two calls, or a replica that
+			// has not seen it yet. Try again.
 		}
-		e, err := kv.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue // expired between the two calls
+		if ctx.Err() != nil {
+			return backoff.Permanent(ctx.Err())
 		}
-		if err != nil {
-			return fmt.Errorf("reading the claim of batch id %q: %w", b.ID, err)
-		}
-		if string(e.Value()) == sum {
-			return nil // a repeat: the parts are deduplicated by their ids
-		}
-		return fmt.Errorf("batch %q of source %s, feed %s: %w (first published %s): nothing was published; use a new batch id",
-			b.ID, b.Source, b.Feed, ErrBatchConflict, e.Created().UTC().Format(time.RFC3339))
+		p.log.Warn("claiming batch id failed, retrying", "batch", b.ID, "err", err)
+		return err
 	}
+	if err := backoff.Retry(op, backoff.WithContext(bo, ctx)); err != nil {
+		if conflict != nil || errors.Is(err, ErrStreamMissing) {
+			return err
+		}
+		return fmt.Errorf("claiming batch id %q: %w", b.ID, err)
+	}
+	return nil
 }
 
 // batchBucket binds the claims bucket once.
