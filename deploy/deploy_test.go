@@ -256,7 +256,7 @@ func dockerIgnored(pattern, rel string) bool {
 func parseWorkerConfig(t *testing.T, name string, b []byte, env map[string]string) *fleet.Config {
 	t.Helper()
 	setenv(t, env)
-	cfg, err := fleet.Parse(b)
+	cfg, err := fleet.Parse(devTLSHere(t, b))
 	if err != nil && strings.Contains(err.Error(), "field metrics not found") {
 		// The metrics listener is being added to the worker config
 		// (worker.metrics.listen); until then check everything else.
@@ -267,6 +267,14 @@ func parseWorkerConfig(t *testing.T, name string, b []byte, env map[string]strin
 		t.Fatalf("%s: %v", name, err)
 	}
 	return cfg
+}
+
+// devTLSHere points a compose config's CA (mounted from deploy/nats/dev-tls
+// at /etc/usagefleet/tls) at that directory in this checkout, so the
+// validation that the file exists runs on the real file.
+func devTLSHere(t *testing.T, b []byte) []byte {
+	t.Helper()
+	return bytes.ReplaceAll(b, []byte("/etc/usagefleet/tls/"), []byte(repoPath("deploy/nats/dev-tls")+"/"))
 }
 
 func withoutMetrics(t *testing.T, b []byte) []byte {
@@ -658,7 +666,25 @@ func TestCompose(t *testing.T) {
 					t.Errorf("%s routes to %s, which is no NATS service", conf, r.Host)
 				}
 			}
-			setenv(t, c.env(t, name))
+			// The TLS files: the service mounts a directory at /etc/nats/tls
+			// (deploy/nats/dev-tls); start the config on those files.
+			env := c.env(t, name)
+			tlsDir := c.mount(name, "/etc/nats/tls")
+			if tlsDir == "" {
+				t.Errorf("service %s: nothing mounted at /etc/nats/tls, where $NATS_TLS_* point", name)
+			}
+			for _, k := range []string{"NATS_TLS_CERT", "NATS_TLS_KEY", "NATS_TLS_CA"} {
+				if v, ok := strings.CutPrefix(env[k], "/etc/nats/tls/"); ok && tlsDir != "" {
+					// Absolute: NATS parses a variable's value as config, and
+					// a value starting with "." reads as a number.
+					abs, err := filepath.Abs(repoPath(tlsDir + "/" + v))
+					if err != nil {
+						t.Fatal(err)
+					}
+					env[k] = abs
+				}
+			}
+			setenv(t, env)
 			if _, err := natsProcess(conf); err != nil {
 				t.Errorf("service %s: its environment does not start %s: %v", name, conf, err)
 			}
@@ -852,7 +878,7 @@ func TestCompose(t *testing.T) {
 		b := readFile(t, conf)
 		env := c.env(t, "collector")
 		setenv(t, env)
-		cfg, err := collect.ParseConfig(b)
+		cfg, err := collect.ParseConfig(devTLSHere(t, b))
 		if err != nil {
 			t.Fatalf("%s: %v", conf, err)
 		}

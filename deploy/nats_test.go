@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -44,6 +45,7 @@ type natsConfigs struct {
 	byFile map[string]*natsNode
 	port   int               // client port
 	users  map[string]string // user → account
+	tls    testTLS
 }
 
 func (n *natsConfigs) hasUser(u string) bool { _, ok := n.users[u]; return ok }
@@ -57,7 +59,9 @@ func natsProcess(rel string) (*server.Options, error) {
 func loadNATSConfigs(t *testing.T) *natsConfigs {
 	t.Helper()
 	setenv(t, envFile(t, "deploy/compose/dev.env"))
-	c := &natsConfigs{byFile: map[string]*natsNode{}, users: map[string]string{}}
+	c := &natsConfigs{byFile: map[string]*natsNode{}, users: map[string]string{}, tls: newTestTLS(t)}
+	// The certificates of this run, where compose mounts the dev ones.
+	setenv(t, map[string]string{"NATS_TLS_CERT": c.tls.Cert, "NATS_TLS_KEY": c.tls.Key, "NATS_TLS_CA": c.tls.CA})
 	for _, f := range natsFiles {
 		o, err := natsProcess(f)
 		if err != nil {
@@ -106,8 +110,14 @@ func TestNATSConfigs(t *testing.T) {
 				t.Errorf("%s: route %s; the cluster port is %d", n.file, r, o.Cluster.Port)
 			}
 		}
-		if o.HTTPPort != 8222 {
-			t.Errorf("%s: http_port %d; KEDA and the healthchecks use 8222", n.file, o.HTTPPort)
+		if o.HTTPPort != 8222 || o.HTTPHost != "127.0.0.1" {
+			t.Errorf("%s: monitoring on %s:%d; want 127.0.0.1:8222 (unauthenticated: loopback only; the healthchecks use it)", n.file, o.HTTPHost, o.HTTPPort)
+		}
+		if o.TLSConfig == nil || o.TLSTimeout <= 0 {
+			t.Errorf("%s: clients are not on TLS", n.file)
+		}
+		if tc := o.Cluster.TLSConfig; tc == nil || tc.ClientAuth != tls.RequireAndVerifyClientCert {
+			t.Errorf("%s: routes are not mutual TLS", n.file)
 		}
 		if o.Port != c.port {
 			t.Errorf("%s: client port %d, another node %d", n.file, o.Port, c.port)
@@ -141,7 +151,7 @@ func TestNATSConfigs(t *testing.T) {
 	}
 
 	// A password missing from the environment stops the server.
-	for _, v := range []string{"WORKER_PASSWORD", "PRODUCER_PASSWORD", "COLLECTOR_PASSWORD", "SYS_PASSWORD"} {
+	for _, v := range []string{"WORKER_PASSWORD", "PRODUCER_PASSWORD", "COLLECTOR_PASSWORD", "SYS_PASSWORD", "NATS_TLS_CERT", "NATS_TLS_CA"} {
 		t.Run("without "+v, func(t *testing.T) {
 			old := os.Getenv(v)
 			os.Unsetenv(v)
@@ -160,6 +170,7 @@ func TestNATSConfigs(t *testing.T) {
 type deployCluster struct {
 	servers []*server.Server
 	urls    string
+	ca      string // the CA file clients verify the nodes with
 }
 
 func startDeployCluster(t *testing.T, c *natsConfigs) *deployCluster {
@@ -177,7 +188,7 @@ func startDeployCluster(t *testing.T, c *natsConfigs) *deployCluster {
 	for _, l := range ls {
 		l.Close()
 	}
-	dc := &deployCluster{}
+	dc := &deployCluster{ca: c.tls.CA}
 	for _, n := range c.nodes {
 		o := n.opts.Clone()
 		o.Host = "127.0.0.1"
@@ -244,7 +255,7 @@ type conn struct {
 func (dc *deployCluster) login(t *testing.T, user string) *conn {
 	t.Helper()
 	pw := os.Getenv(strings.ToUpper(user) + "_PASSWORD")
-	nc, err := natsutil.Connect(context.Background(), natsutil.Options{URL: dc.urls, User: user, Password: config.NewSecret(pw)}, "deploy-test-"+user)
+	nc, err := natsutil.Connect(context.Background(), natsutil.Options{URL: dc.urls, User: user, Password: config.NewSecret(pw), TLS: natsutil.TLSOptions{CAFile: dc.ca}}, "deploy-test-"+user)
 	if err != nil {
 		t.Fatalf("login as %s: %v", user, err)
 	}
@@ -456,6 +467,71 @@ func TestNATSConfigRunsTheFleet(t *testing.T) {
 		return err
 	})
 	refuse(worker, "the worker deleting USAGE", func(ctx context.Context) error { return worker.js.DeleteStream(ctx, messages.StreamUsage) })
+	// Issue 12 item 8: logged in as producer, one paused the workers'
+	// consumer until 2030, pulled a part from it, read DEAD, ACKS' other
+	// inboxes and the lease bucket.
+	until := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, who := range []struct {
+		name string
+		c    *conn
+	}{{"producer", prodConn}, {"collector", coll}, {"worker", worker}} {
+		refuse(who.c, "the "+who.name+" pausing the workers' consumer", func(ctx context.Context) error {
+			_, err := who.c.js.PauseConsumer(ctx, messages.StreamUsage, workers.ConsumerName("hook"), until)
+			return err
+		})
+	}
+	for _, who := range []struct {
+		name string
+		c    *conn
+	}{{"producer", prodConn}, {"collector", coll}} {
+		c := who.c
+		refuse(c, "the "+who.name+" opening the workers' consumer", func(ctx context.Context) error {
+			_, err := c.js.Consumer(ctx, messages.StreamUsage, workers.ConsumerName("hook"))
+			return err
+		})
+		refuse(c, "the "+who.name+" opening the lease bucket", func(ctx context.Context) error {
+			_, err := c.js.KeyValue(ctx, messages.BucketLeases)
+			return err
+		})
+		refuse(c, "the "+who.name+" opening the unit bucket", func(ctx context.Context) error {
+			_, err := c.js.KeyValue(ctx, messages.BucketUnits)
+			return err
+		})
+		refuse(c, "the "+who.name+" reading DEAD", func(ctx context.Context) error {
+			_, err := c.js.OrderedConsumer(ctx, messages.StreamDead, jetstream.OrderedConsumerConfig{})
+			return err
+		})
+		refuse(c, "the "+who.name+" creating a consumer on USAGE", func(ctx context.Context) error {
+			_, err := c.js.CreateConsumer(ctx, messages.StreamUsage, jetstream.ConsumerConfig{Name: "sneak", FilterSubject: "usage.>"})
+			return err
+		})
+	}
+	if _, err := worker.js.Consumer(ctx, messages.StreamUsage, workers.ConsumerName("hook")); err != nil {
+		t.Fatal(err)
+	} else if cons, _ := worker.js.Consumer(ctx, messages.StreamUsage, workers.ConsumerName("hook")); cons.CachedInfo().Paused {
+		t.Error("the workers' consumer is paused")
+	}
+	// Inboxes are per user: nobody subscribes to all replies, or another's.
+	for _, sub := range []struct {
+		who     *conn
+		name    string
+		subject string
+	}{
+		{prodConn, "producer", "_INBOX.>"},
+		{prodConn, "producer", "_INBOX_worker.>"},
+		{prodConn, "producer", "$JS.API.>"},
+		{coll, "collector", "_INBOX_producer.>"},
+		{worker, "worker", "_INBOX_producer.>"},
+		{worker, "worker", "usage.>"},
+	} {
+		if _, err := sub.who.nc.SubscribeSync(sub.subject); err != nil {
+			t.Fatal(err)
+		}
+		_ = sub.who.nc.Flush()
+		if !sub.who.denied(sub.subject) {
+			t.Errorf("the %s user may subscribe to %s", sub.name, sub.subject)
+		}
+	}
 	for _, p := range []struct {
 		who     *conn
 		name    string
@@ -464,6 +540,13 @@ func TestNATSConfigRunsTheFleet(t *testing.T) {
 		{prodConn, "producer", "acks.deploy.hook"},
 		{prodConn, "producer", "dead.hook.deploy"},
 		{prodConn, "producer", "$KV.usagefleet_leases.x"},
+		{prodConn, "producer", "$KV.usagefleet_units.x"},
+		{prodConn, "producer", "$KV.usagefleet_checkpoints.x"},
+		{prodConn, "producer", "$JS.API.CONSUMER.MSG.NEXT.USAGE.uf_hook"},
+		{prodConn, "producer", "$JS.API.CONSUMER.PAUSE.USAGE.uf_hook"},
+		{prodConn, "producer", "$JS.API.DIRECT.GET.DEAD"},
+		{prodConn, "producer", "$JS.API.DIRECT.GET.KV_usagefleet_leases"},
+		{worker, "worker", "$JS.API.STREAM.DELETE.USAGE"},
 		{worker, "worker", "usage.cloud.2024.01.01.00"},
 		{coll, "collector", "$KV.usagefleet_leases.x"},
 		{coll, "collector", "acks.deploy.hook"},

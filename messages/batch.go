@@ -1,7 +1,10 @@
 package messages
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -88,12 +91,25 @@ type PartMeta struct {
 	Parts      int       // KindSnapshotEnd only: parts of the generation in this hour
 }
 
-// MsgID is the JetStream de-duplication id of the part.
+// MsgID is the JetStream de-duplication id of the part:
+// "<source>/<feed>/<batch>/<part>", the batch id path-escaped (a "/" in it
+// becomes %2F), so team-b's "run-42" is not team-a's "run-42" and no batch
+// id can spell another's part or marker. Source and feed are subject
+// tokens, which hold no "/".
 func (m PartMeta) MsgID() string {
+	prefix := m.Source + "/" + m.Feed + "/" + url.PathEscape(m.BatchID) + "/"
 	if m.Kind == KindSnapshotEnd {
-		return m.BatchID + "/end/" + m.Hour.Format("2006010215")
+		return prefix + "end/" + m.Hour.Format("2006010215")
 	}
-	return m.BatchID + "/" + strconv.Itoa(m.Part)
+	return prefix + strconv.Itoa(m.Part)
+}
+
+// BatchKey is the key of the batch's claim in BucketBatches:
+// "<source>.<feed>.<digest of the batch id>". It starts with the source so
+// NATS permissions can confine a publisher to its own sources' claims.
+func BatchKey(source, feed, batchID string) string {
+	sum := sha256.Sum256([]byte(batchID))
+	return source + "." + feed + "." + hex.EncodeToString(sum[:16])
 }
 
 // SnapshotKey identifies what a snapshot generation replaces: the source and

@@ -208,8 +208,24 @@ func TestPartHeadersRoundTrip(t *testing.T) {
 			t.Fatalf("%s:\n got %+v\nwant %+v", m.Kind, got, m)
 		}
 	}
-	if metas[0].MsgID() != "b-1/3" {
-		t.Fatalf("msg id %q", metas[0].MsgID())
+	// Ids are scoped by source and feed; a "/" in a batch id cannot make
+	// one batch's part look like another's marker.
+	for _, tc := range []struct {
+		m    PartMeta
+		want string
+	}{
+		{metas[0], "svc/cloud/b-1/3"},
+		{metas[2], "acronis/cloud/b-2/end/2024081613"},
+		{PartMeta{BatchID: "b-2/end", Part: 2024081613, Feed: "cloud", Source: "acronis", Kind: KindSnapshot}, "acronis/cloud/b-2%2Fend/2024081613"},
+	} {
+		if got := tc.m.MsgID(); got != tc.want {
+			t.Errorf("msg id %q, want %q", got, tc.want)
+		}
+	}
+	a, b := metas[0], metas[0]
+	b.Source = "other"
+	if a.MsgID() == b.MsgID() {
+		t.Fatal("two sources' batch b-1 share a message id")
 	}
 }
 

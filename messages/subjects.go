@@ -28,6 +28,11 @@ const (
 	BucketUnits = "usagefleet_units"
 	// BucketCheckpoints holds collector checkpoints.
 	BucketCheckpoints = "usagefleet_checkpoints"
+	// BucketBatches holds one claim per published batch (key BatchKey, value
+	// the digest of its content), kept as long as the USAGE duplicate
+	// window: a batch id reused with other content is refused instead of
+	// being taken for a repeat of the first.
+	BucketBatches = "usagefleet_batches"
 )
 
 // Header names (NATS headers are case-sensitive: use these constants).
@@ -44,6 +49,10 @@ const (
 	HdrRecords    = "Usage-Records"
 	HdrParts      = "Usage-Parts"
 	HdrMsgID      = "Nats-Msg-Id"
+	// HdrPayloadSum is the SHA-256 of the payload (hex), HdrSignature the
+	// source's signature over the part's headers (see SignPart).
+	HdrPayloadSum = "Usage-Payload-Sha256"
+	HdrSignature  = "Usage-Signature"
 )
 
 var tokenRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)

@@ -4,10 +4,20 @@
 // Publish validates a batch, splits it into parts (one per UTC hour of
 // ChargePeriodStart, each under the server's max payload), encodes them
 // with msgpack and publishes them asynchronously with a bounded in-flight
-// window. Each part carries Nats-Msg-Id "<batch id>/<part>", so publishing
-// the same batch again (after a crash, a timeout, a retried job) is
-// de-duplicated by JetStream. Publish returns only once JetStream has
-// stored every part.
+// window. Each part carries Nats-Msg-Id "<source>/<feed>/<batch id>/<part>",
+// so publishing the same batch again (after a crash, a timeout, a retried
+// job) is de-duplicated by JetStream, and two sources' batch ids never
+// collide. Publish returns only once JetStream has stored every part.
+//
+// A batch id reused with different content is an error (ErrBatchConflict),
+// never a silent "already stored": before its parts, Publish claims the id
+// in the usagefleet_batches KV bucket with a digest of the batch's content
+// (one create per batch; the key starts with the source, so NATS
+// permissions confine a publisher to its own claims). A repeat finds its
+// own digest and goes on; other content finds another and stops. This costs
+// one KV round trip per batch and needs no read access to the USAGE stream
+// (reading the stored duplicate back would let any producer read every
+// team's parts).
 //
 // Wait follows the ack stream until every part has been delivered,
 // rejected or dead-lettered at the destinations you name, and FollowAcks
@@ -26,6 +36,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -46,6 +57,11 @@ type Options struct {
 	RetryMaxElapsed time.Duration
 	// Logger receives retry warnings (default slog.Default()).
 	Logger *slog.Logger
+	// SigningKey, when set, signs every part as the batch's source (see
+	// messages.SignPart): the user nkey (seed) of the one source this
+	// producer publishes for. Workers that bind sources refuse unsigned
+	// parts and parts signed by another source's key.
+	SigningKey nkeys.KeyPair
 }
 
 // Producer publishes batches. It is safe for concurrent use.
@@ -54,7 +70,19 @@ type Producer struct {
 	js   jetstream.JetStream
 	opts Options
 	log  *slog.Logger
+
+	kvMu    sync.Mutex
+	batches jetstream.KeyValue
 }
+
+// ErrBatchConflict: the batch id was already published by this source on
+// this feed with other content. Nothing of the new batch was published;
+// choose a new batch id.
+var ErrBatchConflict = errors.New("batch id already used with different content")
+
+// ErrStreamMissing: the server has no USAGE stream (or batch bucket): the
+// fleet was never set up on it, or this is the wrong server or account.
+var ErrStreamMissing = errors.New("stream missing")
 
 // headerRoom is what we keep free in a message for its headers.
 const headerRoom = 2048
@@ -141,6 +169,13 @@ func (p *Producer) Publish(ctx context.Context, b *messages.Batch) (*Result, err
 		span.RecordError(err)
 		return nil, err
 	}
+	if b.Snapshot != nil {
+		if err := messages.CheckGeneration(b.Snapshot.Generation, time.Now()); err != nil {
+			err = messages.ValidationError{{Index: -1, Field: "Snapshot.Generation", Problem: err.Error()}}
+			span.RecordError(err)
+			return nil, err
+		}
+	}
 	res := &Result{BatchID: b.ID, Source: b.Source, Feed: b.Feed, Records: len(b.Records), Published: time.Now()}
 	parts, err := split(b, p.opts.MaxPayload, getPayload)
 	if err != nil {
@@ -164,11 +199,18 @@ func (p *Producer) Publish(ctx context.Context, b *messages.Batch) (*Result, err
 		cost.Add(b.Records[i].BilledCost)
 	}
 	res.Cost = cost.Decimal()
+	if err := p.claim(ctx, b, parts); err != nil {
+		span.RecordError(err)
+		return nil, err
+	}
 	res.Parts = make([]PartInfo, len(parts))
 	out = make([]outMsg, len(parts))
 	for i, sp := range parts {
 		res.Parts[i] = PartInfo{Part: sp.Meta.Part, Subject: messages.UsageSubject(b.Feed, sp.Meta.Hour), Hour: sp.Meta.Hour, Records: sp.Meta.Records, Bytes: len(sp.Payload)}
 		h := sp.Meta.Header()
+		if err := p.sign(res.Parts[i].Subject, h, sp.Payload); err != nil {
+			return nil, err
+		}
 		otel.GetTextMapPropagator().Inject(ctx, messages.HeaderCarrier(h))
 		out[i] = outMsg{msg: &nats.Msg{Subject: res.Parts[i].Subject, Header: h, Data: sp.Payload}, info: &res.Parts[i]}
 	}
@@ -186,7 +228,11 @@ func (p *Producer) Publish(ctx context.Context, b *messages.Batch) (*Result, err
 		var markers []outMsg
 		for h := s.Period.Start; h.Before(s.Period.End); h = h.Add(time.Hour) {
 			m := messages.PartMeta{BatchID: b.ID, Feed: b.Feed, Source: b.Source, Kind: messages.KindSnapshotEnd, Hour: h, Period: s.Period, Generation: s.Generation, Parts: perHour[h]}
-			markers = append(markers, outMsg{msg: &nats.Msg{Subject: messages.UsageSubject(b.Feed, h), Header: m.Header()}, info: &PartInfo{}})
+			mh := m.Header()
+			if err := p.sign(messages.UsageSubject(b.Feed, h), mh, nil); err != nil {
+				return nil, err
+			}
+			markers = append(markers, outMsg{msg: &nats.Msg{Subject: messages.UsageSubject(b.Feed, h), Header: mh}, info: &PartInfo{}})
 		}
 		if err := p.publishAll(ctx, markers); err != nil {
 			return nil, fmt.Errorf("snapshot markers: %w", err)
@@ -194,6 +240,13 @@ func (p *Producer) Publish(ctx context.Context, b *messages.Batch) (*Result, err
 		res.Markers = len(markers)
 	}
 	return res, nil
+}
+
+func (p *Producer) sign(subject string, h nats.Header, payload []byte) error {
+	if p.opts.SigningKey == nil {
+		return nil
+	}
+	return messages.SignPart(subject, h, payload, p.opts.SigningKey)
 }
 
 // publishAll publishes asynchronously with at most MaxInFlight outstanding,
@@ -273,6 +326,14 @@ func (p *Producer) publishRetry(ctx context.Context, msg *nats.Msg, first error)
 		if !retryable(lastErr) {
 			return backoff.Permanent(lastErr)
 		}
+		if errors.Is(lastErr, jetstream.ErrNoStreamResponse) || errors.Is(lastErr, nats.ErrNoResponders) {
+			// Nobody stores the subject: a stream in failover, or none at
+			// all. Ask once, so a missing stream is said at once.
+			if err := p.checkStream(ctx); errors.Is(err, ErrStreamMissing) {
+				lastErr = err
+				return backoff.Permanent(err)
+			}
+		}
 		p.log.Warn("publish failed, retrying", "subject", msg.Subject, "msg_id", msg.Header.Get(messages.HdrMsgID), "err", lastErr)
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
@@ -290,15 +351,23 @@ func (p *Producer) publishRetry(ctx context.Context, msg *nats.Msg, first error)
 	return ack, nil
 }
 
+// errMsgIDInProcess is JetStream's "duplicate message id is in process"
+// (409, err_code 10158, JSStreamDuplicateMessageConflict): an earlier try
+// of the same id was proposed to the stream's replicas and is not settled
+// yet (a node loss, a leader change). It may still be stored, so the part
+// is neither failed nor sent as new: the same id is tried again until the
+// server answers stored or duplicate.
+const errMsgIDInProcess jetstream.ErrorCode = 10158
+
 // retryable: the failures that a later try can fix.
 func retryable(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
 		// Server-side refusals (too large, wrong stream) do not heal; an
-		// unavailable cluster does.
-		return apiErr.Code == 503 || apiErr.Code == 408
+		// unavailable cluster and an id still in process do.
+		return apiErr.Code == 503 || apiErr.Code == 408 || apiErr.ErrorCode == errMsgIDInProcess
 	}
-	return !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrMaxPayload) && !errors.Is(err, context.Canceled)
+	return !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrMaxPayload) && !errors.Is(err, context.Canceled) && !errors.Is(err, ErrStreamMissing)
 }
 
 // SplitPart is one encoded part of a batch.

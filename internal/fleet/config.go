@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/usagefleet/usagefleet/internal/config"
+	"github.com/usagefleet/usagefleet/internal/endpoint"
 	"github.com/usagefleet/usagefleet/internal/natsutil"
 	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/workers"
@@ -28,6 +29,11 @@ type Config struct {
 	Streams      natsutil.StreamOptions `yaml:"streams"`
 	Worker       WorkerConfig           `yaml:"worker"`
 	Destinations []DestinationConfig    `yaml:"destinations"`
+	// Sources binds each source to the public user nkeys its producers sign
+	// with (messages.SourceKeys). When set, the workers refuse (dead-letter
+	// with the reason) a part that is unsigned, signed by another source's
+	// key, or changed after signing. Empty: sources are not bound.
+	Sources messages.SourceKeys `yaml:"sources"`
 
 	built []builtDest
 }
@@ -132,8 +138,14 @@ func Parse(b []byte) (*Config, error) {
 		}
 		return nil, fmt.Errorf("config: %v", err)
 	}
+	if err := refuseURLCredentials(&root, ""); err != nil {
+		return nil, err
+	}
 	var cfg Config
 	if err := config.DecodeStrict(&root, &cfg, ""); err != nil {
+		return nil, err
+	}
+	if err := refuseExplicitZero(&root, "destinations", "workers", "want 1 to 256 (remove the key for the default)"); err != nil {
 		return nil, err
 	}
 	if err := cfg.Validate(); err != nil {
@@ -147,6 +159,9 @@ func Parse(b []byte) (*Config, error) {
 func (c *Config) Validate() error {
 	if err := c.NATS.Validate("nats"); err != nil {
 		return err
+	}
+	if err := c.Sources.Validate("sources"); err != nil {
+		return config.Errorf("sources", "%v", strings.TrimPrefix(err.Error(), "sources: "))
 	}
 	if c.Streams.Replicas < 0 || c.Streams.Replicas > 5 {
 		return config.Errorf("streams.replicas", "%d: want 1 to 5", c.Streams.Replicas)
@@ -165,8 +180,14 @@ func (c *Config) Validate() error {
 		return config.Errorf("worker.log_format", "%q: want text or json", c.Worker.LogFormat)
 	}
 	if l := c.Worker.Metrics.Listen; l != "" {
-		if _, _, err := net.SplitHostPort(l); err != nil {
-			return config.Errorf("worker.metrics.listen", "%q: want host:port or :port", l)
+		host, _, err := net.SplitHostPort(l)
+		if err != nil {
+			return config.Errorf("worker.metrics.listen", "%q: want host:port, like 127.0.0.1:9090", l)
+		}
+		if host == "" {
+			// /metrics and /readyz have no authentication: every interface
+			// is an exposure to choose, not a default.
+			return config.Errorf("worker.metrics.listen", "%q listens on every interface, unauthenticated: write 127.0.0.1%s for this host only, or 0.0.0.0%s to expose it on purpose (behind a NetworkPolicy or firewall)", l, l, l)
 		}
 	}
 	if n, err := c.Worker.MemoryLimitBytes(); err != nil {
@@ -208,6 +229,12 @@ func (c *Config) Validate() error {
 				return config.Errorf(fmt.Sprintf("%s.feeds[%d]", key, j), "%q: want 1-64 of A-Z a-z 0-9 _ -", f)
 			}
 		}
+		if d.Retry.Initial != 0 && d.Retry.Max != 0 && d.Retry.Max < d.Retry.Initial {
+			return config.Errorf(key+".retry.max", "%s is below retry.initial %s: the backoff would shrink", d.Retry.Max.D(0), d.Retry.Initial.D(0))
+		}
+		if lease := c.Streams.LeaseTTL.D(natsutil.DefaultLeaseTTL); d.HTTPTimeout != 0 && d.HTTPTimeout.D(0) > lease {
+			return config.Errorf(key+".http_timeout", "%s is above streams.lease_ttl %s: a lease could lapse while a request is still in flight and a second worker upload the same unit; raise streams.lease_ttl or lower http_timeout", d.HTTPTimeout.D(0), lease)
+		}
 		if d.Workers < 0 || d.Workers > 256 {
 			return config.Errorf(key+".workers", "%d: want 1 to 256", d.Workers)
 		}
@@ -223,6 +250,7 @@ func (c *Config) Validate() error {
 		}
 		if t, ok := dest.(workers.Targeter); ok {
 			id, what := t.Target()
+			id = endpoint.Normalize(id)
 			if other, dup := targets[id]; dup {
 				return config.Errorf(key+".settings", "writes to the same %s as %s: each would overwrite the other's units; serve both feeds from one destination", what, other)
 			}

@@ -34,7 +34,7 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 	tests := []struct {
 		name, edit, want string
 	}{
-		{"unknown top key", "destinations:", "config: destinatons (line 4): unknown key (known: nats, streams, worker, destinations)"},
+		{"unknown top key", "destinations:", "config: destinatons (line 4): unknown key (known: nats, streams, worker, destinations, sources)"},
 		{"unknown settings key", "      url:", "config: destinations[0](hook).settings.ur1 (line 10): unknown key (known: url, "},
 		{"bad type", "type: webhook", `destinations[0](hook).type: "webhok" is not a destination type (types: `},
 		{"bad duration", "max_delay: 5s", `config: destinations[0].flush.max_delay (line 8): "5 seconds" is not a duration`},
@@ -107,6 +107,99 @@ func TestSharedTargetsAreRefused(t *testing.T) {
 		}
 		if err != nil && strings.Contains(err.Error(), "secret") {
 			t.Errorf("%s: the error shows a secret: %v", tc.name, err)
+		}
+	}
+}
+
+// One CloudZero connection spelt two ways is still one connection.
+func TestSharedTargetSpellingsAreRefused(t *testing.T) {
+	t.Setenv("UF_TEST_CZ_KEY", "cz-secret-1")
+	cz := func(name, base string) string {
+		s := "  - {name: " + name + ", type: cloudzero, feeds: [f-" + name + "], settings: {connection_id: c1, api_key: {env: UF_TEST_CZ_KEY}"
+		if base != "" {
+			s += ", base_url: '" + base + "'"
+		}
+		return s + "}}\n"
+	}
+	for _, tc := range []struct{ a, b string }{
+		{"http://127.0.0.1:9", "HTTP://127.0.0.1:9"},
+		{"https://api.cloudzero.com", ""},
+		{"https://api.cloudzero.com:443", ""},
+		{"https://API.cloudzero.com/", "https://api.cloudzero.com"},
+		{"http://127.0.0.1:80", "http://127.0.0.1"},
+	} {
+		_, err := Parse([]byte("nats: {data_dir: /tmp/x}\ndestinations:\n" + cz("a", tc.a) + cz("b", tc.b)))
+		if err == nil || !strings.Contains(err.Error(), "writes to the same CloudZero connection c1 as destinations[0](a)") {
+			t.Errorf("%q and %q: err = %v, want the shared connection refused", tc.a, tc.b, err)
+		}
+	}
+}
+
+// Values that decode but cannot work are refused with their key, and a
+// password inside a URL is never printed.
+func TestParseRefusesImpossibleValues(t *testing.T) {
+	t.Setenv("UF_TEST_HOOK_TOKEN", "tok-123")
+	for _, tc := range []struct{ name, from, to, want string }{
+		{"workers 0", "feeds: [cloud]", "feeds: [cloud]\n    workers: 0", "destinations[0].workers (line 8): 0: want 1 to 256"},
+		{"retry max below initial", "flush: {max_delay: 5s}", "flush: {max_delay: 5s}\n    retry: {initial: 10s, max: 1s}", "destinations[0](hook).retry.max: 1s is below retry.initial 10s"},
+		{"http timeout above lease", "flush: {max_delay: 5s}", "flush: {max_delay: 5s}\n    http_timeout: 5m", "destinations[0](hook).http_timeout: 5m0s is above streams.lease_ttl 2m0s"},
+		{"http timeout above a set lease", "nats:", "streams: {lease_ttl: 30s}\nnats:", ""},
+		{"password in the nats url", "data_dir: /tmp/x", "url: nats://alice:hunter2-pw@127.0.0.1:4222", "nats.url (line 3): the URL carries credentials"},
+		{"password in a cluster url list", "data_dir: /tmp/x", "url: 'nats://127.0.0.1:4222,nats://bob:hunter2-pw@127.0.0.2:4222'", "nats.url (line 3): the URL carries credentials"},
+		{"password in a destination url", "http://127.0.0.1:9/ingest", "https://alice:hunter2-pw@127.0.0.1:9/ingest", "destinations[0].settings.url (line 10): the URL carries credentials"},
+	} {
+		src := strings.Replace(goodConfig, tc.from, tc.to, 1)
+		_, err := Parse([]byte(src))
+		if tc.name == "http timeout above a set lease" {
+			src = strings.Replace(src, "flush: {max_delay: 5s}", "flush: {max_delay: 5s}\n    http_timeout: 40s", 1)
+			_, err = Parse([]byte(src))
+			if err == nil || !strings.Contains(err.Error(), "http_timeout: 40s is above streams.lease_ttl 30s") {
+				t.Errorf("%s: err = %v", tc.name, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v\nwant it to contain %q", tc.name, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%s: the error shows the password: %v", tc.name, err)
+		}
+	}
+}
+
+func TestSourcesTakePublicKeysOnly(t *testing.T) {
+	t.Setenv("UF_TEST_HOOK_TOKEN", "tok-123")
+	const pub = "UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4"
+	cfg, err := Parse([]byte(goodConfig + "sources:\n  team-a: [" + pub + "]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Sources["team-a"]; len(got) != 1 || got[0] != pub {
+		t.Fatalf("sources %v", cfg.Sources)
+	}
+	_, err = Parse([]byte(goodConfig + "sources:\n  team-a: [SUAMLK2ZNL35WSMW37E7UD4VZ7ELPKW7DHC3BWBSD2GCZ7IUQQXZIORRBU]\n"))
+	if err == nil || !strings.Contains(err.Error(), "team-a[0]: not a public user nkey") || strings.Contains(err.Error(), "SUAM") {
+		t.Fatalf("a seed in sources: %v", err)
+	}
+}
+
+// /metrics and /readyz are unauthenticated: every interface must be asked
+// for by name.
+func TestMetricsListenIsLoopbackUnlessExposedByName(t *testing.T) {
+	t.Setenv("UF_TEST_HOOK_TOKEN", "tok-123")
+	for listen, want := range map[string]string{
+		":9090":          `worker.metrics.listen: ":9090" listens on every interface, unauthenticated: write 127.0.0.1:9090 for this host only, or 0.0.0.0:9090 to expose it on purpose`,
+		"127.0.0.1:9090": "",
+		"0.0.0.0:9090":   "",
+		"[::1]:9090":     "",
+		"9090":           "want host:port",
+	} {
+		_, err := Parse([]byte(goodConfig + "worker: {metrics: {listen: \"" + listen + "\"}}\n"))
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("%s: %v", listen, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("%s: err = %v, want %q", listen, err, want)
 		}
 	}
 }

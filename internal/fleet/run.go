@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/usagefleet/usagefleet/internal/config"
 	"github.com/usagefleet/usagefleet/internal/natsutil"
 	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/workers"
@@ -58,6 +60,12 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (*Fleet, error) {
 		cancel()
 		if err == nil {
 			break
+		}
+		var cerr *config.Error
+		if errors.As(err, &cerr) {
+			// A refused streams: setting is not transient.
+			f.Close()
+			return nil, err
 		}
 		if ctx.Err() != nil || time.Now().After(deadline) {
 			f.Close()
@@ -122,8 +130,11 @@ func orDefault(s, def string) string {
 }
 
 // Ready reports why the process is not ready: not connected to NATS, the
-// streams missing, or a destination paused because its credentials were
-// refused.
+// streams missing, a destination's consumer paused on the server (nats
+// consumer pause: nothing is delivered until it resumes), or a destination
+// paused because its credentials were refused. The answer is served
+// unauthenticated on /readyz: it names the destination, never the API's
+// reply (which may echo what it was sent); the reason is in the log.
 func (f *Fleet) Ready(ctx context.Context) error {
 	if f.NC == nil || !f.NC.IsConnected() {
 		return errors.New("not connected to NATS")
@@ -139,9 +150,21 @@ func (f *Fleet) Ready(ctx context.Context) error {
 			return fmt.Errorf("stream %s: %w", s, err)
 		}
 	}
-	for name, p := range f.Pools {
-		if paused, why := p.Paused(); paused {
-			return fmt.Errorf("destination %s paused: %s", name, why)
+	names := make([]string, 0, len(f.Pools))
+	for name := range f.Pools {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if paused, _ := f.Pools[name].Paused(); paused {
+			return fmt.Errorf("destination %s paused: the API refused its credentials (the log has the API's answer)", name)
+		}
+		c, err := js.Consumer(ctx, messages.StreamUsage, workers.ConsumerName(name))
+		if err != nil {
+			return fmt.Errorf("destination %s: consumer %s: %w", name, workers.ConsumerName(name), err)
+		}
+		if i := c.CachedInfo(); i.Paused {
+			return fmt.Errorf("destination %s: consumer %s is paused on the server until %s: nothing is delivered (nats consumer resume %s %s)", name, workers.ConsumerName(name), i.Config.PauseUntil.UTC().Format(time.RFC3339), messages.StreamUsage, workers.ConsumerName(name))
 		}
 	}
 	return nil

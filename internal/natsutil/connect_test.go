@@ -161,16 +161,17 @@ func TestConnectAuthenticates(t *testing.T) {
 			if err := natsutil.EnsureStreams(ctx, js, natsutil.StreamOptions{}); err != nil {
 				t.Fatal(err)
 			}
-			// Created or updated: a second run with new settings updates.
-			if err := natsutil.EnsureStreams(ctx, js, natsutil.StreamOptions{UsageMaxAge: config.Duration(48 * time.Hour)}); err != nil {
+			// Created, then updated on purpose: a second run that asks
+			// for a longer retention with update set applies it.
+			if err := natsutil.EnsureStreams(ctx, js, natsutil.StreamOptions{UsageMaxAge: config.Duration(90 * 24 * time.Hour), Update: true}); err != nil {
 				t.Fatal(err)
 			}
 			st, err := js.Stream(ctx, messages.StreamUsage)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := st.CachedInfo().Config.MaxAge; got != 48*time.Hour {
-				t.Fatalf("USAGE max age %v after the update, want 48h", got)
+			if got := st.CachedInfo().Config.MaxAge; got != 90*24*time.Hour {
+				t.Fatalf("USAGE max age %v after the update, want 2160h", got)
 			}
 
 			bad, err := natsutil.Connect(ctx, tt.bad(url), "connect-test-refused")

@@ -193,8 +193,8 @@ func TestConnectWithCredsFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u := acc.JetStreamUsage(); u.Streams != 6 { // USAGE, ACKS, DEAD and three KV buckets
-		t.Fatalf("the account has %d streams, want 6", u.Streams)
+	if u := acc.JetStreamUsage(); u.Streams != 7 { // USAGE, ACKS, DEAD and four KV buckets
+		t.Fatalf("the account has %d streams, want 7", u.Streams)
 	}
 
 	// The user to be revoked logs in while it may, then the operator

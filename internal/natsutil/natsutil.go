@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -35,6 +36,11 @@ type Options struct {
 	User      string        `yaml:"user"`
 	Password  config.Secret `yaml:"password"`
 	TLS       TLSOptions    `yaml:"tls"`
+	// InboxPrefix is where replies and pulled messages arrive (default
+	// _INBOX_<user> for a user/password login, else _INBOX): a server that
+	// gives each user only its own inbox (deploy/nats) keeps one client
+	// from reading another's replies.
+	InboxPrefix string `yaml:"inbox_prefix"`
 	// Embedded server settings (URL empty).
 	DataDir string `yaml:"data_dir"` // JetStream store; default ./data/nats
 	Port    int    `yaml:"port"`     // default: a random loopback port
@@ -81,6 +87,9 @@ func (o *Options) Validate(key string) error {
 		if _, err := os.Stat(f); err != nil {
 			return config.Errorf(key+"."+k, "%v", err)
 		}
+	}
+	if p := o.InboxPrefix; p != "" && (strings.ContainsAny(p, "*> \t") || strings.HasPrefix(p, ".") || strings.HasSuffix(p, ".")) {
+		return config.Errorf(key+".inbox_prefix", "%q: want a subject prefix without wildcards, like _INBOX_worker", p)
 	}
 	if (o.TLS.CertFile == "") != (o.TLS.KeyFile == "") {
 		return config.Errorf(key+".tls", "cert_file and key_file go together")
@@ -151,12 +160,28 @@ func Connect(ctx context.Context, o Options, name string) (*nats.Conn, error) {
 		}
 		opts = append(opts, nats.Secure(tc))
 	}
+	if p := InboxPrefix(o); p != "" {
+		opts = append(opts, nats.CustomInboxPrefix(p))
+	}
 	nc, err := nats.Connect(o.URL, opts...)
 	if err != nil {
 		// nats errors do not carry the credentials; the URL may, so redact.
 		return nil, fmt.Errorf("connecting to NATS at %s: %w", redactURL(o.URL), err)
 	}
 	return nc, nil
+}
+
+// InboxPrefix is the inbox prefix Connect uses for o: InboxPrefix, or
+// _INBOX_<user> for a user/password login whose name can be a subject
+// token, or "" (nats.go's _INBOX).
+func InboxPrefix(o Options) string {
+	if o.InboxPrefix != "" {
+		return o.InboxPrefix
+	}
+	if o.User != "" && messages.ValidToken(o.User) {
+		return "_INBOX_" + o.User
+	}
+	return ""
 }
 
 func tlsConfig(t TLSOptions) (*tls.Config, error) {
@@ -195,6 +220,83 @@ func redactURL(u string) string {
 		}
 	}
 	return u
+}
+
+// ensureStream creates cfg's stream when it is missing. An existing stream
+// is changed only when update is set, never to shrink its retention or
+// duplicate window; without update a setting set (explicit) that differs
+// from the server's is refused with the way to change it.
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig, explicit map[string]bool, update bool) error {
+	st, err := js.Stream(ctx, cfg.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if _, err := js.CreateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("stream %s: %w", cfg.Name, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", cfg.Name, err)
+	}
+	have := st.CachedInfo().Config
+	diffs := streamDiffs(have, cfg)
+	if len(diffs) == 0 {
+		return nil
+	}
+	for _, d := range diffs {
+		if d.shrink {
+			return config.Errorf("streams."+d.key, "%s would shrink stream %s's %s from %s to %s, deleting stored messages or forgetting published ids; a worker never shrinks a shared stream (an operator can: nats stream edit %s)", d.want, cfg.Name, d.what, d.have, d.want, cfg.Name)
+		}
+	}
+	if !update {
+		for _, d := range diffs {
+			if explicit[d.key] {
+				return config.Errorf("streams."+d.key, "%s differs from stream %s's %s on the server (%s); stream settings are shared by the whole fleet: set streams.update: true to change them on purpose, or remove the key to use the server's", d.want, cfg.Name, d.what, d.have)
+			}
+		}
+		return nil // the server's settings stand
+	}
+	// Keep what the server has beyond what we manage (sealed, mirrors...):
+	// change only the fields compared.
+	next := have
+	next.MaxAge, next.Duplicates, next.Replicas, next.MaxMsgSize = cfg.MaxAge, cfg.Duplicates, cfg.Replicas, cfg.MaxMsgSize
+	next.Description, next.AllowDirect = cfg.Description, cfg.AllowDirect
+	if _, err := js.UpdateStream(ctx, next); err != nil {
+		return fmt.Errorf("stream %s: updating %s: %w", cfg.Name, diffs[0].what, err)
+	}
+	return nil
+}
+
+type streamDiff struct {
+	key, what, have, want string
+	shrink                bool
+}
+
+// streamDiffs lists the managed settings of want that differ from have.
+func streamDiffs(have, want jetstream.StreamConfig) []streamDiff {
+	var d []streamDiff
+	ageKey := map[string]string{messages.StreamUsage: "usage_max_age", messages.StreamAcks: "acks_max_age", messages.StreamDead: "dead_max_age"}[want.Name]
+	if have.MaxAge != want.MaxAge {
+		// 0 is "keep forever": anything else shrinks it.
+		shrink := have.MaxAge == 0 || (want.MaxAge != 0 && want.MaxAge < have.MaxAge)
+		d = append(d, streamDiff{key: ageKey, what: "max age", have: ageString(have.MaxAge), want: ageString(want.MaxAge), shrink: shrink})
+	}
+	if have.Duplicates != want.Duplicates && want.Name == messages.StreamUsage {
+		d = append(d, streamDiff{key: "duplicate_window", what: "duplicate window", have: have.Duplicates.String(), want: want.Duplicates.String(), shrink: want.Duplicates < have.Duplicates})
+	}
+	if have.Replicas != want.Replicas {
+		d = append(d, streamDiff{key: "replicas", what: "replicas", have: strconv.Itoa(have.Replicas), want: strconv.Itoa(want.Replicas)})
+	}
+	if max(have.MaxMsgSize, 0) != max(want.MaxMsgSize, 0) && want.Name == messages.StreamUsage {
+		d = append(d, streamDiff{key: "max_msg_size", what: "max message size", have: strconv.Itoa(int(have.MaxMsgSize)), want: strconv.Itoa(int(want.MaxMsgSize))})
+	}
+	return d
+}
+
+func ageString(d time.Duration) string {
+	if d == 0 {
+		return "unlimited"
+	}
+	return d.String()
 }
 
 // Embedded is an in-process nats-server with JetStream on loopback.
@@ -254,6 +356,15 @@ type StreamOptions struct {
 	DeadMaxAge      config.Duration `yaml:"dead_max_age"`     // default 90 days
 	LeaseTTL        config.Duration `yaml:"lease_ttl"`        // default 2m, well above the HTTP timeout
 	MaxMsgSize      int32           `yaml:"max_msg_size"`     // default: the server's max payload
+	// Update lets this process change the settings of streams that exist.
+	// Without it an existing stream is left as the server has it, and a
+	// setting written here that differs from the server's is refused: the
+	// streams are shared by every worker and producer, so changing them is
+	// an operator's explicit act, not a side effect of one worker's file.
+	// Even with it, a retention or duplicate window is never shrunk (that
+	// deletes stored parts or reopens the door to duplicates): do that
+	// with "nats stream edit".
+	Update bool `yaml:"update"`
 }
 
 // Defaults applied by EnsureStreams.
@@ -306,12 +417,24 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 			Replicas:    r,
 		},
 	}
-	for _, cfg := range streams {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("stream %s: %w", cfg.Name, err)
+	explicit := []map[string]bool{
+		{"replicas": o.Replicas != 0, "usage_max_age": o.UsageMaxAge != 0, "duplicate_window": o.DuplicateWindow != 0, "max_msg_size": o.MaxMsgSize != 0},
+		{"replicas": o.Replicas != 0, "acks_max_age": o.AcksMaxAge != 0},
+		{"replicas": o.Replicas != 0, "dead_max_age": o.DeadMaxAge != 0},
+	}
+	for i, cfg := range streams {
+		if err := ensureStream(ctx, js, cfg, explicit[i], o.Update); err != nil {
+			return err
 		}
 	}
+	// Batch claims live as long as USAGE remembers message ids (the
+	// server's window when this process left the stream as it was).
+	window := o.DuplicateWindow.D(DefaultDuplicateWindow)
+	if st, err := js.Stream(ctx, messages.StreamUsage); err == nil && st.CachedInfo().Config.Duplicates > 0 {
+		window = st.CachedInfo().Config.Duplicates
+	}
 	buckets := []jetstream.KeyValueConfig{
+		{Bucket: messages.BucketBatches, Description: "batch claims: the content digest of each batch id per source and feed", TTL: window, History: 1, Replicas: r, Storage: jetstream.FileStorage},
 		{Bucket: messages.BucketLeases, Description: "unit leases", TTL: o.LeaseTTL.D(DefaultLeaseTTL), History: 1, Replicas: r, Storage: jetstream.FileStorage},
 		{Bucket: messages.BucketUnits, Description: "stream position each unit's last upload covered", History: 1, Replicas: r, Storage: jetstream.FileStorage},
 		{Bucket: messages.BucketCheckpoints, Description: "collector checkpoints", History: 5, Replicas: r, Storage: jetstream.FileStorage},

@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/usagefleet/usagefleet/internal/telemetry"
 	"github.com/usagefleet/usagefleet/workers"
 )
 
@@ -33,9 +34,8 @@ func (d *Destination) parseAnswer(raw []byte) answer {
 			a.Message = strings.TrimSpace(string(raw))
 		}
 	}
-	if t := d.token.Value(); t != "" && strings.Contains(a.Message, t) {
-		a.Message = strings.ReplaceAll(a.Message, t, "[redacted]")
-	}
+	// In any encoding the API might echo it (telemetry.Redactor).
+	a.Message = telemetry.NewRedactor(d.token.Value()).String(a.Message)
 	if len(a.Message) > 1024 {
 		a.Message = strings.ToValidUTF8(a.Message[:1024], "") + "…"
 	}

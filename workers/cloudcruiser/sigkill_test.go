@@ -64,7 +64,7 @@ destinations:
     feeds: [kill]
     flush: {max_delay: 300ms, quiet: 100ms}
     retry: {initial: 50ms, max: 500ms}
-    http_timeout: 60s
+    http_timeout: 10s
     settings:
       base_url: %s
       token: {env: UF_TEST_CC_TOKEN}

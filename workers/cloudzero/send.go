@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/usagefleet/usagefleet/internal/telemetry"
 	"github.com/usagefleet/usagefleet/workers"
 )
 
@@ -101,9 +102,8 @@ func (d *Destination) apiMessage(raw []byte) string {
 	} else if utf8.Valid(raw) {
 		msg = strings.TrimSpace(string(raw))
 	}
-	if k := d.key.Value(); k != "" && strings.Contains(msg, k) {
-		msg = strings.ReplaceAll(msg, k, "[redacted]")
-	}
+	// In any encoding the API might echo it (telemetry.Redactor).
+	msg = telemetry.NewRedactor(d.key.Value()).String(msg)
 	if len(msg) > 1024 {
 		msg = strings.ToValidUTF8(msg[:1024], "") + "…"
 	}

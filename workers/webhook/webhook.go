@@ -50,6 +50,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/usagefleet/usagefleet/internal/config"
+	"github.com/usagefleet/usagefleet/internal/telemetry"
 	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/workers"
 	"github.com/usagefleet/usagefleet/workers/chunk"
@@ -251,16 +252,15 @@ func validHeaderValue(v string) bool {
 // echo what it was sent. It runs on the whole answer read, before
 // apiMessage cuts its excerpt (which could otherwise cut a credential
 // short of a match).
+//
+// Every encoding is found (JSON \u0026, URL, HTML, base64, hex: see
+// telemetry.Redactor), not only the bytes sent.
 func (d *Destination) redact(b []byte) []byte {
-	if v := d.s.Token.Value(); v != "" {
-		b = bytes.ReplaceAll(b, []byte(v), []byte("[redacted]"))
-	}
+	secrets := []string{d.s.Token.Value()}
 	for _, h := range d.secrets {
-		if v := h.val.Value(); v != "" {
-			b = bytes.ReplaceAll(b, []byte(v), []byte("[redacted]"))
-		}
+		secrets = append(secrets, h.val.Value())
 	}
-	return b
+	return telemetry.NewRedactor(secrets...).Bytes(b)
 }
 
 // String and GoString keep credentials out of any printed form of the
