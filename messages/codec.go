@@ -139,6 +139,7 @@ const (
 	ColTime
 	ColTags
 	ColExt
+	ColJSON // a JSON column other than Tags (SkuPriceDetails, ...): its text
 )
 
 var columnIndex = func() map[string]int {
@@ -177,7 +178,7 @@ func ColumnOf(name string) ColumnKind {
 	i, ok := columnIndex[name]
 	switch {
 	case !ok:
-		return ColUnknown
+		return detailKind(name)
 	case i < 1000:
 		return ColString
 	case i < 2000:
@@ -192,7 +193,10 @@ func ColumnOf(name string) ColumnKind {
 // string column.
 func (r *UsageRecord) SetString(name, v string) bool {
 	i, ok := columnIndex[name]
-	if !ok || i >= 1000 {
+	if !ok {
+		return setDetailString(r, name, v)
+	}
+	if i >= 1000 {
 		return false
 	}
 	*strFields[i].get(r) = v
@@ -202,14 +206,17 @@ func (r *UsageRecord) SetString(name, v string) bool {
 // SetDecimal sets the decimal column name.
 func (r *UsageRecord) SetDecimal(name string, v Decimal) bool {
 	i, ok := columnIndex[name]
-	if !ok || i < 1000 || i >= 2000 {
+	if !ok {
+		return setDetailDecimal(r, name, v)
+	}
+	if i < 1000 || i >= 2000 {
 		return false
 	}
 	*decFields[i-1000].get(r) = v
 	return true
 }
 
-// SetTime sets ChargePeriodStart or ChargePeriodEnd.
+// SetTime sets a date/time column (ChargePeriodStart, BillingPeriodEnd, ...).
 func (r *UsageRecord) SetTime(name string, t time.Time) bool {
 	switch name {
 	case "ChargePeriodStart":
@@ -217,7 +224,7 @@ func (r *UsageRecord) SetTime(name string, t time.Time) bool {
 	case "ChargePeriodEnd":
 		r.ChargePeriodEnd = t
 	default:
-		return false
+		return setDetailTime(r, name, t)
 	}
 	return true
 }

@@ -52,7 +52,9 @@ func TestRecordJSONErrors(t *testing.T) {
 		{`{"BilledCost":"1e"}`, "BilledCost:"},
 		{`{"ChargePeriodStart":"last tuesday"}`, "ChargePeriodStart:"},
 		{`{"ServiceName":3}`, "ServiceName: want a string"},
-		{`{"Tags":{"a":1}}`, "Tags: want an object of strings"},
+		{`{"Tags":{"a":{"b":1}}}`, "Tags: key \"a\": a value is a string, number, boolean or null"},
+		{`{"Tags":{"a":"1","a":"2"}}`, "appears twice"},
+		{"{\"ServiceName\":\"caf\xe9\"}", "ServiceName: invalid UTF-8"},
 	}
 	for _, tt := range tests {
 		var r UsageRecord
