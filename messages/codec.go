@@ -15,11 +15,15 @@ import (
 // SchemaVersion is the version of the part encoding this package writes
 // (schema 2, columnar: see columnar.go). Readers read every version up to
 // theirs, and refuse a newer one instead of misreading it.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // extDecimalType is the msgpack extension type of a decimal extension column
 // (its bytes are the plain-notation string).
 const extDecimalType int8 = 1
+
+// extNumberType is the msgpack extension type of a numeric tag value (its
+// bytes are the number's JSON text, exactly as read).
+const extNumberType int8 = 2
 
 // ErrNewerSchema is wrapped when a part was written by a newer schema.
 var ErrNewerSchema = errors.New("newer schema version")

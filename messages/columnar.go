@@ -3,6 +3,7 @@ package messages
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"sort"
 	"time"
 	"unsafe"
@@ -17,12 +18,21 @@ import (
 //	  [<timestamp>, "acct-2", ..., nil, nil],
 //	  ... ]
 //
-// The columns are the FOCUS columns the part's records use, in Columns()
-// order, then its extension columns ("x_<Name>") sorted by name. A value is
-// nil where the record leaves the column unset; otherwise its type is
-// schema 1's: a msgpack timestamp for the two times, a string for text and
-// for decimals (plain notation), a map of strings for Tags, and a string,
-// an integer or a decimal (extension type 1) for an extension column.
+// The columns are the core FOCUS columns the part's records use, in
+// Columns() order, then the Detail columns they use (FocusColumns order),
+// then its extension columns ("x_<Name>") sorted by name. A value is nil
+// where the record leaves the column unset; otherwise its type is schema
+// 1's: a msgpack timestamp for a date/time, a string for text, JSON text
+// and decimals (plain notation), a map for Tags, and a string, an integer
+// or a decimal (extension type 1) for an extension column. A tag value is a
+// string, or for the other JSON types nil, a boolean, or a number as its
+// exact JSON text in extension type 2.
+//
+// Schema 3 is schema 2 plus the Detail columns and non-string tag values.
+// A part is labelled 3 only when it uses them (PartEncoder.Schema), so a
+// reader of schema 2 refuses it as newer (and waits for its upgrade)
+// instead of dead-lettering it over a column it does not know; every other
+// part stays byte for byte what schema 2 wrote.
 //
 // Schema 1 wrote each record as a map keyed by column name. For FOCUS
 // records the names were 60% of the bytes; naming them once per part makes
@@ -189,6 +199,8 @@ func usedMask(r *UsageRecord) uint32 {
 // zero value is ready; Reset makes it ready for another part.
 type PartEncoder struct {
 	mask   uint32
+	dmask  uint64   // Detail columns used
+	typed  bool     // a record has a non-string tag value
 	ext    []string // extension column names (without "x_"), sorted once sealed
 	extSet map[string]bool
 	cols   []byte // the encoded column array, once sealed
@@ -199,6 +211,7 @@ type PartEncoder struct {
 // Reset forgets the columns.
 func (e *PartEncoder) Reset() {
 	e.mask, e.ext, e.cols, e.sealed = 0, e.ext[:0], e.cols[:0], false
+	e.dmask, e.typed = 0, false
 	clear(e.extSet)
 }
 
@@ -209,6 +222,12 @@ func (e *PartEncoder) Use(r *UsageRecord) {
 		panic("messages: PartEncoder.Use after encoding began")
 	}
 	e.mask |= usedMask(r)
+	if r.Detail != nil {
+		e.dmask |= r.Detail.mask()
+	}
+	if len(r.TagTypes) > 0 {
+		e.typed = true
+	}
 	for k := range r.Ext {
 		if !e.extSet[k] {
 			if e.extSet == nil {
@@ -234,6 +253,11 @@ func (e *PartEncoder) seal() {
 			e.cols = appendStr(e.cols, fixedName(c))
 		}
 	}
+	for c := 0; c < detailColumns; c++ {
+		if e.dmask&(1<<c) != 0 {
+			e.cols = appendStr(e.cols, detailInfo(c).Name)
+		}
+	}
 	for _, k := range e.ext {
 		e.cols = appendStrLen(e.cols, len(k)+2)
 		e.cols = append(e.cols, 'x', '_')
@@ -246,7 +270,16 @@ func (e *PartEncoder) columnCount() int {
 	for m := e.mask; m != 0; m &= m - 1 {
 		n++
 	}
-	return n
+	return n + bits.OnesCount64(e.dmask)
+}
+
+// Schema is the schema version the part's payload needs: 3 when a record
+// uses a Detail column or a non-string tag value, else 2.
+func (e *PartEncoder) Schema() int {
+	if e.dmask != 0 || e.typed {
+		return 3
+	}
+	return 2
 }
 
 // HeaderLen is the size of the payload header for n records.
@@ -369,7 +402,14 @@ func (e *PartEncoder) AppendRecord(dst []byte, r *UsageRecord) []byte {
 		dst = appendStrOrNil(dst, r.ContractedCost.s)
 	}
 	if m&(1<<colTags) != 0 {
-		dst = appendTags(dst, r.Tags)
+		if len(r.TagTypes) > 0 {
+			dst = appendTypedTags(dst, r.Tags, r.TagTypes)
+		} else {
+			dst = appendTags(dst, r.Tags)
+		}
+	}
+	if e.dmask != 0 {
+		dst = appendDetail(dst, e.dmask, r.Detail)
 	}
 	for _, k := range e.ext {
 		v, ok := r.Ext[k]
@@ -448,6 +488,54 @@ func appendTags(dst []byte, tags map[string]string) []byte {
 	return dst
 }
 
+// appendTypedTags writes tags with their JSON types, keys sorted.
+func appendTypedTags(dst []byte, tags map[string]string, types map[string]TagType) []byte {
+	dst = appendMapLen(dst, len(tags))
+	for _, k := range sortedKeys(tags) {
+		dst = appendStr(dst, k)
+		v := tags[k]
+		switch types[k] {
+		case TagNumber:
+			dst = appendExtHeader(dst, extNumberType, len(v))
+			dst = append(dst, v...)
+		case TagBool:
+			if v == "true" {
+				dst = append(dst, 0xc3)
+			} else {
+				dst = append(dst, 0xc2)
+			}
+		case TagNull:
+			dst = append(dst, 0xc0)
+		default:
+			dst = appendStr(dst, v)
+		}
+	}
+	return dst
+}
+
+// appendDetail writes the Detail columns in mask (nil where d leaves one
+// unset, or has no Detail).
+func appendDetail(dst []byte, mask uint64, d *Detail) []byte {
+	for c := 0; c < detailColumns; c++ {
+		if mask&(1<<c) == 0 {
+			continue
+		}
+		if d == nil {
+			dst = append(dst, 0xc0)
+			continue
+		}
+		switch {
+		case c < detailFirstStr:
+			dst = appendTimeOrNil(dst, *detailTimes[c].get(d))
+		case c < detailFirstDec:
+			dst = appendStrOrNil(dst, *detailStrs[c-detailFirstStr].get(d))
+		default:
+			dst = appendStrOrNil(dst, detailDecs[c-detailFirstDec].get(d).s)
+		}
+	}
+	return dst
+}
+
 func appendExtValue(dst []byte, v ExtValue) []byte {
 	switch v.Kind {
 	case ExtString:
@@ -465,8 +553,21 @@ func appendExtValue(dst []byte, v ExtValue) []byte {
 
 // column is one column of a schema-2 part as the decoder reads it.
 type column struct {
-	fixed int    // fixed column position, or -1 for an extension column
+	fixed int    // fixed column position, detailBase+n for Detail column n, or -1 for an extension column
 	ext   string // extension name without "x_"
+}
+
+// detailBase numbers the Detail columns after the fixed ones.
+const detailBase = 64
+
+func columnName(c column) string {
+	switch {
+	case c.fixed < 0:
+		return "x_" + c.ext
+	case c.fixed >= detailBase:
+		return detailInfo(c.fixed - detailBase).Name
+	}
+	return fixedName(c.fixed)
 }
 
 var errNotColumnar = errors.New("not a schema-2 payload")
@@ -487,6 +588,7 @@ func (d *fastDecoder) decodeColumnar(dst []UsageRecord, outer int) ([]UsageRecor
 	}
 	cols := d.cols[:0]
 	var seen uint32
+	var dseen uint64
 	for c := 0; c < ncols; c++ {
 		nb, err := d.strBytes()
 		if err != nil {
@@ -507,7 +609,16 @@ func (d *fastDecoder) decodeColumnar(dst []UsageRecord, outer int) ([]UsageRecor
 		}
 		f := fixedColumn(name)
 		if f < 0 {
-			return dst, fmt.Errorf("payload: column %d: unknown column %q", c, name)
+			dc, ok := detailIndex[name]
+			if !ok {
+				return dst, fmt.Errorf("payload: column %d: unknown column %q", c, name)
+			}
+			if dseen&(1<<dc) != 0 {
+				return dst, fmt.Errorf("payload: column %q appears twice", name)
+			}
+			dseen |= 1 << dc
+			cols = append(cols, column{fixed: detailBase + dc})
+			continue
 		}
 		if seen&(1<<f) != 0 {
 			return dst, fmt.Errorf("payload: column %q appears twice", name)
@@ -566,11 +677,7 @@ func (d *fastDecoder) row(r *UsageRecord, cols []column) error {
 	}
 	for _, c := range cols {
 		if err := d.value(r, c); err != nil {
-			name := "x_" + c.ext
-			if c.fixed >= 0 {
-				name = fixedName(c.fixed)
-			}
-			return &DecodeError{Field: name, Err: err}
+			return &DecodeError{Field: columnName(c), Err: err}
 		}
 	}
 	return nil
@@ -616,6 +723,8 @@ func (d *fastDecoder) value(r *UsageRecord, c column) error {
 			return nil
 		}
 		return d.ext(r, c.ext)
+	case f >= detailBase:
+		return d.detailValue(r, f-detailBase)
 	case f == colStart || f == colEnd:
 		t, err := d.time()
 		if err != nil {
@@ -651,6 +760,38 @@ func (d *fastDecoder) value(r *UsageRecord, c column) error {
 			return err
 		}
 		return d.readTags(r, m)
+	}
+	return nil
+}
+
+// detailValue reads Detail column c.
+func (d *fastDecoder) detailValue(r *UsageRecord, c int) error {
+	if d.nilNext() {
+		return nil
+	}
+	switch {
+	case c < detailFirstStr:
+		t, err := d.time()
+		if err != nil {
+			return err
+		}
+		*detailTimes[c].get(r.detail()) = t
+	case c < detailFirstDec:
+		s, err := d.sub()
+		if err != nil {
+			return err
+		}
+		*detailStrs[c-detailFirstStr].get(r.detail()) = s
+	default:
+		s, err := d.sub()
+		if err != nil {
+			return err
+		}
+		v, err := decimalOf(s)
+		if err != nil {
+			return err
+		}
+		*detailDecs[c-detailFirstDec].get(r.detail()) = v
 	}
 	return nil
 }

@@ -257,7 +257,7 @@ func (d *fastDecoder) time() (time.Time, error) {
 
 // decodeRecordsFast is DecodeRecords' implementation: schema 0 tells the
 // layout from the payload (schema 2's first element is an array, schema
-// 1's a map); 1 or 2 requires that layout.
+// 1's a map); 1, or 2 and 3 (columnar), requires that layout.
 func decodeRecordsFast(dst []UsageRecord, data []byte, schema int) ([]UsageRecord, error) {
 	return decodeWith(dst, data, schema, false)
 }
@@ -275,7 +275,7 @@ func decodeWith(dst []UsageRecord, data []byte, schema int, reuse bool) ([]Usage
 	}
 	columnar := n > 0 && d.i < len(d.b) && isArrayCode(d.b[d.i])
 	switch {
-	case schema == 2 || (schema == 0 && columnar):
+	case schema >= 2 || (schema == 0 && columnar):
 		if !columnar {
 			return dst, fmt.Errorf("payload: %w (want a column list first)", errNotColumnar)
 		}
@@ -451,6 +451,19 @@ func (d *fastDecoder) readTags(r *UsageRecord, m int) error {
 		if err != nil {
 			return err
 		}
+		if d.i < len(d.b) {
+			if t, v, ok, err := d.typedTag(); ok || err != nil {
+				if err != nil {
+					return fmt.Errorf("tag %q: %w", tk, err)
+				}
+				r.Tags[tk] = v
+				if r.TagTypes == nil {
+					r.TagTypes = make(map[string]TagType, 1)
+				}
+				r.TagTypes[tk] = t
+				continue
+			}
+		}
 		tv, err := d.text()
 		if err != nil {
 			return fmt.Errorf("tag %q: %w", tk, err)
@@ -458,6 +471,42 @@ func (d *fastDecoder) readTags(r *UsageRecord, m int) error {
 		r.Tags[tk] = tv
 	}
 	return nil
+}
+
+// typedTag reads a tag value that is not a string, if one is next: nil,
+// a boolean, or a number's JSON text (extension type 2).
+func (d *fastDecoder) typedTag() (TagType, string, bool, error) {
+	switch c := d.b[d.i]; {
+	case c == 0xc0:
+		d.i++
+		return TagNull, "", true, nil
+	case c == 0xc2:
+		d.i++
+		return TagBool, "false", true, nil
+	case c == 0xc3:
+		d.i++
+		return TagBool, "true", true, nil
+	case c >= 0xd4 && c <= 0xd8, c >= 0xc7 && c <= 0xc9:
+		typ, n, _, err := d.extHeader()
+		if err != nil {
+			return 0, "", true, err
+		}
+		if typ != extNumberType {
+			return 0, "", true, fmt.Errorf("unknown extension type %d", typ)
+		}
+		b, err := d.take(n)
+		if err != nil {
+			return 0, "", true, err
+		}
+		if !isJSONNumber(string(b)) {
+			return 0, "", true, fmt.Errorf("%q is not a JSON number", b)
+		}
+		if d.columnar {
+			return TagNumber, d.s[d.i-n : d.i], true, nil
+		}
+		return TagNumber, string(b), true, nil
+	}
+	return 0, "", false, nil
 }
 
 // text reads a string: a substring of the payload (schema 2), else a copy,
