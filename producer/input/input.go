@@ -389,6 +389,7 @@ type collector struct {
 	warns   []Error
 	warned  map[string]bool
 	version string
+	keys    map[string]bool // JSON keys seen (bounded), for the version
 
 	rowErrs   int             // errors since beginRow
 	rowFields map[string]bool // fields with an error since beginRow

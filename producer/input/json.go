@@ -74,6 +74,7 @@ func jsonRecord(c *collector, line int, b []byte, ur *messages.UsageRecord) bool
 			continue
 		}
 		seen[key] = true
+		c.sawKey(key)
 		if messages.ColumnOf(key) == messages.ColUnknown {
 			col, problem := unknownColumn(c, line, key)
 			if problem != "" {
@@ -100,6 +101,19 @@ func jsonRecord(c *collector, line int, b []byte, ur *messages.UsageRecord) bool
 		return false
 	}
 	return true
+}
+
+// sawKey notes a JSON key, for the file's FOCUS version.
+func (c *collector) sawKey(k string) {
+	if c.keys == nil {
+		c.keys = map[string]bool{}
+	}
+	if !c.keys[k] && len(c.keys) < 1024 {
+		c.keys[k] = true
+		if v := messages.FocusVersion([]string{k}); v > c.version {
+			c.version = v
+		}
+	}
 }
 
 func clipJSON(b []byte) string {
