@@ -229,6 +229,14 @@ func (r *UsageRecord) SetJSONField(k string, v json.RawMessage) error {
 				return err
 			}
 			ev = ExtStr(s)
+		case v[0] == '{' || v[0] == '[' || string(v) == "true" || string(v) == "false":
+			// A provider column holding an object, an array or a boolean
+			// (AWS's x_CostCategories, x_Discounts) is kept as its JSON text.
+			var buf bytes.Buffer
+			if err := json.Compact(&buf, v); err != nil {
+				return fmt.Errorf("invalid JSON %s", clip(v))
+			}
+			ev = ExtStr(buf.String())
 		default:
 			lit := string(v)
 			if i, err := strconv.ParseInt(lit, 10, 64); err == nil {

@@ -111,3 +111,19 @@ func TestPlain8AgreesWithTheTable(t *testing.T) {
 		}
 	}
 }
+
+// Null is null in every column type, however an export writes it; provider
+// columns holding JSON objects or booleans are kept as their JSON text.
+func TestJSONNullsAndProviderObjects(t *testing.T) {
+	var r UsageRecord
+	in := `{"ChargePeriodStart":"2024-05-01T10:00:00Z","ResourceId":"NULL","BilledCost":"null","Tags":"NULL","ChargeClass":null,"BillingPeriodEnd":"","x_A":"NULL","x_CostCategories":{"team": "a"},"x_Flag":true}`
+	if err := json.Unmarshal([]byte(in), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.ResourceId != "" || r.BilledCost.IsSet() || r.Tags != nil || r.Detail != nil || r.Ext["A"].Kind != 0 {
+		t.Fatalf("null kept: %+v", r)
+	}
+	if r.Ext["CostCategories"].Str != `{"team":"a"}` || r.Ext["Flag"].Str != "true" {
+		t.Fatalf("x_ objects: %+v", r.Ext)
+	}
+}
