@@ -266,7 +266,7 @@ func ParseTime(s string) (time.Time, error) {
 			return t.UTC(), nil
 		}
 	}
-	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time", s)
+	return time.Time{}, fmt.Errorf("%s is not an RFC 3339 time", quoteClip(s))
 }
 
 // isNullJSON: JSON null, or a string "", "NULL" or "null".
