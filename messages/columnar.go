@@ -488,10 +488,25 @@ func appendTags(dst []byte, tags map[string]string) []byte {
 	return dst
 }
 
-// appendTypedTags writes tags with their JSON types, keys sorted.
+// appendTypedTags writes tags with their JSON types, keys sorted (up to 8
+// on the stack, like appendTags).
 func appendTypedTags(dst []byte, tags map[string]string, types map[string]TagType) []byte {
 	dst = appendMapLen(dst, len(tags))
-	for _, k := range sortedKeys(tags) {
+	var arr [8]string
+	keys := arr[:0]
+	if len(tags) > len(arr) {
+		keys = sortedKeys(tags)
+	} else {
+		for k := range tags {
+			keys = append(keys, k)
+		}
+		for i := 1; i < len(keys); i++ {
+			for j := i; j > 0 && keys[j] < keys[j-1]; j-- {
+				keys[j], keys[j-1] = keys[j-1], keys[j]
+			}
+		}
+	}
+	for _, k := range keys {
 		dst = appendStr(dst, k)
 		v := tags[k]
 		switch types[k] {
@@ -649,7 +664,7 @@ func (d *fastDecoder) decodeColumnar(dst []UsageRecord, outer int) ([]UsageRecor
 	for k := 0; k < n; k++ {
 		r := &dst[base+k]
 		if d.reuse {
-			d.tags, d.exts = r.Tags, r.Ext
+			d.tags, d.exts, d.types, d.det = r.Tags, r.Ext, r.TagTypes, r.Detail
 		}
 		*r = UsageRecord{}
 		if err := d.row(r, cols); err != nil {
@@ -768,6 +783,10 @@ func (d *fastDecoder) value(r *UsageRecord, c column) error {
 func (d *fastDecoder) detailValue(r *UsageRecord, c int) error {
 	if d.nilNext() {
 		return nil
+	}
+	if r.Detail == nil && d.det != nil { // reusing: the Detail the record had
+		*d.det = Detail{}
+		r.Detail, d.det = d.det, nil
 	}
 	switch {
 	case c < detailFirstStr:

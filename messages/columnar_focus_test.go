@@ -174,3 +174,56 @@ func TestValidateFocusProblems(t *testing.T) {
 		}
 	}
 }
+
+// A part of 1,000 FOCUS records that set every Detail column and typed
+// tags (schema 3): what a FOCUS export costs to encode and decode.
+func BenchmarkFocusPart(b *testing.B) {
+	recs := make([]UsageRecord, 1000)
+	for i := range recs {
+		recs[i] = focusRecord()
+		recs[i].BilledCost = DecimalFromInt(int64(i))
+	}
+	payload, _ := EncodeRecords(nil, recs)
+	b.Run("encode", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(payload)))
+		buf := make([]byte, 0, len(payload))
+		for i := 0; i < b.N; i++ {
+			buf, _ = EncodeRecords(buf[:0], recs)
+		}
+	})
+	b.Run("decode-reusing", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(payload)))
+		var dst []UsageRecord
+		for i := 0; i < b.N; i++ {
+			var err error
+			if dst, err = DecodeRecordsReusing(dst[:0], payload, SchemaVersion); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(len(payload))/1000, "B/record")
+	})
+}
+
+// Decoding over records that had Detail and typed tags reuses them without
+// leaking a value of the part read before.
+func TestDecodeReusingFocusRecords(t *testing.T) {
+	full := []UsageRecord{focusRecord(), focusRecord()}
+	partial := goldenRecords()
+	partial[0].Detail = &Detail{ChargeClass: "Correction"}
+	partial[0].Tags, partial[0].TagTypes = map[string]string{"n": "7"}, map[string]TagType{"n": TagNumber}
+	p1, _ := EncodeRecords(nil, full)
+	p2, _ := EncodeRecords(nil, partial)
+	dst, err := DecodeRecordsReusing(nil, p1, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err = DecodeRecordsReusing(dst[:0], p2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(dst, partial) {
+		t.Fatalf("reused records:\n got %+v %+v\nwant %+v %+v", dst[0], dst[0].Detail, partial[0], partial[0].Detail)
+	}
+}

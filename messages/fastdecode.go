@@ -27,6 +27,8 @@ type fastDecoder struct {
 	// current record's.
 	reuse bool
 	tags  map[string]string
+	types map[string]TagType // the record's TagTypes, to reuse
+	det   *Detail            // the record's Detail, to reuse
 	exts  map[string]ExtValue
 }
 
@@ -264,7 +266,7 @@ func decodeRecordsFast(dst []UsageRecord, data []byte, schema int) ([]UsageRecor
 
 func decodeWith(dst []UsageRecord, data []byte, schema int, reuse bool) ([]UsageRecord, error) {
 	d := fastPool.Get().(*fastDecoder)
-	defer func() { d.b, d.s, d.tags, d.exts = nil, "", nil, nil; fastPool.Put(d) }()
+	defer func() { d.b, d.s, d.tags, d.exts, d.types, d.det = nil, "", nil, nil, nil, nil; fastPool.Put(d) }()
 	d.b, d.i, d.reuse, d.columnar = data, 0, reuse, false
 	n, err := d.arrayLen()
 	if err != nil {
@@ -458,7 +460,12 @@ func (d *fastDecoder) readTags(r *UsageRecord, m int) error {
 				}
 				r.Tags[tk] = v
 				if r.TagTypes == nil {
-					r.TagTypes = make(map[string]TagType, 1)
+					if d.types != nil {
+						clear(d.types)
+						r.TagTypes, d.types = d.types, nil
+					} else {
+						r.TagTypes = make(map[string]TagType, 1)
+					}
 				}
 				r.TagTypes[tk] = t
 				continue
