@@ -12,11 +12,15 @@ import (
 // SchemaVersion is the version of the part encoding this package writes
 // (schema 2, columnar: see columnar.go). Readers read every version up to
 // theirs, and refuse a newer one instead of misreading it.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // extDecimalType is the msgpack extension type of a decimal extension column
 // (its bytes are the plain-notation string).
 const extDecimalType int8 = 1
+
+// extNumberType is the msgpack extension type of a numeric tag value (its
+// bytes are the number's JSON text, exactly as read).
+const extNumberType int8 = 2
 
 // ErrNewerSchema is wrapped when a part was written by a newer schema.
 var ErrNewerSchema = errors.New("newer schema version")
@@ -100,6 +104,7 @@ const (
 	ColTime
 	ColTags
 	ColExt
+	ColJSON // a JSON column other than Tags (SkuPriceDetails, ...): its text
 )
 
 var columnIndex = func() map[string]int {
@@ -138,7 +143,7 @@ func ColumnOf(name string) ColumnKind {
 	i, ok := columnIndex[name]
 	switch {
 	case !ok:
-		return ColUnknown
+		return detailKind(name)
 	case i < 1000:
 		return ColString
 	case i < 2000:
@@ -153,7 +158,10 @@ func ColumnOf(name string) ColumnKind {
 // string column.
 func (r *UsageRecord) SetString(name, v string) bool {
 	i, ok := columnIndex[name]
-	if !ok || i >= 1000 {
+	if !ok {
+		return setDetailString(r, name, v)
+	}
+	if i >= 1000 {
 		return false
 	}
 	*strFields[i].get(r) = v
@@ -163,14 +171,17 @@ func (r *UsageRecord) SetString(name, v string) bool {
 // SetDecimal sets the decimal column name.
 func (r *UsageRecord) SetDecimal(name string, v Decimal) bool {
 	i, ok := columnIndex[name]
-	if !ok || i < 1000 || i >= 2000 {
+	if !ok {
+		return setDetailDecimal(r, name, v)
+	}
+	if i < 1000 || i >= 2000 {
 		return false
 	}
 	*decFields[i-1000].get(r) = v
 	return true
 }
 
-// SetTime sets ChargePeriodStart or ChargePeriodEnd.
+// SetTime sets a date/time column (ChargePeriodStart, BillingPeriodEnd, ...).
 func (r *UsageRecord) SetTime(name string, t time.Time) bool {
 	switch name {
 	case "ChargePeriodStart":
@@ -178,7 +189,7 @@ func (r *UsageRecord) SetTime(name string, t time.Time) bool {
 	case "ChargePeriodEnd":
 		r.ChargePeriodEnd = t
 	default:
-		return false
+		return setDetailTime(r, name, t)
 	}
 	return true
 }

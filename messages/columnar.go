@@ -3,6 +3,7 @@ package messages
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"sort"
 	"time"
 	"unsafe"
@@ -17,12 +18,21 @@ import (
 //	  [<timestamp>, "acct-2", ..., nil, nil],
 //	  ... ]
 //
-// The columns are the FOCUS columns the part's records use, in Columns()
-// order, then its extension columns ("x_<Name>") sorted by name. A value is
-// nil where the record leaves the column unset; otherwise its type is
-// schema 1's: a msgpack timestamp for the two times, a string for text and
-// for decimals (plain notation), a map of strings for Tags, and a string,
-// an integer or a decimal (extension type 1) for an extension column.
+// The columns are the core FOCUS columns the part's records use, in
+// Columns() order, then the Detail columns they use (FocusColumns order),
+// then its extension columns ("x_<Name>") sorted by name. A value is nil
+// where the record leaves the column unset; otherwise its type is schema
+// 1's: a msgpack timestamp for a date/time, a string for text, JSON text
+// and decimals (plain notation), a map for Tags, and a string, an integer
+// or a decimal (extension type 1) for an extension column. A tag value is a
+// string, or for the other JSON types nil, a boolean, or a number as its
+// exact JSON text in extension type 2.
+//
+// Schema 3 is schema 2 plus the Detail columns and non-string tag values.
+// A part is labelled 3 only when it uses them (PartEncoder.Schema), so a
+// reader of schema 2 refuses it as newer (and waits for its upgrade)
+// instead of dead-lettering it over a column it does not know; every other
+// part stays byte for byte what schema 2 wrote.
 //
 // Schema 1 wrote each record as a map keyed by column name. For FOCUS
 // records the names were 60% of the bytes; naming them once per part makes
@@ -189,6 +199,8 @@ func usedMask(r *UsageRecord) uint32 {
 // zero value is ready; Reset makes it ready for another part.
 type PartEncoder struct {
 	mask   uint32
+	dmask  uint64   // Detail columns used
+	typed  bool     // a record has a non-string tag value
 	ext    []string // extension column names (without "x_"), sorted once sealed
 	extSet map[string]bool
 	cols   []byte // the encoded column array, once sealed
@@ -199,6 +211,7 @@ type PartEncoder struct {
 // Reset forgets the columns.
 func (e *PartEncoder) Reset() {
 	e.mask, e.ext, e.cols, e.sealed = 0, e.ext[:0], e.cols[:0], false
+	e.dmask, e.typed = 0, false
 	clear(e.extSet)
 }
 
@@ -209,6 +222,12 @@ func (e *PartEncoder) Use(r *UsageRecord) {
 		panic("messages: PartEncoder.Use after encoding began")
 	}
 	e.mask |= usedMask(r)
+	if r.Detail != nil {
+		e.dmask |= r.Detail.mask()
+	}
+	if len(r.TagTypes) > 0 {
+		e.typed = true
+	}
 	for k := range r.Ext {
 		if !e.extSet[k] {
 			if e.extSet == nil {
@@ -234,6 +253,11 @@ func (e *PartEncoder) seal() {
 			e.cols = appendStr(e.cols, fixedName(c))
 		}
 	}
+	for c := 0; c < detailColumns; c++ {
+		if e.dmask&(1<<c) != 0 {
+			e.cols = appendStr(e.cols, detailInfo(c).Name)
+		}
+	}
 	for _, k := range e.ext {
 		e.cols = appendStrLen(e.cols, len(k)+2)
 		e.cols = append(e.cols, 'x', '_')
@@ -246,7 +270,16 @@ func (e *PartEncoder) columnCount() int {
 	for m := e.mask; m != 0; m &= m - 1 {
 		n++
 	}
-	return n
+	return n + bits.OnesCount64(e.dmask)
+}
+
+// Schema is the schema version the part's payload needs: 3 when a record
+// uses a Detail column or a non-string tag value, else 2.
+func (e *PartEncoder) Schema() int {
+	if e.dmask != 0 || e.typed {
+		return 3
+	}
+	return 2
 }
 
 // HeaderLen is the size of the payload header for n records.
@@ -369,7 +402,14 @@ func (e *PartEncoder) AppendRecord(dst []byte, r *UsageRecord) []byte {
 		dst = appendStrOrNil(dst, r.ContractedCost.s)
 	}
 	if m&(1<<colTags) != 0 {
-		dst = appendTags(dst, r.Tags)
+		if len(r.TagTypes) > 0 {
+			dst = appendTypedTags(dst, r.Tags, r.TagTypes)
+		} else {
+			dst = appendTags(dst, r.Tags)
+		}
+	}
+	if e.dmask != 0 {
+		dst = appendDetail(dst, e.dmask, r.Detail)
 	}
 	for _, k := range e.ext {
 		v, ok := r.Ext[k]
@@ -465,7 +505,7 @@ func appendExtValue(dst []byte, v ExtValue) []byte {
 
 // column is one column of a schema-2 part as the decoder reads it.
 type column struct {
-	fixed int    // fixed column position, or -1 for an extension column
+	fixed int    // fixed column position, detailBase+n for Detail column n, or -1 for an extension column
 	ext   string // extension name without "x_"
 }
 
@@ -487,6 +527,7 @@ func (d *fastDecoder) decodeColumnar(dst []UsageRecord, outer int) ([]UsageRecor
 	}
 	cols := d.cols[:0]
 	var seen uint32
+	var dseen uint64
 	for c := 0; c < ncols; c++ {
 		nb, err := d.strBytes()
 		if err != nil {
@@ -507,7 +548,16 @@ func (d *fastDecoder) decodeColumnar(dst []UsageRecord, outer int) ([]UsageRecor
 		}
 		f := fixedColumn(name)
 		if f < 0 {
-			return dst, fmt.Errorf("payload: column %d: unknown column %q", c, name)
+			dc, ok := detailIndex[name]
+			if !ok {
+				return dst, fmt.Errorf("payload: column %d: unknown column %q", c, name)
+			}
+			if dseen&(1<<dc) != 0 {
+				return dst, fmt.Errorf("payload: column %q appears twice", name)
+			}
+			dseen |= 1 << dc
+			cols = append(cols, column{fixed: detailBase + dc})
+			continue
 		}
 		if seen&(1<<f) != 0 {
 			return dst, fmt.Errorf("payload: column %q appears twice", name)
@@ -538,7 +588,7 @@ func (d *fastDecoder) decodeColumnar(dst []UsageRecord, outer int) ([]UsageRecor
 	for k := 0; k < n; k++ {
 		r := &dst[base+k]
 		if d.reuse {
-			d.tags, d.exts = r.Tags, r.Ext
+			d.tags, d.exts, d.types, d.det = r.Tags, r.Ext, r.TagTypes, r.Detail
 		}
 		*r = UsageRecord{}
 		if err := d.row(r, cols); err != nil {
@@ -566,11 +616,7 @@ func (d *fastDecoder) row(r *UsageRecord, cols []column) error {
 	}
 	for _, c := range cols {
 		if err := d.value(r, c); err != nil {
-			name := "x_" + c.ext
-			if c.fixed >= 0 {
-				name = fixedName(c.fixed)
-			}
-			return &DecodeError{Field: name, Err: err}
+			return &DecodeError{Field: columnName(c), Err: err}
 		}
 	}
 	return nil
@@ -616,6 +662,8 @@ func (d *fastDecoder) value(r *UsageRecord, c column) error {
 			return nil
 		}
 		return d.ext(r, c.ext)
+	case f >= detailBase:
+		return d.detailValue(r, f-detailBase)
 	case f == colStart || f == colEnd:
 		t, err := d.time()
 		if err != nil {

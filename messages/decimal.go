@@ -22,9 +22,15 @@ import (
 // stated precision.
 type Decimal struct{ s string }
 
-// maxDecimalLen bounds what a decimal may expand to (an exponent of 1e9 would
-// otherwise become a billion digits).
-const maxDecimalLen = 80
+// maxDecimalLen bounds a decimal's text as written.
+const maxDecimalLen = 1024
+
+// MaxDecimalExponent bounds the exponent of a decimal in E notation, a bomb
+// guard: "1E1000000000" would otherwise expand to a billion digits in plain
+// notation. FOCUS's numeric format allows any integer exponent
+// (specification/attributes/numeric_format.md); no money or quantity needs
+// more than a thousand digits either side of the point.
+const MaxDecimalExponent = 1000
 
 // ErrNotDecimal is wrapped by every parse failure.
 var ErrNotDecimal = errors.New("not a decimal number")
@@ -36,8 +42,11 @@ func ParseDecimal(s string) (Decimal, error) {
 		return Decimal{s}, nil
 	}
 	t := strings.TrimPrefix(s, "+")
-	if t == "" || len(s) > maxDecimalLen {
-		return Decimal{}, fmt.Errorf("%q: %w", s, ErrNotDecimal)
+	if len(s) > maxDecimalLen {
+		return Decimal{}, fmt.Errorf("%s: longer than %d bytes: %w", quoteClip(s), maxDecimalLen, ErrNotDecimal)
+	}
+	if t == "" {
+		return Decimal{}, fmt.Errorf("%s: %w", quoteClip(s), ErrNotDecimal)
 	}
 	// Validate the grammar ourselves: shopspring accepts forms we do not want.
 	i := 0
@@ -57,7 +66,7 @@ func ParseDecimal(s string) (Decimal, error) {
 		}
 	}
 	if digits == 0 {
-		return Decimal{}, fmt.Errorf("%q: %w", s, ErrNotDecimal)
+		return Decimal{}, fmt.Errorf("%s: %w", quoteClip(s), ErrNotDecimal)
 	}
 	if i < len(t) && (t[i] == 'e' || t[i] == 'E') {
 		i++
@@ -68,16 +77,20 @@ func ParseDecimal(s string) (Decimal, error) {
 		for i < len(t) && t[i] >= '0' && t[i] <= '9' {
 			i++
 		}
-		if i == start || i-start > 2 {
-			return Decimal{}, fmt.Errorf("%q: exponent missing or too large: %w", s, ErrNotDecimal)
+		if i == start {
+			return Decimal{}, fmt.Errorf("%s: exponent missing: %w", quoteClip(s), ErrNotDecimal)
+		}
+		exp := strings.TrimLeft(t[start:i], "0")
+		if len(exp) > 4 || (len(exp) == 4 && exp > "1000") {
+			return Decimal{}, fmt.Errorf("%s: exponent beyond ±%d: %w", quoteClip(s), MaxDecimalExponent, ErrNotDecimal)
 		}
 	}
 	if i != len(t) {
-		return Decimal{}, fmt.Errorf("%q: %w", s, ErrNotDecimal)
+		return Decimal{}, fmt.Errorf("%s: %w", quoteClip(s), ErrNotDecimal)
 	}
 	d, err := decimal.NewFromString(t)
 	if err != nil {
-		return Decimal{}, fmt.Errorf("%q: %w", s, ErrNotDecimal)
+		return Decimal{}, fmt.Errorf("%s: %w", quoteClip(s), ErrNotDecimal)
 	}
 	return FromBig(d), nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math/rand"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/shopspring/decimal"
@@ -35,7 +36,7 @@ func TestParseDecimal(t *testing.T) {
 		{in: "1,5", bad: true},
 		{in: " 1", bad: true},
 		{in: "1e", bad: true},
-		{in: "1e999", bad: true},
+		{in: "1e1001", bad: true},
 		{in: "0x10", bad: true},
 		{in: "1_000", bad: true},
 	}
@@ -145,6 +146,29 @@ func TestCanonicalFastPathAgrees(t *testing.T) {
 	for _, s := range []string{"1.5", "12.345678901234", "9.0", "1.", ".5", "01.5", "1.5.5", "1a.5", "1.5a", "1234567890123456", "1.23456789012345678", "-1.5", "0.5", "12.3456789012345", "10.00000000000000", "7.7/"} {
 		if got, want := isCanonical(s), isCanonicalSlow(s); got != want {
 			t.Errorf("isCanonical(%q) = %v, slow path %v", s, got, want)
+		}
+	}
+}
+
+// Any exponent the grammar allows is exact, up to the bomb guard.
+func TestParseDecimalExponents(t *testing.T) {
+	for in, want := range map[string]string{
+		"1.5E-100": "0." + strings.Repeat("0", 99) + "15",
+		"35.2E-7":  "0.00000352",
+		"2E+3":     "2000",
+		"1e1000":   "1" + strings.Repeat("0", 1000),
+		"-7E-0003": "-0.007",
+		"0E-5":     "0.00000",
+	} {
+		got, err := ParseDecimal(in)
+		if err != nil || got.String() != want {
+			t.Errorf("ParseDecimal(%q) = %s, %v; want %s", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"1e1001", "1e-99999", "1E1000000000", "1e", strings.Repeat("1", 1025)} {
+		_, err := ParseDecimal(in)
+		if err == nil || len(err.Error()) > 200 {
+			t.Errorf("ParseDecimal(%.20q...) = %v: want a short error", in, err)
 		}
 	}
 }

@@ -27,6 +27,8 @@ type fastDecoder struct {
 	// current record's.
 	reuse bool
 	tags  map[string]string
+	types map[string]TagType // the record's TagTypes, to reuse
+	det   *Detail            // the record's Detail, to reuse
 	exts  map[string]ExtValue
 }
 
@@ -257,14 +259,14 @@ func (d *fastDecoder) time() (time.Time, error) {
 
 // decodeRecordsFast is DecodeRecords' implementation: schema 0 tells the
 // layout from the payload (schema 2's first element is an array, schema
-// 1's a map); 1 or 2 requires that layout.
+// 1's a map); 1, or 2 and 3 (columnar), requires that layout.
 func decodeRecordsFast(dst []UsageRecord, data []byte, schema int) ([]UsageRecord, error) {
 	return decodeWith(dst, data, schema, false)
 }
 
 func decodeWith(dst []UsageRecord, data []byte, schema int, reuse bool) ([]UsageRecord, error) {
 	d := fastPool.Get().(*fastDecoder)
-	defer func() { d.b, d.s, d.tags, d.exts = nil, "", nil, nil; fastPool.Put(d) }()
+	defer func() { d.b, d.s, d.tags, d.exts, d.types, d.det = nil, "", nil, nil, nil, nil; fastPool.Put(d) }()
 	d.b, d.i, d.reuse, d.columnar = data, 0, reuse, false
 	n, err := d.arrayLen()
 	if err != nil {
@@ -275,7 +277,7 @@ func decodeWith(dst []UsageRecord, data []byte, schema int, reuse bool) ([]Usage
 	}
 	columnar := n > 0 && d.i < len(d.b) && isArrayCode(d.b[d.i])
 	switch {
-	case schema == 2 || (schema == 0 && columnar):
+	case schema >= 2 || (schema == 0 && columnar):
 		if !columnar {
 			return dst, fmt.Errorf("payload: %w (want a column list first)", errNotColumnar)
 		}
@@ -451,6 +453,24 @@ func (d *fastDecoder) readTags(r *UsageRecord, m int) error {
 		if err != nil {
 			return err
 		}
+		if d.i < len(d.b) {
+			if t, v, ok, err := d.typedTag(); ok || err != nil {
+				if err != nil {
+					return fmt.Errorf("tag %q: %w", tk, err)
+				}
+				r.Tags[tk] = v
+				if r.TagTypes == nil {
+					if d.types != nil {
+						clear(d.types)
+						r.TagTypes, d.types = d.types, nil
+					} else {
+						r.TagTypes = make(map[string]TagType, 1)
+					}
+				}
+				r.TagTypes[tk] = t
+				continue
+			}
+		}
 		tv, err := d.text()
 		if err != nil {
 			return fmt.Errorf("tag %q: %w", tk, err)
@@ -458,6 +478,42 @@ func (d *fastDecoder) readTags(r *UsageRecord, m int) error {
 		r.Tags[tk] = tv
 	}
 	return nil
+}
+
+// typedTag reads a tag value that is not a string, if one is next: nil,
+// a boolean, or a number's JSON text (extension type 2).
+func (d *fastDecoder) typedTag() (TagType, string, bool, error) {
+	switch c := d.b[d.i]; {
+	case c == 0xc0:
+		d.i++
+		return TagNull, "", true, nil
+	case c == 0xc2:
+		d.i++
+		return TagBool, "false", true, nil
+	case c == 0xc3:
+		d.i++
+		return TagBool, "true", true, nil
+	case c >= 0xd4 && c <= 0xd8, c >= 0xc7 && c <= 0xc9:
+		typ, n, _, err := d.extHeader()
+		if err != nil {
+			return 0, "", true, err
+		}
+		if typ != extNumberType {
+			return 0, "", true, fmt.Errorf("unknown extension type %d", typ)
+		}
+		b, err := d.take(n)
+		if err != nil {
+			return 0, "", true, err
+		}
+		if !isJSONNumber(string(b)) {
+			return 0, "", true, fmt.Errorf("%q is not a JSON number", b)
+		}
+		if d.columnar {
+			return TagNumber, d.s[d.i-n : d.i], true, nil
+		}
+		return TagNumber, string(b), true, nil
+	}
+	return 0, "", false, nil
 }
 
 // text reads a string: a substring of the payload (schema 2), else a copy,

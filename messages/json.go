@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -61,9 +62,35 @@ func (r *UsageRecord) AppendJSON(dst []byte) []byte {
 			}
 			dst = AppendJSONString(dst, k)
 			dst = append(dst, ':')
-			dst = AppendJSONString(dst, r.Tags[k])
+			dst = appendTagValue(dst, r.Tags[k], r.TagTypes[k])
 		}
 		dst = append(dst, '}')
+	}
+	if d := r.Detail; d != nil {
+		for _, f := range detailTimes {
+			if t := *f.get(d); !t.IsZero() {
+				key(f.info.Name)
+				dst = appendTime(dst, t)
+			}
+		}
+		for _, f := range detailStrs {
+			if v := *f.get(d); v != "" {
+				key(f.info.Name)
+				if f.info.Kind == ColJSON && json.Valid([]byte(v)) {
+					dst = append(dst, v...) // JSON text, as read
+				} else {
+					dst = AppendJSONString(dst, v)
+				}
+			}
+		}
+		for _, f := range detailDecs {
+			if v := f.get(d); v.IsSet() {
+				key(f.info.Name)
+				dst = append(dst, '"')
+				dst = append(dst, v.s...)
+				dst = append(dst, '"')
+			}
+		}
 	}
 	for _, k := range sortedKeys(r.Ext) {
 		v := r.Ext[k]
@@ -112,10 +139,16 @@ func (r *UsageRecord) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// SetJSONField sets one column from its JSON value (null leaves it unset).
+// SetJSONField sets one column from its JSON value. Null is null: JSON
+// null, and the strings "", "NULL" and "null" (how exports write null)
+// leave the column unset. Invalid UTF-8 is an error (encoding/json would
+// turn it into U+FFFD, and two ids would become one).
 func (r *UsageRecord) SetJSONField(k string, v json.RawMessage) error {
-	if string(v) == "null" {
+	if isNullJSON(v) {
 		return nil
+	}
+	if !utf8.Valid(v) {
+		return fmt.Errorf("invalid UTF-8")
 	}
 	switch ColumnOf(k) {
 	case ColString:
@@ -124,6 +157,20 @@ func (r *UsageRecord) SetJSONField(k string, v json.RawMessage) error {
 			return fmt.Errorf("want a string, got %s", clip(v))
 		}
 		r.SetString(k, s)
+	case ColJSON:
+		if v[0] == '"' { // a JSON column written as a string holding JSON
+			var s string
+			if err := json.Unmarshal(v, &s); err != nil {
+				return err
+			}
+			r.SetString(k, s)
+			return nil
+		}
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, v); err != nil {
+			return fmt.Errorf("invalid JSON %s", clip(v))
+		}
+		r.SetString(k, buf.String())
 	case ColDecimal:
 		var s string
 		if len(v) > 0 && v[0] == '"' {
@@ -155,12 +202,22 @@ func (r *UsageRecord) SetJSONField(k string, v json.RawMessage) error {
 		}
 		r.SetTime(k, t)
 	case ColTags:
-		var m map[string]string
-		if err := json.Unmarshal(v, &m); err != nil {
-			return fmt.Errorf("want an object of strings, got %s", clip(v))
+		if v[0] == '"' { // the object written as a string (CSV-minded exporters)
+			var s string
+			if err := json.Unmarshal(v, &s); err != nil {
+				return err
+			}
+			if isNullText(s) {
+				return nil
+			}
+			v = json.RawMessage(s)
+		}
+		m, types, err := ParseKeyValue(v)
+		if err != nil {
+			return err
 		}
 		if len(m) > 0 {
-			r.Tags = m
+			r.Tags, r.TagTypes = m, types
 		}
 	case ColExt:
 		name := k[2:]
@@ -172,6 +229,14 @@ func (r *UsageRecord) SetJSONField(k string, v json.RawMessage) error {
 				return err
 			}
 			ev = ExtStr(s)
+		case v[0] == '{' || v[0] == '[' || string(v) == "true" || string(v) == "false":
+			// A provider column holding an object, an array or a boolean
+			// (AWS's x_CostCategories, x_Discounts) is kept as its JSON text.
+			var buf bytes.Buffer
+			if err := json.Compact(&buf, v); err != nil {
+				return fmt.Errorf("invalid JSON %s", clip(v))
+			}
+			ev = ExtStr(buf.String())
 		default:
 			lit := string(v)
 			if i, err := strconv.ParseInt(lit, 10, 64); err == nil {
@@ -201,14 +266,30 @@ func ParseTime(s string) (time.Time, error) {
 			return t.UTC(), nil
 		}
 	}
-	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time", s)
+	return time.Time{}, fmt.Errorf("%s is not an RFC 3339 time", quoteClip(s))
 }
+
+// isNullJSON: JSON null, or a string "", "NULL" or "null".
+func isNullJSON(v json.RawMessage) bool {
+	switch string(v) {
+	case "null", `""`, `"NULL"`, `"null"`:
+		return true
+	}
+	return false
+}
+
+// isNullText is the text form of null in exports: "", "NULL", "null".
+func isNullText(s string) bool { return s == "" || s == "NULL" || s == "null" }
+
+// IsNullText reports whether s is how exports write null: empty, NULL or
+// null (FOCUS null_handling: a column without a value is null).
+func IsNullText(s string) bool { return isNullText(s) }
 
 func clip(b []byte) string {
 	if len(b) > 40 {
-		return string(b[:40]) + "…"
+		return strings.ToValidUTF8(string(b[:40]), "?") + "…"
 	}
-	return string(b)
+	return strings.ToValidUTF8(string(b), "?")
 }
 
 const hexDigits = "0123456789abcdef"

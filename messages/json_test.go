@@ -52,7 +52,9 @@ func TestRecordJSONErrors(t *testing.T) {
 		{`{"BilledCost":"1e"}`, "BilledCost:"},
 		{`{"ChargePeriodStart":"last tuesday"}`, "ChargePeriodStart:"},
 		{`{"ServiceName":3}`, "ServiceName: want a string"},
-		{`{"Tags":{"a":1}}`, "Tags: want an object of strings"},
+		{`{"Tags":{"a":{"b":1}}}`, "Tags: key \"a\": a value is a string, number, boolean or null"},
+		{`{"Tags":{"a":"1","a":"2"}}`, "appears twice"},
+		{"{\"ServiceName\":\"caf\xe9\"}", "ServiceName: invalid UTF-8"},
 	}
 	for _, tt := range tests {
 		var r UsageRecord
@@ -107,5 +109,21 @@ func TestPlain8AgreesWithTheTable(t *testing.T) {
 				t.Fatalf("byte %#x at %d: plain8 %v, table %v", c, pos, got, want)
 			}
 		}
+	}
+}
+
+// Null is null in every column type, however an export writes it; provider
+// columns holding JSON objects or booleans are kept as their JSON text.
+func TestJSONNullsAndProviderObjects(t *testing.T) {
+	var r UsageRecord
+	in := `{"ChargePeriodStart":"2024-05-01T10:00:00Z","ResourceId":"NULL","BilledCost":"null","Tags":"NULL","ChargeClass":null,"BillingPeriodEnd":"","x_A":"NULL","x_CostCategories":{"team": "a"},"x_Flag":true}`
+	if err := json.Unmarshal([]byte(in), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.ResourceId != "" || r.BilledCost.IsSet() || r.Tags != nil || r.Detail != nil || r.Ext["A"].Kind != 0 {
+		t.Fatalf("null kept: %+v", r)
+	}
+	if r.Ext["CostCategories"].Str != `{"team":"a"}` || r.Ext["Flag"].Str != "true" {
+		t.Fatalf("x_ objects: %+v", r.Ext)
 	}
 }

@@ -57,11 +57,40 @@ type UsageRecord struct {
 	ContractedCost  Decimal
 	BillingCurrency string
 
-	// Labels.
-	Tags map[string]string
+	// Labels. Tags holds every tag's value as text: a JSON string as it
+	// is, a number as its exact JSON text, a boolean as "true" or "false",
+	// null as "". TagTypes says which values were not strings (nil when
+	// all are, the usual case), so the JSON type travels too.
+	Tags     map[string]string
+	TagTypes map[string]TagType
 	// Ext holds the extension columns, keyed by name without the "x_"
 	// prefix ("x_Project" is Ext["Project"]).
 	Ext map[string]ExtValue
+
+	// Detail holds the other FOCUS columns (nil when the record has none
+	// of them): see Detail.
+	Detail *Detail
+}
+
+// TagType is the JSON type of a tag value that is not a string.
+type TagType uint8
+
+const (
+	TagNumber TagType = iota + 1 // the value is the number's exact JSON text
+	TagBool                      // "true" or "false"
+	TagNull                      // ""
+)
+
+func (t TagType) String() string {
+	switch t {
+	case TagNumber:
+		return "number"
+	case TagBool:
+		return "boolean"
+	case TagNull:
+		return "null"
+	}
+	return fmt.Sprintf("TagType(%d)", uint8(t))
 }
 
 // ChargeCategories are the FOCUS ChargeCategory values.
@@ -135,6 +164,13 @@ func (r *UsageRecord) Clone() UsageRecord {
 			c.Tags[strings.Clone(k)] = strings.Clone(v)
 		}
 	}
+	if r.TagTypes != nil {
+		c.TagTypes = make(map[string]TagType, len(r.TagTypes))
+		for k, v := range r.TagTypes {
+			c.TagTypes[strings.Clone(k)] = v
+		}
+	}
+	c.Detail = r.Detail.clone()
 	if r.Ext != nil {
 		c.Ext = make(map[string]ExtValue, len(r.Ext))
 		for k, v := range r.Ext {

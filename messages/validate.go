@@ -3,8 +3,10 @@ package messages
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // FieldError is one problem with one field of one record. Index is the
@@ -43,13 +45,48 @@ func (v ValidationError) Error() string {
 	return b.String()
 }
 
-// isCurrency is ^[A-Z]{3}$ (an ISO 4217 code's shape).
-func isCurrency(s string) bool {
-	return len(s) == 3 && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z' && s[2] >= 'A' && s[2] <= 'Z'
-}
-
 // MaxStringLen bounds every string field.
 const MaxStringLen = 2048
+
+// MinYear and MaxYear bound the year of every date/time column. Cloud
+// billing began after 2000 (the first public cloud bills are of 2006), and
+// the years that fall outside are placeholders and typos: 1900 and
+// 0001 from a zero date, 9999 as "forever", 2204 for 2024. A record dated
+// there would open a unit at a destination nobody looks at, so it is
+// refused with the range, the same way in every column and every input.
+const (
+	MinYear = 2000
+	MaxYear = 2100
+)
+
+func checkYear(add func(field, format string, args ...any), field string, t time.Time) {
+	if y := t.UTC().Year(); y < MinYear || y > MaxYear {
+		add(field, "year %d is outside %d..%d", y, MinYear, MaxYear)
+	}
+}
+
+// validUTF8 is utf8.ValidString with an ASCII fast path.
+func validUTF8(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return utf8.ValidString(s[i:])
+		}
+	}
+	return true
+}
+
+// quoteClip quotes s for an error message, clipped to 64 bytes (a bad
+// value can be megabytes long; the message names it, it does not repeat it).
+func quoteClip(s string) string {
+	if len(s) > 64 {
+		cut := 64
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		return strconv.Quote(s[:cut]) + fmt.Sprintf("… (%d bytes)", len(s))
+	}
+	return strconv.Quote(s)
+}
 
 // Validate checks one record and returns its problems (Index left 0; the
 // caller sets it).
@@ -60,16 +97,21 @@ func (r *UsageRecord) Validate() []FieldError {
 	}
 	if r.ChargePeriodStart.IsZero() {
 		add("ChargePeriodStart", "required")
+	} else {
+		checkYear(add, "ChargePeriodStart", r.ChargePeriodStart)
 	}
-	if !r.ChargePeriodEnd.IsZero() && r.ChargePeriodEnd.Before(r.ChargePeriodStart) {
-		add("ChargePeriodEnd", "%s is before ChargePeriodStart %s", r.ChargePeriodEnd.Format(time.RFC3339), r.ChargePeriodStart.Format(time.RFC3339))
+	if !r.ChargePeriodEnd.IsZero() {
+		checkYear(add, "ChargePeriodEnd", r.ChargePeriodEnd)
+		if r.ChargePeriodEnd.Before(r.ChargePeriodStart) {
+			add("ChargePeriodEnd", "%s is before ChargePeriodStart %s", r.ChargePeriodEnd.Format(time.RFC3339), r.ChargePeriodStart.Format(time.RFC3339))
+		}
 	}
 	if r.ChargeCategory != "" && !slices.Contains(ChargeCategories, r.ChargeCategory) {
-		add("ChargeCategory", "%q is not one of %s", r.ChargeCategory, strings.Join(ChargeCategories, ", "))
+		add("ChargeCategory", "%s is not one of %s", quoteClip(r.ChargeCategory), strings.Join(ChargeCategories, ", "))
 	}
 	hasCost := r.BilledCost.IsSet() || r.EffectiveCost.IsSet() || r.ListCost.IsSet() || r.ContractedCost.IsSet()
-	if r.BillingCurrency != "" && !isCurrency(r.BillingCurrency) {
-		add("BillingCurrency", "%q is not an ISO 4217 code", r.BillingCurrency)
+	if r.BillingCurrency != "" && !IsCurrency(r.BillingCurrency) {
+		add("BillingCurrency", "%s is not an ISO 4217 currency code", quoteClip(r.BillingCurrency))
 	}
 	if hasCost && r.BillingCurrency == "" {
 		add("BillingCurrency", "required when a cost is set")
@@ -80,31 +122,65 @@ func (r *UsageRecord) Validate() []FieldError {
 	if r.PricingQuantity.IsSet() && r.PricingUnit == "" {
 		add("PricingUnit", "required when PricingQuantity is set")
 	}
-	if longestString(r) > MaxStringLen {
+	if longestString(r) > MaxStringLen || !allUTF8(r) {
 		for _, f := range strFields {
-			if len(*f.get(r)) > MaxStringLen {
+			if v := *f.get(r); len(v) > MaxStringLen {
 				add(f.name, "longer than %d bytes", MaxStringLen)
+			} else if !validUTF8(v) {
+				add(f.name, "invalid UTF-8 %s", quoteClip(v))
 			}
 		}
 	}
 	for k, v := range r.Tags {
-		if k == "" {
+		switch {
+		case k == "":
 			add("Tags", "empty tag key")
-		} else if len(k) > 256 || len(v) > MaxStringLen {
-			add("Tags."+k, "too long")
+		case len(k) > 256 || len(v) > MaxStringLen:
+			add("Tags."+clipKey(k), "too long")
+		case !validUTF8(k) || !validUTF8(v):
+			add("Tags."+clipKey(k), "invalid UTF-8 in key or value")
+		}
+	}
+	for k, t := range r.TagTypes {
+		v, ok := r.Tags[k]
+		switch {
+		case !ok:
+			add("Tags."+clipKey(k), "a type for a tag that is not there")
+		case t == TagNumber && !isJSONNumber(v):
+			add("Tags."+clipKey(k), "%s is not a JSON number", quoteClip(v))
+		case t == TagBool && v != "true" && v != "false":
+			add("Tags."+clipKey(k), "%s is not a boolean", quoteClip(v))
+		case t == TagNull && v != "":
+			add("Tags."+clipKey(k), "a null tag holds %s", quoteClip(v))
+		case t < TagNumber || t > TagNull:
+			add("Tags."+clipKey(k), "unknown tag type %d", t)
 		}
 	}
 	for k, v := range r.Ext {
 		if !validExtName(k) {
-			add("x_"+k, "extension column names are a letter then letters, digits or _ (at most 64)")
+			add("x_"+clipKey(k), "extension column names are a letter then letters, digits or _ (at most 64)")
 		}
 		if v.Kind < ExtString || v.Kind > ExtDecimal {
 			add("x_"+k, "value has no type")
 		} else if v.Kind == ExtDecimal && !v.Dec.IsSet() {
 			add("x_"+k, "decimal value not set")
+		} else if v.Kind == ExtString && len(v.Str) > MaxStringLen {
+			add("x_"+k, "longer than %d bytes", MaxStringLen)
+		} else if v.Kind == ExtString && !validUTF8(v.Str) {
+			add("x_"+k, "invalid UTF-8 %s", quoteClip(v.Str))
 		}
 	}
+	if r.Detail != nil {
+		r.Detail.validate(add)
+	}
 	return errs
+}
+
+func clipKey(k string) string {
+	if len(k) > 64 {
+		return strings.ToValidUTF8(k[:64], "?") + "…"
+	}
+	return strings.ToValidUTF8(k, "?")
 }
 
 // Validate checks the batch and every record, and returns a
@@ -153,6 +229,16 @@ func (b *Batch) Validate() error {
 		return errs
 	}
 	return nil
+}
+
+// allUTF8 reports whether every core string field is valid UTF-8.
+func allUTF8(r *UsageRecord) bool {
+	for i := range strFields {
+		if !validUTF8(*strFieldOf(r, i)) {
+			return false
+		}
+	}
+	return true
 }
 
 // longestString is the length of r's longest string field, read field by

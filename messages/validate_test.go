@@ -89,9 +89,9 @@ func TestSubjects(t *testing.T) {
 // The hand-written shape checks say what the regular expressions they
 // replaced said.
 func TestShapeChecks(t *testing.T) {
-	for s, want := range map[string]bool{"USD": true, "EUR": true, "usd": false, "US": false, "USDX": false, "U$D": false, "": false} {
-		if got := isCurrency(s); got != want {
-			t.Errorf("isCurrency(%q) = %v", s, got)
+	for s, want := range map[string]bool{"USD": true, "EUR": true, "JPY": true, "ZWG": true, "HRK": true, "ZZZ": false, "ABC": false, "usd": false, "US": false, "USDX": false, "U$D": false, "": false} {
+		if got := IsCurrency(s); got != want {
+			t.Errorf("IsCurrency(%q) = %v", s, got)
 		}
 	}
 	long := "A" + strings.Repeat("b", 63)

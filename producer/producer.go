@@ -451,7 +451,7 @@ func split(b *messages.Batch, maxPayload int, alloc func(n int) []byte) ([]Split
 			hdr = enc.AppendHeader(hdr[:0], count)
 			copy(buf[reserve-len(hdr):reserve], hdr)
 			parts = append(parts, SplitPart{
-				Meta:    messages.PartMeta{Schema: messages.SchemaVersion, BatchID: b.ID, Part: len(parts) + 1, Feed: b.Feed, Source: b.Source, Kind: kind, Hour: h, Period: period, Generation: gen, Records: count},
+				Meta:    messages.PartMeta{Schema: enc.Schema(), BatchID: b.ID, Part: len(parts) + 1, Feed: b.Feed, Source: b.Source, Kind: kind, Hour: h, Period: period, Generation: gen, Records: count},
 				Payload: buf[reserve-len(hdr):],
 				buf:     buf,
 			})

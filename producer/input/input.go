@@ -1,58 +1,81 @@
 // Package input reads usage files into messages.UsageRecord values, and
-// says exactly where every bad row is.
+// says exactly where every bad row is. It reads FOCUS exports (1.0 to 1.3)
+// as the clouds write them.
 //
 // # Formats
 //
-//   - FOCUS CSV (.csv): a header row, then one record per row. See below.
+//   - FOCUS CSV: a header row, then one record per row (RFC 4180: quoted
+//     fields may hold commas, quotes and newlines; CRLF or LF; with or
+//     without a UTF-8 byte order mark). See below.
 //   - NDJSON (.ndjson, .jsonl): one JSON object per line, in the JSON form of
 //     messages.UsageRecord (FOCUS column names as keys). Blank lines are
-//     skipped. A line is at most MaxLineBytes long.
+//     skipped.
 //   - JSON array (.json): an array of such objects, streamed element by
 //     element with json.Decoder, so only one element is held at a time.
-//     A .json file whose first character is '{' is read as NDJSON.
+//   - Parquet (.parquet): what AWS Data Exports and Azure Cost Management
+//     write FOCUS as; read with github.com/parquet-go/parquet-go (pure Go),
+//     column by FOCUS name like a CSV header (see parquet.go).
 //
-// A ".gz" suffix is not needed: gzip input is recognised by its magic bytes
-// and decompressed transparently; FormatOf looks through ".gz" for the
-// format. A leading UTF-8 byte order mark is skipped. With Auto (an unknown
-// extension) the format is sniffed from the first non-blank byte: '[' is a
-// JSON array, '{' is NDJSON, anything else is CSV.
+// The format is told by content, not only by name: gzip (magic 1f 8b, also
+// concatenated members) is decompressed transparently, then "PAR1" is
+// Parquet whatever the name; otherwise the first non-blank byte after an
+// optional BOM decides for Auto (or a name that says nothing): '[' is a
+// JSON array, '{' is NDJSON, anything else is CSV. A file named .csv that
+// starts with '{' or '[' is read as JSON too (the name is wrong, the
+// content is not). FormatOf looks through ".gz" for the format a name says.
 //
-// # CSV
+// # Columns (CSV header, Parquet columns, JSON keys)
 //
-// The header names columns exactly as the messages package does (FOCUS names
-// are case-sensitive; surrounding spaces are trimmed and a BOM is ignored):
+// Names are FOCUS column IDs, case-sensitive, surrounding spaces trimmed:
 //
-//   - FOCUS columns (ChargePeriodStart, BilledCost, ...): strings are taken
-//     verbatim; decimals and times are trimmed of surrounding spaces and parsed
-//     exactly (messages.ParseDecimal: never through float64; messages.ParseTime).
-//   - "Tags": a JSON object of strings, as FOCUS exports write it.
-//   - "Tags.<key>" and "tag:<key>": one tag per column (both spellings are
-//     accepted, the first is the FOCUS-flavoured one, the second what
-//     many cost exports write). A key given both by such a column and by the
-//     Tags object must agree, or the row is an error.
-//   - "x_<Name>": an extension column, a string by default. A type suffix
-//     declares another type: "x_<Name>:int", "x_<Name>:decimal"
-//     ("x_<Name>:string" is the default spelled out). CSV cannot tell the
-//     string "00123" from the number 123, so nothing is guessed.
+//   - Every column FOCUS 1.0 to 1.3 defines (messages.FocusColumns) is
+//     known, typed as the specification types it: strings verbatim,
+//     decimals exact (messages.ParseDecimal: never through float64, any
+//     exponent up to ±1000), date/times (messages.ParseTime), and JSON
+//     columns (Tags, SkuPriceDetails, ...) as JSON text. Tags values may be
+//     strings, numbers, booleans or null, kept exactly.
+//   - "Tags.<key>" and "tag:<key>": one tag per column. A key given both by
+//     such a column and by the Tags object must agree, or the row is an
+//     error.
+//   - "x_<Name>": a provider extension column, kept; a string unless a
+//     suffix declares "x_<Name>:int" or "x_<Name>:decimal" (CSV cannot tell
+//     "00123" from 123, so nothing is guessed; Parquet's own types decide
+//     there).
+//   - Any other column (a provider's "oci_..." columns, a column no spec
+//     names) is kept as an extension column too, under its name made valid
+//     (letters, digits and _; "Cost Center" is x_Cost_Center), and reported
+//     once as a warning naming it (and the FOCUS column it is a case away
+//     from, if any). With Options.Strict it is an error instead, and no row
+//     of the file is delivered.
 //
-// An empty cell means "unset" for every column (a tag column with an empty
-// cell adds no tag). An unknown or repeated column is an error at the header
-// line naming the column; then no row of the file is delivered (they would
-// lose that column's data), but every row is still checked so that all
-// problems are reported in one pass.
+// Null is null: an empty cell, NULL and null (how exports write it) leave
+// the column unset, in every column type; JSON null too. The version of
+// FOCUS a file follows is told from its columns (messages.FocusVersion) and
+// returned in Result.Version.
+//
+// # Limits (bomb guards)
+//
+// Nothing in a file can make the reader hold more than a bounded amount:
+// a CSV record or JSON-array element is at most MaxRecordBytes, an NDJSON
+// line at most MaxLineBytes, one cell at most MaxCellBytes, and the whole
+// input, decompressed, at most Options.MaxBytes (DefaultMaxBytes). Crossing
+// one ends the reading with an error that says which limit and where;
+// values quoted in errors are clipped to a few dozen bytes.
 //
 // # Errors
 //
 // Every problem is an Error "file:line: field: problem", where line is the
 // physical line of the file (1-based): for CSV the line where the record
 // starts, for NDJSON the line itself, for a JSON array the line where the
-// element starts. Each record is also checked with UsageRecord.Validate and
-// its problems are reported the same way (a field that failed to parse is
-// not reported again as missing). A row with any problem is not delivered;
-// all problems are collected, up to MaxErrors, after which one final Error
-// says how many more there were. A syntax error in a JSON array ends the
-// reading there (the decoder cannot find the next element) and is reported
-// at the line of the bad byte; NDJSON and CSV go on with the next line.
+// element starts, for Parquet the row number (1-based). Each record is also
+// checked with UsageRecord.Validate and its problems are reported the same
+// way (a field that failed to parse is not reported again as missing). Only
+// a problem in a value refuses a row; a row with any problem is not
+// delivered; all problems are collected, up to MaxErrors, after which one
+// final Error says how many more there were. A syntax error in a JSON array
+// ends the reading there (the decoder cannot find the next element) and is
+// reported at the line of the bad byte; NDJSON and CSV go on with the next
+// line.
 package input
 
 import (
@@ -78,6 +101,7 @@ const (
 	CSV
 	NDJSON
 	JSONArray
+	Parquet
 )
 
 func (f Format) String() string {
@@ -90,11 +114,14 @@ func (f Format) String() string {
 		return "ndjson"
 	case JSONArray:
 		return "json"
+	case Parquet:
+		return "parquet"
 	}
 	return fmt.Sprintf("Format(%d)", int(f))
 }
 
-// ParseFormat reads a format name: auto, csv, ndjson (or jsonl), json.
+// ParseFormat reads a format name: auto, csv, ndjson (or jsonl), json,
+// parquet.
 func ParseFormat(s string) (Format, error) {
 	switch strings.ToLower(s) {
 	case "", "auto":
@@ -105,8 +132,10 @@ func ParseFormat(s string) (Format, error) {
 		return NDJSON, nil
 	case "json":
 		return JSONArray, nil
+	case "parquet":
+		return Parquet, nil
 	}
-	return Auto, fmt.Errorf("unknown format %q: want auto, csv, ndjson, jsonl or json", s)
+	return Auto, fmt.Errorf("unknown format %q: want auto, csv, ndjson, jsonl, json or parquet", s)
 }
 
 // FormatOf returns the format path's extension names (looking through a
@@ -121,6 +150,8 @@ func FormatOf(path string) Format {
 		return NDJSON
 	case ".json":
 		return JSONArray
+	case ".parquet":
+		return Parquet
 	}
 	return Auto
 }
@@ -159,8 +190,32 @@ func (e Error) Error() string {
 // rest.
 const MaxErrors = 1000
 
-// MaxLineBytes bounds one NDJSON line.
-const MaxLineBytes = 16 << 20
+// Size limits (see "Limits" above).
+const (
+	MaxLineBytes    = 16 << 20 // one NDJSON line
+	MaxRecordBytes  = 16 << 20 // one CSV record (all its lines) or JSON-array element
+	MaxCellBytes    = 1 << 20  // one CSV or Parquet cell
+	DefaultMaxBytes = 16 << 30 // the whole input, decompressed
+)
+
+// Options tune ReadWith.
+type Options struct {
+	Format Format // Auto: from the content
+	// Strict refuses a column that is neither FOCUS nor x_ (an error at
+	// the header; no row is delivered) instead of keeping it as an
+	// extension column with a warning.
+	Strict bool
+	// MaxBytes bounds the input's decompressed size (0: DefaultMaxBytes).
+	MaxBytes int64
+}
+
+// Result is what ReadWith found besides the rows.
+type Result struct {
+	Errors   []Error
+	Warnings []Error // each said once per file (a kept unknown column, ...)
+	Format   Format  // the format read
+	Version  string  // the FOCUS version told from the columns ("" if none)
+}
 
 // ReadFile reads the file at path (format from FormatOf, else sniffed) and
 // returns its good rows and every problem. The error is only for I/O
@@ -179,56 +234,124 @@ func ReadFile(path string) ([]Row, []Error, error) {
 	return rows, errs, err
 }
 
-// Read reads r (named name in errors) in format (Auto: sniff) and calls fn
-// for every good row, in file order. It returns every problem found. The
-// error is for I/O failures, undecodable compression or an invalid format
-// value, prefixed with name; or it is the first error fn returns, as it is
-// (which stops the reading).
+// Read is ReadWith with default options but the format; it returns the
+// problems only.
 func Read(name string, r io.Reader, format Format, fn func(Row) error) ([]Error, error) {
+	res, err := ReadWith(name, r, Options{Format: format}, fn)
+	return res.Errors, err
+}
+
+// ReadWith reads r (named name in errors) and calls fn for every good row,
+// in file order. It returns every problem and warning found. The error is
+// for I/O failures, undecodable compression, a size limit crossed or an
+// invalid format value, prefixed with name; or it is the first error fn
+// returns, as it is (which stops the reading).
+func ReadWith(name string, r io.Reader, opt Options, fn func(Row) error) (Result, error) {
 	var fnErr error
 	deliver := func(row Row) error {
 		fnErr = fn(row)
 		return fnErr
 	}
-	c := &collector{file: name}
-	err := readFormat(c, r, format, deliver)
+	c := &collector{file: name, strict: opt.Strict}
+	format, err := readFormat(c, r, opt, deliver)
 	if err != nil && err != fnErr { // fn's own error goes back as it is
 		err = fmt.Errorf("%s: %w", name, err)
 	}
-	return c.list(), err
+	return Result{Errors: c.list(), Warnings: c.warns, Format: format, Version: c.version}, err
 }
 
-func readFormat(c *collector, r io.Reader, format Format, fn func(Row) error) error {
+// ErrTooLarge is wrapped by every size-limit error.
+var ErrTooLarge = errors.New("input too large")
+
+// limitReader counts what is read: the whole input against max, and the
+// current record against budget (reset by the reader of each record), and
+// the newlines seen, for the line a limit error names.
+type limitReader struct {
+	r       io.Reader
+	n, max  int64
+	budget  int64 // bytes left for the current record; < 0: no record limit
+	what    string
+	lines   int
+	tripped error
+}
+
+func (l *limitReader) record(budget int64, what string) { l.budget, l.what = budget, what }
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.tripped != nil {
+		return 0, l.tripped
+	}
+	if l.n >= l.max {
+		l.tripped = fmt.Errorf("line %d: the input is larger than %d bytes decompressed (the --max-bytes limit): reading stopped: %w", l.lines+1, l.max, ErrTooLarge)
+		return 0, l.tripped
+	}
+	if l.budget == 0 {
+		l.tripped = fmt.Errorf("line %d: %s: reading stopped: %w", l.lines+1, l.what, ErrTooLarge)
+		return 0, l.tripped
+	}
+	if int64(len(p)) > l.max-l.n {
+		p = p[:l.max-l.n]
+	}
+	if l.budget > 0 && int64(len(p)) > l.budget {
+		p = p[:l.budget]
+	}
+	n, err := l.r.Read(p)
+	l.n += int64(n)
+	if l.budget > 0 {
+		l.budget -= int64(n)
+	}
+	l.lines += bytes.Count(p[:n], []byte{'\n'})
+	return n, err
+}
+
+// slack is what a reader's own buffer may read past the record it is on.
+const slack = 64 << 10
+
+func readFormat(c *collector, r io.Reader, opt Options, fn func(Row) error) (Format, error) {
+	format := opt.Format
 	br := bufio.NewReaderSize(r, 64<<10)
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			return fmt.Errorf("gzip: %w", err)
+			return format, fmt.Errorf("gzip: %w", err)
 		}
 		defer zr.Close()
 		br = bufio.NewReaderSize(zr, 64<<10)
 	}
+	max := opt.MaxBytes
+	if max <= 0 {
+		max = DefaultMaxBytes
+	}
+	lim := &limitReader{r: br, max: max, budget: -1}
+	br = bufio.NewReaderSize(lim, 64<<10)
+	if magic, _ := br.Peek(4); string(magic) == "PAR1" {
+		return Parquet, readParquet(c, br, lim, fn)
+	}
+	if format == Parquet {
+		return format, errors.New("not a Parquet file (no PAR1 magic)")
+	}
 	if bom, _ := br.Peek(3); bytes.Equal(bom, []byte("\xef\xbb\xbf")) {
 		br.Discard(3)
 	}
-	if format == Auto || format == JSONArray {
-		sniffed, err := sniff(br)
-		if err != nil {
-			return err
-		}
-		if format == Auto || sniffed == NDJSON {
-			format = sniffed
-		}
+	sniffed, err := sniff(br)
+	if err != nil {
+		return format, err
+	}
+	switch {
+	case format == Auto, sniffed != CSV && format == CSV:
+		format = sniffed
+	case format == JSONArray && sniffed == NDJSON:
+		format = NDJSON
 	}
 	switch format {
 	case CSV:
-		return readCSV(c, br, fn)
+		return format, readCSV(c, br, lim, fn)
 	case NDJSON:
-		return readNDJSON(c, br, fn)
+		return format, readNDJSON(c, br, fn)
 	case JSONArray:
-		return readJSONArray(c, br, fn)
+		return format, readJSONArray(c, br, lim, fn)
 	}
-	return fmt.Errorf("invalid format %v", format)
+	return format, fmt.Errorf("invalid format %v", format)
 }
 
 // sniff looks at the first non-blank byte.
@@ -256,12 +379,17 @@ func sniff(br *bufio.Reader) (Format, error) {
 	}
 }
 
-// collector gathers errors up to MaxErrors and counts the rest. It also
-// tracks the errors of the row being read.
+// collector gathers errors up to MaxErrors and counts the rest, and the
+// file's warnings. It also tracks the errors of the row being read.
 type collector struct {
-	file  string
-	errs  []Error
-	extra int
+	file    string
+	strict  bool
+	errs    []Error
+	extra   int
+	warns   []Error
+	warned  map[string]bool
+	version string
+	keys    map[string]bool // JSON keys seen (bounded), for the version
 
 	rowErrs   int             // errors since beginRow
 	rowFields map[string]bool // fields with an error since beginRow
@@ -280,6 +408,20 @@ func (c *collector) add(line int, field, format string, args ...any) {
 		return
 	}
 	c.errs = append(c.errs, Error{File: c.file, Line: line, Field: field, Problem: fmt.Sprintf(format, args...)})
+}
+
+// warnOnce records a warning the first time key is seen in the file.
+func (c *collector) warnOnce(key string, line int, field, format string, args ...any) {
+	if c.warned[key] {
+		return
+	}
+	if c.warned == nil {
+		c.warned = map[string]bool{}
+	}
+	c.warned[key] = true
+	if len(c.warns) < MaxErrors {
+		c.warns = append(c.warns, Error{File: c.file, Line: line, Field: field, Problem: fmt.Sprintf(format, args...)})
+	}
 }
 
 func (c *collector) list() []Error {

@@ -55,6 +55,7 @@ func TestReadErrors(t *testing.T) {
 		src       string
 		wantLines []int    // lines of the good rows
 		wantErrs  []string // exactly, in order
+		strict    bool
 	}{
 		{
 			name:      "csv good",
@@ -89,12 +90,13 @@ func TestReadErrors(t *testing.T) {
 			wantErrs: []string{`u.csv:2: ChargePeriodStart: "yesterday" is not an RFC 3339 time`},
 		},
 		{
-			name:   "csv unknown and repeated columns: header errors, rows still checked, none delivered",
+			name:   "csv unknown (strict) and repeated columns: header errors, rows still checked, none delivered",
+			strict: true,
 			file:   "u.csv",
 			format: CSV,
 			src:    "ChargePeriodStart,billedcost,SkuId,SkuId,Tags.team,tag:team\n2024-05-01T10:00:00Z,1,a,b,x,y\nnope,1,a,b,x,y\n",
 			wantErrs: []string{
-				"u.csv:1: billedcost: unknown column (FOCUS names are case-sensitive; extension columns start with x_, tag columns with Tags. or tag:)",
+				"u.csv:1: billedcost: not a FOCUS column (the FOCUS column BilledCost differs only in case) (--strict refuses it; extension columns start with x_, tag columns with Tags. or tag:)",
 				"u.csv:1: SkuId: repeated column",
 				`u.csv:1: tag:team: same column as "Tags.team"`,
 				`u.csv:3: ChargePeriodStart: "nope" is not an RFC 3339 time`,
@@ -115,7 +117,7 @@ func TestReadErrors(t *testing.T) {
 			wantErrs: []string{
 				"u.csv:2: BillingCurrency: required when a cost is set",
 				"u.csv:2: ConsumedUnit: required when ConsumedQuantity is set",
-				`u.csv:4: BillingCurrency: "usd" is not an ISO 4217 code`,
+				`u.csv:4: BillingCurrency: "usd" is not an ISO 4217 currency code`,
 			},
 		},
 		{
@@ -126,7 +128,7 @@ func TestReadErrors(t *testing.T) {
 			wantLines: []int{2},
 			wantErrs: []string{
 				`u.csv:3: Tags.team: "b" conflicts with "a" in the Tags column`,
-				"u.csv:4: Tags: want an object of strings, got [1]",
+				"u.csv:4: Tags: want a JSON object, got [1]",
 			},
 		},
 		{
@@ -152,7 +154,8 @@ func TestReadErrors(t *testing.T) {
 			wantLines: []int{1, 4},
 		},
 		{
-			name:   "ndjson bad line, bad decimal, unknown key, missing start, not an object",
+			name:   "ndjson bad line, bad decimal, unknown key (strict), missing start, not an object",
+			strict: true,
 			file:   "u.ndjson",
 			format: NDJSON,
 			src: `{"ChargePeriodStart":"2024-05-01T10:00:00Z"}
@@ -169,7 +172,7 @@ func TestReadErrors(t *testing.T) {
 			wantErrs: []string{
 				"u.ndjson:2: invalid JSON: unexpected end of input",
 				`u.ndjson:3: BilledCost: "1.2.3": not a decimal number`,
-				"u.ndjson:4: Bogus: unknown column (FOCUS names are case-sensitive; extension columns start with x_)",
+				"u.ndjson:4: Bogus: not a FOCUS column (--strict refuses it; extension columns start with x_, tag columns with Tags. or tag:)",
 				"u.ndjson:5: ChargePeriodStart: required",
 				"u.ndjson:6: want a JSON object, got [1]",
 				"u.ndjson:7: SkuId: repeated key",
@@ -268,7 +271,15 @@ func TestReadErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			rows, errs := read(t, tc.file, tc.src, tc.format)
+			var rows []Row
+			res, err := ReadWith(tc.file, strings.NewReader(tc.src), Options{Format: tc.format, Strict: tc.strict}, func(r Row) error {
+				rows = append(rows, r)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			errs := errStrings(res.Errors)
 			if got := lines(rows); !slices.Equal(got, tc.wantLines) {
 				t.Errorf("good rows at lines %v, want %v", got, tc.wantLines)
 			}

@@ -74,8 +74,22 @@ func jsonRecord(c *collector, line int, b []byte, ur *messages.UsageRecord) bool
 			continue
 		}
 		seen[key] = true
+		c.sawKey(key)
+		if messages.ColumnOf(key) == messages.ColUnknown {
+			col, problem := unknownColumn(c, line, key)
+			if problem != "" {
+				c.add(line, clipField(key), "%s", problem)
+				continue
+			}
+			key = "x_" + col.name
+			if seen[key] {
+				c.add(line, clipField(col.header), "same column as %s", key)
+				continue
+			}
+			seen[key] = true
+		}
 		if err := ur.SetJSONField(key, raw); err != nil {
-			c.add(line, key, "%v", err)
+			c.add(line, clipField(key), "%v", err)
 		}
 	}
 	if _, err := dec.Token(); err != nil { // the closing '}'
@@ -89,10 +103,23 @@ func jsonRecord(c *collector, line int, b []byte, ur *messages.UsageRecord) bool
 	return true
 }
 
+// sawKey notes a JSON key, for the file's FOCUS version.
+func (c *collector) sawKey(k string) {
+	if c.keys == nil {
+		c.keys = map[string]bool{}
+	}
+	if !c.keys[k] && len(c.keys) < 1024 {
+		c.keys[k] = true
+		if v := messages.FocusVersion([]string{k}); v > c.version {
+			c.version = v
+		}
+	}
+}
+
 func clipJSON(b []byte) string {
-	s := string(b)
-	if len(s) > 40 {
-		s = s[:40] + "…"
+	s := string(b[:min(len(b), 40)])
+	if len(b) > 40 {
+		s += "…"
 	}
 	return strings.ToValidUTF8(s, "\ufffd")
 }
@@ -100,7 +127,7 @@ func clipJSON(b []byte) string {
 // readJSONArray streams the elements of a top-level array. A syntax error
 // ends the reading (the decoder cannot resynchronise); every element read
 // before it is delivered or reported as usual.
-func readJSONArray(c *collector, r io.Reader, fn func(Row) error) error {
+func readJSONArray(c *collector, r io.Reader, lim *limitReader, fn func(Row) error) error {
 	lc := &lineCounter{r: r}
 	dec := json.NewDecoder(lc)
 	dec.UseNumber()
@@ -123,9 +150,22 @@ func readJSONArray(c *collector, r io.Reader, fn func(Row) error) error {
 		c.add(lc.lineAt(dec.InputOffset()-1), "", "want a JSON array of records")
 		return nil
 	}
-	for dec.More() {
+	for {
+		lim.record(MaxRecordBytes+slack, "a JSON array element longer than 16 MiB (MaxRecordBytes)")
+		more := dec.More()
 		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
+		var err error
+		if more {
+			err = dec.Decode(&raw)
+		}
+		lim.record(-1, "")
+		if !more {
+			break
+		}
+		if lim.tripped != nil {
+			return lim.tripped
+		}
+		if err != nil {
 			return syntax(err)
 		}
 		// The raw value holds no leading space and the decoder has read

@@ -201,7 +201,8 @@ func TestPublishRefusesFilesWithErrors(t *testing.T) {
 	}{
 		{"bad decimal", "dec.csv", goodCSV + "2024-05-01T12:00:00Z,acct,sku,1,GB,1.1O,USD\n", `:5: BilledCost: "1.1O": not a decimal number`},
 		{"missing ChargePeriodStart", "start.ndjson", "{\"ChargePeriodStart\":\"2024-05-01T10:00:00Z\"}\n{\"SkuId\":\"sku\"}\n", ":2: ChargePeriodStart: required"},
-		{"unknown column", "col.csv", "ChargePeriodStart,Cost\n2024-05-01T10:00:00Z,1\n", ":1: Cost: unknown column (FOCUS names are case-sensitive; extension columns start with x_, tag columns with Tags. or tag:)"},
+		{"bad column type", "col.csv", "ChargePeriodStart,x_Cost:money\n2024-05-01T10:00:00Z,1\n", `:1: x_Cost:money: extension column type "money" is not string, int or decimal`},
+		{"bad currency", "cur.csv", "ChargePeriodStart,BilledCost,BillingCurrency\n2024-05-01T10:00:00Z,1,ZZZ\n", `:2: BillingCurrency: "ZZZ" is not an ISO 4217 currency code`},
 		{"bad time", "time.json", "[\n  {\"ChargePeriodStart\": \"2024-05-01T10:00:00Z\"},\n  {\"ChargePeriodStart\": \"2024-13-01\"}\n]\n", `:3: ChargePeriodStart: "2024-13-01" is not an RFC 3339 time`},
 		{"bad JSON line", "json.ndjson", "{\"ChargePeriodStart\":\"2024-05-01T10:00:00Z\"}\n{\"ChargePeriodStart\":\"2024-05-01T10:00:00Z\"\n", ":2: invalid JSON: unexpected end of input"},
 		{"gzipped bad row", "gz.csv.gz", goodCSV + ",acct,sku,1,GB,1.10,USD\n", ":5: ChargePeriodStart: required"},
@@ -292,13 +293,13 @@ func TestPublishGoodRowsOnly(t *testing.T) {
 	n := startNATS(t)
 	dir := t.TempDir()
 	mixed := write(t, dir, "mixed.csv", goodCSV+"2024-05-01T12:00:00Z,acct,sku,1,GB,oops,USD\n")
-	badHeader := write(t, dir, "header.csv", "ChargePeriodStart,Nope\n2024-05-01T10:00:00Z,1\n")
+	badHeader := write(t, dir, "header.csv", "ChargePeriodStart,x_Nope:money\n2024-05-01T10:00:00Z,1\n")
 
 	code, stdout, stderr := cli(t, "publish", "--good-rows-only", "--feed", "f", "--source", "svc", "--nats", n.url, mixed, badHeader)
 	if code != exitSkipped {
 		t.Errorf("exit %d, want %d; stderr:\n%s", code, exitSkipped, stderr)
 	}
-	for _, l := range []string{mixed + `:5: BilledCost: "oops": not a decimal number`, badHeader + ":1: Nope: unknown column (FOCUS names are case-sensitive; extension columns start with x_, tag columns with Tags. or tag:)"} {
+	for _, l := range []string{mixed + `:5: BilledCost: "oops": not a decimal number`, badHeader + `:1: x_Nope:money: extension column type "money" is not string, int or decimal`} {
 		if !hasLine(stderr, l) {
 			t.Errorf("stderr lacks %q:\n%s", l, stderr)
 		}

@@ -25,6 +25,8 @@ type publishCommand struct {
 	batchID      string
 	format       string
 	goodRowsOnly bool
+	strict       bool
+	maxBytes     int64
 	dryRun       bool
 	wait         bool
 	dests        string
@@ -39,7 +41,9 @@ func publishCmd(e *env) (*flag.FlagSet, runFunc) {
 	fs.StringVar(&c.feed, "feed", "", "feed the batches belong to (required; routes them to destinations)")
 	fs.StringVar(&c.source, "source", "", "producing source (required; acks come back on acks.<source>.<destination>)")
 	fs.StringVar(&c.batchID, "batch-id", "", "batch `id` (one FILE only; default <source>-<16 hex digits of SHA-256 over the feed and the file>)")
-	fs.StringVar(&c.format, "format", "auto", "input format: auto (by extension, else sniffed), csv, ndjson, jsonl, json")
+	fs.StringVar(&c.format, "format", "auto", "input format: auto (by content, then extension), csv, ndjson, jsonl, json, parquet (gzip is recognised by content)")
+	fs.BoolVar(&c.strict, "strict", false, "refuse a column that is neither FOCUS nor x_ (default: keep it as an extension column and warn once)")
+	fs.Int64Var(&c.maxBytes, "max-bytes", input.DefaultMaxBytes, "refuse a file larger than this many `bytes` once decompressed (a bomb guard)")
 	fs.BoolVar(&c.goodRowsOnly, "good-rows-only", false, "publish the good rows of every file and report the bad ones (exit 2 when rows were skipped)")
 	fs.BoolVar(&c.dryRun, "dry-run", false, "check the files and print what would be published, without connecting")
 	fs.BoolVar(&c.wait, "wait", false, "wait for every part's ack at the destinations, then print a summary")
@@ -84,6 +88,8 @@ func (c *publishCommand) run(ctx context.Context, fs *flag.FlagSet, args []strin
 		return usageErr(fs, "--dest only matters with --wait")
 	case c.dryRun && c.wait:
 		return usageErr(fs, "--dry-run publishes nothing to wait for")
+	case c.maxBytes <= 0:
+		return usageErr(fs, "--max-bytes must be positive")
 	}
 	format, err := input.ParseFormat(c.format)
 	if err != nil {
@@ -107,11 +113,18 @@ func (c *publishCommand) run(ctx context.Context, fs *flag.FlagSet, args []strin
 	byID := map[string]string{}
 	for _, path := range paths {
 		f := &file{path: path}
-		errs, err := readFile(path, format, &f.hash, func(input.Row) error { f.good++; return nil })
+		res, err := c.readFile(path, format, &f.hash, func(input.Row) error { f.good++; return nil })
 		if err != nil {
 			fmt.Fprintf(stderr, "%v\n", err)
 			fmt.Fprintln(stderr, "usage-producer: nothing published")
 			return exitFail
+		}
+		errs := res.Errors
+		if res.Version != "" {
+			fmt.Fprintf(stderr, "%s: %s, FOCUS %s (told from its columns)\n", path, res.Format, res.Version)
+		}
+		for _, w := range res.Warnings {
+			fmt.Fprintf(stderr, "%s (warning)\n", w.Error())
 		}
 		for _, e := range errs {
 			fmt.Fprintln(stderr, e.Error())
@@ -176,7 +189,7 @@ func (c *publishCommand) run(ctx context.Context, fs *flag.FlagSet, args []strin
 	for _, f := range publish {
 		b := &messages.Batch{ID: f.id, Feed: c.feed, Source: c.source}
 		var hash [sha256.Size]byte
-		_, err := readFile(f.path, format, &hash, func(r input.Row) error {
+		_, err := c.readFile(f.path, format, &hash, func(r input.Row) error {
 			b.Records = append(b.Records, r.Record)
 			return nil
 		})
@@ -241,10 +254,10 @@ func (c *publishCommand) abort(published []*file) int {
 
 // readFile reads path in format, calling fn for each good row, and leaves
 // the SHA-256 of the file's bytes in hash.
-func readFile(path string, format input.Format, hash *[sha256.Size]byte, fn func(input.Row) error) ([]input.Error, error) {
+func (c *publishCommand) readFile(path string, format input.Format, hash *[sha256.Size]byte, fn func(input.Row) error) (input.Result, error) {
 	fh, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return input.Result{}, err
 	}
 	defer fh.Close()
 	if format == input.Auto {
@@ -252,17 +265,17 @@ func readFile(path string, format input.Format, hash *[sha256.Size]byte, fn func
 	}
 	h := sha256.New()
 	tee := io.TeeReader(fh, h)
-	errs, err := input.Read(path, tee, format, fn)
+	res, err := input.ReadWith(path, tee, input.Options{Format: format, Strict: c.strict, MaxBytes: c.maxBytes}, fn)
 	if err != nil {
-		return errs, err
+		return res, err
 	}
 	// The reader may stop early (a syntax error ends a JSON array): hash
 	// the rest too, so the id is the file's.
 	if _, err := io.Copy(io.Discard, tee); err != nil {
-		return errs, fmt.Errorf("%s: %w", path, err)
+		return res, fmt.Errorf("%s: %w", path, err)
 	}
 	h.Sum(hash[:0])
-	return errs, nil
+	return res, nil
 }
 
 // waitAcks follows the acks of every published batch, drawing progress on
