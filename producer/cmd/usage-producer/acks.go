@@ -49,7 +49,7 @@ func (c *acksCommand) run(ctx context.Context, fs *flag.FlagSet, args []string) 
 	if err != nil {
 		return usageErr(fs, "%v", err)
 	}
-	nc, p, err := connect(ctx, opts, stderr)
+	nc, p, err := connect(ctx, opts, nil, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "usage-producer: %v\n", err)
 		return exitFail

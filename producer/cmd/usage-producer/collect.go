@@ -92,7 +92,7 @@ func (c *collectCommand) run(ctx context.Context, fs *flag.FlagSet, args []strin
 		handler = slog.NewJSONHandler(stderr, hopts)
 	}
 	log := slog.New(telemetry.LogHandler(handler))
-	nc, prod, err := connect(ctx, cfg.NATS, stderr)
+	nc, prod, err := connect(ctx, cfg.NATS, nil, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "usage-producer collect: %v\n", err)
 		return exitFail

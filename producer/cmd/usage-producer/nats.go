@@ -1,14 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"github.com/usagefleet/usagefleet/internal/config"
 	"github.com/usagefleet/usagefleet/internal/natsutil"
@@ -107,15 +110,37 @@ func flagOf(key string) string {
 }
 
 // connect opens the connection and a producer on it.
-func connect(ctx context.Context, o natsutil.Options, stderr io.Writer) (*nats.Conn, *producer.Producer, error) {
+// key, when not nil, signs every part as the batch's source (workers that
+// bind sources refuse unsigned parts: see messages.SignPart).
+func connect(ctx context.Context, o natsutil.Options, key nkeys.KeyPair, stderr io.Writer) (*nats.Conn, *producer.Producer, error) {
 	nc, err := natsutil.Connect(ctx, o, "usage-producer")
 	if err != nil {
 		return nil, nil, err
 	}
-	p, err := producer.New(nc, producer.Options{Logger: slog.New(slog.NewTextHandler(stderr, nil))})
+	p, err := producer.New(nc, producer.Options{Logger: slog.New(slog.NewTextHandler(stderr, nil)), SigningKey: key})
 	if err != nil {
 		nc.Close()
 		return nil, nil, err
 	}
 	return nc, p, nil
+}
+
+// loadSigningKey reads an nkey seed file (the source's signing key). The
+// error names the flag and the file, never the file's content.
+func loadSigningKey(path string) (nkeys.KeyPair, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--signing-key-file: %w", err)
+	}
+	kp, err := nkeys.FromSeed(bytes.TrimSpace(b))
+	if err != nil {
+		return nil, fmt.Errorf("--signing-key-file %s: not an nkey seed (make one with nk -gen user)", path)
+	}
+	if pub, _ := kp.PublicKey(); !nkeys.IsValidPublicUserKey(pub) {
+		return nil, fmt.Errorf("--signing-key-file %s: a user nkey seed (SU...) is needed", path)
+	}
+	return kp, nil
 }

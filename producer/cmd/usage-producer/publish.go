@@ -20,19 +20,21 @@ import (
 )
 
 type publishCommand struct {
-	env          *env
-	feed, source string
-	batchID      string
-	format       string
-	goodRowsOnly bool
-	strict       bool
-	maxBytes     int64
-	dryRun       bool
-	wait         bool
-	dests        string
-	timeout      time.Duration
-	progressTick time.Duration // non-terminal progress lines; tests shorten it
-	nats         natsFlags
+	env            *env
+	feed, source   string
+	batchID        string
+	format         string
+	goodRowsOnly   bool
+	strict         bool
+	maxBytes       int64
+	dryRun         bool
+	wait           bool
+	dests          string
+	timeout        time.Duration
+	publishTimeout time.Duration
+	signingKeyFile string
+	progressTick   time.Duration // non-terminal progress lines; tests shorten it
+	nats           natsFlags
 }
 
 func publishCmd(e *env) (*flag.FlagSet, runFunc) {
@@ -49,6 +51,8 @@ func publishCmd(e *env) (*flag.FlagSet, runFunc) {
 	fs.BoolVar(&c.wait, "wait", false, "wait for every part's ack at the destinations, then print a summary")
 	fs.StringVar(&c.dests, "dest", "", "destinations to wait for, comma-separated (default: every destination consuming the feed)")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Minute, "how long --wait waits for acks")
+	fs.DurationVar(&c.publishTimeout, "publish-timeout", 10*time.Minute, "how long publishing one FILE may take before it fails (a retried publish of the same FILE completes it without doubling)")
+	fs.StringVar(&c.signingKeyFile, "signing-key-file", "", "nkey seed `file` of this source's signing key: parts are signed, so workers that bind sources accept them")
 	c.nats.register(fs)
 	return fs, c.run
 }
@@ -84,6 +88,8 @@ func (c *publishCommand) run(ctx context.Context, fs *flag.FlagSet, args []strin
 		return usageErr(fs, "--batch-id: at most 200 bytes, no whitespace")
 	case c.timeout <= 0:
 		return usageErr(fs, "--timeout must be positive")
+	case c.publishTimeout <= 0:
+		return usageErr(fs, "--publish-timeout must be positive")
 	case c.dests != "" && !c.wait:
 		return usageErr(fs, "--dest only matters with --wait")
 	case c.dryRun && c.wait:
@@ -104,6 +110,10 @@ func (c *publishCommand) run(ctx context.Context, fs *flag.FlagSet, args []strin
 	// Resolve the connection settings before reading what may be big files.
 	opts, err := c.nats.options(c.env.getenv)
 	if err != nil && !c.dryRun {
+		return usageErr(fs, "%v", err)
+	}
+	key, err := loadSigningKey(c.signingKeyFile)
+	if err != nil {
 		return usageErr(fs, "%v", err)
 	}
 
@@ -170,7 +180,7 @@ func (c *publishCommand) run(ctx context.Context, fs *flag.FlagSet, args []strin
 
 	var p *producer.Producer
 	if !c.dryRun {
-		nc, prod, err := connect(ctx, opts, stderr)
+		nc, prod, err := connect(ctx, opts, key, stderr)
 		if err != nil {
 			fmt.Fprintf(stderr, "usage-producer: %v\n", err)
 			fmt.Fprintln(stderr, "usage-producer: nothing published")
@@ -207,7 +217,9 @@ func (c *publishCommand) run(ctx context.Context, fs *flag.FlagSet, args []strin
 			fmt.Fprintf(stdout, "%s: %s, cost %s, batch %s%s (dry run: not published)\n", f.path, plural(len(b.Records), "record"), cost, f.id, skipped(f))
 			continue
 		}
-		res, err := p.Publish(ctx, b)
+		pctx, cancel := context.WithTimeout(ctx, c.publishTimeout)
+		res, err := p.Publish(pctx, b)
+		cancel()
 		if err != nil {
 			fmt.Fprintf(stderr, "%s: publishing batch %s: %v\n", f.path, f.id, err)
 			return c.abort(published)
