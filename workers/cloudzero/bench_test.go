@@ -60,6 +60,7 @@ func BenchmarkPackMonth(b *testing.B) {
 		return &http.Response{StatusCode: 200, Header: http.Header{}, Body: io.NopCloser(strings.NewReader(`{}`)), Request: req}, nil
 	}}
 	proto := variedRecords(perHour)
+	j.Recs = make([]messages.UsageRecord, 0, 30*24*perHour)
 	for h := 0; h < 30*24; h++ {
 		hour := time.Date(2024, 8, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(h) * time.Hour)
 		j.UnitList = append(j.UnitList, hourUnit(hour))
