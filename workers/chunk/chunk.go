@@ -19,6 +19,7 @@ package chunk
 
 import (
 	"errors"
+	"sync"
 
 	"github.com/usagefleet/usagefleet/workers"
 )
@@ -54,9 +55,30 @@ func New(limit, envelope, sep int) *Packer {
 }
 
 // Reset starts over with no pending item and numbering from 0, keeping the
-// Packer's memory.
+// Packer's memory (or taking some a released Packer gave back).
 func (p *Packer) Reset(limit, envelope, sep int) {
-	*p = Packer{limit: limit, sep: sep, envelope: envelope, pending: p.pending[:0]}
+	pending := p.pending[:0]
+	if pending == nil {
+		if s, _ := sizesPool.Get().(*[]int); s != nil {
+			pending = (*s)[:0]
+		}
+	}
+	*p = Packer{limit: limit, sep: sep, envelope: envelope, pending: pending}
+}
+
+// sizesPool keeps the pending sizes of released Packers: a CloudZero job
+// books some ten thousand rows a body, and growing that slice anew for
+// every job added to the garbage that empties the body buffers' pool.
+var sizesPool sync.Pool // *[]int
+
+// Release gives the Packer's memory back for another Packer to use. Reset
+// it before using it again.
+func (p *Packer) Release() {
+	if cap(p.pending) > 0 {
+		s := p.pending[:0]
+		sizesPool.Put(&s)
+	}
+	p.pending = nil
 }
 
 // SetEnvelope changes the envelope's size, for a body whose envelope

@@ -244,3 +244,31 @@ func TestBisectStopsOnOtherErrors(t *testing.T) {
 		})
 	}
 }
+
+// A Packer reset after Release (on memory another released Packer gave
+// back) packs as a new one does.
+func TestPackerReleaseReset(t *testing.T) {
+	sizes := []int{10, 10, 10, 40, 10}
+	want, wantRej := pack(30, sizes, nil)
+	p := New(30, 2, 1)
+	for range 100 {
+		p.Add(7)
+	}
+	p.Release()
+	p.Reset(30, 2, 1)
+	var got []Range
+	var rej []int
+	for _, s := range sizes {
+		for full := p.Add(s); full; full = p.Full() {
+			if r, tooLarge := p.Flush(); tooLarge {
+				rej = append(rej, r.From)
+			} else {
+				got = append(got, r)
+			}
+		}
+	}
+	got = append(got, p.FlushAll())
+	if !slices.Equal(got, want) || !slices.Equal(rej, wantRej) {
+		t.Fatalf("after Release and Reset: bodies %v rejected %v, want %v %v", got, rej, want, wantRej)
+	}
+}

@@ -48,8 +48,9 @@ type sinkError struct{ err error }
 func (e *sinkError) Error() string { return e.err.Error() }
 func (e *sinkError) Unwrap() error { return e.err }
 
-// sink is where the file goes: the pipe into the request (kicking the
-// stall watchdog on every write it accepts), or a counter.
+// sink is where the file goes: the pipe into the request (pushing back
+// the attempt's deadline, workers.Attempt, on every write it accepts), or
+// a counter.
 type sink struct {
 	w    io.Writer
 	kick func()

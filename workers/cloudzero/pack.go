@@ -105,6 +105,7 @@ func newPacker(d *Destination, job workers.Job) *packer {
 // release gives the packer's buffer back to the pool (no transport holds
 // it: sendRows leaves one that is still read and takes a copy).
 func (p *packer) release() {
+	p.pk.Release()
 	if p.buf != nil {
 		b := p.buf[:0]
 		p.buf = nil

@@ -301,6 +301,7 @@ func (d *Destination) Deliver(ctx context.Context, job workers.Job) error {
 	s := sender{d: d, job: job, rows: rows, scope: strconv.FormatUint(job.Covered(), 10)}
 	// A body is "[" rows separated by commas "]".
 	pk := chunk.New(d.s.MaxBodyBytes, 2, 1)
+	defer pk.Release()
 	flush := func(r chunk.Range, tooLarge bool) error {
 		if tooLarge {
 			// Too large alone (what came before is sent): reject it.

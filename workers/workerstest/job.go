@@ -12,12 +12,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -256,11 +256,20 @@ func (j *Job) IdempotencyKey(scope string, chunk int, body []byte) string {
 	if j.Append {
 		attempt = 0
 	}
-	h := sha256.New()
-	fmt.Fprintf(h, "dest\x00%s\x00%d\x00%d\x00%d\x00", scope, j.Seq, attempt, chunk)
+	var buf [128]byte
+	b := append(buf[:0], "dest\x00"...)
+	b = append(b, scope...)
+	b = append(b, 0)
+	b = strconv.AppendUint(b, j.Seq, 10)
+	b = append(b, 0)
+	b = strconv.AppendInt(b, int64(attempt), 10)
+	b = append(b, 0)
+	b = strconv.AppendInt(b, int64(chunk), 10)
+	b = append(b, 0)
 	bh := sha256.Sum256(body)
-	h.Write(bh[:])
-	return "uf-" + hex.EncodeToString(h.Sum(nil)[:20])
+	b = append(b, bh[:]...)
+	sum := sha256.Sum256(b)
+	return "uf-" + hex.EncodeToString(sum[:20])
 }
 
 // Do sends req (keeping its body first with KeepBodies). A failure with no
