@@ -104,6 +104,7 @@ func newDestination(name string, s Settings, key string) (*Destination, error) {
 		maxBody: s.MaxBodyBytes,
 		timeout: s.HTTPTimeout.D(DefaultHTTPTimeout),
 		usage:   newMonthUsage(),
+		repairs: &repairCounter{},
 	}
 	if d.mode == "" {
 		d.mode = ModeReplaceHourly

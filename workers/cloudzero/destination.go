@@ -25,6 +25,7 @@ type Destination struct {
 	warnRows  int64
 	warnBytes int64
 	usage     *monthUsage
+	repairs   *repairCounter
 }
 
 var _ workers.Destination = (*Destination)(nil)
@@ -61,9 +62,24 @@ func (d *Destination) Target() (string, string) {
 	return d.endpoint, "CloudZero connection " + d.conn
 }
 
-// EncodeRow is AppendRow: the pool encodes rows ahead of delivery.
+// EncodeRow is AppendRow: the pool encodes rows ahead of delivery. What it
+// repairs is counted (Repairs, the metric usagefleet.cloudzero.repairs).
 func (d *Destination) EncodeRow(dst []byte, r *messages.UsageRecord) ([]byte, error) {
-	return AppendRow(dst, r)
+	dst, _, err := d.EncodeRowWarnings(dst, r)
+	return dst, err
+}
+
+// EncodeRowWarnings is EncodeRow that also says how many warnings the
+// record's ack should count: 1 when a label was repaired or dropped
+// (Repairs), else 0. A runtime that carries warnings in acks calls it
+// instead of EncodeRow and sums the result per part.
+func (d *Destination) EncodeRowWarnings(dst []byte, r *messages.UsageRecord) ([]byte, int, error) {
+	dst, rep, err := AppendRowRepaired(dst, r)
+	if err != nil || !rep.Any() {
+		return dst, 0, err
+	}
+	d.countRepairs(rep)
+	return dst, 1, nil
 }
 
 // Deliver uploads the job; see the package doc for the sequence of

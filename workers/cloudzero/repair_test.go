@@ -1,0 +1,46 @@
+package cloudzero
+
+import (
+	"testing"
+
+	sandbox "github.com/usagefleet/usagefleet/internal/sandbox/cloudzero"
+	"github.com/usagefleet/usagefleet/messages"
+)
+
+// Issue 14: rows whose tag key has a space, and tagged rows without a
+// ResourceId, were dead-lettered with their cost. They are delivered now,
+// their labels repaired, and the sandbox (which refuses such keys and
+// tags without resource/id, as CBF says) takes every row.
+func TestLabelsRepairedCostDelivered(t *testing.T) {
+	s, url := emulator(t, sandbox.Config{})
+	d := newDest(t, url, ModeReplaceHourly, 0)
+	h := hourAt(16, 3)
+	recs := hourRecords(h, 4, 0, "2")
+	recs[0].Tags = map[string]string{"Cost department": "eng", " org": "acme"}
+	recs[1].Tags = map[string]string{"team": "core"}
+	recs[1].ResourceId = ""
+	recs[2].BilledCost = messages.MustDecimal("-12") // a negative cost, as CBF allows
+	recs[2].ChargeCategory = "Credit"
+	j := newFakeJob(hourUnits(h), recs)
+	mustDeliver(t, d, j)
+	if len(j.rejects) != 0 {
+		t.Fatalf("rejected %d records (%v): a label must not cost the record", len(j.rejects), j.rejects[0].reason)
+	}
+	checkTotals(t, s, expectTotals(recs))
+
+	warnings := 0
+	for i := range recs {
+		_, w, err := d.EncodeRowWarnings(nil, &recs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		warnings += w
+	}
+	if warnings != 2 {
+		t.Fatalf("warnings = %d, want 2 (one per repaired record)", warnings)
+	}
+	rep, n := d.Repairs()
+	if n != 2 || rep != (Repairs{TagKeysRewritten: 2, TagsDropped: 1}) {
+		t.Fatalf("Repairs() = %+v in %d records, want 2 rewritten, 1 dropped in 2", rep, n)
+	}
+}
