@@ -149,9 +149,13 @@
 // The API answers JSON {"success", "message", "status"} [DOC].
 //
 //   - 2xx with "success": true: the date is delivered.
-//   - 2xx with "success": false, or a body that is not that JSON: a failure
-//     (nothing is known to be stored): transient, the job is retried; if
-//     the body's status is 401 or 403, an auth failure.
+//   - 2xx with "success": false: the body's "status" decides, as an HTTP
+//     status would below. A 4xx there is the API answering about the file
+//     (the seed documents the status inside the body, and a 401 carried so
+//     [DOC]): 400, 413, 422 refuse the date with the message, 401 and 403
+//     pause the destination, 408, 409, 423, 429 are retried, another 4xx
+//     pauses. A 5xx or no status there, or a body that is not that JSON, is
+//     a failure with nothing known to be stored: transient, retried.
 //   - 401, 403: the *workers.Error of class ClassAuth: the pool pauses the
 //     destination loudly and keeps its data waiting.
 //   - 400, 413, 422: the date is refused with the API's message. An empty

@@ -98,7 +98,10 @@
 //     or PUT /_sandbox/fail-with-200) makes every valid upload answer
 //     HTTP 200 {"success": false, "status": 500, "message": "Upload failed:
 //     internal error"} and store nothing, so clients are tested on reading
-//     "success" rather than the status code alone.
+//     "success" rather than the status code alone. Config.ErrorsWith200
+//     answers every refusal (400, 401, 413, ...) with HTTP 200 and the
+//     error body, its "status" keeping the real code: the seed documents
+//     the body's status, not the HTTP status that carries it.
 //
 // # What is kept
 //
