@@ -63,7 +63,7 @@
 // correlationId,details[]}. Codes: E706001 realm (length 5..30, known in
 // Config.Realms) and sub-accounts not belonging to the realm; E706002 list
 // limit over 100; E706003 missing/unparsable dates, endDate not after
-// startDate, a range over 95 days (Config.MaxRange), detailLevel=hour;
+// startDate, endDate after Now ([INFER]; Config.AllowFutureEnd lifts it), a range over 95 days (Config.MaxRange), detailLevel=hour;
 // E706004 groupBy.
 //
 // Every /v2 answer echoes X-Correlation-ID (generated when absent, or 400

@@ -101,6 +101,9 @@ func (s *Server) parseQuery(realm string, v url.Values) (Query, statusParams, *p
 	if !q.End.After(q.Start) {
 		return q, p, invalid("E706003", "start or end Date validation failed", "endDate must be after startDate")
 	}
+	if !s.cfg.AllowFutureEnd && q.End.After(s.now()) {
+		return q, p, invalid("E706003", "start or end Date validation failed", "endDate %s is in the future (now %s): usage is only known up to now", p.EndDate, s.now().Format(DateLayout))
+	}
 	if q.End.Sub(q.Start) > s.cfg.MaxRange {
 		return q, p, invalid("E706003", "start or end Date validation failed", "the time range must not exceed %d days", int(s.cfg.MaxRange/(24*time.Hour)))
 	}

@@ -35,7 +35,10 @@
 //     is reused until less than min(15 minutes, a quarter of its
 //     lifetime) is left, and fetched again (once) on a 401.
 //   - Report: POST {base}/usage/realms/{realm}/reports?startDate=&endDate=
-//     (yyyy-MM-ddTHH:mm:ss, UTC; the end is exclusive)&detailLevel=
+//     (yyyy-MM-ddTHH:mm:ss, UTC; the end is exclusive; never after now: a
+//     range the collector rounded up to the next hour is asked up to the
+//     current hour, rounded down, or up to the current second when the
+//     range starts in the current hour)&detailLevel=
 //     [&groupBy=a,b][&chargeType=] with {"subAccounts": [...]} when
 //     sub-accounts are set, and an X-Correlation-ID (a random UUID, also in
 //     the error when the request fails). The id is taken from the body;

@@ -282,7 +282,7 @@ func (p *Platform) reportsURL() string {
 func (p *Platform) Request(ctx context.Context, r collect.Range) (string, error) {
 	q := url.Values{}
 	q.Set("startDate", r.Start.UTC().Format(DateLayout))
-	q.Set("endDate", r.End.UTC().Format(DateLayout))
+	q.Set("endDate", reportEnd(r, p.env.Now()).Format(DateLayout))
 	q.Set("detailLevel", p.s.DetailLevel)
 	if len(p.s.GroupBy) > 0 {
 		q.Set("groupBy", strings.Join(p.s.GroupBy, ","))
@@ -309,6 +309,26 @@ func (p *Platform) Request(ctx context.Context, r collect.Range) (string, error)
 		return "", collect.Permanent(fmt.Errorf("here create report: the answer holds no report id (X-Correlation-ID %s)", corr))
 	}
 	return st.ID, nil
+}
+
+// reportEnd is the endDate asked for r at now: r.End, but never after now.
+// The collector clamps a range to now rounded UP to the hour, which would
+// ask HERE about up to 59 minutes of the future; the end is rounded DOWN
+// to the hour instead, or, when that leaves nothing (the range starts in
+// the current hour), to the second. Usage of the future is not known, and
+// HERE's data arrives up to 2 h (location services) to 48 h late anyway.
+func reportEnd(r collect.Range, now time.Time) time.Time {
+	end, now := r.End.UTC(), now.UTC()
+	if !end.After(now) {
+		return end
+	}
+	if h := now.Truncate(time.Hour); h.After(r.Start) {
+		return h
+	}
+	if s := now.Truncate(time.Second); s.After(r.Start) {
+		return s
+	}
+	return end // now is within a second of the start: nothing is known yet either way
 }
 
 // Status implements collect.Platform: GET .../reports/{id}.
