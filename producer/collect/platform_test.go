@@ -227,7 +227,7 @@ func TestNoSecretOrTokenInLogsOrErrors(t *testing.T) {
 	aspy := &tokenSpy{h: asb.Handler()}
 	asrv := httptest.NewServer(aspy)
 	defer asrv.Close()
-	as := acronis.Settings{BaseURL: asrv.URL, ClientID: "sandbox-client", ClientSecret: config.NewSecret("sandbox-secret"), TenantID: asb.RootTenantID()}
+	as := acronis.Settings{BaseURL: asrv.URL, ClientID: "sandbox-client", ClientSecret: config.NewSecret("sandbox-secret"), TenantID: asb.RootTenantID(), Kind: acronis.KindDaily}
 	if err := as.Validate("t"); err != nil {
 		t.Fatal(err)
 	}

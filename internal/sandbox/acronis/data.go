@@ -361,16 +361,19 @@ func addTo(m map[string]Total, k string, q decimal.Decimal) {
 func (s *Server) columns(q Query) []string {
 	cols := []string{
 		"application.id", "edition", "infra.backend_type", "infra.id", "infra.owner_id", "name",
-		"tenant.id", "tenant.kind", "tenant.name", "tenant.parent_id", "measurement_unit",
+		"tenant.id", "tenant.kind",
 		"usage.absolute.production", "usage.absolute.total", "usage.absolute.trial",
 		"usage.delta.production", "usage.delta.total", "usage.delta.trial",
 		"usage.effective.production", "usage.effective.total", "usage.effective.trial",
 	}
-	if q.ShowSKUs {
-		cols = append(cols, "sku", "sku.name")
-	}
-	if q.Kind == KindDaily {
-		cols = append(cols, "date")
+	if !s.cfg.DocumentedColumnsOnly {
+		cols = append(cols, "tenant.name", "tenant.parent_id", "measurement_unit")
+		if q.ShowSKUs {
+			cols = append(cols, "sku", "sku.name")
+		}
+		if q.Kind == KindDaily {
+			cols = append(cols, "date")
+		}
 	}
 	h := mix(uint64(s.cfg.Seed) ^ hashStr(fmt.Sprintf("%s|%s|%s|%s|%s|%t|%t", q.TenantID, q.Level, q.Kind,
 		q.Start.Format(time.DateOnly), q.End.Format(time.DateOnly), q.HideZeroUsage, q.ShowSKUs)))

@@ -53,8 +53,12 @@
 // rows under period.start.
 //
 // The csv_v2_0 header holds the columns the Acronis PHP CsvFormatParser
-// requires plus tenant.name, tenant.parent_id, measurement_unit, "sku" and
-// "sku.name" (show_skus) and "date" (usage_daily). The column order is
+// requires [CODE] (application.id, edition, infra.backend_type, infra.id,
+// infra.owner_id, name, tenant.id, tenant.kind and the nine usage.*
+// columns) plus, as [INFER] since no source names them, tenant.name,
+// tenant.parent_id, measurement_unit, "sku" and "sku.name" (show_skus) and
+// "date" (usage_daily). Config.DocumentedColumnsOnly leaves the inferred
+// ones out (then usage_daily rows carry no date at all). The column order is
 // shuffled per report (deterministically), so a parser must map by name.
 // Tenant names contain commas and quotes, so a parser must be a real CSV
 // parser. Fields never contain newlines: CSV line = data row index + 2.

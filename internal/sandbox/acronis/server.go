@@ -20,9 +20,14 @@ import (
 // Config configures the emulator. The zero value works: every field has a
 // default.
 type Config struct {
-	ClientID     string        // default "sandbox-client"
-	ClientSecret string        // default "sandbox-secret"
-	TokenTTL     time.Duration // default 2h, as documented
+	// DocumentedColumnsOnly writes only the csv_v2_0 columns a source
+	// documents (the Acronis PHP parser's required set, and edition): no
+	// tenant.name, tenant.parent_id, measurement_unit, sku, sku.name or
+	// date, which are the sandbox's inferences.
+	DocumentedColumnsOnly bool
+	ClientID              string        // default "sandbox-client"
+	ClientSecret          string        // default "sandbox-secret"
+	TokenTTL              time.Duration // default 2h, as documented
 	// GenerationDelay is how long a stored report stays "in_progress"
 	// after the report was created. Default 0: saved at once.
 	GenerationDelay time.Duration

@@ -29,6 +29,21 @@ const (
 // FormatCSV2 is the stored format the collector asks for and parses.
 const FormatCSV2 = "csv_v2_0"
 
+// documentedColumns are the csv_v2_0 columns Acronis's own parser
+// (Acronis\UsageReport\Csv\CsvFormatParser, "Copyright © 2002-2020
+// Acronis") requires in every file, edition aside (it defaults a missing
+// edition to "standard"). No other column of csv_v2_0 is documented.
+var documentedColumns = []string{
+	"application.id", "infra.backend_type", "infra.id", "infra.owner_id", "name", "tenant.id", "tenant.kind",
+	"usage.absolute.production", "usage.absolute.total", "usage.absolute.trial",
+	"usage.delta.production", "usage.delta.total", "usage.delta.trial",
+	"usage.effective.production", "usage.effective.total", "usage.effective.trial",
+}
+
+// DateColumn is the column usage_daily rows are read with [INFER]: no
+// source names it, so the collector fails, naming it, when it is absent.
+const DateColumn = "date"
+
 // DefaultQuantityColumn is the csv_v2_0 column published as the quantity.
 const DefaultQuantityColumn = "usage.delta.total"
 
@@ -50,7 +65,7 @@ type Settings struct {
 	ClientSecret config.Secret `yaml:"client_secret"` // {env: VAR} or {file: path} (required)
 	TenantID     string        `yaml:"tenant_id"`     // the tenant the reports are for (required)
 	Level        string        `yaml:"level"`         // default all_customers
-	Kind         string        `yaml:"kind"`          // usage_daily (default) or usage_summary
+	Kind         string        `yaml:"kind"`          // usage_summary (default) or usage_daily
 	// HideZeroUsage drops items without usage from the reports (default false).
 	HideZeroUsage bool `yaml:"hide_zero_usage"`
 	// ShowSKUs asks for the SKU columns (default true).
@@ -89,7 +104,9 @@ func (s *Settings) Validate(key string) error {
 		return config.Errorf(key+".level", "%q: want one of %s", s.Level, strings.Join(levels, ", "))
 	}
 	if s.Kind == "" {
-		s.Kind = KindDaily
+		// usage_summary rows need only the documented csv_v2_0 columns;
+		// usage_daily rows need a date column no Acronis source names.
+		s.Kind = KindSummary
 	}
 	if s.Kind != KindDaily && s.Kind != KindSummary {
 		return config.Errorf(key+".kind", "%q: want usage_daily or usage_summary", s.Kind)
@@ -295,14 +312,14 @@ func (p *Platform) parse(body io.Reader, r collect.Range, sink collect.Sink) (co
 	if err != nil {
 		return collect.FetchInfo{}, collect.Permanent(fmt.Errorf("csv_v2_0: %w", err))
 	}
-	required := []string{"tenant.id", "name", "application.id", p.s.QuantityColumn}
-	if p.s.Kind == KindDaily {
-		required = append(required, "date")
-	}
-	if err := c.Require(required...); err != nil {
-		return collect.FetchInfo{}, collect.Permanent(fmt.Errorf("csv_v2_0: %w", err))
-	}
 	trialCol := p.s.QuantityColumn[:strings.LastIndexByte(p.s.QuantityColumn, '.')] + ".trial"
+	if err := c.Require(documentedColumns...); err != nil {
+		return collect.FetchInfo{}, collect.Permanent(fmt.Errorf("csv_v2_0: %w: these are the columns Acronis's own csv_v2_0 parser requires", err))
+	}
+	if p.s.Kind == KindDaily && !c.Has(DateColumn) {
+		return collect.FetchInfo{}, collect.Permanent(fmt.Errorf("csv_v2_0: header: column %q missing: kind usage_daily needs a date on every row, "+
+			"and no Acronis source documents which csv_v2_0 column holds it; use kind usage_summary (one report per period)", DateColumn))
+	}
 	for {
 		err := c.Next()
 		if errors.Is(err, io.EOF) {
@@ -334,13 +351,13 @@ func (p *Platform) record(c *collect.CSV, r collect.Range, trialCol string) (*me
 	}
 	start, end := r.Start, r.End
 	if p.s.Kind == KindDaily {
-		d, err := time.Parse(time.DateOnly, strings.TrimSpace(c.Get("date")))
+		d, err := time.Parse(time.DateOnly, strings.TrimSpace(c.Get(DateColumn)))
 		if err != nil {
-			return nil, "date", fmt.Sprintf("%q is not a date (YYYY-MM-DD)", c.Get("date"))
+			return nil, DateColumn, fmt.Sprintf("%q is not a date (YYYY-MM-DD)", c.Get(DateColumn))
 		}
 		var ok bool
 		if start, end, ok = collect.Clip(d, d.AddDate(0, 0, 1), r); !ok {
-			return nil, "date", fmt.Sprintf("%s is outside the report period %s", d.Format(time.DateOnly), r)
+			return nil, DateColumn, fmt.Sprintf("%s is outside the report period %s", d.Format(time.DateOnly), r)
 		}
 	}
 	dec := func(col string) (messages.Decimal, string) {

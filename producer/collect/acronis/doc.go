@@ -10,7 +10,7 @@
 //	  client_secret: {env: ACRONIS_CLIENT_SECRET}   # or {file: path}; required
 //	  tenant_id: <tenant uuid>                  # the tenant the reports are for (required)
 //	  level: all_customers                      # default; itself, direct_partners, all_partners, accounts
-//	  kind: usage_daily                         # default; or usage_summary
+//	  kind: usage_summary                       # default; or usage_daily (needs a "date" column: see Kinds)
 //	  hide_zero_usage: false                    # default
 //	  show_skus: true                           # default; false: records carry no SkuId (see below)
 //	  quantity_column: usage.delta.total        # default; any of the nine usage.* columns
@@ -39,7 +39,8 @@
 //
 // # Kinds
 //
-// usage_daily (the default) has a row per tenant, offering item and day,
+// usage_summary is the default because its rows need only the documented
+// csv_v2_0 columns. usage_daily has a row per tenant, offering item and day,
 // so one report covers many day periods (up to max_report_days) and each
 // record lands on its own day: destinations with hourly or daily units
 // book usage when it happened. usage_summary has one row per tenant and
@@ -57,9 +58,20 @@
 //
 // # Mapping: csv_v2_0 row to messages.UsageRecord
 //
-// Columns are found by header name (the order varies). tenant.id, name,
-// application.id and the quantity column are required in the header (and
-// date for usage_daily); a file without them fails.
+// Columns are found by header name (the order varies). The only
+// documented csv_v2_0 column set is the one Acronis's own parser requires
+// [CODE: Acronis\UsageReport\Csv\CsvFormatParser, "Copyright © 2002-2020
+// Acronis"]: application.id, infra.backend_type, infra.id, infra.owner_id,
+// name, tenant.id, tenant.kind and the nine usage.{absolute,delta,
+// effective}.{production,trial,total} columns (edition defaults to
+// "standard" when absent). A file without any of them fails, naming the
+// missing columns. Every other column below (tenant.name,
+// tenant.parent_id, measurement_unit, sku, sku.name, date) is read when
+// present and is [INFER]: the Acronis docs say csv_v2_0 and json_v2_0
+// "represent the same information", but name no csv column for it.
+// usage_daily needs a date on every row: a file without a "date" column
+// fails with a message naming it and pointing to usage_summary, rather
+// than guessing a date.
 //
 //	| UsageRecord          | csv_v2_0 column                        | notes |
 //	|----------------------|----------------------------------------|-------|

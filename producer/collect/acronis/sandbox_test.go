@@ -1,0 +1,99 @@
+package acronis
+
+import (
+	"context"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/usagefleet/usagefleet/internal/config"
+	sbacronis "github.com/usagefleet/usagefleet/internal/sandbox/acronis"
+	"github.com/usagefleet/usagefleet/messages"
+	"github.com/usagefleet/usagefleet/producer/collect"
+)
+
+// now is the sandbox's and the collector's clock in these tests.
+var now = time.Date(2024, 8, 20, 12, 0, 0, 0, time.UTC)
+
+type sinkRec struct {
+	recs    []messages.UsageRecord
+	rejects []string
+}
+
+func (s *sinkRec) Record(_ collect.Row, r *messages.UsageRecord) { s.recs = append(s.recs, r.Clone()) }
+func (s *sinkRec) Reject(_ collect.Row, col, reason string) {
+	s.rejects = append(s.rejects, col+": "+reason)
+}
+
+// sandboxPlatform starts the sandbox and a platform on it; edit changes the
+// settings before they are validated.
+func sandboxPlatform(t *testing.T, cfg sbacronis.Config, edit func(*Settings)) (*sbacronis.Server, *Platform) {
+	t.Helper()
+	cfg.Now = func() time.Time { return now }
+	sb := sbacronis.New(cfg)
+	ts := httptest.NewServer(sb.Handler())
+	t.Cleanup(ts.Close)
+	s := Settings{BaseURL: ts.URL, ClientID: "sandbox-client", ClientSecret: config.NewSecret("sandbox-secret"), TenantID: sb.RootTenantID()}
+	if edit != nil {
+		edit(&s)
+	}
+	if err := s.Validate("settings"); err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(s, collect.Env{Now: func() time.Time { return now }, Retry: collect.Retry{For: time.Second}}.WithDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sb, p
+}
+
+// collectOnce asks for r, waits for it and downloads it.
+func collectOnce(t *testing.T, p *Platform, r collect.Range) (*sinkRec, error) {
+	t.Helper()
+	ctx := context.Background()
+	id, err := p.Request(ctx, r)
+	if err != nil {
+		t.Fatalf("request: %v", err)
+	}
+	st, err := p.Status(ctx, id)
+	if err != nil || st.State != collect.Ready {
+		t.Fatalf("status %+v, %v", st, err)
+	}
+	sink := &sinkRec{}
+	_, err = p.Fetch(ctx, id, st, r, sink)
+	return sink, err
+}
+
+var august = collect.Range{Start: time.Date(2024, 8, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2024, 8, 8, 0, 0, 0, 0, time.UTC)}
+
+// Issue 17.9: with only the documented csv_v2_0 columns, the default kind
+// (usage_summary) collects, and usage_daily fails naming the date column
+// instead of guessing; a missing documented column is named too.
+func TestDocumentedColumnsOnly(t *testing.T) {
+	sb, p := sandboxPlatform(t, sbacronis.Config{Seed: 3, DocumentedColumnsOnly: true}, nil)
+	if p.s.Kind != KindSummary {
+		t.Fatalf("default kind %q, want usage_summary (it needs no undocumented column)", p.s.Kind)
+	}
+	got, err := collectOnce(t, p, august)
+	if err != nil {
+		t.Fatalf("usage_summary on the documented columns: %v", err)
+	}
+	want := sb.Expected(sbacronis.Query{TenantID: sb.RootTenantID(), Level: "all_customers", Kind: sbacronis.KindSummary,
+		Start: august.Start, End: august.End.AddDate(0, 0, -1), ShowSKUs: true})
+	if len(got.recs) != want.Records || len(got.rejects) != 0 {
+		t.Fatalf("%d records %d rejects, want %d records", len(got.recs), len(got.rejects), want.Records)
+	}
+
+	_, p = sandboxPlatform(t, sbacronis.Config{Seed: 3, DocumentedColumnsOnly: true}, func(s *Settings) { s.Kind = KindDaily })
+	_, err = collectOnce(t, p, august)
+	if err == nil || !strings.Contains(err.Error(), `column "date" missing`) || !strings.Contains(err.Error(), "usage_summary") {
+		t.Fatalf("usage_daily without a date column: err %v, want one naming the column", err)
+	}
+
+	body := "application.id,name,tenant.id,tenant.kind,usage.delta.total\na,b,c,customer,1\n"
+	_, err = p.parse(strings.NewReader(body), august, &sinkRec{})
+	if err == nil || !strings.Contains(err.Error(), "infra.backend_type") || !strings.Contains(err.Error(), "usage.effective.trial") {
+		t.Fatalf("err %v, want the missing documented columns named", err)
+	}
+}
