@@ -62,6 +62,9 @@ func TestAcronisCollectTwiceGivesTheSameTotals(t *testing.T) {
 	if st := sb.Stats(); st.ReportsCreated() != 1 || st.Downloads != 1 {
 		t.Fatalf("one report over the window was expected: %+v", st)
 	}
+	if st := sb.Stats(); st.ReportsKept() != 0 { // issue 17.11: deleted once published
+		t.Fatalf("%d report(s) left in the tenant after the run", st.ReportsKept())
+	}
 	e.waitDelivered(res)
 	e.waitTotals(want)
 	uploads := recv.uploadCount()

@@ -125,4 +125,6 @@
 //     download, when it excludes application/octet-stream. POST /reports
 //     needs Content-Type application/json (else 415).
 //   - DELETE needs ?version= matching the report's version (1), else 400/409.
+//     A deleted report answers 404 everywhere; Stats still lists it
+//     (ReportInfo.Deleted), and Stats.ReportsKept counts the others.
 package acronis

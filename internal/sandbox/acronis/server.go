@@ -90,6 +90,7 @@ type report struct {
 	stored    []*storedFile
 	malformed []Malformed
 	downloads int
+	deleted   bool // DELETE /reports/{id}: the API answers 404 for it; Stats still lists it
 }
 
 type storedFile struct {
@@ -294,10 +295,22 @@ type ReportInfo struct {
 	StoredIDs    []string  `json:"stored_ids"`
 	Failed       bool      `json:"failed"`
 	Downloads    int       `json:"downloads"`
+	Deleted      bool      `json:"deleted"` // deleted through the API
 }
 
 // ReportsCreated is len(Reports).
 func (st Stats) ReportsCreated() int { return len(st.Reports) }
+
+// ReportsKept counts the reports not deleted: what the tenant still holds.
+func (st Stats) ReportsKept() int {
+	n := 0
+	for _, r := range st.Reports {
+		if !r.Deleted {
+			n++
+		}
+	}
+	return n
+}
 
 // ReportIDs lists the created reports' ids in creation order.
 func (st Stats) ReportIDs() []string {
@@ -324,7 +337,7 @@ func (s *Server) Stats() Stats {
 		if rep == nil {
 			continue
 		}
-		info := ReportInfo{ID: id, ResultAction: rep.obj.ResultAction, Query: rep.query, Created: rep.created, Failed: rep.failed, Downloads: rep.downloads, StoredIDs: []string{}}
+		info := ReportInfo{ID: id, ResultAction: rep.obj.ResultAction, Query: rep.query, Created: rep.created, Failed: rep.failed, Downloads: rep.downloads, Deleted: rep.deleted, StoredIDs: []string{}}
 		for _, f := range rep.stored {
 			info.StoredIDs = append(info.StoredIDs, f.id)
 		}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -304,6 +305,48 @@ func (p *Platform) Fetch(ctx context.Context, id string, st collect.Status, r co
 	}
 	defer resp.Body.Close()
 	return p.parse(resp.Body, r, sink)
+}
+
+var _ collect.ReportCleaner = (*Platform)(nil)
+
+// CleanReport implements collect.ReportCleaner: the collector calls it once
+// the report's periods are published and the checkpoint no longer names
+// it, so a run that fails after the download can still take the report
+// over.
+func (p *Platform) CleanReport(ctx context.Context, id string) { p.deleteReport(ctx, id) }
+
+// deleteReport deletes a report once its data is published: DELETE
+// /reports/{id}?version=<version> [DOC: seed 003 step 6, "Store the UUID
+// and revision number of the report, in case if you need to delete it";
+// the reports API's DELETE takes both]. Otherwise an hourly schedule
+// leaves 24 report objects a day in the tenant, forever. The version is
+// read first (GET /reports/{id}): the collector keeps only report ids in
+// its checkpoint. A failure is logged, not returned: the usage is read,
+// and a report left behind costs nothing but clutter.
+func (p *Platform) deleteReport(ctx context.Context, id string) {
+	base := p.url("/reports/" + url.PathEscape(id))
+	resp, err := p.api.Do(ctx, collect.Request{Op: "acronis report " + id + " version", Method: http.MethodGet, URL: base,
+		Header: http.Header{"Accept": {"application/json"}}})
+	if err == nil {
+		var obj struct {
+			Version *int `json:"version"`
+		}
+		err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&obj)
+		resp.Body.Close()
+		if err == nil && obj.Version == nil {
+			err = errors.New("the report object holds no version")
+		}
+		if err == nil {
+			resp, err = p.api.Do(ctx, collect.Request{Op: "acronis delete report " + id, Method: http.MethodDelete,
+				URL: base + "?version=" + strconv.Itoa(*obj.Version), Header: http.Header{"Accept": {"application/json"}}})
+			if err == nil {
+				resp.Body.Close()
+			}
+		}
+	}
+	if err != nil {
+		p.env.Log.Warn("acronis: the downloaded report could not be deleted; it stays in the tenant", "report", id, "err", err)
+	}
 }
 
 // parse maps a csv_v2_0 file to records (see the package doc's table).

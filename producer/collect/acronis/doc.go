@@ -33,6 +33,14 @@
 //     checkpointed one is then requested again).
 //   - Download: GET {base}/api/2/reports/{id}/stored/{stored id}, gzip
 //     detected by its magic bytes (1f 8b), whatever the headers say.
+//   - Delete: once every period of a report is published and the
+//     checkpoint no longer names it (collect.ReportCleaner), GET
+//     {base}/api/2/reports/{id} for its version, then DELETE
+//     {base}/api/2/reports/{id}?version=<version> (seed 003, step 6: the id
+//     and version are kept "in case you need to delete it"), so a schedule
+//     leaves no report objects behind. Not at download: a run that fails
+//     before publishing takes its report over. A failed delete is logged
+//     as a warning; the collection stands.
 //   - "Usage history is not ready" (400 from 1 to 6 am, 500 after) is not
 //     a failure: collect.ErrNotReady (see collect). Any other 4xx fails
 //     the run with the API's error.message.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/usagefleet/usagefleet/internal/config"
 	sbacronis "github.com/usagefleet/usagefleet/internal/sandbox/acronis"
+	"github.com/usagefleet/usagefleet/internal/sandbox/fault"
 	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/producer/collect"
 )
@@ -95,5 +96,35 @@ func TestDocumentedColumnsOnly(t *testing.T) {
 	_, err = p.parse(strings.NewReader(body), august, &sinkRec{})
 	if err == nil || !strings.Contains(err.Error(), "infra.backend_type") || !strings.Contains(err.Error(), "usage.effective.trial") {
 		t.Fatalf("err %v, want the missing documented columns named", err)
+	}
+}
+
+// Issue 17.11 (seed 003, step 6): a downloaded report is deleted with its
+// id and version, so an hourly schedule leaves no report objects behind.
+func TestDownloadedReportIsDeleted(t *testing.T) {
+	sb, p := sandboxPlatform(t, sbacronis.Config{Seed: 5}, nil)
+	for i := 0; i < 3; i++ {
+		if _, err := collectOnce(t, p, august); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := sb.Stats(); st.ReportsKept() != 3 {
+		t.Fatalf("%d kept before publication, want 3: a run that fails after the download takes its report over", st.ReportsKept())
+	}
+	for _, id := range sb.Stats().ReportIDs() {
+		p.CleanReport(context.Background(), id) // the collector, once the report's periods are published
+	}
+	st := sb.Stats()
+	if st.ReportsCreated() != 3 || st.ReportsKept() != 0 {
+		t.Fatalf("%d reports created, %d kept; want 3 and 0", st.ReportsCreated(), st.ReportsKept())
+	}
+	// A delete the API refuses is logged; the report stays.
+	sb.Faults().Set(fault.Rule{Kind: fault.Status, Code: 500, Method: "DELETE", Path: "/api/2/reports/"})
+	if _, err := collectOnce(t, p, august); err != nil {
+		t.Fatal(err)
+	}
+	p.CleanReport(context.Background(), sb.Stats().ReportIDs()[3]) // logs, returns
+	if st := sb.Stats(); st.ReportsKept() != 1 {
+		t.Fatalf("%d kept, want the one whose delete failed", st.ReportsKept())
 	}
 }
