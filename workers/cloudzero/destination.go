@@ -26,6 +26,9 @@ type Destination struct {
 	warnBytes int64
 	usage     *monthUsage
 	repairs   *repairCounter
+	// validateOnly: endpoint is validate_billing_drop (settings
+	// validate_only); nothing is stored at CloudZero.
+	validateOnly bool
 }
 
 var _ workers.Destination = (*Destination)(nil)
@@ -58,9 +61,20 @@ func (d *Destination) LeaseKey(workers.Unit) string { return d.conn }
 
 // Target is the connection's billing-drops endpoint: two destinations on
 // one connection would replace each other's hours.
+//
+// A validate_only destination writes nothing, so its target is its own
+// name: it may sit beside the real destination of the same connection.
 func (d *Destination) Target() (string, string) {
+	if d.validateOnly {
+		return d.endpoint + "#" + d.name, "CloudZero validation for destination " + d.name
+	}
 	return d.endpoint, "CloudZero connection " + d.conn
 }
+
+// ValidateOnly reports whether the destination only validates (settings
+// validate_only): its requests go to validate_billing_drop and CloudZero
+// stores nothing.
+func (d *Destination) ValidateOnly() bool { return d.validateOnly }
 
 // EncodeRow is AppendRow: the pool encodes rows ahead of delivery. What it
 // repairs is counted (Repairs, the metric usagefleet.cloudzero.repairs).

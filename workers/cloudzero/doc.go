@@ -16,6 +16,7 @@
 //	      max_body_bytes: 5000000                                # default; 1024..5000000
 //	      http_timeout: 30s                                      # default
 //	      month_warn_fraction: 0.8                               # default; of 1M rows / 70 MB a month
+//	      validate_only: false                                   # default; true: a dry run (see below)
 //
 // Unknown keys, a literal api_key, a missing secret and out-of-range values
 // stop the process with the key's path. http_timeout bounds each HTTP
@@ -194,6 +195,49 @@
 //     placeholder, so CloudZero holds nothing of a unit whose records were
 //     dead-lettered; the other units go on. In sum mode the request's
 //     records are rejected instead.
+//
+// # Dry run: validate_only
+//
+// CloudZero documents POST /v2/connections/billing/anycost/validate_billing_drop
+// (API key scope connections:create_billing_anycost_validate_billing_drop;
+// the same body and 5 MB note as billing_drops) [DOC: apis README,
+// section 1; the SDK's path list]. With validate_only: true every request
+// of the destination goes there instead of billing_drops: the same
+// bodies, the same chunking and failure handling, and CloudZero stores
+// nothing. A row the API refuses is dead-lettered with its reason, as it
+// would be for real, so a dry run shows what a real send would refuse;
+// acks say delivered, meaning validated. Run it as a destination of its
+// own (its own name, so its own durable consumer) beside or before the
+// real one: its target is its name, not the connection, so the two may
+// share a connection, and the month counters stay untouched.
+//
+// The setting is validate_only rather than dry_run because it says what
+// happens: the data does go to CloudZero, to be checked. The other
+// documented test mechanism, the cloudzero-test-key header (the call runs
+// in a test namespace whose mutations last one hour), does store rows for
+// an hour and is not used. The response to validate_billing_drop is not
+// documented [NOT FOUND]; any 2xx counts as valid, and a 4xx is handled
+// as for billing_drops.
+//
+// # The empty-hour placeholder
+//
+// CloudZero documents no operation that empties an hour: replace_hourly
+// replaces "the existing data that has overlapping hours", and with no row
+// for an hour there is nothing to overlap, so an empty request changes
+// nothing; replace_drop replaces the whole month [DOC: Sending AnyCost
+// Stream Data, operations]. An hour whose records were all withdrawn (a
+// snapshot emptied it, or every record was refused) is therefore replaced
+// by one row, which the customer can see in CloudZero's Explorer:
+//
+//	{"time/usage_start":"2024-08-16T13:00:00Z","lineitem/type":"Usage",
+//	 "lineitem/id":"usagefleet:empty-hour",
+//	 "lineitem/description":"usagefleet: empty hour","cost/cost":"0"}
+//
+// A $0 Usage line item in that hour, with no service, account, region or
+// resource (CloudZero shows its defaults for those, e.g. region
+// "no-region"). It adds nothing to any cost; filter it out by its
+// lineitem/id or description. In replace_drop mode an empty month gets
+// the same row in its first hour.
 //
 // # Month limits
 //

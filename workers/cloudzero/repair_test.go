@@ -1,6 +1,7 @@
 package cloudzero
 
 import (
+	"strings"
 	"testing"
 
 	sandbox "github.com/usagefleet/usagefleet/internal/sandbox/cloudzero"
@@ -42,5 +43,35 @@ func TestLabelsRepairedCostDelivered(t *testing.T) {
 	rep, n := d.Repairs()
 	if n != 2 || rep != (Repairs{TagKeysRewritten: 2, TagsDropped: 1}) {
 		t.Fatalf("Repairs() = %+v in %d records, want 2 rewritten, 1 dropped in 2", rep, n)
+	}
+}
+
+// Issue 17.3: validate_only sends every request to validate_billing_drop:
+// CloudZero checks the rows and stores nothing.
+func TestValidateOnlyStoresNothing(t *testing.T) {
+	s, url := emulator(t, sandbox.Config{})
+	d, err := New("cz-dry", Settings{BaseURL: url, ConnectionID: testConn, APIKey: newSecret(), ValidateOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(d.endpoint, "/v2/connections/billing/anycost/validate_billing_drop") || !strings.Contains(d.String(), "validate only") {
+		t.Fatalf("endpoint %s, %s", d.endpoint, d)
+	}
+	real := newDest(t, url, ModeReplaceHourly, 0)
+	if id, _ := d.Target(); func() bool { rid, _ := real.Target(); return rid == id }() {
+		t.Fatal("a validating destination claims the connection the real one writes to")
+	}
+	h := hourAt(16, 5)
+	recs := hourRecords(h, 30, 0, "1")
+	j := newFakeJob(hourUnits(h), recs)
+	mustDeliver(t, d, j)
+	if got := s.Hours(testConn); len(got) != 0 {
+		t.Fatalf("validate_only stored %v", got)
+	}
+	if v := s.Validations(); len(v) != 1 || v[0] != len(recs) {
+		t.Fatalf("validations %v, want one of %d rows", v, len(recs))
+	}
+	if rows, _ := d.MonthUsage(h); rows != 0 {
+		t.Fatalf("month usage counts %d validated rows", rows)
 	}
 }

@@ -99,6 +99,9 @@ func (d *Destination) MonthUsage(month time.Time) (rows, bytes int64) {
 // gauges and warns when the month nears a limit.
 func (p *packer) recordUsage(ctx context.Context) {
 	d := p.d
+	if d.validateOnly {
+		return // validation stores nothing: the month holds what it held
+	}
 	t := d.usage.update(p.month, func(b map[time.Time]count) {
 		for _, s := range p.segs {
 			if !s.held {

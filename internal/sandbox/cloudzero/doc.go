@@ -72,7 +72,8 @@
 //   - 400 error types (invalid_request, invalid_row, limit_exceeded,
 //     idempotency_key_reuse) are the sandbox's own; the real values are not
 //     documented. validate_billing_drop answers the create shape without a
-//     drop id.
+//     drop id; Server.Validations lists the row counts of the bodies it
+//     passed (nothing else is kept).
 //   - GET .../billing_drops lists one entry per month holding data, with
 //     the id of the last drop that changed the month and its current row
 //     count; GET .../{month} returns the month's rows in arrival order.

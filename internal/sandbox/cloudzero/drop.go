@@ -235,6 +235,9 @@ func (s *Server) validateDrop(w http.ResponseWriter, r *http.Request) {
 		writeBody(w, http.StatusBadRequest, errorBody(bad))
 		return
 	}
+	s.mu.Lock()
+	s.validations = append(s.validations, d.rows)
+	s.mu.Unlock()
 	// The answer's shape is not documented [NOT FOUND]; this is the create
 	// answer without a drop id, since no drop was created.
 	writeJSON(w, dropAnswer{dropInfo{Month: d.month.Format(time.RFC3339), RowCount: d.rows}})

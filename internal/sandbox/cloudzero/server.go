@@ -74,6 +74,7 @@ type Server struct {
 	rng         *rand.Rand // drop ids
 	seq         uint64     // row arrival order
 	requests    int        // POSTs to billing_drops of known connections
+	validations []int      // row counts of the validate_billing_drop bodies that passed
 	concurrency int
 	keyReuse    int
 	maxBody     int64
