@@ -78,7 +78,22 @@ type Row struct {
 }
 
 // Quantity is the value of QuantityColumn.
-func (r Row) Quantity() decimal.Decimal { return r.Delta.Total }
+//
+// For the Disaster Recovery compute points item ("compute_points") that is
+// the file's value in seconds divided by 3600 and rounded to 2 places,
+// half away from zero: the docs say to do so "for the report types other
+// than csv or html", which includes csv_v2_0 [DOC: seed 002/003, "Creating
+// a billing report"; the rounding direction is INFER].
+func (r Row) Quantity() decimal.Decimal {
+	if r.Name == ComputePointsItem {
+		return r.Delta.Total.Div(decimal.NewFromInt(3600)).Round(2)
+	}
+	return r.Delta.Total
+}
+
+// ComputePointsItem is the offering item of Disaster Recovery compute
+// points, whose csv_v2_0 values are seconds.
+const ComputePointsItem = "compute_points"
 
 // Total is a record count and a quantity sum.
 type Total struct {

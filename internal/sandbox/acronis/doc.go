@@ -34,8 +34,10 @@
 // the days since 2020-01-01 (before that day it stays at base). Items:
 // storage, local_storage, dr_storage, notary_storage (GiB, 6 fraction
 // digits), workstations, servers, vms, mobiles, m365_mailboxes (counts) and
-// compute_points (seconds, raw: the "divide by 3600" rule of the docs is for
-// the other formats and is not applied).
+// compute_points (seconds, raw in the file: the docs' "divide by 3600 and
+// round to 2 places" applies to every report type but csv and html, so to
+// csv_v2_0; Expected counts the converted value, per row, as a collector
+// must publish it).
 //
 //   - usage_summary: one row per (tenant, item). absolute = value on
 //     period.end; delta = absolute(end) - absolute(start-1).

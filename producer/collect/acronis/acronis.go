@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/shopspring/decimal"
 	"io"
 	"net/http"
 	"net/url"
@@ -44,6 +45,25 @@ var documentedColumns = []string{
 // DateColumn is the column usage_daily rows are read with [INFER]: no
 // source names it, so the collector fails, naming it, when it is absent.
 const DateColumn = "date"
+
+// ComputePointsItem is the offering item of Disaster Recovery compute
+// points. csv_v2_0 carries its values in seconds: "To calculate Disaster
+// Recovery compute points for the report types other than csv or html,
+// divide the value by 3600 and round it to 2 decimal places" [DOC: seed
+// 002/003, "Creating a billing report"]. csv_v2_0 is such a type.
+const ComputePointsItem = "compute_points"
+
+// ComputePointsUnit is the unit of a converted compute points quantity.
+const ComputePointsUnit = "compute points"
+
+// computePoints converts a compute points value from seconds: /3600,
+// rounded to 2 places half away from zero ([INFER] the direction; the docs
+// say only "round"), exactly.
+func computePoints(d messages.Decimal) messages.Decimal {
+	r := d.Big().Div(decimal.NewFromInt(3600)).Round(2)
+	out, _ := messages.ParseDecimal(r.StringFixed(2))
+	return out
+}
 
 // DefaultQuantityColumn is the csv_v2_0 column published as the quantity.
 const DefaultQuantityColumn = "usage.delta.total"
@@ -403,6 +423,7 @@ func (p *Platform) record(c *collect.CSV, r collect.Range, trialCol string) (*me
 			return nil, DateColumn, fmt.Sprintf("%s is outside the report period %s", d.Format(time.DateOnly), r)
 		}
 	}
+	points := strings.TrimSpace(c.Get("name")) == ComputePointsItem
 	dec := func(col string) (messages.Decimal, string) {
 		v := strings.TrimSpace(c.Get(col))
 		if v == "" && col != p.s.QuantityColumn && !c.Has(col) {
@@ -411,6 +432,9 @@ func (p *Platform) record(c *collect.CSV, r collect.Range, trialCol string) (*me
 		d, err := messages.ParseDecimal(v)
 		if err != nil {
 			return d, fmt.Sprintf("%q is not a number", v)
+		}
+		if points {
+			d = computePoints(d)
 		}
 		return d, ""
 	}
@@ -436,6 +460,9 @@ func (p *Platform) record(c *collect.CSV, r collect.Range, trialCol string) (*me
 		ConsumedQuantity:  qty,
 		ConsumedUnit:      firstNonEmpty(c.Get("measurement_unit"), "units"),
 		Ext:               map[string]messages.ExtValue{},
+	}
+	if points {
+		rec.ConsumedUnit = ComputePointsUnit
 	}
 	edition := c.Get("edition")
 	if !c.Has("edition") {

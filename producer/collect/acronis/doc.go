@@ -97,8 +97,8 @@
 //	| SkuMeter             | name (the offering item)               | required, not empty |
 //	| ResourceId           | infra.id                               | empty when the item has no infrastructure |
 //	| ResourceType         | infra.backend_type                     | |
-//	| ConsumedQuantity     | usage.delta.total (quantity_column)    | exact decimal; not a number rejects the row |
-//	| ConsumedUnit         | measurement_unit, else "units"         | FOCUS wants a unit with a quantity |
+//	| ConsumedQuantity     | usage.delta.total (quantity_column)    | exact decimal; not a number rejects the row; compute points converted (below) |
+//	| ConsumedUnit         | measurement_unit, else "units"         | FOCUS wants a unit with a quantity; "compute points" for compute_points |
 //	| x_Edition            | edition                                | "standard" when the column is missing, as Acronis's parser does |
 //	| x_ApplicationId      | application.id                         | |
 //	| x_TenantKind         | tenant.kind                            | |
@@ -108,6 +108,15 @@
 //	| x_DeltaTotal         | usage.delta.total                      | decimal |
 //	| x_EffectiveTotal     | usage.effective.total                  | decimal |
 //	| x_Trial              | the trial column of the quantity's group (usage.delta.trial) | decimal |
+//
+// Disaster Recovery compute points (offering item compute_points) come in
+// seconds: "To calculate Disaster Recovery compute points for the report
+// types other than csv or html, divide the value by 3600 and round it to 2
+// decimal places" [DOC: seed 002/003, "Creating a billing report"].
+// csv_v2_0 is such a type, so every usage value of a compute_points row
+// (the quantity and the x_ totals) is divided by 3600 and rounded to 2
+// places, half away from zero ([INFER]: the docs do not say which way a
+// half goes), per row, exactly.
 //
 // Empty string values are left out. A row is rejected, with its line (the
 // header is line 1) and the column, when tenant.id, name or

@@ -128,3 +128,45 @@ func TestDownloadedReportIsDeleted(t *testing.T) {
 		t.Fatalf("%d kept, want the one whose delete failed", st.ReportsKept())
 	}
 }
+
+// Issue 17.10: csv_v2_0 is a report type "other than csv or html", so
+// Disaster Recovery compute points arrive in seconds and are divided by
+// 3600 and rounded to 2 places.
+func TestComputePointsFromSeconds(t *testing.T) {
+	for in, want := range map[string]string{"5400": "1.50", "1": "0.00", "18": "0.01", "17.99": "0.00", "-18": "-0.01", "36000": "10.00"} {
+		if got := computePoints(messages.MustDecimal(in)).String(); got != want {
+			t.Errorf("computePoints(%s) = %s, want %s", in, got, want)
+		}
+	}
+	sb, p := sandboxPlatform(t, sbacronis.Config{Seed: 8}, nil)
+	got, err := collectOnce(t, p, august)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := sb.Expected(sbacronis.Query{TenantID: sb.RootTenantID(), Level: "all_customers", Kind: sbacronis.KindSummary,
+		Start: august.Start, End: august.End.AddDate(0, 0, -1), ShowSKUs: true})
+	want := map[string]string{}
+	converted := false
+	for _, r := range exp.Rows {
+		if r.Name == ComputePointsItem {
+			want[r.TenantID] = r.Quantity().String()
+			converted = converted || !r.Quantity().Equal(r.Delta.Total)
+		}
+	}
+	if len(want) == 0 || !converted {
+		t.Fatalf("the sandbox has no compute points usage in seconds to convert: %v", want)
+	}
+	n := 0
+	for _, r := range got.recs {
+		if r.SkuMeter != ComputePointsItem {
+			continue
+		}
+		n++
+		if w := want[r.SubAccountId]; !r.ConsumedQuantity.Equal(messages.MustDecimal(w)) || r.ConsumedUnit != ComputePointsUnit {
+			t.Errorf("tenant %s: %s %s, want %s %s", r.SubAccountId, r.ConsumedQuantity, r.ConsumedUnit, w, ComputePointsUnit)
+		}
+	}
+	if n != len(want) {
+		t.Fatalf("%d compute points records, want %d", n, len(want))
+	}
+}
