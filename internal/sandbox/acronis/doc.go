@@ -78,12 +78,20 @@
 // # Decisions where the documentation is silent ([INFER])
 //
 //   - Tenant tree: the root (Config.RootTenantID, kind "partner") with the
-//     customers Config.Tenants under it, flat. A report for the root with
-//     level "itself" covers the root alone; any other level covers all the
-//     customers (the sandbox has no sub-partners or user accounts, so
-//     direct_partners, all_partners, all_customers and accounts are the
-//     same). A report for a customer covers that customer whatever the
-//     level. Any other tenant_id answers 403.
+//     customers Config.Tenants under it, and Config.SubPartners (kind
+//     "partner", parent the root), each with its own customers. A
+//     sub-partner's row is the sum of its customers' rows (the seed: a
+//     partner's rows may aggregate its customers'). A report for the root
+//     with level "itself" covers the root alone; direct_partners covers
+//     the direct customers and the sub-partners (aggregate rows);
+//     all_partners the sub-partners only; all_customers and accounts the
+//     direct customers, the sub-partners and the sub-partners' customers
+//     (no user accounts are modelled). Expected then leaves the
+//     sub-partner rows out (Totals.Aggregates counts them): a correct
+//     collector counts that usage once, from the customers' rows. A report
+//     for a sub-partner covers its customers (itself: its aggregate row);
+//     for a customer, that customer whatever the level. Any other
+//     tenant_id answers 403.
 //   - Only usage_summary and usage_daily are generated; usage_current and
 //     usage_breakdown answer 400 "... not supported by the sandbox".
 //   - Only csv_v2_0 is produced: a body whose formats list anything else

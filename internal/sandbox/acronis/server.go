@@ -37,6 +37,11 @@ type Config struct {
 	// Tenants are the customer tenants under the root. Default: four UUIDs
 	// derived from Seed.
 	Tenants []string
+	// SubPartners are partner tenants under the root, each with its own
+	// customers (id -> customer ids, not among Tenants). A sub-partner's
+	// row carries the sum of its customers' usage [INFER: the seed says a
+	// partner's rows may aggregate its customers'].
+	SubPartners map[string][]string
 	Seed    int64
 	// Now is the emulator's clock (token expiry, generation delay, the
 	// "usage history not ready" rules). Default time.Now.

@@ -376,6 +376,12 @@ func (p *Platform) parse(body io.Reader, r collect.Range, sink collect.Sink) (co
 		return collect.FetchInfo{}, collect.Permanent(fmt.Errorf("csv_v2_0: %w", err))
 	}
 	trialCol := p.s.QuantityColumn[:strings.LastIndexByte(p.s.QuantityColumn, '.')] + ".trial"
+	aggregates := 0
+	defer func() {
+		if aggregates > 0 {
+			p.env.Log.Info("acronis: skipped partner rows, whose customers' rows carry the same usage", "rows", aggregates, "level", p.s.Level)
+		}
+	}()
 	if err := c.Require(documentedColumns...); err != nil {
 		return collect.FetchInfo{}, collect.Permanent(fmt.Errorf("csv_v2_0: %w: these are the columns Acronis's own csv_v2_0 parser requires", err))
 	}
@@ -396,6 +402,10 @@ func (p *Platform) parse(body io.Reader, r collect.Range, sink collect.Sink) (co
 		if err != nil {
 			return collect.FetchInfo{Rows: c.Rows()}, fmt.Errorf("csv_v2_0: %w", err)
 		}
+		if p.aggregate(c) {
+			aggregates++
+			continue
+		}
 		rec, col, reason := p.record(c, r, trialCol)
 		if reason != "" {
 			sink.Reject(c.Row(), col, reason)
@@ -404,6 +414,25 @@ func (p *Platform) parse(body io.Reader, r collect.Range, sink collect.Sink) (co
 		sink.Record(c.Row(), rec)
 	}
 	return collect.FetchInfo{Rows: c.Rows()}, nil
+}
+
+// aggregate reports whether the current row is a partner's (or a folder's)
+// that a report of level all_customers or accounts also breaks down into
+// its customers' rows: publishing both would count the usage twice. A
+// row of the report's own tenant is kept (it is what level itself asks
+// for, and is no one's sum in the other levels' files). [INFER: the seed
+// says a partner's rows may aggregate its customers'; no source says
+// which rows do, so every partner row under the report's tenant is
+// treated as a sum.]
+func (p *Platform) aggregate(c *collect.CSV) bool {
+	if p.s.Level != "all_customers" && p.s.Level != "accounts" {
+		return false
+	}
+	switch strings.TrimSpace(c.Get("tenant.kind")) {
+	case "partner", "folder", "root":
+		return strings.TrimSpace(c.Get("tenant.id")) != p.s.TenantID
+	}
+	return false
 }
 
 func (p *Platform) record(c *collect.CSV, r collect.Range, trialCol string) (*messages.UsageRecord, string, string) {

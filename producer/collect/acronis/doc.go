@@ -109,6 +109,18 @@
 //	| x_EffectiveTotal     | usage.effective.total                  | decimal |
 //	| x_Trial              | the trial column of the quantity's group (usage.delta.trial) | decimal |
 //
+// Partners' rows. With level all_customers or accounts a report lists
+// every customer under the tenant, and also the partners (sub-partners)
+// between them, whose rows may aggregate their customers' usage (the
+// seed's warning; no source says which rows do [INFER]). Publishing both
+// would count that usage twice, so with those levels a row whose
+// tenant.kind is partner, folder or root (other than the report's own
+// tenant) is skipped, and the count is logged; the customers' rows carry
+// the usage. With direct_partners a sub-partner's row is the only one
+// carrying its customers' usage and is kept; with all_partners the file
+// holds partner rows only, which may nest (a partner above a
+// sub-partner): prefer all_customers for billing.
+//
 // Disaster Recovery compute points (offering item compute_points) come in
 // seconds: "To calculate Disaster Recovery compute points for the report
 // types other than csv or html, divide the value by 3600 and round it to 2

@@ -170,3 +170,54 @@ func TestComputePointsFromSeconds(t *testing.T) {
 		t.Fatalf("%d compute points records, want %d", n, len(want))
 	}
 }
+
+// Issue 17.12: with level all_customers a sub-partner's row sums its
+// customers' rows, which the file lists too: the partner's usage must not
+// be counted twice.
+func TestAllCustomersCountsPartnerUsageOnce(t *testing.T) {
+	sub := map[string][]string{
+		"5b0e3f5c-1111-4a4a-8b8b-000000000001": {"5b0e3f5c-2222-4a4a-8b8b-000000000001", "5b0e3f5c-2222-4a4a-8b8b-000000000002"},
+		"5b0e3f5c-1111-4a4a-8b8b-000000000002": {"5b0e3f5c-2222-4a4a-8b8b-000000000003"},
+	}
+	sb, p := sandboxPlatform(t, sbacronis.Config{Seed: 9, SubPartners: sub}, func(s *Settings) { s.Level = "all_customers" })
+	got, err := collectOnce(t, p, august)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := sbacronis.Query{TenantID: sb.RootTenantID(), Level: "all_customers", Kind: sbacronis.KindSummary,
+		Start: august.Start, End: august.End.AddDate(0, 0, -1), ShowSKUs: true}
+	want := sb.Expected(q)
+	var sum messages.Sum
+	tenants := map[string]bool{}
+	for i := range got.recs {
+		sum.Add(got.recs[i].ConsumedQuantity)
+		tenants[got.recs[i].SubAccountId] = true
+	}
+	if want.Aggregates == 0 {
+		t.Fatal("the sandbox wrote no sub-partner rows")
+	}
+	if len(got.recs) != want.Records || !sum.Big().Equal(want.Quantity) {
+		t.Fatalf("published %d records, quantity %s; want %d, %s (sub-partner rows counted twice?)", len(got.recs), sum.Big(), want.Records, want.Quantity)
+	}
+	for sp, kids := range sub {
+		if tenants[sp] {
+			t.Errorf("sub-partner %s published beside its customers", sp)
+		}
+		for _, k := range kids {
+			if !tenants[k] {
+				t.Errorf("customer %s of sub-partner %s missing", k, sp)
+			}
+		}
+	}
+	// Level direct_partners lists a sub-partner's row without its
+	// customers': there the row is the only one carrying their usage.
+	sb2, p2 := sandboxPlatform(t, sbacronis.Config{Seed: 9, SubPartners: sub}, func(s *Settings) { s.Level = "direct_partners" })
+	got2, err := collectOnce(t, p2, august)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Level = "direct_partners"
+	if w := sb2.Expected(q); len(got2.recs) != w.Records || w.Aggregates != 0 {
+		t.Fatalf("direct_partners: %d records, want %d (aggregates %d)", len(got2.recs), w.Records, w.Aggregates)
+	}
+}
