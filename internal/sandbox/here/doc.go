@@ -93,6 +93,10 @@
 //   - Range semantics: an hour H counts when startDate <= H < endDate (end
 //     exclusive), so both "...T23:59:59" and next-midnight ends work, and
 //     adjacent ranges [a,b) [b,c) neither overlap nor leave a gap. The
+//     spec says only "End date for search"; Config.InclusiveEnd reads it
+//     as inclusive (startDate <= H <= endDate), under which a
+//     next-midnight end counts the next day's first hour: a collector that
+//     ends at hh:59:59 gets the same data under both readings. The
 //     sandbox does not model data latency: any hour has data.
 //   - startDate/endDate must be exactly yyyy-MM-dd'T'HH:mm:ss (no zone, no
 //     fraction); they are UTC.

@@ -249,6 +249,10 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 		e.write(w, r)
 		return
 	}
+	if s.cfg.InclusiveEnd {
+		// The hour that starts at endDate (or contains it) counts too.
+		q.End = q.End.Truncate(time.Hour).Add(time.Hour)
+	}
 	subs, e := s.parseSubAccounts(w, r, realm)
 	if e != nil {
 		e.write(w, r)

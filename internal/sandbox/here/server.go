@@ -58,6 +58,11 @@ type Config struct {
 	// of the future is not known (data arrives up to 48 h late), and a
 	// report asked so would pass for complete when it is not.
 	AllowFutureEnd bool
+	// InclusiveEnd reads endDate as inclusive: an hour H counts when
+	// startDate <= H <= endDate. The spec says only "End date for
+	// search" [NOT FOUND]; by default the end is exclusive (H < endDate).
+	// A collector must get the same data under both readings.
+	InclusiveEnd bool
 	// FailReports makes every report end "failed".
 	FailReports bool
 	// MalformedRows breaks that many rows of every file (see ExpectedQuery).
