@@ -42,7 +42,7 @@ type Config struct {
 	// row carries the sum of its customers' usage [INFER: the seed says a
 	// partner's rows may aggregate its customers'].
 	SubPartners map[string][]string
-	Seed    int64
+	Seed        int64
 	// Now is the emulator's clock (token expiry, generation delay, the
 	// "usage history not ready" rules). Default time.Now.
 	Now func() time.Time

@@ -26,7 +26,9 @@ type sinkRec struct {
 }
 
 func (s *sinkRec) Record(_ collect.Row, r *messages.UsageRecord) { s.recs = append(s.recs, r.Clone()) }
-func (s *sinkRec) Reject(_ collect.Row, col, reason string)     { s.rejects = append(s.rejects, col+": "+reason) }
+func (s *sinkRec) Reject(_ collect.Row, col, reason string) {
+	s.rejects = append(s.rejects, col+": "+reason)
+}
 
 func sandboxPlatform(t *testing.T, cfg sbhere.Config, edit func(*Settings)) (*sbhere.Server, *Platform) {
 	t.Helper()
