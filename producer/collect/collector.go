@@ -497,8 +497,31 @@ func (r *run) publishUpTo(ctx context.Context, end time.Time) error {
 			break
 		}
 	}
-	r.rs.Reports = slices.DeleteFunc(r.rs.Reports, func(f InFlight) bool { return !f.Range.End.After(frontier) })
-	return r.st.save(ctx, r.ck, c.o.Now().UTC())
+	var done []string
+	r.rs.Reports = slices.DeleteFunc(r.rs.Reports, func(f InFlight) bool {
+		if f.Range.End.After(frontier) {
+			return false
+		}
+		done = append(done, f.ReportID)
+		return true
+	})
+	if err := r.st.save(ctx, r.ck, c.o.Now().UTC()); err != nil {
+		return err
+	}
+	if cl, ok := c.p.(ReportCleaner); ok {
+		for _, id := range done {
+			cl.CleanReport(ctx, id)
+		}
+	}
+	return nil
+}
+
+// ReportCleaner is implemented by a platform that removes a report from
+// the API once everything in it is published and the checkpoint no longer
+// names it (Acronis deletes it: an hourly schedule would otherwise leave
+// 24 report objects a day behind). A failure is the platform's to log.
+type ReportCleaner interface {
+	CleanReport(ctx context.Context, reportID string)
 }
 
 // rangeSink takes one download's rows into the open periods and can undo

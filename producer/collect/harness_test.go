@@ -137,7 +137,8 @@ func (e *env) acronis(cfg sbacronis.Config, edit func(*acronis.Settings)) (*sbac
 	sb := sbacronis.New(cfg)
 	srv := httptest.NewServer(sb.Handler())
 	e.t.Cleanup(srv.Close)
-	s := acronis.Settings{BaseURL: srv.URL, ClientID: "sandbox-client", ClientSecret: config.NewSecret("sandbox-secret"), TenantID: sb.RootTenantID()}
+	s := acronis.Settings{BaseURL: srv.URL, ClientID: "sandbox-client", ClientSecret: config.NewSecret("sandbox-secret"), TenantID: sb.RootTenantID(),
+		Kind: acronis.KindDaily} // the tests use the sandbox's inferred date column; the default is usage_summary
 	if edit != nil {
 		edit(&s)
 	}

@@ -107,13 +107,17 @@ func TestAcronisMapping(t *testing.T) {
 			t.Fatalf("no row for %+v", rec)
 		}
 		d := day(row.Date)
+		unit, abs, trial := row.MeasurementUnit, row.Absolute.Total, row.Delta.Trial
+		if row.Name == sbacronis.ComputePointsItem { // seconds in csv_v2_0: /3600, 2 places
+			unit, abs, trial = acronis.ComputePointsUnit, abs.Div(decimal.NewFromInt(3600)).Round(2), trial.Div(decimal.NewFromInt(3600)).Round(2)
+		}
 		if !rec.ChargePeriodStart.Equal(d) || !rec.ChargePeriodEnd.Equal(d.AddDate(0, 0, 1)) ||
 			rec.BillingAccountId != sb.RootTenantID() || rec.SubAccountName != row.TenantName ||
 			rec.ProviderName != "Acronis" || rec.ServiceName != row.ApplicationID || rec.ChargeCategory != "Usage" ||
-			rec.SkuId != row.SKU || rec.SkuId == "" || rec.ConsumedUnit != row.MeasurementUnit ||
-			!rec.ConsumedQuantity.Big().Equal(row.Delta.Total) || rec.ResourceId != row.InfraID ||
+			rec.SkuId != row.SKU || rec.SkuId == "" || rec.ConsumedUnit != unit ||
+			!rec.ConsumedQuantity.Big().Equal(row.Quantity()) || rec.ResourceId != row.InfraID ||
 			rec.Ext["Edition"].Str != row.Edition || rec.Ext["ParentTenantId"].Str != row.ParentID ||
-			!rec.Ext["AbsoluteTotal"].Dec.Big().Equal(row.Absolute.Total) || !rec.Ext["Trial"].Dec.Big().Equal(row.Delta.Trial) {
+			!rec.Ext["AbsoluteTotal"].Dec.Big().Equal(abs) || !rec.Ext["Trial"].Dec.Big().Equal(trial) {
 			t.Fatalf("record %+v\nfrom row %+v", rec, row)
 		}
 	}
@@ -227,7 +231,7 @@ func TestNoSecretOrTokenInLogsOrErrors(t *testing.T) {
 	aspy := &tokenSpy{h: asb.Handler()}
 	asrv := httptest.NewServer(aspy)
 	defer asrv.Close()
-	as := acronis.Settings{BaseURL: asrv.URL, ClientID: "sandbox-client", ClientSecret: config.NewSecret("sandbox-secret"), TenantID: asb.RootTenantID()}
+	as := acronis.Settings{BaseURL: asrv.URL, ClientID: "sandbox-client", ClientSecret: config.NewSecret("sandbox-secret"), TenantID: asb.RootTenantID(), Kind: acronis.KindDaily}
 	if err := as.Validate("t"); err != nil {
 		t.Fatal(err)
 	}

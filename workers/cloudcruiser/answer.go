@@ -43,8 +43,13 @@ func (d *Destination) parseAnswer(raw []byte) answer {
 }
 
 // failedWith200 is a 2xx whose body does not say success: nothing is known
-// to be stored. It is transient (the date is sent again later), unless the
-// body's own status says the credentials were refused.
+// to be stored. The body's own status decides, as classify decides for an
+// HTTP status: a 4xx there is the API answering about the file, so a
+// body status of 400, 413 or 422 refuses the date (its records are
+// dead-lettered with the message, like an HTTP 400), 401 or 403 pauses
+// the destination, 408, 409, 423 and 429 are retried, and another 4xx
+// pauses the destination as every date would meet it. No body status, or
+// a 5xx, is transient: the date is sent again later.
 func (a answer) failedWith200(date string, status int) error {
 	msg := a.Message
 	if a.Success == nil {
@@ -52,6 +57,9 @@ func (a answer) failedWith200(date string, status int) error {
 	}
 	if a.Status == http.StatusUnauthorized || a.Status == http.StatusForbidden {
 		return &workers.Error{Class: workers.ClassAuth, Status: a.Status, Message: msg}
+	}
+	if a.Success != nil && a.Status >= 400 && a.Status < 500 {
+		return classify(date, a.Status, http.Header{}, fmt.Sprintf("%s (HTTP %d, \"success\": false)", msg, status))
 	}
 	return &workers.Error{Class: workers.ClassTransient, Status: status,
 		Message: fmt.Sprintf("upload of %s answered HTTP %d without success (body status %d): %s", date, status, a.Status, msg)}

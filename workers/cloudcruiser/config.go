@@ -36,6 +36,14 @@ type Settings struct {
 	// default DefaultTagPrefix. OmitTags sends no tags at all.
 	TagPrefix string `yaml:"tag_prefix"`
 	OmitTags  bool   `yaml:"omit_tags"`
+	// ExtraFields chooses the extra typed fields: which x_ columns and
+	// tags are sent, under which name, as FLOAT, INT or STRING. Empty:
+	// every x_ column (typed by its kind) and every tag (STRING, named
+	// tag_prefix + key; none with omit_tags).
+	ExtraFields []ExtraField `yaml:"extra_fields"`
+	// OmitCosts leaves out the FLOAT extra fields "Effective Cost" and
+	// "List Cost" (EffectiveCost and ListCost), sent by default.
+	OmitCosts bool `yaml:"omit_costs"`
 	// HTTPTimeout is how long an upload may go without progress: between
 	// two pieces of the file accepted by the connection, and from the end
 	// of the file to the answer. Default DefaultHTTPTimeout.
@@ -122,7 +130,12 @@ func newDestination(name string, s Settings, key string) (*Destination, error) {
 	if strings.HasPrefix(strings.ToLower(prefix), "x_") {
 		return nil, config.Errorf(key+".tag_prefix", "%q: x_ is where extension columns go; pick another prefix", prefix)
 	}
-	d.m = mapper{loc: d.loc, suffix: offsetSuffix(secs), offset: secs, def: def, tagPrefix: prefix, omitTags: s.OmitTags}
+	d.m = mapper{loc: d.loc, suffix: offsetSuffix(secs), offset: secs, def: def, tagPrefix: prefix, omitTags: s.OmitTags, costs: !s.OmitCosts}
+	if len(s.ExtraFields) > 0 {
+		if d.m.extra, err = compileExtra(s.ExtraFields, prefix, key+".extra_fields"); err != nil {
+			return nil, err
+		}
+	}
 
 	if d.timeout <= 0 {
 		return nil, config.Errorf(key+".http_timeout", "must be positive")
@@ -200,11 +213,21 @@ func FormatZoneOffset(secs int) string {
 	return fmt.Sprintf("%c%02d:%02d", sign, h, m)
 }
 
-// offsetSuffix is what follows the seconds of a Usage Start or End: "Z"
-// for UTC, else the offset.
+// offsetSuffix is what follows the seconds of a Usage Start or End, in the
+// seed's form: "Z" for UTC, "+03" for whole hours (the documented example
+// offset), "+05:30" with minutes ([INFER]: the docs show only ±hh). An
+// offset with seconds has no documented form in a time value: the times
+// are then written without an offset, which the API reads in the
+// request's zoneOffset (sent with every upload), where seconds are
+// documented ("-07:01:30").
 func offsetSuffix(secs int) string {
-	if secs == 0 {
+	switch {
+	case secs == 0:
 		return "Z"
+	case secs%60 != 0:
+		return ""
+	case secs%3600 == 0:
+		return FormatZoneOffset(secs)[:3]
 	}
 	return FormatZoneOffset(secs)
 }

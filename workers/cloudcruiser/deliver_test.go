@@ -229,6 +229,39 @@ func TestUploadRefusedDate(t *testing.T) {
 	}
 }
 
+// Issue 17.5: an HTTP 200 whose body says "success": false with a 4xx
+// status is the API refusing the file. It was retried forever; the date is
+// now refused like a 400, its records dead-lettered with the message.
+func TestUploadRefusedIn200Body(t *testing.T) {
+	e := newSandbox(t, sandbox.Config{ErrorsWith200: true}, nil)
+	d := e.dest(t, Settings{})
+	start := time.Date(2024, 8, 16, 0, 0, 0, 0, time.UTC)
+	recs := hourRecords(100, start, 24*time.Hour)
+	unit := d.DateUnit(start)
+	e.srv.Faults().Set(fault.Rule{Kind: fault.Status, Code: 400, Path: sandbox.UploadPath + "2024-08-16", Count: 1, Message: "record index 7: Quantity is not a decimal"})
+	j := newFakeJob([]workers.Unit{unit}, recs)
+	if err := d.Deliver(context.Background(), j); err != nil {
+		t.Fatalf("Deliver: %v (a refusal in the body must dead-letter the date, not be retried)", err)
+	}
+	if r := j.UnitRejects[unit.Key]; !strings.Contains(r, "record index 7: Quantity is not a decimal") || !strings.Contains(r, "400") {
+		t.Fatalf("refused %v", j.UnitRejects)
+	}
+	checkDate(t, e, "2024-08-16", nil) // emptied: nothing of a refused date stays
+	// The body's 401 in a 200 still pauses; a 429 there is retried.
+	for _, c := range []struct {
+		code  int
+		class workers.Class
+	}{{401, workers.ClassAuth}, {429, workers.ClassTransient}, {500, workers.ClassTransient}} {
+		e.srv.Faults().Set(fault.Rule{Kind: fault.Status, Code: c.code, Path: sandbox.UploadPath + "2024-08-16", Count: 1})
+		j := newFakeJob([]workers.Unit{unit}, recs)
+		err := d.Deliver(context.Background(), j)
+		var we *workers.Error
+		if !errors.As(err, &we) || we.Class != c.class || len(j.UnitRejects) != 0 {
+			t.Fatalf("body status %d: err %v refused %v, want class %v", c.code, err, j.UnitRejects, c.class)
+		}
+	}
+}
+
 func TestUploadAnswers(t *testing.T) {
 	start := time.Date(2024, 8, 16, 0, 0, 0, 0, time.UTC)
 	recs := hourRecords(2000, start, 24*time.Hour)

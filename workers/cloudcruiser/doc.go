@@ -26,6 +26,10 @@
 //	        units: ...
 //	      tag_prefix: "tag:"            # default; tags go as extra fields "tag:<key>"
 //	      omit_tags: false              # default; true sends no tags
+//	      extra_fields:                 # default: every x_ column and every tag, typed by kind
+//	        - {from: x_Project}                          # name x_Project, type by the column's kind
+//	        - {from: tag:team, name: Team, type: STRING} # FLOAT, INT or STRING
+//	      omit_costs: false             # default; true leaves out Effective Cost and List Cost
 //	      http_timeout: 30s             # default: the longest an upload may make no progress
 //	      content_length: false         # default chunked; true measures the file first (two rebuilds)
 //
@@ -77,15 +81,32 @@
 //	| Resource Name       | ResourceName                                       | left out |
 //	| Resource Type       | ResourceType                                       | left out |
 //	| Cost                | BilledCost                                         | left out |
+//	| Effective Cost      | EffectiveCost, a FLOAT extra field [INFER name]    | left out; omit_costs |
+//	| List Cost           | ListCost, a FLOAT extra field [INFER name]         | left out; omit_costs |
 //	| x_<Name>            | Ext[Name]: int as a JSON integer, decimal as a JSON number, string as a string | left out |
 //	| <tag_prefix><key>   | Tags[key], a string; keys sorted                   | left out |
 //
-// Times are written "2024-08-16T13:00:00-07:00" (the documented
-// yyyy-MM-ddTHH:mm:ssZ with an offset; "Z" for UTC; ±hh:mm:ss for an offset
-// with seconds), truncated to the second: the format has no fraction, and
-// truncation keeps a time on its date since midnight is a whole second.
-// FOCUS's exclusive ChargePeriodEnd is sent as it is (the documented
-// example's inclusive "23:59" is not imitated). Quantity, Cost and decimal
+// With extra_fields set, the last two rows are replaced by exactly the
+// listed fields, each converted to its type (FLOAT a JSON number, INT a
+// JSON integer, STRING a JSON string: the seed's extraTypedFields, "the
+// value type for each field: FLOAT, INT or STRING"; how a collection
+// declares them is not documented, and the value's JSON type is how the
+// documented FLOAT and INT fields are written [INFER]). A value that is
+// absent or cannot be its type (a fraction for INT, text for FLOAT) leaves
+// that field out of the row; the record is still sent.
+//
+// Times follow the seed's forms: the documented yyyy-MM-ddTHH:mm:ssZ with
+// "Z" for UTC and an offset like the seed's "+03" ("2024-08-16T13:00:00-07";
+// "+05:30" for an offset with minutes [INFER]). An offset with seconds
+// has no documented form in a time value, so the times are then written
+// without one and read in the request's zoneOffset, where seconds are
+// documented. Times are truncated to the second: the format has no
+// fraction, and truncation keeps a time on its date since midnight is a
+// whole second. Usage End is inclusive, as in the seed's example (a daily
+// row "2017-03-01 00:00" to "2017-03-01 23:59"): FOCUS's exclusive
+// ChargePeriodEnd on a whole minute is sent one minute earlier (next
+// midnight becomes 23:59:00 of the date), unless that would fall before
+// Usage Start (a record shorter than a minute), when it is sent as it is. Quantity, Cost and decimal
 // extension columns are JSON numbers written from the exact decimal text
 // (messages.Decimal is plain notation, which is JSON number syntax), never
 // through float64. Required strings must not be blank (the API refuses a
@@ -100,8 +121,8 @@
 // prefix) rejects the record.
 //
 // Not sent: ChargeCategory, ChargeDescription, PublisherName, InvoiceId,
-// EffectiveCost, ListCost, ContractedCost, BillingCurrency (no documented
-// field; a collection has one currency), and Rate (FOCUS carries no unit
+// ContractedCost, BillingCurrency (no documented field; a collection has
+// one currency), and Rate (FOCUS carries no unit
 // price here, and dividing would not be exact). The Account Owner, region,
 // zone, category and resource fields are documented optional fields.
 //
@@ -149,9 +170,13 @@
 // The API answers JSON {"success", "message", "status"} [DOC].
 //
 //   - 2xx with "success": true: the date is delivered.
-//   - 2xx with "success": false, or a body that is not that JSON: a failure
-//     (nothing is known to be stored): transient, the job is retried; if
-//     the body's status is 401 or 403, an auth failure.
+//   - 2xx with "success": false: the body's "status" decides, as an HTTP
+//     status would below. A 4xx there is the API answering about the file
+//     (the seed documents the status inside the body, and a 401 carried so
+//     [DOC]): 400, 413, 422 refuse the date with the message, 401 and 403
+//     pause the destination, 408, 409, 423, 429 are retried, another 4xx
+//     pauses. A 5xx or no status there, or a body that is not that JSON, is
+//     a failure with nothing known to be stored: transient, retried.
 //   - 401, 403: the *workers.Error of class ClassAuth: the pool pauses the
 //     destination loudly and keeps its data waiting.
 //   - 400, 413, 422: the date is refused with the API's message. An empty

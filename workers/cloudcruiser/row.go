@@ -78,6 +78,8 @@ type mapper struct {
 	def       Defaults
 	tagPrefix string
 	omitTags  bool
+	extra     []extraField // extra_fields; nil: every x_ column and tag
+	costs     bool         // send Effective Cost and List Cost
 }
 
 // rowBuilder is one upload's scratch space around the shared mapper.
@@ -225,7 +227,7 @@ func (b *rowBuilder) appendRow(dst []byte, r *messages.UsageRecord) ([]byte, *Ro
 		}
 	}
 	b.keys = b.keys[:0]
-	if !m.omitTags {
+	if !m.omitTags && m.extra == nil {
 		for k := range r.Tags {
 			if b.clashes(k) {
 				name := m.tagPrefix + k
@@ -239,7 +241,7 @@ func (b *rowBuilder) appendRow(dst []byte, r *messages.UsageRecord) ([]byte, *Ro
 	dst = append(dst, `{"Usage Start":`...)
 	dst = m.appendTime(dst, start)
 	dst = append(dst, `,"Usage End":`...)
-	dst = m.appendTime(dst, end)
+	dst = m.appendTime(dst, inclusiveEnd(start, end))
 	dst = appendStr(dst, `,"Account ID":`, v.accountID)
 	dst = appendStr(dst, `,"Account Name":`, v.accountName)
 	dst = appendStr(dst, `,"Provider":`, v.provider)
@@ -261,6 +263,16 @@ func (b *rowBuilder) appendRow(dst []byte, r *messages.UsageRecord) ([]byte, *Ro
 	if r.BilledCost.IsSet() {
 		dst = append(dst, `,"Cost":`...)
 		dst = append(dst, r.BilledCost.String()...)
+	}
+	if m.costs {
+		dst = appendCost(dst, `,"`+FieldEffectiveCost+`":`, r.EffectiveCost)
+		dst = appendCost(dst, `,"`+FieldListCost+`":`, r.ListCost)
+	}
+	if m.extra != nil {
+		for i := range m.extra {
+			dst = appendTyped(dst, &m.extra[i], r)
+		}
+		return append(dst, '}'), nil
 	}
 	if len(r.Ext) > 0 {
 		b.ext = b.ext[:0]
@@ -291,6 +303,32 @@ func (b *rowBuilder) appendRow(dst []byte, r *messages.UsageRecord) ([]byte, *Ro
 		dst = messages.AppendJSONString(dst, r.Tags[k])
 	}
 	return append(dst, '}'), nil
+}
+
+// appendCost appends key and d as a JSON number (a FLOAT extra field),
+// or nothing when d is unset or beyond the decimal bounds (a cost beside
+// BilledCost is information, not what the row bills).
+func appendCost(dst []byte, key string, d messages.Decimal) []byte {
+	if !d.IsSet() || !decimalFits(d) {
+		return dst
+	}
+	dst = append(dst, key...)
+	return append(dst, d.String()...)
+}
+
+// inclusiveEnd turns FOCUS's exclusive ChargePeriodEnd into the inclusive
+// end the seed's example shows: a daily row ends at "23:59" of its date,
+// not at the next midnight. An end on a whole minute becomes the minute
+// before it (next midnight → 23:59:00 of the date; 14:00 → 13:59:00),
+// unless that would fall before the start (a record shorter than a
+// minute), when the end is sent as it is.
+func inclusiveEnd(start, end time.Time) time.Time {
+	if end.Truncate(time.Minute).Equal(end) {
+		if e := end.Add(-time.Minute); !e.Before(start) {
+			return e
+		}
+	}
+	return end
 }
 
 // appendTime writes t in the zone offset as "2024-08-16T13:00:00-07:00"

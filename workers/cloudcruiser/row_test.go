@@ -102,7 +102,7 @@ func TestMappingExactNumbers(t *testing.T) {
 		}
 	}
 	for k, want := range map[string]string{
-		"Usage Start": "2024-08-16T20:00:01Z", "Usage End": "2024-08-16T21:00:00Z", "Account ID": "sub-007", "Account Name": "project 7",
+		"Usage Start": "2024-08-16T20:00:01Z", "Usage End": "2024-08-16T20:59:00Z", "Account ID": "sub-007", "Account Name": "project 7",
 		"Account Owner ID": "acct-1000", "Account Owner": "Example Corp", "Provider Type": "Public", "Meter ID": "SKU-Com-01",
 		"Meter Name": "vCPU Hours", "Units": "Hours", "Provider Region": "us-west-2", "x_Project": "apollo", "tag:cost center": "42",
 	} {
@@ -117,18 +117,48 @@ func TestMappingExactNumbers(t *testing.T) {
 	}
 }
 
+// Issue 17.7: times follow the seed's forms: an offset like "+03" (not
+// "+03:00", never with seconds in a time value) and a daily row ending
+// at 23:59 of its date, not at the next midnight.
 func TestMappingTimes(t *testing.T) {
 	at := time.Date(2024, 8, 16, 7, 0, 0, 999_999_999, time.UTC)
 	for zone, want := range map[string]string{
 		"":          `"2024-08-16T07:00:00Z"`,
-		"-07:00":    `"2024-08-16T00:00:00-07:00"`,
+		"-07:00":    `"2024-08-16T00:00:00-07"`,
+		"+03":       `"2024-08-16T10:00:00+03"`,
 		"+05:30":    `"2024-08-16T12:30:00+05:30"`,
-		"-07:01:30": `"2024-08-15T23:58:30-07:01:30"`,
+		"-07:01:30": `"2024-08-15T23:58:30"`, // no documented form: read in the zoneOffset sent
 	} {
 		d := testDest(t, Settings{ZoneOffset: zone})
 		if got := string(d.m.appendTime(nil, at)); got != want {
 			t.Errorf("zone %q: %s, want %s", zone, got, want)
 		}
+	}
+	day := time.Date(2024, 8, 16, 0, 0, 0, 0, time.FixedZone("", 3*3600))
+	for _, c := range []struct {
+		start, end time.Time
+		want       time.Time
+	}{
+		{day, day.AddDate(0, 0, 1), day.Add(24*time.Hour - time.Minute)},                          // a daily row: 23:59
+		{day, day.Add(time.Hour), day.Add(59 * time.Minute)},                                      // an hour: 00:59
+		{day, day.Add(30 * time.Second), day.Add(30 * time.Second)},                               // under a minute: as it is
+		{day, day.Add(90*time.Minute + 15*time.Second), day.Add(90*time.Minute + 15*time.Second)}, // not on a minute
+		{day.Add(time.Minute), day.Add(time.Minute), day.Add(time.Minute)},                        // no duration
+	} {
+		if got := inclusiveEnd(c.start, c.end); !got.Equal(c.want) {
+			t.Errorf("inclusiveEnd(%s, %s) = %s, want %s", c.start, c.end, got, c.want)
+		}
+	}
+	d := testDest(t, Settings{ZoneOffset: "+03"})
+	b := rowBuilder{m: &d.m}
+	r := messages.UsageRecord{ChargePeriodStart: day, ChargePeriodEnd: day.AddDate(0, 0, 1), BillingAccountId: "a", ProviderName: "p",
+		ServiceName: "s", SkuId: "m", ConsumedQuantity: messages.MustDecimal("1"), ConsumedUnit: "u"}
+	row, err := b.appendRow(nil, &r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(row), `"Usage Start":"2024-08-16T00:00:00+03","Usage End":"2024-08-16T23:59:00+03"`) {
+		t.Fatalf("daily row %s, want it to end at 23:59 of its date with offset +03", row)
 	}
 }
 

@@ -14,6 +14,11 @@ import (
 // Type is the destination type in the configuration (`type: cloudzero`).
 const Type = "cloudzero"
 
+// ValidatePath is the billing-drop validation endpoint [DOC: "POST
+// /v2/connections/billing/anycost/validate_billing_drop", API key scope
+// connections:create_billing_anycost_validate_billing_drop].
+const ValidatePath = "/v2/connections/billing/anycost/validate_billing_drop"
+
 // Defaults and documented limits.
 const (
 	DefaultBaseURL           = "https://api.cloudzero.com"
@@ -55,6 +60,10 @@ type Settings struct {
 	// MonthWarnFraction of MonthRowLimit / MonthByteLimit a month may reach
 	// before every job that touches it logs a warning.
 	MonthWarnFraction float64 `yaml:"month_warn_fraction"`
+	// ValidateOnly sends every request to validate_billing_drop instead of
+	// billing_drops: CloudZero checks the rows and stores nothing. A dry
+	// run before sending real data (see the package doc).
+	ValidateOnly bool `yaml:"validate_only"`
 }
 
 func init() { workers.Register(Type, factory) }
@@ -83,6 +92,7 @@ func newDestination(name string, s Settings, key string) (*Destination, error) {
 		maxBody: s.MaxBodyBytes,
 		timeout: s.HTTPTimeout.D(DefaultHTTPTimeout),
 		usage:   newMonthUsage(),
+		repairs: &repairCounter{},
 	}
 	if d.mode == "" {
 		d.mode = ModeReplaceHourly
@@ -103,6 +113,10 @@ func newDestination(name string, s Settings, key string) (*Destination, error) {
 		return nil, err
 	}
 	d.endpoint = base + "/v2/connections/billing/anycost/" + url.PathEscape(d.conn) + "/billing_drops"
+	if s.ValidateOnly {
+		d.validateOnly = true
+		d.endpoint = base + ValidatePath
+	}
 	switch {
 	case d.maxBody == 0:
 		d.maxBody = DefaultMaxBodyBytes
@@ -146,6 +160,9 @@ func validConnectionID(s string) bool {
 
 // String names the destination without its key.
 func (d *Destination) String() string {
+	if d.validateOnly {
+		return fmt.Sprintf("cloudzero %s (connection %s, %s, validate only: nothing is stored)", d.name, d.conn, d.mode)
+	}
 	return fmt.Sprintf("cloudzero %s (connection %s, %s)", d.name, d.conn, d.mode)
 }
 

@@ -25,6 +25,10 @@ type Destination struct {
 	warnRows  int64
 	warnBytes int64
 	usage     *monthUsage
+	repairs   *repairCounter
+	// validateOnly: endpoint is validate_billing_drop (settings
+	// validate_only); nothing is stored at CloudZero.
+	validateOnly bool
 }
 
 var _ workers.Destination = (*Destination)(nil)
@@ -57,13 +61,39 @@ func (d *Destination) LeaseKey(workers.Unit) string { return d.conn }
 
 // Target is the connection's billing-drops endpoint: two destinations on
 // one connection would replace each other's hours.
+//
+// A validate_only destination writes nothing, so its target is its own
+// name: it may sit beside the real destination of the same connection.
 func (d *Destination) Target() (string, string) {
+	if d.validateOnly {
+		return d.endpoint + "#" + d.name, "CloudZero validation for destination " + d.name
+	}
 	return d.endpoint, "CloudZero connection " + d.conn
 }
 
-// EncodeRow is AppendRow: the pool encodes rows ahead of delivery.
+// ValidateOnly reports whether the destination only validates (settings
+// validate_only): its requests go to validate_billing_drop and CloudZero
+// stores nothing.
+func (d *Destination) ValidateOnly() bool { return d.validateOnly }
+
+// EncodeRow is AppendRow: the pool encodes rows ahead of delivery. What it
+// repairs is counted (Repairs, the metric usagefleet.cloudzero.repairs).
 func (d *Destination) EncodeRow(dst []byte, r *messages.UsageRecord) ([]byte, error) {
-	return AppendRow(dst, r)
+	dst, _, err := d.EncodeRowWarnings(dst, r)
+	return dst, err
+}
+
+// EncodeRowWarnings is EncodeRow that also says how many warnings the
+// record's ack should count: 1 when a label was repaired or dropped
+// (Repairs), else 0. A runtime that carries warnings in acks calls it
+// instead of EncodeRow and sums the result per part.
+func (d *Destination) EncodeRowWarnings(dst []byte, r *messages.UsageRecord) ([]byte, int, error) {
+	dst, rep, err := AppendRowRepaired(dst, r)
+	if err != nil || !rep.Any() {
+		return dst, 0, err
+	}
+	d.countRepairs(rep)
+	return dst, 1, nil
 }
 
 // Deliver uploads the job; see the package doc for the sequence of

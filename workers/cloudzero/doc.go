@@ -16,6 +16,7 @@
 //	      max_body_bytes: 5000000                                # default; 1024..5000000
 //	      http_timeout: 30s                                      # default
 //	      month_warn_fraction: 0.8                               # default; of 1M rows / 70 MB a month
+//	      validate_only: false                                   # default; true: a dry run (see below)
 //
 // Unknown keys, a literal api_key, a missing secret and out-of-range values
 // stop the process with the key's path. http_timeout bounds each HTTP
@@ -32,9 +33,10 @@
 //	|--------------------------------|-------------------------------------------|-------|
 //	| time/usage_start               | ChargePeriodStart                         | truncated to its UTC hour, "2024-08-16T13:00:00Z"; required |
 //	| time/usage_end                 | ChargePeriodEnd                           | UTC RFC 3339, as given; CloudZero books the row in the start hour anyway |
-//	| lineitem/type                  | ChargeCategory                            | Usage, Purchase, Tax, Credit, Adjustment as they are; empty → Usage; a negative Usage stays Usage |
+//	| lineitem/type                  | ChargeCategory, ChargeClass, commitment   | see "Line item types" below |
+//	| lineitem/cloud_provider        | ProviderName                              | [DOC: CBF optional dimension] |
 //	| lineitem/description           | ChargeDescription                         | |
-//	| resource/id                    | ResourceId                                | required when the record has tags |
+//	| resource/id                    | ResourceId                                | tags are sent only with it (see "Labels") |
 //	| resource/service               | ServiceName                               | |
 //	| resource/account               | SubAccountId, else BillingAccountId       | |
 //	| resource/region                | RegionId                                  | left out when empty: CloudZero's default is "no-region" |
@@ -48,7 +50,7 @@
 //	| cost/discounted_amortized_cost | EffectiveCost                             | see below |
 //	| cost/on_demand_cost            | ListCost                                  | |
 //	| bill/invoice_id                | InvoiceId                                 | |
-//	| resource/tag:<key>             | Tags[key]                                 | keys sorted; a key outside letters, digits and _ . : / = + - @ rejects the record alone |
+//	| resource/tag:<key>             | Tags[key]                                 | keys sorted; repaired by RepairTagKey (see "Labels") |
 //	| lineitem/id                    | (none)                                    | only the placeholder row sets it: PlaceholderLineItemID |
 //
 // Costs. FOCUS BilledCost is what the invoice charges, already net of the
@@ -65,12 +67,71 @@
 // ContractedCost has no CBF column and is not sent; neither are
 // BillingCurrency (CBF has no currency column: a connection takes one
 // currency), PricingQuantity/PricingUnit, the names (account, sub-account,
-// resource, region), ResourceType, AvailabilityZone, ProviderName,
-// PublisherName, SkuPriceId and the x_ extension columns.
+// resource, region), ResourceType, AvailabilityZone, PublisherName,
+// SkuPriceId and the x_ extension columns. A CommittedUsePurchase row
+// without EffectiveCost gets cost/amortized_cost and
+// cost/discounted_amortized_cost "0": CBF says a commitment purchase's
+// amortized cost is 0, and the blank fallback would otherwise read
+// cost/cost and count the purchase twice in the amortized view.
 //
-// A record that cannot be mapped is rejected alone through Job.Reject with
-// a reason naming the column (a *RowError): a missing BilledCost, a bad tag
-// key, tags without ResourceId, a ChargeCategory CBF has no type for.
+// Negative costs are sent as they are ("-12"): the CBF page says Discount
+// and Credit rows are negative, although the API schema's amount pattern
+// has no sign [DOC: anycost-common-bill-format-cbf; SDK schema]. The
+// sandbox accepts them, as the CBF page does.
+//
+// # Line item types
+//
+// FOCUS ChargeCategory (and ChargeClass, and the commitment-discount
+// columns) to CBF lineitem/type [DOC: CBF page, lineitem/type; FOCUS 1.0+
+// ChargeCategory, ChargeClass, CommitmentDiscountId]. Only the nine values
+// of the API schema's enum are sent; CommittedUseVacancy and
+// CommittedUseRecurringFee (CBF page only) are not, since a value the API
+// refuses would refuse the whole request.
+//
+//	| FOCUS                                               | CBF lineitem/type    | why |
+//	|-----------------------------------------------------|----------------------|-----|
+//	| ChargeClass "Correction" (any category)             | Adjustment           | a correction of an earlier period is not this hour's usage ("Real Cost" counts only Usage) |
+//	| Usage, or no ChargeCategory                         | Usage                | CBF reads an absent type as Usage; a negative Usage stays Usage (FOCUS puts it there on purpose) |
+//	| Purchase with CommitmentDiscountId or ...Category   | CommittedUsePurchase | CBF's type for a commitment purchase |
+//	| Purchase, otherwise                                 | Purchase             | |
+//	| Credit with a ResourceId                            | Discount             | [INFER] CBF: a Discount matches the resource of the usage it reduces |
+//	| Credit without a ResourceId                         | Credit               | CBF: a Credit is tied to no usage |
+//	| Tax                                                 | Tax                  | |
+//	| Adjustment                                          | Adjustment           | |
+//
+// Until messages.UsageRecord has fields for ChargeClass,
+// CommitmentDiscountId and CommitmentDiscountCategory, they are read from
+// the extension columns of those names (x_ChargeClass, ...); see
+// focusString.
+//
+// # Labels: repaired, never a reason to lose a cost
+//
+// A record is refused only when what it bills cannot be carried (no
+// BilledCost, no ChargePeriodStart, a year CBF cannot write): a *RowError
+// naming the column, through Job.Reject. Labels CloudZero cannot take are
+// repaired or dropped alone, and the row is sent (AppendRowRepaired):
+//
+//   - A tag key outside CBF's characters (letters, digits, _ . : / = + - @,
+//     no whitespace [DOC: CBF, resource/tag:<key>]) is rewritten by
+//     RepairTagKey: whitespace trimmed at both ends, every other character
+//     outside the set replaced by "_" ("Cost department" →
+//     "Cost_department", " org" → "org"). A key empty once trimmed is
+//     dropped; a rewritten key that equals a key the record already has is
+//     dropped (the original, valid key keeps its value; between two
+//     rewritten keys, the first in byte order wins).
+//   - Tags on a record without ResourceId are dropped, the cost kept. CBF
+//     requires resource/id whenever a resource/tag column is present, and
+//     keeps one value per tag and resource/id, applied to all history.
+//     Deriving an id instead was rejected: one shared id would have the
+//     tags of unrelated records overwrite each other retroactively, and an
+//     id per record (or per tag set) would invent resources that exist
+//     nowhere else, one per distinct line item, in the customer's resource
+//     views.
+//
+// Each repair is counted: the counter usagefleet.cloudzero.repairs
+// (attributes destination, kind = tag_key_rewritten | tag_dropped),
+// Destination.Repairs, and Destination.EncodeRowWarnings, which gives a
+// record's ack warning count (1 for a repaired record, else 0).
 //
 // # Units and requests
 //
@@ -134,6 +195,49 @@
 //     placeholder, so CloudZero holds nothing of a unit whose records were
 //     dead-lettered; the other units go on. In sum mode the request's
 //     records are rejected instead.
+//
+// # Dry run: validate_only
+//
+// CloudZero documents POST /v2/connections/billing/anycost/validate_billing_drop
+// (API key scope connections:create_billing_anycost_validate_billing_drop;
+// the same body and 5 MB note as billing_drops) [DOC: apis README,
+// section 1; the SDK's path list]. With validate_only: true every request
+// of the destination goes there instead of billing_drops: the same
+// bodies, the same chunking and failure handling, and CloudZero stores
+// nothing. A row the API refuses is dead-lettered with its reason, as it
+// would be for real, so a dry run shows what a real send would refuse;
+// acks say delivered, meaning validated. Run it as a destination of its
+// own (its own name, so its own durable consumer) beside or before the
+// real one: its target is its name, not the connection, so the two may
+// share a connection, and the month counters stay untouched.
+//
+// The setting is validate_only rather than dry_run because it says what
+// happens: the data does go to CloudZero, to be checked. The other
+// documented test mechanism, the cloudzero-test-key header (the call runs
+// in a test namespace whose mutations last one hour), does store rows for
+// an hour and is not used. The response to validate_billing_drop is not
+// documented [NOT FOUND]; any 2xx counts as valid, and a 4xx is handled
+// as for billing_drops.
+//
+// # The empty-hour placeholder
+//
+// CloudZero documents no operation that empties an hour: replace_hourly
+// replaces "the existing data that has overlapping hours", and with no row
+// for an hour there is nothing to overlap, so an empty request changes
+// nothing; replace_drop replaces the whole month [DOC: Sending AnyCost
+// Stream Data, operations]. An hour whose records were all withdrawn (a
+// snapshot emptied it, or every record was refused) is therefore replaced
+// by one row, which the customer can see in CloudZero's Explorer:
+//
+//	{"time/usage_start":"2024-08-16T13:00:00Z","lineitem/type":"Usage",
+//	 "lineitem/id":"usagefleet:empty-hour",
+//	 "lineitem/description":"usagefleet: empty hour","cost/cost":"0"}
+//
+// A $0 Usage line item in that hour, with no service, account, region or
+// resource (CloudZero shows its defaults for those, e.g. region
+// "no-region"). It adds nothing to any cost; filter it out by its
+// lineitem/id or description. In replace_drop mode an empty month gets
+// the same row in its first hour.
 //
 // # Month limits
 //

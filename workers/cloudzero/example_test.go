@@ -21,10 +21,11 @@ func ExampleAppendRow() {
 	row, err := cloudzero.AppendRow(nil, &r)
 	fmt.Println(string(row), err)
 
+	// A tag key CBF cannot take is rewritten; the cost is delivered.
 	r.Tags = map[string]string{"cost center": "42"}
-	_, err = cloudzero.AppendRow(nil, &r)
-	fmt.Println(err)
+	row, rep, err := cloudzero.AppendRowRepaired(nil, &r)
+	fmt.Println(string(row), rep, err)
 	// Output:
 	// {"time/usage_start":"2024-08-16T13:00:00Z","lineitem/type":"Usage","resource/id":"instance-0000","resource/service":"Compute","cost/cost":"12","cost/amortized_cost":"-0.50","cost/discounted_amortized_cost":"-0.50","resource/tag:team":"core"} <nil>
-	// resource/tag:cost center: tag key "cost center" may hold only letters, digits and _ . : / = + - @
+	// {"time/usage_start":"2024-08-16T13:00:00Z","lineitem/type":"Usage","resource/id":"instance-0000","resource/service":"Compute","cost/cost":"12","cost/amortized_cost":"-0.50","cost/discounted_amortized_cost":"-0.50","resource/tag:cost_center":"42"} {1 0} <nil>
 }

@@ -39,60 +39,54 @@ type RowError struct {
 
 func (e *RowError) Error() string { return e.Column + ": " + e.Reason }
 
-// lineItemTypes maps FOCUS ChargeCategory to CBF lineitem/type. The five
-// FOCUS values have CBF namesakes; an empty category is a Usage row, as CBF
-// reads an absent lineitem/type.
-func lineItemType(category string) (string, bool) {
-	switch category {
-	case "", "Usage":
-		return "Usage", true
-	case "Purchase", "Tax", "Credit", "Adjustment":
-		return category, true
-	}
-	return "", false
-}
-
 // maxStackTags is how many tag keys AppendRow sorts without allocating.
 const maxStackTags = 16
 
 // AppendRow appends the CBF row object of r to dst (see the package doc for
-// the mapping) and returns the extended buffer. It encodes by appending
-// bytes, without reflection, and allocates nothing for a record with at
-// most 16 tags. A record that cannot be mapped gives a *RowError and dst
-// unchanged.
+// the mapping) and returns the extended buffer; it is AppendRowRepaired
+// without the count of repairs.
 func AppendRow(dst []byte, r *messages.UsageRecord) ([]byte, error) {
+	dst, _, err := AppendRowRepaired(dst, r)
+	return dst, err
+}
+
+// AppendRowRepaired appends the CBF row object of r to dst and says what it
+// had to repair. It encodes by appending bytes, without reflection, and
+// allocates nothing for a record with at most 16 tags that needs no
+// repair. A record is refused (a *RowError, dst unchanged) only when what
+// it bills cannot be carried: no cost, no time, a time CBF cannot write.
+// Tags CBF cannot take are repaired or dropped alone (see Repairs and the
+// package doc) and the row is still written.
+func AppendRowRepaired(dst []byte, r *messages.UsageRecord) ([]byte, Repairs, error) {
 	if r.ChargePeriodStart.IsZero() {
-		return dst, &RowError{colUsageStart, "ChargePeriodStart is required"}
+		return dst, Repairs{}, &RowError{colUsageStart, "ChargePeriodStart is required"}
 	}
 	if y := r.ChargePeriodStart.UTC().Year(); y < 1 || y > 9999 {
-		return dst, &RowError{colUsageStart, "ChargePeriodStart is outside years 0001-9999"}
+		return dst, Repairs{}, &RowError{colUsageStart, "ChargePeriodStart is outside years 0001-9999"}
 	}
 	if !r.ChargePeriodEnd.IsZero() {
 		if y := r.ChargePeriodEnd.UTC().Year(); y < 1 || y > 9999 {
-			return dst, &RowError{colUsageEnd, "ChargePeriodEnd is outside years 0001-9999"}
+			return dst, Repairs{}, &RowError{colUsageEnd, "ChargePeriodEnd is outside years 0001-9999"}
 		}
 	}
 	if !r.BilledCost.IsSet() {
-		return dst, &RowError{colCost, "BilledCost is required: CloudZero needs a cost on every row"}
+		return dst, Repairs{}, &RowError{colCost, "BilledCost is required: CloudZero needs a cost on every row"}
 	}
-	lit, ok := lineItemType(r.ChargeCategory)
+	lit, ok := lineItemType(r)
 	if !ok {
-		return dst, &RowError{colLineItemType, fmt.Sprintf("ChargeCategory %q has no CBF line item type", r.ChargeCategory)}
+		return dst, Repairs{}, &RowError{colLineItemType, fmt.Sprintf("ChargeCategory %q has no CBF line item type", r.ChargeCategory)}
 	}
 	var stack [maxStackTags]string
 	keys := stack[:0]
-	if len(r.Tags) > 0 {
-		for k := range r.Tags {
+	tags := r.Tags
+	var rep Repairs
+	if len(tags) > 0 {
+		for k := range tags {
 			keys = append(keys, k)
 		}
 		slices.Sort(keys)
-		for _, k := range keys {
-			if !ValidTagKey(k) {
-				return dst, &RowError{tagPrefix + k, fmt.Sprintf("tag key %q may hold only letters, digits and _ . : / = + - @", k)}
-			}
-		}
-		if r.ResourceId == "" {
-			return dst, &RowError{colResourceID, "ResourceId is required when the record has tags: CloudZero attaches tags to a resource"}
+		if r.ResourceId == "" || !allValidTagKeys(keys) {
+			keys, tags, rep = repairTags(keys, tags, r.ResourceId != "")
 		}
 	}
 
@@ -107,6 +101,7 @@ func AppendRow(dst []byte, r *messages.UsageRecord) ([]byte, error) {
 	dst = append(dst, `,"lineitem/type":"`...)
 	dst = append(dst, lit...)
 	dst = append(dst, '"')
+	dst = appendString(dst, `,"lineitem/cloud_provider":`, r.ProviderName)
 	dst = appendString(dst, `,"lineitem/description":`, r.ChargeDescription)
 	dst = appendString(dst, `,"resource/id":`, r.ResourceId)
 	dst = appendString(dst, `,"resource/service":`, r.ServiceName)
@@ -124,8 +119,15 @@ func AppendRow(dst []byte, r *messages.UsageRecord) ([]byte, error) {
 		dst = appendString(dst, `,"usage/units":`, r.ConsumedUnit)
 	}
 	dst = appendDecimal(dst, `,"cost/cost":`, r.BilledCost)
-	dst = appendDecimal(dst, `,"cost/amortized_cost":`, r.EffectiveCost)
-	dst = appendDecimal(dst, `,"cost/discounted_amortized_cost":`, r.EffectiveCost)
+	if lit == typeCommittedUsePurchase && !r.EffectiveCost.IsSet() {
+		// CBF: a commitment purchase's amortized cost is 0 (it is spread
+		// over the usage it covers); left out, it would fall back to
+		// cost/cost and count the purchase twice in the amortized view.
+		dst = append(dst, `,"cost/amortized_cost":"0","cost/discounted_amortized_cost":"0"`...)
+	} else {
+		dst = appendDecimal(dst, `,"cost/amortized_cost":`, r.EffectiveCost)
+		dst = appendDecimal(dst, `,"cost/discounted_amortized_cost":`, r.EffectiveCost)
+	}
 	dst = appendDecimal(dst, `,"cost/on_demand_cost":`, r.ListCost)
 	dst = appendString(dst, `,"bill/invoice_id":`, r.InvoiceId)
 	for _, k := range keys {
@@ -133,9 +135,9 @@ func AppendRow(dst []byte, r *messages.UsageRecord) ([]byte, error) {
 		dst = append(dst, `,"resource/tag:`...)
 		dst = append(dst, k...)
 		dst = append(dst, '"', ':')
-		dst = messages.AppendJSONString(dst, r.Tags[k])
+		dst = messages.AppendJSONString(dst, tags[k])
 	}
-	return append(dst, '}'), nil
+	return append(dst, '}'), rep, nil
 }
 
 // AppendPlaceholder appends the zero-cost row that stands for an empty unit

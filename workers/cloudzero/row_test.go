@@ -71,7 +71,7 @@ func TestAppendRowFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `prefix{"time/usage_start":"2024-08-16T13:00:00Z","time/usage_end":"2024-08-16T14:00:00Z",` +
-		`"lineitem/type":"Usage","lineitem/description":"vCPU hours \"burst\" \u003ct3\u003e",` +
+		`"lineitem/type":"Usage","lineitem/cloud_provider":"Acme Cloud","lineitem/description":"vCPU hours \"burst\" \u003ct3\u003e",` +
 		`"resource/id":"instance-0000","resource/service":"Compute","resource/account":"sub-7",` +
 		`"resource/region":"us-east-1","resource/usage_family":"Compute","action/operation":"RunInstances",` +
 		`"action/usage_type":"SKU-123","usage/amount":"1.500","usage/units":"Hours","cost/cost":"12",` +
@@ -100,9 +100,27 @@ func TestAppendRowMapping(t *testing.T) {
 		{"empty category is Usage", func(r *messages.UsageRecord) { r.ChargeCategory = "" }, map[string]string{"lineitem/type": "Usage"}, nil},
 		{"Purchase", func(r *messages.UsageRecord) { r.ChargeCategory = "Purchase" }, map[string]string{"lineitem/type": "Purchase"}, nil},
 		{"Tax", func(r *messages.UsageRecord) { r.ChargeCategory = "Tax" }, map[string]string{"lineitem/type": "Tax"}, nil},
-		{"Credit negative", func(r *messages.UsageRecord) {
+		{"Credit negative, no resource", func(r *messages.UsageRecord) {
 			r.ChargeCategory, r.BilledCost, r.EffectiveCost = "Credit", dec("-5.00"), dec("-5.00")
+			r.ResourceId, r.Tags = "", nil
 		}, map[string]string{"lineitem/type": "Credit", "cost/cost": "-5.00", "cost/discounted_amortized_cost": "-5.00"}, nil},
+		{"Credit on a resource is a Discount", func(r *messages.UsageRecord) {
+			r.ChargeCategory, r.BilledCost = "Credit", dec("-12")
+		}, map[string]string{"lineitem/type": "Discount", "cost/cost": "-12", "resource/id": "instance-0000"}, nil},
+		{"commitment purchase", func(r *messages.UsageRecord) {
+			r.ChargeCategory, r.EffectiveCost = "Purchase", messages.Decimal{}
+			r.Ext = map[string]messages.ExtValue{"CommitmentDiscountId": messages.ExtStr("ri-1")}
+		}, map[string]string{"lineitem/type": "CommittedUsePurchase", "cost/amortized_cost": "0", "cost/discounted_amortized_cost": "0"}, nil},
+		{"commitment purchase by category", func(r *messages.UsageRecord) {
+			r.ChargeCategory = "Purchase"
+			r.Ext = map[string]messages.ExtValue{"CommitmentDiscountCategory": messages.ExtStr("Spend")}
+		}, map[string]string{"lineitem/type": "CommittedUsePurchase", "cost/amortized_cost": "10.25"}, nil},
+		{"correction is an Adjustment", func(r *messages.UsageRecord) {
+			r.ChargeCategory, r.BilledCost = "Usage", dec("-3")
+			r.Ext = map[string]messages.ExtValue{"ChargeClass": messages.ExtStr("Correction")}
+		}, map[string]string{"lineitem/type": "Adjustment", "cost/cost": "-3"}, nil},
+		{"cloud provider", func(r *messages.UsageRecord) {}, map[string]string{"lineitem/cloud_provider": "Acme Cloud"}, nil},
+		{"no provider", func(r *messages.UsageRecord) { r.ProviderName = "" }, nil, []string{"lineitem/cloud_provider"}},
 		{"Adjustment", func(r *messages.UsageRecord) { r.ChargeCategory = "Adjustment" }, map[string]string{"lineitem/type": "Adjustment"}, nil},
 		{"negative Usage stays Usage", func(r *messages.UsageRecord) {
 			r.BilledCost = dec("-0.0003")
@@ -165,12 +183,6 @@ func TestAppendRowRejects(t *testing.T) {
 		reason string
 	}{
 		{"missing cost", func(r *messages.UsageRecord) { r.BilledCost = messages.Decimal{} }, "cost/cost", "BilledCost is required"},
-		{"tag key with space", func(r *messages.UsageRecord) { r.Tags["bad key"] = "v" }, "resource/tag:bad key", "may hold only letters"},
-		{"tag key with tab", func(r *messages.UsageRecord) { r.Tags = map[string]string{"a\tb": "v"} }, "resource/tag:a\tb", "may hold only"},
-		{"tag key with quote", func(r *messages.UsageRecord) { r.Tags = map[string]string{`a"b`: "v"} }, `resource/tag:a"b`, "may hold only"},
-		{"tag key invalid utf-8", func(r *messages.UsageRecord) { r.Tags = map[string]string{"a\xffb": "v"} }, "resource/tag:a\xffb", "may hold only"},
-		{"tag key empty", func(r *messages.UsageRecord) { r.Tags = map[string]string{"": "v"} }, "resource/tag:", "may hold only"},
-		{"tags without resource", func(r *messages.UsageRecord) { r.ResourceId = "" }, "resource/id", "ResourceId is required when the record has tags"},
 		{"no start", func(r *messages.UsageRecord) { r.ChargePeriodStart = time.Time{} }, "time/usage_start", "required"},
 		{"unknown category", func(r *messages.UsageRecord) { r.ChargeCategory = "Refund" }, "lineitem/type", `"Refund"`},
 		{"end year out of range", func(r *messages.UsageRecord) { r.ChargePeriodEnd = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }, "time/usage_end", "outside"},
@@ -235,11 +247,14 @@ func FuzzValidTagKey(f *testing.F) {
 	f.Fuzz(func(t *testing.T, k string) {
 		r := fullRecord()
 		r.Tags = map[string]string{k: "v"}
-		b, err := AppendRow(nil, &r)
-		if ValidTagKey(k) != (err == nil) {
-			t.Fatalf("ValidTagKey(%q) = %v but AppendRow err = %v", k, ValidTagKey(k), err)
+		b, rep, err := AppendRowRepaired(nil, &r)
+		if err != nil {
+			t.Fatalf("key %q refused the record: %v", k, err)
 		}
-		if err == nil && !json.Valid(b) {
+		if ValidTagKey(k) == rep.Any() {
+			t.Fatalf("ValidTagKey(%q) = %v but repairs = %+v", k, ValidTagKey(k), rep)
+		}
+		if !json.Valid(b) {
 			t.Fatalf("invalid JSON for key %q: %s", k, b)
 		}
 	})
@@ -265,4 +280,76 @@ func TestAppendRFC3339NanoMatchesTimeFormat(t *testing.T) {
 			t.Fatalf("%v: got %s, want %s", tt, got, want)
 		}
 	}
+}
+
+func TestAppendRowRepairsLabels(t *testing.T) {
+	tests := []struct {
+		name     string
+		resource string
+		tags     map[string]string
+		want     map[string]string // resource/tag columns expected, exactly
+		rep      Repairs
+	}{
+		{"space inside a key", "i-1", map[string]string{"Cost department": "eng"},
+			map[string]string{"resource/tag:Cost_department": "eng"}, Repairs{TagKeysRewritten: 1}},
+		{"leading space trimmed", "i-1", map[string]string{" org": "x", "team": "a"},
+			map[string]string{"resource/tag:org": "x", "resource/tag:team": "a"}, Repairs{TagKeysRewritten: 1}},
+		{"tab, quote, invalid utf-8", "i-1", map[string]string{"a\tb": "1", `c"d`: "2", "e\xfff": "3"},
+			map[string]string{"resource/tag:a_b": "1", "resource/tag:c_d": "2", "resource/tag:e_f": "3"}, Repairs{TagKeysRewritten: 3}},
+		{"empty key dropped", "i-1", map[string]string{"": "v", "  ": "w", "ok": "1"},
+			map[string]string{"resource/tag:ok": "1"}, Repairs{TagsDropped: 2}},
+		{"collision: the valid key wins", "i-1", map[string]string{"a b": "rewritten", "a_b": "valid"},
+			map[string]string{"resource/tag:a_b": "valid"}, Repairs{TagsDropped: 1}},
+		{"no resource: tags dropped, cost kept", "", map[string]string{"team": "a", "bad key": "b"},
+			map[string]string{}, Repairs{TagsDropped: 2}},
+		{"nothing to repair", "i-1", map[string]string{"team": "a"},
+			map[string]string{"resource/tag:team": "a"}, Repairs{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := fullRecord()
+			r.ResourceId, r.Tags = tt.resource, tt.tags
+			b, rep, err := AppendRowRepaired(nil, &r)
+			if err != nil {
+				t.Fatalf("refused: %v (a label must never cost the record)", err)
+			}
+			if rep != tt.rep {
+				t.Errorf("repairs = %+v, want %+v", rep, tt.rep)
+			}
+			var m map[string]string
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Fatal(err)
+			}
+			if m["cost/cost"] != "12" {
+				t.Errorf("cost/cost = %q, want 12", m["cost/cost"])
+			}
+			got := map[string]string{}
+			for k, v := range m {
+				if strings.HasPrefix(k, "resource/tag:") {
+					got[k] = v
+					if !ValidTagKey(strings.TrimPrefix(k, "resource/tag:")) {
+						t.Errorf("invalid key %q written", k)
+					}
+				}
+			}
+			if !maps.Equal(got, tt.want) {
+				t.Errorf("tags = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func FuzzRepairTagKey(f *testing.F) {
+	for _, s := range []string{"", " ", "Cost department", " org", "a\xffb", "équipe x", "a@b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, k string) {
+		nk := RepairTagKey(k)
+		if nk != "" && !ValidTagKey(nk) {
+			t.Fatalf("RepairTagKey(%q) = %q, not a valid key", k, nk)
+		}
+		if ValidTagKey(k) && nk != k {
+			t.Fatalf("RepairTagKey(%q) = %q changed a valid key", k, nk)
+		}
+	})
 }

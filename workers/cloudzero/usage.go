@@ -99,6 +99,9 @@ func (d *Destination) MonthUsage(month time.Time) (rows, bytes int64) {
 // gauges and warns when the month nears a limit.
 func (p *packer) recordUsage(ctx context.Context) {
 	d := p.d
+	if d.validateOnly {
+		return // validation stores nothing: the month holds what it held
+	}
 	t := d.usage.update(p.month, func(b map[time.Time]count) {
 		for _, s := range p.segs {
 			if !s.held {
@@ -126,4 +129,49 @@ func (p *packer) recordUsage(ctx context.Context) {
 		p.job.Log().Warn("cloudzero: month nearing the AnyCost Stream limits; uploads past them are refused",
 			"month", month, "rows", t.rows, "row_limit", MonthRowLimit, "bytes", t.bytes, "byte_limit", MonthByteLimit)
 	}
+}
+
+// repairsCounter counts every label repair (Repairs) a destination made
+// while encoding rows, by kind: "tag_key_rewritten", "tag_dropped". A
+// record encoded again (a retried job) is counted again.
+var repairsCounter = mustCounter(meter.Int64Counter("usagefleet.cloudzero.repairs",
+	metric.WithDescription("Labels CloudZero cannot take that were repaired or dropped while the record's cost was delivered"),
+	metric.WithUnit("{repair}")))
+
+func mustCounter(c metric.Int64Counter, err error) metric.Int64Counter {
+	if err != nil {
+		panic(err) // only for an invalid instrument name
+	}
+	return c
+}
+
+// repairCounter is the destination's running total of Repairs.
+type repairCounter struct {
+	mu  sync.Mutex
+	sum Repairs
+	rec int64
+}
+
+func (d *Destination) countRepairs(rep Repairs) {
+	d.repairs.mu.Lock()
+	d.repairs.sum = d.repairs.sum.Add(rep)
+	d.repairs.rec++
+	d.repairs.mu.Unlock()
+	ctx := context.Background()
+	if rep.TagKeysRewritten > 0 {
+		repairsCounter.Add(ctx, int64(rep.TagKeysRewritten), metric.WithAttributes(
+			attribute.String("destination", d.name), attribute.String("kind", "tag_key_rewritten")))
+	}
+	if rep.TagsDropped > 0 {
+		repairsCounter.Add(ctx, int64(rep.TagsDropped), metric.WithAttributes(
+			attribute.String("destination", d.name), attribute.String("kind", "tag_dropped")))
+	}
+}
+
+// Repairs returns what this destination has repaired so far and in how
+// many records (each encoding counts: a retried job counts again).
+func (d *Destination) Repairs() (Repairs, int64) {
+	d.repairs.mu.Lock()
+	defer d.repairs.mu.Unlock()
+	return d.repairs.sum, d.repairs.rec
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"fmt"
 	"hash/fnv"
+	"slices"
 
 	"time"
 
@@ -78,7 +79,22 @@ type Row struct {
 }
 
 // Quantity is the value of QuantityColumn.
-func (r Row) Quantity() decimal.Decimal { return r.Delta.Total }
+//
+// For the Disaster Recovery compute points item ("compute_points") that is
+// the file's value in seconds divided by 3600 and rounded to 2 places,
+// half away from zero: the docs say to do so "for the report types other
+// than csv or html", which includes csv_v2_0 [DOC: seed 002/003, "Creating
+// a billing report"; the rounding direction is INFER].
+func (r Row) Quantity() decimal.Decimal {
+	if r.Name == ComputePointsItem {
+		return r.Delta.Total.Div(decimal.NewFromInt(3600)).Round(2)
+	}
+	return r.Delta.Total
+}
+
+// ComputePointsItem is the offering item of Disaster Recovery compute
+// points, whose csv_v2_0 values are seconds.
+const ComputePointsItem = "compute_points"
 
 // Total is a record count and a quantity sum.
 type Total struct {
@@ -109,7 +125,10 @@ type Totals struct {
 	PerTenant map[string]Total `json:"per_tenant"` // by tenant.id
 	PerItem   map[string]Total `json:"per_item"`   // by name (offering item)
 	Malformed []Malformed      `json:"malformed"`  // rows in the file a collector must reject
-	Rows      []Row            `json:"rows,omitempty"`
+	// Aggregates counts sub-partner rows a collector must skip: with level
+	// all_customers or accounts their customers' rows are in the file too.
+	Aggregates int   `json:"aggregates,omitempty"`
+	Rows       []Row `json:"rows,omitempty"`
 }
 
 // item is one offering item of the catalogue.
@@ -207,8 +226,33 @@ func (s *Server) tenantInfo(id string) (tenant, bool) {
 			return tenant{id: id, name: name, kind: "customer", parent: s.cfg.RootTenantID}, true
 		}
 	}
+	for _, sp := range s.subPartners() {
+		if sp == id {
+			return tenant{id: id, name: "Sub-partner " + id[:8], kind: "partner", parent: s.cfg.RootTenantID}, true
+		}
+		for _, c := range s.cfg.SubPartners[sp] {
+			if c == id {
+				return tenant{id: id, name: "Customer " + id[:8] + " of " + sp[:8], kind: "customer", parent: sp}, true
+			}
+		}
+	}
 	return tenant{}, false
 }
+
+// subPartners lists Config.SubPartners' ids, sorted.
+func (s *Server) subPartners() []string {
+	out := make([]string, 0, len(s.cfg.SubPartners))
+	for id := range s.cfg.SubPartners {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// coversDescendants reports whether a report of level lists the
+// customers of sub-partners beside the sub-partners' own (aggregate)
+// rows, so that a partner row counts usage listed again below it.
+func coversDescendants(level string) bool { return level == "all_customers" || level == "accounts" }
 
 // scope lists the tenants whose rows a report for (tenantID, level) carries.
 func (s *Server) scope(tenantID, level string) ([]tenant, bool) {
@@ -216,13 +260,36 @@ func (s *Server) scope(tenantID, level string) ([]tenant, bool) {
 	if !ok {
 		return nil, false
 	}
-	if tenantID != s.cfg.RootTenantID || level == "itself" {
+	if level == "itself" {
 		return []tenant{t}, true
 	}
-	out := make([]tenant, 0, len(s.cfg.Tenants))
-	for _, id := range s.cfg.Tenants {
-		c, _ := s.tenantInfo(id)
-		out = append(out, c)
+	if _, sub := s.cfg.SubPartners[tenantID]; sub {
+		var out []tenant
+		for _, id := range s.cfg.SubPartners[tenantID] {
+			c, _ := s.tenantInfo(id)
+			out = append(out, c)
+		}
+		return out, true
+	}
+	if tenantID != s.cfg.RootTenantID {
+		return []tenant{t}, true
+	}
+	var out []tenant
+	if level != "all_partners" {
+		for _, id := range s.cfg.Tenants {
+			c, _ := s.tenantInfo(id)
+			out = append(out, c)
+		}
+	}
+	for _, sp := range s.subPartners() {
+		p, _ := s.tenantInfo(sp)
+		out = append(out, p)
+		if coversDescendants(level) {
+			for _, id := range s.cfg.SubPartners[sp] {
+				c, _ := s.tenantInfo(id)
+				out = append(out, c)
+			}
+		}
 	}
 	return out, true
 }
@@ -281,18 +348,39 @@ func (s *Server) rows(q Query) ([]Row, error) {
 	var out []Row
 	for _, t := range ts {
 		for idx := range catalogue {
-			p := s.profile(t.id, idx)
 			if q.Kind == KindSummary {
-				out = appendRow(out, s.row(t, idx, p, "", first, last), q.HideZeroUsage)
+				out = appendRow(out, s.tenantRow(t, idx, "", first, last), q.HideZeroUsage)
 				continue
 			}
 			for d := q.Start; !d.After(q.End); d = d.AddDate(0, 0, 1) {
 				n := dayNum(d)
-				out = appendRow(out, s.row(t, idx, p, d.Format(time.DateOnly), n, n), q.HideZeroUsage)
+				out = appendRow(out, s.tenantRow(t, idx, d.Format(time.DateOnly), n, n), q.HideZeroUsage)
 			}
 		}
 	}
 	return out, nil
+}
+
+// tenantRow is t's row for an item: its own usage, or for a sub-partner
+// the sum of its customers' rows.
+func (s *Server) tenantRow(t tenant, idx int, date string, from, to int64) Row {
+	kids, sub := s.cfg.SubPartners[t.id]
+	if !sub {
+		return s.row(t, idx, s.profile(t.id, idx), date, from, to)
+	}
+	r := s.row(t, idx, profile{}, date, from, to)
+	for _, id := range kids {
+		c, _ := s.tenantInfo(id)
+		k := s.row(c, idx, s.profile(id, idx), date, from, to)
+		r.Absolute, r.Delta, r.Effective = r.Absolute.plus(k.Absolute), r.Delta.plus(k.Delta), r.Effective.plus(k.Effective)
+	}
+	r.InfraID, r.InfraOwnerID = "", ""
+	return r
+}
+
+// plus adds two usage triples.
+func (u Usage) plus(o Usage) Usage {
+	return Usage{u.Production.Add(o.Production), u.Trial.Add(o.Trial), u.Total.Add(o.Total)}
 }
 
 func appendRow(rows []Row, r Row, hideZero bool) []Row {
@@ -332,6 +420,10 @@ func (s *Server) Expected(q Query) Totals {
 	bad := malformedAt(len(rows), s.cfg.MalformedRows)
 	periodStart := day(q.Start).Format(time.DateOnly)
 	for i, r := range rows {
+		if r.TenantKind == "partner" && coversDescendants(q.Level) && r.TenantID != q.TenantID {
+			tot.Aggregates++ // the partner's customers' rows carry this usage
+			continue
+		}
 		if reason, ok := bad[i]; ok {
 			tot.Malformed = append(tot.Malformed, Malformed{Line: i + 2, Reason: reason, TenantID: r.TenantID, Name: r.Name, Date: r.Date})
 			continue
@@ -361,16 +453,19 @@ func addTo(m map[string]Total, k string, q decimal.Decimal) {
 func (s *Server) columns(q Query) []string {
 	cols := []string{
 		"application.id", "edition", "infra.backend_type", "infra.id", "infra.owner_id", "name",
-		"tenant.id", "tenant.kind", "tenant.name", "tenant.parent_id", "measurement_unit",
+		"tenant.id", "tenant.kind",
 		"usage.absolute.production", "usage.absolute.total", "usage.absolute.trial",
 		"usage.delta.production", "usage.delta.total", "usage.delta.trial",
 		"usage.effective.production", "usage.effective.total", "usage.effective.trial",
 	}
-	if q.ShowSKUs {
-		cols = append(cols, "sku", "sku.name")
-	}
-	if q.Kind == KindDaily {
-		cols = append(cols, "date")
+	if !s.cfg.DocumentedColumnsOnly {
+		cols = append(cols, "tenant.name", "tenant.parent_id", "measurement_unit")
+		if q.ShowSKUs {
+			cols = append(cols, "sku", "sku.name")
+		}
+		if q.Kind == KindDaily {
+			cols = append(cols, "date")
+		}
 	}
 	h := mix(uint64(s.cfg.Seed) ^ hashStr(fmt.Sprintf("%s|%s|%s|%s|%s|%t|%t", q.TenantID, q.Level, q.Kind,
 		q.Start.Format(time.DateOnly), q.End.Format(time.DateOnly), q.HideZeroUsage, q.ShowSKUs)))

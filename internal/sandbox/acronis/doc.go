@@ -34,8 +34,10 @@
 // the days since 2020-01-01 (before that day it stays at base). Items:
 // storage, local_storage, dr_storage, notary_storage (GiB, 6 fraction
 // digits), workstations, servers, vms, mobiles, m365_mailboxes (counts) and
-// compute_points (seconds, raw: the "divide by 3600" rule of the docs is for
-// the other formats and is not applied).
+// compute_points (seconds, raw in the file: the docs' "divide by 3600 and
+// round to 2 places" applies to every report type but csv and html, so to
+// csv_v2_0; Expected counts the converted value, per row, as a collector
+// must publish it).
 //
 //   - usage_summary: one row per (tenant, item). absolute = value on
 //     period.end; delta = absolute(end) - absolute(start-1).
@@ -53,8 +55,12 @@
 // rows under period.start.
 //
 // The csv_v2_0 header holds the columns the Acronis PHP CsvFormatParser
-// requires plus tenant.name, tenant.parent_id, measurement_unit, "sku" and
-// "sku.name" (show_skus) and "date" (usage_daily). The column order is
+// requires [CODE] (application.id, edition, infra.backend_type, infra.id,
+// infra.owner_id, name, tenant.id, tenant.kind and the nine usage.*
+// columns) plus, as [INFER] since no source names them, tenant.name,
+// tenant.parent_id, measurement_unit, "sku" and "sku.name" (show_skus) and
+// "date" (usage_daily). Config.DocumentedColumnsOnly leaves the inferred
+// ones out (then usage_daily rows carry no date at all). The column order is
 // shuffled per report (deterministically), so a parser must map by name.
 // Tenant names contain commas and quotes, so a parser must be a real CSV
 // parser. Fields never contain newlines: CSV line = data row index + 2.
@@ -72,12 +78,20 @@
 // # Decisions where the documentation is silent ([INFER])
 //
 //   - Tenant tree: the root (Config.RootTenantID, kind "partner") with the
-//     customers Config.Tenants under it, flat. A report for the root with
-//     level "itself" covers the root alone; any other level covers all the
-//     customers (the sandbox has no sub-partners or user accounts, so
-//     direct_partners, all_partners, all_customers and accounts are the
-//     same). A report for a customer covers that customer whatever the
-//     level. Any other tenant_id answers 403.
+//     customers Config.Tenants under it, and Config.SubPartners (kind
+//     "partner", parent the root), each with its own customers. A
+//     sub-partner's row is the sum of its customers' rows (the seed: a
+//     partner's rows may aggregate its customers'). A report for the root
+//     with level "itself" covers the root alone; direct_partners covers
+//     the direct customers and the sub-partners (aggregate rows);
+//     all_partners the sub-partners only; all_customers and accounts the
+//     direct customers, the sub-partners and the sub-partners' customers
+//     (no user accounts are modelled). Expected then leaves the
+//     sub-partner rows out (Totals.Aggregates counts them): a correct
+//     collector counts that usage once, from the customers' rows. A report
+//     for a sub-partner covers its customers (itself: its aggregate row);
+//     for a customer, that customer whatever the level. Any other
+//     tenant_id answers 403.
 //   - Only usage_summary and usage_daily are generated; usage_current and
 //     usage_breakdown answer 400 "... not supported by the sandbox".
 //   - Only csv_v2_0 is produced: a body whose formats list anything else
@@ -121,4 +135,6 @@
 //     download, when it excludes application/octet-stream. POST /reports
 //     needs Content-Type application/json (else 415).
 //   - DELETE needs ?version= matching the report's version (1), else 400/409.
+//     A deleted report answers 404 everywhere; Stats still lists it
+//     (ReportInfo.Deleted), and Stats.ReportsKept counts the others.
 package acronis

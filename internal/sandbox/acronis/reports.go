@@ -382,6 +382,9 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (*report, bool) 
 	}
 	s.mu.Lock()
 	rep, ok := s.reports[id]
+	if ok && rep.deleted {
+		ok = false
+	}
 	s.mu.Unlock()
 	if !ok {
 		writeError(w, http.StatusNotFound, "NotFound", "report "+id+" not found", "report_id")
@@ -411,7 +414,7 @@ func (s *Server) handleDeleteReport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	delete(s.reports, rep.obj.ID)
+	rep.deleted = true
 	s.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
 }

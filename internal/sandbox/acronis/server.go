@@ -20,9 +20,14 @@ import (
 // Config configures the emulator. The zero value works: every field has a
 // default.
 type Config struct {
-	ClientID     string        // default "sandbox-client"
-	ClientSecret string        // default "sandbox-secret"
-	TokenTTL     time.Duration // default 2h, as documented
+	// DocumentedColumnsOnly writes only the csv_v2_0 columns a source
+	// documents (the Acronis PHP parser's required set, and edition): no
+	// tenant.name, tenant.parent_id, measurement_unit, sku, sku.name or
+	// date, which are the sandbox's inferences.
+	DocumentedColumnsOnly bool
+	ClientID              string        // default "sandbox-client"
+	ClientSecret          string        // default "sandbox-secret"
+	TokenTTL              time.Duration // default 2h, as documented
 	// GenerationDelay is how long a stored report stays "in_progress"
 	// after the report was created. Default 0: saved at once.
 	GenerationDelay time.Duration
@@ -32,7 +37,12 @@ type Config struct {
 	// Tenants are the customer tenants under the root. Default: four UUIDs
 	// derived from Seed.
 	Tenants []string
-	Seed    int64
+	// SubPartners are partner tenants under the root, each with its own
+	// customers (id -> customer ids, not among Tenants). A sub-partner's
+	// row carries the sum of its customers' usage [INFER: the seed says a
+	// partner's rows may aggregate its customers'].
+	SubPartners map[string][]string
+	Seed        int64
 	// Now is the emulator's clock (token expiry, generation delay, the
 	// "usage history not ready" rules). Default time.Now.
 	Now func() time.Time
@@ -85,6 +95,7 @@ type report struct {
 	stored    []*storedFile
 	malformed []Malformed
 	downloads int
+	deleted   bool // DELETE /reports/{id}: the API answers 404 for it; Stats still lists it
 }
 
 type storedFile struct {
@@ -289,10 +300,22 @@ type ReportInfo struct {
 	StoredIDs    []string  `json:"stored_ids"`
 	Failed       bool      `json:"failed"`
 	Downloads    int       `json:"downloads"`
+	Deleted      bool      `json:"deleted"` // deleted through the API
 }
 
 // ReportsCreated is len(Reports).
 func (st Stats) ReportsCreated() int { return len(st.Reports) }
+
+// ReportsKept counts the reports not deleted: what the tenant still holds.
+func (st Stats) ReportsKept() int {
+	n := 0
+	for _, r := range st.Reports {
+		if !r.Deleted {
+			n++
+		}
+	}
+	return n
+}
 
 // ReportIDs lists the created reports' ids in creation order.
 func (st Stats) ReportIDs() []string {
@@ -319,7 +342,7 @@ func (s *Server) Stats() Stats {
 		if rep == nil {
 			continue
 		}
-		info := ReportInfo{ID: id, ResultAction: rep.obj.ResultAction, Query: rep.query, Created: rep.created, Failed: rep.failed, Downloads: rep.downloads, StoredIDs: []string{}}
+		info := ReportInfo{ID: id, ResultAction: rep.obj.ResultAction, Query: rep.query, Created: rep.created, Failed: rep.failed, Downloads: rep.downloads, Deleted: rep.deleted, StoredIDs: []string{}}
 		for _, f := range rep.stored {
 			info.StoredIDs = append(info.StoredIDs, f.id)
 		}

@@ -38,7 +38,9 @@
 //     Meter Name, Quantity, Units. Provider Type is "Public" or "Private".
 //   - Usage Start and Usage End: yyyy-MM-dd HH:mm, yyyy-MM-dd HH:mm:ss,
 //     yyyy-MM-ddTHH:mm:ss or yyyy-MM-ddTHH:mm:ssZ, where Z is "Z" or an
-//     offset ±hh, ±hh:mm or ±hh:mm:ss (at most 18 h). No other form (no
+//     offset ±hh (the documented example, "+03") or ±hh:mm ([INFER]), at
+//     most 18 h; an offset with seconds is documented for zoneOffset
+//     only and refused in a time. No other form (no
 //     fractional seconds, no offset after the space form, no T form
 //     without seconds). A time without an offset is in the request's
 //     zoneOffset.
@@ -51,7 +53,13 @@
 //     JSON strings; Rate and Cost are decimals; CPU Utilization, Network In
 //     MB and Network Out MB are FLOAT; Storage Read/Write Bytes, Read/Write
 //     Throughput and VM Max Num Disk are INT (integer syntax, 64-bit).
-//   - Any other key is an extra typed field: a string or a number.
+//   - Any other key is an extra typed field: a string or a number. The
+//     seed says extraTypedFields carry a type each (FLOAT, INT or STRING)
+//     but not how it is declared [INFER]: Config.ExtraFieldTypes declares
+//     them by name, and a declared field's value must then be of its type
+//     (a JSON string; a number; an integer, as for the documented FLOAT
+//     and INT fields); Config.DeclaredExtraFieldsOnly refuses undeclared
+//     ones.
 //
 // # Choices where the documentation is silent ([INFER]) and how to change them
 //
@@ -98,7 +106,10 @@
 //     or PUT /_sandbox/fail-with-200) makes every valid upload answer
 //     HTTP 200 {"success": false, "status": 500, "message": "Upload failed:
 //     internal error"} and store nothing, so clients are tested on reading
-//     "success" rather than the status code alone.
+//     "success" rather than the status code alone. Config.ErrorsWith200
+//     answers every refusal (400, 401, 413, ...) with HTTP 200 and the
+//     error body, its "status" keeping the real code: the seed documents
+//     the body's status, not the HTTP status that carries it.
 //
 // # What is kept
 //

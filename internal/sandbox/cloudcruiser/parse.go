@@ -134,6 +134,8 @@ func badRequest(format string, args ...any) *uploadError {
 
 // parseOptions is what the parser needs from the server's config.
 type parseOptions struct {
+	extraTypes   map[string]string // Config.ExtraFieldTypes
+	declaredOnly bool              // Config.DeclaredExtraFieldsOnly
 	layout       Layout
 	decimals     DecimalForm
 	allowOffDate bool
@@ -414,6 +416,12 @@ func (p *parser) setField(key string, v json.Token) *uploadError {
 			return badRequest("record index %d: field %s appears twice", n, quote(key))
 		}
 		p.st.extras[key] = struct{}{}
+		if typ, ok := p.opt.extraTypes[key]; ok {
+			return p.checkTyped(key, typ, v)
+		}
+		if p.opt.declaredOnly {
+			return badRequest("record index %d: extra field %s is not declared among the collection's extraTypedFields (FLOAT, INT or STRING)", n, quote(key))
+		}
 		switch v.(type) {
 		case string, json.Number:
 			return nil
@@ -486,6 +494,35 @@ func (p *parser) setField(key string, v json.Token) *uploadError {
 		if err != "" {
 			return fail("%s", err)
 		}
+		if !isJSONInteger(lex) {
+			return fail("%s is not an integer", quote(lex))
+		}
+		if _, err := strconv.ParseInt(lex, 10, 64); err != nil {
+			return fail("%s is out of the 64-bit integer range", quote(lex))
+		}
+	}
+	return nil
+}
+
+// checkTyped checks an extra typed field's value against its declared
+// type: STRING a JSON string, FLOAT a number, INT an integer (as the
+// documented FLOAT and INT fields are read).
+func (p *parser) checkTyped(key, typ string, v json.Token) *uploadError {
+	n := p.res.records
+	fail := func(format string, args ...any) *uploadError {
+		return badRequest("record index %d: extra field %s (%s): %s", n, quote(key), typ, fmt.Sprintf(format, args...))
+	}
+	if typ == "STRING" {
+		if _, ok := v.(string); !ok {
+			return fail("want a string, found %s", describe(v))
+		}
+		return nil
+	}
+	lex, err := p.numberLexeme(v)
+	if err != "" {
+		return fail("%s", err)
+	}
+	if typ == "INT" {
 		if !isJSONInteger(lex) {
 			return fail("%s is not an integer", quote(lex))
 		}

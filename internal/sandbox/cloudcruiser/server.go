@@ -80,6 +80,19 @@ type Config struct {
 	// FailWith200 makes every valid upload answer HTTP 200 with
 	// {"success": false, "status": 500, ...} and store nothing.
 	FailWith200 bool
+	// ExtraFieldTypes declares extra typed fields (the seed's
+	// extraTypedFields), name -> "FLOAT", "INT" or "STRING": such a field's
+	// value must be of its type (a string; a number; an integer). How a
+	// collection declares them is not documented [INFER].
+	ExtraFieldTypes map[string]string
+	// DeclaredExtraFieldsOnly refuses an extra field ExtraFieldTypes does
+	// not declare (by default any extra string or number is accepted).
+	DeclaredExtraFieldsOnly bool
+	// ErrorsWith200 answers every refusal of an upload (400, 401, 413,
+	// ...) with HTTP 200 and the same body, whose "status" keeps the real
+	// code: the seed shows the status inside the body, and a client must
+	// read "success" and "status" rather than the HTTP code alone [INFER].
+	ErrorsWith200 bool
 
 	// Layout is the shape of the file ([INFER]); default LayoutObjects.
 	Layout Layout
@@ -288,6 +301,17 @@ func (sw *statusWriter) Write(b []byte) (int, error) {
 	return sw.ResponseWriter.Write(b)
 }
 
+// okWriter sends HTTP 200 in place of any 4xx or 5xx status
+// (Config.ErrorsWith200); the body is left as written.
+type okWriter struct{ http.ResponseWriter }
+
+func (o *okWriter) WriteHeader(code int) {
+	if code >= 400 {
+		code = http.StatusOK
+	}
+	o.ResponseWriter.WriteHeader(code)
+}
+
 // countingReader counts the bytes read through it.
 type countingReader struct {
 	r io.Reader
@@ -301,6 +325,9 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.ErrorsWith200 {
+		w = &okWriter{ResponseWriter: w}
+	}
 	date, ok := strings.CutPrefix(r.URL.Path, UploadPath)
 	if ok {
 		date = strings.TrimSuffix(date, "/")
@@ -377,6 +404,8 @@ func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request) {
 	loc := time.FixedZone(zone, offset)
 	dayStart := time.Date(year, month, day, 0, 0, 0, 0, loc)
 	opt := parseOptions{
+		extraTypes:   s.cfg.ExtraFieldTypes,
+		declaredOnly: s.cfg.DeclaredExtraFieldsOnly,
 		layout:       s.cfg.Layout,
 		decimals:     s.cfg.Decimals,
 		allowOffDate: s.cfg.AllowOffDateStart,

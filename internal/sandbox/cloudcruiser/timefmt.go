@@ -11,7 +11,7 @@ import (
 const maxOffset = 18 * 3600
 
 // usageTimeFormats is what error messages list as the accepted formats.
-const usageTimeFormats = "yyyy-MM-dd HH:mm, yyyy-MM-dd HH:mm:ss, yyyy-MM-ddTHH:mm:ss, yyyy-MM-ddTHH:mm:ssZ (Z = Z, ±hh, ±hh:mm or ±hh:mm:ss)"
+const usageTimeFormats = "yyyy-MM-dd HH:mm, yyyy-MM-dd HH:mm:ss, yyyy-MM-ddTHH:mm:ss, yyyy-MM-ddTHH:mm:ssZ (Z = Z, ±hh or ±hh:mm)"
 
 // parseZoneOffset parses the zoneOffset query value: a sign followed by
 // hours (1 or 2 digits), hh:mm or hh:mm:ss, at most 18 hours. It returns the
@@ -97,7 +97,7 @@ func formatOffset(secs int) string {
 //	yyyy-MM-dd HH:mm
 //	yyyy-MM-dd HH:mm:ss
 //	yyyy-MM-ddTHH:mm:ss
-//	yyyy-MM-ddTHH:mm:ssZ   Z is "Z", ±hh, ±hh:mm or ±hh:mm:ss
+//	yyyy-MM-ddTHH:mm:ssZ   Z is "Z", ±hh or ±hh:mm
 func parseUsageTime(s string, loc *time.Location) (time.Time, error) {
 	bad := func() (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%s is not a date/time in a documented format (%s)", quote(s), usageTimeFormats)
@@ -139,8 +139,10 @@ func parseUsageTime(s string, loc *time.Location) (time.Time, error) {
 			}
 			loc = time.UTC
 		case '+', '-':
+			// ±hh (the documented example, "+03") or ±hh:mm [INFER]; an
+			// offset with seconds is documented for zoneOffset only.
 			secs, ok := parseHMS(rest[1:])
-			if !ok {
+			if !ok || len(rest) > 6 {
 				return bad()
 			}
 			if rest[0] == '-' {

@@ -73,3 +73,11 @@ func (s *Server) adminKey(w http.ResponseWriter, r *http.Request) {
 	s.SetKey(r.PathValue("connection"), strings.TrimSpace(string(b)))
 	w.WriteHeader(http.StatusNoContent)
 }
+
+// Validations returns the row counts of the validate_billing_drop bodies
+// that passed validation, in arrival order (nothing else is kept of them).
+func (s *Server) Validations() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]int(nil), s.validations...)
+}

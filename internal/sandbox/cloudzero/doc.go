@@ -29,7 +29,10 @@
 //     month, the body's month if given. A 400 is {"error":{"message","type"}}
 //     with the message naming the row and column, e.g.
 //     data[12]["cost/cost"]: "1e3" is not a decimal string. Validation is
-//     all or nothing: a 400 changes nothing.
+//     all or nothing: a 400 changes nothing. The real message's format is
+//     not documented [INFER]: Config.NoRowIndex answers "invalid row: ..."
+//     without the index, and Config.RefuseResourceIDs plants rows refused
+//     so (by resource/id), for tests of a client isolating a refused row.
 //   - Operations, per connection, rows bucketed by the UTC hour of
 //     time/usage_start (truncated, as CloudZero treats a row as happening in
 //     the hour it starts): replace_drop (the default) replaces the month,
@@ -72,7 +75,8 @@
 //   - 400 error types (invalid_request, invalid_row, limit_exceeded,
 //     idempotency_key_reuse) are the sandbox's own; the real values are not
 //     documented. validate_billing_drop answers the create shape without a
-//     drop id.
+//     drop id; Server.Validations lists the row counts of the bodies it
+//     passed (nothing else is kept).
 //   - GET .../billing_drops lists one entry per month holding data, with
 //     the id of the last drop that changed the month and its current row
 //     count; GET .../{month} returns the month's rows in arrival order.

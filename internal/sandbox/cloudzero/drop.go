@@ -136,7 +136,7 @@ func (s *Server) postDrop(rw http.ResponseWriter, r *http.Request) {
 	if s.cfg.FastCount {
 		d, bad = fastCount(body)
 	} else {
-		d, bad = parseDrop(body, parseOptions{strict: !s.cfg.Counting, keepRows: !s.cfg.Counting, negative: !s.cfg.RejectNegative})
+		d, bad = parseDrop(body, parseOptions{strict: !s.cfg.Counting, keepRows: !s.cfg.Counting, negative: !s.cfg.RejectNegative, refuse: s.refuse, noRowIdx: s.cfg.NoRowIndex})
 	}
 	if bad == nil {
 		entry.Operation, entry.Month, entry.Rows = d.op, d.month.Format("2006-01"), d.rows
@@ -230,11 +230,14 @@ func (s *Server) validateDrop(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	d, bad := parseDrop(body, parseOptions{strict: true, negative: !s.cfg.RejectNegative})
+	d, bad := parseDrop(body, parseOptions{strict: true, negative: !s.cfg.RejectNegative, refuse: s.refuse, noRowIdx: s.cfg.NoRowIndex})
 	if bad != nil {
 		writeBody(w, http.StatusBadRequest, errorBody(bad))
 		return
 	}
+	s.mu.Lock()
+	s.validations = append(s.validations, d.rows)
+	s.mu.Unlock()
 	// The answer's shape is not documented [NOT FOUND]; this is the create
 	// answer without a drop id, since no drop was created.
 	writeJSON(w, dropAnswer{dropInfo{Month: d.month.Format(time.RFC3339), RowCount: d.rows}})

@@ -95,9 +95,11 @@ type drop struct {
 
 // parseOptions say how thoroughly a body is checked.
 type parseOptions struct {
-	strict   bool // check every column and value, not only the two the emulator needs
-	keepRows bool // keep the row values (not in Counting mode)
-	negative bool // allow a leading minus in amounts
+	refuse   map[string]bool // Config.RefuseResourceIDs
+	noRowIdx bool            // Config.NoRowIndex
+	strict   bool            // check every column and value, not only the two the emulator needs
+	keepRows bool            // keep the row values (not in Counting mode)
+	negative bool            // allow a leading minus in amounts
 }
 
 // parseDrop decodes and validates a billing drop body. Every check runs before
@@ -145,7 +147,13 @@ func parseDrop(body []byte, o parseOptions) (*drop, *badRequest) {
 	}
 	for i, raw := range rows {
 		r, cerr := parseRow(raw, o)
+		if cerr == nil && o.refuse[r.values[colResourceID]] && r.values != nil {
+			cerr = &colError{colResourceID, fmt.Sprintf("%q is refused (Config.RefuseResourceIDs)", r.values[colResourceID])}
+		}
 		if cerr != nil {
+			if o.noRowIdx {
+				return nil, &badRequest{msg: "invalid row: " + cerr.msg, typ: errTypeRow}
+			}
 			return nil, cerr.at(i)
 		}
 		m := monthOf(r.start)

@@ -31,6 +31,15 @@ const IdempotencyHeader = "cloudzero-idempotency-key"
 type Config struct {
 	// Connections maps connection id to its API key.
 	Connections map[string]string
+	// RefuseResourceIDs plants rows the API refuses: a row whose
+	// resource/id is listed makes its body a 400 naming the row
+	// (data[i]["resource/id"]), as any invalid row does. For tests of
+	// how a client isolates a refused row.
+	RefuseResourceIDs []string
+	// NoRowIndex leaves the row index out of a 400's message ("invalid
+	// row: ..."): the real API's message format is not documented
+	// [INFER], so a client must cope without it.
+	NoRowIndex bool
 	// MaxBodyBytes is the largest accepted body; larger gets 413.
 	// 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
@@ -71,9 +80,11 @@ type Server struct {
 
 	mu          sync.Mutex
 	conns       map[string]*connection
-	rng         *rand.Rand // drop ids
-	seq         uint64     // row arrival order
-	requests    int        // POSTs to billing_drops of known connections
+	rng         *rand.Rand      // drop ids
+	seq         uint64          // row arrival order
+	requests    int             // POSTs to billing_drops of known connections
+	validations []int           // row counts of the validate_billing_drop bodies that passed
+	refuse      map[string]bool // Config.RefuseResourceIDs
 	concurrency int
 	keyReuse    int
 	maxBody     int64
@@ -109,6 +120,12 @@ func New(cfg Config) *Server {
 	}
 	for id, key := range cfg.Connections {
 		s.conns[id] = newConnection(key)
+	}
+	if len(cfg.RefuseResourceIDs) > 0 {
+		s.refuse = map[string]bool{}
+		for _, id := range cfg.RefuseResourceIDs {
+			s.refuse[id] = true
+		}
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+pathDrops, s.postDrop)

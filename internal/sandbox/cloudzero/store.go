@@ -245,6 +245,7 @@ func (s *Server) Reset() {
 		s.conns[id] = fresh
 	}
 	s.concurrency, s.keyReuse, s.maxBody, s.requests = 0, 0, 0, 0
+	s.validations = nil
 }
 
 // SetKey sets the API key of connection conn, adding the connection if it is

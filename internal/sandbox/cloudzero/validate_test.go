@@ -241,3 +241,28 @@ func TestBodyLimits(t *testing.T) {
 		})
 	}
 }
+
+// A planted refusal (Config.RefuseResourceIDs) answers 400 naming the
+// row's index in data, as any invalid row does, and stores nothing; with
+// Config.NoRowIndex the message names no index (the real format is not
+// documented), for clients that isolate the row by bisecting.
+func TestRefusedRowNamedByIndex(t *testing.T) {
+	body := `{"operation":"replace_hourly","data":[` +
+		`{"time/usage_start":"2024-08-16T13:00:00Z","cost/cost":"1","resource/id":"ok-1"},` +
+		`{"time/usage_start":"2024-08-16T13:00:00Z","cost/cost":"2","resource/id":"bad-1"}]}`
+	for _, noIdx := range []bool{false, true} {
+		e := newEmulator(t, Config{RefuseResourceIDs: []string{"bad-1"}, NoRowIndex: noIdx})
+		r := e.do(t, req{path: dropsURL(conn1), auth: key1, body: body})
+		if r.code != 400 {
+			t.Fatalf("status %d %s", r.code, r.raw)
+		}
+		msg := r.errorMessage(t)
+		named := strings.HasPrefix(msg, `data[1]["resource/id"]`)
+		if named == noIdx || !strings.Contains(msg, "bad-1") {
+			t.Fatalf("NoRowIndex %v: message %s", noIdx, msg)
+		}
+		if len(e.Hours(conn1)) != 0 {
+			t.Fatal("a 400 stored rows")
+		}
+	}
+}

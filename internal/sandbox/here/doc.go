@@ -63,7 +63,7 @@
 // correlationId,details[]}. Codes: E706001 realm (length 5..30, known in
 // Config.Realms) and sub-accounts not belonging to the realm; E706002 list
 // limit over 100; E706003 missing/unparsable dates, endDate not after
-// startDate, a range over 95 days (Config.MaxRange), detailLevel=hour;
+// startDate, endDate after Now ([INFER]; Config.AllowFutureEnd lifts it), a range over 95 days (Config.MaxRange), detailLevel=hour;
 // E706004 groupBy.
 //
 // Every /v2 answer echoes X-Correlation-ID (generated when absent, or 400
@@ -93,6 +93,10 @@
 //   - Range semantics: an hour H counts when startDate <= H < endDate (end
 //     exclusive), so both "...T23:59:59" and next-midnight ends work, and
 //     adjacent ranges [a,b) [b,c) neither overlap nor leave a gap. The
+//     spec says only "End date for search"; Config.InclusiveEnd reads it
+//     as inclusive (startDate <= H <= endDate), under which a
+//     next-midnight end counts the next day's first hour: a collector that
+//     ends at hh:59:59 gets the same data under both readings. The
 //     sandbox does not model data latency: any hour has data.
 //   - startDate/endDate must be exactly yyyy-MM-dd'T'HH:mm:ss (no zone, no
 //     fraction); they are UTC.

@@ -101,6 +101,9 @@ func (s *Server) parseQuery(realm string, v url.Values) (Query, statusParams, *p
 	if !q.End.After(q.Start) {
 		return q, p, invalid("E706003", "start or end Date validation failed", "endDate must be after startDate")
 	}
+	if !s.cfg.AllowFutureEnd && q.End.After(s.now()) {
+		return q, p, invalid("E706003", "start or end Date validation failed", "endDate %s is in the future (now %s): usage is only known up to now", p.EndDate, s.now().Format(DateLayout))
+	}
 	if q.End.Sub(q.Start) > s.cfg.MaxRange {
 		return q, p, invalid("E706003", "start or end Date validation failed", "the time range must not exceed %d days", int(s.cfg.MaxRange/(24*time.Hour)))
 	}
@@ -245,6 +248,10 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 	if e != nil {
 		e.write(w, r)
 		return
+	}
+	if s.cfg.InclusiveEnd {
+		// The hour that starts at endDate (or contains it) counts too.
+		q.End = q.End.Truncate(time.Hour).Add(time.Hour)
 	}
 	subs, e := s.parseSubAccounts(w, r, realm)
 	if e != nil {

@@ -50,9 +50,19 @@ type Config struct {
 	// TimestampSkew is how far oauth_timestamp may be from Now. Default 10m.
 	TimestampSkew time.Duration
 	Seed          int64
-	// Now is the emulator's clock (tokens, timestamps, report status).
-	// Default time.Now.
+	// Now is the emulator's clock (tokens, timestamps, report status,
+	// the future an endDate may not reach). Default time.Now.
 	Now func() time.Time
+	// AllowFutureEnd accepts an endDate after Now. By default it is 400
+	// E706003 [INFER]: the docs do not say the API refuses it, but usage
+	// of the future is not known (data arrives up to 48 h late), and a
+	// report asked so would pass for complete when it is not.
+	AllowFutureEnd bool
+	// InclusiveEnd reads endDate as inclusive: an hour H counts when
+	// startDate <= H <= endDate. The spec says only "End date for
+	// search" [NOT FOUND]; by default the end is exclusive (H < endDate).
+	// A collector must get the same data under both readings.
+	InclusiveEnd bool
 	// FailReports makes every report end "failed".
 	FailReports bool
 	// MalformedRows breaks that many rows of every file (see ExpectedQuery).

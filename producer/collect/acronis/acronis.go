@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/shopspring/decimal"
 	"io"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,6 +28,40 @@ const (
 
 // FormatCSV2 is the stored format the collector asks for and parses.
 const FormatCSV2 = "csv_v2_0"
+
+// documentedColumns are the csv_v2_0 columns Acronis's own parser
+// (Acronis\UsageReport\Csv\CsvFormatParser, "Copyright © 2002-2020
+// Acronis") requires in every file, edition aside (it defaults a missing
+// edition to "standard"). No other column of csv_v2_0 is documented.
+var documentedColumns = []string{
+	"application.id", "infra.backend_type", "infra.id", "infra.owner_id", "name", "tenant.id", "tenant.kind",
+	"usage.absolute.production", "usage.absolute.total", "usage.absolute.trial",
+	"usage.delta.production", "usage.delta.total", "usage.delta.trial",
+	"usage.effective.production", "usage.effective.total", "usage.effective.trial",
+}
+
+// DateColumn is the column usage_daily rows are read with [INFER]: no
+// source names it, so the collector fails, naming it, when it is absent.
+const DateColumn = "date"
+
+// ComputePointsItem is the offering item of Disaster Recovery compute
+// points. csv_v2_0 carries its values in seconds: "To calculate Disaster
+// Recovery compute points for the report types other than csv or html,
+// divide the value by 3600 and round it to 2 decimal places" [DOC: seed
+// 002/003, "Creating a billing report"]. csv_v2_0 is such a type.
+const ComputePointsItem = "compute_points"
+
+// ComputePointsUnit is the unit of a converted compute points quantity.
+const ComputePointsUnit = "compute points"
+
+// computePoints converts a compute points value from seconds: /3600,
+// rounded to 2 places half away from zero ([INFER] the direction; the docs
+// say only "round"), exactly.
+func computePoints(d messages.Decimal) messages.Decimal {
+	r := d.Big().Div(decimal.NewFromInt(3600)).Round(2)
+	out, _ := messages.ParseDecimal(r.StringFixed(2))
+	return out
+}
 
 // DefaultQuantityColumn is the csv_v2_0 column published as the quantity.
 const DefaultQuantityColumn = "usage.delta.total"
@@ -48,7 +84,7 @@ type Settings struct {
 	ClientSecret config.Secret `yaml:"client_secret"` // {env: VAR} or {file: path} (required)
 	TenantID     string        `yaml:"tenant_id"`     // the tenant the reports are for (required)
 	Level        string        `yaml:"level"`         // default all_customers
-	Kind         string        `yaml:"kind"`          // usage_daily (default) or usage_summary
+	Kind         string        `yaml:"kind"`          // usage_summary (default) or usage_daily
 	// HideZeroUsage drops items without usage from the reports (default false).
 	HideZeroUsage bool `yaml:"hide_zero_usage"`
 	// ShowSKUs asks for the SKU columns (default true).
@@ -87,7 +123,9 @@ func (s *Settings) Validate(key string) error {
 		return config.Errorf(key+".level", "%q: want one of %s", s.Level, strings.Join(levels, ", "))
 	}
 	if s.Kind == "" {
-		s.Kind = KindDaily
+		// usage_summary rows need only the documented csv_v2_0 columns;
+		// usage_daily rows need a date column no Acronis source names.
+		s.Kind = KindSummary
 	}
 	if s.Kind != KindDaily && s.Kind != KindSummary {
 		return config.Errorf(key+".kind", "%q: want usage_daily or usage_summary", s.Kind)
@@ -274,16 +312,112 @@ func (p *Platform) Fetch(ctx context.Context, id string, st collect.Status, r co
 	return p.parse(resp.Body, r, sink)
 }
 
+var _ collect.ReportCleaner = (*Platform)(nil)
+
+// CleanReport implements collect.ReportCleaner: the collector calls it once
+// the report's periods are published and the checkpoint no longer names
+// it, so a run that fails after the download can still take the report
+// over.
+func (p *Platform) CleanReport(ctx context.Context, id string) { p.deleteReport(ctx, id) }
+
+// deleteReport deletes a report once its data is published: DELETE
+// /reports/{id}?version=<version> [DOC: seed 003 step 6, "Store the UUID
+// and revision number of the report, in case if you need to delete it";
+// the reports API's DELETE takes both]. Otherwise an hourly schedule
+// leaves 24 report objects a day in the tenant, forever. The version is
+// read first (GET /reports/{id}): the collector keeps only report ids in
+// its checkpoint. A failure is logged, not returned: the usage is read,
+// and a report left behind costs nothing but clutter.
+func (p *Platform) deleteReport(ctx context.Context, id string) {
+	base := p.url("/reports/" + url.PathEscape(id))
+	resp, err := p.api.Do(ctx, collect.Request{Op: "acronis report " + id + " version", Method: http.MethodGet, URL: base,
+		Header: http.Header{"Accept": {"application/json"}}})
+	if err == nil {
+		var obj struct {
+			Version *int `json:"version"`
+		}
+		err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&obj)
+		resp.Body.Close()
+		if err == nil && obj.Version == nil {
+			err = errors.New("the report object holds no version")
+		}
+		if err == nil {
+			resp, err = p.api.Do(ctx, collect.Request{Op: "acronis delete report " + id, Method: http.MethodDelete,
+				URL: base + "?version=" + strconv.Itoa(*obj.Version), Header: http.Header{"Accept": {"application/json"}}})
+			if err == nil {
+				resp.Body.Close()
+			}
+		}
+	}
+	if err != nil {
+		p.env.Log.Warn("acronis: the downloaded report could not be deleted; it stays in the tenant", "report", id, "err", err)
+	}
+}
+
 // parse maps a csv_v2_0 file to records (see the package doc's table).
 func (p *Platform) parse(body io.Reader, r collect.Range, sink collect.Sink) (collect.FetchInfo, error) {
-	required := []string{"tenant.id", "name", "application.id", p.s.QuantityColumn}
-	if p.s.Kind == KindDaily {
-		required = append(required, "date")
+	c, err := collect.NewCSV(body)
+	if err != nil {
+		return collect.FetchInfo{}, collect.Permanent(fmt.Errorf("csv_v2_0: %w", err))
 	}
 	trialCol := p.s.QuantityColumn[:strings.LastIndexByte(p.s.QuantityColumn, '.')] + ".trial"
-	return collect.ParseReport(body, "csv_v2_0", required, sink, func(c *collect.CSV) (*messages.UsageRecord, string, string) {
-		return p.record(c, r, trialCol)
-	})
+	aggregates := 0
+	defer func() {
+		if aggregates > 0 {
+			p.env.Log.Info("acronis: skipped partner rows, whose customers' rows carry the same usage", "rows", aggregates, "level", p.s.Level)
+		}
+	}()
+	if err := c.Require(documentedColumns...); err != nil {
+		return collect.FetchInfo{}, collect.Permanent(fmt.Errorf("csv_v2_0: %w: these are the columns Acronis's own csv_v2_0 parser requires", err))
+	}
+	if p.s.Kind == KindDaily && !c.Has(DateColumn) {
+		return collect.FetchInfo{}, collect.Permanent(fmt.Errorf("csv_v2_0: header: column %q missing: kind usage_daily needs a date on every row, "+
+			"and no Acronis source documents which csv_v2_0 column holds it; use kind usage_summary (one report per period)", DateColumn))
+	}
+	for {
+		err := c.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		var re *collect.RowError
+		if errors.As(err, &re) {
+			sink.Reject(c.Row(), re.Column, re.Reason)
+			continue
+		}
+		if err != nil {
+			return collect.FetchInfo{Rows: c.Rows()}, fmt.Errorf("csv_v2_0: %w", err)
+		}
+		if p.aggregate(c) {
+			aggregates++
+			continue
+		}
+		rec, col, reason := p.record(c, r, trialCol)
+		if reason != "" {
+			sink.Reject(c.Row(), col, reason)
+			continue
+		}
+		sink.Record(c.Row(), rec)
+	}
+	return collect.FetchInfo{Rows: c.Rows()}, nil
+}
+
+// aggregate reports whether the current row is a partner's (or a folder's)
+// that a report of level all_customers or accounts also breaks down into
+// its customers' rows: publishing both would count the usage twice. A
+// row of the report's own tenant is kept (it is what level itself asks
+// for, and is no one's sum in the other levels' files). [INFER: the seed
+// says a partner's rows may aggregate its customers'; no source says
+// which rows do, so every partner row under the report's tenant is
+// treated as a sum.]
+func (p *Platform) aggregate(c *collect.CSV) bool {
+	if p.s.Level != "all_customers" && p.s.Level != "accounts" {
+		return false
+	}
+	switch strings.TrimSpace(c.Get("tenant.kind")) {
+	case "partner", "folder", "root":
+		return strings.TrimSpace(c.Get("tenant.id")) != p.s.TenantID
+	}
+	return false
 }
 
 func (p *Platform) record(c *collect.CSV, r collect.Range, trialCol string) (*messages.UsageRecord, string, string) {
@@ -294,15 +428,16 @@ func (p *Platform) record(c *collect.CSV, r collect.Range, trialCol string) (*me
 	}
 	start, end := r.Start, r.End
 	if p.s.Kind == KindDaily {
-		d, err := time.Parse(time.DateOnly, strings.TrimSpace(c.Get("date")))
+		d, err := time.Parse(time.DateOnly, strings.TrimSpace(c.Get(DateColumn)))
 		if err != nil {
-			return nil, "date", fmt.Sprintf("%q is not a date (YYYY-MM-DD)", c.Get("date"))
+			return nil, DateColumn, fmt.Sprintf("%q is not a date (YYYY-MM-DD)", c.Get(DateColumn))
 		}
 		var ok bool
 		if start, end, ok = collect.Clip(d, d.AddDate(0, 0, 1), r); !ok {
-			return nil, "date", fmt.Sprintf("%s is outside the report period %s", d.Format(time.DateOnly), r)
+			return nil, DateColumn, fmt.Sprintf("%s is outside the report period %s", d.Format(time.DateOnly), r)
 		}
 	}
+	points := strings.TrimSpace(c.Get("name")) == ComputePointsItem
 	dec := func(col string) (messages.Decimal, string) {
 		v := strings.TrimSpace(c.Get(col))
 		if v == "" && col != p.s.QuantityColumn && !c.Has(col) {
@@ -311,6 +446,9 @@ func (p *Platform) record(c *collect.CSV, r collect.Range, trialCol string) (*me
 		d, err := messages.ParseDecimal(v)
 		if err != nil {
 			return d, fmt.Sprintf("%q is not a number", v)
+		}
+		if points {
+			d = computePoints(d)
 		}
 		return d, ""
 	}
@@ -336,6 +474,9 @@ func (p *Platform) record(c *collect.CSV, r collect.Range, trialCol string) (*me
 		ConsumedQuantity:  qty,
 		ConsumedUnit:      firstNonEmpty(c.Get("measurement_unit"), "units"),
 		Ext:               map[string]messages.ExtValue{},
+	}
+	if points {
+		rec.ConsumedUnit = ComputePointsUnit
 	}
 	edition := c.Get("edition")
 	if !c.Has("edition") {

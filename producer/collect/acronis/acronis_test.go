@@ -13,7 +13,7 @@ func TestSettingsDefaults(t *testing.T) {
 	if err := s.Validate("s"); err != nil {
 		t.Fatal(err)
 	}
-	if s.BaseURL != "https://eu2-cloud.acronis.com" || s.Level != "all_customers" || s.Kind != KindDaily || !*s.ShowSKUs ||
+	if s.BaseURL != "https://eu2-cloud.acronis.com" || s.Level != "all_customers" || s.Kind != KindSummary || !*s.ShowSKUs ||
 		s.QuantityColumn != DefaultQuantityColumn || s.MaxReportDays != 31 {
 		t.Fatalf("%+v", s)
 	}

@@ -10,7 +10,7 @@
 //	  client_secret: {env: ACRONIS_CLIENT_SECRET}   # or {file: path}; required
 //	  tenant_id: <tenant uuid>                  # the tenant the reports are for (required)
 //	  level: all_customers                      # default; itself, direct_partners, all_partners, accounts
-//	  kind: usage_daily                         # default; or usage_summary
+//	  kind: usage_summary                       # default; or usage_daily (needs a "date" column: see Kinds)
 //	  hide_zero_usage: false                    # default
 //	  show_skus: true                           # default; false: records carry no SkuId (see below)
 //	  quantity_column: usage.delta.total        # default; any of the nine usage.* columns
@@ -33,13 +33,22 @@
 //     checkpointed one is then requested again).
 //   - Download: GET {base}/api/2/reports/{id}/stored/{stored id}, gzip
 //     detected by its magic bytes (1f 8b), whatever the headers say.
+//   - Delete: once every period of a report is published and the
+//     checkpoint no longer names it (collect.ReportCleaner), GET
+//     {base}/api/2/reports/{id} for its version, then DELETE
+//     {base}/api/2/reports/{id}?version=<version> (seed 003, step 6: the id
+//     and version are kept "in case you need to delete it"), so a schedule
+//     leaves no report objects behind. Not at download: a run that fails
+//     before publishing takes its report over. A failed delete is logged
+//     as a warning; the collection stands.
 //   - "Usage history is not ready" (400 from 1 to 6 am, 500 after) is not
 //     a failure: collect.ErrNotReady (see collect). Any other 4xx fails
 //     the run with the API's error.message.
 //
 // # Kinds
 //
-// usage_daily (the default) has a row per tenant, offering item and day,
+// usage_summary is the default because its rows need only the documented
+// csv_v2_0 columns. usage_daily has a row per tenant, offering item and day,
 // so one report covers many day periods (up to max_report_days) and each
 // record lands on its own day: destinations with hourly or daily units
 // book usage when it happened. usage_summary has one row per tenant and
@@ -57,9 +66,20 @@
 //
 // # Mapping: csv_v2_0 row to messages.UsageRecord
 //
-// Columns are found by header name (the order varies). tenant.id, name,
-// application.id and the quantity column are required in the header (and
-// date for usage_daily); a file without them fails.
+// Columns are found by header name (the order varies). The only
+// documented csv_v2_0 column set is the one Acronis's own parser requires
+// [CODE: Acronis\UsageReport\Csv\CsvFormatParser, "Copyright © 2002-2020
+// Acronis"]: application.id, infra.backend_type, infra.id, infra.owner_id,
+// name, tenant.id, tenant.kind and the nine usage.{absolute,delta,
+// effective}.{production,trial,total} columns (edition defaults to
+// "standard" when absent). A file without any of them fails, naming the
+// missing columns. Every other column below (tenant.name,
+// tenant.parent_id, measurement_unit, sku, sku.name, date) is read when
+// present and is [INFER]: the Acronis docs say csv_v2_0 and json_v2_0
+// "represent the same information", but name no csv column for it.
+// usage_daily needs a date on every row: a file without a "date" column
+// fails with a message naming it and pointing to usage_summary, rather
+// than guessing a date.
 //
 //	| UsageRecord          | csv_v2_0 column                        | notes |
 //	|----------------------|----------------------------------------|-------|
@@ -77,8 +97,8 @@
 //	| SkuMeter             | name (the offering item)               | required, not empty |
 //	| ResourceId           | infra.id                               | empty when the item has no infrastructure |
 //	| ResourceType         | infra.backend_type                     | |
-//	| ConsumedQuantity     | usage.delta.total (quantity_column)    | exact decimal; not a number rejects the row |
-//	| ConsumedUnit         | measurement_unit, else "units"         | FOCUS wants a unit with a quantity |
+//	| ConsumedQuantity     | usage.delta.total (quantity_column)    | exact decimal; not a number rejects the row; compute points converted (below) |
+//	| ConsumedUnit         | measurement_unit, else "units"         | FOCUS wants a unit with a quantity; "compute points" for compute_points |
 //	| x_Edition            | edition                                | "standard" when the column is missing, as Acronis's parser does |
 //	| x_ApplicationId      | application.id                         | |
 //	| x_TenantKind         | tenant.kind                            | |
@@ -88,6 +108,27 @@
 //	| x_DeltaTotal         | usage.delta.total                      | decimal |
 //	| x_EffectiveTotal     | usage.effective.total                  | decimal |
 //	| x_Trial              | the trial column of the quantity's group (usage.delta.trial) | decimal |
+//
+// Partners' rows. With level all_customers or accounts a report lists
+// every customer under the tenant, and also the partners (sub-partners)
+// between them, whose rows may aggregate their customers' usage (the
+// seed's warning; no source says which rows do [INFER]). Publishing both
+// would count that usage twice, so with those levels a row whose
+// tenant.kind is partner, folder or root (other than the report's own
+// tenant) is skipped, and the count is logged; the customers' rows carry
+// the usage. With direct_partners a sub-partner's row is the only one
+// carrying its customers' usage and is kept; with all_partners the file
+// holds partner rows only, which may nest (a partner above a
+// sub-partner): prefer all_customers for billing.
+//
+// Disaster Recovery compute points (offering item compute_points) come in
+// seconds: "To calculate Disaster Recovery compute points for the report
+// types other than csv or html, divide the value by 3600 and round it to 2
+// decimal places" [DOC: seed 002/003, "Creating a billing report"].
+// csv_v2_0 is such a type, so every usage value of a compute_points row
+// (the quantity and the x_ totals) is divided by 3600 and rounded to 2
+// places, half away from zero ([INFER]: the docs do not say which way a
+// half goes), per row, exactly.
 //
 // Empty string values are left out. A row is rejected, with its line (the
 // header is line 1) and the column, when tenant.id, name or

@@ -12,6 +12,7 @@
 //	  scope: <project HRN>                                   # optional
 //	  realm: org123456789                                    # the org id (required)
 //	  sub_accounts: [org112135, org124566]                   # partner sub-accounts; none: the realm itself
+//	  include_own_org: false                                 # with sub_accounts: also the realm's own usage
 //	  detail_level: day                                      # default; month, summarized
 //	  group_by: [appId, billingTag, project]                 # default: the API's grouping
 //	  charge_type: all                                       # default (the API's); billable, nonBillable
@@ -35,9 +36,8 @@
 //     is reused until less than min(15 minutes, a quarter of its
 //     lifetime) is left, and fetched again (once) on a 401.
 //   - Report: POST {base}/usage/realms/{realm}/reports?startDate=&endDate=
-//     (yyyy-MM-ddTHH:mm:ss, UTC; the end is exclusive)&detailLevel=
-//     [&groupBy=a,b][&chargeType=] with {"subAccounts": [...]} when
-//     sub-accounts are set, and an X-Correlation-ID (a random UUID, also in
+//     (yyyy-MM-ddTHH:mm:ss, UTC)&detailLevel=[&groupBy=a,b][&chargeType=]
+//     with {"subAccounts": [...]} when sub-accounts are set, and an X-Correlation-ID (a random UUID, also in
 //     the error when the request fails). The id is taken from the body;
 //     Location is not trusted.
 //   - Poll: GET .../reports/{id} until "completed" (pending and inProgress
@@ -45,6 +45,29 @@
 //     gone (a checkpointed report is requested again).
 //   - Download: GET .../reports/{id}/output, a gzipped CSV (gzip detected
 //     by its magic bytes).
+//
+// endDate. The spec says only "End date for search" [NOT FOUND: whether
+// it is inclusive]. Usage is hourly, so the collector sends the last
+// second of its range (a day [00:00, 24:00) is asked up to 23:59:59):
+// that covers the same hours whether the API reads the end as inclusive
+// or exclusive, and never the hour starting at the range's end. The end is
+// never after now either: a range the collector rounded up to the next
+// hour is asked up to the current hour, rounded down (so up to hh-1:59:59),
+// or up to the current second when the range starts in the current hour.
+//
+// subAccounts. The request body is optional (the spec's requestBody
+// required: false), and when sent it must hold subAccounts (the body
+// schema's required field, which the seed shows as "required"): "If the
+// subaccounts aren't passed, then it only generates the partner
+// organization usage report. If subaccounts pass to the request body,
+// then the usage report consists of data for the subaccounts" [DOC: spec
+// createUsageReport; seed 004]. So no body is sent without sub_accounts,
+// and a report with sub-accounts does not hold the partner org's own
+// usage: include_own_org asks for a second report without a body, for the
+// realm itself, over the same range; the two report ids travel as one,
+// joined by "+", and are polled and downloaded together. Rows carry their
+// org in realmId (SubAccountId), so the partner's own usage and each
+// sub-account's stay apart.
 //
 // Ranges: a report covers at most max_days (95) days, so a longer window
 // is cut into several reports at day boundaries. A report whose status

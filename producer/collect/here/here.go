@@ -51,11 +51,15 @@ type Settings struct {
 	Scope       string   `yaml:"scope"`
 	Realm       string   `yaml:"realm"`        // the org id (required)
 	SubAccounts []string `yaml:"sub_accounts"` // partner sub-accounts; none: the realm itself
-	DetailLevel string   `yaml:"detail_level"` // day (default), month, summarized
-	GroupBy     []string `yaml:"group_by"`     // appId, billingTag, project (default: the API's)
-	ChargeType  string   `yaml:"charge_type"`  // all (the API's default), billable, nonBillable
-	MaxRecords  int      `yaml:"max_records"`  // the report record cap (default 1,000,000)
-	MaxDays     int      `yaml:"max_days"`     // longest report range in days (default 95)
+	// IncludeOwnOrg, with sub_accounts, also collects the partner org's
+	// own usage: a report with subAccounts covers only them, so a second
+	// report without a body is asked for the realm itself.
+	IncludeOwnOrg bool     `yaml:"include_own_org"`
+	DetailLevel   string   `yaml:"detail_level"` // day (default), month, summarized
+	GroupBy       []string `yaml:"group_by"`     // appId, billingTag, project (default: the API's)
+	ChargeType    string   `yaml:"charge_type"`  // all (the API's default), billable, nonBillable
+	MaxRecords    int      `yaml:"max_records"`  // the report record cap (default 1,000,000)
+	MaxDays       int      `yaml:"max_days"`     // longest report range in days (default 95)
 
 	keyID, keySecret string
 }
@@ -200,7 +204,7 @@ func (p *Platform) Account() string { return p.s.Realm }
 func (p *Platform) Fingerprint() string {
 	subs := slices.Clone(p.s.SubAccounts)
 	slices.Sort(subs)
-	return fmt.Sprintf("%s|%s|%v|%s|%v|%s", p.s.BaseURL, p.s.Realm, subs, p.s.DetailLevel, p.s.GroupBy, p.s.ChargeType)
+	return fmt.Sprintf("%s|%s|%v|%t|%s|%v|%s", p.s.BaseURL, p.s.Realm, subs, p.s.IncludeOwnOrg && len(subs) > 0, p.s.DetailLevel, p.s.GroupBy, p.s.ChargeType)
 }
 
 // Limits implements collect.Platform: ranges of whole hours up to MaxDays,
@@ -267,11 +271,32 @@ func (p *Platform) reportsURL() string {
 }
 
 // Request implements collect.Platform: POST .../reports with the range as
-// query parameters and the sub-accounts in the body.
+// query parameters and the sub-accounts in the body. With
+// include_own_org, a second report without a body covers the realm's own
+// usage; the id is then both report ids joined by "+".
 func (p *Platform) Request(ctx context.Context, r collect.Range) (string, error) {
+	if !p.s.IncludeOwnOrg || len(p.s.SubAccounts) == 0 {
+		return p.requestOne(ctx, r, p.s.SubAccounts)
+	}
+	own, err := p.requestOne(ctx, r, nil)
+	if err != nil {
+		return "", err
+	}
+	subs, err := p.requestOne(ctx, r, p.s.SubAccounts)
+	if err != nil {
+		return "", err
+	}
+	return own + "+" + subs, nil
+}
+
+// requestOne asks for one report: of subs, or of the realm itself when
+// subs is empty (then no body is sent: the body is optional, and when sent
+// it must hold subAccounts [DOC: the spec's requestBody required: false;
+// UsageReportRequest required: subAccounts]).
+func (p *Platform) requestOne(ctx context.Context, r collect.Range, subs []string) (string, error) {
 	q := url.Values{}
 	q.Set("startDate", r.Start.UTC().Format(DateLayout))
-	q.Set("endDate", r.End.UTC().Format(DateLayout))
+	q.Set("endDate", endDate(r, p.env.Now()).Format(DateLayout))
 	q.Set("detailLevel", p.s.DetailLevel)
 	if len(p.s.GroupBy) > 0 {
 		q.Set("groupBy", strings.Join(p.s.GroupBy, ","))
@@ -282,8 +307,8 @@ func (p *Platform) Request(ctx context.Context, r collect.Range) (string, error)
 	corr := collect.NewUUID()
 	h := http.Header{"Accept": {"application/json"}, "X-Correlation-ID": {corr}}
 	var body []byte
-	if len(p.s.SubAccounts) > 0 {
-		body, _ = json.Marshal(map[string][]string{"subAccounts": p.s.SubAccounts})
+	if len(subs) > 0 {
+		body, _ = json.Marshal(map[string][]string{"subAccounts": subs})
 		h.Set("Content-Type", "application/json")
 	}
 	resp, err := p.api.Do(ctx, collect.Request{Op: "here create report", Method: http.MethodPost, URL: p.reportsURL() + "?" + q.Encode(), Body: body, Header: h})
@@ -300,8 +325,60 @@ func (p *Platform) Request(ctx context.Context, r collect.Range) (string, error)
 	return st.ID, nil
 }
 
+// endDate is the endDate sent for r: reportEnd (never the future), one
+// second earlier. The spec says only "End date for search" [NOT FOUND:
+// whether it is inclusive]; usage is hourly, so an end of hh:59:59 covers
+// the hour before an exclusive end under either reading, and never the
+// hour that starts at it.
+func endDate(r collect.Range, now time.Time) time.Time {
+	end := reportEnd(r, now)
+	if e := end.Add(-time.Second); e.After(r.Start) {
+		return e
+	}
+	return end
+}
+
+// reportEnd is the endDate asked for r at now: r.End, but never after now.
+// The collector clamps a range to now rounded UP to the hour, which would
+// ask HERE about up to 59 minutes of the future; the end is rounded DOWN
+// to the hour instead, or, when that leaves nothing (the range starts in
+// the current hour), to the second. Usage of the future is not known, and
+// HERE's data arrives up to 2 h (location services) to 48 h late anyway.
+func reportEnd(r collect.Range, now time.Time) time.Time {
+	end, now := r.End.UTC(), now.UTC()
+	if !end.After(now) {
+		return end
+	}
+	if h := now.Truncate(time.Hour); h.After(r.Start) {
+		return h
+	}
+	if s := now.Truncate(time.Second); s.After(r.Start) {
+		return s
+	}
+	return end // now is within a second of the start: nothing is known yet either way
+}
+
 // Status implements collect.Platform: GET .../reports/{id}.
 func (p *Platform) Status(ctx context.Context, id string) (collect.Status, error) {
+	ids := strings.Split(id, "+")
+	if len(ids) == 1 {
+		return p.statusOne(ctx, id)
+	}
+	all := collect.Status{State: collect.Ready}
+	for _, one := range ids {
+		st, err := p.statusOne(ctx, one)
+		if err != nil {
+			return collect.Status{}, err
+		}
+		if st.State != collect.Ready {
+			all.State = st.State
+		}
+		all.Truncated = all.Truncated || st.Truncated
+	}
+	return all, nil
+}
+
+func (p *Platform) statusOne(ctx context.Context, id string) (collect.Status, error) {
 	resp, err := p.api.Do(ctx, collect.Request{Op: "here report " + id + " status", Method: http.MethodGet,
 		URL: p.reportsURL() + "/" + url.PathEscape(id), Header: http.Header{"Accept": {"application/json"}, "X-Correlation-ID": {collect.NewUUID()}}})
 	if err != nil {
@@ -335,6 +412,19 @@ func (p *Platform) Status(ctx context.Context, id string) (collect.Status, error
 // Fetch implements collect.Platform: GET .../reports/{id}/output, a
 // gzipped CSV.
 func (p *Platform) Fetch(ctx context.Context, id string, st collect.Status, r collect.Range, sink collect.Sink) (collect.FetchInfo, error) {
+	var total collect.FetchInfo
+	for _, one := range strings.Split(id, "+") {
+		info, err := p.fetchOne(ctx, one, r, sink)
+		total.Rows += info.Rows
+		total.Truncated = total.Truncated || info.Truncated
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+func (p *Platform) fetchOne(ctx context.Context, id string, r collect.Range, sink collect.Sink) (collect.FetchInfo, error) {
 	resp, err := collect.Download(ctx, p.api, collect.Request{Op: "here report " + id + " download", Method: http.MethodGet,
 		URL:    p.reportsURL() + "/" + url.PathEscape(id) + "/output",
 		Header: http.Header{"Accept": {"application/x-gzip, text/csv, */*"}, "X-Correlation-ID": {collect.NewUUID()}}})
