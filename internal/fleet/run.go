@@ -122,8 +122,8 @@ func orDefault(s, def string) string {
 }
 
 // Ready reports why the process is not ready: not connected to NATS, the
-// streams missing, or a destination paused because its credentials were
-// refused.
+// streams missing, a destination paused because its credentials were
+// refused, or one that cannot store its dead letters.
 func (f *Fleet) Ready(ctx context.Context) error {
 	if f.NC == nil || !f.NC.IsConnected() {
 		return errors.New("not connected to NATS")
@@ -142,6 +142,9 @@ func (f *Fleet) Ready(ctx context.Context) error {
 	for name, p := range f.Pools {
 		if paused, why := p.Paused(); paused {
 			return fmt.Errorf("destination %s paused: %s", name, why)
+		}
+		if failing, why := p.DeadLettersFailing(); failing {
+			return fmt.Errorf("destination %s cannot store dead letters %s", name, why)
 		}
 	}
 	return nil
