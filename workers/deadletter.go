@@ -71,13 +71,13 @@ type rejectedRecord struct {
 // keeps bounded copies only. These bound each piece; deadLimit bounds the
 // whole against the connection's max payload.
 const (
-	deadExcerpt   = 4 << 10  // bytes kept of an undecodable payload, of a record's JSON
-	deadReasonMax = 2 << 10  // bytes of a reason
-	deadValueMax  = 1 << 10  // bytes of one header value, of an id field
-	deadHeaderMax = 8 << 10  // bytes of all the headers kept
-	deadHeadroom  = 8 << 10  // the publish's own headers and the protocol
-	deadPerLetter = 500      // records at most in one dead letter
-	deadInFlight  = 64       // dead letters of undecodable messages being stored at once
+	deadExcerpt   = 4 << 10 // bytes kept of an undecodable payload, of a record's JSON
+	deadReasonMax = 2 << 10 // bytes of a reason
+	deadValueMax  = 1 << 10 // bytes of one header value, of an id field
+	deadHeaderMax = 8 << 10 // bytes of all the headers kept
+	deadHeadroom  = 8 << 10 // the publish's own headers and the protocol
+	deadPerLetter = 500     // records at most in one dead letter
+	deadInFlight  = 64      // dead letters of undecodable messages being stored at once
 	deadTimeout   = 10 * time.Second
 	deadLogEvery  = 30 * time.Second
 )
