@@ -293,7 +293,9 @@ func (p *Pool) publishDead(ctx context.Context, source string, dl messages.DeadL
 	m.Header.Set(messages.HdrMsgID, id)
 	if _, err := p.js.PublishMsg(ctx, m); err != nil {
 		err = fmt.Errorf("dead letter: %w", err)
-		p.deadHealth.failed(p.log, err)
+		if ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			p.deadHealth.failed(p.log, err) // not when shutting down
+		}
 		return err
 	}
 	p.deadHealth.ok(p.log)
