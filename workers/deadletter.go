@@ -211,10 +211,12 @@ func (p *Pool) deadRecords(ctx context.Context, scope string, recs []rejectedRec
 		if err != nil {
 			return err
 		}
-		size := len(env) + len(`,"records":[]`)
+		const more = `,"records":[],"truncated":true` // what the records add besides themselves
+		size := len(env) + len(more)
+		alone := limit - size // the room of a record alone in a dead letter
 		end := start
 		for end < len(recs) && recs[end].ref.Seq == seq && end-start < deadPerLetter {
-			rr, n := fitRecord(recs[end], limit-len(env)-len(`,"records":[]`))
+			rr, n := fitRecord(recs[end], alone)
 			if end > start && size+n+1 > limit {
 				break
 			}

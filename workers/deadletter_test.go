@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -462,5 +463,81 @@ func TestDeadLetterStoreFailureDoesNotStopTheConsumer(t *testing.T) {
 	dls, _ := r.deadLetters(t)
 	if len(dls) != 1 || dls[0].StreamSeq != bad {
 		t.Fatalf("dead letters %+v, want one of stream seq %d", dls, bad)
+	}
+}
+
+// encodeDead fits a dead letter in the limit by cutting, in order, the
+// payload excerpt, the headers and the reason, and says when even that
+// cannot fit; what it keeps is marked truncated.
+func TestEncodeDeadFitsTheLimit(t *testing.T) {
+	base := messages.DeadLetter{Destination: "d", Reason: strings.Repeat("r", 2000), StreamSeq: 7, Subject: "usage.f.2024.08.16.13",
+		Header: map[string][]string{"A": {strings.Repeat("a", 900)}}, PayloadExcerpt: []byte(strings.Repeat("p", deadExcerpt)), PayloadSize: 1 << 20}
+	for _, tc := range []struct {
+		name                        string
+		limit                       int
+		excerpt, header, fullReason bool
+		fails                       bool
+	}{
+		{name: "fits whole", limit: 64 << 10, excerpt: true, header: true, fullReason: true},
+		{name: "a shorter excerpt", limit: 6000, excerpt: true, header: true, fullReason: true},
+		{name: "no excerpt, no header", limit: 2500, fullReason: true},
+		{name: "the reason clipped", limit: 600},
+		{name: "cannot fit", limit: 100, fails: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := encodeDead(base, tc.limit)
+			if tc.fails {
+				if err == nil {
+					t.Fatalf("%d bytes in a limit of %d, want an error", len(b), tc.limit)
+				}
+				return
+			}
+			if err != nil || len(b) > tc.limit {
+				t.Fatalf("%d bytes, %v; limit %d", len(b), err, tc.limit)
+			}
+			var dl messages.DeadLetter
+			if err := json.Unmarshal(b, &dl); err != nil {
+				t.Fatal(err)
+			}
+			if got := len(dl.PayloadExcerpt) > 0; got != tc.excerpt {
+				t.Errorf("excerpt %d bytes, want kept %v", len(dl.PayloadExcerpt), tc.excerpt)
+			}
+			if got := len(dl.Header) > 0; got != tc.header {
+				t.Errorf("header %v, want kept %v", dl.Header, tc.header)
+			}
+			if got := dl.Reason == base.Reason; got != tc.fullReason {
+				t.Errorf("reason %d bytes, want whole %v", len(dl.Reason), tc.fullReason)
+			}
+			if whole := tc.excerpt && len(dl.PayloadExcerpt) == deadExcerpt; dl.Truncated == whole {
+				t.Errorf("truncated %v with excerpt %d bytes", dl.Truncated, len(dl.PayloadExcerpt))
+			}
+			if dl.StreamSeq != 7 || dl.PayloadSize != 1<<20 {
+				t.Errorf("the reference is lost: %+v", dl)
+			}
+		})
+	}
+}
+
+// boundHeader clips every value and keeps at most deadHeaderMax bytes.
+func TestBoundHeader(t *testing.T) {
+	h := map[string][]string{"Usage-Batch": {"b1"}, "X-Big": {strings.Repeat("é", 5000)}}
+	for i := 0; i < 20; i++ {
+		h[fmt.Sprintf("X-%02d", i)] = []string{strings.Repeat("v", 900)}
+	}
+	out, cut := boundHeader(h)
+	total := 0
+	for k, vs := range out {
+		for _, v := range vs {
+			if len(v) > deadValueMax || !utf8.ValidString(v) {
+				t.Errorf("%s: %d bytes, valid UTF-8 %v", k, len(v), utf8.ValidString(v))
+			}
+			total += len(k) + len(v)
+		}
+	}
+	if !cut || total > deadHeaderMax || out["Usage-Batch"][0] != "b1" {
+		t.Fatalf("cut %v, %d bytes, batch %v", cut, total, out["Usage-Batch"])
+	}
+	if out, cut := boundHeader(map[string][]string{"A": {"x"}}); cut || out["A"][0] != "x" {
+		t.Fatalf("a small header: %v, cut %v", out, cut)
 	}
 }
