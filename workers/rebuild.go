@@ -23,12 +23,9 @@ func (p *Pool) newReplaceJob(ctx context.Context, units []Unit, attempt int) (*j
 		keys[i] = u.Key
 	}
 	j.log = p.log.With("units", summarizeKeys(keys), "attempt", attempt)
-	// One stream info gives both the covered position and the number of
-	// messages on every subject at that position.
-	filter := coveringFilter(units)
-	info, err := p.usage.Info(ctx, jetstream.WithSubjectFilter(filter))
+	info, err := p.coveredCounts(ctx, coveringFilter(units))
 	if err != nil {
-		return nil, fmt.Errorf("stream info: %w", err)
+		return nil, err
 	}
 	j.covered = info.State.LastSeq
 	j.counts = make(map[string]uint64, len(info.State.Subjects))
@@ -36,6 +33,33 @@ func (p *Pool) newReplaceJob(ctx context.Context, units []Unit, attempt int) (*j
 		j.counts[s] = n
 	}
 	return j, nil
+}
+
+// coveredCounts is one stream info that gives both the covered position
+// and the number of messages on every subject at that position. The
+// server reads the stream's state before it counts subjects, so a message
+// stored in between is counted but lies past LastSeq: a rebuild would read
+// fewer than counted and fail. When the stream's last sequence has not
+// moved by the next info, nothing was stored in between and the counts are
+// exact; a few tries, then the counts are taken as they are (a short read
+// then fails the job, which is tried again).
+func (p *Pool) coveredCounts(ctx context.Context, filter string) (*jetstream.StreamInfo, error) {
+	for try := 0; ; try++ {
+		info, err := p.usage.Info(ctx, jetstream.WithSubjectFilter(filter))
+		if err != nil {
+			return nil, fmt.Errorf("stream info: %w", err)
+		}
+		if try == 4 {
+			return info, nil
+		}
+		after, err := p.usage.Info(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("stream info: %w", err)
+		}
+		if after.State.LastSeq == info.State.LastSeq {
+			return info, nil
+		}
+	}
 }
 
 func summarizeKeys(keys []string) string {
