@@ -57,26 +57,52 @@ func DecodeAck(b []byte) (Ack, error) {
 }
 
 // DeadLetter is what the dead-letter stream keeps: the reason, where it came
-// from, and either the original message (undecodable) or the rejected
-// records. Dead letters are JSON on dead.<destination>.<source>.
+// from, and either a bounded copy of the original message (undecodable) or
+// the rejected records. Dead letters are JSON on dead.<destination>.<source>.
+//
+// A worker's dead letter always fits in one NATS message: it refers to the
+// original by StreamSeq (and Subject) in USAGE, which keeps it until its max
+// age, and carries at most an excerpt of the payload (PayloadExcerpt, with
+// PayloadSize the whole size), bounded headers and a clipped reason;
+// Truncated says something was cut. Payload, the whole original bytes, is
+// still read (older workers wrote it; a collector's dead letter carries its
+// raw row there, already bounded) but a worker no longer writes it.
 type DeadLetter struct {
-	Destination string              `json:"destination"`
-	Reason      string              `json:"reason"`
-	BatchID     string              `json:"batch_id,omitempty"`
-	Part        int                 `json:"part,omitempty"`
-	Source      string              `json:"source,omitempty"`
-	Feed        string              `json:"feed,omitempty"`
-	Subject     string              `json:"subject"`
-	StreamSeq   uint64              `json:"stream_seq"`
-	Header      map[string][]string `json:"header,omitempty"`
-	Payload     []byte              `json:"payload,omitempty"` // the original bytes, when undecodable
-	Records     []RejectedRecord    `json:"records,omitempty"`
-	Time        time.Time           `json:"time"`
+	Destination    string              `json:"destination"`
+	Reason         string              `json:"reason"`
+	BatchID        string              `json:"batch_id,omitempty"`
+	Part           int                 `json:"part,omitempty"`
+	Source         string              `json:"source,omitempty"`
+	Feed           string              `json:"feed,omitempty"`
+	Subject        string              `json:"subject"`
+	StreamSeq      uint64              `json:"stream_seq"`
+	Header         map[string][]string `json:"header,omitempty"`
+	Payload        []byte              `json:"payload,omitempty"`         // the original bytes whole (older workers, collectors)
+	PayloadExcerpt []byte              `json:"payload_excerpt,omitempty"` // the first bytes of the original, when undecodable
+	PayloadSize    int                 `json:"payload_size,omitempty"`    // the original's size in bytes
+	Truncated      bool                `json:"truncated,omitempty"`       // the payload, a header, the reason or a record was cut
+	Records        []RejectedRecord    `json:"records,omitempty"`
+	Time           time.Time           `json:"time"`
 }
 
-// RejectedRecord is one refused record with its reason.
+// OriginalBytes is what the dead letter holds of the original payload (the
+// whole of it from older writers, else the excerpt), and whether that is
+// all of it.
+func (d *DeadLetter) OriginalBytes() (b []byte, whole bool) {
+	if len(d.Payload) > 0 {
+		return d.Payload, d.PayloadSize == 0 || d.PayloadSize == len(d.Payload)
+	}
+	return d.PayloadExcerpt, d.PayloadSize == len(d.PayloadExcerpt)
+}
+
+// RejectedRecord is one refused record with its reason. A record too large
+// to be kept whole in a dead letter is kept as Excerpt (the first bytes of
+// its JSON) with Truncated set, and Record is then empty: read it from the
+// part in USAGE by the dead letter's StreamSeq and Index.
 type RejectedRecord struct {
-	Index  int         `json:"index"` // position in its part
-	Reason string      `json:"reason"`
-	Record UsageRecord `json:"record"`
+	Index     int         `json:"index"` // position in its part
+	Reason    string      `json:"reason"`
+	Record    UsageRecord `json:"record"`
+	Excerpt   string      `json:"record_excerpt,omitempty"`
+	Truncated bool        `json:"truncated,omitempty"`
 }

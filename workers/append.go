@@ -109,7 +109,7 @@ func (p *Pool) tryAppend(ctx context.Context, pm *pendingMsg, attempt int, log *
 		if err := p.finishAppend(ctx, j, pm, derr.Error()); err == nil {
 			return nil
 		}
-		wait = backoffDelay(1, p.opts.Retry)
+		wait = backoffDelay(attempt+1, p.opts.Retry) // settling failed: back off like any failure
 	}
 	if wait == 0 {
 		wait = backoffDelay(attempt+1, p.opts.Retry)

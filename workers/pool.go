@@ -35,7 +35,9 @@ type Pool struct {
 	units  jetstream.KeyValue
 	http   *http.Client
 	gate   gate
-	feeds  map[string]bool
+
+	deadHealth deadHealth // whether dead letters can be stored (deadletter.go)
+	feeds      map[string]bool
 
 	mu      sync.Mutex
 	pending map[uint64]*pendingMsg // by stream sequence

@@ -23,12 +23,9 @@ func (p *Pool) newReplaceJob(ctx context.Context, units []Unit, attempt int) (*j
 		keys[i] = u.Key
 	}
 	j.log = p.log.With("units", summarizeKeys(keys), "attempt", attempt)
-	// One stream info gives both the covered position and the number of
-	// messages on every subject at that position.
-	filter := coveringFilter(units)
-	info, err := p.usage.Info(ctx, jetstream.WithSubjectFilter(filter))
+	info, err := p.coveredCounts(ctx, coveringFilter(units))
 	if err != nil {
-		return nil, fmt.Errorf("stream info: %w", err)
+		return nil, err
 	}
 	j.covered = info.State.LastSeq
 	j.counts = make(map[string]uint64, len(info.State.Subjects))
@@ -36,6 +33,33 @@ func (p *Pool) newReplaceJob(ctx context.Context, units []Unit, attempt int) (*j
 		j.counts[s] = n
 	}
 	return j, nil
+}
+
+// coveredCounts is one stream info that gives both the covered position
+// and the number of messages on every subject at that position. The
+// server reads the stream's state before it counts subjects, so a message
+// stored in between is counted but lies past LastSeq: a rebuild would read
+// fewer than counted and fail. When the stream's last sequence has not
+// moved by the next info, nothing was stored in between and the counts are
+// exact; a few tries, then the counts are taken as they are (a short read
+// then fails the job, which is tried again).
+func (p *Pool) coveredCounts(ctx context.Context, filter string) (*jetstream.StreamInfo, error) {
+	for try := 0; ; try++ {
+		info, err := p.usage.Info(ctx, jetstream.WithSubjectFilter(filter))
+		if err != nil {
+			return nil, fmt.Errorf("stream info: %w", err)
+		}
+		if try == 4 {
+			return info, nil
+		}
+		after, err := p.usage.Info(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("stream info: %w", err)
+		}
+		if after.State.LastSeq == info.State.LastSeq {
+			return info, nil
+		}
+	}
 }
 
 func summarizeKeys(keys []string) string {
@@ -271,7 +295,12 @@ func (s *unitScan) direct(ctx context.Context, seqs []uint64, gets *getAhead) er
 }
 
 // ordered reads the unit's subjects with an ordered consumer, up to the
-// covered position: expected messages, or fewer if some aged out.
+// covered position: exactly the expected messages, or the rebuild fails
+// (transient) and is tried again with a new count. Fewer means some aged
+// out or were removed since the count, or the read stopped short: sending
+// what was read would replace the unit with part of it. The ordered
+// consumer is deleted when the scan ends, not left to its inactivity
+// threshold.
 func (s *unitScan) ordered(ctx context.Context, subs []string, expected uint64) error {
 	j, key := s.j, s.u.Key
 	if j.p.nc.IsClosed() {
@@ -279,41 +308,72 @@ func (s *unitScan) ordered(ctx context.Context, subs []string, expected uint64) 
 	}
 	// A bounded number of resets: by default an ordered consumer retries
 	// its reset forever and ignores the context, so a worker whose
-	// connection closed mid-rebuild could never stop.
-	cons, err := j.p.usage.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: subs, MaxResetAttempts: 5})
+	// connection closed mid-rebuild could never stop. A short inactivity
+	// threshold: should the delete below not reach the server (a crash,
+	// a lost connection), the server removes it soon anyway.
+	cons, err := j.p.usage.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: subs, MaxResetAttempts: 5, InactiveThreshold: orderedInactive})
 	if err != nil {
 		return Transient(fmt.Errorf("rebuild %s: %w", key, err))
 	}
+	defer j.p.deleteOrdered(ctx, cons)
+	read, err := s.readOrdered(ctx, cons, expected)
+	if err != nil {
+		return err
+	}
+	if read < expected {
+		return Transient(fmt.Errorf("rebuild %s: read %d of the %d messages its subjects held at stream position %d (aged out or removed since, or the read stopped short): not uploading part of the unit", key, read, expected, j.covered))
+	}
+	return nil
+}
+
+// orderedInactive is the inactivity threshold of a rebuild's ordered
+// consumer: the server deletes one its worker left behind after this.
+const orderedInactive = 30 * time.Second
+
+// readOrdered reads up to expected messages at or before the covered
+// position, and says how many it read.
+func (s *unitScan) readOrdered(ctx context.Context, cons jetstream.Consumer, expected uint64) (uint64, error) {
+	j, key := s.j, s.u.Key
 	var read uint64
 	for read < expected {
 		// A closed connection or an ended job stops the rebuild here: the
 		// ordered consumer would otherwise retry its resets on a closed
 		// connection for seconds, whatever the context says.
 		if err := ctx.Err(); err != nil {
-			return err
+			return read, err
 		}
 		if j.p.nc.IsClosed() {
-			return Transient(fmt.Errorf("rebuild %s: %w", key, nats.ErrConnectionClosed))
+			return read, Transient(fmt.Errorf("rebuild %s: %w", key, nats.ErrConnectionClosed))
 		}
 		got, end, err := s.fetch(ctx, cons, min(expected-read, 32))
 		read += uint64(got)
-		if err != nil {
-			return err
-		}
-		if end {
-			break
+		if err != nil || end {
+			return read, err
 		}
 		if got == 0 && ctx.Err() != nil {
-			return ctx.Err()
+			return read, ctx.Err()
 		}
 		if got == 0 {
-			// Nothing came within the wait: messages may have aged out of
-			// the stream since the count. Stop rather than wait forever.
-			j.log.Warn("rebuild read fewer messages than counted", "unit", key, "read", read, "counted", expected)
-			break
+			// Nothing came within the wait: messages may have aged out
+			// of the stream since the count. Stop rather than wait.
+			return read, nil
 		}
 	}
-	return nil
+	return read, nil
+}
+
+// deleteOrdered deletes the server-side consumer an ordered consumer uses
+// now (each fetch resets it: the client deletes the ones before).
+func (p *Pool) deleteOrdered(ctx context.Context, cons jetstream.Consumer) {
+	ci := cons.CachedInfo()
+	if ci == nil || ci.Name == "" {
+		return
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := p.usage.DeleteConsumer(dctx, ci.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		p.log.Debug("deleting a rebuild's ordered consumer", "consumer", ci.Name, "err", err)
+	}
 }
 
 // fetch reads one batch of at most n messages. Fetch by count, not by

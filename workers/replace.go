@@ -181,7 +181,7 @@ func (r *replaceRun) deliver(ctx context.Context) (ok bool, retryIn time.Duratio
 func (r *replaceRun) settleAll(ctx context.Context, job *job, what string) (bool, time.Duration) {
 	if err := r.p.finishReplace(ctx, job, r.g); err != nil {
 		r.p.log.Warn(what, "err", err)
-		return false, backoffDelay(1, r.p.opts.Retry)
+		return false, r.p.settleRetry(r.g)
 	}
 	return true, 0
 }

@@ -53,6 +53,21 @@ func (p *Pool) finishReplace(ctx context.Context, j *job, g *replaceJob) error {
 	return p.ackOutStatus(ctx, done, j.dead)
 }
 
+// settleRetry is the wait before a job whose settling failed (a dead
+// letter, the covered position or an ack event could not be stored) is
+// tried again: the retry policy's growing delay by the units' attempts, as
+// for any failure, never a fixed step that would upload the units again
+// and again.
+func (p *Pool) settleRetry(g *replaceJob) time.Duration {
+	p.mu.Lock()
+	n := 0
+	for _, us := range g.units {
+		n = max(n, us.attempt)
+	}
+	p.mu.Unlock()
+	return backoffDelay(n+1, p.opts.Retry)
+}
+
 // rejStat sums the records of one part a destination rejected one by one.
 type rejStat struct {
 	n       int

@@ -131,10 +131,11 @@ func orDefault(s, def string) string {
 
 // Ready reports why the process is not ready: not connected to NATS, the
 // streams missing, a destination's consumer paused on the server (nats
-// consumer pause: nothing is delivered until it resumes), or a destination
-// paused because its credentials were refused. The answer is served
-// unauthenticated on /readyz: it names the destination, never the API's
-// reply (which may echo what it was sent); the reason is in the log.
+// consumer pause: nothing is delivered until it resumes), a destination
+// paused because its credentials were refused, or one that cannot store its
+// dead letters. The answer is served unauthenticated on /readyz: it names
+// the destination, never the API's reply (which may echo what it was sent);
+// the reason is in the log.
 func (f *Fleet) Ready(ctx context.Context) error {
 	if f.NC == nil || !f.NC.IsConnected() {
 		return errors.New("not connected to NATS")
@@ -165,6 +166,9 @@ func (f *Fleet) Ready(ctx context.Context) error {
 		}
 		if i := c.CachedInfo(); i.Paused {
 			return fmt.Errorf("destination %s: consumer %s is paused on the server until %s: nothing is delivered (nats consumer resume %s %s)", name, workers.ConsumerName(name), i.Config.PauseUntil.UTC().Format(time.RFC3339), messages.StreamUsage, workers.ConsumerName(name))
+		}
+		if failing, why := f.Pools[name].DeadLettersFailing(); failing {
+			return fmt.Errorf("destination %s cannot store dead letters %s", name, why)
 		}
 	}
 	return nil

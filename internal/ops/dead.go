@@ -133,7 +133,7 @@ func scanStream(ctx context.Context, st jetstream.Stream, subjects []string, sin
 			return nil // nothing stored on the subject
 		}
 	}
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: subjects, MaxResetAttempts: 5}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: subjects, MaxResetAttempts: 5, InactiveThreshold: 30 * time.Second}
 	if !since.IsZero() && since.After(time.Unix(0, 0)) {
 		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
 		cfg.OptStartTime = &since
@@ -142,6 +142,15 @@ func scanStream(ctx context.Context, st jetstream.Stream, subjects []string, sin
 	if err != nil {
 		return err
 	}
+	// Deleted when the scan ends, not left to its inactivity threshold (a
+	// status --watch would otherwise leave one behind every few seconds).
+	defer func() {
+		if ci := cons.CachedInfo(); ci != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_ = st.DeleteConsumer(dctx, ci.Name)
+			cancel()
+		}
+	}()
 	for {
 		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {

@@ -237,7 +237,8 @@ func (env *Env) planRedeliver(ctx context.Context, d *Dest, e *DeadEntry, p *Rep
 
 // deadRecords are the refused records of e: read from USAGE at the dead
 // letter's stream sequence (the records listed by index, or the whole
-// part), or, once the part has aged out, the dead letter's own copy.
+// part), or, once the part has aged out, the dead letter's own copy (not
+// when a record was too large to be kept whole: it holds an excerpt).
 func (env *Env) deadRecords(ctx context.Context, e *DeadEntry) ([]messages.UsageRecord, error) {
 	dl := &e.Letter
 	raw, err := env.usageMsg(ctx, dl.StreamSeq)
@@ -247,6 +248,9 @@ func (env *Env) deadRecords(ctx context.Context, e *DeadEntry) ([]messages.Usage
 		}
 		recs := make([]messages.UsageRecord, len(dl.Records))
 		for i := range dl.Records {
+			if dl.Records[i].Truncated {
+				return nil, fmt.Errorf("the part is no longer in the stream and the dead letter keeps record %d only as an excerpt (it was too large to keep whole): %v", dl.Records[i].Index, err)
+			}
 			recs[i] = dl.Records[i].Record
 		}
 		return recs, nil

@@ -195,6 +195,38 @@ destinations:
 	}
 }
 
+// A dead letter keeps a record too large for it only as an excerpt (issue
+// 12): once the part aged out of USAGE, replaying it would publish an empty
+// record. The replay is refused, saying why.
+func TestReplayRefusesAnExcerptOnceThePartAgedOut(t *testing.T) {
+	srv := natstest.Start(t)
+	cfg, err := fleet.Parse([]byte(`
+destinations:
+  - {name: hook, type: webhook, feeds: [shared], settings: {url: "http://127.0.0.1:9/a"}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dests, err := BuildDests(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := srv.Connect(t)
+	env := &Env{NC: nc, JS: mustJS(t, nc), Dests: dests}
+	recs := []messages.RejectedRecord{
+		{Index: 0, Reason: "no", Record: messages.UsageRecord{ResourceId: "r0"}},
+		{Index: 1, Reason: "no", Excerpt: `{"ResourceId":"r1","ResourceName":"&&&`, Truncated: true},
+	}
+	e := &DeadEntry{Seq: 9, Letter: messages.DeadLetter{Destination: "hook", Source: "svc", Subject: "usage.shared.2026.03.02.10", StreamSeq: 1, Records: recs, Truncated: true}}
+	p, err := env.Replay(context.Background(), e, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Action == ActionRedeliver && p.Refused == "" || !strings.Contains(p.Refused, "record 1 only as an excerpt") {
+		t.Fatalf("plan %+v: want refused, naming the excerpt", p)
+	}
+}
+
 func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
 
 // waitCovered waits until the unit of e was uploaded by a rebuild that

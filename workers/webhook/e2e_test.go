@@ -205,7 +205,7 @@ func TestUndecodableMessageIsDeadLetteredAndConsumerMovesOn(t *testing.T) {
 			t.Fatal(err)
 		}
 		reasons[dl.BatchID] = dl.Reason
-		if len(dl.Payload) == 0 || dl.Subject != messages.UsageSubject("cloud", hour) {
+		if len(dl.PayloadExcerpt) == 0 || dl.PayloadSize < len(dl.PayloadExcerpt) || dl.StreamSeq == 0 || dl.Subject != messages.UsageSubject("cloud", hour) {
 			t.Errorf("dead letter %d keeps no original: %+v", seq, dl)
 		}
 	}

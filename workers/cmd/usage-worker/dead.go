@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/usagefleet/usagefleet/internal/ops"
+	"github.com/usagefleet/usagefleet/messages"
 )
 
 const deadUsage = `usage: usage-worker dead list|show|replay [flags]
@@ -210,14 +211,19 @@ func writeDeadDetail(w io.Writer, e *ops.DeadEntry) {
 	for k, v := range dl.Header {
 		fmt.Fprintf(w, "  header %s: %s\n", k, strings.Join(v, ", "))
 	}
-	if len(dl.Payload) > 0 {
-		ex := dl.Payload
+	if b, _ := dl.OriginalBytes(); len(b) > 0 {
+		size := max(dl.PayloadSize, len(dl.Payload))
+		ex := b
 		if len(ex) > 512 {
 			ex = ex[:512]
 		}
-		fmt.Fprintf(w, "  payload (%d bytes): %q\n", len(dl.Payload), ex)
+		fmt.Fprintf(w, "  payload (%d bytes; whole in %s at stream seq %d until its max age): %q\n", size, messages.StreamUsage, dl.StreamSeq, ex)
 	}
 	for _, r := range dl.Records {
+		if r.Truncated && r.Excerpt != "" {
+			fmt.Fprintf(w, "  record %d: %s\n    (too large to keep whole; the part in %s at stream seq %d has it) %s\n", r.Index, r.Reason, messages.StreamUsage, dl.StreamSeq, r.Excerpt)
+			continue
+		}
 		b, _ := json.Marshal(r.Record)
 		fmt.Fprintf(w, "  record %d: %s\n    %s\n", r.Index, r.Reason, b)
 	}
