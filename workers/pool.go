@@ -33,6 +33,9 @@ type Pool struct {
 	usage  jetstream.Stream
 	leases leaseStore
 	units  jetstream.KeyValue
+
+	bucketTTL  time.Duration // the lease bucket's TTL (openLeases)
+	renewEvery time.Duration // lease renewal interval; 0: a quarter of the TTL
 	http   *http.Client
 	gate   gate
 	feeds  map[string]bool
@@ -91,7 +94,7 @@ func NewPool(nc *nats.Conn, dest Destination, opts Options) (*Pool, error) {
 	p := &Pool{
 		dest: dest, sem: dest.Semantics(), opts: opts, nc: nc, js: js,
 		log:     opts.Logger.With("destination", dest.Name()),
-		http:    &http.Client{Timeout: opts.HTTPTimeout, Transport: otelhttp.NewTransport(http.DefaultTransport)},
+		http:    &http.Client{Timeout: opts.HTTPTimeout},
 		feeds:   map[string]bool{},
 		pending: map[uint64]*pendingMsg{},
 		dirty:   map[string]*unitState{},
@@ -104,6 +107,7 @@ func NewPool(nc *nats.Conn, dest Destination, opts Options) (*Pool, error) {
 		}
 		p.feeds[f] = true
 	}
+	p.http.Transport = leaseTransport{next: otelhttp.NewTransport(http.DefaultTransport), p: p}
 	p.initMetrics()
 	return p, nil
 }
@@ -137,7 +141,9 @@ func (p *Pool) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bucket %s: %w", messages.BucketLeases, err)
 	}
-	p.leases = kvLeases{leases}
+	if err := p.openLeases(ctx, leases); err != nil {
+		return err
+	}
 	if p.units, err = p.js.KeyValue(ctx, messages.BucketUnits); err != nil {
 		return fmt.Errorf("bucket %s: %w", messages.BucketUnits, err)
 	}
