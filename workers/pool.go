@@ -36,9 +36,9 @@ type Pool struct {
 
 	bucketTTL  time.Duration // the lease bucket's TTL (openLeases)
 	renewEvery time.Duration // lease renewal interval; 0: a quarter of the TTL
-	http   *http.Client
-	gate   gate
-	feeds  map[string]bool
+	http       *http.Client
+	gate       gate
+	feeds      map[string]bool
 
 	mu      sync.Mutex
 	pending map[uint64]*pendingMsg // by stream sequence

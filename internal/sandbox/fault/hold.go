@@ -32,7 +32,7 @@ type Held struct {
 	Req     *http.Request
 	At      time.Time // arrival
 	held    bool
-	release chan bool     // true: go on, false: drop
+	release chan bool // true: go on, false: drop
 	gone    <-chan struct{}
 	done    chan struct{} // closed when the handler returned
 }
