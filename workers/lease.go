@@ -109,7 +109,11 @@ func (l *unitLease) renew(ctx context.Context) error {
 		return errLeaseLost
 	}
 	sent := l.now()
-	r, err := l.store.Update(ctx, l.key, l.owner, l.rev)
+	// A renewal that hangs must fail while the lease still holds, so the
+	// job stops before another worker may take over.
+	rctx, cancel := context.WithTimeout(ctx, l.ttl/4)
+	defer cancel()
+	r, err := l.store.Update(rctx, l.key, l.owner, l.rev)
 	if err != nil {
 		l.lost = true
 		if ctx.Err() == nil {
@@ -195,14 +199,12 @@ func (l *unitLease) release() {
 }
 
 // leaseGuard is how long before its lease expires a request sent under
-// it must have ended: half the margin of the TTL over the request
-// deadline, for the API to notice its client has gone (a request renews
-// the lease when less than requestTimeout+leaseGuard of it is left).
+// it must have ended, for the API to notice its client has gone: half the
+// margin of the TTL over the request deadline, and at least a tenth of
+// the TTL (a request renews the lease first when less than
+// requestTimeout+leaseGuard of it is left).
 func leaseGuard(ttl, requestTimeout time.Duration) time.Duration {
-	if ttl <= requestTimeout {
-		return 0
-	}
-	return (ttl - requestTimeout) / 2
+	return max((ttl-requestTimeout)/2, ttl/10)
 }
 
 // takeLease acquires the lease key for this pool's worker (errLeaseHeld
