@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/usagefleet/usagefleet/internal/natsutil/natstest"
 	sandbox "github.com/usagefleet/usagefleet/internal/sandbox/cloudzero"
 	"github.com/usagefleet/usagefleet/internal/sandbox/fault"
 	"github.com/usagefleet/usagefleet/internal/usagegen"
@@ -32,6 +33,7 @@ func nextHeld(t *testing.T, hold *fault.Holder, within time.Duration) *fault.Hel
 		select {
 		case hr := <-hold.Arrived():
 			if hr.Held() {
+				t.Cleanup(hr.Drop) // before the server's Close waits for it
 				return hr
 			}
 		case <-deadline:
@@ -82,3 +84,42 @@ func TestHeldReplaceDoesNotSettleANewerPart(t *testing.T) {
 		t.Fatalf("%d requests overlapped another at the API", n)
 	}
 }
+
+// No upload outlives the lease it was sent under: with an http_timeout
+// (30 s) longer than the lease TTL (10 s), an upload the API never
+// answers is abandoned by its worker before the lease can expire, while
+// a second worker waits for the lease and sends nothing until then.
+// Guards the lease on the job's context (withLease in runReplace) that
+// the pool's transport bounds every request by.
+func TestUploadEndsBeforeItsLeaseExpires(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out a lease TTL")
+	}
+	hold := fault.NewHolder(http.MethodPost, "/v2/connections/billing/anycost/")
+	var sb *confSandbox
+	e := conformance.NewEnv(t, heldHarness(hold, &sb))
+	hold.HoldNext(1)
+	for _, id := range []string{"a", "b"} {
+		opts := conformance.FastOptions()
+		opts.WorkerID, opts.HTTPTimeout = id, 30*time.Second
+		e.StartPool("dest", opts)
+	}
+	hour := time.Date(2024, 8, 16, 10, 0, 0, 0, time.UTC)
+	e.Publish("first", usagegen.Generate(40, usagegen.Options{Seed: 1, Start: hour, Hours: 1}), 40)
+	held := nextHeld(t, hold, 30*time.Second)
+	select {
+	case <-held.Gone():
+	case <-time.After(2 * natstestLeaseTTL):
+		t.Fatalf("an unanswered upload was still in flight %s after it was sent, past its lease TTL of %s", 2*natstestLeaseTTL, natstestLeaseTTL)
+	}
+	if d := time.Since(held.At); d > natstestLeaseTTL {
+		t.Fatalf("the upload was abandoned %s after it was sent, after its lease could expire (TTL %s)", d, natstestLeaseTTL)
+	}
+	held.Drop()
+	e.WaitExact(time.Minute)
+	if n := hold.Overlaps(); n != 0 {
+		t.Fatalf("%d requests arrived while another was in flight at the API", n)
+	}
+}
+
+const natstestLeaseTTL = natstest.LeaseTTL

@@ -124,6 +124,7 @@ destinations:
 		case hr := <-hold.Arrived():
 			if hr.Held() {
 				held = hr
+				defer held.Drop() // a failure must not leave srv.Close waiting
 			}
 		case <-time.After(60 * time.Second):
 			tb.Fatal("the worker sent nothing more after its first sum part")

@@ -1,6 +1,8 @@
 package fault
 
 import (
+	"bytes"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -96,8 +98,16 @@ func (h *Holder) Wrap(next http.Handler) http.Handler {
 		case h.arrived <- hr:
 		default:
 		}
-		if hr.held && !<-hr.release {
-			panic(http.ErrAbortHandler) // dropped: no answer, nothing applied
+		if hr.held {
+			// The whole request arrives before it is held, as at an API
+			// that is processing it; and only once its body is read does
+			// the server watch the connection, so Gone can tell when the
+			// client goes away.
+			body, err := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			if err == nil && !<-hr.release {
+				panic(http.ErrAbortHandler) // dropped: no answer, nothing applied
+			}
 		}
 		next.ServeHTTP(w, r)
 	})
