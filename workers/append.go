@@ -142,7 +142,7 @@ func (p *Pool) deliverAppend(ctx context.Context, j *job) error {
 		if err != nil {
 			return backoff.Permanent(Transient(fmt.Errorf("lease %s: %w", key, err)))
 		}
-		derr = p.dest.Deliver(jctx, j)
+		derr = p.dest.Deliver(withLease(jctx, lease), j)
 		lease.release()
 		return nil
 	}, nil)

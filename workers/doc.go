@@ -36,8 +36,9 @@
 //     by lease key), runReplace and replaceRun (deliver, settle, retry).
 //   - append.go: the append runtime: a job per part, tried until it goes,
 //     under the destination's lease when it names one.
-//   - lease.go: unitLease (acquire, keep, release) over leaseStore, the
-//     JetStream KV lease bucket in production.
+//   - lease.go: unitLease (acquire, keep, bound, release) over leaseStore,
+//     the JetStream KV lease bucket in production; leaseTransport ends every
+//     request sent under a lease before the lease can expire.
 //   - job.go: the Job the pool hands a destination (Reject, Done,
 //     IdempotencyKey, Do: requests behind the gate, resent when no
 //     response came).

@@ -138,7 +138,7 @@ func TestUnitLease(t *testing.T) {
 			for i, s := range tc.steps {
 				switch s.do {
 				case "a", "b":
-					l, err := acquireLease(context.Background(), store, "cz.conn", s.do, quietLog)
+					l, err := acquireLease(context.Background(), store, "cz.conn", s.do, ttl, quietLog)
 					if got := err == nil; got != s.got {
 						t.Fatalf("step %d: %s acquired %v (err %v), want %v", i, s.do, got, err, s.got)
 					}
@@ -169,7 +169,7 @@ func TestUnitLeaseKeepAndTakeover(t *testing.T) {
 	store := newMemLeases(ttl)
 	store.gate, store.renewed = make(chan struct{}), make(chan error)
 	renew := func() error { store.gate <- struct{}{}; return <-store.renewed }
-	a, err := acquireLease(context.Background(), store, "k", "a", quietLog)
+	a, err := acquireLease(context.Background(), store, "k", "a", ttl, quietLog)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestUnitLeaseKeepAndTakeover(t *testing.T) {
 		t.Fatalf("renewal: %v", err)
 	}
 	store.advance(ttl / 2) // +75s: past the first TTL
-	if _, err := acquireLease(context.Background(), store, "k", "b", quietLog); !errors.Is(err, errLeaseHeld) {
+	if _, err := acquireLease(context.Background(), store, "k", "b", ttl, quietLog); !errors.Is(err, errLeaseHeld) {
 		t.Fatalf("b took a renewed lease: %v", err)
 	}
 	if err := renew(); err != nil {
@@ -195,7 +195,7 @@ func TestUnitLeaseKeepAndTakeover(t *testing.T) {
 	// The renewer stalls (a partitioned worker): the lease expires and b
 	// takes it; a's next renewal fails and cancels a's job.
 	store.advance(2 * ttl)
-	b, err := acquireLease(context.Background(), store, "k", "b", quietLog)
+	b, err := acquireLease(context.Background(), store, "k", "b", ttl, quietLog)
 	if err != nil {
 		t.Fatalf("b could not take an expired lease: %v", err)
 	}
@@ -233,11 +233,11 @@ func TestUnitLeaseJetStreamKV(t *testing.T) {
 	store := kvLeases{kv}
 	held := func(who string) {
 		t.Helper()
-		if _, err := acquireLease(ctx, store, "d.conn", who, quietLog); !errors.Is(err, errLeaseHeld) {
+		if _, err := acquireLease(ctx, store, "d.conn", who, ttl, quietLog); !errors.Is(err, errLeaseHeld) {
 			t.Fatalf("%s: %v, want errLeaseHeld", who, err)
 		}
 	}
-	a, err := acquireLease(ctx, store, "d.conn", "a", quietLog)
+	a, err := acquireLease(ctx, store, "d.conn", "a", ttl, quietLog)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,14 +254,14 @@ func TestUnitLeaseJetStreamKV(t *testing.T) {
 		t.Fatal("the renewal failed: the job was cancelled")
 	}
 	a.release()
-	b, err := acquireLease(ctx, store, "d.conn", "b", quietLog)
+	b, err := acquireLease(ctx, store, "d.conn", "b", ttl, quietLog)
 	if err != nil {
 		t.Fatalf("released, the lease is still held: %v", err)
 	}
 	// b is not renewed: once it expires c takes it over.
 	var c *unitLease
 	for deadline := time.Now().Add(10 * ttl); ; {
-		if c, err = acquireLease(ctx, store, "d.conn", "c", quietLog); err == nil {
+		if c, err = acquireLease(ctx, store, "d.conn", "c", ttl, quietLog); err == nil {
 			break
 		}
 		if !errors.Is(err, errLeaseHeld) || time.Now().After(deadline) {
@@ -276,7 +276,7 @@ func TestUnitLeaseJetStreamKV(t *testing.T) {
 		t.Fatalf("after b's late release: %v %q, want c's lease", err, e.Value())
 	}
 	c.release()
-	if _, err := acquireLease(ctx, store, "d.conn", "d", quietLog); err != nil {
+	if _, err := acquireLease(ctx, store, "d.conn", "d", ttl, quietLog); err != nil {
 		t.Fatalf("after c's release: %v", err)
 	}
 }

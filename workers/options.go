@@ -28,7 +28,7 @@ type Options struct {
 	MaxAckPending int           // consumer max ack pending (default 20000 Replace, 64 Append)
 	AckWait       time.Duration // consumer ack wait; heartbeats every third (default 30s)
 	Retry         RetryPolicy
-	LeaseTTL      time.Duration // must match the lease bucket TTL (default 2m)
+	LeaseTTL      time.Duration // the lease bucket TTL; Run reads the bucket's own (default 40s)
 	PauseProbe    time.Duration // a paused destination tries again after this (default 30s)
 	DrainTimeout  time.Duration // time in-flight jobs get on shutdown (default 20s)
 	HTTPTimeout   time.Duration // per request (default 30s)
@@ -69,7 +69,7 @@ func (o *Options) defaults(sem Semantics) {
 		o.Retry.Max = 60 * time.Second
 	}
 	if o.LeaseTTL <= 0 {
-		o.LeaseTTL = 2 * time.Minute
+		o.LeaseTTL = 40 * time.Second
 	}
 	if o.PauseProbe <= 0 {
 		o.PauseProbe = 30 * time.Second

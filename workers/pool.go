@@ -33,9 +33,11 @@ type Pool struct {
 	usage  jetstream.Stream
 	leases leaseStore
 	units  jetstream.KeyValue
-	http   *http.Client
-	gate   gate
 
+	bucketTTL  time.Duration // the lease bucket's TTL (openLeases)
+	renewEvery time.Duration // lease renewal interval; 0: a quarter of the TTL
+	http       *http.Client
+	gate       gate
 	deadHealth deadHealth // whether dead letters can be stored (deadletter.go)
 	feeds      map[string]bool
 
@@ -93,7 +95,7 @@ func NewPool(nc *nats.Conn, dest Destination, opts Options) (*Pool, error) {
 	p := &Pool{
 		dest: dest, sem: dest.Semantics(), opts: opts, nc: nc, js: js,
 		log:     opts.Logger.With("destination", dest.Name()),
-		http:    &http.Client{Timeout: opts.HTTPTimeout, Transport: otelhttp.NewTransport(http.DefaultTransport)},
+		http:    &http.Client{Timeout: opts.HTTPTimeout},
 		feeds:   map[string]bool{},
 		pending: map[uint64]*pendingMsg{},
 		dirty:   map[string]*unitState{},
@@ -106,6 +108,7 @@ func NewPool(nc *nats.Conn, dest Destination, opts Options) (*Pool, error) {
 		}
 		p.feeds[f] = true
 	}
+	p.http.Transport = leaseTransport{next: otelhttp.NewTransport(http.DefaultTransport), p: p}
 	p.initMetrics()
 	return p, nil
 }
@@ -139,7 +142,9 @@ func (p *Pool) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bucket %s: %w", messages.BucketLeases, err)
 	}
-	p.leases = kvLeases{leases}
+	if err := p.openLeases(ctx, leases); err != nil {
+		return err
+	}
 	if p.units, err = p.js.KeyValue(ctx, messages.BucketUnits); err != nil {
 		return fmt.Errorf("bucket %s: %w", messages.BucketUnits, err)
 	}

@@ -143,7 +143,7 @@ func (p *Pool) runReplace(ctx context.Context, g *replaceJob) {
 		return
 	}
 	defer lease.release()
-	r.end(r.deliver(jctx))
+	r.end(r.deliver(withLease(jctx, lease)))
 }
 
 // deliver rebuilds the job's units and has the destination deliver them.

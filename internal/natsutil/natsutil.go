@@ -354,7 +354,7 @@ type StreamOptions struct {
 	DuplicateWindow config.Duration `yaml:"duplicate_window"` // default 48h
 	AcksMaxAge      config.Duration `yaml:"acks_max_age"`     // default 14 days
 	DeadMaxAge      config.Duration `yaml:"dead_max_age"`     // default 90 days
-	LeaseTTL        config.Duration `yaml:"lease_ttl"`        // default 2m, well above the HTTP timeout
+	LeaseTTL        config.Duration `yaml:"lease_ttl"`        // default 40s: above every destination's http_timeout (30s) by a margin
 	MaxMsgSize      int32           `yaml:"max_msg_size"`     // default: the server's max payload
 	// Update lets this process change the settings of streams that exist.
 	// Without it an existing stream is left as the server has it, and a
@@ -373,7 +373,7 @@ const (
 	DefaultDuplicateWindow = 48 * time.Hour
 	DefaultAcksMaxAge      = 14 * 24 * time.Hour
 	DefaultDeadMaxAge      = 90 * 24 * time.Hour
-	DefaultLeaseTTL        = 2 * time.Minute
+	DefaultLeaseTTL        = 40 * time.Second
 )
 
 // EnsureStreams creates or updates the USAGE, ACKS and DEAD streams and the
