@@ -142,7 +142,7 @@ func TestParseRefusesImpossibleValues(t *testing.T) {
 	for _, tc := range []struct{ name, from, to, want string }{
 		{"workers 0", "feeds: [cloud]", "feeds: [cloud]\n    workers: 0", "destinations[0].workers (line 8): 0: want 1 to 256"},
 		{"retry max below initial", "flush: {max_delay: 5s}", "flush: {max_delay: 5s}\n    retry: {initial: 10s, max: 1s}", "destinations[0](hook).retry.max: 1s is below retry.initial 10s"},
-		{"http timeout above lease", "flush: {max_delay: 5s}", "flush: {max_delay: 5s}\n    http_timeout: 5m", "destinations[0](hook).http_timeout: 5m0s is above streams.lease_ttl 2m0s"},
+		{"http timeout above lease", "flush: {max_delay: 5s}", "flush: {max_delay: 5s}\n    http_timeout: 5m", "destinations[0](hook).http_timeout: 5m0s is above streams.lease_ttl 40s"},
 		{"http timeout above a set lease", "nats:", "streams: {lease_ttl: 30s}\nnats:", ""},
 		{"password in the nats url", "data_dir: /tmp/x", "url: nats://alice:hunter2-pw@127.0.0.1:4222", "nats.url (line 3): the URL carries credentials"},
 		{"password in a cluster url list", "data_dir: /tmp/x", "url: 'nats://127.0.0.1:4222,nats://bob:hunter2-pw@127.0.0.2:4222'", "nats.url (line 3): the URL carries credentials"},

@@ -57,13 +57,6 @@ destinations:
 	done := make(chan error, 1)
 	go func() { done <- f.Run(runCtx) }()
 	defer func() { stop(); <-done }()
-	if err := f.Ready(ctx); err != nil {
-		t.Fatalf("not ready before anything went wrong: %v", err)
-	}
-	hour := time.Date(2024, 8, 16, 13, 0, 0, 0, time.UTC)
-	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: messages.UsageSubject("cloud", hour), Header: nats.Header{"Nats-Msg-Id": {"junk"}}, Data: []byte("junk")}); err != nil {
-		t.Fatal(err)
-	}
 	waitReady := func(want bool, what string) {
 		t.Helper()
 		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
@@ -75,6 +68,12 @@ destinations:
 				t.Fatalf("%s: Ready = %v", what, err)
 			}
 		}
+	}
+	// Ready once Run has created the destination's consumer.
+	waitReady(true, "before anything went wrong")
+	hour := time.Date(2024, 8, 16, 13, 0, 0, 0, time.UTC)
+	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: messages.UsageSubject("cloud", hour), Header: nats.Header{"Nats-Msg-Id": {"junk"}}, Data: []byte("junk")}); err != nil {
+		t.Fatal(err)
 	}
 	waitReady(false, "DEAD refuses the dead letter")
 	if _, err := js.UpdateStream(ctx, conf); err != nil {
