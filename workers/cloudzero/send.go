@@ -79,6 +79,15 @@ func (d *Destination) send(ctx context.Context, job workers.Job, body *sharedBod
 		// problem. Pause like an auth failure rather than dead-letter data.
 		return &workers.Error{Class: workers.ClassAuth, Status: resp.StatusCode, Message: "connection not found: " + msg}
 	}
+	if resp.StatusCode == http.StatusConflict {
+		// The API documents no 409 for billing drops; the likely meaning is
+		// a conflict with a concurrent request for the connection [INFER],
+		// which is no fault of the body: retry later, with backoff.
+		return &workers.Error{Class: workers.ClassTransient, Status: resp.StatusCode, Message: "conflict: " + msg,
+			RetryAfter: workers.RetryAfter(resp.Header, time.Now())}
+	}
+	// Other 4xx refuse the body (workers.Classify); a 400 or 422 is
+	// narrowed down to the row it names, or bisected (isolate).
 	return workers.Classify(resp.StatusCode, resp.Header, msg)
 }
 
