@@ -29,7 +29,10 @@ func rowIndex(msg string) (int, bool) {
 		return 0, false
 	}
 	i, err := strconv.Atoi(m[1])
-	return i, err == nil
+	if err != nil {
+		return 0, false
+	}
+	return i, true
 }
 
 // isolating reports whether a refusal with status is narrowed down to the
