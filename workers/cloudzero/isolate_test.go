@@ -238,3 +238,49 @@ func TestRowIndex(t *testing.T) {
 		}
 	}
 }
+
+// A row refused alone leaves the digest (so the idempotency key) of the
+// bodies that follow: it equals that of a body never holding the row, and
+// differs from that of the body before the row was left out.
+func TestDigestLeavesOutRefusedRows(t *testing.T) {
+	p := &packer{monthText: "2024-08-01T00:00:00Z", buf: make([]byte, headRoom), segs: []segment{{unit: hourUnit(hourAt(1, 0))}}}
+	for i, row := range []string{"{a}", "{bb}", "{ccc}", "{d}"} {
+		p.buf = append(p.buf, ',')
+		p.buf = append(p.buf, row...)
+		p.rows = append(p.rows, rowMeta{end: len(p.buf), ref: workers.RecordRef{Seq: 5, Index: i}})
+	}
+	whole := string(p.digest(opReplaceHourly, 0, 4))
+	p.rows[1].skip = true
+	left := string(p.digest(opReplaceHourly, 0, 4))
+	body := p.liveBody(opReplaceHourly, 0, 4)
+	defer body.done()
+	if got := string(body.buf); got != `{"month":"2024-08-01T00:00:00Z","operation":"replace_hourly","data":[{a},{ccc},{d}]}` {
+		t.Fatalf("body %s", got)
+	}
+	q := &packer{monthText: p.monthText, buf: make([]byte, headRoom), segs: p.segs}
+	for _, i := range []int{0, 2, 3} {
+		q.buf = append(q.buf, ',')
+		q.buf = append(q.buf, []string{"{a}", "{bb}", "{ccc}", "{d}"}[i]...)
+		q.rows = append(q.rows, rowMeta{end: len(q.buf), ref: workers.RecordRef{Seq: 5, Index: i}})
+	}
+	if left == whole || left != string(q.digest(opReplaceHourly, 0, 3)) {
+		t.Fatal("the digest does not follow the rows the body carries")
+	}
+}
+
+// In sum mode (an Append job) a refused row is rejected alone too, found
+// by bisection when the message names no row.
+func TestSumModeRefusedRowWithoutIndex(t *testing.T) {
+	s, url := emulator(t, sandbox.Config{RefuseResourceIDs: []string{"bad-row"}, NoRowIndex: true})
+	d := newDest(t, url, ModeSum, 2_000)
+	recs := hourRecords(hourAt(16, 8), 20, 60, "1")
+	badRow(recs, 13, "bad-row")
+	j := newFakeJob(nil, recs)
+	j.Append = true
+	if err := deliver(t, d, j); err != nil {
+		t.Fatal(err)
+	}
+	checkRejectedAlone(t, j, 13)
+	checkTotals(t, s, expectTotals(without(recs, 13)))
+	checkDone(t, j)
+}
