@@ -86,7 +86,7 @@
 // ChargeCategory, ChargeClass, CommitmentDiscountId]. Only the nine values
 // of the API schema's enum are sent; CommittedUseVacancy and
 // CommittedUseRecurringFee (CBF page only) are not, since a value the API
-// refuses would refuse the whole request.
+// refuses would cost the record (and a request to find it).
 //
 //	| FOCUS                                               | CBF lineitem/type    | why |
 //	|-----------------------------------------------------|----------------------|-----|
