@@ -284,3 +284,28 @@ func TestSumModeRefusedRowWithoutIndex(t *testing.T) {
 	checkTotals(t, s, expectTotals(without(recs, 13)))
 	checkDone(t, j)
 }
+
+// An hour all of whose records are refused alone holds its placeholder
+// afterwards, not its previous upload, and is reported Done once the
+// records are rejected.
+func TestEveryRowOfAnHourRefused(t *testing.T) {
+	h1, h2 := hourAt(16, 1), hourAt(16, 2)
+	bad := hourRecords(h2, 3, 10, "2")
+	for i := range bad {
+		badRow(bad, i, fmt.Sprintf("bad-%d", i))
+	}
+	s, url := emulator(t, sandbox.Config{RefuseResourceIDs: []string{"bad-0", "bad-1", "bad-2"}, NoRowIndex: true})
+	d := newDest(t, url, ModeReplaceHourly, 0)
+	mustDeliver(t, d, newFakeJob(hourUnits(h2), hourRecords(h2, 4, 10, "40")))
+	recs := slices.Concat(hourRecords(h1, 5, 10, "1"), bad)
+	j := newFakeJob(hourUnits(h1, h2), recs)
+	if err := deliver(t, d, j); err != nil {
+		t.Fatalf("Deliver: %v", err)
+	}
+	checkRejectedAlone(t, j, 5, 6, 7)
+	checkTotals(t, s, expectTotals(recs[:5]), h2)
+	checkDone(t, j)
+	if rows := s.Rows(testConn, h2); len(rows) != 1 || rows[0]["lineitem/id"] != PlaceholderLineItemID {
+		t.Fatalf("hour 2 holds %v, want the placeholder", rows)
+	}
+}
