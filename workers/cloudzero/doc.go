@@ -208,7 +208,11 @@
 //     idempotency key follows the records a body carries, so a body
 //     without the refused row has a key of its own.
 //   - Past 32 rows refused alone in one job (maxIsolated), when the
-//     refused row is a placeholder, and for any other refusing 4xx (405,
+//     refused row is a placeholder, when the 400's error type refuses the
+//     request whole (invalid_request, limit_exceeded: the month's row or
+//     byte limit, which bisecting would deliver in part and then refuse
+//     row by row; our sandbox's names, the real types are not documented
+//     [INFER]), and for any other refusing 4xx (405,
 //     415...: not about a row, so bisecting would only multiply
 //     requests): every unit in the request is rejected with the API's
 //     message through Job.RejectUnit, then replaced by its placeholder, so

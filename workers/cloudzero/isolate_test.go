@@ -309,3 +309,30 @@ func TestEveryRowOfAnHourRefused(t *testing.T) {
 		t.Fatalf("hour 2 holds %v, want the placeholder", rows)
 	}
 }
+
+// A 400 whose type refuses the request as a whole (the month's row limit)
+// is not bisected: the request's hours are refused whole, as before,
+// rather than delivered in part and then refused row by row.
+func TestMonthLimitIsNotBisected(t *testing.T) {
+	s, url := emulator(t, sandbox.Config{MaxRowsPerMonth: 10})
+	d := newDest(t, url, ModeReplaceHourly, 0)
+	h1, h2, h3 := hourAt(16, 1), hourAt(16, 2), hourAt(16, 3)
+	recs := slices.Concat(hourRecords(h1, 5, 10, "1"), hourRecords(h2, 5, 10, "2"), hourRecords(h3, 5, 10, "3"))
+	j := newFakeJob(hourUnits(h1, h2, h3), recs)
+	if err := deliver(t, d, j); err != nil {
+		t.Fatalf("Deliver: %v", err)
+	}
+	if len(j.UnitRejects) != 3 || len(j.Rejects) != 0 {
+		t.Fatalf("unit rejects %v, record rejects %v: want the three hours whole", j.UnitRejects, j.Rejects)
+	}
+	for _, reason := range j.UnitRejects {
+		if !strings.Contains(reason, "limited to 10 rows") {
+			t.Fatalf("reason %q lacks the API's message", reason)
+		}
+	}
+	if got := ops(s); !slices.Equal(got, []string{"replace_hourly:400", "replace_hourly:200"}) {
+		t.Fatalf("requests %v, want the refused one and the clearing placeholders", got)
+	}
+	checkTotals(t, s, expectTotals(nil), h1, h2, h3)
+	checkDone(t, j)
+}
