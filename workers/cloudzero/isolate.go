@@ -68,9 +68,10 @@ func wholeRequest(we *workers.Error) bool {
 //     the row nearest it) and each half sent (sendRange);
 //   - one row left: its record is rejected alone.
 //
-// A refused placeholder row, another refusing status, or more than
-// maxIsolated rows refused in this job fall back to refusing the units of
-// the run as a whole (refuse).
+// A refused placeholder row, another refusing status, an error type that
+// refuses the request whole (wholeRequest), or more than maxIsolated rows
+// refused in this job fall back to refusing the units of the run as a
+// whole (refuse).
 func (p *packer) isolate(ctx context.Context, a, b int, we *workers.Error) error {
 	if !isolating(we.Status) || p.isolated >= maxIsolated {
 		if p.isolated >= maxIsolated {
