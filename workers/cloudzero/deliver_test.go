@@ -274,40 +274,40 @@ func TestBisectSingleHourKeepsReplaceFirst(t *testing.T) {
 	t.Logf("requests: %v", ops(s))
 }
 
-func TestRefused400RejectsThatUnitOnly(t *testing.T) {
-	s, url := emulator(t, sandbox.Config{RejectNegative: true})
+// A refusing 4xx that is not about a row (here a 415) refuses the units of
+// its request whole: their records are rejected with the API's message and
+// the units cleared, so CloudZero holds neither their previous upload nor
+// part of the new one. The other units are delivered.
+func TestRefusedRequestRejectsItsUnitsOnly(t *testing.T) {
+	s, url := emulator(t, sandbox.Config{})
 	d := newDest(t, url, ModeReplaceHourly, 4_000) // one hour per request
 	h10, h11, h12 := hourAt(16, 10), hourAt(16, 11), hourAt(16, 12)
-	mustDeliver(t, d, newFakeJob(hourUnits(h11), hourRecords(h11, 3, 10, "40")))
+	mustDeliver(t, d, newFakeJob(hourUnits(h10), hourRecords(h10, 3, 10, "40")))
 
-	var recs []messages.UsageRecord
-	recs = append(recs, hourRecords(h10, 8, 200, "1")...)
-	bad := hourRecords(h11, 8, 200, "2")
-	bad[3].BilledCost = messages.MustDecimal("-1.5")
-	recs = append(recs, bad...)
-	recs = append(recs, hourRecords(h12, 8, 200, "3")...)
+	recs := slices.Concat(hourRecords(h10, 8, 200, "1"), hourRecords(h11, 8, 200, "2"), hourRecords(h12, 8, 200, "3"))
+	s.Faults().Set(fault.Rule{Kind: fault.Status, Code: http.StatusUnsupportedMediaType, Count: 1, Message: "unsupported"})
 	j := newFakeJob(hourUnits(h10, h11, h12), recs)
 	j.Try = 1
 	if err := deliver(t, d, j); err != nil {
 		t.Fatalf("Deliver: %v", err)
 	}
-	reason, ok := j.UnitRejects[hourUnit(h11).Key]
-	if len(j.UnitRejects) != 1 || !ok || !strings.Contains(reason, "negative") || !strings.Contains(reason, "400") {
-		t.Fatalf("unit rejects = %v, want %s with the API's message", j.UnitRejects, hourUnit(h11).Key)
+	reason, ok := j.UnitRejects[hourUnit(h10).Key]
+	if len(j.UnitRejects) != 1 || !ok || !strings.Contains(reason, "unsupported") || !strings.Contains(reason, "415") {
+		t.Fatalf("unit rejects = %v, want %s with the API's message", j.UnitRejects, hourUnit(h10).Key)
 	}
-	want := expectTotals(slices.Concat(recs[:8], recs[16:]))
-	// Hour 11 is cleared: neither its old upload nor part of the new one.
-	checkTotals(t, s, want, h11)
+	checkTotals(t, s, expectTotals(recs[8:]), h10)
 	checkDone(t, j)
-	rows := s.Rows(testConn, h11)
+	rows := s.Rows(testConn, h10)
 	if len(rows) != 1 || rows[0]["lineitem/id"] != PlaceholderLineItemID {
-		t.Fatalf("hour 11 holds %v, want the placeholder", rows)
+		t.Fatalf("hour 10 holds %v, want the placeholder", rows)
 	}
 	if !strings.Contains(j.Logs.Text(), "refused") {
 		t.Fatalf("no warning logged:\n%s", j.Logs.Text())
 	}
 }
 
+// A row refused in a sum part of an hour is rejected alone; the parts sent
+// before the refusal stay and the rest of the hour is delivered.
 func TestRefused400PartWayThroughAnHour(t *testing.T) {
 	s, url := emulator(t, sandbox.Config{RejectNegative: true})
 	d := newDest(t, url, ModeReplaceHourly, 3_000)
@@ -318,16 +318,11 @@ func TestRefused400PartWayThroughAnHour(t *testing.T) {
 	if err := deliver(t, d, j); err != nil {
 		t.Fatalf("Deliver: %v", err)
 	}
-	if _, ok := j.UnitRejects[hourUnit(h).Key]; !ok {
-		t.Fatalf("unit rejects = %v", j.UnitRejects)
+	if len(j.UnitRejects) != 0 || len(j.Rejects) != 1 || j.Rejects[0].Ref.Index != 25 || !strings.Contains(j.Rejects[0].Reason, "negative") {
+		t.Fatalf("unit rejects %v, rejects %v: want record 25 alone", j.UnitRejects, j.Rejects)
 	}
-	// The parts sent before the refusal are gone too.
-	checkTotals(t, s, expectTotals(nil), h)
-	// Streaming stopped at the refusal: no request after the clear.
-	last := s.Requests(testConn)[len(s.Requests(testConn))-1]
-	if last.Operation != "replace_hourly" || last.Rows != 1 {
-		t.Fatalf("last request %+v, want the clearing placeholder", last)
-	}
+	checkTotals(t, s, expectTotals(slices.Concat(recs[:25], recs[26:])))
+	checkDone(t, j)
 	t.Logf("requests: %v", ops(s))
 }
 
@@ -578,8 +573,8 @@ func TestSumModeRefusedRecords(t *testing.T) {
 			t.Fatalf("reason %q", r.Reason)
 		}
 	}
-	if !rejected[15] {
-		t.Fatal("the negative record was not rejected")
+	if len(rejected) != 1 || !rejected[15] {
+		t.Fatalf("rejected %v, want the negative record 15 alone", rejected)
 	}
 	var kept []messages.UsageRecord
 	for i, r := range recs {

@@ -86,7 +86,7 @@
 // ChargeCategory, ChargeClass, CommitmentDiscountId]. Only the nine values
 // of the API schema's enum are sent; CommittedUseVacancy and
 // CommittedUseRecurringFee (CBF page only) are not, since a value the API
-// refuses would refuse the whole request.
+// refuses would cost the record (and a request to find it).
 //
 //	| FOCUS                                               | CBF lineitem/type    | why |
 //	|-----------------------------------------------------|----------------------|-----|
@@ -190,11 +190,39 @@
 //     hour the first half goes with the replace operation and the rest with
 //     sum. A single row refused as too large is rejected alone; if that
 //     leaves an hour with nothing sent, the hour gets its placeholder.
-//   - 400 (any other refusing 4xx): every unit in the request is rejected
-//     with the API's message through Job.RejectUnit, then replaced by its
-//     placeholder, so CloudZero holds nothing of a unit whose records were
-//     dead-lettered; the other units go on. In sum mode the request's
-//     records are rejected instead.
+//   - 400 and 422: the refusal is narrowed down to the row it is about,
+//     so one bad row no longer costs the (up to 5 MB of) hours packed with
+//     it. A 400 applies nothing, so the rest is simply sent again, with the
+//     same operation. The message of CloudZero's {"error":{"message",
+//     "type"}} body is read for a row index, ^data\[(\d+)\] (the real
+//     message format is not documented [INFER]; our sandbox writes
+//     data[i]["col"]: problem). An index naming a record of the body: that
+//     record alone is rejected (Job.Reject, with the API's message), left
+//     out of every later body, and the rest sent again, which may name the
+//     next bad row. No index: the request is split, at the hour boundary
+//     nearest the middle while it holds several hours, then by rows, and
+//     each half sent, keeping the rule that an hour's first successful
+//     request replaces it and later ones use sum; a single row still
+//     refused is rejected alone and the rest of its hour delivered. An
+//     hour all of whose records were refused gets its placeholder. The
+//     idempotency key follows the records a body carries, so a body
+//     without the refused row has a key of its own.
+//   - Past 32 rows refused alone in one job (maxIsolated), when the
+//     refused row is a placeholder, when the 400's error type refuses the
+//     request whole (invalid_request, limit_exceeded: the month's row or
+//     byte limit, which bisecting would deliver in part and then refuse
+//     row by row; our sandbox's names, the real types are not documented
+//     [INFER]), and for any other refusing 4xx (405,
+//     415...: not about a row, so bisecting would only multiply
+//     requests): every unit in the request is rejected with the API's
+//     message through Job.RejectUnit, then replaced by its placeholder, so
+//     CloudZero holds nothing of a unit whose records were dead-lettered;
+//     the other units go on. In sum mode the request's records are
+//     rejected instead.
+//   - 409: CloudZero documents none for billing drops; the likely meaning
+//     is a conflict with a concurrent request for the connection [INFER],
+//     no fault of the body, so it is ClassTransient (with Retry-After) and
+//     the job is retried with backoff, never a refusal.
 //
 // # Dry run: validate_only
 //

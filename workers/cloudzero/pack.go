@@ -33,7 +33,10 @@ type rowMeta struct {
 	end         int   // offset in buf just after the row
 	seg         int32 // index in packer.segs
 	placeholder bool
-	ref         workers.RecordRef
+	// skip: the API refused this row alone (isolate); it is left out of
+	// every body and its record rejected through the job.
+	skip bool
+	ref  workers.RecordRef
 }
 
 // segment is one unit of the month being packed (one month in sum mode).
@@ -95,6 +98,7 @@ type packer struct {
 	pk        chunk.Packer // sizes of rows: rows[pk.Grouped():] belong to the unit being streamed, rows[:pk.Grouped()] are whole earlier units
 	chunk     int          // requests so far in this job: the idempotency chunk index
 	drops     []rowDrop
+	isolated  int    // rows refused alone by a 400 or 422 in this job (isolate)
 	dig, open []byte // scratch for digest and sendRows
 }
 
@@ -451,6 +455,10 @@ func (p *packer) digest(op string, a, b int) []byte {
 	d = append(d, p.monthText...)
 	for i := a; i < b; {
 		m := p.rows[i]
+		if m.skip {
+			i++
+			continue
+		}
 		if m.placeholder {
 			d = append(d, 'P')
 			d = binary.LittleEndian.AppendUint64(d, uint64(p.segs[m.seg].unit.Start.Unix()))
@@ -459,7 +467,7 @@ func (p *packer) digest(op string, a, b int) []byte {
 		}
 		// A run: the same part, consecutive record indexes.
 		j, size := i+1, m.end-p.rowStart(i)
-		for j < b && !p.rows[j].placeholder && p.rows[j].ref.Seq == m.ref.Seq && p.rows[j].ref.Index == p.rows[j-1].ref.Index+1 {
+		for j < b && !p.rows[j].placeholder && !p.rows[j].skip && p.rows[j].ref.Seq == m.ref.Seq && p.rows[j].ref.Index == p.rows[j-1].ref.Index+1 {
 			size += p.rows[j].end - p.rowStart(j)
 			j++
 		}
@@ -491,6 +499,41 @@ func (p *packer) post(ctx context.Context, op string, body *sharedBody, n int, d
 	return p.d.send(ctx, p.job, body, key, op, n)
 }
 
+// live counts the rows of rows[a:b] not refused alone.
+func (p *packer) live(a, b int) int {
+	n := 0
+	for i := a; i < b; i++ {
+		if !p.rows[i].skip {
+			n++
+		}
+	}
+	return n
+}
+
+// liveBody builds the body of rows[a:b] without the rows refused alone,
+// in a buffer from bodyPool.
+func (p *packer) liveBody(op string, a, b int) *sharedBody {
+	n := envelope(op)
+	for i := a; i < b; i++ {
+		if !p.rows[i].skip {
+			n += p.rows[i].end - p.rowStart(i)
+		}
+	}
+	buf := p.appendOpening(getBody(n), op)
+	first := true
+	for i := a; i < b; i++ {
+		if p.rows[i].skip {
+			continue
+		}
+		row := p.buf[p.rowStart(i):p.rows[i].end]
+		if first {
+			row, first = row[1:], false // no comma before the first row
+		}
+		buf = append(buf, row...)
+	}
+	return newSharedBody(append(buf, ']', '}'))
+}
+
 // sendRows sends rows[a:b]. A run from the first row is sent from buf
 // itself: the envelope goes in front of it and "]}" after it, and buf is
 // not touched again until the transport is done with it. Other runs (the
@@ -498,6 +541,9 @@ func (p *packer) post(ctx context.Context, op string, body *sharedBody, n int, d
 func (p *packer) sendRows(ctx context.Context, op string, a, b int) error {
 	start, end := p.rowStart(a), p.rows[b-1].end
 	digest := p.digest(op, a, b)
+	if n := p.live(a, b); n != b-a {
+		return p.post(ctx, op, p.liveBody(op, a, b), n, digest)
+	}
 	if a != 0 {
 		return p.post(ctx, op, p.body(op, p.buf[start:end]), b-a, digest)
 	}
@@ -561,7 +607,7 @@ func (p *packer) sendOnce(ctx context.Context, a, b int) error {
 				p.job.Log().Info("cloudzero: body too large for the API, splitting it", "rows", b-a, "bytes", p.size(a, b), "message", we.Message)
 			}
 		case workers.ClassReject:
-			return p.refuse(ctx, a, b, we)
+			return p.isolate(ctx, a, b, we)
 		}
 	}
 	return err
@@ -569,7 +615,7 @@ func (p *packer) sendOnce(ctx context.Context, a, b int) error {
 
 func (p *packer) allRejected(a, b int) bool {
 	for i := a; i < b; i++ {
-		if !p.segs[p.rows[i].seg].rejected {
+		if !p.rows[i].skip && !p.segs[p.rows[i].seg].rejected {
 			return false
 		}
 	}
@@ -581,6 +627,9 @@ func (p *packer) applied(a, b int, op string) {
 	last := int32(-1)
 	for i := a; i < b; i++ {
 		m := p.rows[i]
+		if m.skip {
+			continue
+		}
 		s := &p.segs[m.seg]
 		if m.seg != last {
 			last = m.seg
@@ -645,6 +694,9 @@ func (p *packer) refuse(ctx context.Context, a, b int, we *workers.Error) error 
 	reason := fmt.Sprintf("CloudZero refused the request (%d): %s", we.Status, we.Message)
 	if p.rejectRows {
 		for i := a; i < b; i++ {
+			if p.rows[i].skip {
+				continue // rejected already, alone
+			}
 			p.drops = append(p.drops, rowDrop{seg: int(p.rows[i].seg), ref: p.rows[i].ref, reason: reason})
 		}
 		return nil
@@ -653,7 +705,7 @@ func (p *packer) refuse(ctx context.Context, a, b int, we *workers.Error) error 
 	var keys []string
 	for i := a; i < b; i++ {
 		si := int(p.rows[i].seg)
-		if s := &p.segs[si]; !s.rejected {
+		if s := &p.segs[si]; !s.rejected && !p.rows[i].skip {
 			s.rejected = true
 			refused = append(refused, si)
 			keys = append(keys, s.unit.Key)

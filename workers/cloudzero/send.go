@@ -79,7 +79,49 @@ func (d *Destination) send(ctx context.Context, job workers.Job, body *sharedBod
 		// problem. Pause like an auth failure rather than dead-letter data.
 		return &workers.Error{Class: workers.ClassAuth, Status: resp.StatusCode, Message: "connection not found: " + msg}
 	}
-	return workers.Classify(resp.StatusCode, resp.Header, msg)
+	if resp.StatusCode == http.StatusConflict {
+		// The API documents no 409 for billing drops; the likely meaning is
+		// a conflict with a concurrent request for the connection [INFER],
+		// which is no fault of the body: retry later, with backoff.
+		return &workers.Error{Class: workers.ClassTransient, Status: resp.StatusCode, Message: "conflict: " + msg,
+			RetryAfter: workers.RetryAfter(resp.Header, time.Now())}
+	}
+	// Other 4xx refuse the body (workers.Classify); a 400 or 422 is
+	// narrowed down to the row it names, or bisected (isolate), which
+	// reads the error's type.
+	err = workers.Classify(resp.StatusCode, resp.Header, msg)
+	var we *workers.Error
+	if errors.As(err, &we) && we.Class == workers.ClassReject {
+		if typ := errorType(raw); typ != "" {
+			we.Err = apiErrorType(typ)
+		}
+	}
+	return err
+}
+
+// apiErrorType is the type of a 400's {"error":{"type"}}, carried in
+// workers.Error.Err for isolate.
+type apiErrorType string
+
+func (t apiErrorType) Error() string { return "error type " + string(t) }
+
+// errorType reads {"error":{"type"}}: a short identifier, kept only when
+// it looks like one (it goes into error text).
+func errorType(raw []byte) string {
+	var v struct {
+		Error *struct {
+			Type string `json:"type"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(raw, &v) != nil || v.Error == nil || len(v.Error.Type) > 64 {
+		return ""
+	}
+	for _, c := range v.Error.Type {
+		if !(c == '_' || c == '-' || c == '.' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return ""
+		}
+	}
+	return v.Error.Type
 }
 
 // apiMessage reads the API's error text: {"error":{"message"}} (400) or
