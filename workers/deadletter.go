@@ -119,7 +119,7 @@ func (p *Pool) deadStored(ctx context.Context, seq uint64, why string) error {
 		return fmt.Errorf("dead letter of %d: %w", seq, err)
 	}
 	meta, _ := messages.ParseMeta(raw.Header)
-	dl := messages.DeadLetter{Destination: p.dest.Name(), Reason: "undecodable: " + why, BatchID: meta.BatchID, Part: meta.Part, Source: meta.Source, Feed: meta.Feed, Subject: raw.Subject, StreamSeq: seq, Header: raw.Header, Payload: raw.Data, Time: time.Now().UTC()}
+	dl := messages.DeadLetter{Destination: p.dest.Name(), Reason: deadReason(why), BatchID: meta.BatchID, Part: meta.Part, Source: meta.Source, Feed: meta.Feed, Subject: raw.Subject, StreamSeq: seq, Header: raw.Header, Payload: raw.Data, Time: time.Now().UTC()}
 	return p.publishDead(ctx, meta.Source, dl, fmt.Sprintf("%s/dead/%d", p.dest.Name(), seq))
 }
 
@@ -162,7 +162,7 @@ func (p *Pool) deadMessage(ctx context.Context, msg jetstream.Msg, seq uint64, m
 			data, hdr = raw.Data, raw.Header
 		}
 	}
-	dl := messages.DeadLetter{Destination: p.dest.Name(), Reason: "undecodable: " + cause.Error(), BatchID: meta.BatchID, Part: meta.Part, Source: meta.Source, Feed: meta.Feed, Subject: msg.Subject(), StreamSeq: seq, Header: hdr, Payload: data, Time: time.Now().UTC()}
+	dl := messages.DeadLetter{Destination: p.dest.Name(), Reason: deadReason(cause.Error()), BatchID: meta.BatchID, Part: meta.Part, Source: meta.Source, Feed: meta.Feed, Subject: msg.Subject(), StreamSeq: seq, Header: hdr, Payload: data, Time: time.Now().UTC()}
 	// The same wait after each failure: the second step of the retry policy.
 	d := min(2*p.opts.Retry.Initial, p.opts.Retry.Max)
 	err := retry(ctx, &jitterBackOff{p: RetryPolicy{Initial: d, Max: d}}, func() error {
