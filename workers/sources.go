@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/usagefleet/usagefleet/messages"
 )
@@ -20,8 +21,9 @@ import (
 // its unit for an upgraded worker, but at most Options.NewerSchemaMaxHold
 // after it was stored; then it is dead-lettered and the unit flows again.
 //
-// admit runs where a part's headers are read: mark (headers only) and the
-// rebuild's scan (admitStored, which checks the payload's sum too). What
+// admit runs where a part's headers are read: mark (headers only), the
+// rebuild's scan and an append part's decoding (admitStored, which checks
+// the payload's sum too). What
 // it refuses is dead-lettered with a reason that says why (refusal), not
 // "undecodable".
 
@@ -91,4 +93,13 @@ func (p *Pool) admitStored(subject string, h nats.Header, data []byte, stored ti
 		}
 	}
 	return meta, nil
+}
+
+// storedAt is when JetStream stored msg (zero if its metadata cannot be
+// read).
+func storedAt(msg jetstream.Msg) time.Time {
+	if md, err := msg.Metadata(); err == nil {
+		return md.Timestamp
+	}
+	return time.Time{}
 }
