@@ -292,3 +292,37 @@ func TestNewerSchemaPartHeldTooLongIsDeadLettered(t *testing.T) {
 	dls := deadLetters(t, e, []string{"from-the-future"}, 20*time.Second)
 	checkReason(t, dls["from-the-future"], "newer schema held too long: ")
 }
+
+// A part whose headers team-a signed but whose payload was changed after
+// signing is dead-lettered where the payload is read (the rebuild): the
+// headers alone verify, so only the signed payload sum catches it.
+func TestChangedPayloadIsDeadLettered(t *testing.T) {
+	e := sourcesEnv(t)
+	kpA, pubA := userKey(t)
+	recs := usagegen.Generate(60, usagegen.Options{Seed: 51, Start: sourcesStart, Hours: 1})
+	publish(t, signer(t, e, kpA), &messages.Batch{ID: "a-1", Feed: e.Feed, Source: "team-a", Records: recs})
+
+	signed, err := producer.Split(&messages.Batch{ID: "changed", Feed: e.Feed, Source: "team-a", Records: usagegen.Generate(10, usagegen.Options{Seed: 52, Start: sourcesStart, Hours: 1})}, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := producer.Split(&messages.Batch{ID: "changed", Feed: e.Feed, Source: "team-a", Records: usagegen.Generate(10, usagegen.Options{Seed: 53, Start: sourcesStart, Hours: 1})}, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(signed) != 1 || len(other) != 1 {
+		t.Fatalf("%d and %d parts, want one each", len(signed), len(other))
+	}
+	h := signed[0].Meta.Header()
+	if err := messages.SignPart(messages.UsageSubject(e.Feed, sourcesStart), h, signed[0].Payload, kpA); err != nil {
+		t.Fatal(err)
+	}
+	publishRaw(t, e, h, other[0].Payload) // same count, same hour, other records
+
+	opts := conformance.FastOptions()
+	opts.SourceKeys = messages.SourceKeys{"team-a": {pubA}}
+	e.StartPool("a", opts)
+	waitHolds(t, e, recs, 20*time.Second)
+	dls := deadLetters(t, e, []string{"changed"}, 20*time.Second)
+	checkReason(t, dls["changed"], "source binding: ")
+}
