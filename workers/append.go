@@ -16,7 +16,7 @@ import (
 func (p *Pool) enqueueAppend(ctx context.Context, msg jetstream.Msg, work chan func(context.Context)) {
 	seq := seqOf(msg)
 	p.metrics.add(ctx, p.metrics.streamRead, int64(len(msg.Data())))
-	meta, err := messages.ParseMeta(msg.Headers())
+	meta, err := p.admitStored(msg.Subject(), msg.Headers(), msg.Data(), storedAt(msg)) // sources.go
 	var part messages.Part
 	if err == nil {
 		part, err = messages.DecodePart(msg.Headers(), msg.Data())

@@ -84,6 +84,7 @@ func (p *Pool) mark(ctx context.Context, msg jetstream.Msg) {
 			err = fmt.Errorf("headers say feed %q hour %s, subject says %q %s", meta.Feed, meta.Hour.Format(time.RFC3339), feed, hour.Format(time.RFC3339))
 		}
 	}
+	err = p.admit(msg.Subject(), msg.Headers(), meta, stored, err) // sources.go
 	if err != nil {
 		p.deadMessage(ctx, msg, seq, meta, err)
 		return

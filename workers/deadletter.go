@@ -152,7 +152,7 @@ func boundLetter(dl *messages.DeadLetter) {
 // decoded: a reference to it, bounded headers, the first deadExcerpt bytes
 // of its payload and its size, and the reason.
 func (p *Pool) undecodableLetter(seq uint64, subject string, meta messages.PartMeta, hdr map[string][]string, data []byte, why string) messages.DeadLetter {
-	dl := messages.DeadLetter{Destination: p.dest.Name(), Reason: "undecodable: " + why, BatchID: meta.BatchID, Part: meta.Part, Source: meta.Source, Feed: meta.Feed, Subject: subject, StreamSeq: seq, Header: hdr, PayloadSize: len(data), Time: time.Now().UTC()}
+	dl := messages.DeadLetter{Destination: p.dest.Name(), Reason: deadReason(why), BatchID: meta.BatchID, Part: meta.Part, Source: meta.Source, Feed: meta.Feed, Subject: subject, StreamSeq: seq, Header: hdr, PayloadSize: len(data), Time: time.Now().UTC()}
 	ex := data
 	if len(ex) > deadExcerpt {
 		ex, dl.Truncated = ex[:deadExcerpt], true

@@ -49,6 +49,10 @@
 //     read, decoded and encoded while the destination uploads).
 //   - settle.go: "a part is acked only after an upload that saw it":
 //     settleUnit (pure), finishReplace, ack events, acks.
+//   - sources.go: admit, who may send a part and what it may claim: the
+//     source binding (Options.SourceKeys), plausible snapshot generations,
+//     how long a newer-schema part may hold its unit; called by mark, the
+//     rebuild's scan and the append path.
 //   - deadletter.go: dead letters (rejected records, rejected units,
 //     undecodable parts) and their reasons.
 //   - cooldown.go: the gate, one per destination: cooldown after 429/5xx,

@@ -3,6 +3,8 @@ package workers
 import (
 	"log/slog"
 	"time"
+
+	"github.com/usagefleet/usagefleet/messages"
 )
 
 // FlushPolicy says when a dirty unit is due: MaxDelay after it first became
@@ -36,7 +38,15 @@ type Options struct {
 	// response (timeout, reset) before the job fails (default 3).
 	NoResponseRetries int
 	WorkerID          string // lease owner; default host-pid-random
-	Logger            *slog.Logger
+	// SourceKeys binds each source to the public keys that may sign its
+	// parts (config sources:); when set, a part that is not signed by its
+	// source is dead-lettered (see sources.go). Nil: sources are not bound.
+	SourceKeys messages.SourceKeys
+	// NewerSchemaMaxHold is how long after it was stored a part of a newer
+	// schema than this worker reads may hold its unit (default 24h); then
+	// it is dead-lettered and the unit is delivered without it.
+	NewerSchemaMaxHold time.Duration
+	Logger             *slog.Logger
 }
 
 func (o *Options) defaults(sem Semantics) {
@@ -82,6 +92,9 @@ func (o *Options) defaults(sem Semantics) {
 	}
 	if o.NoResponseRetries <= 0 {
 		o.NoResponseRetries = 3
+	}
+	if o.NewerSchemaMaxHold <= 0 {
+		o.NewerSchemaMaxHold = 24 * time.Hour
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -241,11 +241,11 @@ type unitScan struct {
 }
 
 // handle processes one stored message of the unit.
-func (s *unitScan) handle(ctx context.Context, seq uint64, h nats.Header, data []byte) error {
+func (s *unitScan) handle(ctx context.Context, seq uint64, subject string, stored time.Time, h nats.Header, data []byte) error {
 	if len(data) > 0 {
 		s.j.p.metrics.add(ctx, s.j.p.metrics.streamRead, int64(len(data)))
 	}
-	meta, err := messages.ParseMeta(h)
+	meta, err := s.j.p.admitStored(subject, h, data, stored) // sources.go: a refused part is dead, so no snapshot generation
 	if errors.Is(err, messages.ErrNewerSchema) {
 		// The unit cannot be rebuilt whole by this worker: sending it
 		// without the part would replace it with less than the stream
@@ -287,7 +287,7 @@ func (s *unitScan) direct(ctx context.Context, seqs []uint64, gets *getAhead) er
 			}
 			return Transient(fmt.Errorf("rebuild %s: message %d: %w", s.u.Key, seq, err))
 		}
-		if err := s.handle(ctx, seq, raw.Header, raw.Data); err != nil {
+		if err := s.handle(ctx, seq, raw.Subject, raw.Time, raw.Header, raw.Data); err != nil {
 			return err
 		}
 	}
@@ -402,7 +402,7 @@ func (s *unitScan) fetch(ctx context.Context, cons jetstream.Consumer, n uint64)
 		if md.NumPending == 0 {
 			end = true
 		}
-		if err := s.handle(ctx, seq, msg.Headers(), msg.Data()); err != nil {
+		if err := s.handle(ctx, seq, msg.Subject(), md.Timestamp, msg.Headers(), msg.Data()); err != nil {
 			return got, false, err
 		}
 		if end {

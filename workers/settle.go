@@ -141,7 +141,7 @@ func settleUnit(us *unitState, pending map[uint64]*pendingMsg, covered uint64, o
 			pm.seen = true
 		}
 		if why, ok := o.dead[seq]; ok {
-			pm.reasons = appendReason(pm.reasons, "undecodable: "+why)
+			pm.reasons = appendReason(pm.reasons, deadReason(why))
 			pm.seen = true
 		}
 		pm.units = slices.DeleteFunc(pm.units, func(k string) bool { return k == key })
@@ -216,7 +216,7 @@ func (p *Pool) ackOutStatus(ctx context.Context, pms []*pendingMsg, dead map[uin
 	var deadAcks []messages.Ack
 	for _, pm := range pms {
 		if why, ok := dead[pm.seq]; ok {
-			deadAcks = append(deadAcks, messages.Ack{BatchID: pm.meta.BatchID, Part: pm.meta.Part, Feed: pm.meta.Feed, Source: pm.meta.Source, Destination: p.dest.Name(), Status: messages.AckDead, Rejected: pm.meta.Records, Reason: "undecodable: " + why, Cost: messages.DecimalFromInt(0), Time: time.Now().UTC()})
+			deadAcks = append(deadAcks, messages.Ack{BatchID: pm.meta.BatchID, Part: pm.meta.Part, Feed: pm.meta.Feed, Source: pm.meta.Source, Destination: p.dest.Name(), Status: messages.AckDead, Rejected: pm.meta.Records, Reason: deadReason(why), Cost: messages.DecimalFromInt(0), Time: time.Now().UTC()})
 			p.ack(pm.msg, pm.seq)
 			continue
 		}

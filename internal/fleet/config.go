@@ -268,6 +268,7 @@ func (c *Config) Validate() error {
 			HTTPTimeout:   d.HTTPTimeout.D(0),
 			DrainTimeout:  c.Worker.DrainTimeout.D(0),
 			WorkerID:      c.Worker.ID,
+			SourceKeys:    c.Sources,
 		}})
 	}
 	return nil

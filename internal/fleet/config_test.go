@@ -177,6 +177,14 @@ func TestSourcesTakePublicKeysOnly(t *testing.T) {
 	if got := cfg.Sources["team-a"]; len(got) != 1 || got[0] != pub {
 		t.Fatalf("sources %v", cfg.Sources)
 	}
+	for _, b := range cfg.built { // the workers get the keys, or they bind nothing
+		if got := b.opts.SourceKeys["team-a"]; len(got) != 1 || got[0] != pub {
+			t.Fatalf("destination %s: pool options carry sources %v", b.dest.Name(), b.opts.SourceKeys)
+		}
+	}
+	if len(cfg.built) == 0 {
+		t.Fatal("no destination built")
+	}
 	_, err = Parse([]byte(goodConfig + "sources:\n  team-a: [SUAMLK2ZNL35WSMW37E7UD4VZ7ELPKW7DHC3BWBSD2GCZ7IUQQXZIORRBU]\n"))
 	if err == nil || !strings.Contains(err.Error(), "team-a[0]: not a public user nkey") || strings.Contains(err.Error(), "SUAM") {
 		t.Fatalf("a seed in sources: %v", err)

@@ -1,0 +1,105 @@
+package workers
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/usagefleet/usagefleet/messages"
+)
+
+// Who may send a part, and for how long one may hold its unit (issue 12
+// item 3). A header is a claim: with Options.SourceKeys set, a part counts
+// only if a key of the source its Usage-Source names signed it (see
+// messages.SignPart). Whatever the keys, a snapshot generation must be
+// plausible (messages.CheckGeneration): 2^63-1 would win every later
+// generation of its period and freeze it. A part of a newer schema holds
+// its unit for an upgraded worker, but at most Options.NewerSchemaMaxHold
+// after it was stored; then it is dead-lettered and the unit flows again.
+//
+// admit runs where a part's headers are read: mark (headers only), the
+// rebuild's scan and an append part's decoding (admitStored, which checks
+// the payload's sum too). What
+// it refuses is dead-lettered with a reason that says why (refusal), not
+// "undecodable".
+
+// Reasons of a refused part, the prefix of its dead letter's reason.
+const (
+	reasonSource     = "source binding: "
+	reasonGeneration = "implausible generation: "
+	reasonHeld       = "newer schema held too long: "
+)
+
+// refusal is a part refused for who sent it or what it claims, not for
+// bytes this worker cannot read.
+type refusal struct{ reason string }
+
+func (r *refusal) Error() string { return r.reason }
+
+// deadReason is the reason of a dead letter for a part that failed with
+// why: a refusal says so itself; anything else could not be decoded.
+func deadReason(why string) string {
+	for _, p := range []string{reasonSource, reasonGeneration, reasonHeld} {
+		if strings.HasPrefix(why, p) {
+			return why
+		}
+	}
+	return "undecodable: " + why
+}
+
+// admit checks a part stored at stored on subject, whose headers h parsed
+// to meta with parseErr (the subject check included). It returns parseErr
+// unless the part is a newer schema's held past the max, or, when the
+// headers read, the refusal of a bad source binding or generation.
+func (p *Pool) admit(subject string, h nats.Header, meta messages.PartMeta, stored time.Time, parseErr error) error {
+	if parseErr != nil {
+		if errors.Is(parseErr, messages.ErrNewerSchema) && !stored.IsZero() {
+			if age := time.Since(stored); age > p.opts.NewerSchemaMaxHold {
+				return &refusal{fmt.Sprintf("%s%v; stored %s ago, more than the %s a part may wait for an upgraded worker", reasonHeld, parseErr, age.Round(time.Second), p.opts.NewerSchemaMaxHold)}
+			}
+		}
+		return parseErr
+	}
+	if len(p.opts.SourceKeys) > 0 {
+		if err := p.opts.SourceKeys.VerifyPart(subject, h); err != nil {
+			return &refusal{reasonSource + err.Error()}
+		}
+	}
+	if meta.Kind == messages.KindSnapshot || meta.Kind == messages.KindSnapshotEnd {
+		if stored.IsZero() { // no metadata: judge by now, which is later
+			stored = time.Now()
+		}
+		if err := messages.CheckGeneration(meta.Generation, stored); err != nil {
+			return &refusal{reasonGeneration + err.Error()}
+		}
+	}
+	return nil
+}
+
+// admitStored parses and admits a stored part read whole by a rebuild:
+// with keys set, its payload must match the signed sum too.
+func (p *Pool) admitStored(subject string, h nats.Header, data []byte, stored time.Time) (messages.PartMeta, error) {
+	meta, err := messages.ParseMeta(h)
+	if err = p.admit(subject, h, meta, stored, err); err != nil {
+		return meta, err
+	}
+	if len(p.opts.SourceKeys) > 0 {
+		if err := messages.VerifyPayload(h, data); err != nil {
+			return meta, &refusal{reasonSource + err.Error()}
+		}
+	}
+	return meta, nil
+}
+
+// storedAt is when JetStream stored msg (zero if its metadata cannot be
+// read).
+func storedAt(msg jetstream.Msg) time.Time {
+	if md, err := msg.Metadata(); err == nil {
+		return md.Timestamp
+	}
+	return time.Time{}
+}
