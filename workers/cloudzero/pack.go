@@ -2,11 +2,9 @@ package cloudzero
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/usagefleet/usagefleet/messages"
@@ -401,139 +399,6 @@ func (p *packer) opFor(a, b int) string {
 	return p.segs[s].op
 }
 
-// envelope is the size of a body with no rows for op:
-// {"month":"2024-08-01T00:00:00Z","operation":"<op>","data":[]}
-func envelope(op string) int {
-	return len(`{"month":"2024-08-01T00:00:00Z","operation":"","data":[]}`) + len(op)
-}
-
-// headRoom is the room before the first row for the longest envelope
-// opening, `{"month":"...","operation":"replace_hourly","data":[`.
-const headRoom = len(`{"month":"2024-08-01T00:00:00Z","operation":"replace_hourly","data":[`)
-
-// appendOpening appends the envelope up to the rows' first byte.
-func (p *packer) appendOpening(b []byte, op string) []byte {
-	b = append(b, `{"month":"`...)
-	b = append(b, p.monthText...)
-	b = append(b, `","operation":"`...)
-	b = append(b, op...)
-	return append(b, `","data":[`...)
-}
-
-// size is the exact body size of rows[a:b].
-func (p *packer) size(a, b int) int {
-	return envelope(p.opFor(a, b)) + p.rows[b-1].end - p.rowStart(a) - 1
-}
-
-// body builds the request body for rows (each preceded by a comma) in a
-// buffer from bodyPool.
-func (p *packer) body(op string, rows []byte) *sharedBody {
-	b := getBody(envelope(op) + len(rows) - 1)
-	b = p.appendOpening(b, op)
-	b = append(b, rows[1:]...)
-	b = append(b, ']', '}')
-	return newSharedBody(b)
-}
-
-// rowsVersion names the mapping that made the rows; it goes into every
-// digest, so a worker that maps records differently (a newer release) never
-// shares a key with an older one's request.
-const rowsVersion = "cbf-rows-1"
-
-// digest is what the idempotency key of a request carrying rows[a:b] with
-// op is derived from: the envelope and which records the rows are (stream
-// sequence and index, in runs) with their encoded lengths. A stored part
-// never changes and its rows are encoded the same way every time, so this
-// tells bodies apart as a hash of their bytes would, without reading them
-// (hashing every 5 MB body was 8% of a drain's CPU).
-func (p *packer) digest(op string, a, b int) []byte {
-	d := p.dig[:0]
-	d = append(d, rowsVersion...)
-	d = append(d, 0)
-	d = append(d, op...)
-	d = append(d, 0)
-	d = append(d, p.monthText...)
-	for i := a; i < b; {
-		m := p.rows[i]
-		if m.skip {
-			i++
-			continue
-		}
-		if m.placeholder {
-			d = append(d, 'P')
-			d = binary.LittleEndian.AppendUint64(d, uint64(p.segs[m.seg].unit.Start.Unix()))
-			i++
-			continue
-		}
-		// A run: the same part, consecutive record indexes.
-		j, size := i+1, m.end-p.rowStart(i)
-		for j < b && !p.rows[j].placeholder && !p.rows[j].skip && p.rows[j].ref.Seq == m.ref.Seq && p.rows[j].ref.Index == p.rows[j-1].ref.Index+1 {
-			size += p.rows[j].end - p.rowStart(j)
-			j++
-		}
-		d = append(d, 'R')
-		d = binary.LittleEndian.AppendUint64(d, m.ref.Seq)
-		d = binary.LittleEndian.AppendUint32(d, uint32(m.ref.Index))
-		d = binary.LittleEndian.AppendUint32(d, uint32(j-i))
-		d = binary.LittleEndian.AppendUint64(d, uint64(size))
-		i = j
-	}
-	p.dig = d
-	return d
-}
-
-// post sends a body of n rows with op and classifies the answer (nil on
-// success); digest stands for the body in its idempotency key (nil: the
-// body itself).
-func (p *packer) post(ctx context.Context, op string, body *sharedBody, n int, digest []byte) error {
-	defer body.done()
-	if len(body.buf) > p.d.maxBody {
-		// Every caller sizes its runs first; this guards the invariant.
-		return fmt.Errorf("cloudzero: refusing to send a %d-byte body over max_body_bytes %d", len(body.buf), p.d.maxBody)
-	}
-	if digest == nil {
-		digest = body.buf
-	}
-	key := p.job.IdempotencyKey(p.scope, p.chunk, digest)
-	p.chunk++
-	return p.d.send(ctx, p.job, body, key, op, n)
-}
-
-// live counts the rows of rows[a:b] not refused alone.
-func (p *packer) live(a, b int) int {
-	n := 0
-	for i := a; i < b; i++ {
-		if !p.rows[i].skip {
-			n++
-		}
-	}
-	return n
-}
-
-// liveBody builds the body of rows[a:b] without the rows refused alone,
-// in a buffer from bodyPool.
-func (p *packer) liveBody(op string, a, b int) *sharedBody {
-	n := envelope(op)
-	for i := a; i < b; i++ {
-		if !p.rows[i].skip {
-			n += p.rows[i].end - p.rowStart(i)
-		}
-	}
-	buf := p.appendOpening(getBody(n), op)
-	first := true
-	for i := a; i < b; i++ {
-		if p.rows[i].skip {
-			continue
-		}
-		row := p.buf[p.rowStart(i):p.rows[i].end]
-		if first {
-			row, first = row[1:], false // no comma before the first row
-		}
-		buf = append(buf, row...)
-	}
-	return newSharedBody(append(buf, ']', '}'))
-}
-
 // sendRows sends rows[a:b]. A run from the first row is sent from buf
 // itself: the envelope goes in front of it and "]}" after it, and buf is
 // not touched again until the transport is done with it. Other runs (the
@@ -613,15 +478,6 @@ func (p *packer) sendOnce(ctx context.Context, a, b int) error {
 	return err
 }
 
-func (p *packer) allRejected(a, b int) bool {
-	for i := a; i < b; i++ {
-		if !p.rows[i].skip && !p.segs[p.rows[i].seg].rejected {
-			return false
-		}
-	}
-	return true
-}
-
 // applied notes that rows[a:b] were stored with op.
 func (p *packer) applied(a, b int, op string) {
 	last := int32(-1)
@@ -641,21 +497,6 @@ func (p *packer) applied(a, b int, op string) {
 		s.rows++
 		s.bytes += int64(m.end - p.rowStart(i) - 1)
 	}
-}
-
-// tooLargeAlone answers a 413 on the single row i: its record is rejected
-// alone once its unit can be streamed again.
-func (p *packer) tooLargeAlone(i int, we *workers.Error) error {
-	m := p.rows[i]
-	if m.placeholder {
-		// A zero-cost row of ~150 bytes refused as too large: the API
-		// is misbehaving. Retry later; there is nothing to split.
-		return &workers.Error{Class: workers.ClassTransient, Status: we.Status, Message: "placeholder row refused as too large: " + we.Message}
-	}
-	p.drops = append(p.drops, rowDrop{seg: int(m.seg), ref: m.ref,
-		reason: fmt.Sprintf("CloudZero refused the row as too large on its own (%d): %s", we.Status, we.Message)})
-	p.segs[m.seg].dropped++
-	return nil
 }
 
 // split picks where chunk.Bisect cuts rows[a:b] (b-a >= 2): whole units
@@ -683,137 +524,6 @@ func abs(x int) int {
 		return -x
 	}
 	return x
-}
-
-// refuse answers a 400 (or another refusing 4xx). In the replace modes the
-// units of the run are rejected with the API's message and cleared, so
-// CloudZero holds nothing of a unit whose records were dead-lettered (not
-// the unit's previous upload, nor the part of it sent before the refusal).
-// In sum mode the run's records are rejected.
-func (p *packer) refuse(ctx context.Context, a, b int, we *workers.Error) error {
-	reason := fmt.Sprintf("CloudZero refused the request (%d): %s", we.Status, we.Message)
-	if p.rejectRows {
-		for i := a; i < b; i++ {
-			if p.rows[i].skip {
-				continue // rejected already, alone
-			}
-			p.drops = append(p.drops, rowDrop{seg: int(p.rows[i].seg), ref: p.rows[i].ref, reason: reason})
-		}
-		return nil
-	}
-	var refused []int
-	var keys []string
-	for i := a; i < b; i++ {
-		si := int(p.rows[i].seg)
-		if s := &p.segs[si]; !s.rejected && !p.rows[i].skip {
-			s.rejected = true
-			refused = append(refused, si)
-			keys = append(keys, s.unit.Key)
-		}
-	}
-	p.job.Log().Warn("cloudzero refused units: clearing them at CloudZero and rejecting their records",
-		"units", strings.Join(keys, ","), "status", we.Status, "message", we.Message)
-	// Clear first: if the clear fails for a transient reason the job is
-	// retried with the units not yet rejected, so none is settled as
-	// rejected while CloudZero still holds part of it.
-	if err := p.clear(ctx, refused); err != nil {
-		return err
-	}
-	for _, si := range refused {
-		p.job.RejectUnit(p.segs[si].unit, reason)
-	}
-	return nil
-}
-
-// clear replaces each refused unit with its placeholder row, packing as
-// many hours as fit per request (a month goes alone).
-func (p *packer) clear(ctx context.Context, segs []int) error {
-	var rows []byte
-	var in []int
-	op := ""
-	send := func() error {
-		if len(in) == 0 {
-			return nil
-		}
-		err := p.post(ctx, op, p.body(op, rows), len(in), nil)
-		var we *workers.Error
-		switch {
-		case err == nil:
-			for _, si := range in {
-				s := &p.segs[si]
-				s.held, s.rows, s.bytes = true, 1, int64(len(AppendPlaceholder(nil, s.unit.Start)))
-			}
-		case errors.As(err, &we) && (we.Class == workers.ClassReject || we.Class == workers.ClassTooLarge):
-			p.job.Log().Error("cloudzero: could not clear refused units; CloudZero may still hold their previous upload",
-				"status", we.Status, "message", we.Message)
-		default:
-			return err
-		}
-		rows, in = rows[:0], in[:0]
-		return nil
-	}
-	for _, si := range segs {
-		if sop := p.segs[si].op; sop != op || sop != opReplaceHourly {
-			if err := send(); err != nil {
-				return err
-			}
-			op = sop
-		}
-		n := len(rows)
-		rows = append(rows, ',')
-		rows = AppendPlaceholder(rows, p.segs[si].unit.Start)
-		if envelope(op)+len(rows)-1 > p.d.maxBody && len(in) > 0 {
-			next := append([]byte(nil), rows[n:]...)
-			rows = rows[:n]
-			if err := send(); err != nil {
-				return err
-			}
-			rows = append(rows, next...)
-		}
-		in = append(in, si)
-	}
-	return send()
-}
-
-// rejectDrops rejects, through the job, the records refused after they
-// were streamed, streaming their units again to get them. Units refused
-// as a whole are skipped: RejectUnit covers them.
-func (p *packer) rejectDrops(ctx context.Context) error {
-	if len(p.drops) == 0 {
-		return nil
-	}
-	bySeg := map[int]map[workers.RecordRef]string{}
-	for _, dr := range p.drops {
-		if p.segs[dr.seg].rejected {
-			continue
-		}
-		if bySeg[dr.seg] == nil {
-			bySeg[dr.seg] = map[workers.RecordRef]string{}
-		}
-		bySeg[dr.seg][dr.ref] = dr.reason
-	}
-	p.drops = p.drops[:0]
-	segs := make([]int, 0, len(bySeg))
-	for si := range bySeg {
-		segs = append(segs, si)
-	}
-	sort.Ints(segs)
-	for _, si := range segs {
-		if err := p.rejectRefs(ctx, p.segs[si].unit, bySeg[si]); err != nil {
-			return err
-		}
-		p.segs[si].dropped = 0
-	}
-	return nil
-}
-
-func (p *packer) rejectRefs(ctx context.Context, u workers.Unit, refs map[workers.RecordRef]string) error {
-	return p.job.Records(ctx, u, func(ref workers.RecordRef, r *messages.UsageRecord) error {
-		if reason, ok := refs[ref]; ok {
-			p.job.Reject(ref, r, reason)
-		}
-		return nil
-	})
 }
 
 // sumPart appends the records of an Append job with sum, one month per
