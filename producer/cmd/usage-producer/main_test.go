@@ -92,15 +92,16 @@ func (n *testNATS) fakeWorker(t *testing.T, outcomes map[string]messages.AckStat
 			t.Errorf("fake worker: %v", err)
 			return
 		}
-		var cost messages.Sum
+		var cost messages.CurrencySums
 		for i := range part.Records {
-			cost.Add(part.Records[i].BilledCost)
+			cost.Add(part.Records[i].BillingCurrency, part.Records[i].BilledCost)
 		}
 		for dest, status := range outcomes {
 			a := messages.Ack{BatchID: part.Meta.BatchID, Part: part.Meta.Part, Feed: part.Meta.Feed, Source: part.Meta.Source,
-				Destination: dest, Status: status, Records: len(part.Records), Cost: cost.Decimal(), Time: time.Now().UTC()}
+				Destination: dest, Status: status, Records: len(part.Records), Cost: cost.Total(), Costs: cost.Decimals(), Time: time.Now().UTC()}
 			if status == messages.AckRejected {
-				a.Records, a.Rejected, a.Cost, a.Reason = 0, len(part.Records), messages.MustDecimal("0"), "SkuId is required"
+				a.Records, a.Rejected, a.Cost, a.Costs, a.Reason = 0, len(part.Records), messages.MustDecimal("0"), nil, "SkuId is required"
+				a.Reasons = map[string]int{"SkuId is required": len(part.Records)}
 			}
 			b, _ := messages.EncodeAck(a)
 			msg := &nats.Msg{Subject: messages.AckSubject(a.Source, dest), Data: b, Header: nats.Header{messages.HdrMsgID: []string{a.MsgID()}}}
@@ -347,7 +348,7 @@ func TestPublishWait(t *testing.T) {
 			file:      "w1.csv",
 			args:      []string{"--feed", "f"},
 			wantCode:  exitOK,
-			wantRows:  []string{"ok 2 2 0 0 0 3 0 3.30"},
+			wantRows:  []string{"ok 2 2 0 0 0 3 0 0 3.30 USD"},
 			wantInErr: []string{"waiting for 2 part outcomes at ok", "acks: 2/2 part outcomes (100%)"},
 		},
 		{
@@ -355,15 +356,15 @@ func TestPublishWait(t *testing.T) {
 			file:      "w2.csv",
 			args:      []string{"--feed", "f", "--dest", "ok,picky"},
 			wantCode:  exitFail,
-			wantRows:  []string{"ok 2 2 0 0 0 3 0 3.30", "picky 2 0 2 0 0 0 3 0", "picky: svc-* part 1: SkuId is required"},
-			wantInErr: []string{"picky: 2 parts rejected, 0 parts dead-lettered"},
+			wantRows:  []string{"ok 2 2 0 0 0 3 0 0 3.30 USD", "picky 2 0 2 0 0 0 3 0 0", "picky: 3 records: SkuId is required"},
+			wantInErr: []string{"picky: 3 records dead-lettered (2 parts with rejected records, 0 parts undecodable)"},
 		},
 		{
 			name:      "timeout",
 			file:      "w3.csv",
 			args:      []string{"--feed", "f", "--dest", "nobody", "--timeout", "1s"},
 			wantCode:  exitFail,
-			wantRows:  []string{"nobody 2 0 0 0 0 0 0 0"},
+			wantRows:  []string{"nobody 2 0 0 0 0 0 0 0 0"},
 			wantInErr: []string{"timed out after 1s with 0 of 2 part outcomes"},
 		},
 		{
