@@ -408,6 +408,8 @@ func TestAcks(t *testing.T) {
 		{BatchID: "b1", Part: 1, Source: "svc", Destination: "cz", Status: messages.AckDelivered, Records: 3, Cost: messages.MustDecimal("3.30"), Time: at},
 		{BatchID: "b1", Part: 2, Source: "svc", Destination: "cz", Status: messages.AckRejected, Records: 1, Rejected: 2, Cost: messages.MustDecimal("1.10"), Reason: "SkuId is required", Time: at},
 		{BatchID: "b2", Part: 1, Source: "other", Destination: "cz", Status: messages.AckDelivered, Records: 1, Time: at},
+		{BatchID: "b1", Part: 3, Source: "svc", Destination: "cz", Status: messages.AckRejected, Records: 2, Rejected: 3, Cost: messages.MustDecimal("3.00"), Warnings: 1, Reason: "no cost",
+			Costs: map[string]messages.Decimal{"USD": messages.MustDecimal("2.00"), "EUR": messages.MustDecimal("1.00")}, Reasons: map[string]int{"no cost": 1, "bad hour": 2}, Time: at},
 	} {
 		b, _ := messages.EncodeAck(a)
 		if _, err := n.js.Publish(ctx, messages.AckSubject(a.Source, a.Destination), b); err != nil {
@@ -421,7 +423,7 @@ func TestAcks(t *testing.T) {
 		done <- runContext(cctx, []string{"acks", "--source", "svc", "--since", "1h", "--nats", n.url}, &out, &errb)
 	}()
 	deadline := time.Now().Add(20 * time.Second)
-	for strings.Count(out.String(), "\n") < 2 && time.Now().Before(deadline) {
+	for strings.Count(out.String(), "\n") < 3 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	cancel() // as SIGINT would
@@ -429,7 +431,8 @@ func TestAcks(t *testing.T) {
 		t.Errorf("exit %d after interrupt, want 0; stderr:\n%s", code, errb.String())
 	}
 	want := "2024-05-01T10:00:00Z delivered  svc -> cz batch b1 part 1: 3 records, cost 3.30\n" +
-		"2024-05-01T10:00:00Z rejected   svc -> cz batch b1 part 2: 1 record, cost 1.10, 2 rejected: SkuId is required\n"
+		"2024-05-01T10:00:00Z rejected   svc -> cz batch b1 part 2: 1 record, cost 1.10, 2 rejected: SkuId is required\n" +
+		"2024-05-01T10:00:00Z rejected   svc -> cz batch b1 part 3: 2 records, cost 1.00 EUR + 2.00 USD, 3 rejected, 1 warning: bad hour (2); no cost (1)\n"
 	if got := out.String(); got != want {
 		t.Errorf("output:\n%s\nwant:\n%s", got, want)
 	}
