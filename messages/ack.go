@@ -36,9 +36,21 @@ type Ack struct {
 	Status      AckStatus `json:"status"`
 	Records     int       `json:"records"`            // delivered
 	Rejected    int       `json:"rejected,omitempty"` // refused, dead-lettered
-	Cost        Decimal   `json:"cost"`               // exact sum of BilledCost delivered
-	Reason      string    `json:"reason,omitempty"`
+	Cost        Decimal   `json:"cost"`               // exact sum of BilledCost delivered, all currencies (see Costs)
+	Reason      string    `json:"reason,omitempty"`   // the first reasons, joined (see Reasons)
 	Time        time.Time `json:"time"`
+	// Costs is the exact BilledCost delivered per BillingCurrency (records
+	// without one under ""). Cost is their total, kept for readers that
+	// predate Costs; absent in acks of workers that predate it.
+	Costs map[string]Decimal `json:"costs,omitempty"`
+	// Reasons counts the rejected records per reason: every distinct
+	// reason, clipped to MaxReasonBytes; past MaxReasons the rest are
+	// counted together under MoreReasonsKey. The counts add up to Rejected.
+	Reasons map[string]int `json:"reasons,omitempty"`
+	// Warnings counts the delivered records whose labels the destination
+	// repaired or dropped to deliver them (a CloudZero tag key rewritten
+	// to CBF's characters, say).
+	Warnings int `json:"warnings,omitempty"`
 }
 
 // MsgID is the de-duplication id of the ack event.

@@ -80,9 +80,80 @@ type Summary struct {
 	Dead            int
 	Superseded      int
 	Records         int // delivered
-	RejectedRecords int
-	Cost            messages.Decimal // exact cost delivered
-	Reasons         []string
+	RejectedRecords int // refused, dead-lettered by the destination (in Rejected and Dead parts)
+	// Cost is the exact cost delivered, over every currency: see Costs.
+	Cost messages.Decimal
+	// Costs is the exact BilledCost delivered per BillingCurrency ("" for
+	// records without one). Acks of a worker that predates per-currency
+	// costs add theirs under UnknownCurrency.
+	Costs map[string]messages.Decimal
+	// ReasonCounts counts the refused records per reason, every reason of
+	// every part (within the bounds of messages.ReasonCounts, past which
+	// the rest are counted under one "(N more reasons)" key): the counts
+	// add up to RejectedRecords.
+	ReasonCounts map[string]int
+	// Reasons is ReasonCounts as lines, most records first: "3 records:
+	// the reason".
+	Reasons []string
+	// Warnings counts delivered records whose labels the destination
+	// repaired or dropped (messages.Ack.Warnings).
+	Warnings int
+}
+
+// UnknownCurrency is the key of Summary.Costs for cost from acks that carry
+// no per-currency costs (a worker that predates them).
+const UnknownCurrency = "*"
+
+// summing is a Summary being added up from acks.
+type summing struct {
+	cost    messages.CurrencySums
+	reasons messages.ReasonCounts
+}
+
+// add counts one ack of the batch into s.
+func (t *summing) add(s *Summary, a messages.Ack) {
+	switch a.Status {
+	case messages.AckDelivered:
+		s.Delivered++
+	case messages.AckRejected:
+		s.Rejected++
+	case messages.AckDead:
+		s.Dead++
+	case messages.AckSuperseded:
+		s.Superseded++
+	}
+	s.Records += a.Records
+	s.RejectedRecords += a.Rejected
+	s.Warnings += a.Warnings
+	if a.Costs != nil {
+		t.cost.AddAll(a.Costs)
+	} else if a.Cost.IsSet() && !a.Cost.Big().IsZero() {
+		t.cost.Add(UnknownCurrency, a.Cost)
+	}
+	switch {
+	case a.Reasons != nil:
+		t.reasons.AddAll(a.Reasons)
+	case a.Reason != "" && a.Rejected > 0:
+		t.reasons.Add(a.Reason, a.Rejected) // an older worker's ack
+	}
+}
+
+// finish writes the sums into s.
+func (t *summing) finish(s *Summary) {
+	s.Cost = t.cost.Total()
+	s.Costs = t.cost.Decimals()
+	s.ReasonCounts = t.reasons.Map()
+	s.Reasons = nil
+	for _, rc := range t.reasons.Sorted() {
+		s.Reasons = append(s.Reasons, fmt.Sprintf("%s: %s", plural(rc.Count, "record"), rc.Reason))
+	}
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }
 
 // Done reports whether every part has an outcome.
@@ -109,11 +180,11 @@ func (p *Producer) Wait(ctx context.Context, res *Result, destinations []string,
 	}
 	out := map[string]*Summary{}
 	seen := map[string]map[int]bool{}
-	sums := map[string]*messages.Sum{}
+	sums := map[string]*summing{}
 	for _, d := range destinations {
 		out[d] = &Summary{Destination: d, Parts: len(res.Parts)}
 		seen[d] = map[int]bool{}
-		sums[d] = &messages.Sum{}
+		sums[d] = &summing{}
 	}
 	total := len(res.Parts) * len(destinations)
 	done := 0
@@ -138,22 +209,7 @@ func (p *Producer) Wait(ctx context.Context, res *Result, destinations []string,
 			return nil
 		}
 		seen[a.Destination][a.Part] = true
-		switch a.Status {
-		case messages.AckDelivered:
-			s.Delivered++
-		case messages.AckRejected:
-			s.Rejected++
-		case messages.AckDead:
-			s.Dead++
-		case messages.AckSuperseded:
-			s.Superseded++
-		}
-		s.Records += a.Records
-		s.RejectedRecords += a.Rejected
-		sums[a.Destination].Add(a.Cost)
-		if a.Reason != "" && len(s.Reasons) < 20 {
-			s.Reasons = append(s.Reasons, fmt.Sprintf("part %d: %s", a.Part, a.Reason))
-		}
+		sums[a.Destination].add(s, a)
 		done++
 		if progress != nil {
 			progress(Progress{Done: done, Total: total})
@@ -164,7 +220,7 @@ func (p *Producer) Wait(ctx context.Context, res *Result, destinations []string,
 		return nil
 	})
 	for d, s := range out {
-		s.Cost = sums[d].Decimal()
+		sums[d].finish(s)
 	}
 	if errors.Is(err, errDone) {
 		return out, nil

@@ -57,7 +57,7 @@ func (j *job) appendRecords(fn func(RecordRef, *messages.UsageRecord) error) err
 	j.stats[""] = map[uint64]*seqStat{j.part.seq: st}
 	for i := range recs {
 		st.records++
-		st.cost.Add(recs[i].BilledCost)
+		st.cost.Add(recs[i].BillingCurrency, recs[i].BilledCost)
 		if err := fn(RecordRef{Seq: j.part.seq, Index: i}, &recs[i]); err != nil {
 			return err
 		}
@@ -167,19 +167,25 @@ func (p *Pool) finishAppend(ctx context.Context, j *job, pm *pendingMsg, refused
 	if err := p.deadRecords(ctx, "records", rej); err != nil {
 		return err
 	}
-	var cost messages.Sum
-	reasons := []string{}
+	var cost messages.CurrencySums
+	var reasons messages.ReasonCounts
 	rejectedIdx := map[int]bool{}
 	for _, r := range rej {
+		if !rejectedIdx[r.ref.Index] {
+			reasons.Add(r.reason, 1)
+		}
 		rejectedIdx[r.ref.Index] = true
-		reasons = appendReason(reasons, r.reason)
 	}
 	for i := range recs {
 		if !rejectedIdx[i] {
-			cost.Add(recs[i].BilledCost)
+			cost.Add(recs[i].BillingCurrency, recs[i].BilledCost)
 		}
 	}
-	pm.records, pm.reject, pm.cost, pm.reasons = len(recs)-len(rejectedIdx), len(rejectedIdx), cost, reasons
+	warns := 0
+	if st := j.stats[""][pm.seq]; st != nil && refused == "" {
+		warns = st.warnings
+	}
+	pm.records, pm.reject, pm.cost, pm.reasons, pm.warns = len(recs)-len(rejectedIdx), len(rejectedIdx), cost, reasons, warns
 	p.mu.Lock()
 	delete(p.pending, pm.seq)
 	p.stats.Jobs++

@@ -216,9 +216,10 @@ type pendingMsg struct {
 	units   []string       // Replace: units still to upload (one or two)
 	records int            // delivered
 	reject  int
-	cost    messages.Sum
-	reasons []string
-	seen    bool // the part's records were seen by a rebuild (not superseded)
+	cost    messages.CurrencySums // delivered, per currency
+	reasons messages.ReasonCounts // rejected records per reason
+	warns   int                   // delivered records with labels repaired (RowWarner)
+	seen    bool                  // the part's records were seen by a rebuild (not superseded)
 }
 
 type unitState struct {

@@ -65,6 +65,28 @@ type RowEncoder interface {
 	EncodeRow(dst []byte, r *messages.UsageRecord) ([]byte, error)
 }
 
+// RowWarner is implemented by a RowEncoder that can repair or drop a
+// record's labels to encode it (DESIGN: money is not lost over metadata).
+// EncodeRowWarnings is EncodeRow that also says how many warnings r's
+// encoding counts (1 when a label was repaired or dropped). The pool then
+// encodes with it and sums the warnings of each part's delivered records
+// into its ack (messages.Ack.Warnings).
+type RowWarner interface {
+	EncodeRowWarnings(dst []byte, r *messages.UsageRecord) ([]byte, int, error)
+}
+
+// rowEncoding is how the pool encodes the rows of re: with the warnings
+// when it is a RowWarner.
+func rowEncoding(re RowEncoder) func([]byte, *messages.UsageRecord) ([]byte, int, error) {
+	if rw, ok := re.(RowWarner); ok {
+		return rw.EncodeRowWarnings
+	}
+	return func(dst []byte, r *messages.UsageRecord) ([]byte, int, error) {
+		dst, err := re.EncodeRow(dst, r)
+		return dst, 0, err
+	}
+}
+
 // Targeter is implemented by a destination that writes to one place at
 // the API that no other destination of the fleet may write to: a
 // CloudZero connection (its replace operations would wipe each other's

@@ -14,7 +14,7 @@
 //
 // The contract, for a destination's author:
 //
-//   - destination.go: Destination, Job, Unit, RowEncoder, Targeter,
+//   - destination.go: Destination, Job, Unit, RowEncoder, RowWarner, Targeter,
 //     RecordRef, EncodeEach.
 //   - errors.go: Error and its classes, the sentinels ErrTransient,
 //     ErrUnauthorized, ErrTooLarge and ErrRejected (errors.Is), Classify,

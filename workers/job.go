@@ -41,8 +41,9 @@ type job struct {
 }
 
 type seqStat struct {
-	records int
-	cost    messages.Sum
+	records  int
+	cost     messages.CurrencySums
+	warnings int // labels the destination repaired or dropped (RowWarner)
 }
 
 type rejected struct {

@@ -23,8 +23,15 @@ func (j *job) EncodedRecords(ctx context.Context, u Unit, fn func(ref RecordRef,
 	if !ok {
 		return fmt.Errorf("destination %s does not encode rows (RowEncoder)", j.destName())
 	}
+	enc := rowEncoding(re)
 	if j.part != nil {
-		return EncodeEach(ctx, j.Records, u, re.EncodeRow, fn)
+		return EncodeEach(ctx, j.Records, u, func(dst []byte, r *messages.UsageRecord) ([]byte, error) {
+			dst, w, err := enc(dst, r)
+			if st := j.stats[""][j.part.seq]; st != nil && err == nil {
+				st.warnings += w
+			}
+			return dst, err
+		}, fn)
 	}
 	stats := map[uint64]*seqStat{}
 	j.stats[u.Key] = stats // a re-read starts the unit's count afresh
@@ -37,7 +44,7 @@ func (j *job) EncodedRecords(ctx context.Context, u Unit, fn func(ref RecordRef,
 				break
 			}
 		}
-		j.ra = j.startReadAhead(ctx, units, re.EncodeRow)
+		j.ra = j.startReadAhead(ctx, units, enc)
 	}
 	return j.ra.take(u, stats, fn)
 }
@@ -261,7 +268,7 @@ func (ra *readAhead) release(n int) {
 	ra.mu.Unlock()
 }
 
-func (j *job) startReadAhead(ctx context.Context, units []Unit, enc func([]byte, *messages.UsageRecord) ([]byte, error)) *readAhead {
+func (j *job) startReadAhead(ctx context.Context, units []Unit, enc func([]byte, *messages.UsageRecord) ([]byte, int, error)) *readAhead {
 	ctx, cancel := context.WithCancel(ctx)
 	// The parts of the units this worker holds whole are fetched by direct
 	// gets, a few at a time: one get after another left the read-ahead
@@ -321,7 +328,7 @@ func (ra *readAhead) send(ctx context.Context, b *encodedPart) error {
 	}
 }
 
-func (j *job) readUnit(ctx context.Context, ra *readAhead, u Unit, enc func([]byte, *messages.UsageRecord) ([]byte, error)) error {
+func (j *job) readUnit(ctx context.Context, ra *readAhead, u Unit, enc func([]byte, *messages.UsageRecord) ([]byte, int, error)) error {
 	ctx, span := j.p.metrics.tracer.Start(ctx, "rebuild "+u.Key, trace.WithAttributes(attribute.Int64("usagefleet.covered_seq", int64(j.covered))))
 	defer span.End()
 	err := j.scan(ctx, u, ra.gets, ra.dead, ra.included, func(seq uint64, h nats.Header, data []byte, meta messages.PartMeta) error {
@@ -339,7 +346,7 @@ func (j *job) readUnit(ctx context.Context, ra *readAhead, u Unit, enc func([]by
 			return nil
 		}
 		ra.included[seq] = true
-		b.seq, b.last, b.rows, b.ends, b.errs = seq, false, b.rows[:0], b.ends[:0], b.errs[:0]
+		b.seq, b.last, b.rows, b.ends, b.errs, b.warnings = seq, false, b.rows[:0], b.ends[:0], b.errs[:0], 0
 		for i := range b.recs {
 			r := &b.recs[i]
 			if !u.Contains(r.ChargePeriodStart) {
@@ -348,7 +355,8 @@ func (j *job) readUnit(ctx context.Context, ra *readAhead, u Unit, enc func([]by
 			}
 			start := len(b.rows)
 			var eerr error
-			b.rows, eerr = enc(b.rows, r)
+			var w int
+			b.rows, w, eerr = enc(b.rows, r)
 			if eerr != nil {
 				b.rows = b.rows[:start]
 				b.errs = append(b.errs, encodeErr{i, eerr})
@@ -356,6 +364,7 @@ func (j *job) readUnit(ctx context.Context, ra *readAhead, u Unit, enc func([]by
 				continue
 			}
 			b.ends = append(b.ends, int32(len(b.rows)))
+			b.warnings += w
 		}
 		b.size = len(data) + len(b.rows)
 		if err := ra.reserve(ctx, b.size); err != nil {
@@ -402,6 +411,8 @@ type encodedPart struct {
 	rows []byte
 	ends []int32 // per record: end of its encoding in rows, or skipped/refused
 	errs []encodeErr
+	// warnings of the records encoded (RowWarner)
+	warnings int
 }
 
 type encodeErr struct {
@@ -410,7 +421,7 @@ type encodeErr struct {
 }
 
 func (b *encodedPart) emit(u Unit, stats map[uint64]*seqStat, fn func(RecordRef, *messages.UsageRecord, []byte, error) error) error {
-	st := &seqStat{}
+	st := &seqStat{warnings: b.warnings}
 	defer func() {
 		if st.records > 0 {
 			stats[b.seq] = st
@@ -423,7 +434,7 @@ func (b *encodedPart) emit(u Unit, stats map[uint64]*seqStat, fn func(RecordRef,
 		}
 		r := &b.recs[i]
 		st.records++
-		st.cost.Add(r.BilledCost)
+		st.cost.Add(r.BillingCurrency, r.BilledCost)
 		var err error
 		if end == refused {
 			err = b.errs[ei].err

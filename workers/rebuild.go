@@ -188,7 +188,7 @@ func (j *job) Records(ctx context.Context, u Unit, fn func(RecordRef, *messages.
 				continue
 			}
 			st.records++
-			st.cost.Add(r.BilledCost)
+			st.cost.Add(r.BillingCurrency, r.BilledCost)
 			if err := fn(RecordRef{Seq: seq, Index: i}, r); err != nil {
 				stats[seq] = st
 				return err

@@ -71,8 +71,8 @@ func (p *Pool) settleRetry(g *replaceJob) time.Duration {
 // rejStat sums the records of one part a destination rejected one by one.
 type rejStat struct {
 	n       int
-	cost    messages.Sum
-	reasons []string
+	cost    messages.CurrencySums
+	reasons messages.ReasonCounts
 }
 
 // recordRejects sums the per-record rejections of the units to settle, by
@@ -94,8 +94,8 @@ func (j *job) recordRejects(settle map[string]bool) map[string]map[uint64]*rejSt
 			m[ref.Seq] = rs
 		}
 		rs.n++
-		rs.cost.Add(rj.rec.BilledCost)
-		rs.reasons = appendReason(rs.reasons, rj.reason)
+		rs.cost.Add(rj.rec.BillingCurrency, rj.rec.BilledCost)
+		rs.reasons.Add(rj.reason, 1)
 	}
 	return rejs
 }
@@ -141,7 +141,7 @@ func settleUnit(us *unitState, pending map[uint64]*pendingMsg, covered uint64, o
 			pm.seen = true
 		}
 		if why, ok := o.dead[seq]; ok {
-			pm.reasons = appendReason(pm.reasons, deadReason(why))
+			pm.reasons.Add(deadReason(why), 0) // counted in its dead ack
 			pm.seen = true
 		}
 		pm.units = slices.DeleteFunc(pm.units, func(k string) bool { return k == key })
@@ -169,21 +169,20 @@ func settleUnit(us *unitState, pending map[uint64]*pendingMsg, covered uint64, o
 func (pm *pendingMsg) count(st *seqStat, rs *rejStat, unitRejected bool, unitReason string) {
 	if unitRejected {
 		pm.reject += st.records
-		pm.reasons = appendReason(pm.reasons, unitReason)
+		pm.reasons.Add(unitReason, st.records)
 		return
 	}
-	delivered := st.cost.Big()
+	delivered := st.cost
 	n := st.records
 	if rs != nil {
 		n -= rs.n
 		pm.reject += rs.n
-		delivered = delivered.Sub(rs.cost.Big())
-		for _, r := range rs.reasons {
-			pm.reasons = appendReason(pm.reasons, r)
-		}
+		delivered = delivered.Minus(rs.cost)
+		pm.reasons.Merge(&rs.reasons)
 	}
 	pm.records += n
-	pm.cost.Add(messages.FromBig(delivered))
+	pm.cost.AddSums(delivered)
+	pm.warns += st.warnings
 }
 
 // ack acks a settled message. A failed ack is logged, not retried: the
@@ -195,18 +194,6 @@ func (p *Pool) ack(m interface{ Ack() error }, seq uint64) {
 	}
 }
 
-func appendReason(rs []string, r string) []string {
-	for _, x := range rs {
-		if x == r {
-			return rs
-		}
-	}
-	if len(rs) >= 20 {
-		return rs
-	}
-	return append(rs, r)
-}
-
 // ackOutStatus publishes ack events; parts that were undecodable are "dead".
 func (p *Pool) ackOutStatus(ctx context.Context, pms []*pendingMsg, dead map[uint64]string) error {
 	if len(dead) == 0 {
@@ -216,7 +203,7 @@ func (p *Pool) ackOutStatus(ctx context.Context, pms []*pendingMsg, dead map[uin
 	var deadAcks []messages.Ack
 	for _, pm := range pms {
 		if why, ok := dead[pm.seq]; ok {
-			deadAcks = append(deadAcks, messages.Ack{BatchID: pm.meta.BatchID, Part: pm.meta.Part, Feed: pm.meta.Feed, Source: pm.meta.Source, Destination: p.dest.Name(), Status: messages.AckDead, Rejected: pm.meta.Records, Reason: deadReason(why), Cost: messages.DecimalFromInt(0), Time: time.Now().UTC()})
+			deadAcks = append(deadAcks, messages.Ack{BatchID: pm.meta.BatchID, Part: pm.meta.Part, Feed: pm.meta.Feed, Source: pm.meta.Source, Destination: p.dest.Name(), Status: messages.AckDead, Rejected: pm.meta.Records, Reason: deadReason(why), Reasons: deadReasons(why, pm.meta.Records), Cost: messages.DecimalFromInt(0), Time: time.Now().UTC()})
 			p.ack(pm.msg, pm.seq)
 			continue
 		}
@@ -253,7 +240,7 @@ func (p *Pool) ackOut(ctx context.Context, pms []*pendingMsg) error {
 		if pm.meta.Kind == messages.KindSnapshotEnd || pm.meta.Source == "" {
 			continue
 		}
-		a := messages.Ack{BatchID: pm.meta.BatchID, Part: pm.meta.Part, Feed: pm.meta.Feed, Source: pm.meta.Source, Destination: p.dest.Name(), Records: pm.records, Rejected: pm.reject, Cost: pm.cost.Decimal(), Time: time.Now().UTC()}
+		a := messages.Ack{BatchID: pm.meta.BatchID, Part: pm.meta.Part, Feed: pm.meta.Feed, Source: pm.meta.Source, Destination: p.dest.Name(), Records: pm.records, Rejected: pm.reject, Cost: pm.cost.Total(), Costs: pm.cost.Decimals(), Reasons: pm.reasons.Map(), Warnings: pm.warns, Time: time.Now().UTC()}
 		switch {
 		case pm.meta.Kind == messages.KindSnapshot && !pm.seen:
 			a.Status = messages.AckSuperseded
@@ -263,8 +250,8 @@ func (p *Pool) ackOut(ctx context.Context, pms []*pendingMsg) error {
 		default:
 			a.Status = messages.AckDelivered
 		}
-		if len(pm.reasons) > 0 {
-			a.Reason = joinReasons(pm.reasons)
+		if pm.reasons.Len() > 0 {
+			a.Reason = joinReasons(pm.reasons.First(), pm.reasons.Len())
 		}
 		b, _ := messages.EncodeAck(a)
 		m := &nats.Msg{Subject: messages.AckSubject(a.Source, a.Destination), Data: b, Header: nats.Header{}}
@@ -305,11 +292,13 @@ func (p *Pool) ackOut(ctx context.Context, pms []*pendingMsg) error {
 	return nil
 }
 
-func joinReasons(rs []string) string {
+// joinReasons is the Reason of an ack, for readers that predate Reasons:
+// the first five of the part's n reasons.
+func joinReasons(rs []string, n int) string {
 	s := ""
 	for i, r := range rs {
 		if i == 5 {
-			s += fmt.Sprintf("; and %d more", len(rs)-5)
+			s += fmt.Sprintf("; and %d more", n-5)
 			break
 		}
 		if i > 0 {
@@ -318,6 +307,14 @@ func joinReasons(rs []string) string {
 		s += r
 	}
 	return s
+}
+
+// deadReasons is the Reasons of an undecodable part's ack: every record
+// under the one reason.
+func deadReasons(why string, records int) map[string]int {
+	var c messages.ReasonCounts
+	c.Add(deadReason(why), records)
+	return c.Map()
 }
 
 func (p *Pool) noteSuccess() {

@@ -28,7 +28,7 @@ func TestSettleUnit(t *testing.T) {
 	st := func(n int) *seqStat {
 		s := &seqStat{records: n}
 		for range n {
-			s.cost.Add(messages.DecimalFromInt(2))
+			s.cost.Add("USD", messages.DecimalFromInt(2))
 		}
 		return s
 	}
@@ -87,7 +87,7 @@ func TestSettleUnit(t *testing.T) {
 			parts:   []part{{2, []string{"a"}, 5}},
 			covered: 2,
 			out: unitOutcome{stats: map[uint64]*seqStat{2: st(5)}, included: map[uint64]bool{2: true},
-				rejects: map[uint64]*rejStat{2: {n: 2, cost: st(2).cost, reasons: []string{"bad tag"}}}},
+				rejects: map[uint64]*rejStat{2: {n: 2, cost: st(2).cost, reasons: reasons("bad tag", 2)}}},
 			want: want{acked: []uint64{2}, records: map[uint64]int{2: 3}, reject: map[uint64]int{2: 2}, seen: map[uint64]bool{2: true}},
 		},
 		{
@@ -160,41 +160,62 @@ func TestSettleUnit(t *testing.T) {
 					t.Errorf("part %d: records %d reject %d seen %v, want %d %d %v", p.seq, pm.records, pm.reject, pm.seen,
 						tc.want.records[p.seq], tc.want.reject[p.seq], tc.want.seen[p.seq])
 				}
-				if pm.reject > 0 && len(pm.reasons) == 0 {
-					t.Errorf("part %d: rejected without a reason", p.seq)
+				if n := sumCounts(pm.reasons.Map()); n != pm.reject {
+					t.Errorf("part %d: reasons %v count %d records, rejected %d", p.seq, pm.reasons.Map(), n, pm.reject)
 				}
-				if tc.out.dead[p.seq] != "" && !slices.Contains(pm.reasons, "undecodable: "+tc.out.dead[p.seq]) {
-					t.Errorf("part %d: reasons %q lack the undecodable reason", p.seq, pm.reasons)
+				if tc.out.dead[p.seq] != "" && !slices.Contains(pm.reasons.First(), "undecodable: "+tc.out.dead[p.seq]) {
+					t.Errorf("part %d: reasons %q lack the undecodable reason", p.seq, pm.reasons.First())
 				}
 			}
 		})
 	}
 }
 
+func reasons(r string, n int) messages.ReasonCounts {
+	var c messages.ReasonCounts
+	c.Add(r, n)
+	return c
+}
+
+func sumCounts(m map[string]int) int {
+	n := 0
+	for _, c := range m {
+		n += c
+	}
+	return n
+}
+
 // The cost of what a part delivered is its records' cost less the cost of
-// the records rejected one by one: exact decimals.
+// the records rejected one by one, per currency: exact decimals.
 func TestSettleUnitCost(t *testing.T) {
-	var all, rej messages.Sum
-	for _, c := range []string{"0.10", "0.20", "0.30"} {
-		d, err := messages.ParseDecimal(c)
+	var all, rej messages.CurrencySums
+	for _, c := range []struct{ cur, cost string }{{"USD", "0.10"}, {"USD", "0.20"}, {"EUR", "0.30"}, {"EUR", "0.05"}} {
+		d, err := messages.ParseDecimal(c.cost)
 		if err != nil {
 			t.Fatal(err)
 		}
-		all.Add(d)
-		if c == "0.20" {
-			rej.Add(d)
+		all.Add(c.cur, d)
+		if c.cost == "0.20" || c.cost == "0.05" {
+			rej.Add(c.cur, d)
 		}
 	}
+	var rs messages.ReasonCounts
+	rs.Add("x", 1)
+	rs.Add("y", 1)
 	us := &unitState{unit: Unit{Key: "a"}, seqs: map[uint64]bool{1: true}}
 	pending := map[uint64]*pendingMsg{1: {seq: 1, units: []string{"a"}}}
 	done := settleUnit(us, pending, 1, unitOutcome{
-		stats:   map[uint64]*seqStat{1: {records: 3, cost: all}},
-		rejects: map[uint64]*rejStat{1: {n: 1, cost: rej, reasons: []string{"x"}}},
+		stats:   map[uint64]*seqStat{1: {records: 4, cost: all, warnings: 1}},
+		rejects: map[uint64]*rejStat{1: {n: 2, cost: rej, reasons: rs}},
 	}, time.Now())
 	if len(done) != 1 {
 		t.Fatalf("%d parts settled", len(done))
 	}
-	if got := done[0].cost.Decimal().String(); got != "0.4" && got != "0.40" {
-		t.Fatalf("delivered cost %s, want 0.40", got)
+	got := done[0].cost.Decimals()
+	if len(got) != 2 || !got["USD"].Equal(messages.MustDecimal("0.10")) || !got["EUR"].Equal(messages.MustDecimal("0.30")) {
+		t.Fatalf("delivered cost %v, want 0.10 USD and 0.30 EUR", got)
+	}
+	if m := done[0].reasons.Map(); len(m) != 2 || m["x"] != 1 || m["y"] != 1 || done[0].reject != 2 || done[0].warns != 1 {
+		t.Fatalf("reasons %v, rejected %d, warnings %d; want x and y once each, 2, 1", m, done[0].reject, done[0].warns)
 	}
 }

@@ -38,12 +38,17 @@ type DestinationStatus struct {
 	Superseded      int    `json:"superseded"`
 	Records         int    `json:"records"`
 	RejectedRecords int    `json:"rejected_records"`
-	// Cost is the exact BilledCost delivered, per currency. Acks carry one
-	// sum per part, not per currency: a batch in one currency has it
-	// attributed exactly; a batch mixing currencies reports the sum under
-	// "*" [INFER: the ack format has no currency].
-	Cost    map[string]messages.Decimal `json:"cost"`
-	Reasons []string                    `json:"reasons,omitempty"`
+	// Cost is the exact BilledCost delivered, per BillingCurrency ("" for
+	// records without one), from the acks' costs. Cost in acks of a worker
+	// that predates per-currency costs is under "*".
+	Cost map[string]messages.Decimal `json:"cost"`
+	// Reasons is every rejection reason with its records, most first
+	// ("3 records: the reason"); ReasonCounts the same as a map.
+	Reasons      []string       `json:"reasons,omitempty"`
+	ReasonCounts map[string]int `json:"reason_counts,omitempty"`
+	// Warnings counts delivered records whose labels the destination
+	// repaired or dropped.
+	Warnings int `json:"warnings,omitempty"`
 }
 
 func (g *Gateway) maxWait() time.Duration {
@@ -63,21 +68,15 @@ func (g *Gateway) status(ctx context.Context, br *batchRecord, res *producer.Res
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	sums, _ := g.prod.Wait(wctx, res, dests, nil)
-	cur := "*"
-	if len(br.CostByCurrency) == 1 {
-		for c := range br.CostByCurrency {
-			cur = c
-		}
-	}
 	st.Settled = true
 	for _, d := range dests {
 		s := sums[d]
 		if s == nil {
 			s = &producer.Summary{Destination: d, Parts: len(res.Parts)}
 		}
-		ds := DestinationStatus{Name: d, Settled: s.Done(), Parts: s.Parts, Delivered: s.Delivered, Rejected: s.Rejected, Dead: s.Dead, Superseded: s.Superseded, Records: s.Records, RejectedRecords: s.RejectedRecords, Cost: map[string]messages.Decimal{}, Reasons: s.Reasons}
-		if s.Cost.IsSet() {
-			ds.Cost[cur] = s.Cost
+		ds := DestinationStatus{Name: d, Settled: s.Done(), Parts: s.Parts, Delivered: s.Delivered, Rejected: s.Rejected, Dead: s.Dead, Superseded: s.Superseded, Records: s.Records, RejectedRecords: s.RejectedRecords, Cost: map[string]messages.Decimal{}, Reasons: s.Reasons, ReasonCounts: s.ReasonCounts, Warnings: s.Warnings}
+		for cur, d := range s.Costs {
+			ds.Cost[cur] = d
 		}
 		st.Settled = st.Settled && ds.Settled
 		st.Destinations = append(st.Destinations, ds)

@@ -98,12 +98,33 @@ func formatAck(a messages.Ack) string {
 		return "undecodable ack: " + a.Reason
 	}
 	var b strings.Builder
+	cost := orZero(a.Cost)
+	if a.Costs != nil {
+		var cs messages.CurrencySums
+		cs.AddAll(a.Costs)
+		cost = cs.String()
+	}
 	fmt.Fprintf(&b, "%s %-10s %s -> %s batch %s part %d: %s, cost %s",
-		a.Time.UTC().Format(time.RFC3339), a.Status, a.Source, a.Destination, a.BatchID, a.Part, plural(a.Records, "record"), orZero(a.Cost))
+		a.Time.UTC().Format(time.RFC3339), a.Status, a.Source, a.Destination, a.BatchID, a.Part, plural(a.Records, "record"), cost)
 	if a.Rejected > 0 {
 		fmt.Fprintf(&b, ", %d rejected", a.Rejected)
 	}
-	if a.Reason != "" {
+	if a.Warnings > 0 {
+		fmt.Fprintf(&b, ", %s", plural(a.Warnings, "warning"))
+	}
+	switch {
+	case a.Reasons != nil:
+		// Every reason with its records, most first.
+		var rc messages.ReasonCounts
+		rc.AddAll(a.Reasons)
+		for i, r := range rc.Sorted() {
+			sep := "; "
+			if i == 0 {
+				sep = ": "
+			}
+			fmt.Fprintf(&b, "%s%s (%d)", sep, r.Reason, r.Count)
+		}
+	case a.Reason != "":
 		fmt.Fprintf(&b, ": %s", a.Reason)
 	}
 	return b.String()

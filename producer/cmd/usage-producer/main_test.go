@@ -92,15 +92,16 @@ func (n *testNATS) fakeWorker(t *testing.T, outcomes map[string]messages.AckStat
 			t.Errorf("fake worker: %v", err)
 			return
 		}
-		var cost messages.Sum
+		var cost messages.CurrencySums
 		for i := range part.Records {
-			cost.Add(part.Records[i].BilledCost)
+			cost.Add(part.Records[i].BillingCurrency, part.Records[i].BilledCost)
 		}
 		for dest, status := range outcomes {
 			a := messages.Ack{BatchID: part.Meta.BatchID, Part: part.Meta.Part, Feed: part.Meta.Feed, Source: part.Meta.Source,
-				Destination: dest, Status: status, Records: len(part.Records), Cost: cost.Decimal(), Time: time.Now().UTC()}
+				Destination: dest, Status: status, Records: len(part.Records), Cost: cost.Total(), Costs: cost.Decimals(), Time: time.Now().UTC()}
 			if status == messages.AckRejected {
-				a.Records, a.Rejected, a.Cost, a.Reason = 0, len(part.Records), messages.MustDecimal("0"), "SkuId is required"
+				a.Records, a.Rejected, a.Cost, a.Costs, a.Reason = 0, len(part.Records), messages.MustDecimal("0"), nil, "SkuId is required"
+				a.Reasons = map[string]int{"SkuId is required": len(part.Records)}
 			}
 			b, _ := messages.EncodeAck(a)
 			msg := &nats.Msg{Subject: messages.AckSubject(a.Source, dest), Data: b, Header: nats.Header{messages.HdrMsgID: []string{a.MsgID()}}}
@@ -347,7 +348,7 @@ func TestPublishWait(t *testing.T) {
 			file:      "w1.csv",
 			args:      []string{"--feed", "f"},
 			wantCode:  exitOK,
-			wantRows:  []string{"ok 2 2 0 0 0 3 0 3.30"},
+			wantRows:  []string{"ok 2 2 0 0 0 3 0 0 3.30 USD"},
 			wantInErr: []string{"waiting for 2 part outcomes at ok", "acks: 2/2 part outcomes (100%)"},
 		},
 		{
@@ -355,15 +356,15 @@ func TestPublishWait(t *testing.T) {
 			file:      "w2.csv",
 			args:      []string{"--feed", "f", "--dest", "ok,picky"},
 			wantCode:  exitFail,
-			wantRows:  []string{"ok 2 2 0 0 0 3 0 3.30", "picky 2 0 2 0 0 0 3 0", "picky: svc-* part 1: SkuId is required"},
-			wantInErr: []string{"picky: 2 parts rejected, 0 parts dead-lettered"},
+			wantRows:  []string{"ok 2 2 0 0 0 3 0 0 3.30 USD", "picky 2 0 2 0 0 0 3 0 0", "picky: 3 records: SkuId is required"},
+			wantInErr: []string{"picky: 3 records dead-lettered (2 parts with rejected records, 0 parts undecodable)"},
 		},
 		{
 			name:      "timeout",
 			file:      "w3.csv",
 			args:      []string{"--feed", "f", "--dest", "nobody", "--timeout", "1s"},
 			wantCode:  exitFail,
-			wantRows:  []string{"nobody 2 0 0 0 0 0 0 0"},
+			wantRows:  []string{"nobody 2 0 0 0 0 0 0 0 0"},
 			wantInErr: []string{"timed out after 1s with 0 of 2 part outcomes"},
 		},
 		{
@@ -407,6 +408,8 @@ func TestAcks(t *testing.T) {
 		{BatchID: "b1", Part: 1, Source: "svc", Destination: "cz", Status: messages.AckDelivered, Records: 3, Cost: messages.MustDecimal("3.30"), Time: at},
 		{BatchID: "b1", Part: 2, Source: "svc", Destination: "cz", Status: messages.AckRejected, Records: 1, Rejected: 2, Cost: messages.MustDecimal("1.10"), Reason: "SkuId is required", Time: at},
 		{BatchID: "b2", Part: 1, Source: "other", Destination: "cz", Status: messages.AckDelivered, Records: 1, Time: at},
+		{BatchID: "b1", Part: 3, Source: "svc", Destination: "cz", Status: messages.AckRejected, Records: 2, Rejected: 3, Cost: messages.MustDecimal("3.00"), Warnings: 1, Reason: "no cost",
+			Costs: map[string]messages.Decimal{"USD": messages.MustDecimal("2.00"), "EUR": messages.MustDecimal("1.00")}, Reasons: map[string]int{"no cost": 1, "bad hour": 2}, Time: at},
 	} {
 		b, _ := messages.EncodeAck(a)
 		if _, err := n.js.Publish(ctx, messages.AckSubject(a.Source, a.Destination), b); err != nil {
@@ -420,7 +423,7 @@ func TestAcks(t *testing.T) {
 		done <- runContext(cctx, []string{"acks", "--source", "svc", "--since", "1h", "--nats", n.url}, &out, &errb)
 	}()
 	deadline := time.Now().Add(20 * time.Second)
-	for strings.Count(out.String(), "\n") < 2 && time.Now().Before(deadline) {
+	for strings.Count(out.String(), "\n") < 3 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	cancel() // as SIGINT would
@@ -428,7 +431,8 @@ func TestAcks(t *testing.T) {
 		t.Errorf("exit %d after interrupt, want 0; stderr:\n%s", code, errb.String())
 	}
 	want := "2024-05-01T10:00:00Z delivered  svc -> cz batch b1 part 1: 3 records, cost 3.30\n" +
-		"2024-05-01T10:00:00Z rejected   svc -> cz batch b1 part 2: 1 record, cost 1.10, 2 rejected: SkuId is required\n"
+		"2024-05-01T10:00:00Z rejected   svc -> cz batch b1 part 2: 1 record, cost 1.10, 2 rejected: SkuId is required\n" +
+		"2024-05-01T10:00:00Z rejected   svc -> cz batch b1 part 3: 2 records, cost 1.00 EUR + 2.00 USD, 3 rejected, 1 warning: bad hour (2); no cost (1)\n"
 	if got := out.String(); got != want {
 		t.Errorf("output:\n%s\nwant:\n%s", got, want)
 	}

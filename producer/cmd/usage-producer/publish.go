@@ -324,7 +324,7 @@ func (c *publishCommand) waitAcks(ctx context.Context, p *producer.Producer, pub
 		sums, err := p.Wait(wctx, f.res, dests, func(pg producer.Progress) { bar.set(base + pg.Done) })
 		for d, s := range sums {
 			if a := agg[d]; a != nil {
-				a.merge(f.id, s)
+				a.merge(s)
 			}
 		}
 		if err != nil {
@@ -349,22 +349,28 @@ func (c *publishCommand) waitAcks(ctx context.Context, p *producer.Producer, pub
 		code = exitFail
 	}
 	for _, d := range dests {
-		if s := agg[d]; s.Rejected > 0 || s.Dead > 0 {
-			fmt.Fprintf(stderr, "usage-producer: %s: %s rejected, %s dead-lettered\n", d, plural(s.Rejected, "part"), plural(s.Dead, "part"))
+		s := agg[d]
+		if s.Rejected > 0 || s.Dead > 0 || s.RejectedRecords > 0 {
+			fmt.Fprintf(stderr, "usage-producer: %s: %s dead-lettered (%s with rejected records, %s undecodable)\n",
+				d, plural(s.RejectedRecords, "record"), plural(s.Rejected, "part"), plural(s.Dead, "part"))
 			code = exitFail
+		}
+		if s.Warnings > 0 {
+			fmt.Fprintf(stderr, "usage-producer: %s: warning: %s delivered with labels repaired or dropped\n", d, plural(s.Warnings, "record"))
 		}
 	}
 	return code
 }
 
-// summary adds up one destination's outcomes over every batch.
+// summary adds up one destination's outcomes over every batch: exact
+// cost per currency, and every rejection reason with its records.
 type summary struct {
 	producer.Summary
-	cost    costs // one currency-less sum: acks carry BilledCost without one
-	reasons []string
+	cost    costs
+	reasons messages.ReasonCounts
 }
 
-func (s *summary) merge(batch string, o *producer.Summary) {
+func (s *summary) merge(o *producer.Summary) {
 	s.Parts += o.Parts
 	s.Delivered += o.Delivered
 	s.Rejected += o.Rejected
@@ -372,23 +378,26 @@ func (s *summary) merge(batch string, o *producer.Summary) {
 	s.Superseded += o.Superseded
 	s.Records += o.Records
 	s.RejectedRecords += o.RejectedRecords
-	s.cost.addDecimal("", o.Cost)
-	for _, r := range o.Reasons {
-		s.reasons = append(s.reasons, batch+" "+r)
+	s.Warnings += o.Warnings
+	for cur, d := range o.Costs {
+		s.cost.addDecimal(cur, d)
 	}
+	s.reasons.AddAll(o.ReasonCounts)
 }
 
+// printSummary is a row per destination, then every rejection reason of
+// each, most records first: "<destination>: <n> records: <reason>".
 func printSummary(w io.Writer, dests []string, agg map[string]*summary) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "DESTINATION\tPARTS\tDELIVERED\tREJECTED\tDEAD\tSUPERSEDED\tRECORDS\tREJECTED RECORDS\tCOST")
+	fmt.Fprintln(tw, "DESTINATION\tPARTS\tDELIVERED\tREJECTED\tDEAD\tSUPERSEDED\tRECORDS\tREJECTED RECORDS\tWARNINGS\tCOST")
 	for _, d := range dests {
 		s := agg[d]
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", d, s.Parts, s.Delivered, s.Rejected, s.Dead, s.Superseded, s.Records, s.RejectedRecords, s.cost)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", d, s.Parts, s.Delivered, s.Rejected, s.Dead, s.Superseded, s.Records, s.RejectedRecords, s.Warnings, s.cost)
 	}
 	tw.Flush()
 	for _, d := range dests {
-		for _, r := range agg[d].reasons {
-			fmt.Fprintf(w, "%s: %s\n", d, r)
+		for _, rc := range agg[d].reasons.Sorted() {
+			fmt.Fprintf(w, "%s: %s: %s\n", d, plural(rc.Count, "record"), rc.Reason)
 		}
 	}
 }
