@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,7 +53,18 @@ func (s kvLeases) Delete(ctx context.Context, key string, last uint64) error {
 	return s.kv.Delete(ctx, key, jetstream.LastRevision(last))
 }
 
-func leaseKeyName(dest, lease string) string { return dest + "." + lease }
+// FleetLeasePrefix starts a lease key that is the same for every
+// destination that returns it (a shared external resource, such as one
+// CloudZero connection: endpoint.LeaseKey): the pool uses it as it is,
+// where any other key is scoped by the destination's name.
+const FleetLeasePrefix = "conn-"
+
+func leaseKeyName(dest, lease string) string {
+	if strings.HasPrefix(lease, FleetLeasePrefix) {
+		return lease
+	}
+	return dest + "." + lease
+}
 
 // unitLease is a held lease that serialises the uploads of a unit (or of
 // a destination's lease key) across the fleet. The same type serves

@@ -282,3 +282,18 @@ func TestUnitLeaseJetStreamKV(t *testing.T) {
 }
 
 var quietLog = slog.New(slog.DiscardHandler)
+
+// A fleet-wide lease key (a shared external resource) is used as it is;
+// any other is scoped by the destination's name.
+func TestLeaseKeyName(t *testing.T) {
+	for _, c := range []struct{ dest, lease, want string }{
+		{"a", FleetLeasePrefix + "x", FleetLeasePrefix + "x"},
+		{"b", FleetLeasePrefix + "x", FleetLeasePrefix + "x"},
+		{"a", "2024-08-16", "a.2024-08-16"},
+		{"b", "2024-08-16", "b.2024-08-16"},
+	} {
+		if got := leaseKeyName(c.dest, c.lease); got != c.want {
+			t.Errorf("leaseKeyName(%q, %q) = %q, want %q", c.dest, c.lease, got, c.want)
+		}
+	}
+}

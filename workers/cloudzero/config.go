@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/usagefleet/usagefleet/internal/endpoint"
+
 	"go.yaml.in/yaml/v3"
 
 	"github.com/usagefleet/usagefleet/internal/config"
@@ -117,6 +119,8 @@ func newDestination(name string, s Settings, key string) (*Destination, error) {
 		d.validateOnly = true
 		d.endpoint = base + ValidatePath
 	}
+	id, _ := d.Target()
+	d.leaseKey = endpoint.LeaseKey(id)
 	switch {
 	case d.maxBody == 0:
 		d.maxBody = DefaultMaxBodyBytes

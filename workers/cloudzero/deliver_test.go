@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/usagefleet/usagefleet/internal/endpoint"
 	sandbox "github.com/usagefleet/usagefleet/internal/sandbox/cloudzero"
 	"github.com/usagefleet/usagefleet/internal/sandbox/fault"
 	"github.com/usagefleet/usagefleet/messages"
@@ -642,8 +643,8 @@ func TestLeaseKeyAndUnits(t *testing.T) {
 	if len(u) != 1 || u[0].Key != "h2024-08-16T12" || !u[0].Start.Equal(hourAt(16, 12)) || !u[0].End.Equal(hourAt(16, 13)) {
 		t.Fatalf("Units = %+v", u)
 	}
-	if d.LeaseKey(u[0]) != testConn || d.LeaseKey(workers.Unit{}) != testConn {
-		t.Fatal("lease key is not the connection id")
+	if id, _ := d.Target(); d.LeaseKey(u[0]) != endpoint.LeaseKey(id) || d.LeaseKey(workers.Unit{}) != endpoint.LeaseKey(id) {
+		t.Fatal("lease key is not the connection's (one lease for every unit; see TestLeaseKeyIsTheConnection)")
 	}
 	if d.Semantics() != workers.Replace {
 		t.Fatal("replace_hourly must be Replace")

@@ -29,6 +29,9 @@ type Destination struct {
 	// validateOnly: endpoint is validate_billing_drop (settings
 	// validate_only); nothing is stored at CloudZero.
 	validateOnly bool
+	// leaseKey is the connection's identity (endpoint.LeaseKey of Target),
+	// shared by every destination name and URL spelling of it.
+	leaseKey string
 }
 
 var _ workers.Destination = (*Destination)(nil)
@@ -54,10 +57,14 @@ func (d *Destination) Units(hour time.Time) []workers.Unit {
 	return []workers.Unit{hourUnit(hour)}
 }
 
-// LeaseKey is the connection id for every unit: the API serves one request
-// at a time per stream, so the fleet uploads to a connection one job at a
-// time.
-func (d *Destination) LeaseKey(workers.Unit) string { return d.conn }
+// LeaseKey is the connection for every unit: the API serves one request at
+// a time per stream, so the fleet uploads to a connection one job at a time.
+// It is derived from the normalised endpoint (endpoint.LeaseKey of Target),
+// so two destination names, in one worker or in two workers with different
+// configs, and every spelling of the URL (HTTP:// or http://, an explicit
+// default port, base_url left out or written) take one lease; it starts with
+// workers.FleetLeasePrefix, so the pool does not scope it by destination.
+func (d *Destination) LeaseKey(workers.Unit) string { return d.leaseKey }
 
 // Target is the connection's billing-drops endpoint: two destinations on
 // one connection would replace each other's hours.
