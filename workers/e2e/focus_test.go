@@ -312,7 +312,7 @@ func check(t *testing.T, rows []input.Row, dest string, sum *producer.Summary, d
 	for _, v := range want {
 		sort.Strings(v)
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(10 * time.Second) // the acks are in: the sandbox holds its final state
 	for {
 		got := held()
 		for _, v := range got {
