@@ -324,7 +324,8 @@ func check(t *testing.T, rows []input.Row, dest string, sum *producer.Summary, d
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s does not hold every record's exact cost:\n%s", dest, diff)
+			t.Errorf("%s does not hold every record's exact cost:\n%s", dest, diff)
+			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
