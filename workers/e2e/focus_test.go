@@ -43,7 +43,7 @@ const (
 // arrives. CloudZero refuses none.
 //
 // OPEN DEFECT (issue 14 item 4: "a record is refused by a destination only
-// when what it bills cannot be carried"): 14 of the 22 records are refused
+// when what it bills cannot be carried"): 14 of the 21 records are refused
 // at Cloud Cruiser with the default settings (no `defaults:`), 13 of them
 // over metadata: FOCUS allows a null SkuId (taxes, purchases, credits,
 // support) and a null ConsumedQuantity/PricingQuantity (every cost-only
