@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
+	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/usagefleet/usagefleet/messages"
@@ -43,7 +43,6 @@ func (p *Producer) claim(ctx context.Context, b *messages.Batch, parts []SplitPa
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = 100 * time.Millisecond
 	bo.MaxInterval = 5 * time.Second
-	bo.MaxElapsedTime = p.opts.RetryMaxElapsed
 	var conflict error
 	op := func() error {
 		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -77,7 +76,7 @@ func (p *Producer) claim(ctx context.Context, b *messages.Batch, parts []SplitPa
 		p.log.Warn("claiming batch id failed, retrying", "batch", b.ID, "err", err)
 		return err
 	}
-	if err := backoff.Retry(op, backoff.WithContext(bo, ctx)); err != nil {
+	if _, err := backoff.Retry(ctx, func() (struct{}, error) { return struct{}{}, op() }, backoff.WithBackOff(bo), backoff.WithMaxElapsedTime(p.opts.RetryMaxElapsed)); err != nil {
 		if conflict != nil || errors.Is(err, ErrStreamMissing) {
 			return err
 		}

@@ -33,7 +33,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
+	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
@@ -319,7 +319,6 @@ func (p *Producer) publishRetry(ctx context.Context, msg *nats.Msg, first error)
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = 100 * time.Millisecond
 	bo.MaxInterval = 5 * time.Second
-	bo.MaxElapsedTime = p.opts.RetryMaxElapsed
 	lastErr := first
 	var ack *jetstream.PubAck
 	op := func() error {
@@ -345,7 +344,7 @@ func (p *Producer) publishRetry(ctx context.Context, msg *nats.Msg, first error)
 		ack = a
 		return nil
 	}
-	if err := backoff.Retry(op, backoff.WithContext(bo, ctx)); err != nil {
+	if _, err := backoff.Retry(ctx, func() (struct{}, error) { return struct{}{}, op() }, backoff.WithBackOff(bo), backoff.WithMaxElapsedTime(p.opts.RetryMaxElapsed)); err != nil {
 		return nil, fmt.Errorf("publishing %s (%s): %w", msg.Header.Get(messages.HdrMsgID), msg.Subject, err)
 	}
 	return ack, nil
