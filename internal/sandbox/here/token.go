@@ -33,7 +33,18 @@ func writeAuthError(w http.ResponseWriter, status, code int, msg string) {
 	writeJSON(w, status, b)
 }
 
-func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
+// tokenRequest is what a token request asks for.
+type tokenRequest struct {
+	isJSON    bool       // a JSON body (answered in JSON field names)
+	form      url.Values // the form body (signed with the request)
+	grant     string
+	scope     string
+	expiresIn int64
+}
+
+// readTokenRequest reads a token request's body, form or JSON; a body it
+// cannot take is answered here.
+func readTokenRequest(w http.ResponseWriter, r *http.Request) (tr tokenRequest, ok bool) {
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if mt != "application/x-www-form-urlencoded" && mt != "application/json" {
 		code := 400004
@@ -41,18 +52,15 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 			code = 400003
 		}
 		writeAuthError(w, http.StatusBadRequest, code, "Content-Type must be application/x-www-form-urlencoded or application/json")
-		return
+		return tr, false
 	}
 	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
 	if err != nil {
 		writeAuthError(w, http.StatusBadRequest, 400200, "cannot read the request body")
-		return
+		return tr, false
 	}
-	isJSON := mt == "application/json"
-	var form url.Values
-	var grant, scope string
-	var expiresIn int64
-	if isJSON {
+	tr.isJSON = mt == "application/json"
+	if tr.isJSON {
 		var body struct {
 			GrantType       string          `json:"grantType"`
 			ExpiresIn       *int64          `json:"expiresIn"`
@@ -61,34 +69,42 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		}
 		if err := json.Unmarshal(raw, &body); err != nil {
 			writeAuthError(w, http.StatusBadRequest, 400002, "Invalid JSON.")
-			return
+			return tr, false
 		}
 		if body.ClientAssertion != nil {
 			writeAuthError(w, http.StatusBadRequest, 400200, "JWT client assertions are not supported by the sandbox; sign the request with OAuth 1.0")
-			return
+			return tr, false
 		}
-		grant, scope = body.GrantType, body.Scope
+		tr.grant, tr.scope = body.GrantType, body.Scope
 		if body.ExpiresIn != nil {
-			expiresIn = *body.ExpiresIn
+			tr.expiresIn = *body.ExpiresIn
 		}
 	} else {
-		if form, err = url.ParseQuery(string(raw)); err != nil {
+		if tr.form, err = url.ParseQuery(string(raw)); err != nil {
 			writeAuthError(w, http.StatusBadRequest, 400200, "cannot parse the form body")
-			return
+			return tr, false
 		}
-		grant, scope = form.Get("grant_type"), form.Get("scope")
-		if v := form.Get("expires_in"); v != "" {
-			if expiresIn, err = strconv.ParseInt(v, 10, 64); err != nil {
+		tr.grant, tr.scope = tr.form.Get("grant_type"), tr.form.Get("scope")
+		if v := tr.form.Get("expires_in"); v != "" {
+			if tr.expiresIn, err = strconv.ParseInt(v, 10, 64); err != nil {
 				writeAuthError(w, http.StatusBadRequest, 400208, "expires_in: Not a number.")
-				return
+				return tr, false
 			}
 		}
-		if form.Has("client_assertion") {
+		if tr.form.Has("client_assertion") {
 			writeAuthError(w, http.StatusBadRequest, 400200, "JWT client assertions are not supported by the sandbox; sign the request with OAuth 1.0")
-			return
+			return tr, false
 		}
 	}
-	nonce, ts, ae := s.verifyOAuth(r, form)
+	return tr, true
+}
+
+func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
+	tr, ok := readTokenRequest(w, r)
+	if !ok {
+		return
+	}
+	nonce, ts, ae := s.verifyOAuth(r, tr.form)
 	if ae == nil && s.useNonce(nonce, ts) != nil {
 		ae = unauth(codeNonceUsed, "Nonce already consumed.")
 	}
@@ -102,18 +118,18 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		writeAuthError(w, ae.status, ae.code, ae.msg)
 		return
 	}
-	if grant != "client_credentials" {
+	if tr.grant != "client_credentials" {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "unsupported_grant_type",
 			"error_description": "Illegal grant type: want client_credentials", "errorCode": 400290, "httpStatus": 400})
 		return
 	}
-	if expiresIn < 0 {
+	if tr.expiresIn < 0 {
 		writeAuthError(w, http.StatusBadRequest, 400209, "expires_in: Value too small")
 		return
 	}
 	ttl := s.cfg.TokenTTL
-	if expiresIn > 0 && time.Duration(expiresIn)*time.Second < ttl {
-		ttl = time.Duration(expiresIn) * time.Second
+	if tr.expiresIn > 0 && time.Duration(tr.expiresIn)*time.Second < ttl {
+		ttl = time.Duration(tr.expiresIn) * time.Second
 	}
 	tok := "sbx." + randomHex(32)
 	s.mu.Lock()
@@ -121,17 +137,17 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	s.stats.tokensIssued++
 	s.mu.Unlock()
 	secs := int64(ttl / time.Second)
-	if isJSON {
+	if tr.isJSON {
 		out := map[string]any{"accessToken": tok, "tokenType": "bearer", "expiresIn": secs}
-		if scope != "" {
-			out["scope"] = scope
+		if tr.scope != "" {
+			out["scope"] = tr.scope
 		}
 		writeJSON(w, http.StatusOK, out)
 		return
 	}
 	out := map[string]any{"access_token": tok, "token_type": "bearer", "expires_in": secs}
-	if scope != "" {
-		out["scope"] = scope
+	if tr.scope != "" {
+		out["scope"] = tr.scope
 	}
 	writeJSON(w, http.StatusOK, out)
 }
