@@ -249,22 +249,8 @@ func (c *Collector) Run(ctx context.Context) (*Result, error) {
 	res.Window = window
 	fp := c.fingerprint()
 	r := &run{c: c, st: st, ck: ck, res: res, lim: c.p.Limits()}
-	if old := ck.Run; old != nil && ck.Fingerprint == fp && old.Window.eq(window) && now.Sub(old.Started) < c.o.ReuseReportsFor {
-		r.rs, r.fromCk, res.Resumed = old, true, true
-		c.log.Info("resuming the run the checkpoint left unfinished", "generation", old.Generation,
-			"reports", len(old.Reports), "published", len(old.Published))
-	} else {
-		r.rs = &RunState{Generation: max(now.UnixNano(), ck.Generation+1), Window: toSpan(window), Started: now}
-		if old != nil && ck.Fingerprint == fp {
-			// Reports an abandoned run asked for can still serve this one.
-			for _, f := range old.Reports {
-				if now.Sub(f.Requested) < c.o.ReuseReportsFor {
-					r.rs.Reports = append(r.rs.Reports, f)
-				}
-			}
-			r.rs.Truncated = old.Truncated
-		}
-	}
+	r.rs, r.fromCk = c.runState(ck, fp, window, now)
+	res.Resumed = r.fromCk
 	ck.Collector, ck.Type, ck.Account, ck.Fingerprint, ck.PeriodUnit = c.o.Name, c.p.Type(), c.p.Account(), fp, sch.Period
 	ck.Generation, ck.Run = r.rs.Generation, r.rs
 	res.Generation = r.rs.Generation
@@ -278,26 +264,8 @@ func (c *Collector) Run(ctx context.Context) (*Result, error) {
 	}
 	r.recs = make([][]messages.UsageRecord, len(r.periods))
 	r.done = make([]bool, len(r.periods))
-	queue := Plan(r.periods, r.lim)
-	for len(queue) > 0 {
-		rg := queue[0]
-		truncated, err := r.collect(ctx, rg)
-		if err != nil {
-			return res, err
-		}
-		if truncated {
-			a, b, ok := Split(rg, r.periods, r.lim)
-			if !ok {
-				return res, fmt.Errorf("collector %s: the report for %s is over the record cap (%d) and cannot be split further", c.o.Name, rg, r.lim.MaxRecords)
-			}
-			c.log.Info("report hit the record cap, collecting two smaller ranges", "range", rg.String(), "first", a.String(), "second", b.String())
-			queue = append([]Range{a, b}, queue[1:]...)
-			continue
-		}
-		queue = queue[1:]
-		if err := r.publishUpTo(ctx, rg.End); err != nil {
-			return res, err
-		}
+	if err := r.collectAll(ctx, Plan(r.periods, r.lim)); err != nil {
+		return res, err
 	}
 	if err := r.publishUpTo(ctx, window.End); err != nil { // periods no range covered (none, normally)
 		return res, err
@@ -311,6 +279,57 @@ func (c *Collector) Run(ctx context.Context) (*Result, error) {
 	c.log.Info("collected", "window", window.String(), "generation", res.Generation, "reports", len(res.Reports),
 		"batches", len(res.Batches), "records", res.Records, "rejected", len(res.Rejected), "dead_letters_stored", res.DeadLetters)
 	return res, nil
+}
+
+// runState is the state of the run about to start: the checkpoint's
+// unfinished run, resumed (true), if it is for the same settings and
+// window and recent enough; else a new generation, which keeps the
+// recent reports an abandoned run of the same settings asked for.
+func (c *Collector) runState(ck *Checkpoint, fp string, window Range, now time.Time) (*RunState, bool) {
+	if old := ck.Run; old != nil && ck.Fingerprint == fp && old.Window.eq(window) && now.Sub(old.Started) < c.o.ReuseReportsFor {
+		c.log.Info("resuming the run the checkpoint left unfinished", "generation", old.Generation,
+			"reports", len(old.Reports), "published", len(old.Published))
+		return old, true
+	}
+	rs := &RunState{Generation: max(now.UnixNano(), ck.Generation+1), Window: toSpan(window), Started: now}
+	if old := ck.Run; old != nil && ck.Fingerprint == fp {
+		// Reports an abandoned run asked for can still serve this one.
+		for _, f := range old.Reports {
+			if now.Sub(f.Requested) < c.o.ReuseReportsFor {
+				rs.Reports = append(rs.Reports, f)
+			}
+		}
+		rs.Truncated = old.Truncated
+	}
+	return rs, false
+}
+
+// collectAll collects the ranges of queue in order, splitting a range
+// whose report hit the record cap, and publishes each period as soon as
+// the ranges covering it are in.
+func (r *run) collectAll(ctx context.Context, queue []Range) error {
+	c := r.c
+	for len(queue) > 0 {
+		rg := queue[0]
+		truncated, err := r.collect(ctx, rg)
+		if err != nil {
+			return err
+		}
+		if truncated {
+			a, b, ok := Split(rg, r.periods, r.lim)
+			if !ok {
+				return fmt.Errorf("collector %s: the report for %s is over the record cap (%d) and cannot be split further", c.o.Name, rg, r.lim.MaxRecords)
+			}
+			c.log.Info("report hit the record cap, collecting two smaller ranges", "range", rg.String(), "first", a.String(), "second", b.String())
+			queue = append([]Range{a, b}, queue[1:]...)
+			continue
+		}
+		queue = queue[1:]
+		if err := r.publishUpTo(ctx, rg.End); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // collect gets one range's report into the open periods. truncated means
