@@ -10,9 +10,10 @@
 //     and its FOCUS Detail columns, Decimal, validation;
 //   - batch.go, ack.go, subjects.go, carrier.go: batches, parts, acks, names,
 //     trace context in headers;
-//   - columnar.go (schemas 2 and 3, written) and fastdecode.go (schemas 1
-//     to 3, read): the payloads, msgpack written and read by hand (encode.go has
-//     the primitives); codec.go ties the headers and payloads together;
+//   - columnar.go (schemas 2 and 3, written), columnar_decode.go and
+//     fastdecode.go (schemas 1 to 3, read): the payloads, msgpack written and
+//     read by hand (encode.go has the primitives); codec.go ties the headers
+//     and payloads together;
 //   - json.go, timefmt.go: the JSON and date-time writers the row encoders
 //     share.
 //

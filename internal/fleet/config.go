@@ -169,31 +169,8 @@ func (c *Config) Validate() error {
 	if c.Streams.LeaseTTL != 0 && c.Streams.LeaseTTL.D(0) < 10*time.Second {
 		return config.Errorf("streams.lease_ttl", "%s is too short: keep it well above the HTTP timeout", c.Streams.LeaseTTL.D(0))
 	}
-	switch c.Worker.LogLevel {
-	case "", "debug", "info", "warn", "error":
-	default:
-		return config.Errorf("worker.log_level", "%q: want debug, info, warn or error", c.Worker.LogLevel)
-	}
-	switch c.Worker.LogFormat {
-	case "", "text", "json":
-	default:
-		return config.Errorf("worker.log_format", "%q: want text or json", c.Worker.LogFormat)
-	}
-	if l := c.Worker.Metrics.Listen; l != "" {
-		host, _, err := net.SplitHostPort(l)
-		if err != nil {
-			return config.Errorf("worker.metrics.listen", "%q: want host:port, like 127.0.0.1:9090", l)
-		}
-		if host == "" {
-			// /metrics and /readyz have no authentication: every interface
-			// is an exposure to choose, not a default.
-			return config.Errorf("worker.metrics.listen", "%q listens on every interface, unauthenticated: write 127.0.0.1%s for this host only, or 0.0.0.0%s to expose it on purpose (behind a NetworkPolicy or firewall)", l, l, l)
-		}
-	}
-	if n, err := c.Worker.MemoryLimitBytes(); err != nil {
+	if err := c.Worker.validate(); err != nil {
 		return err
-	} else if n != 0 && n < 32<<20 {
-		return config.Errorf("worker.memory_limit", "%q is below 32MiB", c.Worker.MemoryLimit)
 	}
 	if len(c.Destinations) == 0 {
 		return config.Errorf("destinations", "none configured (types: %s)", strings.Join(workers.Types(), ", "))
@@ -203,46 +180,16 @@ func (c *Config) Validate() error {
 	c.built = nil
 	for i := range c.Destinations {
 		d := &c.Destinations[i]
-		key := fmt.Sprintf("destinations[%d]", i)
-		if !messages.ValidToken(d.Name) {
-			return config.Errorf(key+".name", "%q: want 1-64 of A-Z a-z 0-9 _ -", d.Name)
+		key, err := destinationKey(i, d.Name, seen)
+		if err != nil {
+			return err
 		}
-		key = fmt.Sprintf("destinations[%d](%s)", i, d.Name)
-		if strings.HasPrefix(d.Name, "_") {
-			// dead._collect.<collector> holds the report rows collectors
-			// rejected; names with a leading _ are kept for such uses.
-			return config.Errorf(key+".name", "%q: a name may not start with _ (reserved)", d.Name)
-		}
-		if seen[d.Name] {
-			return config.Errorf(key+".name", "%q is used twice", d.Name)
-		}
-		seen[d.Name] = true
 		factory, ok := workers.Lookup(d.Type)
 		if !ok {
 			return config.Errorf(key+".type", "%q is not a destination type (types: %s)", d.Type, strings.Join(workers.Types(), ", "))
 		}
-		if len(d.Feeds) == 0 {
-			return config.Errorf(key+".feeds", "required: the feeds this destination serves")
-		}
-		for j, f := range d.Feeds {
-			if !messages.ValidToken(f) {
-				return config.Errorf(fmt.Sprintf("%s.feeds[%d]", key, j), "%q: want 1-64 of A-Z a-z 0-9 _ -", f)
-			}
-		}
-		if d.Retry.Initial != 0 && d.Retry.Max != 0 && d.Retry.Max < d.Retry.Initial {
-			return config.Errorf(key+".retry.max", "%s is below retry.initial %s: the backoff would shrink", d.Retry.Max.D(0), d.Retry.Initial.D(0))
-		}
-		if lease := c.Streams.LeaseTTL.D(natsutil.DefaultLeaseTTL); d.HTTPTimeout != 0 && d.HTTPTimeout.D(0) > lease {
-			return config.Errorf(key+".http_timeout", "%s is above streams.lease_ttl %s: a lease could lapse while a request is still in flight and a second worker upload the same unit; raise streams.lease_ttl or lower http_timeout", d.HTTPTimeout.D(0), lease)
-		}
-		if d.Workers < 0 || d.Workers > 256 {
-			return config.Errorf(key+".workers", "%d: want 1 to 256", d.Workers)
-		}
-		if d.MaxAckPending < 0 {
-			return config.Errorf(key+".max_ack_pending", "must not be negative")
-		}
-		if d.AckWait != 0 && d.AckWait.D(0) < time.Second {
-			return config.Errorf(key+".ack_wait", "at least 1s")
+		if err := c.checkDestination(key, d); err != nil {
+			return err
 		}
 		dest, err := factory(d.Name, &d.Settings, key+".settings")
 		if err != nil {
@@ -256,20 +203,104 @@ func (c *Config) Validate() error {
 			}
 			targets[id] = key
 		}
-		c.built = append(c.built, builtDest{dest: dest, opts: workers.Options{
-			Feeds:         d.Feeds,
-			Workers:       d.Workers,
-			MaxAckPending: d.MaxAckPending,
-			AckWait:       d.AckWait.D(0),
-			Flush:         workers.FlushPolicy{MaxDelay: d.Flush.MaxDelay.D(0), Quiet: d.Flush.Quiet.D(0), MaxRecords: d.Flush.MaxRecords},
-			Retry:         workers.RetryPolicy{Initial: d.Retry.Initial.D(0), Max: d.Retry.Max.D(0)},
-			LeaseTTL:      c.Streams.LeaseTTL.D(natsutil.DefaultLeaseTTL),
-			PauseProbe:    d.PauseProbe.D(0),
-			HTTPTimeout:   d.HTTPTimeout.D(0),
-			DrainTimeout:  c.Worker.DrainTimeout.D(0),
-			WorkerID:      c.Worker.ID,
-			SourceKeys:    c.Sources,
-		}})
+		c.built = append(c.built, builtDest{dest: dest, opts: c.options(d)})
 	}
 	return nil
+}
+
+// validate checks the worker section: logging, metrics, memory.
+func (w *WorkerConfig) validate() error {
+	switch w.LogLevel {
+	case "", "debug", "info", "warn", "error":
+	default:
+		return config.Errorf("worker.log_level", "%q: want debug, info, warn or error", w.LogLevel)
+	}
+	switch w.LogFormat {
+	case "", "text", "json":
+	default:
+		return config.Errorf("worker.log_format", "%q: want text or json", w.LogFormat)
+	}
+	if l := w.Metrics.Listen; l != "" {
+		host, _, err := net.SplitHostPort(l)
+		if err != nil {
+			return config.Errorf("worker.metrics.listen", "%q: want host:port, like 127.0.0.1:9090", l)
+		}
+		if host == "" {
+			// /metrics and /readyz have no authentication: every interface
+			// is an exposure to choose, not a default.
+			return config.Errorf("worker.metrics.listen", "%q listens on every interface, unauthenticated: write 127.0.0.1%s for this host only, or 0.0.0.0%s to expose it on purpose (behind a NetworkPolicy or firewall)", l, l, l)
+		}
+	}
+	if n, err := w.MemoryLimitBytes(); err != nil {
+		return err
+	} else if n != 0 && n < 32<<20 {
+		return config.Errorf("worker.memory_limit", "%q is below 32MiB", w.MemoryLimit)
+	}
+	return nil
+}
+
+// destinationKey checks destination i's name (valid, not reserved, not
+// used twice) and returns the key path that names it in errors.
+func destinationKey(i int, name string, seen map[string]bool) (string, error) {
+	key := fmt.Sprintf("destinations[%d]", i)
+	if !messages.ValidToken(name) {
+		return "", config.Errorf(key+".name", "%q: want 1-64 of A-Z a-z 0-9 _ -", name)
+	}
+	key = fmt.Sprintf("destinations[%d](%s)", i, name)
+	if strings.HasPrefix(name, "_") {
+		// dead._collect.<collector> holds the report rows collectors
+		// rejected; names with a leading _ are kept for such uses.
+		return "", config.Errorf(key+".name", "%q: a name may not start with _ (reserved)", name)
+	}
+	if seen[name] {
+		return "", config.Errorf(key+".name", "%q is used twice", name)
+	}
+	seen[name] = true
+	return key, nil
+}
+
+// checkDestination checks a destination's feeds and its delivery limits.
+func (c *Config) checkDestination(key string, d *DestinationConfig) error {
+	if len(d.Feeds) == 0 {
+		return config.Errorf(key+".feeds", "required: the feeds this destination serves")
+	}
+	for j, f := range d.Feeds {
+		if !messages.ValidToken(f) {
+			return config.Errorf(fmt.Sprintf("%s.feeds[%d]", key, j), "%q: want 1-64 of A-Z a-z 0-9 _ -", f)
+		}
+	}
+	if d.Retry.Initial != 0 && d.Retry.Max != 0 && d.Retry.Max < d.Retry.Initial {
+		return config.Errorf(key+".retry.max", "%s is below retry.initial %s: the backoff would shrink", d.Retry.Max.D(0), d.Retry.Initial.D(0))
+	}
+	if lease := c.Streams.LeaseTTL.D(natsutil.DefaultLeaseTTL); d.HTTPTimeout != 0 && d.HTTPTimeout.D(0) > lease {
+		return config.Errorf(key+".http_timeout", "%s is above streams.lease_ttl %s: a lease could lapse while a request is still in flight and a second worker upload the same unit; raise streams.lease_ttl or lower http_timeout", d.HTTPTimeout.D(0), lease)
+	}
+	if d.Workers < 0 || d.Workers > 256 {
+		return config.Errorf(key+".workers", "%d: want 1 to 256", d.Workers)
+	}
+	if d.MaxAckPending < 0 {
+		return config.Errorf(key+".max_ack_pending", "must not be negative")
+	}
+	if d.AckWait != 0 && d.AckWait.D(0) < time.Second {
+		return config.Errorf(key+".ack_wait", "at least 1s")
+	}
+	return nil
+}
+
+// options are the pool options of destination d.
+func (c *Config) options(d *DestinationConfig) workers.Options {
+	return workers.Options{
+		Feeds:         d.Feeds,
+		Workers:       d.Workers,
+		MaxAckPending: d.MaxAckPending,
+		AckWait:       d.AckWait.D(0),
+		Flush:         workers.FlushPolicy{MaxDelay: d.Flush.MaxDelay.D(0), Quiet: d.Flush.Quiet.D(0), MaxRecords: d.Flush.MaxRecords},
+		Retry:         workers.RetryPolicy{Initial: d.Retry.Initial.D(0), Max: d.Retry.Max.D(0)},
+		LeaseTTL:      c.Streams.LeaseTTL.D(natsutil.DefaultLeaseTTL),
+		PauseProbe:    d.PauseProbe.D(0),
+		HTTPTimeout:   d.HTTPTimeout.D(0),
+		DrainTimeout:  c.Worker.DrainTimeout.D(0),
+		WorkerID:      c.Worker.ID,
+		SourceKeys:    c.Sources,
+	}
 }

@@ -201,15 +201,7 @@ func (env *Env) published(ctx context.Context, d *Dest, from, to time.Time, unit
 		}
 		parts[pk] = pubPart{unit: u.Unit, records: len(part.Records)}
 	}
-	// One filter per feed and month (subjects are usage.<feed>.<yyyy>.<mm>.<dd>.<hh>):
-	// only the months of the range are read.
-	var subjects []string
-	for _, f := range d.Feeds {
-		for m := time.Date(from.Year(), from.Month(), 1, 0, 0, 0, 0, time.UTC); m.Before(to); m = m.AddDate(0, 1, 0) {
-			subjects = append(subjects, fmt.Sprintf("usage.%s.%04d.%02d.*.*", f, m.Year(), int(m.Month())))
-		}
-	}
-	for _, subj := range subjects {
+	for _, subj := range monthSubjects(d.Feeds, from, to) {
 		err = scanStream(ctx, st, []string{subj}, time.Time{}, func(m jetstream.Msg, md *jetstream.MsgMetadata) error {
 			_, hour, err := messages.ParseUsageSubject(m.Subject())
 			if err != nil || hour.Before(from) || !hour.Before(to) {
@@ -239,24 +231,9 @@ func (env *Env) published(ctx context.Context, d *Dest, from, to time.Time, unit
 			return nil, nil, fmt.Errorf("reading %s: %w", subj, err)
 		}
 	}
-	// Snapshots: per (source, period) and hour, the newest generation
-	// whose marker is stored with all its parts.
-	seen := map[markerKey]int{}
+	best := newestComplete(snaps, markers)
 	for _, s := range snaps {
-		seen[markerKey{s.key, s.gen, s.hour}]++
-	}
-	type kh struct {
-		key  string
-		hour time.Time
-	}
-	best := map[kh]int64{}
-	for mk, want := range markers {
-		if seen[mk] == want && mk.gen > best[kh{mk.key, mk.hour}] {
-			best[kh{mk.key, mk.hour}] = mk.gen
-		}
-	}
-	for _, s := range snaps {
-		if best[kh{s.key, s.hour}] != s.gen {
+		if best[keyHour{s.key, s.hour}] != s.gen {
 			continue
 		}
 		raw, err := st.GetMsg(ctx, s.seq)
@@ -267,6 +244,40 @@ func (env *Env) published(ctx context.Context, d *Dest, from, to time.Time, unit
 		count(s.seq, raw.Header, raw.Data, meta)
 	}
 	return parts, nudges, nil
+}
+
+// monthSubjects is one filter per feed and month (subjects are
+// usage.<feed>.<yyyy>.<mm>.<dd>.<hh>): only the months of the range are read.
+func monthSubjects(feeds []string, from, to time.Time) []string {
+	var subjects []string
+	for _, f := range feeds {
+		for m := time.Date(from.Year(), from.Month(), 1, 0, 0, 0, 0, time.UTC); m.Before(to); m = m.AddDate(0, 1, 0) {
+			subjects = append(subjects, fmt.Sprintf("usage.%s.%04d.%02d.*.*", f, m.Year(), int(m.Month())))
+		}
+	}
+	return subjects
+}
+
+// keyHour is a snapshot's (source, period) key and one of its hours.
+type keyHour struct {
+	key  string
+	hour time.Time
+}
+
+// newestComplete is, per (source, period) and hour, the newest snapshot
+// generation whose marker is stored with all its parts.
+func newestComplete(snaps []snapPart, markers map[markerKey]int) map[keyHour]int64 {
+	seen := map[markerKey]int{}
+	for _, s := range snaps {
+		seen[markerKey{s.key, s.gen, s.hour}]++
+	}
+	best := map[keyHour]int64{}
+	for mk, want := range markers {
+		if seen[mk] == want && mk.gen > best[keyHour{mk.key, mk.hour}] {
+			best[keyHour{mk.key, mk.hour}] = mk.gen
+		}
+	}
+	return best
 }
 
 // acked adds, per unit, the newest ack event of every counted part. It

@@ -1,7 +1,6 @@
 package collect
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -251,22 +249,8 @@ func (c *Collector) Run(ctx context.Context) (*Result, error) {
 	res.Window = window
 	fp := c.fingerprint()
 	r := &run{c: c, st: st, ck: ck, res: res, lim: c.p.Limits()}
-	if old := ck.Run; old != nil && ck.Fingerprint == fp && old.Window.eq(window) && now.Sub(old.Started) < c.o.ReuseReportsFor {
-		r.rs, r.fromCk, res.Resumed = old, true, true
-		c.log.Info("resuming the run the checkpoint left unfinished", "generation", old.Generation,
-			"reports", len(old.Reports), "published", len(old.Published))
-	} else {
-		r.rs = &RunState{Generation: max(now.UnixNano(), ck.Generation+1), Window: toSpan(window), Started: now}
-		if old != nil && ck.Fingerprint == fp {
-			// Reports an abandoned run asked for can still serve this one.
-			for _, f := range old.Reports {
-				if now.Sub(f.Requested) < c.o.ReuseReportsFor {
-					r.rs.Reports = append(r.rs.Reports, f)
-				}
-			}
-			r.rs.Truncated = old.Truncated
-		}
-	}
+	r.rs, r.fromCk = c.runState(ck, fp, window, now)
+	res.Resumed = r.fromCk
 	ck.Collector, ck.Type, ck.Account, ck.Fingerprint, ck.PeriodUnit = c.o.Name, c.p.Type(), c.p.Account(), fp, sch.Period
 	ck.Generation, ck.Run = r.rs.Generation, r.rs
 	res.Generation = r.rs.Generation
@@ -280,26 +264,8 @@ func (c *Collector) Run(ctx context.Context) (*Result, error) {
 	}
 	r.recs = make([][]messages.UsageRecord, len(r.periods))
 	r.done = make([]bool, len(r.periods))
-	queue := Plan(r.periods, r.lim)
-	for len(queue) > 0 {
-		rg := queue[0]
-		truncated, err := r.collect(ctx, rg)
-		if err != nil {
-			return res, err
-		}
-		if truncated {
-			a, b, ok := Split(rg, r.periods, r.lim)
-			if !ok {
-				return res, fmt.Errorf("collector %s: the report for %s is over the record cap (%d) and cannot be split further", c.o.Name, rg, r.lim.MaxRecords)
-			}
-			c.log.Info("report hit the record cap, collecting two smaller ranges", "range", rg.String(), "first", a.String(), "second", b.String())
-			queue = append([]Range{a, b}, queue[1:]...)
-			continue
-		}
-		queue = queue[1:]
-		if err := r.publishUpTo(ctx, rg.End); err != nil {
-			return res, err
-		}
+	if err := r.collectAll(ctx, Plan(r.periods, r.lim)); err != nil {
+		return res, err
 	}
 	if err := r.publishUpTo(ctx, window.End); err != nil { // periods no range covered (none, normally)
 		return res, err
@@ -313,6 +279,57 @@ func (c *Collector) Run(ctx context.Context) (*Result, error) {
 	c.log.Info("collected", "window", window.String(), "generation", res.Generation, "reports", len(res.Reports),
 		"batches", len(res.Batches), "records", res.Records, "rejected", len(res.Rejected), "dead_letters_stored", res.DeadLetters)
 	return res, nil
+}
+
+// runState is the state of the run about to start: the checkpoint's
+// unfinished run, resumed (true), if it is for the same settings and
+// window and recent enough; else a new generation, which keeps the
+// recent reports an abandoned run of the same settings asked for.
+func (c *Collector) runState(ck *Checkpoint, fp string, window Range, now time.Time) (*RunState, bool) {
+	if old := ck.Run; old != nil && ck.Fingerprint == fp && old.Window.eq(window) && now.Sub(old.Started) < c.o.ReuseReportsFor {
+		c.log.Info("resuming the run the checkpoint left unfinished", "generation", old.Generation,
+			"reports", len(old.Reports), "published", len(old.Published))
+		return old, true
+	}
+	rs := &RunState{Generation: max(now.UnixNano(), ck.Generation+1), Window: toSpan(window), Started: now}
+	if old := ck.Run; old != nil && ck.Fingerprint == fp {
+		// Reports an abandoned run asked for can still serve this one.
+		for _, f := range old.Reports {
+			if now.Sub(f.Requested) < c.o.ReuseReportsFor {
+				rs.Reports = append(rs.Reports, f)
+			}
+		}
+		rs.Truncated = old.Truncated
+	}
+	return rs, false
+}
+
+// collectAll collects the ranges of queue in order, splitting a range
+// whose report hit the record cap, and publishes each period as soon as
+// the ranges covering it are in.
+func (r *run) collectAll(ctx context.Context, queue []Range) error {
+	c := r.c
+	for len(queue) > 0 {
+		rg := queue[0]
+		truncated, err := r.collect(ctx, rg)
+		if err != nil {
+			return err
+		}
+		if truncated {
+			a, b, ok := Split(rg, r.periods, r.lim)
+			if !ok {
+				return fmt.Errorf("collector %s: the report for %s is over the record cap (%d) and cannot be split further", c.o.Name, rg, r.lim.MaxRecords)
+			}
+			c.log.Info("report hit the record cap, collecting two smaller ranges", "range", rg.String(), "first", a.String(), "second", b.String())
+			queue = append([]Range{a, b}, queue[1:]...)
+			continue
+		}
+		queue = queue[1:]
+		if err := r.publishUpTo(ctx, rg.End); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // collect gets one range's report into the open periods. truncated means
@@ -456,152 +473,6 @@ func (r *run) await(ctx context.Context, id string, asked Range) (FetchInfo, Sta
 func (r *run) forget(id string) {
 	r.rs.Reports = slices.DeleteFunc(r.rs.Reports, func(f InFlight) bool { return f.ReportID == id })
 }
-
-// publishUpTo publishes every open period that ends by end, and
-// checkpoints it.
-func (r *run) publishUpTo(ctx context.Context, end time.Time) error {
-	c := r.c
-	published := false
-	for i, p := range r.periods {
-		if r.done[i] || p.End.After(end) {
-			continue
-		}
-		gen := r.rs.Generation
-		b := &messages.Batch{
-			ID:       BatchID(c.o.Name, c.p.Type(), c.p.Account(), p, gen),
-			Feed:     c.o.Feed,
-			Source:   c.o.Name,
-			Snapshot: &messages.Snapshot{Period: p, Generation: gen},
-			Records:  r.recs[i],
-		}
-		pr, err := c.prod.Publish(ctx, b)
-		if err != nil {
-			return fmt.Errorf("publishing %s (period %s): %w", b.ID, p, err)
-		}
-		r.res.Batches = append(r.res.Batches, BatchInfo{Period: p, ID: b.ID, Generation: gen, Records: len(b.Records),
-			Parts: len(pr.Parts), Duplicate: pr.Duplicate(), Result: pr})
-		r.res.Records += len(b.Records)
-		r.recs[i], r.done[i] = nil, true
-		r.rs.Published = append(r.rs.Published, Span{p.Start, p.End})
-		published = true
-		c.log.Debug("published", "batch", b.ID, "period", p.String(), "records", len(b.Records), "duplicate", pr.Duplicate())
-	}
-	if !published {
-		return nil
-	}
-	// Reports whose periods are all published are no longer in flight.
-	frontier := end
-	for i, p := range r.periods {
-		if !r.done[i] {
-			frontier = minTime(frontier, p.Start)
-			break
-		}
-	}
-	var done []string
-	r.rs.Reports = slices.DeleteFunc(r.rs.Reports, func(f InFlight) bool {
-		if f.Range.End.After(frontier) {
-			return false
-		}
-		done = append(done, f.ReportID)
-		return true
-	})
-	if err := r.st.save(ctx, r.ck, c.o.Now().UTC()); err != nil {
-		return err
-	}
-	if cl, ok := c.p.(ReportCleaner); ok {
-		for _, id := range done {
-			cl.CleanReport(ctx, id)
-		}
-	}
-	return nil
-}
-
-// ReportCleaner is implemented by a platform that removes a report from
-// the API once everything in it is published and the checkpoint no longer
-// names it (Acronis deletes it: an hourly schedule would otherwise leave
-// 24 report objects a day behind). A failure is the platform's to log.
-type ReportCleaner interface {
-	CleanReport(ctx context.Context, reportID string)
-}
-
-// rangeSink takes one download's rows into the open periods and can undo
-// them (a download cut short, a report over the cap).
-type rangeSink struct {
-	r        *run
-	report   string
-	rg       Range
-	marks    []int
-	rejMark  int
-	deadMark int
-	header   []byte           // the file's header line, copied at the first rejection
-	seen     map[[32]byte]int // rejected rows by content: the occurrence of each
-}
-
-func (r *run) sink(id string, rg Range) *rangeSink {
-	s := &rangeSink{r: r, report: id, rg: rg, marks: make([]int, len(r.recs)), rejMark: len(r.res.Rejected),
-		deadMark: len(r.dead), seen: map[[32]byte]int{}}
-	for i := range r.recs {
-		s.marks[i] = len(r.recs[i])
-	}
-	return s
-}
-
-func (s *rangeSink) rollback() {
-	for i := range s.r.recs {
-		if !s.r.done[i] {
-			clear(s.r.recs[i][s.marks[i]:])
-			s.r.recs[i] = s.r.recs[i][:s.marks[i]]
-		}
-	}
-	s.r.res.Rejected = s.r.res.Rejected[:s.rejMark]
-	clear(s.r.dead[s.deadMark:])
-	s.r.dead = s.r.dead[:s.deadMark]
-}
-
-// Record implements Sink.
-func (s *rangeSink) Record(row Row, rec *messages.UsageRecord) {
-	if errs := rec.Validate(); len(errs) > 0 {
-		var probs []string
-		for _, e := range errs {
-			probs = append(probs, e.Field+": "+e.Problem)
-		}
-		s.Reject(row, "", strings.Join(probs, "; "))
-		return
-	}
-	t := rec.ChargePeriodStart
-	if !(Range{s.rg.Start, s.rg.End}).contains(t) {
-		s.Reject(row, "", fmt.Sprintf("usage start %s is outside the report's range %s", t.UTC().Format(time.RFC3339), s.rg))
-		return
-	}
-	for i, p := range s.r.periods {
-		if p.Contains(t) {
-			if s.r.done[i] {
-				break
-			}
-			s.r.recs[i] = append(s.r.recs[i], *rec)
-			return
-		}
-	}
-	s.Reject(row, "", fmt.Sprintf("usage start %s is in no period this run collects", t.UTC().Format(time.RFC3339)))
-}
-
-// Reject implements Sink: the row is a RowError of the result, and is
-// kept (raw, at most MaxDeadRowBytes of it) to be dead-lettered once the
-// download is complete.
-func (s *rangeSink) Reject(row Row, column, reason string) {
-	e := RowError{Report: s.report, Line: row.Line, Column: column, Reason: reason}
-	s.r.res.Rejected = append(s.r.res.Rejected, e)
-	if s.header == nil {
-		s.header = bytes.Clone(row.Header)
-	}
-	sum := sha256.Sum256(row.Raw)
-	s.seen[sum]++
-	raw := row.Raw[:min(len(row.Raw), MaxDeadRowBytes)]
-	s.r.dead = append(s.r.dead, deadRow{err: e, raw: bytes.Clone(raw), size: len(row.Raw), header: s.header, sum: sum, occurrence: s.seen[sum]})
-	s.r.c.log.Warn("report row rejected", "report", s.report, "line", row.Line, "column", column, "reason", reason)
-}
-
-func (r Range) contains(t time.Time) bool { return !t.Before(r.Start) && t.Before(r.End) }
 
 // Loop runs the collector now and then every Schedule.Interval (counted
 // from the start of the previous run) until ctx ends, calling report

@@ -144,20 +144,10 @@ func (d *Destination) uploadDate(ctx context.Context, job workers.Job, u workers
 	actx, wd := workers.NewAttempt(ctx, d.timeout)
 	defer wd.Stop()
 	pr, pw := io.Pipe()
-	url := d.endpoint + date
-	if d.query != "" {
-		url += "?" + d.query
-	}
-	req, err := http.NewRequestWithContext(actx, http.MethodPut, url, pr)
+	req, err := d.newRequest(actx, date, pr, length, boundary)
 	if err != nil {
-		return fmt.Errorf("cloudcruiser: building the request: %w", err)
+		return err
 	}
-	if length >= 0 {
-		req.ContentLength = length
-	}
-	req.Header.Set("Authorization", "Bearer "+d.token.Value())
-	req.Header.Set("Content-Type", "multipart/form-data; boundary="+boundary)
-	req.Header.Set("Accept", "application/json")
 
 	// The writer runs while the transport sends: the file streams from the
 	// stream's rebuild through the pipe into the connection. Its error is
@@ -262,6 +252,26 @@ func (d *Destination) uploadDate(ctx context.Context, job workers.Job, u workers
 		return nil
 	}
 	return classify(date, status, resp.Header, a.Message)
+}
+
+// newRequest is the PUT of date's file, read from body: length bytes
+// (-1: unknown, sent chunked), parts separated by boundary.
+func (d *Destination) newRequest(ctx context.Context, date string, body io.Reader, length int64, boundary string) (*http.Request, error) {
+	url := d.endpoint + date
+	if d.query != "" {
+		url += "?" + d.query
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, body)
+	if err != nil {
+		return nil, fmt.Errorf("cloudcruiser: building the request: %w", err)
+	}
+	if length >= 0 {
+		req.ContentLength = length
+	}
+	req.Header.Set("Authorization", "Bearer "+d.token.Value())
+	req.Header.Set("Content-Type", "multipart/form-data; boundary="+boundary)
+	req.Header.Set("Accept", "application/json")
+	return req, nil
 }
 
 // asJobError returns err as the pool should see it: a context error or

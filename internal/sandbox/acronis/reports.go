@@ -147,120 +147,16 @@ func (s *Server) parseReportPost(body []byte) (reportObject, Query, *apiError) {
 	if e != nil {
 		return obj, q, e
 	}
-	action, _, e := str(top, "result_action", "body", true)
+	if e := parseAction(top, &obj); e != nil {
+		return obj, q, e
+	}
+	start, end, e := s.parseParameters(top, &obj.Parameters)
 	if e != nil {
 		return obj, q, e
 	}
-	if action != "save" && action != "send" {
-		return obj, q, badRequest("result_action", "result_action must be save or send, got %q", action)
-	}
-	obj.ResultAction = action
-	obj.Recipients = []string{}
-	if raw, ok := top["recipients"]; ok {
-		if err := json.Unmarshal(raw, &obj.Recipients); err != nil || obj.Recipients == nil {
-			return obj, q, badRequest("recipients", "recipients must be an array of user UUIDs")
-		}
-		for _, id := range obj.Recipients {
-			if !uuidRE.MatchString(id) {
-				return obj, q, badRequest("recipients", "recipient %q is not a UUID", id)
-			}
-		}
-	}
-	if action == "send" && len(obj.Recipients) == 0 {
-		return obj, q, badRequest("recipients", "recipients is required when result_action is send")
-	}
-
-	rawParams, ok := top["parameters"]
-	if !ok {
-		return obj, q, badRequest("parameters", "parameters is required")
-	}
-	params, e := object(rawParams, "parameters", paramKeys, s.cfg.StrictNested)
-	if e != nil {
+	if e := s.parseSchedule(top, &obj.Schedule); e != nil {
 		return obj, q, e
 	}
-	p := &obj.Parameters
-	if p.TenantID, _, e = str(params, "tenant_id", "parameters", true); e != nil {
-		return obj, q, e
-	}
-	if !uuidRE.MatchString(p.TenantID) {
-		return obj, q, badRequest("parameters.tenant_id", "parameters.tenant_id must be a UUID, got %q", p.TenantID)
-	}
-	if p.Level, _, e = str(params, "level", "parameters", true); e != nil {
-		return obj, q, e
-	}
-	if !levels[p.Level] {
-		return obj, q, badRequest("parameters.level", "parameters.level %q is not one of itself, direct_partners, all_partners, all_customers, accounts", p.Level)
-	}
-	if p.Kind, _, e = str(params, "kind", "parameters", true); e != nil {
-		return obj, q, e
-	}
-	if !kinds[p.Kind] {
-		return obj, q, badRequest("parameters.kind", "parameters.kind %q is not one of usage_daily, usage_summary, usage_current, usage_breakdown", p.Kind)
-	}
-	p.Formats = []string{FormatCSV2}
-	if raw, ok := params["formats"]; ok {
-		if err := json.Unmarshal(raw, &p.Formats); err != nil || len(p.Formats) == 0 {
-			return obj, q, badRequest("parameters.formats", "parameters.formats must be a non-empty array of formats")
-		}
-		for _, f := range p.Formats {
-			if !formats[f] {
-				return obj, q, badRequest("parameters.formats", "format %q is not one of csv, html, json_v1, csv_v2_0, json_v2_0", f)
-			}
-		}
-	}
-	rawPeriod, ok := params["period"]
-	if !ok {
-		return obj, q, badRequest("parameters.period", "parameters.period is required")
-	}
-	per, e := object(rawPeriod, "parameters.period", periodKeys, s.cfg.StrictNested)
-	if e != nil {
-		return obj, q, e
-	}
-	if p.Period.Start, _, e = str(per, "start", "parameters.period", true); e != nil {
-		return obj, q, e
-	}
-	if p.Period.End, _, e = str(per, "end", "parameters.period", true); e != nil {
-		return obj, q, e
-	}
-	start, e := date(p.Period.Start, "parameters.period.start")
-	if e != nil {
-		return obj, q, e
-	}
-	end, e := date(p.Period.End, "parameters.period.end")
-	if e != nil {
-		return obj, q, e
-	}
-	if end.Before(start) {
-		return obj, q, badRequest("parameters.period", "parameters.period.end %s is before start %s", p.Period.End, p.Period.Start)
-	}
-	if p.HideZeroUsage, e = flexBool(params, "hide_zero_usage", "parameters"); e != nil {
-		return obj, q, e
-	}
-	if p.ShowSKUs, e = flexBool(params, "show_skus", "parameters"); e != nil {
-		return obj, q, e
-	}
-
-	rawSched, ok := top["schedule"]
-	if !ok {
-		return obj, q, badRequest("schedule", "schedule is required")
-	}
-	sched, e := object(rawSched, "schedule", scheduleKeys, s.cfg.StrictNested)
-	if e != nil {
-		return obj, q, e
-	}
-	if obj.Schedule.Type, _, e = str(sched, "type", "schedule", true); e != nil {
-		return obj, q, e
-	}
-	if obj.Schedule.Type != "once" && obj.Schedule.Type != "monthly" {
-		return obj, q, badRequest("schedule.type", "schedule.type must be once or monthly, got %q", obj.Schedule.Type)
-	}
-	obj.Schedule.Enabled = true
-	if raw, ok := sched["enabled"]; ok {
-		if err := json.Unmarshal(raw, &obj.Schedule.Enabled); err != nil {
-			return obj, q, badRequest("schedule.enabled", "schedule.enabled must be a boolean")
-		}
-	}
-
 	obj.GenerationDate = end.AddDate(0, 0, 1).Format(time.DateOnly)
 	if gd, present, e := str(top, "generation_date", "body", false); e != nil {
 		return obj, q, e
@@ -271,9 +167,136 @@ func (s *Server) parseReportPost(body []byte) (reportObject, Query, *apiError) {
 		obj.GenerationDate = gd
 	}
 
+	p := &obj.Parameters
 	q = Query{TenantID: p.TenantID, Level: p.Level, Kind: p.Kind, Start: start, End: end,
 		HideZeroUsage: p.HideZeroUsage != nil && *p.HideZeroUsage, ShowSKUs: p.ShowSKUs != nil && *p.ShowSKUs}
 	return obj, q, nil
+}
+
+// parseAction reads result_action and the recipients it needs.
+func parseAction(top map[string]json.RawMessage, obj *reportObject) *apiError {
+	action, _, e := str(top, "result_action", "body", true)
+	if e != nil {
+		return e
+	}
+	if action != "save" && action != "send" {
+		return badRequest("result_action", "result_action must be save or send, got %q", action)
+	}
+	obj.ResultAction = action
+	obj.Recipients = []string{}
+	if raw, ok := top["recipients"]; ok {
+		if err := json.Unmarshal(raw, &obj.Recipients); err != nil || obj.Recipients == nil {
+			return badRequest("recipients", "recipients must be an array of user UUIDs")
+		}
+		for _, id := range obj.Recipients {
+			if !uuidRE.MatchString(id) {
+				return badRequest("recipients", "recipient %q is not a UUID", id)
+			}
+		}
+	}
+	if action == "send" && len(obj.Recipients) == 0 {
+		return badRequest("recipients", "recipients is required when result_action is send")
+	}
+	return nil
+}
+
+// parseParameters reads the report's parameters into p and returns its
+// period's first and last day.
+func (s *Server) parseParameters(top map[string]json.RawMessage, p *reportParams) (start, end time.Time, e *apiError) {
+	rawParams, ok := top["parameters"]
+	if !ok {
+		return start, end, badRequest("parameters", "parameters is required")
+	}
+	params, e := object(rawParams, "parameters", paramKeys, s.cfg.StrictNested)
+	if e != nil {
+		return start, end, e
+	}
+	if p.TenantID, _, e = str(params, "tenant_id", "parameters", true); e != nil {
+		return start, end, e
+	}
+	if !uuidRE.MatchString(p.TenantID) {
+		return start, end, badRequest("parameters.tenant_id", "parameters.tenant_id must be a UUID, got %q", p.TenantID)
+	}
+	if p.Level, _, e = str(params, "level", "parameters", true); e != nil {
+		return start, end, e
+	}
+	if !levels[p.Level] {
+		return start, end, badRequest("parameters.level", "parameters.level %q is not one of itself, direct_partners, all_partners, all_customers, accounts", p.Level)
+	}
+	if p.Kind, _, e = str(params, "kind", "parameters", true); e != nil {
+		return start, end, e
+	}
+	if !kinds[p.Kind] {
+		return start, end, badRequest("parameters.kind", "parameters.kind %q is not one of usage_daily, usage_summary, usage_current, usage_breakdown", p.Kind)
+	}
+	p.Formats = []string{FormatCSV2}
+	if raw, ok := params["formats"]; ok {
+		if err := json.Unmarshal(raw, &p.Formats); err != nil || len(p.Formats) == 0 {
+			return start, end, badRequest("parameters.formats", "parameters.formats must be a non-empty array of formats")
+		}
+		for _, f := range p.Formats {
+			if !formats[f] {
+				return start, end, badRequest("parameters.formats", "format %q is not one of csv, html, json_v1, csv_v2_0, json_v2_0", f)
+			}
+		}
+	}
+	rawPeriod, ok := params["period"]
+	if !ok {
+		return start, end, badRequest("parameters.period", "parameters.period is required")
+	}
+	per, e := object(rawPeriod, "parameters.period", periodKeys, s.cfg.StrictNested)
+	if e != nil {
+		return start, end, e
+	}
+	if p.Period.Start, _, e = str(per, "start", "parameters.period", true); e != nil {
+		return start, end, e
+	}
+	if p.Period.End, _, e = str(per, "end", "parameters.period", true); e != nil {
+		return start, end, e
+	}
+	start, e = date(p.Period.Start, "parameters.period.start")
+	if e != nil {
+		return start, end, e
+	}
+	end, e = date(p.Period.End, "parameters.period.end")
+	if e != nil {
+		return start, end, e
+	}
+	if end.Before(start) {
+		return start, end, badRequest("parameters.period", "parameters.period.end %s is before start %s", p.Period.End, p.Period.Start)
+	}
+	if p.HideZeroUsage, e = flexBool(params, "hide_zero_usage", "parameters"); e != nil {
+		return start, end, e
+	}
+	if p.ShowSKUs, e = flexBool(params, "show_skus", "parameters"); e != nil {
+		return start, end, e
+	}
+	return start, end, nil
+}
+
+// parseSchedule reads the report's schedule into sc.
+func (s *Server) parseSchedule(top map[string]json.RawMessage, sc *schedule) *apiError {
+	rawSched, ok := top["schedule"]
+	if !ok {
+		return badRequest("schedule", "schedule is required")
+	}
+	sched, e := object(rawSched, "schedule", scheduleKeys, s.cfg.StrictNested)
+	if e != nil {
+		return e
+	}
+	if sc.Type, _, e = str(sched, "type", "schedule", true); e != nil {
+		return e
+	}
+	if sc.Type != "once" && sc.Type != "monthly" {
+		return badRequest("schedule.type", "schedule.type must be once or monthly, got %q", sc.Type)
+	}
+	sc.Enabled = true
+	if raw, ok := sched["enabled"]; ok {
+		if err := json.Unmarshal(raw, &sc.Enabled); err != nil {
+			return badRequest("schedule.enabled", "schedule.enabled must be a boolean")
+		}
+	}
+	return nil
 }
 
 // Messages of the documented "usage history" answers.

@@ -328,17 +328,8 @@ func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.ErrorsWith200 {
 		w = &okWriter{ResponseWriter: w}
 	}
-	date, ok := strings.CutPrefix(r.URL.Path, UploadPath)
-	if ok {
-		date = strings.TrimSuffix(date, "/")
-	}
-	if !ok || date == "" || strings.Contains(date, "/") {
-		writeError(w, http.StatusNotFound, "Not found: "+r.URL.Path)
-		return
-	}
-	if r.Method != http.MethodPut {
-		w.Header().Set("Allow", http.MethodPut)
-		writeError(w, http.StatusMethodNotAllowed, "Method "+r.Method+" not allowed; use PUT")
+	date, ok := uploadTarget(w, r)
+	if !ok {
 		return
 	}
 
@@ -384,26 +375,92 @@ func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	defer s.enter(date)()
+
+	if s.cfg.MaxBodyBytes > 0 {
+		body.r = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	}
+	opt := s.uploadOptions(date, zone, offset, year, month, day)
+	res, uerr := readMultipart(r.Header.Get("Content-Type"), body, opt)
+	if uerr != nil {
+		fail(uerr)
+		return
+	}
+	lg.Records = res.records
+
+	if s.cfg.ProcessingDelay > 0 {
+		time.Sleep(s.cfg.ProcessingDelay)
+	}
+
+	if !s.store(date, zone, res) {
+		lg.Message = failWith200Message
+		writeJSON(sw, http.StatusOK, errorBody(http.StatusInternalServerError, failWith200Message))
+		return
+	}
+	lg.Applied = true
+
+	if fault.After(sw, f, errorBody) {
+		lg.Message = "applied, then injected fault"
+		return
+	}
+	lg.Success = true
+	lg.Message = fmt.Sprintf("Completed upload of %d record(s)", res.records)
+	writeSuccess(sw, lg.Message)
+}
+
+// uploadTarget is the date an upload request names; a path that names
+// none (404) or a method other than PUT (405) is answered here.
+func uploadTarget(w http.ResponseWriter, r *http.Request) (string, bool) {
+	date, ok := strings.CutPrefix(r.URL.Path, UploadPath)
+	if ok {
+		date = strings.TrimSuffix(date, "/")
+	}
+	if !ok || date == "" || strings.Contains(date, "/") {
+		writeError(w, http.StatusNotFound, "Not found: "+r.URL.Path)
+		return "", false
+	}
+	if r.Method != http.MethodPut {
+		w.Header().Set("Allow", http.MethodPut)
+		writeError(w, http.StatusMethodNotAllowed, "Method "+r.Method+" not allowed; use PUT")
+		return "", false
+	}
+	return date, true
+}
+
+// writeSuccess writes the API's success body with message.
+func writeSuccess(w http.ResponseWriter, message string) {
+	b, _ := json.Marshal(struct {
+		Success bool   `json:"success"`
+		Message string `json:"message"`
+		Status  int    `json:"status"`
+	}{true, message, http.StatusOK})
+	writeJSON(w, http.StatusOK, append(b, '\n'))
+}
+
+// enter counts an upload of date in flight (a second one at the same time
+// is a concurrency violation); the returned func counts it out.
+func (s *Server) enter(date string) (leave func()) {
 	s.mu.Lock()
 	if s.inflight[date] > 0 {
 		s.violations++
 	}
 	s.inflight[date]++
 	s.mu.Unlock()
-	defer func() {
+	return func() {
 		s.mu.Lock()
 		if s.inflight[date]--; s.inflight[date] == 0 {
 			delete(s.inflight, date)
 		}
 		s.mu.Unlock()
-	}()
-
-	if s.cfg.MaxBodyBytes > 0 {
-		body.r = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
 	}
+}
+
+// uploadOptions is how the upload of date, in the zone of the query, is
+// parsed under the server's configuration.
+func (s *Server) uploadOptions(date, zone string, offset, year int, month time.Month, day int) parseOptions {
 	loc := time.FixedZone(zone, offset)
 	dayStart := time.Date(year, month, day, 0, 0, 0, 0, loc)
-	opt := parseOptions{
+	return parseOptions{
 		extraTypes:   s.cfg.ExtraFieldTypes,
 		declaredOnly: s.cfg.DeclaredExtraFieldsOnly,
 		layout:       s.cfg.Layout,
@@ -417,23 +474,15 @@ func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request) {
 		keepUpTo:     s.cfg.KeepRecordsUpTo,
 		keepFirst:    s.cfg.KeepFirstRecords,
 	}
-	res, uerr := readMultipart(r.Header.Get("Content-Type"), body, opt)
-	if uerr != nil {
-		fail(uerr)
-		return
-	}
-	lg.Records = res.records
+}
 
-	if s.cfg.ProcessingDelay > 0 {
-		time.Sleep(s.cfg.ProcessingDelay)
-	}
-
+// store replaces what date holds with the parsed upload, unless the
+// server is set to fail with 200 (then it stores nothing and says false).
+func (s *Server) store(date, zone string, res *parseResult) bool {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.failWith200 {
-		s.mu.Unlock()
-		lg.Message = failWith200Message
-		writeJSON(sw, http.StatusOK, errorBody(http.StatusInternalServerError, failWith200Message))
-		return
+		return false
 	}
 	uploads := 1
 	if prev, ok := s.dates[date]; ok {
@@ -450,21 +499,7 @@ func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request) {
 		},
 		kept: res.kept,
 	}
-	s.mu.Unlock()
-	lg.Applied = true
-
-	if fault.After(sw, f, errorBody) {
-		lg.Message = "applied, then injected fault"
-		return
-	}
-	lg.Success = true
-	lg.Message = fmt.Sprintf("Completed upload of %d record(s)", res.records)
-	b, _ := json.Marshal(struct {
-		Success bool   `json:"success"`
-		Message string `json:"message"`
-		Status  int    `json:"status"`
-	}{true, lg.Message, http.StatusOK})
-	writeJSON(sw, http.StatusOK, append(b, '\n'))
+	return true
 }
 
 // authorized checks "Bearer <token>" exactly, in constant time.

@@ -67,14 +67,7 @@ func (s *Server) postDrop(rw http.ResponseWriter, r *http.Request) {
 	if known {
 		// Deferred so that dropped connections (a panic with
 		// http.ErrAbortHandler) are logged too, with status 0.
-		defer func() {
-			entry.Status = w.status
-			s.mu.Lock()
-			if c := s.conns[conn]; c != nil {
-				c.log = append(c.log, entry)
-			}
-			s.mu.Unlock()
-		}()
+		defer s.logRequest(conn, w, &entry)
 	}
 
 	f := s.faults.Pick(r)
@@ -111,33 +104,13 @@ func (s *Server) postDrop(rw http.ResponseWriter, r *http.Request) {
 
 	hash := s.bodyDigest(body)
 	key := entry.IdempotencyKey
-	if key != "" {
-		s.mu.Lock()
-		prev, seen := s.conns[conn].answers[key]
-		if seen && prev.bodyHash != hash {
-			s.keyReuse++
-		}
-		s.mu.Unlock()
-		switch {
-		case seen && prev.bodyHash == hash:
-			entry.Replayed = true
-			prev.write(w)
-			return
-		case seen:
-			writeBody(w, http.StatusBadRequest, errorBody(&badRequest{typ: errTypeIdemKey, msg: fmt.Sprintf(
-				"%s %q was already used for a different request body", IdempotencyHeader, key)}))
-			return
-		}
+	if answered, replayed := s.replay(w, conn, key, hash); answered {
+		entry.Replayed = replayed
+		return
 	}
 
 	var dropID string
-	var d *drop
-	var bad *badRequest
-	if s.cfg.FastCount {
-		d, bad = fastCount(body)
-	} else {
-		d, bad = parseDrop(body, parseOptions{strict: !s.cfg.Counting, keepRows: !s.cfg.Counting, negative: !s.cfg.RejectNegative, refuse: s.refuse, noRowIdx: s.cfg.NoRowIndex})
-	}
+	d, bad := s.parseBody(body)
 	if bad == nil {
 		entry.Operation, entry.Month, entry.Rows = d.op, d.month.Format("2006-01"), d.rows
 		dropID, bad = s.apply(conn, d)
@@ -160,6 +133,50 @@ func (s *Server) postDrop(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ok200.write(w)
+}
+
+// logRequest appends entry, with the status w answered, to the log of
+// connection conn.
+func (s *Server) logRequest(conn string, w *capture, entry *RequestLog) {
+	entry.Status = w.status
+	s.mu.Lock()
+	if c := s.conns[conn]; c != nil {
+		c.log = append(c.log, *entry)
+	}
+	s.mu.Unlock()
+}
+
+// replay answers a request whose idempotency key was seen before: the
+// stored answer for the same body (replayed), a 400 for another body. It
+// says false for a key not seen (or none).
+func (s *Server) replay(w http.ResponseWriter, conn, key string, hash [32]byte) (answered, replayed bool) {
+	if key == "" {
+		return false, false
+	}
+	s.mu.Lock()
+	prev, seen := s.conns[conn].answers[key]
+	if seen && prev.bodyHash != hash {
+		s.keyReuse++
+	}
+	s.mu.Unlock()
+	switch {
+	case seen && prev.bodyHash == hash:
+		prev.write(w)
+		return true, true
+	case seen:
+		writeBody(w, http.StatusBadRequest, errorBody(&badRequest{typ: errTypeIdemKey, msg: fmt.Sprintf(
+			"%s %q was already used for a different request body", IdempotencyHeader, key)}))
+		return true, false
+	}
+	return false, false
+}
+
+// parseBody parses a drop the way the server is configured to.
+func (s *Server) parseBody(body []byte) (*drop, *badRequest) {
+	if s.cfg.FastCount {
+		return fastCount(body)
+	}
+	return parseDrop(body, parseOptions{strict: !s.cfg.Counting, keepRows: !s.cfg.Counting, negative: !s.cfg.RejectNegative, refuse: s.refuse, noRowIdx: s.cfg.NoRowIndex})
 }
 
 // enter marks a POST in flight for conn, or counts a violation and reports

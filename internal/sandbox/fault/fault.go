@@ -229,79 +229,88 @@ func ParseSpec(spec string) ([]Rule, error) {
 		if item == "" {
 			continue
 		}
-		var r Rule
-		// The @rate and xcount suffixes may follow the kind or any option
-		// but a path (a path may itself end in "x1" or hold "@"): put them
-		// on the kind when a path is given, e.g. 500@0.1x2:path=/ingest/x1.
-		segs := strings.Split(item, ":")
-		for i, seg := range segs {
-			if strings.HasPrefix(seg, "path=") {
-				continue
-			}
-			if n := strings.LastIndex(seg, "x"); n > 0 && isDigits(seg[n+1:]) {
-				c, _ := strconv.Atoi(seg[n+1:])
-				r.Count = c
-				seg = seg[:n]
-			}
-			if n := strings.LastIndex(seg, "@"); n >= 0 {
-				rate, err := strconv.ParseFloat(seg[n+1:], 64)
-				if err != nil || rate <= 0 || rate > 1 {
-					return nil, fmt.Errorf("fault %q: rate must be in (0,1]", item)
-				}
-				r.Rate = rate
-				seg = seg[:n]
-			}
-			segs[i] = seg
-		}
-		rest := strings.Join(segs, ":")
-		parts := strings.Split(rest, ":")
-		kind := parts[0]
-		switch {
-		case kind == "timeout":
-			r.Kind = Timeout
-		case kind == "reset":
-			r.Kind = Reset
-		case kind == "apply-reset":
-			r.Kind = ApplyThenReset
-		case strings.HasPrefix(kind, "apply-"):
-			r.Kind = ApplyThenStatus
-			kind = strings.TrimPrefix(kind, "apply-")
-			fallthrough
-		default:
-			code, err := strconv.Atoi(kind)
-			if err != nil || code < 400 || code > 599 {
-				return nil, fmt.Errorf("fault %q: want a 4xx/5xx status, apply-<status>, timeout or reset", item)
-			}
-			if r.Kind == None {
-				r.Kind = Status
-			}
-			r.Code = code
-		}
-		for _, kv := range parts[1:] {
-			k, v, ok := strings.Cut(kv, "=")
-			if !ok {
-				return nil, fmt.Errorf("fault %q: option %q is not key=value", item, kv)
-			}
-			switch k {
-			case "retry":
-				r.RetryAfter = v
-			case "delay":
-				d, err := time.ParseDuration(v)
-				if err != nil {
-					return nil, fmt.Errorf("fault %q: delay: %v", item, err)
-				}
-				r.Delay = d
-			case "path":
-				r.Path = v
-			case "method":
-				r.Method = strings.ToUpper(v)
-			default:
-				return nil, fmt.Errorf("fault %q: unknown option %q (want retry, delay, path, method)", item, k)
-			}
+		r, err := parseRule(item)
+		if err != nil {
+			return nil, err
 		}
 		rules = append(rules, r)
 	}
 	return rules, nil
+}
+
+// parseRule parses one item of a fault spec, e.g. 500@0.1x2:path=/ingest.
+func parseRule(item string) (Rule, error) {
+	var r Rule
+	// The @rate and xcount suffixes may follow the kind or any option
+	// but a path (a path may itself end in "x1" or hold "@"): put them
+	// on the kind when a path is given, e.g. 500@0.1x2:path=/ingest/x1.
+	segs := strings.Split(item, ":")
+	for i, seg := range segs {
+		if strings.HasPrefix(seg, "path=") {
+			continue
+		}
+		if n := strings.LastIndex(seg, "x"); n > 0 && isDigits(seg[n+1:]) {
+			c, _ := strconv.Atoi(seg[n+1:])
+			r.Count = c
+			seg = seg[:n]
+		}
+		if n := strings.LastIndex(seg, "@"); n >= 0 {
+			rate, err := strconv.ParseFloat(seg[n+1:], 64)
+			if err != nil || rate <= 0 || rate > 1 {
+				return Rule{}, fmt.Errorf("fault %q: rate must be in (0,1]", item)
+			}
+			r.Rate = rate
+			seg = seg[:n]
+		}
+		segs[i] = seg
+	}
+	rest := strings.Join(segs, ":")
+	parts := strings.Split(rest, ":")
+	kind := parts[0]
+	switch {
+	case kind == "timeout":
+		r.Kind = Timeout
+	case kind == "reset":
+		r.Kind = Reset
+	case kind == "apply-reset":
+		r.Kind = ApplyThenReset
+	case strings.HasPrefix(kind, "apply-"):
+		r.Kind = ApplyThenStatus
+		kind = strings.TrimPrefix(kind, "apply-")
+		fallthrough
+	default:
+		code, err := strconv.Atoi(kind)
+		if err != nil || code < 400 || code > 599 {
+			return Rule{}, fmt.Errorf("fault %q: want a 4xx/5xx status, apply-<status>, timeout or reset", item)
+		}
+		if r.Kind == None {
+			r.Kind = Status
+		}
+		r.Code = code
+	}
+	for _, kv := range parts[1:] {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return Rule{}, fmt.Errorf("fault %q: option %q is not key=value", item, kv)
+		}
+		switch k {
+		case "retry":
+			r.RetryAfter = v
+		case "delay":
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return Rule{}, fmt.Errorf("fault %q: delay: %v", item, err)
+			}
+			r.Delay = d
+		case "path":
+			r.Path = v
+		case "method":
+			r.Method = strings.ToUpper(v)
+		default:
+			return Rule{}, fmt.Errorf("fault %q: unknown option %q (want retry, delay, path, method)", item, k)
+		}
+	}
+	return r, nil
 }
 
 func isDigits(s string) bool {

@@ -89,23 +89,8 @@ func maxLen(v url.Values, name string, n int) *problemErr {
 func (s *Server) parseQuery(realm string, v url.Values) (Query, statusParams, *problemErr) {
 	q := Query{Realm: realm}
 	p := statusParams{Realm: realm, StartDate: v.Get("startDate"), EndDate: v.Get("endDate"), EmailID: "sandbox@example.invalid", Username: "sandbox"}
-	if p.StartDate == "" || p.EndDate == "" {
-		return q, p, invalid("E706003", "start or end Date validation failed", "startDate and endDate are required (yyyy-MM-dd'T'HH:mm:ss)")
-	}
-	var err1, err2 error
-	q.Start, err1 = time.Parse(DateLayout, p.StartDate)
-	q.End, err2 = time.Parse(DateLayout, p.EndDate)
-	if err1 != nil || err2 != nil {
-		return q, p, invalid("E706003", "start or end Date validation failed", "Invalid Start or end date: want yyyy-MM-dd'T'HH:mm:ss, got startDate=%q endDate=%q", p.StartDate, p.EndDate)
-	}
-	if !q.End.After(q.Start) {
-		return q, p, invalid("E706003", "start or end Date validation failed", "endDate must be after startDate")
-	}
-	if !s.cfg.AllowFutureEnd && q.End.After(s.now()) {
-		return q, p, invalid("E706003", "start or end Date validation failed", "endDate %s is in the future (now %s): usage is only known up to now", p.EndDate, s.now().Format(DateLayout))
-	}
-	if q.End.Sub(q.Start) > s.cfg.MaxRange {
-		return q, p, invalid("E706003", "start or end Date validation failed", "the time range must not exceed %d days", int(s.cfg.MaxRange/(24*time.Hour)))
+	if e := s.parseDates(&q, &p); e != nil {
+		return q, p, e
 	}
 	switch d := v.Get("detailLevel"); d {
 	case "", DetailSummarized, DetailDay, DetailMonth:
@@ -118,23 +103,8 @@ func (s *Server) parseQuery(realm string, v url.Values) (Query, statusParams, *p
 	default:
 		return q, p, invalid("E706000", "Invalid detailLevel", "detailLevel %q is not one of summarized, day, month", d)
 	}
-	if v.Has("groupBy") && v.Get("groupBy") != "" {
-		gb := v.Get("groupBy")
-		if len(gb) > 256 {
-			return q, p, invalid("E706004", "Invalid group by field. Supported are appId, billingTag, and project", "groupBy must be at most 256 characters")
-		}
-		q.GroupBy = []string{}
-		for _, g := range strings.Split(gb, ",") {
-			g = strings.TrimSpace(g)
-			mapped, ok := groupByValues[g]
-			if !ok {
-				return q, p, invalid("E706004", "Invalid group by field. Supported are appId, billingTag, and project", "Invalid group by field %q. Supported values are appId, billingTag, and project.", g)
-			}
-			if mapped != "" {
-				q.GroupBy = append(q.GroupBy, mapped)
-			}
-		}
-		p.GroupBy = gb
+	if e := parseGroupBy(v, &q, &p); e != nil {
+		return q, p, e
 	}
 	for _, c := range []struct {
 		name string
@@ -171,22 +141,77 @@ func (s *Server) parseQuery(realm string, v url.Values) (Query, statusParams, *p
 	default:
 		return q, p, invalid("E706000", "Invalid channelId", "channelId %q is not one of hot, cold, ds", ch)
 	}
+	if e := parseUsageFields(v, &q, &p); e != nil {
+		return q, p, e
+	}
+	return q, p, nil
+}
+
+// parseDates checks the report's startDate and endDate (in p) and sets
+// q's range from them.
+func (s *Server) parseDates(q *Query, p *statusParams) *problemErr {
+	if p.StartDate == "" || p.EndDate == "" {
+		return invalid("E706003", "start or end Date validation failed", "startDate and endDate are required (yyyy-MM-dd'T'HH:mm:ss)")
+	}
+	var err1, err2 error
+	q.Start, err1 = time.Parse(DateLayout, p.StartDate)
+	q.End, err2 = time.Parse(DateLayout, p.EndDate)
+	if err1 != nil || err2 != nil {
+		return invalid("E706003", "start or end Date validation failed", "Invalid Start or end date: want yyyy-MM-dd'T'HH:mm:ss, got startDate=%q endDate=%q", p.StartDate, p.EndDate)
+	}
+	if !q.End.After(q.Start) {
+		return invalid("E706003", "start or end Date validation failed", "endDate must be after startDate")
+	}
+	if !s.cfg.AllowFutureEnd && q.End.After(s.now()) {
+		return invalid("E706003", "start or end Date validation failed", "endDate %s is in the future (now %s): usage is only known up to now", p.EndDate, s.now().Format(DateLayout))
+	}
+	if q.End.Sub(q.Start) > s.cfg.MaxRange {
+		return invalid("E706003", "start or end Date validation failed", "the time range must not exceed %d days", int(s.cfg.MaxRange/(24*time.Hour)))
+	}
+	return nil
+}
+
+// parseGroupBy reads groupBy into q and p.
+func parseGroupBy(v url.Values, q *Query, p *statusParams) *problemErr {
+	if v.Has("groupBy") && v.Get("groupBy") != "" {
+		gb := v.Get("groupBy")
+		if len(gb) > 256 {
+			return invalid("E706004", "Invalid group by field. Supported are appId, billingTag, and project", "groupBy must be at most 256 characters")
+		}
+		q.GroupBy = []string{}
+		for _, g := range strings.Split(gb, ",") {
+			g = strings.TrimSpace(g)
+			mapped, ok := groupByValues[g]
+			if !ok {
+				return invalid("E706004", "Invalid group by field. Supported are appId, billingTag, and project", "Invalid group by field %q. Supported values are appId, billingTag, and project.", g)
+			}
+			if mapped != "" {
+				q.GroupBy = append(q.GroupBy, mapped)
+			}
+		}
+		p.GroupBy = gb
+	}
+	return nil
+}
+
+// parseUsageFields reads usageFields into q and p.
+func parseUsageFields(v url.Values, q *Query, p *statusParams) *problemErr {
 	if v.Has("usageFields") {
 		seen := map[string]bool{}
 		for _, f := range strings.Split(v.Get("usageFields"), ",") {
 			f = strings.TrimSpace(f)
 			if !usageFieldSet[f] {
-				return q, p, invalid("E706000", "Invalid usageFields", "usage field %q is not one of %s", f, strings.Join(usageFieldOrder, ", "))
+				return invalid("E706000", "Invalid usageFields", "usage field %q is not one of %s", f, strings.Join(usageFieldOrder, ", "))
 			}
 			if seen[f] {
-				return q, p, invalid("E706000", "Invalid usageFields", "usage field %q is repeated", f)
+				return invalid("E706000", "Invalid usageFields", "usage field %q is repeated", f)
 			}
 			seen[f] = true
 			q.UsageFields = append(q.UsageFields, f)
 		}
 		p.UsageFields = q.UsageFields
 	}
-	return q, p, nil
+	return nil
 }
 
 // parseSubAccounts validates the optional body {"subAccounts": [...]}.

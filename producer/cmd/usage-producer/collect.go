@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/usagefleet/usagefleet/internal/telemetry"
@@ -103,11 +104,8 @@ func (c *collectCommand) run(ctx context.Context, fs *flag.FlagSet, args []strin
 		fmt.Fprintf(stderr, "usage-producer collect: %v\n", err)
 		return exitFail
 	}
-	kv, err := js.KeyValue(ctx, messages.BucketCheckpoints)
+	kv, err := checkpointBucket(ctx, js)
 	if err != nil {
-		if errors.Is(err, jetstream.ErrBucketNotFound) {
-			err = fmt.Errorf("the checkpoint bucket %s does not exist: the fleet creates it with its streams (start usage-worker once)", messages.BucketCheckpoints)
-		}
 		fmt.Fprintf(stderr, "usage-producer collect: %v\n", err)
 		return exitFail
 	}
@@ -117,17 +115,7 @@ func (c *collectCommand) run(ctx context.Context, fs *flag.FlagSet, args []strin
 		return exitFail
 	}
 	if c.metricsListen != "" {
-		stop, err := serveHealth(ctx, c.metricsListen, func(ctx context.Context) error {
-			if !nc.IsConnected() {
-				return errors.New("not connected to NATS")
-			}
-			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			defer cancel()
-			if _, err := kv.Status(sctx); err != nil {
-				return fmt.Errorf("checkpoint bucket %s: %w", messages.BucketCheckpoints, err)
-			}
-			return nil
-		})
+		stop, err := serveHealth(ctx, c.metricsListen, collectReady(nc, kv))
 		if err != nil {
 			fmt.Fprintf(stderr, "usage-producer collect: --metrics-listen: %v\n", err)
 			return exitFail
@@ -150,6 +138,35 @@ func (c *collectCommand) run(ctx context.Context, fs *flag.FlagSet, args []strin
 		}
 	}
 	return code
+}
+
+// checkpointBucket is the collectors' checkpoint bucket, which the fleet
+// creates with its streams.
+func checkpointBucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, messages.BucketCheckpoints)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			err = fmt.Errorf("the checkpoint bucket %s does not exist: the fleet creates it with its streams (start usage-worker once)", messages.BucketCheckpoints)
+		}
+		return nil, err
+	}
+	return kv, nil
+}
+
+// collectReady is the collector's /readyz check: connected to NATS, and
+// the checkpoint bucket answers.
+func collectReady(nc *nats.Conn, kv jetstream.KeyValue) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if !nc.IsConnected() {
+			return errors.New("not connected to NATS")
+		}
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if _, err := kv.Status(sctx); err != nil {
+			return fmt.Errorf("checkpoint bucket %s: %w", messages.BucketCheckpoints, err)
+		}
+		return nil
+	}
 }
 
 // maxRejectedShown bounds the rejected rows printed per run (all are logged).

@@ -68,13 +68,9 @@ func cmdDead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if f.Until, err = parseTime(untilS, now); err != nil {
 		return usageError(stderr, "dead "+sub, "--until %v", err)
 	}
-	var seqs []uint64
-	for _, p := range pos {
-		n, err := strconv.ParseUint(p, 10, 64)
-		if err != nil || n == 0 {
-			return usageError(stderr, "dead "+sub, "%q is not a dead-letter sequence (the SEQ column of dead list)", p)
-		}
-		seqs = append(seqs, n)
+	seqs, bad, ok := parseSeqs(pos)
+	if !ok {
+		return usageError(stderr, "dead "+sub, "%q is not a dead-letter sequence (the SEQ column of dead list)", bad)
 	}
 	filtered := f.Destination != "" || f.Source != "" || f.Batch != "" || f.Reason != "" || sinceS != "" || untilS != ""
 	switch {
@@ -90,17 +86,8 @@ func cmdDead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer env.Close()
-	var entries []ops.DeadEntry
-	if len(seqs) > 0 {
-		for _, s := range seqs {
-			e, err := ops.GetDead(ctx, env.JS, s)
-			if err != nil {
-				fmt.Fprintln(stderr, "usage-worker dead:", err)
-				return exitAttention
-			}
-			entries = append(entries, *e)
-		}
-	} else if entries, err = ops.ListDead(ctx, env.JS, f); err != nil {
+	entries, err := fetchDead(ctx, env, seqs, f)
+	if err != nil {
 		fmt.Fprintln(stderr, "usage-worker dead:", err)
 		return exitAttention
 	}
@@ -121,6 +108,36 @@ func cmdDead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	return replayAll(ctx, env, entries, *dryRun, *asJSON, stdout, stderr)
+}
+
+// parseSeqs reads the dead-letter sequences named on the command line; ok
+// is false at the first that is not one (bad).
+func parseSeqs(pos []string) (seqs []uint64, bad string, ok bool) {
+	for _, p := range pos {
+		n, err := strconv.ParseUint(p, 10, 64)
+		if err != nil || n == 0 {
+			return nil, p, false
+		}
+		seqs = append(seqs, n)
+	}
+	return seqs, "", true
+}
+
+// fetchDead reads the dead letters named by seqs, or, when none is named,
+// those f selects.
+func fetchDead(ctx context.Context, env *ops.Env, seqs []uint64, f ops.DeadFilter) ([]ops.DeadEntry, error) {
+	if len(seqs) == 0 {
+		return ops.ListDead(ctx, env.JS, f)
+	}
+	var entries []ops.DeadEntry
+	for _, s := range seqs {
+		e, err := ops.GetDead(ctx, env.JS, s)
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, *e)
+	}
+	return entries, nil
 }
 
 func replayAll(ctx context.Context, env *ops.Env, entries []ops.DeadEntry, dryRun, asJSON bool, stdout, stderr io.Writer) int {

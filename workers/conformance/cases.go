@@ -1,0 +1,258 @@
+package conformance
+
+import (
+	"fmt"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/usagefleet/usagefleet/internal/natsutil/natstest"
+	"github.com/usagefleet/usagefleet/internal/sandbox/fault"
+	"github.com/usagefleet/usagefleet/messages"
+	"github.com/usagefleet/usagefleet/producer"
+)
+
+var t0 = time.Date(2024, 8, 30, 0, 0, 0, 0, time.UTC) // spans a month boundary
+
+func testReplace(t *testing.T, h Harness) {
+	e := NewEnv(t, h)
+	e.StartPool("dest", FastOptions())
+	e.Publish("r", h.Records(h.n(6000), 11, t0, 72), 500)
+	e.WaitExact(time.Minute)
+}
+
+func testLate(t *testing.T, h Harness) {
+	e := NewEnv(t, h)
+	e.StartPool("dest", FastOptions())
+	e.Publish("first", h.Records(h.n(2000), 21, t0, 6), 400)
+	e.WaitExact(time.Minute)
+	// Late data for hours already delivered: each unit is sent whole again.
+	e.Publish("late", h.Records(h.n(300), 22, t0, 6), 100)
+	e.WaitExact(time.Minute)
+}
+
+func testSnapshot(t *testing.T, h Harness) {
+	e := NewEnv(t, h)
+	e.StartPool("dest", FastOptions())
+	period := messages.Period{Start: t0, End: t0.Add(48 * time.Hour)}
+	e.Publish("app", h.Records(h.n(500), 31, t0, 48), 250)
+	e.PublishSnapshot("report", period, 1, h.Records(h.n(1500), 32, t0, 48))
+	e.WaitExact(time.Minute)
+	// A re-collection: generation 2 replaces 1 everywhere, also emptying
+	// hours where it has nothing.
+	e.PublishSnapshot("report", period, 2, h.Records(h.n(700), 33, t0, 12))
+	e.WaitExact(time.Minute)
+	// An incomplete generation (parts but no closing marker) changes nothing.
+	recs := h.Records(h.n(200), 34, t0, 48)
+	b := &messages.Batch{ID: "snap-incomplete", Feed: e.Feed, Source: "report", Snapshot: &messages.Snapshot{Period: period, Generation: 3}, Records: recs}
+	parts, err := producer.Split(b, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := e.NS.Connect(t)
+	for _, p := range parts {
+		if err := nc.PublishMsg(&nats.Msg{Subject: messages.UsageSubject(e.Feed, p.Meta.Hour), Header: p.Meta.Header(), Data: p.Payload}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nc.Flush()
+	time.Sleep(time.Second)
+	e.Publish("app2", h.Records(h.n(100), 35, t0, 48), 100) // and the fleet keeps going
+	e.WaitExact(time.Minute)
+}
+
+func testAmbiguous(t *testing.T, h Harness) {
+	e := NewEnv(t, h)
+	// The first request is always hit (a destination with few, large units
+	// may send only a handful of requests), then 20% of the rest.
+	e.SB.Faults().Set(
+		fault.Rule{Kind: fault.ApplyThenStatus, Code: 500, Count: 1},
+		fault.Rule{Kind: fault.ApplyThenStatus, Code: 500, Rate: 0.2},
+	)
+	e.StartPool("dest", FastOptions())
+	e.Publish("amb", h.Records(h.n(4000), 41, t0, 48), 250)
+	e.WaitExact(2 * time.Minute)
+	if e.SB.Faults().Injected()[fault.ApplyThenStatus] == 0 {
+		t.Fatal("no ambiguous fault fired: the check proved nothing")
+	}
+}
+
+func testAuth(t *testing.T, h Harness) {
+	e := NewEnv(t, h)
+	e.SB.SetAuth(false)
+	p := e.StartPool("dest", FastOptions())
+	e.Publish("auth", h.Records(h.n(1000), 51, t0, 24), 250)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if paused, _ := p.Paused(); paused {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the pool did not pause on refused credentials")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := e.SB.Totals(t); Diff(nil, got) != "" {
+		t.Fatalf("data arrived with revoked credentials: %v", got)
+	}
+	if st := p.Stats(); st.DeadLetters != 0 {
+		t.Fatalf("an auth failure dead-lettered %d messages", st.DeadLetters)
+	}
+	e.SB.SetAuth(true)
+	e.WaitExact(time.Minute)
+	// The upload lands a moment before the pool records its success.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		paused, _ := p.Paused()
+		if !paused {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("still paused after the credentials came back and data was delivered")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// retryAfter is the Retry-After of the 429 testRetryAfter injects: far
+// above FastOptions' retry backoff, so only honouring it explains a wait.
+const retryAfter = 3 * time.Second
+
+func testRetryAfter(t *testing.T, h Harness) {
+	e := NewEnv(t, h)
+	// The first request is answered 429 with Retry-After: every uploader
+	// of the destination must hold off that long.
+	e.SB.Faults().Set(fault.Rule{Kind: fault.Status, Code: 429, RetryAfter: fmt.Sprint(int(retryAfter / time.Second)), Count: 1})
+	e.StartPool("dest", FastOptions())
+	e.Publish("ra", h.Records(h.n(2000), 71, t0, 48), 250)
+	e.WaitExact(time.Minute)
+	if e.SB.Faults().Injected()[fault.Status] != 1 {
+		t.Fatal("the 429 did not fire: the check proved nothing")
+	}
+	reqs := e.SB.RequestLog()
+	sort.Slice(reqs, func(i, k int) bool { return reqs[i].Start.Before(reqs[k].Start) })
+	at := -1
+	for i, r := range reqs {
+		if r.Status == 429 {
+			at = i
+			break
+		}
+	}
+	if at < 0 {
+		t.Fatalf("no 429 in the sandbox's request log (%d requests)", len(reqs))
+	}
+	after := 0
+	for _, r := range reqs[at+1:] {
+		gap := r.Start.Sub(reqs[at].Start)
+		// A request whose uploader was already past the cooldown when the
+		// 429 came may still start just after it; none may start later
+		// within the Retry-After.
+		if gap > 200*time.Millisecond && gap < retryAfter-100*time.Millisecond {
+			t.Fatalf("a request started %s after the 429, inside its Retry-After of %s", gap, retryAfter)
+		}
+		after++
+	}
+	if after == 0 {
+		t.Fatal("no request after the 429")
+	}
+}
+
+// holdFor is how long the sandbox holds worker A's upload in testCrash: far
+// longer than the suite needs to see it arrive and kill A, and shorter than
+// the lease TTL that worker B waits out, so the held request is over before
+// B uploads.
+const holdFor = natstest.LeaseTTL / 2
+
+// testCrash kills worker A while one of its uploads is in flight at the
+// sandbox (held there by a timeout fault) and it holds that unit's lease.
+// Worker B, started after the kill, must wait for A's lease to expire (A
+// can neither finish nor release it) and then leave every unit exact.
+// It takes about natstest.LeaseTTL plus a few seconds.
+func testCrash(t *testing.T, h Harness) {
+	e := NewEnv(t, h)
+	optsA := FastOptions()
+	optsA.WorkerID = "conformance-worker-a"
+	// A dead process drains nothing: what is left of A after its kill
+	// (a job blocked on its closed NATS connection, say) is cancelled soon.
+	optsA.DrainTimeout = time.Second
+	a := e.StartPool("dest", optsA)
+	// A first delivers a wave whole (uploaded and acked): B must later send
+	// those units again with their late data.
+	e.Publish("crash1", h.Records(h.n(1000), 61, t0, 36), 500)
+	e.WaitExact(time.Minute)
+
+	leases := watchLeases(t, e)
+	// A's next upload is held at the sandbox, unanswered and unapplied.
+	e.SB.Faults().Set(fault.Rule{Kind: fault.Timeout, Delay: holdFor, Count: 1})
+	e.Publish("crash2", h.Records(h.n(4000), 62, t0, 72), 1000)
+	deadline := time.Now().Add(30 * time.Second)
+	for e.SB.Faults().Injected()[fault.Timeout] == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("worker A never got an upload under way")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	// Killed at once (the hold lasts holdFor: the request is in flight).
+	killed := time.Now()
+	a.Kill()
+	// The leases A died with, as the bucket holds them: at least the one
+	// of the unit whose upload was in flight.
+	held := leasesOf(t, e, optsA.WorkerID)
+	if len(held) == 0 {
+		t.Fatal("worker A held no unit lease when it was killed with an upload in flight")
+	}
+
+	optsB := FastOptions()
+	optsB.WorkerID = "conformance-worker-b"
+	b := e.StartPool("dest", optsB)
+	e.WaitExact(2 * time.Minute)
+	if v := e.SB.ConcurrencyViolations(); v != 0 {
+		t.Fatalf("%d concurrent requests where the API forbids them", v)
+	}
+
+	// B had to wait for each lease A held to expire: A could not release
+	// it (no delete), and B's take-over came a full TTL after A's last
+	// renewal.
+	evs := leases()
+	firstB := time.Time{}
+	for _, ev := range evs {
+		if ev.op == jetstream.KeyValuePut && ev.owner == optsB.WorkerID && (firstB.IsZero() || ev.at.Before(firstB)) {
+			firstB = ev.at
+		}
+	}
+	taken := 0
+	for key, la := range held {
+		for _, ev := range evs {
+			if ev.key != key || ev.rev <= la.rev {
+				continue
+			}
+			if ev.op != jetstream.KeyValuePut {
+				t.Fatalf("the lease %s that A died with was deleted (%v): released, not left to expire", key, ev.op)
+			}
+			if ev.owner != optsB.WorkerID {
+				t.Fatalf("the lease %s that A died with was next taken by %q", key, ev.owner)
+			}
+			if gap := ev.at.Sub(la.at); gap < natstest.LeaseTTL-50*time.Millisecond {
+				t.Fatalf("B took the lease %s %s after A last renewed it, inside its TTL of %s: B did not wait for it to expire", key, gap.Round(time.Millisecond), natstest.LeaseTTL)
+			}
+			t.Logf("B took over lease %s %s after A's last renewal (TTL %s), %s after the kill", key, ev.at.Sub(la.at).Round(time.Millisecond), natstest.LeaseTTL, ev.at.Sub(killed).Round(time.Millisecond))
+			taken++
+			break
+		}
+	}
+	if taken == 0 {
+		t.Fatalf("B never took over a lease A died with (%d held): the check proved nothing", len(held))
+	}
+	if st := b.Stats(); st.LeaseConflict == 0 || st.Jobs == 0 {
+		t.Fatalf("worker B never found A's lease held, or never delivered: %+v", st)
+	}
+	// Nothing reached the sandbox between the kill (give or take a request
+	// A had on the wire) and B's first lease: the dead worker sent nothing.
+	for _, r := range e.SB.RequestLog() {
+		if r.Start.After(killed.Add(250*time.Millisecond)) && (firstB.IsZero() || r.Start.Before(firstB)) {
+			t.Fatalf("a request reached the sandbox %s after A was killed, before B held any lease: the killed worker kept sending", r.Start.Sub(killed).Round(time.Millisecond))
+		}
+	}
+}
