@@ -10,7 +10,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
+	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/usagefleet/usagefleet/messages"

@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
+	"github.com/cenkalti/backoff/v5"
 
 	"github.com/usagefleet/usagefleet/workers"
 )
@@ -96,7 +96,7 @@ type Retry struct {
 	For     time.Duration // give up after (default 5m)
 }
 
-func (r Retry) backoff() *backoff.ExponentialBackOff {
+func (r Retry) backoff() *elapsedBackOff {
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = r.Initial
 	if bo.InitialInterval <= 0 {
@@ -106,12 +106,35 @@ func (r Retry) backoff() *backoff.ExponentialBackOff {
 	if bo.MaxInterval <= 0 {
 		bo.MaxInterval = 30 * time.Second
 	}
-	bo.MaxElapsedTime = r.For
-	if bo.MaxElapsedTime <= 0 {
-		bo.MaxElapsedTime = 5 * time.Minute
+	eb := &elapsedBackOff{ExponentialBackOff: bo, max: r.For}
+	if eb.max <= 0 {
+		eb.max = 5 * time.Minute
 	}
-	bo.Reset()
-	return bo
+	eb.Reset()
+	return eb
+}
+
+// elapsedBackOff is backoff v5's exponential policy bounded in time: its
+// NextBackOff says backoff.Stop once the next wait would end past max since
+// Reset (v5 moved that bound from the policy to backoff.Retry; the collector
+// drives its loops itself, between polls, downloads and dead letters).
+type elapsedBackOff struct {
+	*backoff.ExponentialBackOff
+	max   time.Duration
+	start time.Time
+}
+
+func (b *elapsedBackOff) Reset() {
+	b.ExponentialBackOff.Reset()
+	b.start = time.Now()
+}
+
+func (b *elapsedBackOff) NextBackOff() time.Duration {
+	d := b.ExponentialBackOff.NextBackOff()
+	if time.Since(b.start)+d > b.max {
+		return backoff.Stop
+	}
+	return d
 }
 
 // Auth hands out bearer tokens.
