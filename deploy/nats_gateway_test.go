@@ -13,8 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/usagefleet/usagefleet/internal/broker"
 	"github.com/usagefleet/usagefleet/internal/config"
-	"github.com/usagefleet/usagefleet/internal/natsutil"
 	sbwebhook "github.com/usagefleet/usagefleet/internal/sandbox/webhook"
 	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/producer/gateway"
@@ -36,7 +36,7 @@ func TestNATSConfigRunsTheGateway(t *testing.T) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := natsutil.EnsureStreams(sctx, worker.js, natsutil.StreamOptions{Replicas: 3, LeaseTTL: config.Duration(10 * time.Second)})
+		err := broker.EnsureStreams(sctx, worker.js, broker.StreamOptions{Replicas: 3, LeaseTTL: config.Duration(10 * time.Second)})
 		cancel()
 		if err == nil {
 			break

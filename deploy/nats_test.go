@@ -20,8 +20,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/usagefleet/usagefleet/internal/broker"
 	"github.com/usagefleet/usagefleet/internal/config"
-	"github.com/usagefleet/usagefleet/internal/natsutil"
 	sbwebhook "github.com/usagefleet/usagefleet/internal/sandbox/webhook"
 	"github.com/usagefleet/usagefleet/internal/usagegen"
 	"github.com/usagefleet/usagefleet/messages"
@@ -255,7 +255,7 @@ type conn struct {
 func (dc *deployCluster) login(t *testing.T, user string) *conn {
 	t.Helper()
 	pw := os.Getenv(strings.ToUpper(user) + "_PASSWORD")
-	nc, err := natsutil.Connect(context.Background(), natsutil.Options{URL: dc.urls, User: user, Password: config.NewSecret(pw), TLS: natsutil.TLSOptions{CAFile: dc.ca}}, "deploy-test-"+user)
+	nc, err := broker.Connect(context.Background(), broker.Options{URL: dc.urls, User: user, Password: config.NewSecret(pw), TLS: broker.TLSOptions{CAFile: dc.ca}}, "deploy-test-"+user)
 	if err != nil {
 		t.Fatalf("login as %s: %v", user, err)
 	}
@@ -309,7 +309,7 @@ func TestNATSConfigRunsTheFleet(t *testing.T) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := natsutil.EnsureStreams(sctx, worker.js, natsutil.StreamOptions{Replicas: 3, LeaseTTL: config.Duration(10 * time.Second)})
+		err := broker.EnsureStreams(sctx, worker.js, broker.StreamOptions{Replicas: 3, LeaseTTL: config.Duration(10 * time.Second)})
 		cancel()
 		if err == nil {
 			break
@@ -568,7 +568,7 @@ func TestNATSConfigRunsTheFleet(t *testing.T) {
 	if err != nil {
 		t.Fatalf("USAGE after the refusals: %v", err)
 	}
-	if info := s.CachedInfo(); info.State.Msgs == 0 || info.Config.MaxAge != natsutil.DefaultUsageMaxAge {
+	if info := s.CachedInfo(); info.State.Msgs == 0 || info.Config.MaxAge != broker.DefaultUsageMaxAge {
 		t.Errorf("USAGE after the refusals: %d messages, max age %v", info.State.Msgs, info.Config.MaxAge)
 	}
 	if _, err := s.Consumer(ictx, workers.ConsumerName("hook")); err != nil {

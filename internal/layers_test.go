@@ -2,7 +2,7 @@
 // holds no code of its own):
 //
 //   - the foundation: config (configuration types and the strict YAML
-//     decoder), natsutil (the NATS connection, the embedded server and the
+//     decoder), broker (the NATS connection, the embedded server and the
 //     stream and consumer topology) and telemetry (logs, metrics, traces,
 //     health); they sit on the messages contract and on nothing else of
 //     this module;
@@ -82,7 +82,7 @@ func TestNoImportRunsBackUp(t *testing.T) {
 	var (
 		apps    = []string{"internal/fleet", "internal/demo", "internal/bench", "internal/sandbox", "internal/usagegen", "internal/cmd"}
 		runtime = []string{"workers", "producer", "internal/fleet"}
-		dev     = []string{"internal/sandbox", "internal/demo", "internal/bench", "internal/usagegen", "internal/cmd", "internal/natsutil/natstest", "workers/conformance"}
+		dev     = []string{"internal/sandbox", "internal/demo", "internal/bench", "internal/usagegen", "internal/cmd", "internal/broker/natstest", "workers/conformance"}
 	)
 	rules := []struct {
 		pkgs      []string // these packages (and those below them) ...
@@ -90,7 +90,7 @@ func TestNoImportRunsBackUp(t *testing.T) {
 		forbidden []string // ... link none of these
 		why       string
 	}{
-		{[]string{"internal/config", "internal/natsutil", "internal/telemetry"}, nil, append(slices.Clone(apps), "workers", "producer"),
+		{[]string{"internal/config", "internal/broker", "internal/telemetry"}, nil, append(slices.Clone(apps), "workers", "producer"),
 			"the foundation links no app, worker or producer"},
 		{[]string{"internal/sandbox", "internal/usagegen"}, nil, append(slices.Clone(runtime), "internal/demo", "internal/bench", "internal/cmd"),
 			"the emulators and the generator stand alone: they link no runtime they are used to test"},

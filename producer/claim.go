@@ -16,7 +16,7 @@ import (
 )
 
 // setupHint says how a fleet's streams come to exist.
-const setupHint = "start a usage-worker against this server once (it creates the streams and buckets, natsutil.EnsureStreams), or check the server URL and account"
+const setupHint = "start a usage-worker against this server once (it creates the streams and buckets, broker.EnsureStreams), or check the server URL and account"
 
 // digest is the content of a split batch: every part's routing metadata
 // and payload, in order. Splitting is deterministic, so a repeat of the

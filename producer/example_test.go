@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/usagefleet/usagefleet/internal/natsutil"
+	"github.com/usagefleet/usagefleet/internal/broker"
 	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/producer"
 )
@@ -19,12 +19,12 @@ import (
 func Example() {
 	dir, _ := os.MkdirTemp("", "example")
 	defer os.RemoveAll(dir)
-	srv, _ := natsutil.StartEmbedded(dir, 0)
+	srv, _ := broker.StartEmbedded(dir, 0)
 	defer srv.Close()
 	nc, _ := nats.Connect(srv.URL)
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	_ = natsutil.EnsureStreams(context.Background(), js, natsutil.StreamOptions{})
+	_ = broker.EnsureStreams(context.Background(), js, broker.StreamOptions{})
 
 	p, err := producer.New(nc, producer.Options{})
 	if err != nil {

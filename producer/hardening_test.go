@@ -14,8 +14,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
-	"github.com/usagefleet/usagefleet/internal/natsutil"
-	"github.com/usagefleet/usagefleet/internal/natsutil/natstest"
+	"github.com/usagefleet/usagefleet/internal/broker"
+	"github.com/usagefleet/usagefleet/internal/broker/natstest"
 	"github.com/usagefleet/usagefleet/internal/usagegen"
 	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/producer"
@@ -71,7 +71,7 @@ func TestBatchIDsAreScopedAndAReusedIDWithOtherContentIsRefused(t *testing.T) {
 // A server without the fleet's streams: Publish says so at once, instead
 // of retrying "no response from stream" for minutes.
 func TestPublishToAServerWithoutStreamsSaysSoAtOnce(t *testing.T) {
-	e, err := natsutil.StartEmbedded(t.TempDir(), 0)
+	e, err := broker.StartEmbedded(t.TempDir(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestPublishToAServerWithoutStreamsSaysSoAtOnce(t *testing.T) {
 // settled, and the batch succeeds. A responder on the real server plays a
 // stream leader in a failover: 10158 twice, then the stored answer.
 func TestMsgIDInProcessIsRetriedUntilSettled(t *testing.T) {
-	e, err := natsutil.StartEmbedded(t.TempDir(), 0)
+	e, err := broker.StartEmbedded(t.TempDir(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -88,7 +88,7 @@ var ErrStreamMissing = errors.New("stream missing")
 const headerRoom = 2048
 
 // New returns a producer on nc. The streams must exist (the workers create
-// them; natsutil.EnsureStreams does too).
+// them; broker.EnsureStreams does too).
 func New(nc *nats.Conn, opts Options) (*Producer, error) {
 	if opts.MaxInFlight <= 0 {
 		opts.MaxInFlight = 256

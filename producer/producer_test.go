@@ -9,7 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/usagefleet/usagefleet/internal/natsutil/natstest"
+	"github.com/usagefleet/usagefleet/internal/broker/natstest"
 	"github.com/usagefleet/usagefleet/internal/usagegen"
 	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/producer"

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/usagefleet/usagefleet/internal/natsutil/natstest"
+	"github.com/usagefleet/usagefleet/internal/broker/natstest"
 	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/producer"
 	"github.com/usagefleet/usagefleet/workers"

@@ -15,9 +15,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/usagefleet/usagefleet/internal/broker"
+	"github.com/usagefleet/usagefleet/internal/broker/natstest"
 	"github.com/usagefleet/usagefleet/internal/config"
-	"github.com/usagefleet/usagefleet/internal/natsutil"
-	"github.com/usagefleet/usagefleet/internal/natsutil/natstest"
 	"github.com/usagefleet/usagefleet/messages"
 )
 
@@ -60,7 +60,7 @@ func (r *rig) ensureStreams(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := natsutil.EnsureStreams(ctx, r.js, natsutil.StreamOptions{LeaseTTL: config.Duration(natstest.LeaseTTL)}); err != nil {
+	if err := broker.EnsureStreams(ctx, r.js, broker.StreamOptions{LeaseTTL: config.Duration(natstest.LeaseTTL)}); err != nil {
 		t.Fatal(err)
 	}
 }

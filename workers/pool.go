@@ -75,7 +75,7 @@ type Stats struct {
 }
 
 // NewPool builds a pool for dest. The streams and buckets must exist
-// (natsutil.EnsureStreams).
+// (broker.EnsureStreams).
 func NewPool(nc *nats.Conn, dest Destination, opts Options) (*Pool, error) {
 	if !messages.ValidToken(dest.Name()) {
 		return nil, fmt.Errorf("destination name %q: want 1-64 of A-Z a-z 0-9 _ -", dest.Name())

@@ -31,8 +31,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/usagefleet/usagefleet/internal/broker"
 	"github.com/usagefleet/usagefleet/internal/config"
-	"github.com/usagefleet/usagefleet/internal/natsutil"
 	"github.com/usagefleet/usagefleet/internal/usagegen"
 	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/producer"
@@ -97,7 +97,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, err
 		}
 		defer os.RemoveAll(dir)
-		emb, err := natsutil.StartEmbedded(dir, 0)
+		emb, err := broker.StartEmbedded(dir, 0)
 		if err != nil {
 			return nil, err
 		}
@@ -110,7 +110,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	if err := natsutil.EnsureStreams(ctx, js, natsutil.StreamOptions{LeaseTTL: config.Duration(30 * time.Second)}); err != nil {
+	if err := broker.EnsureStreams(ctx, js, broker.StreamOptions{LeaseTTL: config.Duration(30 * time.Second)}); err != nil {
 		return nil, err
 	}
 	w := newWorkload(o)

@@ -16,19 +16,19 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/usagefleet/usagefleet/internal/broker"
 	"github.com/usagefleet/usagefleet/internal/config"
 	"github.com/usagefleet/usagefleet/internal/endpoint"
-	"github.com/usagefleet/usagefleet/internal/natsutil"
 	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/workers"
 )
 
 // Config is the worker's configuration file.
 type Config struct {
-	NATS         natsutil.Options       `yaml:"nats"`
-	Streams      natsutil.StreamOptions `yaml:"streams"`
-	Worker       WorkerConfig           `yaml:"worker"`
-	Destinations []DestinationConfig    `yaml:"destinations"`
+	NATS         broker.Options       `yaml:"nats"`
+	Streams      broker.StreamOptions `yaml:"streams"`
+	Worker       WorkerConfig         `yaml:"worker"`
+	Destinations []DestinationConfig  `yaml:"destinations"`
 	// Sources binds each source to the public user nkeys its producers sign
 	// with (messages.SourceKeys). When set, the workers refuse (dead-letter
 	// with the reason) a part that is unsigned, signed by another source's
@@ -272,7 +272,7 @@ func (c *Config) checkDestination(key string, d *DestinationConfig) error {
 	if d.Retry.Initial != 0 && d.Retry.Max != 0 && d.Retry.Max < d.Retry.Initial {
 		return config.Errorf(key+".retry.max", "%s is below retry.initial %s: the backoff would shrink", d.Retry.Max.D(0), d.Retry.Initial.D(0))
 	}
-	if lease := c.Streams.LeaseTTL.D(natsutil.DefaultLeaseTTL); d.HTTPTimeout != 0 && d.HTTPTimeout.D(0) > lease {
+	if lease := c.Streams.LeaseTTL.D(broker.DefaultLeaseTTL); d.HTTPTimeout != 0 && d.HTTPTimeout.D(0) > lease {
 		return config.Errorf(key+".http_timeout", "%s is above streams.lease_ttl %s: a lease could lapse while a request is still in flight and a second worker upload the same unit; raise streams.lease_ttl or lower http_timeout", d.HTTPTimeout.D(0), lease)
 	}
 	if d.Workers < 0 || d.Workers > 256 {
@@ -296,7 +296,7 @@ func (c *Config) options(d *DestinationConfig) workers.Options {
 		AckWait:       d.AckWait.D(0),
 		Flush:         workers.FlushPolicy{MaxDelay: d.Flush.MaxDelay.D(0), Quiet: d.Flush.Quiet.D(0), MaxRecords: d.Flush.MaxRecords},
 		Retry:         workers.RetryPolicy{Initial: d.Retry.Initial.D(0), Max: d.Retry.Max.D(0)},
-		LeaseTTL:      c.Streams.LeaseTTL.D(natsutil.DefaultLeaseTTL),
+		LeaseTTL:      c.Streams.LeaseTTL.D(broker.DefaultLeaseTTL),
 		PauseProbe:    d.PauseProbe.D(0),
 		HTTPTimeout:   d.HTTPTimeout.D(0),
 		DrainTimeout:  c.Worker.DrainTimeout.D(0),

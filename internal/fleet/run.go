@@ -12,8 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/usagefleet/usagefleet/internal/broker"
 	"github.com/usagefleet/usagefleet/internal/config"
-	"github.com/usagefleet/usagefleet/internal/natsutil"
 	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/workers"
 )
@@ -22,7 +22,7 @@ import (
 // server, if any) and its pools.
 type Fleet struct {
 	NC       *nats.Conn
-	Embedded *natsutil.Embedded // nil when connected to a cluster
+	Embedded *broker.Embedded // nil when connected to a cluster
 	Pools    map[string]*workers.Pool
 	log      *slog.Logger
 }
@@ -33,14 +33,14 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (*Fleet, error) {
 	f := &Fleet{Pools: map[string]*workers.Pool{}, log: log}
 	var err error
 	if cfg.NATS.URL == "" {
-		f.Embedded, err = natsutil.StartEmbedded(cfg.NATS.DataDir, cfg.NATS.Port)
+		f.Embedded, err = broker.StartEmbedded(cfg.NATS.DataDir, cfg.NATS.Port)
 		if err != nil {
 			return nil, err
 		}
 		log.Info("embedded NATS server started", "url", f.Embedded.URL, "data_dir", orDefault(cfg.NATS.DataDir, "data/nats"))
 		f.NC, err = nats.Connect(f.Embedded.URL, nats.Name("usage-worker"), nats.MaxReconnects(-1))
 	} else {
-		f.NC, err = natsutil.Connect(ctx, cfg.NATS, "usage-worker")
+		f.NC, err = broker.Connect(ctx, cfg.NATS, "usage-worker")
 	}
 	if err != nil {
 		f.Close()
@@ -56,7 +56,7 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (*Fleet, error) {
 	deadline := time.Now().Add(90 * time.Second)
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err = natsutil.EnsureStreams(actx, js, cfg.Streams)
+		err = broker.EnsureStreams(actx, js, cfg.Streams)
 		cancel()
 		if err == nil {
 			break

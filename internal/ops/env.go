@@ -9,8 +9,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/usagefleet/usagefleet/internal/broker"
 	"github.com/usagefleet/usagefleet/internal/fleet"
-	"github.com/usagefleet/usagefleet/internal/natsutil"
 	"github.com/usagefleet/usagefleet/workers"
 )
 
@@ -87,7 +87,7 @@ func Open(ctx context.Context, cfg *fleet.Config) (*Env, error) {
 		}
 		nc, err = nats.Connect("nats://127.0.0.1:"+strconv.Itoa(cfg.NATS.Port), nats.Name("usage-worker ops"))
 	} else {
-		nc, err = natsutil.Connect(ctx, cfg.NATS, "usage-worker ops")
+		nc, err = broker.Connect(ctx, cfg.NATS, "usage-worker ops")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("nats: %w", err)

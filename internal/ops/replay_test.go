@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/usagefleet/usagefleet/internal/broker/natstest"
 	"github.com/usagefleet/usagefleet/internal/fleet"
-	"github.com/usagefleet/usagefleet/internal/natsutil/natstest"
 	"github.com/usagefleet/usagefleet/internal/sandbox/fault"
 	"github.com/usagefleet/usagefleet/internal/usagegen"
 	"github.com/usagefleet/usagefleet/messages"

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/usagefleet/usagefleet/internal/broker/natstest"
 	"github.com/usagefleet/usagefleet/internal/fleet"
-	"github.com/usagefleet/usagefleet/internal/natsutil/natstest"
 	sbcz "github.com/usagefleet/usagefleet/internal/sandbox/cloudzero"
 	sbhook "github.com/usagefleet/usagefleet/internal/sandbox/webhook"
 	"github.com/usagefleet/usagefleet/internal/usagegen"

@@ -9,8 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/usagefleet/usagefleet/internal/broker/natstest"
 	"github.com/usagefleet/usagefleet/internal/fleet"
-	"github.com/usagefleet/usagefleet/internal/natsutil/natstest"
 	"github.com/usagefleet/usagefleet/messages"
 )
 

@@ -17,15 +17,15 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/usagefleet/usagefleet/internal/broker"
 	"github.com/usagefleet/usagefleet/internal/config"
-	"github.com/usagefleet/usagefleet/internal/natsutil"
 	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/producer"
 )
 
 // Config is the collect command's configuration file.
 type Config struct {
-	NATS       natsutil.Options  `yaml:"nats"`
+	NATS       broker.Options    `yaml:"nats"`
 	Collectors []CollectorConfig `yaml:"collectors"`
 
 	built []Platform

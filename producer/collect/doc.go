@@ -136,7 +136,7 @@
 //
 // # Configuration
 //
-//	nats:                         # natsutil.Options; without url: $NATS_URL, else nats://127.0.0.1:4222
+//	nats:                         # broker.Options; without url: $NATS_URL, else nats://127.0.0.1:4222
 //	  url: nats://nats-1:4222,nats://nats-2:4222
 //	  creds_file: /run/secrets/collector.creds
 //	collectors:

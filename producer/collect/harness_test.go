@@ -15,8 +15,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/shopspring/decimal"
 
+	"github.com/usagefleet/usagefleet/internal/broker/natstest"
 	"github.com/usagefleet/usagefleet/internal/config"
-	"github.com/usagefleet/usagefleet/internal/natsutil/natstest"
 	sbacronis "github.com/usagefleet/usagefleet/internal/sandbox/acronis"
 	sbhere "github.com/usagefleet/usagefleet/internal/sandbox/here"
 	"github.com/usagefleet/usagefleet/messages"

@@ -10,21 +10,21 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/usagefleet/usagefleet/internal/broker"
 	"github.com/usagefleet/usagefleet/internal/config"
-	"github.com/usagefleet/usagefleet/internal/natsutil"
 	"github.com/usagefleet/usagefleet/messages"
 )
 
 // Config is the gateway's configuration file (see the README section
 // "Publishing over HTTP: usage-gateway" for an example).
 type Config struct {
-	Listen  string                 `yaml:"listen"` // default ":8080"
-	TLS     TLSConfig              `yaml:"tls"`
-	NATS    natsutil.Options       `yaml:"nats"`
-	Streams natsutil.StreamOptions `yaml:"streams"` // used only with the embedded server
-	Limits  Limits                 `yaml:"limits"`
-	Linger  Linger                 `yaml:"linger"`
-	Keys    []KeyConfig            `yaml:"keys"`
+	Listen  string               `yaml:"listen"` // default ":8080"
+	TLS     TLSConfig            `yaml:"tls"`
+	NATS    broker.Options       `yaml:"nats"`
+	Streams broker.StreamOptions `yaml:"streams"` // used only with the embedded server
+	Limits  Limits               `yaml:"limits"`
+	Linger  Linger               `yaml:"linger"`
+	Keys    []KeyConfig          `yaml:"keys"`
 	// Metrics serves /metrics, /healthz and /readyz on their own listener
 	// too (they are always on the API listener).
 	Metrics      MetricsConfig   `yaml:"metrics"`

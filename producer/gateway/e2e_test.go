@@ -13,8 +13,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/usagefleet/usagefleet/internal/broker"
 	"github.com/usagefleet/usagefleet/internal/config"
-	"github.com/usagefleet/usagefleet/internal/natsutil"
 	"github.com/usagefleet/usagefleet/messages"
 )
 
@@ -207,7 +207,7 @@ func TestJetStreamDownNoSuccessThenRetryStoresOnce(t *testing.T) {
 	}
 	var portN int
 	fmt.Sscanf(port[strings.LastIndex(port, ":")+1:], "%d", &portN)
-	emb, err := natsutil.StartEmbedded(e.srv.Dir, portN)
+	emb, err := broker.StartEmbedded(e.srv.Dir, portN)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/usagefleet/usagefleet/internal/natsutil/natstest"
+	"github.com/usagefleet/usagefleet/internal/broker/natstest"
 	sandbox "github.com/usagefleet/usagefleet/internal/sandbox/cloudcruiser"
 	"github.com/usagefleet/usagefleet/internal/usagegen"
 	"github.com/usagefleet/usagefleet/messages"

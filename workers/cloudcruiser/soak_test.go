@@ -29,8 +29,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/usagefleet/usagefleet/internal/broker/natstest"
 	"github.com/usagefleet/usagefleet/internal/config"
-	"github.com/usagefleet/usagefleet/internal/natsutil/natstest"
 	sandbox "github.com/usagefleet/usagefleet/internal/sandbox/cloudcruiser"
 	"github.com/usagefleet/usagefleet/internal/usagegen"
 	"github.com/usagefleet/usagefleet/messages"

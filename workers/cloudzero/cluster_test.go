@@ -15,8 +15,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/usagefleet/usagefleet/internal/broker"
 	"github.com/usagefleet/usagefleet/internal/config"
-	"github.com/usagefleet/usagefleet/internal/natsutil"
 	sandbox "github.com/usagefleet/usagefleet/internal/sandbox/cloudzero"
 	"github.com/usagefleet/usagefleet/internal/usagegen"
 	"github.com/usagefleet/usagefleet/messages"
@@ -45,7 +45,7 @@ func TestClusterR3ReplaceDestination(t *testing.T) {
 	defer cancel()
 	for attempt := 0; ; attempt++ { // a young cluster may lose a reply
 		actx, acancel := context.WithTimeout(ctx, 10*time.Second)
-		err = natsutil.EnsureStreams(actx, js, natsutil.StreamOptions{Replicas: 3, LeaseTTL: config.Duration(10 * time.Second)})
+		err = broker.EnsureStreams(actx, js, broker.StreamOptions{Replicas: 3, LeaseTTL: config.Duration(10 * time.Second)})
 		acancel()
 		if err == nil {
 			break
@@ -148,7 +148,7 @@ func watchPuts(t *testing.T, kv jetstream.KeyValue) func() int {
 }
 
 // startCluster3 starts three JetStream servers routed to each other on
-// loopback (as internal/natsutil's cluster tests do) and returns their
+// loopback (as internal/broker's cluster tests do) and returns their
 // client URLs, once one is the meta leader and every one is current.
 func startCluster3(t *testing.T) string {
 	t.Helper()
@@ -212,7 +212,7 @@ func startCluster3(t *testing.T) string {
 }
 
 func connectCluster(t *testing.T, urls string) *nats.Conn {
-	nc, err := natsutil.Connect(context.Background(), natsutil.Options{URL: urls}, "cz-r3-test")
+	nc, err := broker.Connect(context.Background(), broker.Options{URL: urls}, "cz-r3-test")
 	if err != nil {
 		t.Fatal(err)
 	}

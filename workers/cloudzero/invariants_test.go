@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/usagefleet/usagefleet/internal/natsutil/natstest"
+	"github.com/usagefleet/usagefleet/internal/broker/natstest"
 	sandbox "github.com/usagefleet/usagefleet/internal/sandbox/cloudzero"
 	"github.com/usagefleet/usagefleet/internal/sandbox/fault"
 	"github.com/usagefleet/usagefleet/internal/usagegen"

@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/usagefleet/usagefleet/internal/natsutil/natstest"
+	"github.com/usagefleet/usagefleet/internal/broker/natstest"
 )
 
 // TestMain removes the usage-worker binary the process tests built.

@@ -14,7 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/usagefleet/usagefleet/internal/natsutil/natstest"
+	"github.com/usagefleet/usagefleet/internal/broker/natstest"
 	sbwebhook "github.com/usagefleet/usagefleet/internal/sandbox/webhook"
 	"github.com/usagefleet/usagefleet/internal/usagegen"
 	"github.com/usagefleet/usagefleet/messages"

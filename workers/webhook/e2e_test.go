@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/usagefleet/usagefleet/internal/natsutil/natstest"
+	"github.com/usagefleet/usagefleet/internal/broker/natstest"
 	"github.com/usagefleet/usagefleet/internal/sandbox/fault"
 	sbwebhook "github.com/usagefleet/usagefleet/internal/sandbox/webhook"
 	"github.com/usagefleet/usagefleet/internal/usagegen"

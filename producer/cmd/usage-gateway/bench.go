@@ -22,7 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/usagefleet/usagefleet/internal/natsutil"
+	"github.com/usagefleet/usagefleet/internal/broker"
 )
 
 // bench runs the gateway as a child process (so its peak RSS is its own),
@@ -66,7 +66,7 @@ func bench(ctx context.Context, out io.Writer, mode string, batchSize, batchReqs
 		return err
 	}
 	defer os.RemoveAll(dir)
-	emb, err := natsutil.StartEmbedded(filepath.Join(dir, "nats"), 0)
+	emb, err := broker.StartEmbedded(filepath.Join(dir, "nats"), 0)
 	if err != nil {
 		return err
 	}
@@ -77,7 +77,7 @@ func bench(ctx context.Context, out io.Writer, mode string, batchSize, batchReqs
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	if err := natsutil.EnsureStreams(ctx, js, natsutil.StreamOptions{}); err != nil {
+	if err := broker.EnsureStreams(ctx, js, broker.StreamOptions{}); err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -30,7 +30,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/usagefleet/usagefleet/internal/natsutil"
+	"github.com/usagefleet/usagefleet/internal/broker"
 	"github.com/usagefleet/usagefleet/internal/telemetry"
 	"github.com/usagefleet/usagefleet/producer/gateway"
 )
@@ -106,13 +106,13 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 // fleet's streams.
 func connect(ctx context.Context, cfg *gateway.Config) (*nats.Conn, func(), error) {
 	if cfg.NATS.URL != "" {
-		nc, err := natsutil.Connect(ctx, cfg.NATS, "usage-gateway")
+		nc, err := broker.Connect(ctx, cfg.NATS, "usage-gateway")
 		if err != nil {
 			return nil, nil, err
 		}
 		return nc, nc.Close, nil
 	}
-	emb, err := natsutil.StartEmbedded(cfg.NATS.DataDir, cfg.NATS.Port)
+	emb, err := broker.StartEmbedded(cfg.NATS.DataDir, cfg.NATS.Port)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -122,7 +122,7 @@ func connect(ctx context.Context, cfg *gateway.Config) (*nats.Conn, func(), erro
 		return nil, nil, err
 	}
 	js, _ := jetstream.New(nc)
-	if err := natsutil.EnsureStreams(ctx, js, cfg.Streams); err != nil {
+	if err := broker.EnsureStreams(ctx, js, cfg.Streams); err != nil {
 		nc.Close()
 		emb.Close()
 		return nil, nil, err

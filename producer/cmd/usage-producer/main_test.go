@@ -18,7 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/usagefleet/usagefleet/internal/natsutil"
+	"github.com/usagefleet/usagefleet/internal/broker"
 	"github.com/usagefleet/usagefleet/messages"
 )
 
@@ -30,7 +30,7 @@ type testNATS struct {
 
 func startNATS(t *testing.T) *testNATS {
 	t.Helper()
-	e, err := natsutil.StartEmbedded(t.TempDir(), 0)
+	e, err := broker.StartEmbedded(t.TempDir(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func startNATS(t *testing.T) *testNATS {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := natsutil.EnsureStreams(ctx, js, natsutil.StreamOptions{}); err != nil {
+	if err := broker.EnsureStreams(ctx, js, broker.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return &testNATS{url: e.URL, js: js}

@@ -13,8 +13,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"github.com/usagefleet/usagefleet/internal/broker"
 	"github.com/usagefleet/usagefleet/internal/config"
-	"github.com/usagefleet/usagefleet/internal/natsutil"
 	"github.com/usagefleet/usagefleet/producer"
 )
 
@@ -40,15 +40,15 @@ func (n *natsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&n.tlsKey, "tls-key", "", "client key `file` (with --tls-cert)")
 }
 
-// options resolves the flags into natsutil.Options; the error names the
+// options resolves the flags into broker.Options; the error names the
 // flag or variable at fault and never holds a secret.
-func (n *natsFlags) options(getenv func(string) string) (natsutil.Options, error) {
-	o := natsutil.Options{
+func (n *natsFlags) options(getenv func(string) string) (broker.Options, error) {
+	o := broker.Options{
 		URL:       n.url,
 		CredsFile: n.creds,
 		NKeyFile:  n.nkey,
 		User:      n.user,
-		TLS:       natsutil.TLSOptions{CAFile: n.tlsCA, CertFile: n.tlsCert, KeyFile: n.tlsKey},
+		TLS:       broker.TLSOptions{CAFile: n.tlsCA, CertFile: n.tlsCert, KeyFile: n.tlsKey},
 	}
 	if o.URL == "" {
 		o.URL = getenv("NATS_URL")
@@ -86,7 +86,7 @@ func (n *natsFlags) options(getenv func(string) string) (natsutil.Options, error
 	return o, nil
 }
 
-// flagOf names the flag behind a natsutil.Options key.
+// flagOf names the flag behind a broker.Options key.
 func flagOf(key string) string {
 	switch key {
 	case "nats.token":
@@ -112,8 +112,8 @@ func flagOf(key string) string {
 // connect opens the connection and a producer on it.
 // key, when not nil, signs every part as the batch's source (workers that
 // bind sources refuse unsigned parts: see messages.SignPart).
-func connect(ctx context.Context, o natsutil.Options, key nkeys.KeyPair, stderr io.Writer) (*nats.Conn, *producer.Producer, error) {
-	nc, err := natsutil.Connect(ctx, o, "usage-producer")
+func connect(ctx context.Context, o broker.Options, key nkeys.KeyPair, stderr io.Writer) (*nats.Conn, *producer.Producer, error) {
+	nc, err := broker.Connect(ctx, o, "usage-producer")
 	if err != nil {
 		return nil, nil, err
 	}

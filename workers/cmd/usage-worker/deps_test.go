@@ -42,7 +42,7 @@ func TestWorkerLinksNoDevelopmentCode(t *testing.T) {
 		module + "internal/bench",
 		module + "internal/usagegen",
 		module + "internal/cmd",
-		module + "internal/natsutil/natstest",
+		module + "internal/broker/natstest",
 		module + "workers/conformance",
 		"github.com/vmihailenco/msgpack", // messages writes and reads msgpack by hand; the library is the tests' reference
 	}

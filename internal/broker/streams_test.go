@@ -1,4 +1,4 @@
-package natsutil_test
+package broker_test
 
 import (
 	"context"
@@ -8,9 +8,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/usagefleet/usagefleet/internal/broker"
+	"github.com/usagefleet/usagefleet/internal/broker/natstest"
 	"github.com/usagefleet/usagefleet/internal/config"
-	"github.com/usagefleet/usagefleet/internal/natsutil"
-	"github.com/usagefleet/usagefleet/internal/natsutil/natstest"
 	"github.com/usagefleet/usagefleet/messages"
 )
 
@@ -31,18 +31,18 @@ func TestEnsureStreamsNeverShrinksAndChangesOnlyOnPurpose(t *testing.T) {
 	d := func(v time.Duration) config.Duration { return config.Duration(v) }
 	for _, tt := range []struct {
 		name string
-		o    natsutil.StreamOptions
+		o    broker.StreamOptions
 		want string // "" = accepted
 	}{
-		{"defaults adopt the server's settings", natsutil.StreamOptions{}, ""},
-		{"a shorter retention is refused", natsutil.StreamOptions{UsageMaxAge: d(time.Minute)}, "streams.usage_max_age: 1m0s would shrink stream USAGE's max age"},
-		{"even with update", natsutil.StreamOptions{UsageMaxAge: d(time.Minute), Update: true}, "never shrinks"},
-		{"a shorter duplicate window is refused", natsutil.StreamOptions{DuplicateWindow: d(time.Minute), Update: true}, "streams.duplicate_window: 1m0s would shrink"},
-		{"a longer retention without update is refused", natsutil.StreamOptions{UsageMaxAge: d(100 * 24 * time.Hour)}, "set streams.update: true"},
-		{"the same settings written out are fine", natsutil.StreamOptions{UsageMaxAge: d(natsutil.DefaultUsageMaxAge), DuplicateWindow: d(natsutil.DefaultDuplicateWindow)}, ""},
+		{"defaults adopt the server's settings", broker.StreamOptions{}, ""},
+		{"a shorter retention is refused", broker.StreamOptions{UsageMaxAge: d(time.Minute)}, "streams.usage_max_age: 1m0s would shrink stream USAGE's max age"},
+		{"even with update", broker.StreamOptions{UsageMaxAge: d(time.Minute), Update: true}, "never shrinks"},
+		{"a shorter duplicate window is refused", broker.StreamOptions{DuplicateWindow: d(time.Minute), Update: true}, "streams.duplicate_window: 1m0s would shrink"},
+		{"a longer retention without update is refused", broker.StreamOptions{UsageMaxAge: d(100 * 24 * time.Hour)}, "set streams.update: true"},
+		{"the same settings written out are fine", broker.StreamOptions{UsageMaxAge: d(broker.DefaultUsageMaxAge), DuplicateWindow: d(broker.DefaultDuplicateWindow)}, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			err := natsutil.EnsureStreams(ctx, js, tt.o)
+			err := broker.EnsureStreams(ctx, js, tt.o)
 			switch {
 			case tt.want == "" && err != nil:
 				t.Fatalf("refused: %v", err)
@@ -54,13 +54,13 @@ func TestEnsureStreamsNeverShrinksAndChangesOnlyOnPurpose(t *testing.T) {
 				t.Fatal(err)
 			}
 			c := info.CachedInfo()
-			if c.Config.MaxAge != natsutil.DefaultUsageMaxAge || c.Config.Duplicates != natsutil.DefaultDuplicateWindow || c.State.Msgs != 1 {
+			if c.Config.MaxAge != broker.DefaultUsageMaxAge || c.Config.Duplicates != broker.DefaultDuplicateWindow || c.State.Msgs != 1 {
 				t.Fatalf("USAGE changed: max age %v, window %v, %d messages", c.Config.MaxAge, c.Config.Duplicates, c.State.Msgs)
 			}
 		})
 	}
 	// An explicit, growing change with update applies.
-	if err := natsutil.EnsureStreams(ctx, js, natsutil.StreamOptions{UsageMaxAge: d(100 * 24 * time.Hour), Update: true}); err != nil {
+	if err := broker.EnsureStreams(ctx, js, broker.StreamOptions{UsageMaxAge: d(100 * 24 * time.Hour), Update: true}); err != nil {
 		t.Fatal(err)
 	}
 	info, err := js.Stream(ctx, messages.StreamUsage)

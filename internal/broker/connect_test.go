@@ -1,4 +1,4 @@
-package natsutil_test
+package broker_test
 
 import (
 	"context"
@@ -21,8 +21,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/usagefleet/usagefleet/internal/broker"
 	"github.com/usagefleet/usagefleet/internal/config"
-	"github.com/usagefleet/usagefleet/internal/natsutil"
 	"github.com/usagefleet/usagefleet/messages"
 )
 
@@ -93,38 +93,38 @@ func TestConnectAuthenticates(t *testing.T) {
 	tests := []struct {
 		name   string
 		server func(*server.Options)
-		opts   func(url string) natsutil.Options
-		bad    func(url string) natsutil.Options // a credential the server refuses
-		secret string                            // must not appear in the refusal
+		opts   func(url string) broker.Options
+		bad    func(url string) broker.Options // a credential the server refuses
+		secret string                          // must not appear in the refusal
 	}{
 		{
 			name:   "token",
 			server: func(o *server.Options) { o.Authorization = "tok-s3cret-value" },
-			opts: func(u string) natsutil.Options {
-				return natsutil.Options{URL: u, Token: config.NewSecret("tok-s3cret-value")}
+			opts: func(u string) broker.Options {
+				return broker.Options{URL: u, Token: config.NewSecret("tok-s3cret-value")}
 			},
-			bad: func(u string) natsutil.Options {
-				return natsutil.Options{URL: u, Token: config.NewSecret("tok-wrong-value")}
+			bad: func(u string) broker.Options {
+				return broker.Options{URL: u, Token: config.NewSecret("tok-wrong-value")}
 			},
 			secret: "tok-wrong-value",
 		},
 		{
 			name:   "user and password",
 			server: func(o *server.Options) { o.Users = []*server.User{{Username: "worker", Password: "pw-s3cret-value"}} },
-			opts: func(u string) natsutil.Options {
-				return natsutil.Options{URL: u, User: "worker", Password: config.NewSecret("pw-s3cret-value")}
+			opts: func(u string) broker.Options {
+				return broker.Options{URL: u, User: "worker", Password: config.NewSecret("pw-s3cret-value")}
 			},
-			bad: func(u string) natsutil.Options {
+			bad: func(u string) broker.Options {
 				// Credentials in the URL are redacted from the error too.
-				return natsutil.Options{URL: strings.Replace(u, "nats://", "nats://worker:pw-wrong-value@", 1)}
+				return broker.Options{URL: strings.Replace(u, "nats://", "nats://worker:pw-wrong-value@", 1)}
 			},
 			secret: "pw-wrong-value",
 		},
 		{
 			name:   "nkey",
 			server: func(o *server.Options) { o.Nkeys = []*server.NkeyUser{{Nkey: testNKeyPub}} },
-			opts:   func(u string) natsutil.Options { return natsutil.Options{URL: u, NKeyFile: seedFile} },
-			bad:    func(u string) natsutil.Options { return natsutil.Options{URL: u} },
+			opts:   func(u string) broker.Options { return broker.Options{URL: u, NKeyFile: seedFile} },
+			bad:    func(u string) broker.Options { return broker.Options{URL: u} },
 			secret: testNKeySeed,
 		},
 		{
@@ -132,11 +132,11 @@ func TestConnectAuthenticates(t *testing.T) {
 			server: func(o *server.Options) {
 				o.TLSConfig, o.TLS, o.TLSVerify = serverTLS, true, false
 			},
-			opts: func(u string) natsutil.Options {
-				return natsutil.Options{URL: strings.Replace(u, "nats://", "tls://", 1), TLS: natsutil.TLSOptions{CAFile: caFile}}
+			opts: func(u string) broker.Options {
+				return broker.Options{URL: strings.Replace(u, "nats://", "tls://", 1), TLS: broker.TLSOptions{CAFile: caFile}}
 			},
-			bad: func(u string) natsutil.Options {
-				return natsutil.Options{URL: strings.Replace(u, "nats://", "tls://", 1)} // no CA: the certificate is unknown
+			bad: func(u string) broker.Options {
+				return broker.Options{URL: strings.Replace(u, "nats://", "tls://", 1)} // no CA: the certificate is unknown
 			},
 		},
 	}
@@ -149,7 +149,7 @@ func TestConnectAuthenticates(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			nc, err := natsutil.Connect(ctx, o, "connect-test")
+			nc, err := broker.Connect(ctx, o, "connect-test")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -158,12 +158,12 @@ func TestConnectAuthenticates(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := natsutil.EnsureStreams(ctx, js, natsutil.StreamOptions{}); err != nil {
+			if err := broker.EnsureStreams(ctx, js, broker.StreamOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			// Created, then updated on purpose: a second run that asks
 			// for a longer retention with update set applies it.
-			if err := natsutil.EnsureStreams(ctx, js, natsutil.StreamOptions{UsageMaxAge: config.Duration(90 * 24 * time.Hour), Update: true}); err != nil {
+			if err := broker.EnsureStreams(ctx, js, broker.StreamOptions{UsageMaxAge: config.Duration(90 * 24 * time.Hour), Update: true}); err != nil {
 				t.Fatal(err)
 			}
 			st, err := js.Stream(ctx, messages.StreamUsage)
@@ -174,7 +174,7 @@ func TestConnectAuthenticates(t *testing.T) {
 				t.Fatalf("USAGE max age %v after the update, want 2160h", got)
 			}
 
-			bad, err := natsutil.Connect(ctx, tt.bad(url), "connect-test-refused")
+			bad, err := broker.Connect(ctx, tt.bad(url), "connect-test-refused")
 			if err == nil {
 				bad.Close()
 				t.Fatal("the server's refusal was not an error")
@@ -193,14 +193,14 @@ func TestValidateNamesTheKey(t *testing.T) {
 	t.Setenv("UF_NATSUTIL_TEST_TOKEN", "x")
 	missing := filepath.Join(t.TempDir(), "missing.creds")
 	for _, tt := range []struct {
-		o    natsutil.Options
+		o    broker.Options
 		want string
 	}{
-		{natsutil.Options{URL: "nats://x", Token: config.Secret{Env: "UF_NATSUTIL_TEST_TOKEN"}, User: "u"}, "config: nats: set one of creds_file, nkey_file, token, user/password"},
-		{natsutil.Options{URL: "nats://x", CredsFile: missing}, "config: nats.creds_file: stat " + missing},
-		{natsutil.Options{URL: "nats://x", User: "u", Password: config.Secret{Env: "UF_NATSUTIL_TEST_UNSET"}}, "config: nats.password: environment variable UF_NATSUTIL_TEST_UNSET is not set"},
-		{natsutil.Options{URL: "nats://x", TLS: natsutil.TLSOptions{CertFile: missing}}, "config: nats.tls.cert_file: stat "},
-		{natsutil.Options{Token: config.Secret{Env: "UF_NATSUTIL_TEST_TOKEN"}}, "config: nats.url: credentials are set but no url"},
+		{broker.Options{URL: "nats://x", Token: config.Secret{Env: "UF_NATSUTIL_TEST_TOKEN"}, User: "u"}, "config: nats: set one of creds_file, nkey_file, token, user/password"},
+		{broker.Options{URL: "nats://x", CredsFile: missing}, "config: nats.creds_file: stat " + missing},
+		{broker.Options{URL: "nats://x", User: "u", Password: config.Secret{Env: "UF_NATSUTIL_TEST_UNSET"}}, "config: nats.password: environment variable UF_NATSUTIL_TEST_UNSET is not set"},
+		{broker.Options{URL: "nats://x", TLS: broker.TLSOptions{CertFile: missing}}, "config: nats.tls.cert_file: stat "},
+		{broker.Options{Token: config.Secret{Env: "UF_NATSUTIL_TEST_TOKEN"}}, "config: nats.url: credentials are set but no url"},
 	} {
 		err := tt.o.Validate("nats")
 		if err == nil || !strings.HasPrefix(err.Error(), tt.want) {

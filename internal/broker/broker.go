@@ -1,8 +1,8 @@
-// Package natsutil connects the binaries to NATS: an embedded nats-server
+// Package broker connects the binaries to NATS: an embedded nats-server
 // with JetStream when no URL is configured, or a real cluster with token,
 // user/password, nkey, creds-file and TLS authentication. It creates or
 // updates the streams and KV buckets the fleet uses.
-package natsutil
+package broker
 
 import (
 	"context"
@@ -113,7 +113,7 @@ const (
 // the node's connections close or just go silent.
 func Connect(ctx context.Context, o Options, name string) (*nats.Conn, error) {
 	if o.URL == "" {
-		return nil, errors.New("natsutil: no url (use Embedded)")
+		return nil, errors.New("broker: no url (use Embedded)")
 	}
 	opts := []nats.Option{
 		nats.Name(name),

@@ -1,4 +1,4 @@
-package natsutil_test
+package broker_test
 
 import (
 	"context"
@@ -19,8 +19,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/usagefleet/usagefleet/internal/broker"
 	"github.com/usagefleet/usagefleet/internal/config"
-	"github.com/usagefleet/usagefleet/internal/natsutil"
 	sbwebhook "github.com/usagefleet/usagefleet/internal/sandbox/webhook"
 	"github.com/usagefleet/usagefleet/internal/usagegen"
 	"github.com/usagefleet/usagefleet/messages"
@@ -126,11 +126,11 @@ func (c *cluster) waitMeta(t *testing.T, live []*server.Server) {
 	}
 }
 
-// connect connects the way the binaries do (natsutil.Connect: reconnect
+// connect connects the way the binaries do (broker.Connect: reconnect
 // forever, with jitter) to every server of the cluster.
 func (c *cluster) connect(t *testing.T, name string) *nats.Conn {
 	t.Helper()
-	nc, err := natsutil.Connect(context.Background(), natsutil.Options{URL: c.urls}, name)
+	nc, err := broker.Connect(context.Background(), broker.Options{URL: c.urls}, name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func TestClusterFailoverDeliversEveryRecordExactly(t *testing.T) {
 		t.Fatal(err)
 	}
 	const leaseTTL = 10 * time.Second
-	ensureStreams(t, js, natsutil.StreamOptions{Replicas: 3, LeaseTTL: config.Duration(leaseTTL)})
+	ensureStreams(t, js, broker.StreamOptions{Replicas: 3, LeaseTTL: config.Duration(leaseTTL)})
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	info, err := js.Stream(sctx, messages.StreamUsage)
@@ -316,12 +316,12 @@ func TestClusterFailoverDeliversEveryRecordExactly(t *testing.T) {
 // ensureStreams creates the streams, trying again while a young cluster
 // loses a reply (a meta leader change swallows in-flight API requests; a
 // worker would exit and be restarted).
-func ensureStreams(t *testing.T, js jetstream.JetStream, o natsutil.StreamOptions) {
+func ensureStreams(t *testing.T, js jetstream.JetStream, o broker.StreamOptions) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := natsutil.EnsureStreams(ctx, js, o)
+		err := broker.EnsureStreams(ctx, js, o)
 		cancel()
 		if err == nil {
 			return

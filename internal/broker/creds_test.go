@@ -1,4 +1,4 @@
-package natsutil_test
+package broker_test
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
-	"github.com/usagefleet/usagefleet/internal/natsutil"
+	"github.com/usagefleet/usagefleet/internal/broker"
 	"github.com/usagefleet/usagefleet/internal/usagegen"
 	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/producer"
@@ -146,13 +146,13 @@ func TestConnectWithCredsFile(t *testing.T) {
 	srv := startJWTServer(t, op)
 	url := srv.ClientURL()
 
-	o := natsutil.Options{URL: url, CredsFile: credsFile(t, dir, "worker", goodJWT, goodSeed)}
+	o := broker.Options{URL: url, CredsFile: credsFile(t, dir, "worker", goodJWT, goodSeed)}
 	if err := o.Validate("nats"); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	nc, err := natsutil.Connect(ctx, o, "creds-test")
+	nc, err := broker.Connect(ctx, o, "creds-test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func TestConnectWithCredsFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := natsutil.EnsureStreams(ctx, js, natsutil.StreamOptions{}); err != nil {
+	if err := broker.EnsureStreams(ctx, js, broker.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	prod, err := producer.New(nc, producer.Options{})
@@ -199,8 +199,8 @@ func TestConnectWithCredsFile(t *testing.T) {
 
 	// The user to be revoked logs in while it may, then the operator
 	// revokes it: the server drops its connection and refuses it since.
-	ro := natsutil.Options{URL: url, CredsFile: credsFile(t, dir, "revoked", revokedJWT, revokedSeed)}
-	rnc, err := natsutil.Connect(ctx, ro, "creds-test-revoked")
+	ro := broker.Options{URL: url, CredsFile: credsFile(t, dir, "revoked", revokedJWT, revokedSeed)}
+	rnc, err := broker.Connect(ctx, ro, "creds-test-revoked")
 	if err != nil {
 		t.Fatalf("the user to be revoked could not log in before it was: %v", err)
 	}
@@ -234,14 +234,14 @@ func TestConnectWithCredsFile(t *testing.T) {
 				}
 				bad.seed = bad.swapSeed
 			}
-			o := natsutil.Options{URL: url, CredsFile: path}
+			o := broker.Options{URL: url, CredsFile: path}
 			if bad.name == "revoked" {
 				o = ro
 			}
 			if err := o.Validate("nats"); err != nil {
 				t.Fatal(err)
 			}
-			bnc, err := natsutil.Connect(ctx, o, "creds-test-refused")
+			bnc, err := broker.Connect(ctx, o, "creds-test-refused")
 			if err == nil {
 				bnc.Close()
 				t.Fatal("the server accepted the creds")

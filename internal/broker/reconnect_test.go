@@ -1,4 +1,4 @@
-package natsutil_test
+package broker_test
 
 import (
 	"context"
@@ -18,8 +18,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/usagefleet/usagefleet/internal/broker"
 	"github.com/usagefleet/usagefleet/internal/config"
-	"github.com/usagefleet/usagefleet/internal/natsutil"
 	sbwebhook "github.com/usagefleet/usagefleet/internal/sandbox/webhook"
 	"github.com/usagefleet/usagefleet/internal/usagegen"
 	"github.com/usagefleet/usagefleet/messages"
@@ -28,7 +28,7 @@ import (
 	"github.com/usagefleet/usagefleet/workers/webhook"
 )
 
-// watchedConn is a connection made by natsutil.Connect whose reconnect
+// watchedConn is a connection made by broker.Connect whose reconnect
 // handler (the fleet's own, which logs) is wrapped to record each firing.
 type watchedConn struct {
 	*nats.Conn
@@ -41,14 +41,14 @@ type watchedConn struct {
 // single service address learns it).
 func connectWatched(t *testing.T, url, name string) *watchedConn {
 	t.Helper()
-	nc, err := natsutil.Connect(context.Background(), natsutil.Options{URL: url}, name)
+	nc, err := broker.Connect(context.Background(), broker.Options{URL: url}, name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
 	fleetHandler := nc.Opts.ReconnectedCB
 	if fleetHandler == nil {
-		t.Fatal("natsutil.Connect sets no reconnect handler")
+		t.Fatal("broker.Connect sets no reconnect handler")
 	}
 	w := &watchedConn{Conn: nc, name: name, reconnects: make(chan string, 64)}
 	nc.SetReconnectHandler(func(c *nats.Conn) {
@@ -108,7 +108,7 @@ func TestClusterNodeLossReconnectsItsClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	const leaseTTL = 10 * time.Second
-	ensureStreams(t, js, natsutil.StreamOptions{Replicas: 3, LeaseTTL: config.Duration(leaseTTL)})
+	ensureStreams(t, js, broker.StreamOptions{Replicas: 3, LeaseTTL: config.Duration(leaseTTL)})
 
 	// The clients' node: a follower of USAGE, and of the meta layer too
 	// when one is.
@@ -370,7 +370,7 @@ func TestConnectNoticesASilentConnectionLoss(t *testing.T) {
 	}
 	ectx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	if err := natsutil.EnsureStreams(ectx, js, natsutil.StreamOptions{}); err != nil {
+	if err := broker.EnsureStreams(ectx, js, broker.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if n := bh.freeze(); n != 1 {

@@ -9,13 +9,13 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/usagefleet/usagefleet/internal/broker"
 	"github.com/usagefleet/usagefleet/internal/config"
-	"github.com/usagefleet/usagefleet/internal/natsutil"
 )
 
 // Server is a running test server.
 type Server struct {
-	*natsutil.Embedded
+	*broker.Embedded
 	Dir string
 }
 
@@ -29,7 +29,7 @@ const LeaseTTL = 10 * time.Second
 func Start(t testing.TB) *Server {
 	t.Helper()
 	dir := t.TempDir()
-	e, err := natsutil.StartEmbedded(dir, 0)
+	e, err := broker.StartEmbedded(dir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func Start(t testing.TB) *Server {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := natsutil.EnsureStreams(ctx, js, natsutil.StreamOptions{LeaseTTL: config.Duration(LeaseTTL)}); err != nil {
+	if err := broker.EnsureStreams(ctx, js, broker.StreamOptions{LeaseTTL: config.Duration(LeaseTTL)}); err != nil {
 		t.Fatal(err)
 	}
 	return s
