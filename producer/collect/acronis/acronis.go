@@ -2,11 +2,11 @@ package acronis
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/shopspring/decimal"
 	"io"
 	"net/http"
 	"net/url"
@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/shopspring/decimal"
 
 	"github.com/usagefleet/usagefleet/internal/config"
 	"github.com/usagefleet/usagefleet/messages"
@@ -466,13 +468,13 @@ func (p *Platform) record(c *collect.CSV, r collect.Range, trialCol string) (*me
 		PublisherName:     "Acronis",
 		ServiceName:       c.Get("application.id"),
 		ChargeCategory:    "Usage",
-		ChargeDescription: firstNonEmpty(c.Get("sku.name"), c.Get("name")),
+		ChargeDescription: cmp.Or(c.Get("sku.name"), c.Get("name")),
 		SkuId:             c.Get("sku"),
 		SkuMeter:          c.Get("name"),
 		ResourceId:        c.Get("infra.id"),
 		ResourceType:      c.Get("infra.backend_type"),
 		ConsumedQuantity:  qty,
-		ConsumedUnit:      firstNonEmpty(c.Get("measurement_unit"), "units"),
+		ConsumedUnit:      cmp.Or(c.Get("measurement_unit"), "units"),
 		Ext:               map[string]messages.ExtValue{},
 	}
 	if points {
@@ -503,15 +505,6 @@ func (p *Platform) record(c *collect.CSV, r collect.Range, trialCol string) (*me
 		}
 	}
 	return rec, "", ""
-}
-
-func firstNonEmpty(vs ...string) string {
-	for _, v := range vs {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 // errorMessage reads {"error": {"message": ...}}.

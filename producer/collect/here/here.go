@@ -2,6 +2,7 @@ package here
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -255,7 +256,7 @@ func (p *Platform) fetchToken(ctx context.Context) (string, time.Time, error) {
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&tr); err != nil {
 		return "", time.Time{}, collect.Permanent(errors.New("here token: the answer is not JSON"))
 	}
-	tok := firstNonEmpty(tr.AccessToken, tr.AccessToken2)
+	tok := cmp.Or(tr.AccessToken, tr.AccessToken2)
 	if tok == "" {
 		return "", time.Time{}, collect.Permanent(errors.New("here token: the answer holds no access token"))
 	}
@@ -500,7 +501,7 @@ func (p *Platform) record(c *collect.CSV, r collect.Range) (*messages.UsageRecor
 		ResourceId:        c.Get("appId"),
 		ResourceName:      c.Get("appName"),
 		ConsumedQuantity:  qty,
-		ConsumedUnit:      firstNonEmpty(c.Get("valueDriver"), "units"),
+		ConsumedUnit:      cmp.Or(c.Get("valueDriver"), "units"),
 		Ext:               map[string]messages.ExtValue{},
 	}
 	if uv := strings.TrimSpace(c.Get("usageValue")); uv != "" || c.Has("usageValue") {
@@ -519,15 +520,6 @@ func (p *Platform) record(c *collect.CSV, r collect.Range) (*messages.UsageRecor
 		}
 	}
 	return rec, "", ""
-}
-
-func firstNonEmpty(vs ...string) string {
-	for _, v := range vs {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 // errorMessage reads HERE's ErrorResponse (title, cause, code, details)
