@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/usagefleet/usagefleet/internal/endpoint"
+	"github.com/usagefleet/usagefleet/messages"
 
 	"go.yaml.in/yaml/v3"
 
@@ -66,6 +67,12 @@ type Settings struct {
 	// billing_drops: CloudZero checks the rows and stores nothing. A dry
 	// run before sending real data (see the package doc).
 	ValidateOnly bool `yaml:"validate_only"`
+	// Currency is the one currency this connection's costs are in (ISO
+	// 4217). CBF has no currency column: a connection fed two currencies
+	// would add JPY to USD. When set, a record billed in another currency
+	// is refused with the reason (dead-lettered; the other destinations
+	// still take it). Empty: not checked.
+	Currency string `yaml:"currency"`
 }
 
 func init() { workers.Register(Type, factory) }
@@ -115,6 +122,10 @@ func newDestination(name string, s Settings, key string) (*Destination, error) {
 		return nil, err
 	}
 	d.endpoint = base + "/v2/connections/billing/anycost/" + url.PathEscape(d.conn) + "/billing_drops"
+	if s.Currency != "" && !messages.IsCurrency(s.Currency) {
+		return nil, config.Errorf(key+".currency", "%q: want an ISO 4217 code, like USD", s.Currency)
+	}
+	d.currency = s.Currency
 	if s.ValidateOnly {
 		d.validateOnly = true
 		d.endpoint = base + ValidatePath

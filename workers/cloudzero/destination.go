@@ -32,6 +32,9 @@ type Destination struct {
 	// leaseKey is the connection's identity (endpoint.LeaseKey of Target),
 	// shared by every destination name and URL spelling of it.
 	leaseKey string
+	// currency, when set, is the only BillingCurrency the connection takes
+	// (settings currency).
+	currency string
 }
 
 var _ workers.Destination = (*Destination)(nil)
@@ -95,6 +98,10 @@ func (d *Destination) EncodeRow(dst []byte, r *messages.UsageRecord) ([]byte, er
 // (Repairs), else 0. A runtime that carries warnings in acks calls it
 // instead of EncodeRow and sums the result per part.
 func (d *Destination) EncodeRowWarnings(dst []byte, r *messages.UsageRecord) ([]byte, int, error) {
+	if d.currency != "" && r.BillingCurrency != "" && r.BillingCurrency != d.currency {
+		return dst, 0, &RowError{Column: "cost/cost", Reason: "billed in " + r.BillingCurrency + ", and this connection takes " + d.currency +
+			" (settings.currency): CBF has no currency column, so the cost would be counted as " + d.currency}
+	}
 	dst, rep, err := AppendRowRepaired(dst, r)
 	if err != nil || !rep.Any() {
 		return dst, 0, err

@@ -66,7 +66,7 @@
 // reads it as cost/cost, which is right for an invoice-discounted cost.
 // ContractedCost has no CBF column and is not sent; neither are
 // BillingCurrency (CBF has no currency column: a connection takes one
-// currency), PricingQuantity/PricingUnit, the names (account, sub-account,
+// currency; settings currency refuses a record billed in another), PricingQuantity/PricingUnit, the names (account, sub-account,
 // resource, region), ResourceType, AvailabilityZone, PublisherName,
 // SkuPriceId and the x_ extension columns. A CommittedUsePurchase row
 // without EffectiveCost gets cost/amortized_cost and

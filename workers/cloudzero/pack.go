@@ -258,7 +258,7 @@ func (p *packer) add(ctx context.Context, si int, ref workers.RecordRef, r *mess
 	start := len(p.buf)
 	p.buf = append(p.buf, ',')
 	var err error
-	if p.buf, err = AppendRow(p.buf, r); err != nil {
+	if p.buf, err = p.d.EncodeRow(p.buf, r); err != nil {
 		p.buf = p.buf[:start]
 		p.job.Reject(ref, r, err.Error())
 		return nil
