@@ -97,7 +97,7 @@ func TestReplayAppendArrivesOnce(t *testing.T) {
 func TestReplayReplaceRebuildsTheUnit(t *testing.T) {
 	r := newRig(t, "")
 	ctx := context.Background()
-	faults(t, r.cz.Faults(), "400x1")
+	faults(t, r.cz.Faults(), "415x1") // a refusal of the request whole (a 400 is now isolated to its row)
 	h0 := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
 	recs := records(40, 2, 2, h0)
 	perHour := map[time.Time][]messages.UsageRecord{}

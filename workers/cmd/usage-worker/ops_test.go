@@ -113,9 +113,10 @@ destinations:
 		t.Fatalf("dead list: exit %d\n%s%s", code, out, errs)
 	}
 
-	// The API refuses the unit of hour 12 once: a dead letter, which status
+	// The API refuses the unit of hour 12 once (415: refused whole; a 400
+	// would be isolated to a row): a dead letter, which status
 	// reports; replayed, the unit is rebuilt from the stream and held whole.
-	rules, err := fault.ParseSpec("400x1")
+	rules, err := fault.ParseSpec("415x1") // the request refused whole (a 400 is isolated to its row)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +132,7 @@ destinations:
 	})
 	seq := strings.Fields(strings.Split(out, "\n")[1])[0]
 	code, out, _ = runCmd("status", "--config", path)
-	if code != 1 || !strings.Contains(out, "cz: 1 dead letter(s) since") || !strings.Contains(out, "(400)") {
+	if code != 1 || !strings.Contains(out, "cz: 1 dead letter(s) since") || !strings.Contains(out, "(415)") {
 		t.Fatalf("status with a dead letter: exit %d\n%s", code, out)
 	}
 	code, out, _ = runCmd("status", "--config", path, "--json")
