@@ -46,7 +46,12 @@ type Options struct {
 	// schema than this worker reads may hold its unit (default 24h); then
 	// it is dead-lettered and the unit is delivered without it.
 	NewerSchemaMaxHold time.Duration
-	Logger             *slog.Logger
+	// ConsumerInactive, when set, lets the server delete the destination's
+	// durable consumer once no worker has pulled from it that long: for a
+	// destination that runs once (a validate-only dry run), so it does not
+	// stay behind.
+	ConsumerInactive time.Duration
+	Logger           *slog.Logger
 }
 
 func (o *Options) defaults(sem Semantics) {

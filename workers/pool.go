@@ -154,15 +154,16 @@ func (p *Pool) Run(ctx context.Context) error {
 	}
 	sort.Strings(filters)
 	cons, err := p.usage.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:        ConsumerName(p.dest.Name()),
-		Description:    "usagefleet destination " + p.dest.Name(),
-		FilterSubjects: filters,
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        p.opts.AckWait,
-		MaxDeliver:     -1, // billing data is never dropped for redelivery count
-		MaxAckPending:  p.opts.MaxAckPending,
-		HeadersOnly:    p.sem == Replace,
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		Durable:           ConsumerName(p.dest.Name()),
+		Description:       "usagefleet destination " + p.dest.Name(),
+		FilterSubjects:    filters,
+		AckPolicy:         jetstream.AckExplicitPolicy,
+		AckWait:           p.opts.AckWait,
+		MaxDeliver:        -1, // billing data is never dropped for redelivery count
+		MaxAckPending:     p.opts.MaxAckPending,
+		HeadersOnly:       p.sem == Replace,
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		InactiveThreshold: p.opts.ConsumerInactive,
 	})
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", ConsumerName(p.dest.Name()), err)

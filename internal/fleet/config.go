@@ -36,6 +36,8 @@ type Config struct {
 	Sources messages.SourceKeys `yaml:"sources"`
 
 	built []builtDest
+	// consumerInactive: see LoadValidateOnly.
+	consumerInactive time.Duration
 }
 
 // WorkerConfig is process-wide settings.
@@ -116,11 +118,26 @@ type builtDest struct {
 // Load reads and validates a configuration file. Every error names the
 // file, the key and, where known, the line.
 func Load(path string) (*Config, error) {
+	return load(path, false)
+}
+
+// LoadValidateOnly loads path for a CloudZero dry run (usage-worker run
+// --validate-only): every CloudZero destination becomes <name>-validate with
+// validate_only (its requests go to validate_billing_drop: nothing is
+// stored), on a durable consumer of its own that the server deletes an hour
+// after the run (so the real destination's consumer is never read or
+// acked), and every other destination is left out, so a dry run sends
+// nothing real anywhere.
+func LoadValidateOnly(path string) (*Config, error) {
+	return load(path, true)
+}
+
+func load(path string, validateOnly bool) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	cfg, err := Parse(b)
+	cfg, err := parse(b, validateOnly)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -130,7 +147,9 @@ func Load(path string) (*Config, error) {
 // Parse reads and validates configuration from YAML bytes. An unknown key
 // or a value that does not decode is named by its path and line
 // ("destinations[0].flush.max_delay (line 8): ...").
-func Parse(b []byte) (*Config, error) {
+func Parse(b []byte) (*Config, error) { return parse(b, false) }
+
+func parse(b []byte, validateOnly bool) (*Config, error) {
 	var root yaml.Node
 	if err := yaml.NewDecoder(bytes.NewReader(b)).Decode(&root); err != nil {
 		if errors.Is(err, io.EOF) {
@@ -148,10 +167,56 @@ func Parse(b []byte) (*Config, error) {
 	if err := refuseExplicitZero(&root, "destinations", "workers", "want 1 to 256 (remove the key for the default)"); err != nil {
 		return nil, err
 	}
+	if validateOnly {
+		if err := cfg.validateOnly(); err != nil {
+			return nil, err
+		}
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	return &cfg, nil
+}
+
+// validateOnlyInactive is how long a validate-only destination's consumer
+// outlives the last pull.
+const validateOnlyInactive = time.Hour
+
+// validateOnly turns the configuration into a CloudZero dry run (see
+// LoadValidateOnly).
+func (c *Config) validateOnly() error {
+	var keep []DestinationConfig
+	for _, d := range c.Destinations {
+		if d.Type != "cloudzero" {
+			continue
+		}
+		d.Name += "-validate"
+		if d.Settings.Kind == 0 {
+			d.Settings = yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+		}
+		if d.Settings.Kind != yaml.MappingNode {
+			return config.Errorf("destinations("+d.Name+").settings", "want a mapping")
+		}
+		set := false
+		for i := 0; i+1 < len(d.Settings.Content); i += 2 {
+			if d.Settings.Content[i].Value == "validate_only" {
+				d.Settings.Content[i+1] = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: "true"}
+				set = true
+			}
+		}
+		if !set {
+			d.Settings.Content = append(d.Settings.Content,
+				&yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: "validate_only"},
+				&yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: "true"})
+		}
+		keep = append(keep, d)
+	}
+	if len(keep) == 0 {
+		return config.Errorf("destinations", "--validate-only: no destination of type cloudzero to validate for")
+	}
+	c.Destinations = keep
+	c.consumerInactive = validateOnlyInactive
+	return nil
 }
 
 // Validate checks every key and builds the destinations (resolving their
@@ -290,17 +355,18 @@ func (c *Config) checkDestination(key string, d *DestinationConfig) error {
 // options are the pool options of destination d.
 func (c *Config) options(d *DestinationConfig) workers.Options {
 	return workers.Options{
-		Feeds:         d.Feeds,
-		Workers:       d.Workers,
-		MaxAckPending: d.MaxAckPending,
-		AckWait:       d.AckWait.D(0),
-		Flush:         workers.FlushPolicy{MaxDelay: d.Flush.MaxDelay.D(0), Quiet: d.Flush.Quiet.D(0), MaxRecords: d.Flush.MaxRecords},
-		Retry:         workers.RetryPolicy{Initial: d.Retry.Initial.D(0), Max: d.Retry.Max.D(0)},
-		LeaseTTL:      c.Streams.LeaseTTL.D(broker.DefaultLeaseTTL),
-		PauseProbe:    d.PauseProbe.D(0),
-		HTTPTimeout:   d.HTTPTimeout.D(0),
-		DrainTimeout:  c.Worker.DrainTimeout.D(0),
-		WorkerID:      c.Worker.ID,
-		SourceKeys:    c.Sources,
+		Feeds:            d.Feeds,
+		Workers:          d.Workers,
+		MaxAckPending:    d.MaxAckPending,
+		AckWait:          d.AckWait.D(0),
+		Flush:            workers.FlushPolicy{MaxDelay: d.Flush.MaxDelay.D(0), Quiet: d.Flush.Quiet.D(0), MaxRecords: d.Flush.MaxRecords},
+		Retry:            workers.RetryPolicy{Initial: d.Retry.Initial.D(0), Max: d.Retry.Max.D(0)},
+		LeaseTTL:         c.Streams.LeaseTTL.D(broker.DefaultLeaseTTL),
+		PauseProbe:       d.PauseProbe.D(0),
+		HTTPTimeout:      d.HTTPTimeout.D(0),
+		DrainTimeout:     c.Worker.DrainTimeout.D(0),
+		WorkerID:         c.Worker.ID,
+		SourceKeys:       c.Sources,
+		ConsumerInactive: c.consumerInactive,
 	}
 }

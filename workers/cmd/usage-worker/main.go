@@ -85,6 +85,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "configuration file (YAML)")
+	validateOnly := fs.Bool("validate-only", false, "a CloudZero dry run: every cloudzero destination runs as <name>-validate against validate_billing_drop (nothing is stored; its own consumer, deleted an hour after the run), and no other destination runs")
 	if _, code, ok := parseFlags(fs, args, os.Stdout); !ok {
 		return code
 	}
@@ -92,7 +93,11 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage-worker run: --config FILE is required")
 		return exitUsage
 	}
-	cfg, err := fleet.Load(*path)
+	load := fleet.Load
+	if *validateOnly {
+		load = fleet.LoadValidateOnly
+	}
+	cfg, err := load(*path)
 	if err != nil {
 		fmt.Fprintln(stderr, "usage-worker:", err)
 		return 1
