@@ -153,16 +153,17 @@ func TestUploadRejectsAloneAndEmptiesDates(t *testing.T) {
 	day1 := time.Date(2024, 8, 16, 7, 0, 0, 0, time.UTC)
 	recs := hourRecords(100, day1, 24*time.Hour)
 	bad := map[int]bool{3: true, 50: true, 99: true}
-	for i := range bad {
-		recs[i].ProviderName = ""
+	for i := range bad { // bills nothing: no quantity, no cost
+		recs[i].ConsumedQuantity, recs[i].PricingQuantity, recs[i].BilledCost = messages.Decimal{}, messages.Decimal{}, messages.Decimal{}
 	}
+	recs[4].ProviderName, recs[5].SkuId = "", "" // metadata only: repaired and delivered
 	u1, u2 := d.DateUnit(day1), d.DateUnit(day1.Add(24*time.Hour))
-	// Date 2 held data from before; now its only record is incomplete.
+	// Date 2 held data from before; now its only record bills nothing.
 	if err := d.Deliver(context.Background(), newFakeJob(d, []workers.Unit{u2}, hourRecords(5, u2.Start, time.Hour))); err != nil {
 		t.Fatal(err)
 	}
 	lone := hourRecords(1, u2.Start.Add(time.Hour), time.Hour)
-	lone[0].SkuId = ""
+	lone[0].ConsumedQuantity, lone[0].PricingQuantity, lone[0].BilledCost = messages.Decimal{}, messages.Decimal{}, messages.Decimal{}
 	j := newFakeJob(d, []workers.Unit{u1, u2}, append(recs, lone...))
 	if err := d.Deliver(context.Background(), j); err != nil {
 		t.Fatal(err)
@@ -175,7 +176,7 @@ func TestUploadRejectsAloneAndEmptiesDates(t *testing.T) {
 	}
 	checkDate(t, e, "2024-08-16", good)
 	checkDate(t, e, "2024-08-17", nil)
-	if len(j.Reasons()) != 4 || !strings.Contains(j.Reason(3), "Provider (from ProviderName") || !strings.Contains(j.Reason(100), "Meter ID") {
+	if len(j.Reasons()) != 4 || !strings.Contains(j.Reason(3), "nothing to bill") || !strings.Contains(j.Reason(100), "no Quantity") {
 		t.Fatalf("rejects %v", j.Reasons())
 	}
 	if !j.IsDone(u1.Key) || !j.IsDone(u2.Key) || len(j.UnitRejects) != 0 {
