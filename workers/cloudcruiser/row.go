@@ -116,17 +116,17 @@ const (
 // Repair is one kind of repair a row needed: a bit set.
 type Repair uint16
 
-// The repairs, each named in the metric by its Kind.
+// The repairs, each named in the metric as Kinds names it.
 const (
-	RepairAccountID    Repair = 1 << iota // Account ID set to Unassigned
-	RepairProvider                        // Provider from PublisherName, InvoiceIssuerName or Unassigned
-	RepairProduct                         // Product from ServiceCategory, ChargeCategory or Unassigned
-	RepairMeterID                         // Meter ID derived (SkuMeter, ChargeCategory[:ServiceName])
-	RepairQuantity                        // no quantity: 0 sent, the cost travels in Cost
-	RepairUnits                           // a quantity without a unit: NoUnit
-	RepairExtDropped                      // an x_ decimal beyond the bounds left out
-	RepairTagDropped                      // a tag whose name would be a documented field left out
-	RepairCostDropped                     // Effective or List Cost beyond the bounds left out
+	RepairAccountID   Repair = 1 << iota // Account ID set to Unassigned
+	RepairProvider                       // Provider from PublisherName, InvoiceIssuerName or Unassigned
+	RepairProduct                        // Product from ServiceCategory, ChargeCategory or Unassigned
+	RepairMeterID                        // Meter ID derived (SkuMeter, ChargeCategory[:ServiceName])
+	RepairQuantity                       // no quantity: 0 sent, the cost travels in Cost
+	RepairUnits                          // a quantity without a unit: NoUnit
+	RepairExtDropped                     // an x_ decimal beyond the bounds left out
+	RepairTagDropped                     // a tag whose name would be a documented field left out
+	RepairCostDropped                    // Effective or List Cost beyond the bounds left out
 	repairEnd
 )
 

@@ -209,7 +209,9 @@ func TestMappingRejects(t *testing.T) {
 		}, []string{FieldQuantity, FieldCost}, "nothing to bill: no Quantity (from ConsumedQuantity or PricingQuantity) and no Cost (from BilledCost)"},
 		"huge cost": {func(r *messages.UsageRecord) { r.BilledCost = messages.MustDecimal("0." + strings.Repeat("1", 65)) },
 			[]string{FieldCost}, "64 fractional digits"},
-		"huge quantity": {func(r *messages.UsageRecord) { r.ConsumedQuantity = messages.MustDecimal("1" + strings.Repeat("0", 64)) },
+		"huge quantity": {func(r *messages.UsageRecord) {
+			r.ConsumedQuantity = messages.MustDecimal("1" + strings.Repeat("0", 64))
+		},
 			[]string{FieldQuantity}, "64 integer"},
 		"end before start": {func(r *messages.UsageRecord) { r.ChargePeriodEnd = r.ChargePeriodStart.Add(-time.Second) }, []string{FieldUsageEnd}, "before ChargePeriodStart"},
 	} {
@@ -235,7 +237,9 @@ func TestMappingRejects(t *testing.T) {
 func TestMappingRepairs(t *testing.T) {
 	d := testDest(t, Settings{TagPrefix: "Resource "})
 	base := mappingRecords()[0]
-	noQty := func(r *messages.UsageRecord) { r.ConsumedQuantity, r.PricingQuantity = messages.Decimal{}, messages.Decimal{} }
+	noQty := func(r *messages.UsageRecord) {
+		r.ConsumedQuantity, r.PricingQuantity = messages.Decimal{}, messages.Decimal{}
+	}
 	for name, c := range map[string]struct {
 		edit  func(r *messages.UsageRecord)
 		rep   Repair
