@@ -25,8 +25,9 @@ import (
 // newFakeJob is the shared fake workers.Job (workerstest.Job) over recs,
 // sending with a plain client: it tests the upload mechanics without NATS.
 // The pool's own behaviour is tested end to end in e2e_test.go.
-func newFakeJob(units []workers.Unit, recs []messages.UsageRecord) *workerstest.Job {
+func newFakeJob(d *Destination, units []workers.Unit, recs []messages.UsageRecord) *workerstest.Job {
 	j := workerstest.New(units, recs)
+	j.Encode = d.EncodeRow
 	j.Seq = 1
 	j.NoKeys = true
 	j.Client = &http.Client{}
@@ -114,7 +115,7 @@ func TestUploadRequestShape(t *testing.T) {
 			d := e.dest(t, Settings{ZoneOffset: "+05:30", ContentLength: cl})
 			recs := hourRecords(3000, time.Date(2024, 8, 15, 18, 30, 0, 0, time.UTC), 24*time.Hour)
 			u := d.DateUnit(recs[0].ChargePeriodStart)
-			j := newFakeJob([]workers.Unit{u}, recs)
+			j := newFakeJob(d, []workers.Unit{u}, recs)
 			if err := d.Deliver(context.Background(), j); err != nil {
 				t.Fatal(err)
 			}
@@ -152,17 +153,18 @@ func TestUploadRejectsAloneAndEmptiesDates(t *testing.T) {
 	day1 := time.Date(2024, 8, 16, 7, 0, 0, 0, time.UTC)
 	recs := hourRecords(100, day1, 24*time.Hour)
 	bad := map[int]bool{3: true, 50: true, 99: true}
-	for i := range bad {
-		recs[i].ProviderName = ""
+	for i := range bad { // bills nothing: no quantity, no cost
+		recs[i].ConsumedQuantity, recs[i].PricingQuantity, recs[i].BilledCost = messages.Decimal{}, messages.Decimal{}, messages.Decimal{}
 	}
+	recs[4].ProviderName, recs[5].SkuId = "", "" // metadata only: repaired and delivered
 	u1, u2 := d.DateUnit(day1), d.DateUnit(day1.Add(24*time.Hour))
-	// Date 2 held data from before; now its only record is incomplete.
-	if err := d.Deliver(context.Background(), newFakeJob([]workers.Unit{u2}, hourRecords(5, u2.Start, time.Hour))); err != nil {
+	// Date 2 held data from before; now its only record bills nothing.
+	if err := d.Deliver(context.Background(), newFakeJob(d, []workers.Unit{u2}, hourRecords(5, u2.Start, time.Hour))); err != nil {
 		t.Fatal(err)
 	}
 	lone := hourRecords(1, u2.Start.Add(time.Hour), time.Hour)
-	lone[0].SkuId = ""
-	j := newFakeJob([]workers.Unit{u1, u2}, append(recs, lone...))
+	lone[0].ConsumedQuantity, lone[0].PricingQuantity, lone[0].BilledCost = messages.Decimal{}, messages.Decimal{}, messages.Decimal{}
+	j := newFakeJob(d, []workers.Unit{u1, u2}, append(recs, lone...))
 	if err := d.Deliver(context.Background(), j); err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +176,7 @@ func TestUploadRejectsAloneAndEmptiesDates(t *testing.T) {
 	}
 	checkDate(t, e, "2024-08-16", good)
 	checkDate(t, e, "2024-08-17", nil)
-	if len(j.Reasons()) != 4 || !strings.Contains(j.Reason(3), "Provider (from ProviderName") || !strings.Contains(j.Reason(100), "Meter ID") {
+	if len(j.Reasons()) != 4 || !strings.Contains(j.Reason(3), "nothing to bill") || !strings.Contains(j.Reason(100), "no Quantity") {
 		t.Fatalf("rejects %v", j.Reasons())
 	}
 	if !j.IsDone(u1.Key) || !j.IsDone(u2.Key) || len(j.UnitRejects) != 0 {
@@ -190,13 +192,13 @@ func TestUploadRefusedDate(t *testing.T) {
 	start := time.Date(2024, 8, 16, 0, 0, 0, 0, time.UTC)
 	recs := hourRecords(300, start, 72*time.Hour)
 	units := []workers.Unit{d.DateUnit(start), d.DateUnit(start.Add(24 * time.Hour)), d.DateUnit(start.Add(48 * time.Hour))}
-	if err := d.Deliver(context.Background(), newFakeJob(units, recs)); err != nil {
+	if err := d.Deliver(context.Background(), newFakeJob(d, units, recs)); err != nil {
 		t.Fatal(err)
 	}
 	checkDate(t, e, "2024-08-17", recs[100:200])
 	// The API now refuses the upload of 08-17 once; the emptying upload goes through.
 	e.srv.Faults().Set(fault.Rule{Kind: fault.Status, Code: 400, Path: sandbox.UploadPath + "2024-08-17", Count: 1, Message: "record index 7: bad"})
-	j := newFakeJob(units, recs)
+	j := newFakeJob(d, units, recs)
 	if err := d.Deliver(context.Background(), j); err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +213,7 @@ func TestUploadRefusedDate(t *testing.T) {
 	}
 	// Refused, and the emptying upload refused too: still rejected.
 	e.srv.Faults().Set(fault.Rule{Kind: fault.Status, Code: 413, Path: sandbox.UploadPath + "2024-08-18"})
-	j = newFakeJob(units, recs)
+	j = newFakeJob(d, units, recs)
 	if err := d.Deliver(context.Background(), j); err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +223,7 @@ func TestUploadRefusedDate(t *testing.T) {
 	// Refused, and the emptying upload fails transiently: not rejected, the job fails.
 	e.srv.Faults().Set(fault.Rule{Kind: fault.Status, Code: 400, Path: sandbox.UploadPath + "2024-08-16", Count: 1},
 		fault.Rule{Kind: fault.Status, Code: 503, Path: sandbox.UploadPath + "2024-08-16", Count: 1})
-	j = newFakeJob(units, recs)
+	j = newFakeJob(d, units, recs)
 	err := d.Deliver(context.Background(), j)
 	var we *workers.Error
 	if !errors.As(err, &we) || we.Class != workers.ClassTransient || len(j.UnitRejects) != 0 {
@@ -239,7 +241,7 @@ func TestUploadRefusedIn200Body(t *testing.T) {
 	recs := hourRecords(100, start, 24*time.Hour)
 	unit := d.DateUnit(start)
 	e.srv.Faults().Set(fault.Rule{Kind: fault.Status, Code: 400, Path: sandbox.UploadPath + "2024-08-16", Count: 1, Message: "record index 7: Quantity is not a decimal"})
-	j := newFakeJob([]workers.Unit{unit}, recs)
+	j := newFakeJob(d, []workers.Unit{unit}, recs)
 	if err := d.Deliver(context.Background(), j); err != nil {
 		t.Fatalf("Deliver: %v (a refusal in the body must dead-letter the date, not be retried)", err)
 	}
@@ -253,7 +255,7 @@ func TestUploadRefusedIn200Body(t *testing.T) {
 		class workers.Class
 	}{{401, workers.ClassAuth}, {429, workers.ClassTransient}, {500, workers.ClassTransient}} {
 		e.srv.Faults().Set(fault.Rule{Kind: fault.Status, Code: c.code, Path: sandbox.UploadPath + "2024-08-16", Count: 1})
-		j := newFakeJob([]workers.Unit{unit}, recs)
+		j := newFakeJob(d, []workers.Unit{unit}, recs)
 		err := d.Deliver(context.Background(), j)
 		var we *workers.Error
 		if !errors.As(err, &we) || we.Class != c.class || len(j.UnitRejects) != 0 {
@@ -282,7 +284,7 @@ func TestUploadAnswers(t *testing.T) {
 			e := newSandbox(t, sandbox.Config{}, nil)
 			c.setup(e)
 			d := e.dest(t, Settings{})
-			j := newFakeJob([]workers.Unit{d.DateUnit(start)}, recs)
+			j := newFakeJob(d, []workers.Unit{d.DateUnit(start)}, recs)
 			err := d.Deliver(context.Background(), j)
 			var we *workers.Error
 			if !errors.As(err, &we) || we.Class != c.class || !strings.Contains(err.Error(), c.says) {
@@ -308,7 +310,7 @@ func TestUploadRebuildFailsMidway(t *testing.T) {
 	e := newSandbox(t, sandbox.Config{}, nil)
 	d := e.dest(t, Settings{})
 	start := time.Date(2024, 8, 16, 0, 0, 0, 0, time.UTC)
-	j := newFakeJob([]workers.Unit{d.DateUnit(start)}, hourRecords(5000, start, 24*time.Hour))
+	j := newFakeJob(d, []workers.Unit{d.DateUnit(start)}, hourRecords(5000, start, 24*time.Hour))
 	j.FailAt = 4000
 	err := d.Deliver(context.Background(), j)
 	if err == nil || !strings.Contains(err.Error(), "stream unavailable") {
@@ -331,7 +333,7 @@ func TestUploadStallTimesOut(t *testing.T) {
 	defer close(release)
 	d := e.dest(t, Settings{HTTPTimeout: 300_000_000})
 	start := time.Date(2024, 8, 16, 0, 0, 0, 0, time.UTC)
-	j := newFakeJob([]workers.Unit{d.DateUnit(start)}, hourRecords(50_000, start, 24*time.Hour))
+	j := newFakeJob(d, []workers.Unit{d.DateUnit(start)}, hourRecords(50_000, start, 24*time.Hour))
 	began := time.Now()
 	err := d.Deliver(context.Background(), j)
 	var we *workers.Error
@@ -349,7 +351,7 @@ func TestUploadEarlyAnswerEndsWriter(t *testing.T) {
 	e := newSandbox(t, sandbox.Config{Token: "other"}, nil)
 	d := e.dest(t, Settings{})
 	start := time.Date(2024, 8, 16, 0, 0, 0, 0, time.UTC)
-	j := newFakeJob([]workers.Unit{d.DateUnit(start)}, hourRecords(100_000, start, 24*time.Hour))
+	j := newFakeJob(d, []workers.Unit{d.DateUnit(start)}, hourRecords(100_000, start, 24*time.Hour))
 	done := make(chan error, 1)
 	go func() { done <- d.Deliver(context.Background(), j) }()
 	select {
@@ -367,7 +369,7 @@ func TestUploadCancelled(t *testing.T) {
 	e := newSandbox(t, sandbox.Config{ProcessingDelay: 2 * time.Second}, nil)
 	d := e.dest(t, Settings{})
 	start := time.Date(2024, 8, 16, 0, 0, 0, 0, time.UTC)
-	j := newFakeJob([]workers.Unit{d.DateUnit(start)}, hourRecords(100, start, time.Hour))
+	j := newFakeJob(d, []workers.Unit{d.DateUnit(start)}, hourRecords(100, start, time.Hour))
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	began := time.Now()

@@ -5,9 +5,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/usagefleet/usagefleet/internal/config"
+	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/workers"
 )
 
@@ -31,7 +37,57 @@ type Destination struct {
 	m             mapper
 }
 
-var _ workers.Destination = (*Destination)(nil)
+var (
+	_ workers.Destination = (*Destination)(nil)
+	_ workers.RowWarner   = (*Destination)(nil)
+)
+
+// repairsCounter counts the records whose metadata was repaired or left
+// out so their cost could be delivered, by destination and kind (Repair:
+// "meter_id", "quantity", ...). A record encoded again (a retried job, a
+// content_length measure) is counted again.
+var repairsCounter = func() metric.Int64Counter {
+	c, err := otel.Meter("usagefleet/workers/cloudcruiser").Int64Counter("usagefleet.cloudcruiser.repairs",
+		metric.WithDescription("Records whose metadata Cloud Cruiser cannot take was repaired or left out while their cost was delivered"),
+		metric.WithUnit("{record}"))
+	if err != nil {
+		panic(err) // only for an invalid instrument name
+	}
+	return c
+}()
+
+// builders keeps rowBuilders (their scratch slices) between encodings.
+var builders = sync.Pool{New: func() any { return new(rowBuilder) }}
+
+// EncodeRow appends r's row to dst, or says why r cannot be sent (a
+// *RowError). The pool encodes rows ahead of the upload with it.
+func (d *Destination) EncodeRow(dst []byte, r *messages.UsageRecord) ([]byte, error) {
+	dst, _, err := d.EncodeRowWarnings(dst, r)
+	return dst, err
+}
+
+// EncodeRowWarnings is EncodeRow that also says how many warnings r's ack
+// counts: 1 when metadata was repaired or left out (Repair), else 0. Each
+// repaired record is counted in usagefleet.cloudcruiser.repairs.
+func (d *Destination) EncodeRowWarnings(dst []byte, r *messages.UsageRecord) ([]byte, int, error) {
+	b := builders.Get().(*rowBuilder)
+	if b.m != &d.m {
+		b.m, b.clash = &d.m, nil // the clash cache depends on the tag prefix
+	}
+	dst, rep, rerr := b.appendRowRepaired(dst, r)
+	builders.Put(b)
+	if rerr != nil {
+		return dst, 0, rerr
+	}
+	if rep == 0 {
+		return dst, 0, nil
+	}
+	for _, k := range rep.Kinds() {
+		repairsCounter.Add(context.Background(), 1, metric.WithAttributes(
+			attribute.String("destination", d.name), attribute.String("kind", k)))
+	}
+	return dst, 1, nil
+}
 
 // Name is the configured destination name.
 func (d *Destination) Name() string { return d.name }

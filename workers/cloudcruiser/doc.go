@@ -63,15 +63,15 @@
 //	|---------------------|----------------------------------------------------|-------------|
 //	| Usage Start         | ChargePeriodStart, in the zone offset              | (always set) |
 //	| Usage End           | ChargePeriodEnd, in the zone offset                | Usage Start |
-//	| Account ID          | SubAccountId, else BillingAccountId                | defaults.account_id, else rejected |
+//	| Account ID          | SubAccountId, else BillingAccountId                | defaults.account_id, else "Unassigned" (R) |
 //	| Account Name        | the name of that account (SubAccountName or BillingAccountName) | defaults.account_name, else the Account ID |
-//	| Provider            | ProviderName                                       | defaults.provider, else rejected |
+//	| Provider            | ProviderName                                       | defaults.provider, else PublisherName, InvoiceIssuerName, "Unassigned" (R) |
 //	| Provider Type       | (FOCUS has none)                                   | defaults.provider_type, default "Public" |
-//	| Product             | ServiceName                                        | defaults.product, else rejected |
-//	| Meter ID            | SkuId, else SkuPriceId                             | defaults.meter_id, else rejected |
+//	| Product             | ServiceName                                        | defaults.product, else ServiceCategory, ChargeCategory, "Unassigned" (R) |
+//	| Meter ID            | SkuId, else SkuPriceId                             | defaults.meter_id, else SkuMeter, "<ChargeCategory>:<ServiceName>", "<ChargeCategory>", "Unassigned" (R) |
 //	| Meter Name          | SkuMeter                                           | defaults.meter_name, else the Meter ID |
-//	| Quantity            | ConsumedQuantity, else PricingQuantity             | rejected |
-//	| Units               | the unit of that quantity (ConsumedUnit or PricingUnit) | defaults.units, else rejected |
+//	| Quantity            | ConsumedQuantity, else PricingQuantity             | 0 when BilledCost is set (R), else rejected |
+//	| Units               | the unit of that quantity (ConsumedUnit or PricingUnit) | defaults.units, else "N/A" (R) |
 //	| Account Owner ID    | BillingAccountId, when Account ID is a different SubAccountId | left out |
 //	| Account Owner       | BillingAccountName, likewise                       | left out |
 //	| Provider Region     | RegionId, else RegionName                          | left out |
@@ -81,10 +81,10 @@
 //	| Resource Name       | ResourceName                                       | left out |
 //	| Resource Type       | ResourceType                                       | left out |
 //	| Cost                | BilledCost                                         | left out |
-//	| Effective Cost      | EffectiveCost, a FLOAT extra field [INFER name]    | left out; omit_costs |
-//	| List Cost           | ListCost, a FLOAT extra field [INFER name]         | left out; omit_costs |
-//	| x_<Name>            | Ext[Name]: int as a JSON integer, decimal as a JSON number, string as a string | left out |
-//	| <tag_prefix><key>   | Tags[key], a string; keys sorted                   | left out |
+//	| Effective Cost      | EffectiveCost, a FLOAT extra field [INFER name]    | left out; omit_costs; beyond the bounds left out (R) |
+//	| List Cost           | ListCost, a FLOAT extra field [INFER name]         | left out; omit_costs; beyond the bounds left out (R) |
+//	| x_<Name>            | Ext[Name]: int as a JSON integer, decimal as a JSON number, string as a string | left out; a decimal beyond the bounds is left out (R) |
+//	| <tag_prefix><key>   | Tags[key], a string; keys sorted                   | left out; a tag named as a documented field is left out (R) |
 //
 // With extra_fields set, the last two rows are replaced by exactly the
 // listed fields, each converted to its type (FLOAT a JSON number, INT a
@@ -118,21 +118,60 @@
 // named tag_prefix + key ("tag:team"), since Cloud Cruiser has no map
 // type and rows are flat; omit_tags leaves them out. A tag whose field
 // name would equal a documented field (possible only with a chosen
-// prefix) rejects the record.
+// prefix) is left out (a repair, below).
 //
-// Not sent: ChargeCategory, ChargeDescription, PublisherName, InvoiceId,
+// Not sent: ChargeCategory (except in a derived Meter ID or Product), ChargeDescription, PublisherName, InvoiceId,
 // ContractedCost, BillingCurrency (no documented field; a collection has
 // one currency), and Rate (FOCUS carries no unit
 // price here, and dividing would not be exact). The Account Owner, region,
 // zone, category and resource fields are documented optional fields.
 //
-// A record that lacks a required field after the defaults, that holds a
-// decimal of more than 64 integer or 64 fractional digits, or whose end is
-// before its start (validation refuses that at publish time) is rejected
-// alone through Job.Reject with a reason naming every missing field and
-// where it maps from (a *RowError); the rest of its date is delivered.
-// Records are mapped before any byte of them is written, so a rejected
-// record never reaches the file.
+// # Repairs: only what a record bills refuses it
+//
+// The seed lists eleven required fields (Usage Start and End, Account ID
+// and Name, Provider, Provider Type, Product, Meter ID, Meter Name,
+// Quantity, Units) and one optional Cost (FLOAT) [DOC: the seed, "Required
+// field", "Optional field"]; the API refuses a file with one blank (the
+// whole date). FOCUS leaves several of them null on real rows: SkuId,
+// SkuPriceId and SkuMeter on taxes, purchases, credits and support fees,
+// ConsumedQuantity and PricingQuantity on every cost-only row [DOC: FOCUS
+// 1.0-1.3, "Nullable" of each column]. Such a record still bills a cost,
+// and a cost must not be lost over a label (DESIGN, issue 14 item 4). So
+// each required field a record lacks, with no `defaults:` value for it,
+// is filled by the rule marked (R) in the table above:
+//
+//	| field      | rule, first not blank                                     | why |
+//	|------------|-----------------------------------------------------------|-----|
+//	| Account ID | "Unassigned" (Account Name then follows it)               | FOCUS requires BillingAccountId; a record without it has no other account column |
+//	| Provider   | PublisherName, InvoiceIssuerName, "Unassigned"            | the party selling or invoicing the charge is the nearest FOCUS has to its provider |
+//	| Product    | ServiceCategory, ChargeCategory, "Unassigned"             | a tax or credit without a service is grouped by its kind |
+//	| Meter ID   | SkuMeter, "<ChargeCategory>:<ServiceName>", "<ChargeCategory>", "Unassigned" | a stable id per kind of charge and service ("Tax:Amazon EC2", "Credit"), so such rows group together and never collide with a SKU id (SKU ids have no such form [INFER]) |
+//	| Meter Name | (unchanged) SkuMeter, defaults.meter_name, else the Meter ID | |
+//	| Quantity   | 0, only when BilledCost is set; Units "N/A" (or defaults.units) | the row's cost travels in Cost; 0 adds nothing to any usage total |
+//	| Units      | "N/A", for a quantity without a unit                      | the quantity is carried; its unit is unknown |
+//
+// Metadata the API cannot take is left out alone, the record delivered:
+// an x_ decimal, Effective Cost or List Cost beyond the decimal bounds, and
+// a tag whose field name (tag_prefix + key) would be a documented field.
+//
+// Every repaired record is counted: Destination.EncodeRowWarnings (the
+// pool's workers.RowWarner) gives it 1 warning, summed into its part's ack
+// (messages.Ack.Warnings, shown by `--wait`), and the counter
+// usagefleet.cloudcruiser.repairs adds 1 per kind of repair in it,
+// attributes destination and kind (account_id, provider, product,
+// meter_id, quantity, units, x_dropped, tag_dropped, cost_dropped). A
+// record encoded again (a retried job, the content_length measure) is
+// counted again in the metric; an ack counts it once.
+//
+// A record is rejected alone, through Job.Reject with a *RowError naming
+// the fields, only when what it bills cannot be carried: it has neither a
+// quantity nor a BilledCost ("nothing to bill"), its Quantity or Cost has
+// more than 64 integer or 64 fractional digits (it would not arrive
+// exactly; 1.5E-100 is such a cost), or its end is before its start
+// (validation refuses that at publish time). The rest of its date is
+// delivered. Records are mapped before any byte of them is written, so a
+// rejected record never reaches the file. Rows are encoded by the pool
+// ahead of the upload (Job.EncodedRecords, with EncodeRowWarnings).
 //
 // # Uploads
 //

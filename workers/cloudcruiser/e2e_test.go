@@ -141,56 +141,75 @@ func TestUnauthorizedPausesAndResumes(t *testing.T) {
 	}
 }
 
-// Records that lack what a required field needs are rejected alone: the
-// rest of their dates arrive, they are in the DEAD stream with the reason,
-// and their parts' acks say rejected. A date whose records are all
-// rejected is still uploaded, empty.
-func TestIncompleteRecordsRejectedAlone(t *testing.T) {
+// Records that lack metadata are repaired and delivered, each counted as
+// a warning in its part's ack; only records that bill nothing (no
+// quantity, no cost) are rejected alone: the rest of their dates arrive,
+// they are in the DEAD stream with the reason, and their parts' acks say
+// rejected. A date whose records are all rejected is still uploaded, empty.
+func TestIncompleteRecordsRepairedOrRejectedAlone(t *testing.T) {
 	e := conformance.NewEnv(t, harness("-07:00", -7*3600))
 	sb := e.SB.(*ccSandbox)
 	p := e.StartPool("cc", conformance.FastOptions())
 	recs := usagegen.Generate(1200, usagegen.Options{Seed: 3, Start: t0, Hours: 48})
-	bad := map[int]string{}
-	for i := 0; i < len(recs); i += 37 {
-		recs[i].ProviderName, recs[i].ServiceName = "", ""
-		bad[i] = "Provider (from ProviderName"
+	bad := map[int]bool{}
+	repaired := map[int]bool{}
+	for i := 0; i < len(recs); i++ {
+		switch {
+		case i%37 == 0: // metadata only
+			recs[i].ProviderName, recs[i].ServiceName = "", ""
+			repaired[i] = true
+		case i%41 == 0: // a tax-like row: no SKU, no quantity, a cost
+			recs[i].SkuId, recs[i].SkuPriceId, recs[i].ChargeCategory = "", "", "Tax"
+			recs[i].ConsumedQuantity, recs[i].PricingQuantity = messages.Decimal{}, messages.Decimal{}
+			repaired[i] = true
+		case i%43 == 0: // bills nothing
+			recs[i].ConsumedQuantity, recs[i].PricingQuantity, recs[i].BilledCost = messages.Decimal{}, messages.Decimal{}, messages.Decimal{}
+			bad[i] = true
+		}
 	}
-	// A date with nothing deliverable: every record lacks a SKU.
+	// A date with nothing deliverable: no record bills anything.
 	lonely := usagegen.Generate(20, usagegen.Options{Seed: 4, Start: time.Date(2024, 9, 10, 12, 0, 0, 0, time.UTC), Hours: 3})
 	for i := range lonely {
-		lonely[i].SkuId = ""
-		bad[len(recs)+i] = "Meter ID (from SkuId"
+		lonely[i].ConsumedQuantity, lonely[i].PricingQuantity, lonely[i].BilledCost = messages.Decimal{}, messages.Decimal{}, messages.Decimal{}
+		bad[len(recs)+i] = true
 	}
 	all := append(recs, lonely...)
 	results := e.Publish("rej", all, 100)
 
 	var good []messages.UsageRecord
 	for i := range all {
-		if _, ok := bad[i]; !ok {
+		if !bad[i] {
 			good = append(good, all[i])
 		}
 	}
 	waitTotals(t, sb, expect(sb, good), time.Minute)
 	sums := waitAcks(t, e, results, "cc")
-	rejected, delivered := 0, 0
+	rejected, delivered, warned := 0, 0, 0
 	for i, s := range sums {
-		want := 0
+		want, wantWarn := 0, 0
 		for k := i * 100; k < min((i+1)*100, len(all)); k++ {
-			if _, ok := bad[k]; ok {
+			if bad[k] {
 				want++
+			}
+			if repaired[k] {
+				wantWarn++
 			}
 		}
 		if s.RejectedRecords != want || (want > 0 && s.Rejected == 0) {
 			t.Errorf("batch %d: acks say %d records rejected (%d parts), want %d", i, s.RejectedRecords, s.Rejected, want)
 		}
-		if want > 0 && !strings.Contains(strings.Join(s.Reasons, " "), "missing required field") {
+		if s.Warnings != wantWarn {
+			t.Errorf("batch %d: acks say %d warnings, want %d (records repaired)", i, s.Warnings, wantWarn)
+		}
+		if want > 0 && !strings.Contains(strings.Join(s.Reasons, " "), "nothing to bill") {
 			t.Errorf("batch %d: reasons %v", i, s.Reasons)
 		}
 		rejected += s.RejectedRecords
 		delivered += s.Records
+		warned += s.Warnings
 	}
-	if rejected != len(bad) || delivered != len(good) {
-		t.Fatalf("acks: %d delivered %d rejected; want %d and %d", delivered, rejected, len(good), len(bad))
+	if rejected != len(bad) || delivered != len(good) || warned != len(repaired) {
+		t.Fatalf("acks: %d delivered %d rejected %d warnings; want %d, %d and %d", delivered, rejected, warned, len(good), len(bad), len(repaired))
 	}
 	// The dead letters hold exactly the rejected records, each with its reason.
 	nc := e.NS.Connect(t)
@@ -198,7 +217,7 @@ func TestIncompleteRecordsRejectedAlone(t *testing.T) {
 	for _, dl := range deadLetters(t, nc, "cc") {
 		for _, rr := range dl.Records {
 			deadRecs++
-			if !strings.Contains(rr.Reason, "missing required field") || (rr.Record.ProviderName != "" && rr.Record.SkuId != "") {
+			if !strings.Contains(rr.Reason, "nothing to bill") || rr.Record.BilledCost.IsSet() || rr.Record.ConsumedQuantity.IsSet() {
 				t.Errorf("dead letter %+v", rr)
 			}
 		}

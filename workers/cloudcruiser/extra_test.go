@@ -63,7 +63,7 @@ func TestExtraTypedFieldsAndCosts(t *testing.T) {
 		recs[i].Tags = r.Tags
 		recs[i].EffectiveCost, recs[i].ListCost = r.EffectiveCost, r.ListCost
 	}
-	j := newFakeJob([]workers.Unit{dd.DateUnit(start)}, recs)
+	j := newFakeJob(dd, []workers.Unit{dd.DateUnit(start)}, recs)
 	if err := dd.Deliver(context.Background(), j); err != nil || len(j.UnitRejects) != 0 {
 		t.Fatalf("deliver: %v, refused %v", err, j.UnitRejects)
 	}

@@ -102,6 +102,51 @@ func first(vals ...string) string {
 	return ""
 }
 
+// Placeholders for a required field that neither the record nor
+// `defaults:` fills and no other FOCUS column can stand for (see the
+// package doc, "Repairs").
+const (
+	// Unassigned stands for a missing Account ID, Provider or Product.
+	Unassigned = "Unassigned"
+	// NoUnit is the Units of a quantity that has no unit, and of the 0
+	// quantity a record without one is sent with.
+	NoUnit = "N/A"
+)
+
+// Repair is one kind of repair a row needed: a bit set.
+type Repair uint16
+
+// The repairs, each named in the metric as Kinds names it.
+const (
+	RepairAccountID   Repair = 1 << iota // Account ID set to Unassigned
+	RepairProvider                       // Provider from PublisherName, InvoiceIssuerName or Unassigned
+	RepairProduct                        // Product from ServiceCategory, ChargeCategory or Unassigned
+	RepairMeterID                        // Meter ID derived (SkuMeter, ChargeCategory[:ServiceName])
+	RepairQuantity                       // no quantity: 0 sent, the cost travels in Cost
+	RepairUnits                          // a quantity without a unit: NoUnit
+	RepairExtDropped                     // an x_ decimal beyond the bounds left out
+	RepairTagDropped                     // a tag whose name would be a documented field left out
+	RepairCostDropped                    // Effective or List Cost beyond the bounds left out
+	repairEnd
+)
+
+var repairKinds = map[Repair]string{
+	RepairAccountID: "account_id", RepairProvider: "provider", RepairProduct: "product", RepairMeterID: "meter_id",
+	RepairQuantity: "quantity", RepairUnits: "units", RepairExtDropped: "x_dropped", RepairTagDropped: "tag_dropped",
+	RepairCostDropped: "cost_dropped",
+}
+
+// Kinds lists the repairs in r by their metric names.
+func (r Repair) Kinds() []string {
+	var out []string
+	for b := Repair(1); b < repairEnd; b <<= 1 {
+		if r&b != 0 {
+			out = append(out, repairKinds[b])
+		}
+	}
+	return out
+}
+
 // resolved is what a record's required and owner fields become.
 type resolved struct {
 	accountID, accountName string
@@ -110,8 +155,12 @@ type resolved struct {
 	meterID, meterName     string
 	qty                    messages.Decimal
 	units                  string
+	rep                    Repair
 }
 
+// resolve fills the required fields: from the record, else `defaults:`,
+// else by the repair rules of the package doc. Only a record with neither
+// a quantity nor a cost is refused: it bills nothing that can be carried.
 func (m *mapper) resolve(r *messages.UsageRecord) (resolved, *RowError) {
 	var v resolved
 	switch {
@@ -125,10 +174,23 @@ func (m *mapper) resolve(r *messages.UsageRecord) (resolved, *RowError) {
 	default:
 		v.accountID = m.def.AccountID
 	}
+	if !nb(v.accountID) {
+		v.accountID, v.rep = Unassigned, v.rep|RepairAccountID
+	}
 	v.accountName = first(v.accountName, m.def.AccountName, v.accountID)
-	v.provider = first(r.ProviderName, m.def.Provider)
-	v.product = first(r.ServiceName, m.def.Product)
-	v.meterID = first(r.SkuId, r.SkuPriceId, m.def.MeterID)
+	if v.provider = first(r.ProviderName, m.def.Provider); v.provider == "" {
+		issuer := ""
+		if r.Detail != nil {
+			issuer = r.Detail.InvoiceIssuerName
+		}
+		v.provider, v.rep = first(r.PublisherName, issuer, Unassigned), v.rep|RepairProvider
+	}
+	if v.product = first(r.ServiceName, m.def.Product); v.product == "" {
+		v.product, v.rep = first(r.ServiceCategory, r.ChargeCategory, Unassigned), v.rep|RepairProduct
+	}
+	if v.meterID = first(r.SkuId, r.SkuPriceId, m.def.MeterID); v.meterID == "" {
+		v.meterID, v.rep = derivedMeter(r), v.rep|RepairMeterID
+	}
 	v.meterName = first(r.SkuMeter, m.def.MeterName, v.meterID)
 	// Quantity and Units go as a pair: a quantity never gets another's unit.
 	switch {
@@ -136,31 +198,37 @@ func (m *mapper) resolve(r *messages.UsageRecord) (resolved, *RowError) {
 		v.qty, v.units = r.ConsumedQuantity, r.ConsumedUnit
 	case r.PricingQuantity.IsSet():
 		v.qty, v.units = r.PricingQuantity, r.PricingUnit
+	case r.BilledCost.IsSet():
+		v.qty, v.rep = zero, v.rep|RepairQuantity
+	default:
+		return v, &RowError{Fields: []string{FieldQuantity, FieldCost},
+			Reason: "cloudcruiser: nothing to bill: no Quantity (from ConsumedQuantity or PricingQuantity) and no Cost (from BilledCost)"}
 	}
-	v.units = first(v.units, m.def.Units)
-
-	var missing []string
-	var why []string
-	need := func(field, value, from string) {
-		if !nb(value) {
-			missing = append(missing, field)
-			why = append(why, field+" (from "+from+")")
+	if v.units = first(v.units, m.def.Units); v.units == "" {
+		v.units = NoUnit
+		if v.rep&RepairQuantity == 0 {
+			v.rep |= RepairUnits
 		}
 	}
-	need(FieldAccountID, v.accountID, "SubAccountId, BillingAccountId or defaults.account_id")
-	need(FieldProvider, v.provider, "ProviderName or defaults.provider")
-	need(FieldProduct, v.product, "ServiceName or defaults.product")
-	need(FieldMeterID, v.meterID, "SkuId, SkuPriceId or defaults.meter_id")
-	if !v.qty.IsSet() {
-		missing = append(missing, FieldQuantity)
-		why = append(why, FieldQuantity+" (from ConsumedQuantity or PricingQuantity)")
-	} else {
-		need(FieldUnits, v.units, "the quantity's unit or defaults.units")
-	}
-	if len(missing) > 0 {
-		return v, &RowError{Fields: missing, Reason: "cloudcruiser: missing required field(s) " + strings.Join(why, ", ")}
-	}
 	return v, nil
+}
+
+var zero = messages.MustDecimal("0")
+
+// derivedMeter is the Meter ID of a record without SkuId, SkuPriceId and
+// defaults.meter_id: its SkuMeter, else its ChargeCategory and ServiceName
+// ("Tax", "Credit:Amazon EC2"), else Unassigned.
+func derivedMeter(r *messages.UsageRecord) string {
+	if nb(r.SkuMeter) {
+		return r.SkuMeter
+	}
+	if !nb(r.ChargeCategory) {
+		return Unassigned
+	}
+	if nb(r.ServiceName) {
+		return r.ChargeCategory + ":" + r.ServiceName
+	}
+	return r.ChargeCategory
 }
 
 // checkDecimal refuses a value beyond the bounds every reader handles.
@@ -195,13 +263,22 @@ func (b *rowBuilder) clashes(k string) bool {
 	return c
 }
 
-// appendRow appends the JSON object of r to dst, or returns dst unchanged
-// and why r cannot be sent. Nothing is written for a record that fails.
+// appendRow is appendRowRepaired without the repairs.
 func (b *rowBuilder) appendRow(dst []byte, r *messages.UsageRecord) ([]byte, *RowError) {
+	dst, _, err := b.appendRowRepaired(dst, r)
+	return dst, err
+}
+
+// appendRowRepaired appends the JSON object of r to dst, and says what
+// metadata it repaired or left out to do so; or it returns dst unchanged
+// and why r cannot be sent: r bills nothing, or what it bills (Quantity,
+// Cost) is beyond the decimal bounds. Nothing is written for a record
+// that fails.
+func (b *rowBuilder) appendRowRepaired(dst []byte, r *messages.UsageRecord) ([]byte, Repair, *RowError) {
 	m := b.m
 	v, err := m.resolve(r)
 	if err != nil {
-		return dst, err
+		return dst, 0, err
 	}
 	start := r.ChargePeriodStart
 	end := r.ChargePeriodEnd
@@ -211,28 +288,31 @@ func (b *rowBuilder) appendRow(dst []byte, r *messages.UsageRecord) ([]byte, *Ro
 	if end.Before(start) {
 		// Validation refuses this at publish time; a file is refused whole,
 		// so a record that got past it must not cost its date.
-		return dst, &RowError{Fields: []string{FieldUsageEnd}, Reason: "cloudcruiser: ChargePeriodEnd is before ChargePeriodStart"}
+		return dst, 0, &RowError{Fields: []string{FieldUsageEnd}, Reason: "cloudcruiser: ChargePeriodEnd is before ChargePeriodStart"}
 	}
 	if err := checkDecimal(FieldQuantity, v.qty); err != nil {
-		return dst, err
+		return dst, 0, err
 	}
 	if r.BilledCost.IsSet() {
 		if err := checkDecimal(FieldCost, r.BilledCost); err != nil {
-			return dst, err
+			return dst, 0, err
 		}
 	}
-	for k, e := range r.Ext {
+	rep := v.rep
+	for _, e := range r.Ext {
 		if e.Kind == messages.ExtDecimal && !decimalFits(e.Dec) {
-			return dst, checkDecimal("x_"+k, e.Dec)
+			rep |= RepairExtDropped // left out below
 		}
+	}
+	if m.costs && (!fitsOrUnset(r.EffectiveCost) || !fitsOrUnset(r.ListCost)) {
+		rep |= RepairCostDropped // appendCost leaves it out
 	}
 	b.keys = b.keys[:0]
 	if !m.omitTags && m.extra == nil {
 		for k := range r.Tags {
 			if b.clashes(k) {
-				name := m.tagPrefix + k
-				return dst, &RowError{Fields: []string{name}, Reason: "cloudcruiser: tag " + strconv.Quote(k) +
-					" would be sent as the documented field " + strconv.Quote(name) + "; change tag_prefix"}
+				rep |= RepairTagDropped
+				continue
 			}
 			b.keys = append(b.keys, k)
 		}
@@ -272,12 +352,14 @@ func (b *rowBuilder) appendRow(dst []byte, r *messages.UsageRecord) ([]byte, *Ro
 		for i := range m.extra {
 			dst = appendTyped(dst, &m.extra[i], r)
 		}
-		return append(dst, '}'), nil
+		return append(dst, '}'), rep, nil
 	}
 	if len(r.Ext) > 0 {
 		b.ext = b.ext[:0]
-		for k := range r.Ext {
-			b.ext = append(b.ext, k)
+		for k, e := range r.Ext {
+			if e.Kind != messages.ExtDecimal || decimalFits(e.Dec) {
+				b.ext = append(b.ext, k)
+			}
 		}
 		slices.Sort(b.ext)
 		for _, k := range b.ext {
@@ -302,8 +384,11 @@ func (b *rowBuilder) appendRow(dst []byte, r *messages.UsageRecord) ([]byte, *Ro
 		dst = append(dst, ':')
 		dst = messages.AppendJSONString(dst, r.Tags[k])
 	}
-	return append(dst, '}'), nil
+	return append(dst, '}'), rep, nil
 }
+
+// fitsOrUnset reports whether d is unset or within the decimal bounds.
+func fitsOrUnset(d messages.Decimal) bool { return !d.IsSet() || decimalFits(d) }
 
 // appendCost appends key and d as a JSON number (a FLOAT extra field),
 // or nothing when d is unset or beyond the decimal bounds (a cost beside

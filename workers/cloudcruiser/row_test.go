@@ -192,6 +192,9 @@ func TestMappingDefaults(t *testing.T) {
 	}
 }
 
+// A record is refused only when what it bills cannot be carried: no
+// quantity and no cost, or a figure beyond the decimal bounds (or an end
+// before its start, which validation refuses at publish time).
 func TestMappingRejects(t *testing.T) {
 	d := testDest(t, Settings{TagPrefix: "Resource "})
 	b := rowBuilder{m: &d.m}
@@ -201,18 +204,16 @@ func TestMappingRejects(t *testing.T) {
 		fields []string
 		says   string
 	}{
-		"no account": {func(r *messages.UsageRecord) { r.SubAccountId, r.BillingAccountId = "", " " }, []string{FieldAccountID}, "SubAccountId, BillingAccountId or defaults.account_id"},
-		"no provider and product": {func(r *messages.UsageRecord) { r.ProviderName, r.ServiceName = "", "" },
-			[]string{FieldProvider, FieldProduct}, "Provider (from ProviderName or defaults.provider), Product (from ServiceName"},
-		"no meter": {func(r *messages.UsageRecord) { r.SkuId, r.SkuPriceId = "", "" }, []string{FieldMeterID}, "SkuId, SkuPriceId or defaults.meter_id"},
-		"no quantity": {func(r *messages.UsageRecord) {
-			r.ConsumedQuantity, r.PricingQuantity = messages.Decimal{}, messages.Decimal{}
-		}, []string{FieldQuantity}, "ConsumedQuantity or PricingQuantity"},
-		"blank unit": {func(r *messages.UsageRecord) { r.ConsumedUnit = "\t" }, []string{FieldUnits}, "defaults.units"},
+		"no quantity, no cost": {func(r *messages.UsageRecord) {
+			r.ConsumedQuantity, r.PricingQuantity, r.BilledCost = messages.Decimal{}, messages.Decimal{}, messages.Decimal{}
+		}, []string{FieldQuantity, FieldCost}, "nothing to bill: no Quantity (from ConsumedQuantity or PricingQuantity) and no Cost (from BilledCost)"},
 		"huge cost": {func(r *messages.UsageRecord) { r.BilledCost = messages.MustDecimal("0." + strings.Repeat("1", 65)) },
 			[]string{FieldCost}, "64 fractional digits"},
+		"huge quantity": {func(r *messages.UsageRecord) {
+			r.ConsumedQuantity = messages.MustDecimal("1" + strings.Repeat("0", 64))
+		},
+			[]string{FieldQuantity}, "64 integer"},
 		"end before start": {func(r *messages.UsageRecord) { r.ChargePeriodEnd = r.ChargePeriodStart.Add(-time.Second) }, []string{FieldUsageEnd}, "before ChargePeriodStart"},
-		"tag as field":     {func(r *messages.UsageRecord) { r.Tags = map[string]string{"id": "x"} }, []string{"Resource id"}, "documented field"},
 	} {
 		r := base
 		r.Tags = nil
@@ -227,6 +228,82 @@ func TestMappingRejects(t *testing.T) {
 		}
 		if strings.Join(err.Fields, ",") != strings.Join(c.fields, ",") || !strings.Contains(err.Error(), c.says) {
 			t.Errorf("%s: %v (fields %v), want fields %v saying %q", name, err, err.Fields, c.fields, c.says)
+		}
+	}
+}
+
+// Metadata Cloud Cruiser cannot take is repaired or left out by the rules
+// of the package doc; the record is sent, and what was repaired is said.
+func TestMappingRepairs(t *testing.T) {
+	d := testDest(t, Settings{TagPrefix: "Resource "})
+	base := mappingRecords()[0]
+	noQty := func(r *messages.UsageRecord) {
+		r.ConsumedQuantity, r.PricingQuantity = messages.Decimal{}, messages.Decimal{}
+	}
+	for name, c := range map[string]struct {
+		edit  func(r *messages.UsageRecord)
+		rep   Repair
+		has   []string // in the row
+		hasnt []string // not in the row
+	}{
+		"no account": {func(r *messages.UsageRecord) { r.SubAccountId, r.BillingAccountId = "", " " }, RepairAccountID,
+			[]string{`"Account ID":"Unassigned","Account Name":"Unassigned"`}, nil},
+		"no provider: the publisher": {func(r *messages.UsageRecord) { r.ProviderName = "" }, RepairProvider, []string{`"Provider":"Vendor"`}, nil},
+		"no provider, publisher or issuer": {func(r *messages.UsageRecord) { r.ProviderName, r.PublisherName = "", "" }, RepairProvider,
+			[]string{`"Provider":"Unassigned"`}, nil},
+		"no provider: the invoice issuer": {func(r *messages.UsageRecord) {
+			r.ProviderName, r.PublisherName, r.Detail = "", "", &messages.Detail{InvoiceIssuerName: "Reseller"}
+		}, RepairProvider, []string{`"Provider":"Reseller"`}, nil},
+		"no product: the service category": {func(r *messages.UsageRecord) { r.ServiceName = "" }, RepairProduct, []string{`"Product":"Compute"`}, nil},
+		"no product: the charge category": {func(r *messages.UsageRecord) { r.ServiceName, r.ServiceCategory = "", "" }, RepairProduct,
+			[]string{`"Product":"Usage"`}, nil},
+		"no SKU: the meter": {func(r *messages.UsageRecord) { r.SkuId, r.SkuPriceId = "", "" }, RepairMeterID,
+			[]string{`"Meter ID":"vCPU Hours","Meter Name":"vCPU Hours"`}, nil},
+		"a tax: category and service": {func(r *messages.UsageRecord) {
+			r.SkuId, r.SkuPriceId, r.SkuMeter, r.ChargeCategory = "", "", "", "Tax"
+			noQty(r)
+		}, RepairMeterID | RepairQuantity, []string{`"Meter ID":"Tax:Compute","Meter Name":"Tax:Compute","Quantity":0,"Units":"N/A"`, `"Cost":-0.0000000001`}, nil},
+		"a credit without a service": {func(r *messages.UsageRecord) {
+			r.SkuId, r.SkuPriceId, r.SkuMeter, r.ChargeCategory, r.ServiceName = "", "", "", "Credit", ""
+		}, RepairMeterID | RepairProduct, []string{`"Product":"Compute"`, `"Meter ID":"Credit"`}, nil},
+		"nothing to derive a meter from": {func(r *messages.UsageRecord) { r.SkuId, r.SkuPriceId, r.SkuMeter, r.ChargeCategory = "", "", "", "" },
+			RepairMeterID, []string{`"Meter ID":"Unassigned"`}, nil},
+		"no quantity: 0 and the cost": {noQty, RepairQuantity, []string{`"Quantity":0,"Units":"N/A"`, `"Cost":-0.0000000001`}, nil},
+		"a quantity without a unit":   {func(r *messages.UsageRecord) { r.ConsumedUnit = "\t" }, RepairUnits, []string{`"Quantity":12.500000,"Units":"N/A"`}, nil},
+		"a tag named as a field": {func(r *messages.UsageRecord) { r.Tags = map[string]string{"id": "x", "team": "t"} }, RepairTagDropped,
+			[]string{`"Resource team":"t"`}, []string{`"Resource id"`}},
+		"a huge x_ decimal": {func(r *messages.UsageRecord) {
+			r.Ext = map[string]messages.ExtValue{"Big": messages.ExtDec(messages.MustDecimal("0." + strings.Repeat("1", 65))), "Project": messages.ExtStr("apollo")}
+		}, RepairExtDropped, []string{`"x_Project":"apollo"`}, []string{`x_Big`}},
+		"a huge effective cost": {func(r *messages.UsageRecord) { r.EffectiveCost = messages.MustDecimal("1" + strings.Repeat("0", 70)) }, RepairCostDropped,
+			[]string{`"Cost":-0.0000000001`}, []string{FieldEffectiveCost}},
+		"nothing to repair": {func(r *messages.UsageRecord) {}, 0, []string{`"Meter ID":"SKU-Com-01"`}, nil},
+	} {
+		r := base
+		r.Tags = nil
+		c.edit(&r)
+		row, w, err := d.EncodeRowWarnings([]byte("prefix"), &r)
+		if err != nil {
+			t.Errorf("%s: refused: %v", name, err)
+			continue
+		}
+		b := rowBuilder{m: &d.m}
+		_, rep, _ := b.appendRowRepaired(nil, &r)
+		if rep != c.rep || w != min(int(rep), 1) {
+			t.Errorf("%s: repairs %v (%d warnings), want %v", name, rep.Kinds(), w, c.rep.Kinds())
+		}
+		if !bytes.HasPrefix(row, []byte("prefix{")) || !json.Valid(row[len("prefix"):]) {
+			t.Errorf("%s: row %s", name, row)
+		}
+		for _, s := range c.has {
+			if !bytes.Contains(row, []byte(s)) {
+				t.Errorf("%s: row lacks %s:\n%s", name, s, row)
+			}
+		}
+		for _, s := range c.hasnt {
+			if bytes.Contains(row, []byte(s)) {
+				t.Errorf("%s: row holds %s:\n%s", name, s, row)
+			}
 		}
 	}
 }

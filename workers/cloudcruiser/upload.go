@@ -72,7 +72,7 @@ func (s *sink) Write(p []byte) (int, error) {
 
 // writeFile writes the multipart body of date u to w: one part named
 // "data" holding a JSON array of the date's rows, mapped record by record
-// as job.Records streams them, so the date is never in memory whole. A
+// as job.EncodedRecords streams them, so the date is never in memory whole. A
 // record that cannot be mapped is rejected through the job and not
 // written. empty writes "[]" without reading the date.
 func (d *Destination) writeFile(ctx context.Context, job workers.Job, u workers.Unit, w *sink, boundary string, empty bool, stopped *atomic.Bool) error {
@@ -90,14 +90,12 @@ func (d *Destination) writeFile(ctx context.Context, job workers.Job, u workers.
 	bw := bufio.NewWriterSize(part, 64<<10)
 	_ = bw.WriteByte('[')
 	if !empty {
-		b := rowBuilder{m: &d.m}
-		var row []byte
-		err = job.Records(ctx, u, func(ref workers.RecordRef, r *messages.UsageRecord) error {
+		// The pool encodes the rows ahead (EncodeRowWarnings), counting
+		// the records whose metadata was repaired into the acks' warnings.
+		err = job.EncodedRecords(ctx, u, func(ref workers.RecordRef, r *messages.UsageRecord, row []byte, rerr error) error {
 			if stopped.Load() {
 				return errAbandoned // Deliver has returned: the job is not ours to touch
 			}
-			var rerr *RowError
-			row, rerr = b.appendRow(row[:0], r)
 			if rerr != nil {
 				job.Reject(ref, r, rerr.Error())
 				return nil

@@ -145,13 +145,12 @@
 //
 // Without the SKU columns (show_skus: false) the file has no "sku"
 // column, so every record's SkuId is empty (and ChargeDescription falls
-// back to the offering item's name). The collector still publishes them,
-// but a destination that needs an id for the item rejects them: Cloud
-// Cruiser maps its required Meter ID from SkuId (else SkuPriceId, which
-// Acronis records never carry), so a cloudcruiser destination serving
-// this feed rejects every such record into DEAD ("cloudcruiser: missing
-// required field(s) Meter ID (from SkuId, SkuPriceId or
-// defaults.meter_id)") unless its settings set defaults.meter_id:
+// back to the offering item's name). The collector still publishes them.
+// Cloud Cruiser maps its required Meter ID from SkuId (else SkuPriceId,
+// which Acronis records never carry); without either it derives one
+// (SkuMeter, else <ChargeCategory>:<ServiceName>) and counts the record as
+// a warning in its ack, so every such record arrives, but under a derived
+// meter. To choose the meter, set defaults.meter_id:
 //
 //	destinations:
 //	  - name: cloudcruiser
