@@ -1,11 +1,12 @@
 package cloudzero
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/url"
 	"time"
 
-	"github.com/usagefleet/usagefleet/internal/endpoint"
 	"github.com/usagefleet/usagefleet/messages"
 
 	"go.yaml.in/yaml/v3"
@@ -130,8 +131,7 @@ func newDestination(name string, s Settings, key string) (*Destination, error) {
 		d.validateOnly = true
 		d.endpoint = base + ValidatePath
 	}
-	id, _ := d.Target()
-	d.leaseKey = endpoint.LeaseKey(id)
+	d.leaseKey = connectionLease(d.conn, d.validateOnly)
 	switch {
 	case d.maxBody == 0:
 		d.maxBody = DefaultMaxBodyBytes
@@ -183,3 +183,16 @@ func (d *Destination) String() string {
 
 // GoString is String: %#v must not print the key either.
 func (d *Destination) GoString() string { return d.String() }
+
+// connectionLease is the fleet-wide lease key of a connection: the
+// connection id alone, so every destination name, base URL and spelling
+// of it (a proxy in front of the API included) takes one lease; the
+// validation endpoint stores nothing and has a lease of its own.
+func connectionLease(conn string, validateOnly bool) string {
+	what := "cloudzero\x00"
+	if validateOnly {
+		what = "cloudzero-validate\x00"
+	}
+	sum := sha256.Sum256([]byte(what + conn))
+	return workers.FleetLeasePrefix + hex.EncodeToString(sum[:12])
+}

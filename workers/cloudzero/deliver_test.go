@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/usagefleet/usagefleet/internal/endpoint"
 	sandbox "github.com/usagefleet/usagefleet/internal/sandbox/cloudzero"
 	"github.com/usagefleet/usagefleet/internal/sandbox/fault"
 	"github.com/usagefleet/usagefleet/messages"
@@ -517,7 +516,7 @@ func TestLeaseKeyAndUnits(t *testing.T) {
 	if len(u) != 1 || u[0].Key != "h2024-08-16T12" || !u[0].Start.Equal(hourAt(16, 12)) || !u[0].End.Equal(hourAt(16, 13)) {
 		t.Fatalf("Units = %+v", u)
 	}
-	if id, _ := d.Target(); d.LeaseKey(u[0]) != endpoint.LeaseKey(id) || d.LeaseKey(workers.Unit{}) != endpoint.LeaseKey(id) {
+	if d.LeaseKey(u[0]) != connectionLease(testConn, false) || d.LeaseKey(workers.Unit{}) != connectionLease(testConn, false) {
 		t.Fatal("lease key is not the connection's (one lease for every unit; see TestLeaseKeyIsTheConnection)")
 	}
 	if d.Semantics() != workers.Replace {

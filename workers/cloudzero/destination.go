@@ -29,8 +29,8 @@ type Destination struct {
 	// validateOnly: endpoint is validate_billing_drop (settings
 	// validate_only); nothing is stored at CloudZero.
 	validateOnly bool
-	// leaseKey is the connection's identity (endpoint.LeaseKey of Target),
-	// shared by every destination name and URL spelling of it.
+	// leaseKey is the connection's identity (connectionLease), shared by
+	// every destination name and URL of it.
 	leaseKey string
 	// currency, when set, is the only BillingCurrency the connection takes
 	// (settings currency).
@@ -62,11 +62,11 @@ func (d *Destination) Units(hour time.Time) []workers.Unit {
 
 // LeaseKey is the connection for every unit: the API serves one request at
 // a time per stream, so the fleet uploads to a connection one job at a time.
-// It is derived from the normalised endpoint (endpoint.LeaseKey of Target),
-// so two destination names, in one worker or in two workers with different
-// configs, and every spelling of the URL (HTTP:// or http://, an explicit
-// default port, base_url left out or written) take one lease; it starts with
-// workers.FleetLeasePrefix, so the pool does not scope it by destination.
+// It is derived from the connection id alone (connectionLease), so two
+// destination names, in one worker or in two workers with different
+// configs, and every base URL or spelling of it take one lease; it starts
+// with workers.FleetLeasePrefix, so the pool does not scope it by
+// destination.
 func (d *Destination) LeaseKey(workers.Unit) string { return d.leaseKey }
 
 // Target is the connection's billing-drops endpoint: two destinations on

@@ -32,6 +32,7 @@ func TestLeaseKeyIsTheConnection(t *testing.T) {
 		{"cloudzero", DefaultBaseURL},
 		{"other", strings.Replace(DefaultBaseURL, "https://", "HTTPS://", 1)},
 		{"third", DefaultBaseURL + ":443/"},
+		{"proxied", "http://127.0.0.1:8080"}, // another way to the same stream
 	} {
 		if got := mk(c.name, c.base, "conn-1", false); got != a {
 			t.Errorf("%s (%s): lease %q, want %q (the same connection)", c.name, c.base, got, a)
