@@ -367,12 +367,17 @@ func TestWorkerKilledMidUpload(t *testing.T) {
 	target, _ := url.Parse(sb.ts.URL)
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	proxy.ErrorLog = log.New(io.Discard, "", 0)
+	// The first upload past 64 KiB stalls there until the kill, so it is
+	// certainly under way when the connections are cut, however slow the
+	// machine.
 	var midway atomic.Bool
 	inFlight := make(chan struct{}, 1)
+	killed := make(chan struct{})
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = &slowBody{r: r.Body, onProgress: func(n int64) {
 			if n > 64<<10 && midway.CompareAndSwap(false, true) {
 				inFlight <- struct{}{}
+				<-killed
 			}
 		}}
 		proxy.ServeHTTP(w, r)
@@ -402,6 +407,7 @@ func TestWorkerKilledMidUpload(t *testing.T) {
 	}
 	ncA.Close()
 	front.CloseClientConnections()
+	close(killed)
 	front.Close()
 	cancelA()
 	select {
@@ -409,12 +415,21 @@ func TestWorkerKilledMidUpload(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("worker A's Run did not return")
 	}
+	// The sandbox logs an upload when its handler returns, which is after
+	// it notices the cut connection: on a loaded machine that can be after
+	// worker A's Run has returned. So wait for the log, not for A.
 	cut, applied := 0, 0
-	for _, u := range sb.srv.Uploads() {
-		if u.Applied {
-			applied++
-		} else {
-			cut++
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		cut, applied = 0, 0
+		for _, u := range sb.srv.Uploads() {
+			if u.Applied {
+				applied++
+			} else {
+				cut++
+			}
+		}
+		if cut > 0 || time.Now().After(deadline) {
+			break
 		}
 	}
 	if cut == 0 {
