@@ -4,183 +4,219 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"runtime"
 	"runtime/pprof"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/usagefleet/usagefleet/internal/config"
 	"github.com/usagefleet/usagefleet/internal/sandbox/cloudzero"
 	"github.com/usagefleet/usagefleet/internal/sandbox/serve"
 	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/workers"
-	czdest "github.com/usagefleet/usagefleet/workers/cloudzero"
-	"github.com/usagefleet/usagefleet/workers/webhook"
 )
 
-// The drain: a destination pool empties the backlog into a sandbox, and
-// the bench watches the sandbox until it holds every record.
+// The drain: a destination pool in a worker child empties the backlog
+// into a sandbox served by the bench process, and the bench watches the
+// sandbox until it holds every record and the consumer has nothing left.
 
-// sink is the sandbox the drain delivers to, and the destination that
-// delivers there.
+// sink is what the drain delivers to: the CloudZero sandbox (counting or
+// strict), the counting webhook receiver, or with --strict the webhook
+// sandbox.
 type sink struct {
 	dest string
 	sb   *serve.Running
-	to   workers.Destination
+	hook *countingWebhook
+	url  string // what the worker child is given
+	key  string
 }
 
-// startSink serves the sandbox o.Dest and makes the destination for it.
+// startSink serves the sandbox o.Dest.
 func startSink(o Options) (*sink, error) {
+	s := &sink{dest: o.Dest}
+	if o.Dest == "webhook" && !o.Strict {
+		h, err := startCountingWebhook(webhookBody)
+		if err != nil {
+			return nil, err
+		}
+		s.hook, s.url = h, h.url
+		return s, nil
+	}
 	sbo := serve.Options{Only: []string{o.Dest}}
-	const key = "bench-key"
-	sbo.CloudZero = cloudzero.Config{Connections: map[string]string{"bench": key}, FastCount: !o.Strict, MaxRowsPerMonth: -1, MaxBytesPerMonth: -1}
-	sbo.Webhook.MaxBodyBytes = 5_000_000
+	s.key = "bench-key"
+	sbo.CloudZero = cloudzero.Config{Connections: map[string]string{benchDest: s.key}, FastCount: !o.Strict, MaxRowsPerMonth: -1, MaxBytesPerMonth: -1}
+	sbo.Webhook.MaxBodyBytes = webhookBody
 	sb, err := serve.Start(sbo)
 	if err != nil {
 		return nil, err
 	}
-	s := &sink{dest: o.Dest, sb: sb}
+	s.sb = sb
 	switch o.Dest {
 	case "cloudzero":
-		s.to, err = czdest.New("bench", czdest.Settings{BaseURL: sb.URLs[serve.CloudZero], ConnectionID: "bench", APIKey: config.NewSecret(key)})
+		s.url = sb.URLs[serve.CloudZero]
 	case "webhook":
-		s.to, err = webhook.New("bench", webhook.Settings{URL: sb.URLs[serve.Webhook] + "/ingest", MaxBodyBytes: 5_000_000}, "bench")
-	default:
-		err = fmt.Errorf("--dest %q: want cloudzero or webhook", o.Dest)
-	}
-	if err != nil {
-		sb.Close()
-		return nil, err
+		s.url = sb.URLs[serve.Webhook] + "/ingest"
 	}
 	return s, nil
 }
 
-// held is what the sandbox holds: records, their exact cost, request
-// body bytes (CloudZero; 0 for the webhook) and requests.
-func (s *sink) held() (rows int, cost messages.Decimal, bytes, reqs int64) {
-	if s.dest == "webhook" {
-		st := s.sb.Webhook.Stats()
-		return st.UniqueRecords, messages.FromBig(st.UniqueCost), 0, int64(st.Requests)
+func (s *sink) close() {
+	if s.hook != nil {
+		s.hook.Close()
 	}
-	var sum messages.Sum
-	for _, t := range s.sb.CloudZero.Hours("bench") {
+	if s.sb != nil {
+		s.sb.Close()
+	}
+}
+
+// held is what the destination holds: records, their exact cost per
+// currency (CloudZero's CBF and the webhook sandbox keep no currency: one
+// total under "*"), request body bytes (0 where the sandbox does not
+// count them) and requests.
+func (s *sink) held() (rows int, cost map[string]*messages.Sum, bytes, reqs int64) {
+	cost = map[string]*messages.Sum{}
+	switch {
+	case s.hook != nil:
+		c := s.hook.count()
+		return c.Records, c.Cost, c.BodyBytes, int64(c.Requests)
+	case s.dest == "webhook":
+		st := s.sb.Webhook.Stats()
+		sum := &messages.Sum{}
+		sum.Add(messages.FromBig(st.UniqueCost))
+		cost["*"] = sum
+		return st.UniqueRecords, cost, 0, int64(st.Requests)
+	}
+	sum := &messages.Sum{}
+	for _, t := range s.sb.CloudZero.Hours(benchDest) {
 		rows += t.Rows
 		sum.Add(messages.FromBig(t.Cost))
 	}
-	all := s.sb.CloudZero.Requests("bench")
+	cost["*"] = sum
+	all := s.sb.CloudZero.Requests(benchDest)
 	for _, r := range all {
 		bytes += r.Bytes
 	}
-	return rows, sum.Decimal(), bytes, int64(len(all))
+	return rows, cost, bytes, int64(len(all))
 }
 
-// drain runs a pool over the whole backlog until the sandbox holds every
-// record with the exact cost, and fills in the drain's figures.
-func drain(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, o Options, w *workload, res *Result) error {
+// exact says whether the destination holds the workload exactly, and
+// what it holds against what was published.
+func (s *sink) exact(w *workload) (bool, string) {
+	rows, cost, _, _ := s.held()
+	want := costString(w.wantCost)
+	if all, ok := cost["*"]; ok && len(cost) == 1 {
+		got := all.Decimal()
+		return rows == w.wantRecords && got.Equal(w.wantTotal()),
+			fmt.Sprintf("received %d records, cost %s (the destination keeps no currency: all summed); published %d, cost %s", rows, got, w.wantRecords, want)
+	}
+	got := costString(cost)
+	ok := rows == w.wantRecords && len(cost) == len(w.wantCost)
+	for cur, s := range w.wantCost {
+		ok = ok && cost[cur] != nil && cost[cur].Decimal().Equal(s.Decimal())
+	}
+	return ok, fmt.Sprintf("received %d records, cost %s; published %d, cost %s", rows, got, w.wantRecords, want)
+}
+
+// drain runs a pool in a worker child over the whole backlog until the
+// destination holds every record exactly and the consumer has nothing
+// pending, and fills in the drain's figures.
+func drain(ctx context.Context, o Options, e *env, w *workload, res *Result) error {
 	s, err := startSink(o)
 	if err != nil {
 		return err
 	}
-	defer s.sb.Close()
+	defer s.close()
 	// Every drain reads the whole backlog: a consumer left by an earlier
-	// drain of the same stream (--nats, --mode drain run twice) would have
-	// nothing left to deliver.
-	if err := js.DeleteConsumer(ctx, messages.StreamUsage, workers.ConsumerName("bench")); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	// drain would have nothing left to deliver.
+	if err := e.js.DeleteConsumer(ctx, messages.StreamUsage, workers.ConsumerName(benchDest)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return fmt.Errorf("removing the previous drain's consumer: %w", err)
 	}
-	pool, err := workers.NewPool(nc, s.to, workers.Options{
-		Feeds:    []string{feed},
-		Workers:  o.Workers,
-		Flush:    workers.FlushPolicy{MaxDelay: 2 * time.Second, Quiet: 200 * time.Millisecond},
-		LeaseTTL: 30 * time.Second,
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+	ch, err := startChild(ctx, childSpec{
+		Role: "drain", NATSURL: e.workerURL, Dest: o.Dest, URL: s.url, APIKey: s.key, Workers: o.Workers, Messages: res.Messages,
+		CPUProfile: profilePath(o.CPUProfile, res.Run, o.Runs), MemProfile: profilePath(o.MemProfile, res.Run, o.Runs),
 	})
 	if err != nil {
 		return err
 	}
+	defer ch.kill()
 	runtime.GC()
-	if o.CPUProfile != "" {
-		stop, err := startCPUProfile(o.CPUProfile)
-		if err != nil {
-			return err
-		}
-		defer stop()
+	bench0, server0 := cpuSeconds(), 0.0
+	if e.serverCPU != nil {
+		server0 = e.serverCPU()
 	}
-	cpu0 := cpuSeconds()
 	start := time.Now()
-	pctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- pool.Run(pctx) }()
-	err = waitDrained(ctx, s, pool, w, start, res)
-	if err == nil {
-		res.DrainSeconds = time.Since(start).Seconds()
-		res.CPUPerMillion = (cpuSeconds() - cpu0) / float64(w.wantRecords) * 1e6
-		if o.MemProfile != "" {
-			writeHeapProfile(o.MemProfile)
-		}
+	if err := ch.send("go"); err != nil {
+		return err
 	}
-	stop()
-	<-done
+	err = waitDrained(ctx, s, e.js, w, ch)
+	res.DrainSeconds = time.Since(start).Seconds()
+	bench1 := cpuSeconds()
+	if e.serverCPU != nil {
+		res.ServerCPUPerMillion = (e.serverCPU() - server0) / float64(w.wantRecords) * 1e6
+	}
 	if err != nil {
 		return err
 	}
-	report(o, s, pool, w, start, res)
-	return nil
-}
-
-// waitDrained polls the sandbox every 20 ms until it holds every record
-// with the exact cost; it gives up after a minute without progress.
-func waitDrained(ctx context.Context, s *sink, pool *workers.Pool, w *workload, start time.Time, res *Result) error {
-	lastRows, lastProgress := -1, time.Now()
-	for {
-		rows, cost, _, _ := s.held()
-		if rows >= w.wantRecords && cost.Equal(w.wantCost) {
-			return nil
-		}
-		if rows != lastRows {
-			lastRows, lastProgress = rows, time.Now()
-		} else if time.Since(lastProgress) > time.Minute {
-			return fmt.Errorf("drain: no progress for a minute at %d of %d records (is the backlog there? with --nats, publish it first with the same --records and --batch)", rows, w.wantRecords)
-		}
-		if res.CaughtUp == 0 && pool.Stats().Received >= int64(w.batches) {
-			res.CaughtUp = time.Since(start).Seconds()
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := ch.send("stop"); err != nil {
+		return err
 	}
-}
-
-// report fills in and prints the drain's figures, once the pool stopped.
-func report(o Options, s *sink, pool *workers.Pool, w *workload, start time.Time, res *Result) {
-	rows, cost, bytes, reqs := s.held()
-	if o.Dest == "webhook" {
-		bytes = pool.Stats().BodyBytes
+	r, err := ch.await(ctx, "done", time.Minute)
+	if err != nil {
+		return err
+	}
+	_, _, bytes, reqs := s.held()
+	if bytes == 0 {
+		bytes = r.BodyBytes // the strict webhook sandbox does not count them: the worker's own count
 	}
 	res.BodyBytes, res.Requests = bytes, reqs
 	res.DrainRate = float64(w.wantRecords) / res.DrainSeconds
 	res.DrainMBps = float64(bytes) / 1e6 / res.DrainSeconds
-	exact := rows == w.wantRecords && cost.Equal(w.wantCost)
-	res.Exact = &exact
-	ps := pool.Stats()
-	res.Jobs, res.JobFailures = ps.Jobs, ps.JobFailures
-	if o.Dest == "cloudzero" {
-		if all := s.sb.CloudZero.Requests("bench"); len(all) > 0 {
+	res.CPUPerMillion = r.CPUSeconds / float64(w.wantRecords) * 1e6
+	res.BenchCPUPerMillion = (bench1 - bench0) / float64(w.wantRecords) * 1e6
+	res.WorkerPeakRSSMB = r.PeakRSSMB
+	res.Jobs, res.JobFailures, res.CaughtUp = r.Jobs, r.JobFailures, r.CaughtUp
+	if s.sb != nil && s.sb.CloudZero != nil {
+		if all := s.sb.CloudZero.Requests(benchDest); len(all) > 0 {
 			res.FirstUpload = all[0].Time.Sub(start).Seconds()
 		}
 	}
-	res.Detail = fmt.Sprintf("received %d records cost %s; published %d cost %s", rows, cost, w.wantRecords, w.wantCost)
-	res.PeakRSSMB = peakRSSMB()
-	o.say("drained %d records into the %s %s sandbox in %.2fs: %.0f records/s, %.1f MB/s of bodies in %d requests", w.wantRecords, res.Sandbox, o.Dest, res.DrainSeconds, res.DrainRate, res.DrainMBps, reqs)
-	o.say("jobs: %d (%d failed tries); every message held after %.2fs, first upload after %.2fs", res.Jobs, res.JobFailures, res.CaughtUp, res.FirstUpload)
-	o.say("cpu: %.2f s per million records drained (whole process: NATS server, sandbox and worker)", res.CPUPerMillion)
-	o.say("peak RSS %.0f MB; exact: %v (%s)", res.PeakRSSMB, exact, res.Detail)
+	exact, detail := s.exact(w)
+	res.Exact, res.Detail = &exact, detail
+	return nil
+}
+
+// waitDrained polls every 20 ms until the destination holds every record
+// with the exact cost and the drain's consumer has no message pending or
+// unacked; it gives up after a minute without progress, or when the
+// worker child ends.
+func waitDrained(ctx context.Context, s *sink, js jetstream.JetStream, w *workload, ch *child) error {
+	lastRows, lastProgress := -1, time.Now()
+	for {
+		rows, _, _, _ := s.held()
+		if rows >= w.wantRecords {
+			if ok, _ := s.exact(w); ok {
+				if c, err := js.Consumer(ctx, messages.StreamUsage, workers.ConsumerName(benchDest)); err == nil {
+					if info, err := c.Info(ctx); err == nil && info.NumAckPending == 0 && info.NumPending == 0 {
+						return nil
+					}
+				}
+			}
+		}
+		if rows != lastRows {
+			lastRows, lastProgress = rows, time.Now()
+		} else if time.Since(lastProgress) > time.Minute {
+			_, detail := s.exact(w)
+			return fmt.Errorf("drain: no progress for a minute: %s", detail)
+		}
+		select {
+		case <-ch.exited:
+			return fmt.Errorf("drain: the worker child ended: %s", ch.why())
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 func writeHeapProfile(path string) {
