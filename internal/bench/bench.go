@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	neturl "net/url"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -122,6 +123,11 @@ const (
 // Run runs the benchmark o.Runs times in one sitting and returns the run,
 // or the medians of the runs with each run in Runs.
 func Run(ctx context.Context, o Options) (*Result, error) {
+	if os.Getenv(childEnv) == "1" {
+		// Started as a worker child, yet here: main (or TestMain) did not
+		// call MaybeChild first. Stop rather than start children of our own.
+		return nil, errors.New("bench: this process is a bench worker child: call bench.MaybeChild first in main and TestMain")
+	}
 	o.defaults()
 	if err := o.check(); err != nil {
 		return nil, err
@@ -227,7 +233,7 @@ func setUp(ctx context.Context, o Options) (_ *env, err error) {
 	url := o.NATSURL
 	switch {
 	case url != "":
-		e.server = url
+		e.server = "--nats " + redactURL(url)
 	case o.SpawnNATS:
 		s, err := spawnNATS(ctx, o.NATSServer)
 		if err != nil {
@@ -259,13 +265,18 @@ func setUp(ctx context.Context, o Options) (_ *env, err error) {
 	}
 	e.workerURL = url
 	if o.Delay > 0 {
-		hostPort := strings.TrimPrefix(e.nc.ConnectedUrl(), "nats://")
-		p, err := startDelayProxy(hostPort, o.Delay)
+		p, err := startDelayProxy(e.nc.ConnectedAddr(), o.Delay)
 		if err != nil {
 			return nil, err
 		}
 		e.closers = append(e.closers, func() { p.Close() })
-		e.workerURL = "nats://" + p.Addr()
+		// The same URL (its user info too) with the proxy for its host.
+		u, err := neturl.Parse(e.nc.ConnectedUrl())
+		if err != nil {
+			return nil, err
+		}
+		u.Host = p.Addr()
+		e.workerURL = u.String()
 	}
 	if e.linkRTTMS, err = linkRTT(e.workerURL); err != nil {
 		return nil, err
@@ -274,6 +285,20 @@ func setUp(ctx context.Context, o Options) (_ *env, err error) {
 		o.say("worker link: through a delay proxy, %v each way; a NATS round trip over it takes %.2f ms", o.Delay, e.linkRTTMS)
 	}
 	return e, nil
+}
+
+// redactURL drops the user info (a password, a token) of a NATS URL, for
+// printing.
+func redactURL(s string) string {
+	var out []string
+	for _, one := range strings.Split(s, ",") {
+		if u, err := neturl.Parse(strings.TrimSpace(one)); err == nil && u.User != nil {
+			u.User = nil
+			one = u.String()
+		}
+		out = append(out, one)
+	}
+	return strings.Join(out, ",")
 }
 
 // linkRTT is the median of 9 NATS round trips over url, in ms.

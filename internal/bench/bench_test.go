@@ -155,3 +155,26 @@ func TestBenchRefusesBadOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestAChildDoesNotBench: a process started as a worker child that reaches
+// Run (its main forgot MaybeChild) refuses instead of starting children of
+// its own.
+func TestAChildDoesNotBench(t *testing.T) {
+	t.Setenv(childEnv, "1")
+	if _, err := Run(context.Background(), Options{Records: 10}); err == nil || !strings.Contains(err.Error(), "call bench.MaybeChild first") {
+		t.Fatalf("Run in a child: %v", err)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"nats://127.0.0.1:4222":                           "nats://127.0.0.1:4222",
+		"nats://bench:s3cret@127.0.0.1:4222":              "nats://127.0.0.1:4222",
+		"nats://tok3n@a:4222, nats://u:p@b:4222":          "nats://a:4222,nats://b:4222",
+		"tls://user:pa%20ss@nats.example.internal:4443/x": "tls://nats.example.internal:4443/x",
+	} {
+		if got := redactURL(in); got != want || strings.Contains(got, "s3cret") {
+			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

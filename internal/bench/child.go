@@ -264,7 +264,7 @@ func (c *child) await(ctx context.Context, want string, limit time.Duration) (ch
 	case r, ok := <-c.reports:
 		switch {
 		case !ok:
-			return r, fmt.Errorf("the worker child exited: %s", c.stderr.String())
+			return r, fmt.Errorf("the worker child exited (does main, or TestMain, call bench.MaybeChild?): %s", c.stderr.String())
 		case r.Event == "error":
 			return r, fmt.Errorf("worker child: %s", r.Error)
 		case r.Event != want:

@@ -61,8 +61,8 @@ func rawChild(ctx context.Context, nc *nats.Conn, spec childSpec, say func(child
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		got++
 		size += int64(len(m.Data()))
-		if got < int64(spec.Messages) {
-			m.Ack()
+		if got != int64(spec.Messages) {
+			m.Ack() // (one past the backlog is a redelivery: counted at the end)
 			return
 		}
 		// The last ack waits for the server: acks of one connection are
