@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/usagefleet/usagefleet/internal/config"
+	"github.com/usagefleet/usagefleet/internal/usagegen"
 )
 
 // The test vector the Standard Webhooks reference libraries publish
@@ -65,4 +66,44 @@ func TestSigningSecretErrorsNeverShowTheSecret(t *testing.T) {
 			}
 		})
 	}
+}
+
+// benchBody is about 1 MiB of the JSON the destination sends.
+func benchBody(b *testing.B) []byte {
+	b.Helper()
+	recs := usagegen.Generate(1500, usagegen.Options{Seed: 7, Hours: 2})
+	body := []byte{'['}
+	for i := range recs {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = recs[i].AppendJSON(body)
+	}
+	return append(body, ']')
+}
+
+// The cost of signing and compressing a body, per byte of JSON:
+// go test -run '^$' -bench 'Sign|Gzip' -benchmem ./workers/webhook/
+func BenchmarkSignBody(b *testing.B) {
+	body := benchBody(b)
+	s, err := newSigner([]config.Secret{config.NewSecret(vectorSecret)}, "k")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		s.header("uf-0123456789abcdef0123456789abcdef01234567", 1614265330, body)
+	}
+}
+
+func BenchmarkGzipBody(b *testing.B) {
+	body := benchBody(b)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	var n int
+	for b.Loop() {
+		n = len(gzipBody(body))
+	}
+	b.ReportMetric(float64(len(body))/float64(n), "ratio")
 }
