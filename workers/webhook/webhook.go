@@ -21,7 +21,7 @@
 //	  - {file: /run/secrets/webhook-old}       # while the receiver rotates: one signature each
 //	compress: gzip                             # optional: gzip bodies (default none)
 //	retry_statuses: [409]                      # optional: statuses to retry,
-//	refuse_statuses: [404]                     #   to dead-let the part with the answer,
+//	refuse_statuses: [404]                     #   to dead-letter the part with the answer,
 //	pause_statuses: [410]                      #   to pause the destination on
 //
 // Signatures (sign.go) follow the Standard Webhooks specification 1.0.0
