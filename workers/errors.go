@@ -48,6 +48,9 @@ type Error struct {
 
 func (e *Error) Error() string {
 	s := e.Class.String()
+	if e.Class == ClassAuth && e.Status != 0 && e.Status != http.StatusUnauthorized && e.Status != http.StatusForbidden {
+		s = "pause" // a status configured to pause on, not refused credentials
+	}
 	if e.Status != 0 {
 		s += " " + http.StatusText(e.Status)
 		s += " (" + itoa(e.Status) + ")"

@@ -87,3 +87,22 @@ func TestRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+// A pause on a status other than 401/403 (a webhook's pause_statuses)
+// reads as a pause, not as refused credentials; it is still ClassAuth, so
+// errors.Is(err, ErrUnauthorized) still pauses it.
+func TestPauseOnAStatusReadsAsAPause(t *testing.T) {
+	for _, tc := range []struct {
+		err  *Error
+		want string
+	}{
+		{&Error{Class: ClassAuth, Status: 401, Message: "bad key"}, "auth Unauthorized (401): bad key"},
+		{&Error{Class: ClassAuth, Status: 403}, "auth Forbidden (403)"},
+		{&Error{Class: ClassAuth, Status: 410, Message: "listed in pause_statuses"}, "pause Gone (410): listed in pause_statuses"},
+		{&Error{Class: ClassAuth, Err: errors.New("token expired")}, "auth: token expired"},
+	} {
+		if got := tc.err.Error(); got != tc.want || !errors.Is(tc.err, ErrUnauthorized) {
+			t.Errorf("%q (Is ErrUnauthorized: %v), want %q", got, errors.Is(tc.err, ErrUnauthorized), tc.want)
+		}
+	}
+}

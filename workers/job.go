@@ -129,6 +129,20 @@ func (j *job) Do(ctx context.Context, req *http.Request) (*http.Response, error)
 		}))
 }
 
+// beforeSendKey carries WithBeforeSend's function in a request's context.
+type beforeSendKey struct{}
+
+// WithBeforeSend returns ctx carrying f. Job.Do calls f on the copy of a
+// request built with that context that each try sends, after the wait for
+// the destination's cooldown (which a Retry-After can make minutes long)
+// and just before it is sent: for headers that must be fresh when the
+// request leaves, such as a signature over a timestamp that the receiver
+// refuses once it is a few minutes old. f may set headers; it must not
+// touch the body.
+func WithBeforeSend(ctx context.Context, f func(*http.Request)) context.Context {
+	return context.WithValue(ctx, beforeSendKey{}, f)
+}
+
 // noResponseRetry spaces the resends of a request that got no response.
 var noResponseRetry = RetryPolicy{Initial: 200 * time.Millisecond, Max: 5 * time.Second}
 
@@ -153,6 +167,9 @@ func (j *job) send(ctx context.Context, req *http.Request, try int) (*http.Respo
 			return nil, backoff.Permanent(Transient(err))
 		}
 		r.Body = b
+	}
+	if f, ok := req.Context().Value(beforeSendKey{}).(func(*http.Request)); ok {
+		f(r) // after the cooldown wait: what it sets is fresh when r leaves
 	}
 	p.mu.Lock()
 	p.stats.Requests++

@@ -230,7 +230,13 @@ func (p *Pool) failed(log *slog.Logger, derr error, job *job) time.Duration {
 	case ClassAuth:
 		reason := de.Error()
 		p.gate.pause(reason, p.opts.PauseProbe)
-		log.Error("DESTINATION PAUSED: credentials refused; data waits in the stream, nothing is dead-lettered. Fix the credentials; the pool probes again.", "reason", reason, "probe_in", p.opts.PauseProbe)
+		what, fix := "credentials refused", "Fix the credentials"
+		if de.Status != 0 && de.Status != http.StatusUnauthorized && de.Status != http.StatusForbidden {
+			// A status the destination is configured to pause on (a
+			// webhook's pause_statuses): say which, not "credentials".
+			what, fix = "the destination answered "+itoa(de.Status)+" "+http.StatusText(de.Status), "Fix the receiver"
+		}
+		log.Error("DESTINATION PAUSED: "+what+"; data waits in the stream, nothing is dead-lettered. "+fix+"; the pool probes again.", "reason", reason, "probe_in", p.opts.PauseProbe)
 		return p.opts.PauseProbe
 	case ClassReject, ClassTooLarge:
 		log.Error("destination refused the content: dead-lettering the units", "reason", de.Error())

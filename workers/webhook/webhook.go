@@ -16,6 +16,25 @@
 //	  X-Tenant: acme                           # a plain value, sent as it is
 //	  X-Api-Key: {env: WEBHOOK_API_KEY}        # a credential: {env: VAR} or {file: PATH}
 //	idempotency_header: Idempotency-Key        # default; "" keeps the default
+//	signing_secrets:                           # optional: Standard Webhooks signatures
+//	  - {env: WEBHOOK_SIGNING_SECRET}          # whsec_<base64>, the newest first
+//	  - {file: /run/secrets/webhook-old}       # while the receiver rotates: one signature each
+//	compress: gzip                             # optional: gzip bodies (default none)
+//	retry_statuses: [409]                      # optional: statuses to retry,
+//	refuse_statuses: [404]                     #   to dead-letter the part with the answer,
+//	pause_statuses: [410]                      #   to pause the destination on
+//
+// Signatures (sign.go) follow the Standard Webhooks specification 1.0.0
+// (github.com/standard-webhooks/standard-webhooks, spec/standard-webhooks.md):
+// webhook-id (the idempotency key: the same for every try of a body, never
+// for another body), webhook-timestamp (the Unix time the try leaves, so a
+// retry after a long cooldown is not stale) and webhook-signature, one
+// "v1,<base64 HMAC-SHA256 of id.timestamp.body>" per secret, space-separated.
+// With compress: gzip the signature covers the JSON before compression
+// (what the receiver parses once the Content-Encoding is removed), and
+// max_body_bytes bounds the compressed bytes sent: bodies are packed with
+// up to 8 times the limit of JSON and split in two, before sending, when
+// their compressed form is over it.
 //
 // A header value that is a credential is written {env: VAR} or {file: PATH},
 // like token, never inline: it is read at start (a variable that is not set,
@@ -33,15 +52,19 @@
 // Failures: 401/403 pause the destination; 413 bisects the body (a single
 // record too large alone is rejected); other 4xx dead-letter the part with
 // the receiver's message; 408, 429, 5xx and network errors are retried.
+// retry_statuses, refuse_statuses and pause_statuses change the meaning of
+// the statuses they list (300 to 599 but 413, each in one list at most);
+// a pause on a listed status is logged with that status, not as refused
+// credentials.
 package webhook
 
 import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -70,6 +93,15 @@ type Settings struct {
 	// key in X-Api-Key, say): New resolves them, and they never print.
 	SecretHeaders     map[string]config.Secret `yaml:"-"`
 	IdempotencyHeader string                   `yaml:"idempotency_header"`
+	// SigningSecrets sign every request the Standard Webhooks way (see
+	// sign.go), one signature per secret, the newest first.
+	SigningSecrets []config.Secret `yaml:"signing_secrets"`
+	// Compress is "gzip" to send bodies gzipped, "" or "none" not to.
+	Compress string `yaml:"compress"`
+	// Statuses that override the default classification (see post.go).
+	RetryStatuses  []int `yaml:"retry_statuses"`
+	RefuseStatuses []int `yaml:"refuse_statuses"`
+	PauseStatuses  []int `yaml:"pause_statuses"`
 }
 
 // fileSettings is Settings as the config file writes it.
@@ -79,6 +111,11 @@ type fileSettings struct {
 	Token             config.Secret          `yaml:"token"`
 	Headers           map[string]headerValue `yaml:"headers"`
 	IdempotencyHeader string                 `yaml:"idempotency_header"`
+	SigningSecrets    []config.Secret        `yaml:"signing_secrets"`
+	Compress          string                 `yaml:"compress"`
+	RetryStatuses     []int                  `yaml:"retry_statuses"`
+	RefuseStatuses    []int                  `yaml:"refuse_statuses"`
+	PauseStatuses     []int                  `yaml:"pause_statuses"`
 }
 
 // headerValue is a header's value in the config file: a plain string, or a
@@ -114,7 +151,9 @@ func init() {
 		if err := config.Decode(node, &fs, key); err != nil {
 			return nil, err
 		}
-		s := Settings{URL: fs.URL, MaxBodyBytes: fs.MaxBodyBytes, Token: fs.Token, IdempotencyHeader: fs.IdempotencyHeader}
+		s := Settings{URL: fs.URL, MaxBodyBytes: fs.MaxBodyBytes, Token: fs.Token, IdempotencyHeader: fs.IdempotencyHeader,
+			SigningSecrets: fs.SigningSecrets, Compress: fs.Compress,
+			RetryStatuses: fs.RetryStatuses, RefuseStatuses: fs.RefuseStatuses, PauseStatuses: fs.PauseStatuses}
 		for k, v := range fs.Headers {
 			if v.secret != nil {
 				if s.SecretHeaders == nil {
@@ -134,9 +173,12 @@ func init() {
 
 // Destination posts JSON arrays of records.
 type Destination struct {
-	name    string
-	s       Settings
-	secrets []secretHeader // resolved SecretHeaders
+	name     string
+	s        Settings
+	secrets  []secretHeader // resolved SecretHeaders
+	sign     *signer        // nil: requests are not signed
+	gzip     bool
+	statuses map[int]workers.Class // retry_statuses, refuse_statuses, pause_statuses
 }
 
 // secretHeader is one resolved secret header.
@@ -166,7 +208,17 @@ func New(name string, s Settings, key string) (*Destination, error) {
 			return nil, err
 		}
 	}
-	d := &Destination{name: name, s: s}
+	d := &Destination{name: name, s: s, gzip: s.Compress == "gzip"}
+	if !validCompress(s.Compress) {
+		return nil, config.Errorf(key+".compress", "%q is not a compression: use gzip, or none", s.Compress)
+	}
+	if d.statuses, err = statusLists(s, key); err != nil {
+		return nil, err
+	}
+	d.s.SigningSecrets = slices.Clone(s.SigningSecrets) // resolved here, not in the caller's slice
+	if d.sign, err = newSigner(d.s.SigningSecrets, key+".signing_secrets"); err != nil {
+		return nil, err
+	}
 	// Headers: valid names, each named once (whatever its case), values
 	// that fit in a header; a secret's value is never shown.
 	seen := map[string]string{}
@@ -260,6 +312,16 @@ func (d *Destination) redact(b []byte) []byte {
 	for _, h := range d.secrets {
 		secrets = append(secrets, h.val.Value())
 	}
+	for _, k := range d.s.SigningSecrets {
+		secrets = append(secrets, k.Value())
+	}
+	if d.sign != nil {
+		// The key bytes too: their base64 is the secret without whsec_,
+		// the form a receiver may be configured with (and echo).
+		for _, k := range d.sign.keys {
+			secrets = append(secrets, string(k))
+		}
+	}
 	return telemetry.NewRedactor(secrets...).Bytes(b)
 }
 
@@ -300,13 +362,13 @@ func (d *Destination) Deliver(ctx context.Context, job workers.Job) error {
 	}
 	s := sender{d: d, job: job, rows: rows, scope: strconv.FormatUint(job.Covered(), 10)}
 	// A body is "[" rows separated by commas "]".
-	pk := chunk.New(d.s.MaxBodyBytes, 2, 1)
+	pk := chunk.New(d.packLimit(), 2, 1)
 	defer pk.Release()
 	flush := func(r chunk.Range, tooLarge bool) error {
 		if tooLarge {
 			// Too large alone (what came before is sent): reject it.
 			r := rows[r.From]
-			job.Reject(r.ref, r.rec, fmt.Sprintf("record is %d bytes of JSON, over the %d-byte body limit", len(r.js), d.s.MaxBodyBytes))
+			job.Reject(r.ref, r.rec, fmt.Sprintf("record is %d bytes of JSON, over the %d-byte body limit", len(r.js), d.packLimit()))
 			return nil
 		}
 		return s.sendRange(ctx, r)
@@ -333,8 +395,12 @@ type sender struct {
 func (s *sender) sendRange(ctx context.Context, r chunk.Range) error {
 	return chunk.Bisect(r, func(r chunk.Range) error {
 		return s.d.send(ctx, s.job, s.scope, &s.chunk, s.rows[r.From:r.To])
-	}, nil, func(i int, _ *workers.Error) error {
-		s.job.Reject(s.rows[i].ref, s.rows[i].rec, "the receiver refused the record as too large (413)")
+	}, nil, func(i int, we *workers.Error) error {
+		reason := "the receiver refused the record as too large (413)"
+		if we.Status == 0 { // refused here, before sending: gzipped over the limit
+			reason = "the record alone is too large: " + we.Message
+		}
+		s.job.Reject(s.rows[i].ref, s.rows[i].rec, reason)
 		return nil
 	})
 }
@@ -352,28 +418,7 @@ func (d *Destination) send(ctx context.Context, job workers.Job, scope string, s
 	body = append(body, ']')
 	n := *seq
 	*seq++
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.s.URL, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(d.s.IdempotencyHeader, job.IdempotencyKey(scope, n, body))
-	for k, v := range d.s.Headers {
-		req.Header.Set(k, v)
-	}
-	for _, h := range d.secrets {
-		req.Header.Set(h.name, h.val.Value())
-	}
-	if d.s.Token.Value() != "" {
-		req.Header.Set("Authorization", "Bearer "+d.s.Token.Value())
-	}
-	resp, err := job.Do(ctx, req)
-	if err != nil {
-		return err
-	}
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	resp.Body.Close()
-	return workers.Classify(resp.StatusCode, resp.Header, apiMessage(d.redact(msg)))
+	return d.post(ctx, job, scope, n, body)
 }
 
 // apiMessage keeps a short, printable excerpt of the receiver's answer.

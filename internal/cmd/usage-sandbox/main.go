@@ -23,6 +23,7 @@ import (
 	"syscall"
 
 	"github.com/usagefleet/usagefleet/internal/sandbox/serve"
+	"github.com/usagefleet/usagefleet/internal/sandbox/webhook"
 )
 
 func main() {
@@ -49,6 +50,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		faults[n] = fs.String(n+"-faults", "", n+" faults, e.g. 500@0.1,429:retry=2x3,apply-500@0.2,timeout:delay=5s@0.05,reset@0.05")
 	}
 	hookToken := fs.String("webhook-token-env", "", "environment variable holding the bearer token the webhook emulator requires (default: none required)")
+	hookSigning := fs.String("webhook-signing-secret-env", "", "environment variable holding the Standard Webhooks secret(s) (whsec_..., several separated by spaces while rotating) the webhook emulator verifies signatures with (default: signatures not checked)")
 	czConn := fs.String("cloudzero-connection", "sandbox-connection", "CloudZero connection id")
 	czKey := fs.String("cloudzero-key-env", "CLOUDZERO_API_KEY", "environment variable holding the CloudZero API key the emulator accepts (unset: sandbox-cloudzero-key)")
 	ccToken := fs.String("cloudcruiser-token-env", "CLOUDCRUISER_TOKEN", "environment variable holding the Cloud Cruiser token the emulator accepts")
@@ -85,6 +87,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return def
 	}
 	o.Webhook.Token = secret(*hookToken, "")
+	if *hookSigning != "" {
+		secrets := strings.Fields(os.Getenv(*hookSigning))
+		if len(secrets) == 0 {
+			fmt.Fprintf(stderr, "usage-sandbox: --webhook-signing-secret-env: environment variable %s is not set\n", *hookSigning)
+			return 2
+		}
+		for i, v := range secrets {
+			if _, err := webhook.DecodeSecret(v); err != nil {
+				// The error never holds the value.
+				fmt.Fprintf(stderr, "usage-sandbox: --webhook-signing-secret-env: secret %d of %s: %v\n", i+1, *hookSigning, err)
+				return 2
+			}
+		}
+		o.Webhook.SigningSecrets = secrets
+	}
 	o.CloudZero.Connections = map[string]string{*czConn: secret(*czKey, "sandbox-cloudzero-key")}
 	o.CloudCruiser.Token = secret(*ccToken, "sandbox-cloudcruiser-token")
 	o.Acronis.ClientID = *acronisID

@@ -8,11 +8,27 @@
 //
 //   - Authorization: "Bearer <Token>" when Config.Token is set, else 401.
 //   - Content-Type: application/json, else 415.
-//   - Body at most Config.MaxBodyBytes (default 1 MiB), else 413.
+//   - Content-Encoding: none, identity or gzip, else 415. A gzip body is
+//     inflated (to at most Config.MaxInflatedBytes, else 413; not gzip:
+//     400) and everything below applies to the inflated JSON.
+//   - Body at most Config.MaxBodyBytes (default 1 MiB) as it comes over
+//     the wire, compressed or not, else 413.
+//   - Standard Webhooks signatures, when Config.SigningSecrets is set (as
+//     the specification's receivers check them: spec/standard-webhooks.md
+//     of github.com/standard-webhooks/standard-webhooks, "Verifying
+//     signatures"): webhook-id, webhook-timestamp and webhook-signature
+//     must all be present, the timestamp within Config.SigningTolerance
+//     (default 5 minutes, the reference libraries') of now either way,
+//     and one of the space-separated "v1,<base64>" signatures must be
+//     HMAC-SHA256 under one of the secrets of
+//     "<webhook-id>.<webhook-timestamp>.<JSON body>" (the body after any
+//     Content-Encoding is removed), else 401. The answer never echoes a
+//     signature.
 //   - Body: a JSON array of JSON objects, else 400 naming the problem.
 //     Config.CostField (default "BilledCost") must be absent, null, "" or a
 //     JSON string holding a decimal; anything else is a 400.
-//   - Idempotency-Key: optional. A request whose key was already applied is
+//   - Idempotency-Key (or, without one, webhook-id): optional. A request
+//     whose key was already applied is
 //     still appended (this is a receiver that shows mistakes, not one that
 //     hides them) and is counted in Stats.DuplicateRequests.
 //   - Success: 200 {"received": N}. Errors: {"error": "..."}.
@@ -37,7 +53,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/shopspring/decimal"
 
@@ -63,7 +81,21 @@ type Config struct {
 	CostField string
 	// Seed makes the fault injector's random choices repeatable.
 	Seed int64
+	// SigningSecrets, when set, are the Standard Webhooks secrets
+	// ("whsec_" + base64) a request must be signed with, any one of them
+	// (a receiver rotating its secret). New panics on one that does not
+	// decode: check outside input with DecodeSecret first.
+	SigningSecrets []string
+	// SigningTolerance is how far webhook-timestamp may be from now.
+	// Default DefaultSigningTolerance.
+	SigningTolerance time.Duration
+	// MaxInflatedBytes is the largest body a gzip body may inflate to.
+	// Default 32 times MaxBodyBytes.
+	MaxInflatedBytes int64
 }
+
+// DefaultSigningTolerance is the reference libraries' tolerance.
+const DefaultSigningTolerance = 5 * time.Minute
 
 // Stats is what the receiver has seen since it started or was Reset.
 type Stats struct {
@@ -86,14 +118,25 @@ type Stats struct {
 	// UniqueRecords.
 	Cost       decimal.Decimal
 	UniqueCost decimal.Decimal
-	// MaxBodyBytes is the largest body read. A body over the limit is read
-	// only to limit+1 bytes, so it shows as limit+1.
+	// MaxBodyBytes is the largest body read, as it came over the wire
+	// (compressed, for a gzip body). A body over the limit is read only to
+	// limit+1 bytes, so it shows as limit+1.
 	MaxBodyBytes int64
+	// Gzipped counts requests that came with Content-Encoding: gzip and
+	// inflated; MaxInflatedBytes is the largest body one inflated to.
+	Gzipped          int
+	MaxInflatedBytes int64
+	// Verified counts requests whose signature verified; BadSignatures
+	// those refused 401 for their signature headers (missing, stale,
+	// matching no secret).
+	Verified      int
+	BadSignatures int
 }
 
 // Server is the receiver. Its methods are safe for concurrent use.
 type Server struct {
 	cfg    Config
+	keys   [][]byte // decoded SigningSecrets
 	faults *fault.Injector
 	mux    *http.ServeMux
 
@@ -115,7 +158,20 @@ func New(cfg Config) *Server {
 	if cfg.CostField == "" {
 		cfg.CostField = DefaultCostField
 	}
+	if cfg.SigningTolerance <= 0 {
+		cfg.SigningTolerance = DefaultSigningTolerance
+	}
+	if cfg.MaxInflatedBytes <= 0 {
+		cfg.MaxInflatedBytes = 32 * cfg.MaxBodyBytes
+	}
 	s := &Server{cfg: cfg, faults: fault.New(cfg.Seed), keyBody: map[string][sha256.Size]byte{}}
+	for i, sec := range cfg.SigningSecrets {
+		k, err := DecodeSecret(sec)
+		if err != nil {
+			panic(fmt.Sprintf("sandbox webhook: signing secret %d: %v", i, err))
+		}
+		s.keys = append(s.keys, k)
+	}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc(cfg.Path, s.ingest)
 	s.mux.HandleFunc("/_sandbox/stats", s.serveStats)
@@ -165,7 +221,11 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, code, err.Error())
 		return
 	}
-	n := s.apply(r.Header.Get("Idempotency-Key"), body)
+	key := r.Header.Get("Idempotency-Key")
+	if key == "" {
+		key = r.Header.Get("Webhook-Id")
+	}
+	n := s.apply(key, body)
 	if fault.After(w, f, errorBody) {
 		return
 	}
@@ -181,6 +241,7 @@ type parsed struct {
 
 // check authenticates and validates r; on failure it returns the status to answer.
 func (s *Server) check(r *http.Request) (parsed, int, error) {
+	var code int
 	if s.cfg.Token != "" {
 		want := []byte("Bearer " + s.cfg.Token)
 		got := []byte(r.Header.Get("Authorization"))
@@ -193,6 +254,10 @@ func (s *Server) check(r *http.Request) (parsed, int, error) {
 	if err != nil || mt != "application/json" {
 		return parsed{}, http.StatusUnsupportedMediaType, fmt.Errorf("Content-Type must be application/json, got %q", r.Header.Get("Content-Type"))
 	}
+	enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding")))
+	if enc != "" && enc != "identity" && enc != "gzip" {
+		return parsed{}, http.StatusUnsupportedMediaType, fmt.Errorf("Content-Encoding %q is not supported (gzip is)", r.Header.Get("Content-Encoding"))
+	}
 	raw, err := io.ReadAll(io.LimitReader(r.Body, s.cfg.MaxBodyBytes+1))
 	s.seen(int64(len(raw)))
 	if err != nil {
@@ -200,6 +265,22 @@ func (s *Server) check(r *http.Request) (parsed, int, error) {
 	}
 	if int64(len(raw)) > s.cfg.MaxBodyBytes {
 		return parsed{}, http.StatusRequestEntityTooLarge, fmt.Errorf("body larger than %d bytes", s.cfg.MaxBodyBytes)
+	}
+	if enc == "gzip" {
+		if raw, code, err = s.inflate(raw); err != nil {
+			return parsed{}, code, err
+		}
+	}
+	if len(s.keys) > 0 {
+		if err := s.verify(r.Header, raw, time.Now()); err != nil {
+			s.mu.Lock()
+			s.stats.BadSignatures++
+			s.mu.Unlock()
+			return parsed{}, http.StatusUnauthorized, err
+		}
+		s.mu.Lock()
+		s.stats.Verified++
+		s.mu.Unlock()
 	}
 	p := parsed{raw: raw, cost: decimal.Zero}
 	if err := json.Unmarshal(raw, &p.records); err != nil || p.records == nil {
@@ -317,6 +398,10 @@ type statsJSON struct {
 	Cost              string `json:"cost"`
 	UniqueCost        string `json:"unique_cost"`
 	MaxBodyBytes      int64  `json:"max_body_bytes"`
+	Gzipped           int    `json:"gzipped"`
+	MaxInflatedBytes  int64  `json:"max_inflated_bytes"`
+	Verified          int    `json:"verified"`
+	BadSignatures     int    `json:"bad_signatures"`
 }
 
 func (s *Server) serveStats(w http.ResponseWriter, r *http.Request) {
@@ -331,6 +416,8 @@ func (s *Server) serveStats(w http.ResponseWriter, r *http.Request) {
 		DuplicateRequests: st.DuplicateRequests, KeyReuse: st.KeyReuse,
 		UniqueRecords: st.UniqueRecords, Cost: st.Cost.String(),
 		UniqueCost: st.UniqueCost.String(), MaxBodyBytes: st.MaxBodyBytes,
+		Gzipped: st.Gzipped, MaxInflatedBytes: st.MaxInflatedBytes,
+		Verified: st.Verified, BadSignatures: st.BadSignatures,
 	})
 }
 
