@@ -113,7 +113,6 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) int {
 		log.Error("telemetry", "err", err)
 		return 1
 	}
-	tel.Registry.MustRegister(ops.BuildInfoCollector())
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
