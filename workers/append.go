@@ -16,6 +16,10 @@ import (
 func (p *Pool) enqueueAppend(ctx context.Context, msg jetstream.Msg, work chan func(context.Context)) {
 	seq := seqOf(msg)
 	p.metrics.add(ctx, p.metrics.streamRead, int64(len(msg.Data())))
+	if !messages.ForDestination(msg.Headers(), p.dest.Name()) {
+		p.ack(msg, seq) // another destination's (a dead letter replayed to it)
+		return
+	}
 	meta, err := p.admitStored(msg.Subject(), msg.Headers(), msg.Data(), storedAt(msg)) // sources.go
 	var part messages.Part
 	if err == nil {
