@@ -272,3 +272,52 @@ func (r *rig) waitCovered(dest string, e *DeadEntry, seq uint64) {
 		return err == nil && n >= seq
 	})
 }
+
+// Records replayed to an append destination on a feed a replace
+// destination serves too are left out of the replace destination's
+// rebuilds: it still holds the unit once, and reconciles.
+func TestReplayAppendIsLeftOutOfAReplaceDestinationsRebuild(t *testing.T) {
+	other := sbhook.New(sbhook.Config{})
+	os := httptest.NewServer(other.Handler())
+	t.Cleanup(os.Close)
+	r := newRig(t, fmt.Sprintf("  - {name: cloudhook, type: webhook, feeds: [cloud], retry: {initial: 20ms, max: 200ms}, settings: {url: %q}}\n", os.URL+"/ingest"))
+	ctx := context.Background()
+	faults(t, other.Faults(), "400x1")
+	start := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	recs := records(6, 1, 9, start)
+	want := usagegen.Total(recs)
+	r.publish("cloud", "b-mixed", recs)
+	waitFor(t, "both destinations' acks", func() bool { return r.acks("svc", "cz") == 1 && r.acks("svc", "cloudhook") == 1 })
+	dead := r.dead("cloudhook")
+	if len(dead) != 1 {
+		t.Fatalf("dead letters %+v", dead)
+	}
+	p, err := r.env.Replay(ctx, &dead[0], false)
+	if err != nil || !p.Done {
+		t.Fatalf("replay = %+v, %v", p, err)
+	}
+	waitFor(t, "the replayed part's ack", func() bool { return r.acks("svc", "cloudhook") == 2 })
+	// The replace pool marks the unit of the replayed part dirty and
+	// uploads the unit again (a replace: harmless); wait until it has
+	// settled past the replayed part.
+	waitFor(t, "cz to pass the replayed part", func() bool {
+		st, err := r.env.JS.Stream(ctx, messages.StreamUsage)
+		if err != nil {
+			return false
+		}
+		c, err := st.Consumer(ctx, "uf_cz")
+		if err != nil {
+			return false
+		}
+		ci, err := c.Info(ctx)
+		return err == nil && ci.AckFloor.Stream >= p.Seq
+	})
+	held := r.cz.Hours(czConn)[start]
+	if held.Rows != 6 || !held.Cost.Equal(want.Cost.Big()) {
+		t.Fatalf("cz holds %d rows cost %s for the hour, want the 6 published cost %s (the replayed records are not its)", held.Rows, held.Cost, want.Cost)
+	}
+	rec, err := r.env.Reconcile(ctx, "cz", start, start.Add(time.Hour))
+	if err != nil || rec.Mismatches != 0 {
+		t.Fatalf("reconcile of cz: %+v, %v", rec, err)
+	}
+}
