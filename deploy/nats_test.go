@@ -22,6 +22,8 @@ import (
 
 	"github.com/usagefleet/usagefleet/internal/broker"
 	"github.com/usagefleet/usagefleet/internal/config"
+	"github.com/usagefleet/usagefleet/internal/fleet"
+	"github.com/usagefleet/usagefleet/internal/ops"
 	sbwebhook "github.com/usagefleet/usagefleet/internal/sandbox/webhook"
 	"github.com/usagefleet/usagefleet/internal/usagegen"
 	"github.com/usagefleet/usagefleet/messages"
@@ -135,7 +137,7 @@ func TestNATSConfigs(t *testing.T) {
 			t.Errorf("no route names node %s", name)
 		}
 	}
-	for _, u := range []string{"worker", "producer", "collector"} {
+	for _, u := range []string{"worker", "producer", "collector", "operator"} {
 		if c.users[u] != fleetAccount {
 			t.Errorf("user %s is in account %q; want %s", u, c.users[u], fleetAccount)
 		}
@@ -151,7 +153,7 @@ func TestNATSConfigs(t *testing.T) {
 	}
 
 	// A password missing from the environment stops the server.
-	for _, v := range []string{"WORKER_PASSWORD", "PRODUCER_PASSWORD", "COLLECTOR_PASSWORD", "SYS_PASSWORD", "NATS_TLS_CERT", "NATS_TLS_CA"} {
+	for _, v := range []string{"WORKER_PASSWORD", "PRODUCER_PASSWORD", "COLLECTOR_PASSWORD", "OPERATOR_PASSWORD", "SYS_PASSWORD", "NATS_TLS_CERT", "NATS_TLS_CA"} {
 		t.Run("without "+v, func(t *testing.T) {
 			old := os.Getenv(v)
 			os.Unsetenv(v)
@@ -425,6 +427,69 @@ func TestNATSConfigRunsTheFleet(t *testing.T) {
 	}
 	t.Logf("worker, producer and collector did their work in %v", time.Since(started).Round(time.Millisecond))
 
+	// The worker reports its destinations' state for status; the operator
+	// reads everything status, dead and reconcile read.
+	wctx, cancel = context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	skv, err := worker.js.CreateOrUpdateKeyValue(wctx, jetstream.KeyValueConfig{Bucket: ops.BucketStatus, TTL: ops.StatusTTL, History: 1})
+	if err != nil {
+		t.Fatalf("the worker user cannot create the status bucket: %v", err)
+	}
+	if err := ops.WriteStates(wctx, skv, ops.PoolStates("deploy-worker", map[string]*workers.Pool{"hook": pool})()); err != nil {
+		t.Fatalf("the worker user cannot write its status: %v", err)
+	}
+	opConn := dc.login(t, "operator")
+	opCfg, err := fleet.Parse([]byte("destinations:\n  - {name: hook, type: webhook, feeds: [cloud], settings: {url: \"" + srv.URL + "/ingest\"}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dests, err := ops.BuildDests(opCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &ops.Env{NC: opConn.nc, JS: opConn.js, Dests: dests}
+	var st *ops.Status
+	for tries := 0; ; tries++ { // KV reads are direct gets any replica answers
+		if st, err = env.Status(wctx, ops.StatusOptions{}); err == nil && len(st.Destinations) == 1 && len(st.Destinations[0].Workers) == 1 {
+			break
+		}
+		if tries == 50 {
+			t.Fatalf("the operator user cannot read the status: %v %+v", err, st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if d := st.Destinations[0]; d.Workers[0] != "deploy-worker" || d.LastUpload.IsZero() || len(st.Collectors) != 1 {
+		t.Errorf("status as the operator: %+v, collectors %+v", d, st.Collectors)
+	}
+	dead, err := ops.ListDead(wctx, opConn.js, ops.DeadFilter{Destination: "_collect"})
+	if err != nil || len(dead) != 1 {
+		t.Fatalf("the operator user cannot list DEAD: %v (%d)", err, len(dead))
+	}
+	if _, err := ops.GetDead(wctx, opConn.js, dead[0].Seq); err != nil {
+		t.Fatalf("the operator user cannot read a dead letter: %v", err)
+	}
+	first, last := recs[0].ChargePeriodStart, recs[0].ChargePeriodStart
+	for _, r := range recs {
+		if r.ChargePeriodStart.Before(first) {
+			first = r.ChargePeriodStart
+		}
+		if r.ChargePeriodStart.After(last) {
+			last = r.ChargePeriodStart
+		}
+	}
+	rec, err := env.Reconcile(wctx, "hook", first, last.Add(time.Hour))
+	if err != nil || rec.Mismatches != 0 || len(rec.Units) == 0 {
+		t.Fatalf("reconcile as the operator: %v %+v", err, rec)
+	}
+	rkv, err := opConn.js.CreateOrUpdateKeyValue(wctx, jetstream.KeyValueConfig{Bucket: ops.BucketReplays, History: 1})
+	if err != nil {
+		t.Fatalf("the operator user cannot create the replay bucket: %v", err)
+	}
+	if _, err := rkv.Put(wctx, "hook.1", []byte(`{}`)); err != nil {
+		t.Fatalf("the operator user cannot remember a replay: %v", err)
+	}
+	t.Logf("the operator read status, dead letters and the reconciliation in %v", time.Since(started).Round(time.Millisecond))
+
 	// What each role must not do. A refused JetStream API request gets no
 	// answer: give each a short deadline.
 	refuse := func(who *conn, what string, call func(ctx context.Context) error) {
@@ -467,6 +532,24 @@ func TestNATSConfigRunsTheFleet(t *testing.T) {
 		return err
 	})
 	refuse(worker, "the worker deleting USAGE", func(ctx context.Context) error { return worker.js.DeleteStream(ctx, messages.StreamUsage) })
+	refuse(opConn, "the operator deleting USAGE", func(ctx context.Context) error { return opConn.js.DeleteStream(ctx, messages.StreamUsage) })
+	refuse(opConn, "the operator purging DEAD", func(ctx context.Context) error {
+		s, err := opConn.js.Stream(ctx, messages.StreamDead)
+		if err != nil {
+			return err
+		}
+		return s.Purge(ctx)
+	})
+	refuse(opConn, "the operator changing USAGE", func(ctx context.Context) error {
+		_, err := opConn.js.UpdateStream(ctx, jetstream.StreamConfig{Name: messages.StreamUsage, Subjects: []string{"usage.>"}, MaxAge: time.Hour, Replicas: 3})
+		return err
+	})
+	refuse(opConn, "the operator deleting the workers' consumer", func(ctx context.Context) error {
+		return opConn.js.DeleteConsumer(ctx, messages.StreamUsage, workers.ConsumerName("hook"))
+	})
+	refuse(opConn, "the operator deleting the lease bucket", func(ctx context.Context) error {
+		return opConn.js.DeleteKeyValue(ctx, messages.BucketLeases)
+	})
 	// Issue 12 item 8: logged in as producer, one paused the workers'
 	// consumer until 2030, pulled a part from it, read DEAD, ACKS' other
 	// inboxes and the lease bucket.
@@ -474,7 +557,7 @@ func TestNATSConfigRunsTheFleet(t *testing.T) {
 	for _, who := range []struct {
 		name string
 		c    *conn
-	}{{"producer", prodConn}, {"collector", coll}, {"worker", worker}} {
+	}{{"producer", prodConn}, {"collector", coll}, {"worker", worker}, {"operator", opConn}} {
 		refuse(who.c, "the "+who.name+" pausing the workers' consumer", func(ctx context.Context) error {
 			_, err := who.c.js.PauseConsumer(ctx, messages.StreamUsage, workers.ConsumerName("hook"), until)
 			return err
@@ -523,6 +606,8 @@ func TestNATSConfigRunsTheFleet(t *testing.T) {
 		{coll, "collector", "_INBOX_producer.>"},
 		{worker, "worker", "_INBOX_producer.>"},
 		{worker, "worker", "usage.>"},
+		{opConn, "operator", "_INBOX_worker.>"},
+		{opConn, "operator", "usage.>"},
 	} {
 		if _, err := sub.who.nc.SubscribeSync(sub.subject); err != nil {
 			t.Fatal(err)
@@ -551,6 +636,15 @@ func TestNATSConfigRunsTheFleet(t *testing.T) {
 		{coll, "collector", "$KV.usagefleet_leases.x"},
 		{coll, "collector", "acks.deploy.hook"},
 		{coll, "collector", "dead.hook.deploy"},
+		{opConn, "operator", "acks.deploy.hook"},
+		{opConn, "operator", "dead.hook.deploy"},
+		{opConn, "operator", "$KV.usagefleet_leases.x"},
+		{opConn, "operator", "$KV.usagefleet_units.x"},
+		{opConn, "operator", "$KV.uf_status.hook.x"},
+		{opConn, "operator", "$KV.usagefleet_checkpoints.x"},
+		{opConn, "operator", "$JS.ACK.USAGE.uf_hook.1.1.1.1.1"},
+		{opConn, "operator", "$JS.API.CONSUMER.DELETE.USAGE.uf_hook"},
+		{opConn, "operator", "$JS.API.STREAM.PURGE.USAGE"},
 	} {
 		if err := p.who.nc.Publish(p.subject, []byte("x")); err != nil {
 			t.Fatal(err)

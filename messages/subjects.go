@@ -53,7 +53,19 @@ const (
 	// source's signature over the part's headers (see SignPart).
 	HdrPayloadSum = "Usage-Payload-Sha256"
 	HdrSignature  = "Usage-Signature"
+	// HdrDestination addresses a part to one destination: every other
+	// destination serving its feed skips it (acks it unsent, leaves it out
+	// of its rebuilds). usage-worker dead replay sets it on the records it
+	// sends again to the append destination that refused them.
+	HdrDestination = "Usage-Destination"
 )
+
+// ForDestination reports whether a part with headers h is for dest: it is
+// addressed to none (every destination of its feed), or to dest.
+func ForDestination(h map[string][]string, dest string) bool {
+	v := h[HdrDestination]
+	return len(v) == 0 || v[0] == "" || v[0] == dest
+}
 
 var tokenRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 

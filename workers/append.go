@@ -16,6 +16,10 @@ import (
 func (p *Pool) enqueueAppend(ctx context.Context, msg jetstream.Msg, work chan func(context.Context)) {
 	seq := seqOf(msg)
 	p.metrics.add(ctx, p.metrics.streamRead, int64(len(msg.Data())))
+	if !messages.ForDestination(msg.Headers(), p.dest.Name()) {
+		p.ack(msg, seq) // another destination's (a dead letter replayed to it)
+		return
+	}
 	meta, err := p.admitStored(msg.Subject(), msg.Headers(), msg.Data(), storedAt(msg)) // sources.go
 	var part messages.Part
 	if err == nil {
@@ -46,7 +50,7 @@ func (p *Pool) enqueueAppend(ctx context.Context, msg jetstream.Msg, work chan f
 	p.pending[seq] = pm
 	p.mu.Unlock()
 	select {
-	case work <- func(ctx context.Context) { p.runAppend(ctx, pm) }:
+	case work <- func(jctx context.Context) { p.runAppend(jctx, ctx.Done(), pm) }:
 	case <-ctx.Done():
 	}
 }
@@ -65,22 +69,36 @@ func (j *job) appendRecords(fn func(RecordRef, *messages.UsageRecord) error) err
 	return nil
 }
 
-func (p *Pool) runAppend(ctx context.Context, pm *pendingMsg) {
+func (p *Pool) runAppend(ctx context.Context, stop <-chan struct{}, pm *pendingMsg) {
 	log := p.log.With("batch", pm.meta.BatchID, "part", pm.meta.Part)
 	attempt := 0
+	// Waits (the gate's cooldown, the backoff between tries) end when the
+	// pool stops: a part that is only waiting is handed back by the drain
+	// at once (not acked, redelivered), instead of holding the stop for its
+	// whole DrainTimeout. A try in flight keeps ctx, the drain's.
+	waits, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-stop:
+			cancel()
+		case <-waits.Done():
+		}
+	}()
 	// Each try waits out the gate, then delivers; the wait before the next
 	// is what the failure's class says (failed), so the policy's own
 	// delays are not used. Shutting down ends it: drain hands the part back.
-	_ = retry(ctx, &jitterBackOff{p: p.opts.Retry}, func() error {
+	_ = retry(waits, &jitterBackOff{p: p.opts.Retry}, func() error {
 		defer func() { attempt++ }()
-		return p.tryAppend(ctx, pm, attempt, log)
+		return p.tryAppend(ctx, waits, pm, attempt, log)
 	}, nil)
 }
 
 // tryAppend is one try of an append part: nil once it is delivered (or
-// refused) and settled.
-func (p *Pool) tryAppend(ctx context.Context, pm *pendingMsg, attempt int, log *slog.Logger) error {
-	if err := p.gate.wait(ctx); err != nil {
+// refused) and settled. The gate is waited for on waits (ends at stop),
+// the delivery and settling run on ctx.
+func (p *Pool) tryAppend(ctx, waits context.Context, pm *pendingMsg, attempt int, log *slog.Logger) error {
+	if err := p.gate.wait(waits); err != nil {
 		return backoff.Permanent(err)
 	}
 	j := newJob(p, nil, attempt)

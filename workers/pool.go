@@ -127,6 +127,13 @@ func (p *Pool) Paused() (bool, string) {
 	return paused, reason
 }
 
+// CooldownUntil is when the destination's cooldown (after a 429 or 503
+// with Retry-After, or repeated failures) ends; in the past when none.
+func (p *Pool) CooldownUntil() time.Time {
+	_, _, until := p.gate.state()
+	return until
+}
+
 // ConsumerName is the durable consumer of a destination.
 func ConsumerName(dest string) string { return "uf_" + dest }
 
@@ -243,7 +250,8 @@ func (p *Pool) failed(log *slog.Logger, derr error, job *job) time.Duration {
 		return -1
 	default:
 		d := p.gate.transient(de.RetryAfter, p.opts.Retry)
-		log.Warn("delivery failed, will retry", "reason", de.Error(), "retry_in", d, "attempt", job.attempt)
+		// The job's logger carries the attempt already.
+		log.Warn("delivery failed, will retry", "reason", de.Error(), "retry_in", d)
 		return d
 	}
 }

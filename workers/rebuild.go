@@ -245,6 +245,9 @@ func (s *unitScan) handle(ctx context.Context, seq uint64, subject string, store
 	if len(data) > 0 {
 		s.j.p.metrics.add(ctx, s.j.p.metrics.streamRead, int64(len(data)))
 	}
+	if !messages.ForDestination(h, s.j.p.dest.Name()) {
+		return nil // another destination's part (a dead letter replayed to it)
+	}
 	meta, err := s.j.p.admitStored(subject, h, data, stored) // sources.go: a refused part is dead, so no snapshot generation
 	if errors.Is(err, messages.ErrNewerSchema) {
 		// The unit cannot be rebuilt whole by this worker: sending it

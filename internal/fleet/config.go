@@ -52,7 +52,20 @@ type WorkerConfig struct {
 	// RSS stays near the limit whatever the backlog: measured 121 MB peak
 	// draining a 10M-record backlog at 100MiB.
 	MemoryLimit string `yaml:"memory_limit"`
+	// Reconcile runs the reconciliation of every destination on a
+	// schedule (usage-worker reconcile, exported as gauges): off unless
+	// every is set.
+	Reconcile ReconcileConfig `yaml:"reconcile"`
 }
+
+// ReconcileConfig is the worker's reconciliation schedule.
+type ReconcileConfig struct {
+	Every  config.Duration `yaml:"every"`  // how often; 0: never
+	Window config.Duration `yaml:"window"` // the usage hours reconciled, back from now (default 48h)
+}
+
+// DefaultReconcileWindow is the window of a scheduled reconciliation.
+const DefaultReconcileWindow = 48 * time.Hour
 
 // MemoryLimitBytes parses MemoryLimit (0 when unset).
 func (w WorkerConfig) MemoryLimitBytes() (int64, error) {
@@ -300,6 +313,19 @@ func (w *WorkerConfig) validate() error {
 		return err
 	} else if n != 0 && n < 32<<20 {
 		return config.Errorf("worker.memory_limit", "%q is below 32MiB", w.MemoryLimit)
+	}
+	r := w.Reconcile
+	if e := r.Every.D(0); e != 0 && e < time.Minute {
+		// Each run reads the window's parts and the destination's API.
+		return config.Errorf("worker.reconcile.every", "%s: want at least 1m (each run reads the whole window from the stream and the API)", e)
+	}
+	if win := r.Window.D(0); win != 0 {
+		if r.Every == 0 {
+			return config.Errorf("worker.reconcile.window", "set without worker.reconcile.every: nothing would run")
+		}
+		if win < time.Hour || win > 31*24*time.Hour {
+			return config.Errorf("worker.reconcile.window", "%s: want 1h to 744h (31 days)", win)
+		}
 	}
 	return nil
 }

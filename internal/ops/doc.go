@@ -6,7 +6,8 @@
 // fixed (Replay), and does every destination hold exactly what was
 // published (Reconcile).
 //
-// Exit codes (both binaries, see README "Operating it"):
+// Exit codes (every binary: usage-worker, usage-producer, usage-gateway;
+// README "Exit codes"):
 //
 //	0   ok (also: -h / help)
 //	1   failure, or something needs a person: a paused destination, a dead

@@ -100,6 +100,29 @@ func Open(ctx context.Context, cfg *fleet.Config) (*Env, error) {
 	return &Env{NC: nc, JS: js, Dests: dests}, nil
 }
 
+// NewEnv is an Env on a connection the caller owns (the worker's own, for
+// its scheduled reconciliation): Close does not close it.
+func NewEnv(nc *nats.Conn, cfg *fleet.Config) (*Env, error) {
+	dests, err := BuildDests(cfg)
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	return &Env{JS: js, Dests: dests}, nil
+}
+
+// Names are the destinations' names.
+func (e *Env) Names() []string {
+	out := make([]string, len(e.Dests))
+	for i, d := range e.Dests {
+		out[i] = d.Name
+	}
+	return out
+}
+
 // Close closes the connection.
 func (e *Env) Close() {
 	if e.NC != nil {

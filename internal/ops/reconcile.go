@@ -207,6 +207,9 @@ func (env *Env) published(ctx context.Context, d *Dest, from, to time.Time, unit
 			if err != nil || hour.Before(from) || !hour.Before(to) {
 				return nil
 			}
+			if !messages.ForDestination(m.Headers(), d.Name) {
+				return nil // another destination's (a dead letter replayed to it)
+			}
 			meta, err := messages.ParseMeta(m.Headers())
 			if err != nil {
 				u := unitOf(hour)

@@ -30,8 +30,10 @@ import (
 //     unit too: harmless, for the same reason.)
 //   - ActionRedeliver, an append destination: the refused records are
 //     published again as a new append part (Nats-Msg-Id derived from the
-//     dead letter: replay-<destination>-<dead seq>/1) on a feed only that
-//     destination serves (see ReplayFeed), read from USAGE at the dead
+//     dead letter: replay-<destination>-<dead seq>/1) on the dead letter's
+//     feed, addressed to that destination alone (header Usage-Destination:
+//     every other destination of the feed acks it unsent and leaves it out
+//     of its rebuilds and reconciliations), read from USAGE at the dead
 //     letter's stream sequence (the dead letter's own copy only when the
 //     part has aged out). A second replay is refused by the replay record
 //     in bucket BucketReplays and, within USAGE's duplicate window, by
@@ -53,11 +55,6 @@ const ReplaySource = "uf-replay"
 // BucketReplays remembers, per destination and dead letter, the replays
 // done (key <destination>.<dead seq>).
 const BucketReplays = "uf_replays"
-
-// ReplayFeed is the feed an append destination's replayed parts are
-// published on when it shares its own feed with another destination: the
-// destination must list it among its feeds (no other destination may).
-func ReplayFeed(dest string) string { return "replay-" + dest }
 
 // ReplayPlan says what a replay of one dead letter does (or did).
 type ReplayPlan struct {
@@ -209,29 +206,22 @@ func (env *Env) planRedeliver(ctx context.Context, d *Dest, e *DeadEntry, p *Rep
 		p.Refused = "cannot tell the part: " + err.Error()
 		return nil, nil
 	}
-	// The feed the part goes out on must reach this destination only.
-	out := feed
-	if others := env.servedBy(feed, d.Name); len(others) > 0 {
-		out = ReplayFeed(d.Name)
-		if !d.Serves(out) || len(env.servedBy(out, d.Name)) > 0 {
-			p.Refused = fmt.Sprintf("feed %s is also served by %v, which would receive the records a second time: add feed %q to destination %s (and to no other) and replay again", feed, others, out, d.Name)
-			return nil, nil
-		}
-	}
 	recs, err := env.deadRecords(ctx, e)
 	if err != nil {
 		p.Refused = err.Error()
 		return nil, nil
 	}
 	p.Action = ActionRedeliver
-	meta := messages.PartMeta{BatchID: fmt.Sprintf("replay-%s-%d", d.Name, e.Seq), Part: 1, Feed: out, Source: orToken(dl.Source, ReplaySource), Kind: messages.KindAppend, Hour: hour, Records: len(recs)}
+	meta := messages.PartMeta{BatchID: fmt.Sprintf("replay-%s-%d", d.Name, e.Seq), Part: 1, Feed: feed, Source: orToken(dl.Source, ReplaySource), Kind: messages.KindAppend, Hour: hour, Records: len(recs)}
 	data, err := messages.EncodeRecords(nil, recs)
 	if err != nil {
 		return nil, fmt.Errorf("dead letter %d: encoding its records: %w", e.Seq, err)
 	}
 	h := meta.Header()
-	p.Subject, p.MsgID, p.Records = messages.UsageSubject(out, hour), meta.MsgID(), len(recs)
-	p.Detail = fmt.Sprintf("publish the %d refused record(s) again as part %s on %s: %s delivers them once", len(recs), p.MsgID, p.Subject, d.Name)
+	// For this destination alone: the others of the feed had the records.
+	h.Set(messages.HdrDestination, d.Name)
+	p.Subject, p.MsgID, p.Records = messages.UsageSubject(feed, hour), meta.MsgID(), len(recs)
+	p.Detail = fmt.Sprintf("publish the %d refused record(s) again as part %s on %s, addressed to %s alone: it delivers them once", len(recs), p.MsgID, p.Subject, d.Name)
 	return &nats.Msg{Subject: p.Subject, Header: h, Data: data}, nil
 }
 
@@ -270,17 +260,6 @@ func (env *Env) deadRecords(ctx context.Context, e *DeadEntry) ([]messages.Usage
 		recs = append(recs, part.Records[r.Index])
 	}
 	return recs, nil
-}
-
-// servedBy lists the destinations other than except that serve feed.
-func (env *Env) servedBy(feed, except string) []string {
-	var out []string
-	for _, d := range env.Dests {
-		if d.Name != except && d.Serves(feed) {
-			out = append(out, d.Name)
-		}
-	}
-	return out
 }
 
 func (env *Env) planRecollect(e *DeadEntry, p *ReplayPlan) *ReplayPlan {

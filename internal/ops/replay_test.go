@@ -2,6 +2,8 @@ package ops
 
 import (
 	"context"
+	"fmt"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -10,6 +12,7 @@ import (
 	"github.com/usagefleet/usagefleet/internal/broker/natstest"
 	"github.com/usagefleet/usagefleet/internal/fleet"
 	"github.com/usagefleet/usagefleet/internal/sandbox/fault"
+	sbhook "github.com/usagefleet/usagefleet/internal/sandbox/webhook"
 	"github.com/usagefleet/usagefleet/internal/usagegen"
 	"github.com/usagefleet/usagefleet/messages"
 )
@@ -167,31 +170,57 @@ func TestReplayReplaceRebuildsTheUnit(t *testing.T) {
 	}
 }
 
-// Append records on a feed another destination also serves would reach
-// that one a second time: the replay is refused, naming the fix.
-func TestReplayAppendRefusesASharedFeed(t *testing.T) {
-	srv := natstest.Start(t)
-	cfg, err := fleet.Parse([]byte(`
-destinations:
-  - {name: hook, type: webhook, feeds: [shared], settings: {url: "http://127.0.0.1:9/a"}}
-  - {name: other, type: webhook, feeds: [shared], settings: {url: "http://127.0.0.1:9/b"}}
-`))
-	if err != nil {
-		t.Fatal(err)
+// Append records replayed on a feed another destination also serves reach
+// the destination that refused them, and only it: the other acks the part
+// unsent, and its reconciliation does not count it.
+func TestReplayAppendOnASharedFeedReachesItsDestinationOnly(t *testing.T) {
+	other := sbhook.New(sbhook.Config{})
+	os := httptest.NewServer(other.Handler())
+	t.Cleanup(os.Close)
+	r := newRig(t, fmt.Sprintf("  - {name: other, type: webhook, feeds: [hooks], retry: {initial: 20ms, max: 200ms}, settings: {url: %q}}\n", os.URL+"/ingest"))
+	ctx := context.Background()
+	faults(t, r.hook.Faults(), "400x1")
+	start := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	r.publish("hooks", "b-shared", records(5, 1, 4, start))
+	waitFor(t, "both destinations' acks", func() bool { return r.acks("svc", "hook") == 1 && r.acks("svc", "other") == 1 })
+	if r.hook.Stats().Records != 0 || other.Stats().Records != 5 {
+		t.Fatalf("before the replay: hook holds %d, other %d; want 0 and 5", r.hook.Stats().Records, other.Stats().Records)
 	}
-	dests, err := BuildDests(cfg)
-	if err != nil {
-		t.Fatal(err)
+	dead := r.dead("hook")
+	if len(dead) != 1 {
+		t.Fatalf("dead letters %+v", dead)
 	}
-	nc := srv.Connect(t)
-	env := &Env{NC: nc, JS: mustJS(t, nc), Dests: dests}
-	e := &DeadEntry{Seq: 9, Letter: messages.DeadLetter{Destination: "hook", Source: "svc", Subject: "usage.shared.2026.03.02.10", StreamSeq: 1}}
-	p, err := env.Replay(context.Background(), e, false)
-	if err != nil {
-		t.Fatal(err)
+	p, err := r.env.Replay(ctx, &dead[0], false)
+	if err != nil || !p.Done || p.Refused != "" || p.Subject != messages.UsageSubject("hooks", start) {
+		t.Fatalf("replay = %+v, %v", p, err)
 	}
-	if !strings.Contains(p.Refused, "[other]") || !strings.Contains(p.Refused, `add feed "replay-hook"`) {
-		t.Fatalf("refusal = %q", p.Refused)
+	waitFor(t, "the replayed part's ack", func() bool { return r.acks("svc", "hook") == 2 })
+	// The other destination has taken the replayed part too (its consumer's
+	// ack floor passed it) and sent nothing.
+	waitFor(t, "the other destination to pass the replayed part", func() bool {
+		st, err := r.env.JS.Stream(ctx, messages.StreamUsage)
+		if err != nil {
+			return false
+		}
+		c, err := st.Consumer(ctx, "uf_other")
+		if err != nil {
+			return false
+		}
+		ci, err := c.Info(ctx)
+		return err == nil && ci.AckFloor.Stream >= p.Seq
+	})
+	if got := r.hook.Stats().Records; got != 5 {
+		t.Errorf("hook holds %d records after the replay, want 5", got)
+	}
+	if st := other.Stats(); st.Records != 5 || st.Requests != 1 {
+		t.Errorf("the other destination got the replay too: %d records in %d requests, want 5 in 1", st.Records, st.Requests)
+	}
+	if n := r.acks("svc", "other"); n != 1 {
+		t.Errorf("the other destination published %d ack events, want 1", n)
+	}
+	rec, err := r.env.Reconcile(ctx, "other", start, start.Add(time.Hour))
+	if err != nil || rec.Mismatches != 0 || len(rec.Units) != 1 || rec.Units[0].Published.Records != 5 {
+		t.Fatalf("reconcile of the other destination: %+v, %v", rec, err)
 	}
 }
 
@@ -242,4 +271,53 @@ func (r *rig) waitCovered(dest string, e *DeadEntry, seq uint64) {
 		n, err := r.env.UnitCovered(context.Background(), dest, unit)
 		return err == nil && n >= seq
 	})
+}
+
+// Records replayed to an append destination on a feed a replace
+// destination serves too are left out of the replace destination's
+// rebuilds: it still holds the unit once, and reconciles.
+func TestReplayAppendIsLeftOutOfAReplaceDestinationsRebuild(t *testing.T) {
+	other := sbhook.New(sbhook.Config{})
+	os := httptest.NewServer(other.Handler())
+	t.Cleanup(os.Close)
+	r := newRig(t, fmt.Sprintf("  - {name: cloudhook, type: webhook, feeds: [cloud], retry: {initial: 20ms, max: 200ms}, settings: {url: %q}}\n", os.URL+"/ingest"))
+	ctx := context.Background()
+	faults(t, other.Faults(), "400x1")
+	start := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	recs := records(6, 1, 9, start)
+	want := usagegen.Total(recs)
+	r.publish("cloud", "b-mixed", recs)
+	waitFor(t, "both destinations' acks", func() bool { return r.acks("svc", "cz") == 1 && r.acks("svc", "cloudhook") == 1 })
+	dead := r.dead("cloudhook")
+	if len(dead) != 1 {
+		t.Fatalf("dead letters %+v", dead)
+	}
+	p, err := r.env.Replay(ctx, &dead[0], false)
+	if err != nil || !p.Done {
+		t.Fatalf("replay = %+v, %v", p, err)
+	}
+	waitFor(t, "the replayed part's ack", func() bool { return r.acks("svc", "cloudhook") == 2 })
+	// The replace pool marks the unit of the replayed part dirty and
+	// uploads the unit again (a replace: harmless); wait until it has
+	// settled past the replayed part.
+	waitFor(t, "cz to pass the replayed part", func() bool {
+		st, err := r.env.JS.Stream(ctx, messages.StreamUsage)
+		if err != nil {
+			return false
+		}
+		c, err := st.Consumer(ctx, "uf_cz")
+		if err != nil {
+			return false
+		}
+		ci, err := c.Info(ctx)
+		return err == nil && ci.AckFloor.Stream >= p.Seq
+	})
+	held := r.cz.Hours(czConn)[start]
+	if held.Rows != 6 || !held.Cost.Equal(want.Cost.Big()) {
+		t.Fatalf("cz holds %d rows cost %s for the hour, want the 6 published cost %s (the replayed records are not its)", held.Rows, held.Cost, want.Cost)
+	}
+	rec, err := r.env.Reconcile(ctx, "cz", start, start.Add(time.Hour))
+	if err != nil || rec.Mismatches != 0 {
+		t.Fatalf("reconcile of cz: %+v, %v", rec, err)
+	}
 }

@@ -3,6 +3,8 @@ package ops
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/usagefleet/usagefleet/internal/broker/natstest"
 	"github.com/usagefleet/usagefleet/internal/fleet"
+	"github.com/usagefleet/usagefleet/internal/sandbox/fault"
 	"github.com/usagefleet/usagefleet/messages"
 )
 
@@ -123,5 +126,49 @@ destinations:
 	}
 	if _, err := GetDead(ctx, js, 99); err == nil || !strings.Contains(err.Error(), "not in stream DEAD") {
 		t.Fatalf("GetDead(99): %v", err)
+	}
+}
+
+// status of a running fleet, from what its pools report: a destination the
+// API refused our credentials is named paused (and needs a person); one
+// answered 503 with Retry-After shows its cooldown.
+func TestStatusNamesAPausedDestinationAndACooldown(t *testing.T) {
+	r := newRig(t, "")
+	old := StatusEvery
+	StatusEvery = 50 * time.Millisecond
+	t.Cleanup(func() { StatusEvery = old })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		StatusWriter(ctx, r.env.NC, PoolStates("w-status", r.fleet.Pools), slog.New(slog.DiscardHandler))
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+
+	r.cz.Faults().Set(fault.Rule{Kind: fault.Status, Code: 401, Message: "bad key"})
+	r.hook.Faults().Set(fault.Rule{Kind: fault.Status, Code: 503, RetryAfter: "600"})
+	start := time.Now().UTC().Truncate(time.Hour).Add(-2 * time.Hour)
+	r.publish("cloud", "st-cz", records(5, 1, 1, start))
+	r.publish("hooks", "st-hook", records(5, 1, 2, start))
+
+	var st *Status
+	waitFor(t, "status to report the pause and the cooldown", func() bool {
+		var err error
+		if st, err = r.env.Status(context.Background(), StatusOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		byName := map[string]DestStatus{}
+		for _, d := range st.Destinations {
+			byName[d.Name] = d
+		}
+		return byName["cz"].Paused && byName["hook"].CooldownUntil.After(st.Time.Add(time.Minute))
+	})
+	if !st.NeedsAttention() || !strings.Contains(strings.Join(st.Attention, "\n"), "cz: paused: ") {
+		t.Fatalf("a paused destination does not need a person: %v", st.Attention)
+	}
+	var b strings.Builder
+	WriteStatus(&b, st)
+	if !regexp.MustCompile(`(?m)^cz\s.*PAUSED`).MatchString(b.String()) || !regexp.MustCompile(`(?m)^hook\s.*\s(9m\d+s|10m0s)\s`).MatchString(b.String()) {
+		t.Fatalf("the table does not show the pause of cz and the cooldown of hook:\n%s", b.String())
 	}
 }

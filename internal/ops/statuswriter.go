@@ -40,10 +40,10 @@ type DestState struct {
 	Updated       time.Time     `json:"updated"`
 }
 
-// PoolStates reads the state the pools expose (Paused, Stats). Cooldown
-// and the time of the last successful upload are not exported by
-// workers.Pool today; status reads the last upload from the ACKS stream
-// instead, and shows no cooldown.
+// PoolStates reads the state the pools expose: paused and why, the end of
+// the destination's cooldown (a 429 or 503 with Retry-After, repeated
+// failures), the counters. The last successful upload is read by status
+// from the ACKS stream (the newest ack event of the destination).
 func PoolStates(worker string, pools map[string]*workers.Pool) func() []DestState {
 	if worker == "" {
 		host, _ := os.Hostname()
@@ -59,7 +59,11 @@ func PoolStates(worker string, pools map[string]*workers.Pool) func() []DestStat
 		for _, n := range names {
 			p := pools[n]
 			paused, why := p.Paused()
-			out = append(out, DestState{Destination: n, Worker: worker, Paused: paused, PauseReason: why, Stats: p.Stats()})
+			s := DestState{Destination: n, Worker: worker, Paused: paused, PauseReason: why, Stats: p.Stats()}
+			if u := p.CooldownUntil(); u.After(time.Now()) {
+				s.CooldownUntil = u.UTC()
+			}
+			out = append(out, s)
 		}
 		return out
 	}

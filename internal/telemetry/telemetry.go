@@ -16,6 +16,7 @@ import (
 	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel"
@@ -45,20 +46,11 @@ func envSet(keys ...string) bool {
 
 // Setup installs global meter and tracer providers for service.
 func Setup(ctx context.Context, service string) (*Telemetry, error) {
-	// Schemaless: the SDK's default resource carries the SDK's semconv
-	// schema URL, and merging a resource with another schema URL fails,
-	// which used to drop the service name (everything was exported as
-	// unknown_service:<binary>).
-	// OTEL_SERVICE_NAME, when set, names the service (as the OpenTelemetry
-	// specification has it); else the binary's name.
-	if v := os.Getenv("OTEL_SERVICE_NAME"); v != "" {
-		service = v
-	}
-	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(semconv.ServiceName(service)))
-	if err != nil {
-		res = resource.Default()
-	}
+	res := Resource(service)
 	t := &Telemetry{Registry: prometheus.NewRegistry()}
+	// The Go runtime and the process (CPU, memory, file descriptors) beside
+	// usagefleet's own, and the build: what every Go service exports.
+	t.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), BuildInfoCollector())
 	exp, err := otelprom.New(otelprom.WithRegisterer(t.Registry))
 	if err != nil {
 		return nil, err
@@ -89,6 +81,29 @@ func Setup(ctx context.Context, service string) (*Telemetry, error) {
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 	t.shutdown = append(t.shutdown, tp.Shutdown)
 	return t, nil
+}
+
+// Resource is the OpenTelemetry resource of service, as the specification
+// orders it: the binary's name and build version are defaults;
+// OTEL_RESOURCE_ATTRIBUTES overrides them (service.version, say, or
+// service.name); OTEL_SERVICE_NAME overrides service.name again.
+func Resource(service string) *resource.Resource {
+	// Schemaless: the SDK's default resource carries the SDK's semconv
+	// schema URL, and merging a resource with another schema URL fails,
+	// which used to drop the service name (everything was exported as
+	// unknown_service:<binary>).
+	defaults := resource.NewSchemaless(semconv.ServiceName(service), semconv.ServiceVersion(ReadBuild().Version))
+	// Read anew (resource.Default() is computed once per process):
+	// OTEL_RESOURCE_ATTRIBUTES, then OTEL_SERVICE_NAME, over the SDK's.
+	env, err := resource.New(context.Background(), resource.WithTelemetrySDK(), resource.WithFromEnv())
+	if err != nil && env == nil {
+		return defaults
+	}
+	res, err := resource.Merge(defaults, env)
+	if err != nil {
+		return defaults
+	}
+	return res
 }
 
 // Shutdown flushes and stops the providers.

@@ -192,3 +192,49 @@ func TestLogHandlerAddsTraceIDs(t *testing.T) {
 		t.Fatalf("trace id without a span: %s", lines[1])
 	}
 }
+
+// The resource as the OpenTelemetry specification orders it: the binary's
+// name and version are defaults, OTEL_RESOURCE_ATTRIBUTES overrides them,
+// OTEL_SERVICE_NAME overrides service.name again.
+func TestResourceHonoursTheEnvironment(t *testing.T) {
+	for name, tc := range map[string]struct {
+		attrs, service string
+		want           map[string]string
+	}{
+		"defaults":       {"", "", map[string]string{"service.name": "usage-worker", "service.version": telemetry.ReadBuild().Version}},
+		"attributes":     {"service.version=v9.9.9,deployment.environment.name=prod,service.name=billing-worker", "", map[string]string{"service.name": "billing-worker", "service.version": "v9.9.9", "deployment.environment.name": "prod"}},
+		"service name":   {"service.name=billing-worker", "from-env", map[string]string{"service.name": "from-env"}},
+		"only a version": {"service.version=v1.2.3", "", map[string]string{"service.name": "usage-worker", "service.version": "v1.2.3"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv("OTEL_RESOURCE_ATTRIBUTES", tc.attrs)
+			t.Setenv("OTEL_SERVICE_NAME", tc.service)
+			got := map[string]string{}
+			for _, kv := range telemetry.Resource("usage-worker").Attributes() {
+				got[string(kv.Key)] = kv.Value.Emit()
+			}
+			for k, v := range tc.want {
+				if got[k] != v {
+					t.Errorf("%s = %q, want %q (resource %v)", k, got[k], v, got)
+				}
+			}
+		})
+	}
+}
+
+// /metrics has the Go and process collectors and the build, beside the
+// usagefleet instruments.
+func TestMetricsHaveGoProcessAndBuild(t *testing.T) {
+	tel, err := telemetry.Setup(context.Background(), "usage-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tel.Shutdown(context.Background())
+	rec := httptest.NewRecorder()
+	tel.Metrics.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{"go_goroutines ", "go_memstats_alloc_bytes ", "process_cpu_seconds_total ", "process_resident_memory_bytes ", `usagefleet_build_info{commit="`} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -44,7 +45,13 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	linger := fs.Duration("linger", 3*time.Millisecond, "gateway linger.delay")
 	mode := fs.String("mode", "both", "both, batched or single")
 	cpuprofile := fs.String("cpuprofile", "", "write the gateway's CPU profile to `file`")
+	if helpAsked(args) {
+		fs.SetOutput(stdout)
+	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 64
 	}
 	if *cpuprofile != "" {

@@ -3,8 +3,12 @@
 // usage-gateway").
 //
 //	usage-gateway [serve] --config FILE   serve the API until SIGTERM/SIGINT
-//	usage-gateway check --config FILE     validate the configuration and exit
+//	usage-gateway validate --config FILE  check the configuration as serve does at start (check: the same)
+//	usage-gateway version [--json]        version, commit and Go version
 //	usage-gateway bench [flags]           measure throughput, latency and RSS
+//
+// Exit codes follow the table of every usagefleet binary (README "Exit
+// codes"): 0 ok (also -h), 1 failure or an invalid config, 64 usage error.
 //
 // On SIGTERM the gateway stops being ready (/readyz answers 503), stops
 // accepting connections, lets every in-flight request finish (up to
@@ -14,6 +18,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -37,10 +42,24 @@ import (
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
+const gatewayUsage = `usage: usage-gateway [serve] --config FILE   serve the ingest API until SIGTERM
+       usage-gateway validate --config FILE  check the configuration as serve does at start (alias: check)
+       usage-gateway version [--json]        version, commit and Go version
+       usage-gateway bench [flags]           measure throughput, latency and RSS
+`
+
 func run(args []string, stdout, stderr io.Writer) int {
 	cmd := "serve"
-	if len(args) > 0 && (args[0] == "serve" || args[0] == "check" || args[0] == "bench" || args[0] == "help") {
-		cmd, args = args[0], args[1:]
+	if len(args) > 0 {
+		switch args[0] {
+		case "serve", "check", "validate", "bench", "help", "version":
+			cmd, args = args[0], args[1:]
+		case "-h", "-help", "--help":
+			cmd = "help"
+		}
+	}
+	if cmd == "check" {
+		cmd = "validate"
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -48,13 +67,29 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "bench":
 		return benchCmd(ctx, args, stdout, stderr)
 	case "help":
-		fmt.Fprintln(stdout, "usage: usage-gateway [serve|check] --config FILE | usage-gateway bench [flags]")
+		fmt.Fprint(stdout, gatewayUsage)
 		return 0
+	case "version":
+		return versionCmd(args, stdout, stderr)
 	}
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: usage-gateway %s --config FILE\n\nflags:\n", cmd)
+		fs.PrintDefaults()
+	}
 	path := fs.String("config", "", "configuration `file` (YAML)")
+	if helpAsked(args) {
+		fs.SetOutput(stdout) // asked for: the usage is the answer, not an error
+	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 64
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "usage-gateway %s: unexpected argument %q\n", cmd, fs.Arg(0))
 		return 64
 	}
 	if *path == "" {
@@ -66,7 +101,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage-gateway:", err)
 		return 1
 	}
-	if cmd == "check" {
+	if cmd == "validate" {
 		fmt.Fprintf(stdout, "%s: ok (%d keys)\n", *path, len(cfg.Keys))
 		return 0
 	}
@@ -82,6 +117,45 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error("usage-gateway stopped", "err", err)
 		return 1
 	}
+	return 0
+}
+
+// helpAsked reports whether args ask for the usage (before any "--").
+func helpAsked(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		if a == "-h" || a == "-help" || a == "--help" || a == "--h" {
+			return true
+		}
+	}
+	return false
+}
+
+func versionCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if helpAsked(args) {
+		fs.SetOutput(stdout)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 64
+	}
+	b := telemetry.ReadBuild()
+	if *asJSON {
+		_ = json.NewEncoder(stdout).Encode(b)
+		return 0
+	}
+	mod := ""
+	if b.Modified {
+		mod = " (modified)"
+	}
+	fmt.Fprintf(stdout, "usage-gateway %s\ncommit %s%s %s\n%s %s\n", b.Version, b.Commit, mod, b.CommitAt, b.GoVersion, b.Platform)
 	return 0
 }
 

@@ -125,3 +125,35 @@ func TestCheckNamesTheBadKey(t *testing.T) {
 		t.Errorf("check: %d %q", code, errb.String())
 	}
 }
+
+// Every subcommand's help exits 0 and prints on stdout; usage errors exit
+// 64; validate (and check) say what serve says at start.
+func TestHelpVersionValidate(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "g.yaml")
+	os.WriteFile(bad, []byte("keys:\n  - {name: a, secret: {env: X_UNSET_GATEWAY}, sources: [s], feeds: [f]}\nlinger: {dely: 1ms}\n"), 0o600)
+	for _, tc := range []struct {
+		args     []string
+		code     int
+		out, err string
+	}{
+		{[]string{"-h"}, 0, "usage-gateway validate --config FILE", ""},
+		{[]string{"help"}, 0, "usage-gateway version", ""},
+		{[]string{"serve", "-h"}, 0, "-config", ""},
+		{[]string{"validate", "--help"}, 0, "-config", ""},
+		{[]string{"check", "-h"}, 0, "-config", ""},
+		{[]string{"bench", "-h"}, 0, "-batch-size", ""},
+		{[]string{"version"}, 0, "usage-gateway ", ""},
+		{[]string{"version", "--json"}, 0, `"go_version"`, ""},
+		{[]string{"validate"}, 64, "", "--config is required"},
+		{[]string{"validate", "--nope"}, 64, "", "flag provided but not defined"},
+		{[]string{"validate", "--config", bad}, 1, "", "linger.dely (line 3): unknown key"},
+		{[]string{"--config", bad}, 1, "", "linger.dely (line 3): unknown key"},
+	} {
+		var out, errb bytes.Buffer
+		code := run(tc.args, &out, &errb)
+		if code != tc.code || !strings.Contains(out.String(), tc.out) || !strings.Contains(errb.String(), tc.err) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want %d, %q, %q", tc.args, code, out.String(), errb.String(), tc.code, tc.out, tc.err)
+		}
+	}
+}

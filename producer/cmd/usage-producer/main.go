@@ -3,6 +3,9 @@
 //
 //	usage-producer publish --feed F --source S [flags] FILE...
 //	usage-producer acks [--source S] [--dest D] [--since 1h] [--json]
+//	usage-producer collect --config FILE [--once]
+//	usage-producer validate --config FILE
+//	usage-producer version [--json]
 //	usage-producer help [command]
 //
 // Flags may come before or after the files ("--" ends them).
@@ -60,6 +63,8 @@
 //	    or was interrupted
 //	2   --good-rows-only published the good rows but skipped bad ones
 //	64  usage error: unknown command, bad or missing flags
+//
+// (the table every usagefleet binary follows: README "Exit codes").
 package main
 
 import (
@@ -138,6 +143,8 @@ func init() {
 		{name: "publish", args: "--feed F --source S [flags] FILE...", summary: "check usage files and publish them, one batch per file", flags: publishCmd},
 		{name: "acks", args: "[--source S] [--dest D] [--since 1h]", summary: "follow the ack stream and print one line per ack until interrupted", flags: acksCmd},
 		{name: "collect", args: "--config FILE [--once]", summary: "pull usage reports (Acronis, HERE) on a schedule and publish them as snapshots", flags: collectCmd},
+		{name: "validate", args: "--config FILE", summary: "check a collector configuration as collect does at start, connecting to nothing", flags: validateCmd},
+		{name: "version", args: "[--json]", summary: "version, commit and Go version", flags: versionCmd},
 	}
 }
 
@@ -182,6 +189,14 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	fs, runCmd := c.flags(e)
 	fs.SetOutput(stderr)
+	for _, a := range rest {
+		if a == "--" {
+			break
+		}
+		if a == "-h" || a == "-help" || a == "--help" || a == "--h" {
+			fs.SetOutput(stdout) // asked for: the usage is the answer, not an error
+		}
+	}
 	pos, err := parseInterspersed(fs, rest)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -452,7 +452,11 @@ func TestUsage(t *testing.T) {
 		{"no command", nil, exitUsage, "", "usage: usage-producer <command>"},
 		{"help", []string{"help"}, exitOK, "publish  check usage files", ""},
 		{"help publish", []string{"help", "publish"}, exitOK, "-good-rows-only", ""},
-		{"publish -h", []string{"publish", "-h"}, exitOK, "", "-dry-run"},
+		{"publish -h", []string{"publish", "-h"}, exitOK, "-dry-run", ""},
+		{"collect -h", []string{"collect", "-h"}, exitOK, "-once", ""},
+		{"validate -h", []string{"validate", "--help"}, exitOK, "-config", ""},
+		{"version", []string{"version"}, exitOK, "usage-producer ", ""},
+		{"validate without config", []string{"validate"}, exitUsage, "", "--config is required"},
 		{"unknown command", []string{"frobnicate"}, exitUsage, "", `unknown command "frobnicate"`},
 		{"unknown flag", []string{"publish", "--nope"}, exitUsage, "", "flag provided but not defined: -nope"},
 		{"missing feed", []string{"publish", "--source", "s", f}, exitUsage, "", "--feed is required"},
@@ -552,5 +556,37 @@ func TestHelpers(t *testing.T) {
 	}
 	if got := plural(2, "batch"); got != "2 batches" {
 		t.Errorf("plural = %q", got)
+	}
+}
+
+// validate checks a collector config as collect does at start: the same
+// error (key path and line) from both, nothing connected.
+func TestValidateCollectorConfig(t *testing.T) {
+	dir := t.TempDir()
+	bad := write(t, dir, "bad.yaml", "nats: {url: \"nats://127.0.0.1:1\"}\ncolectors: []\n")
+	code, _, stderr := cli(t, "validate", "--config", bad)
+	if code != exitFail || !strings.Contains(stderr, "colectors (line 2): unknown key") {
+		t.Fatalf("validate: exit %d, stderr %q", code, stderr)
+	}
+	want := strings.TrimPrefix(stderr, "usage-producer validate: ")
+	ccode, _, cstderr := cli(t, "collect", "--once", "--config", bad)
+	if ccode != exitFail || !strings.Contains(cstderr, want) {
+		t.Fatalf("collect at start says %q (exit %d), validate said %q", cstderr, ccode, want)
+	}
+	t.Setenv("UF_TEST_ACRONIS_SECRET", "x")
+	good := write(t, dir, "good.yaml", `nats: {url: "nats://127.0.0.1:1"}
+collectors:
+  - name: acronis-eu
+    type: acronis
+    feed: msp
+    settings:
+      base_url: http://127.0.0.1:1
+      client_id: 7d5e1c9a-0000-4000-8000-000000000001
+      client_secret: {env: UF_TEST_ACRONIS_SECRET}
+      tenant_id: 0c6a0a7e-0000-4000-8000-000000000002
+      kind: usage_daily
+`)
+	if code, stdout, stderr := cli(t, "validate", "--config", good); code != exitOK || !strings.Contains(stdout, "good.yaml: ok (1 collector(s))") {
+		t.Fatalf("a good config: exit %d, %q %q", code, stdout, stderr)
 	}
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/usagefleet/usagefleet/internal/ops"
 )
 
-// Exit codes: one table for both binaries (README "Operating it").
+// Exit codes: one table for every binary (README "Exit codes").
 const (
 	exitOK        = ops.ExitOK
 	exitAttention = ops.ExitAttention

@@ -113,7 +113,6 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) int {
 		log.Error("telemetry", "err", err)
 		return 1
 	}
-	tel.Registry.MustRegister(ops.BuildInfoCollector())
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -126,6 +125,16 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	defer f.Close()
 	go ops.StatusWriter(ctx, f.NC, ops.PoolStates(cfg.Worker.ID, f.Pools), log)
+	if every := cfg.Worker.Reconcile.Every.D(0); every > 0 {
+		env, err := ops.NewEnv(f.NC, cfg)
+		if err != nil {
+			log.Error("scheduled reconciliation", "err", err)
+			return 1
+		}
+		window := cfg.Worker.Reconcile.Window.D(fleet.DefaultReconcileWindow)
+		go env.RunReconcile(ctx, every, window, ops.NewReconcileMetrics(tel.Registry, env.Names()...), log)
+		log.Info("scheduled reconciliation", "every", every, "window", window)
+	}
 	if l := cfg.Worker.Metrics.Listen; l != "" {
 		srv := &http.Server{Addr: l, Handler: telemetry.Health(tel.Metrics, f.Ready), ReadHeaderTimeout: 5 * time.Second}
 		go func() {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/usagefleet/usagefleet/internal/sandbox/fault"
 	sbwebhook "github.com/usagefleet/usagefleet/internal/sandbox/webhook"
 	"github.com/usagefleet/usagefleet/internal/usagegen"
 	"github.com/usagefleet/usagefleet/messages"
@@ -101,6 +102,8 @@ func TestRunServesHealthAndDrains(t *testing.T) {
 	const token = "wrong-token-never-logged"
 	t.Setenv("UF_MAIN_TEST_TOKEN", token)
 	sb := sbwebhook.New(sbwebhook.Config{Token: "the-right-one"})
+	// One 503 first: "delivery failed, will retry" is logged too.
+	sb.Faults().Set(fault.Rule{Kind: fault.Status, Code: 503, Count: 1, RetryAfter: "1"})
 	srv := httptest.NewServer(sb.Handler())
 	defer srv.Close()
 	natsPort, metricsPort := freePort(t), freePort(t)
@@ -199,13 +202,23 @@ destinations:
 	if strings.Contains(text, token) {
 		t.Errorf("the token is in the logs:\n%s", text)
 	}
-	var paused, drained bool
+	var paused, drained, retried bool
 	sc := bufio.NewScanner(strings.NewReader(text))
 	for sc.Scan() {
 		var rec map[string]any
 		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
 			t.Errorf("log line is not JSON: %q", sc.Text())
 			continue
+		}
+		if k := duplicateKey(sc.Bytes()); k != "" {
+			t.Errorf("key %q appears twice in a log line: %s", k, sc.Text())
+		}
+		for _, k := range []string{"retry_in", "probe_in", "timeout"} {
+			if v, ok := rec[k]; ok {
+				if _, isText := v.(string); !isText {
+					t.Errorf("%s is written as %v, not as a duration: %s", k, v, sc.Text())
+				}
+			}
 		}
 		msg, _ := rec["msg"].(string)
 		if strings.HasPrefix(msg, "DESTINATION PAUSED") {
@@ -215,8 +228,60 @@ destinations:
 			}
 		}
 		drained = drained || msg == "drained and stopped"
+		retried = retried || msg == "delivery failed, will retry"
 	}
-	if !paused || !drained {
-		t.Errorf("logs lack the pause (%v) or the drain (%v):\n%s", paused, drained, text)
+	if !paused || !drained || !retried {
+		t.Errorf("logs lack the pause (%v), the drain (%v) or the retry (%v):\n%s", paused, drained, retried, text)
+	}
+}
+
+// duplicateKey returns a key that appears twice in one JSON object of
+// line (at any depth), or "".
+func duplicateKey(line []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(line))
+	type obj struct {
+		keys     map[string]bool
+		wantsKey bool
+	}
+	var stack []*obj
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		top := func() *obj {
+			if len(stack) == 0 {
+				return nil
+			}
+			return stack[len(stack)-1]
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			switch v {
+			case '{':
+				if o := top(); o != nil {
+					o.wantsKey = true // the object is the value of a key
+				}
+				stack = append(stack, &obj{keys: map[string]bool{}, wantsKey: true})
+				continue
+			case '[':
+				stack = append(stack, nil)
+				continue
+			case '}', ']':
+				stack = stack[:len(stack)-1]
+			}
+		case string:
+			if o := top(); o != nil && o.wantsKey {
+				if o.keys[v] {
+					return v
+				}
+				o.keys[v] = true
+				o.wantsKey = false
+				continue
+			}
+		}
+		if o := top(); o != nil {
+			o.wantsKey = true // a value was read: the next string is a key
+		}
 	}
 }

@@ -38,7 +38,7 @@ func TestOperatorCommands(t *testing.T) {
 	path := writeConfig(t, fmt.Sprintf(`
 nats: {data_dir: %q, port: %d}
 streams: {lease_ttl: 10s}
-worker: {drain_timeout: 2s, metrics: {listen: "127.0.0.1:%d"}}
+worker: {drain_timeout: 2s, metrics: {listen: "127.0.0.1:%d"}, reconcile: {every: 1h}}
 destinations:
   - name: cz
     type: cloudzero
@@ -60,6 +60,9 @@ destinations:
 	poll(t, "/readyz", func() bool { c, _ := httpGet(base + "/readyz"); return c == 200 })
 	if _, body := httpGet(base + "/metrics"); !strings.Contains(body, "usagefleet_build_info{") || !strings.Contains(body, `goversion="`+runtime.Version()+`"`) {
 		t.Fatalf("/metrics has no usagefleet_build_info with the Go version:\n%.2000s", body)
+	}
+	if _, body := httpGet(base + "/metrics"); !strings.Contains(body, `usagefleet_reconcile_errors_total{destination="cz"} 0`) || !strings.Contains(body, "go_goroutines ") || !strings.Contains(body, "process_cpu_seconds_total ") {
+		t.Fatalf("/metrics lacks the scheduled reconciliation's series or the Go and process collectors:\n%.3000s", body)
 	}
 
 	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", natsPort))
