@@ -980,10 +980,11 @@ func readExportedMetrics() (map[string][]string, error) {
 				for _, a := range x.Args[1:] {
 					if c, ok := a.(*ast.CallExpr); ok && len(c.Args) == 1 {
 						if s, ok := c.Fun.(*ast.SelectorExpr); ok && s.Sel.Name == "WithUnit" {
-							switch strOf(c.Args[0]) {
-							case "s":
+							// The exporter adds a unit the name does not already end with.
+							switch u := strOf(c.Args[0]); {
+							case u == "s" && !strings.HasSuffix(prom, "_seconds"):
 								prom += "_seconds"
-							case "By":
+							case u == "By" && !strings.HasSuffix(prom, "_bytes"):
 								prom += "_bytes"
 							}
 						}
