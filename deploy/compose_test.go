@@ -534,8 +534,15 @@ func TestCompose(t *testing.T) {
 				t.Errorf("Prometheus scrapes the collector at %s as job usage-worker", tg)
 			}
 		}
+		// The gateway serves /metrics on its API listener.
+		gwListen := str(yamlDoc(t, "deploy/compose/gateway.yaml"), "listen")
+		if gwListen == "" || c.services["gateway"] == nil {
+			t.Error("no gateway service with a listen address")
+		} else if tg := fmt.Sprintf("gateway:%d", portOf(t, gwListen)); scrapedBy[tg] != "usage-gateway" {
+			t.Errorf("Prometheus does not scrape the gateway's /metrics at %s as job usage-gateway: scraped are %v", tg, scrapedBy)
+		}
 		// What Prometheus scrapes is not pushed over OTLP as well.
-		for _, name := range append(slices.Clone(workerSvcs), "collector") {
+		for _, name := range append(slices.Clone(workerSvcs), "collector", "gateway") {
 			if v := pushesOTLPMetrics(c.env(t, name)); v != "" {
 				t.Errorf("service %s is scraped and also pushes its metrics over OTLP (%s): Prometheus would count them twice; set OTEL_EXPORTER_OTLP_TRACES_ENDPOINT only", name, v)
 			}

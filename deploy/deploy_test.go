@@ -38,6 +38,11 @@ func TestEveryConfigFileParses(t *testing.T) {
 		if err != nil {
 			return err
 		}
+		// A Helm chart's templates are Go templates, not YAML:
+		// helm_test.go renders them and parses what comes out.
+		if d.IsDir() && d.Name() == "templates" && filepath.Base(filepath.Dir(filepath.Dir(p))) == "helm" {
+			return filepath.SkipDir
+		}
 		switch filepath.Ext(p) {
 		case ".yaml", ".yml", ".json":
 			rel, _ := filepath.Rel(root, p)

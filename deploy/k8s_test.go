@@ -318,9 +318,6 @@ func TestKubernetes(t *testing.T) {
 		if keys := sortedKeys(secretData(sec)); !slices.Equal(keys, w.envRefs) {
 			t.Errorf("Secret usage-worker-secrets holds %v; the config names %v", keys, w.envRefs)
 		}
-		if r := at(worker, "spec", "replicas"); r != 2 {
-			t.Errorf("replicas %v; want 2", r)
-		}
 		if w.cfg.Streams.Replicas != 3 {
 			t.Errorf("streams.replicas %d; the cluster has 3 nodes", w.cfg.Streams.Replicas)
 		}
@@ -402,9 +399,11 @@ func TestKubernetes(t *testing.T) {
 		if str(pdb, "spec", "unhealthyPodEvictionPolicy") != "AlwaysAllow" {
 			t.Error("unhealthyPodEvictionPolicy is not AlwaysAllow: a paused destination makes every worker unready, and node drains would stall on the budget")
 		}
+		// KEDA keeps at least minReplicaCount workers.
+		least, _ := at(k.get(t, "ScaledObject", "usage-worker"), "spec", "minReplicaCount").(int)
 		minAv, ok := at(pdb, "spec", "minAvailable").(int)
-		if !ok || minAv < 1 || minAv >= at(worker, "spec", "replicas").(int) {
-			t.Errorf("minAvailable %v with %v replicas: a node drain would block or take every worker", at(pdb, "spec", "minAvailable"), at(worker, "spec", "replicas"))
+		if !ok || minAv < 1 || minAv >= least {
+			t.Errorf("minAvailable %v with at least %v replicas: a node drain would block or take every worker", at(pdb, "spec", "minAvailable"), least)
 		}
 	})
 
@@ -525,4 +524,39 @@ func TestKubernetes(t *testing.T) {
 			t.Error(err)
 		}
 	})
+}
+
+// TestKubernetesAutoscaledReplicas: a Deployment that a ScaledObject or an
+// HPA scales sets no replicas, or every kubectl apply would reset the
+// count the autoscaler chose (and KEDA and the manifest would fight over
+// it); one that nothing scales sets them.
+func TestKubernetesAutoscaledReplicas(t *testing.T) {
+	k := loadManifests(t)
+	owners := map[string]string{}
+	for _, key := range sortedKeys(k.objects) {
+		o := k.objects[key]
+		if kind := str(o, "kind"); kind == "ScaledObject" || kind == "HorizontalPodAutoscaler" {
+			ref := obj(o, "spec", "scaleTargetRef")
+			if rk := str(ref, "kind"); rk != "" && rk != "Deployment" {
+				continue
+			}
+			owners[str(ref, "name")] = key
+		}
+	}
+	if owners["usage-worker"] == "" || owners["usage-gateway"] == "" {
+		t.Errorf("scaled Deployments %v; want the worker (KEDA) and the gateway (HPA)", owners)
+	}
+	for _, key := range sortedKeys(k.objects) {
+		d := k.objects[key]
+		if str(d, "kind") != "Deployment" {
+			continue
+		}
+		name := str(d, "metadata", "name")
+		r := at(d, "spec", "replicas")
+		if owner := owners[name]; owner != "" && r != nil {
+			t.Errorf("Deployment %s sets replicas %v and %s scales it", name, r, owner)
+		} else if owner == "" && r == nil {
+			t.Errorf("Deployment %s sets no replicas and nothing scales it", name)
+		}
+	}
 }

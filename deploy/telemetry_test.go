@@ -50,9 +50,9 @@ var (
 )
 
 // TestDashboard checks the Grafana dashboard: it parses, its panels are
-// laid out and use the provisioned datasource, it charts every fleet
-// metric, queries no other usagefleet metric, and groups and filters only
-// by labels those metrics carry.
+// laid out and take their datasource from the DS_PROMETHEUS variable, it
+// charts every fleet metric, queries no other usagefleet metric, and
+// groups and filters only by labels those metrics carry.
 func TestDashboard(t *testing.T) {
 	var dash map[string]any
 	if err := json.Unmarshal(readFile(t, "deploy/grafana/usagefleet-dashboard.json"), &dash); err != nil {
@@ -63,14 +63,30 @@ func TestDashboard(t *testing.T) {
 	if str(dash, "uid") == "" || str(dash, "title") == "" {
 		t.Error("the dashboard has no uid or title")
 	}
+	// The datasource is a variable, so the dashboard imports into any
+	// Grafana (helm chart, an existing Prometheus): DS_PROMETHEUS picks it,
+	// defaulting to the one provisioned for compose, and every query uses
+	// ${DS_PROMETHEUS}.
+	const dsVar = "${DS_PROMETHEUS}"
 	var exprs []string
+	dsVars := 0
 	for _, v := range list(dash, "templating", "list") {
+		if str(v, "name") == "DS_PROMETHEUS" {
+			dsVars++
+			if str(v, "type") != "datasource" || str(v, "query") != "prometheus" || str(v, "current", "value") != dsUID {
+				t.Errorf("variable DS_PROMETHEUS: type %q query %q current %q; want a prometheus datasource variable defaulting to %q", str(v, "type"), str(v, "query"), str(v, "current", "value"), dsUID)
+			}
+			continue
+		}
 		if q := str(v, "query", "query"); q != "" {
 			exprs = append(exprs, q)
 		}
-		if u := str(v, "datasource", "uid"); u != dsUID {
-			t.Errorf("variable %s uses datasource %q; provisioned is %q", str(v, "name"), u, dsUID)
+		if u := str(v, "datasource", "uid"); u != dsVar {
+			t.Errorf("variable %s uses datasource %q; want %s", str(v, "name"), u, dsVar)
 		}
+	}
+	if dsVars != 1 {
+		t.Errorf("%d DS_PROMETHEUS variables; want one", dsVars)
 	}
 	ids := map[float64]bool{}
 	for _, p := range list(dash, "panels") {
@@ -87,8 +103,8 @@ func TestDashboard(t *testing.T) {
 		if str(p, "type") == "row" {
 			continue
 		}
-		if u := str(p, "datasource", "uid"); u != dsUID {
-			t.Errorf("panel %q uses datasource %q; provisioned is %q", title, u, dsUID)
+		if u := str(p, "datasource", "uid"); u != dsVar {
+			t.Errorf("panel %q uses datasource %q; want %s", title, u, dsVar)
 		}
 		targets := list(p, "targets")
 		if len(targets) == 0 {
@@ -96,6 +112,9 @@ func TestDashboard(t *testing.T) {
 		}
 		for _, tg := range targets {
 			exprs = append(exprs, str(tg, "expr"))
+			if u := str(tg, "datasource", "uid"); u != "" && u != dsVar {
+				t.Errorf("panel %q: a query uses datasource %q; want %s", title, u, dsVar)
+			}
 		}
 	}
 	charted := map[string]bool{}

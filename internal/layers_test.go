@@ -98,6 +98,8 @@ func TestNoImportRunsBackUp(t *testing.T) {
 			"the runtime links no development code"},
 		{[]string{"workers/cmd/usage-worker", "producer/cmd/usage-producer"}, nil, append(slices.Clone(dev), "github.com/vmihailenco/msgpack"),
 			"the production binaries link no development code and no msgpack library (messages codes msgpack by hand)"},
+		{[]string{"workers", "producer", "messages", "internal", "deploy"}, nil, []string{"helm.sh", "k8s.io", "sigs.k8s.io", "github.com/prometheus-operator", "github.com/prometheus/prometheus"},
+			"Helm, the Kubernetes API types and Prometheus's rule parser render and check deploy/helm in deploy's tests only: no binary links them"},
 		{[]string{"internal/demo"}, nil, []string{"internal/bench", "internal/cmd"}, "the demo stands on the runtime, not on the bench"},
 		{[]string{"internal/bench"}, nil, []string{"internal/demo", "internal/cmd"}, "the bench stands on the runtime, not on the demo"},
 	}
