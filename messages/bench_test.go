@@ -54,3 +54,18 @@ func BenchmarkEncodePart(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*len(recs))/b.Elapsed().Seconds(), "records/s")
 }
+
+// The webhook's encoding: a part's records as JSON into one buffer.
+func BenchmarkAppendJSON(b *testing.B) {
+	recs, _ := benchPart(b)
+	b.ReportAllocs()
+	var buf []byte
+	for i := 0; i < b.N; i++ {
+		buf = buf[:0]
+		for k := range recs {
+			buf = recs[k].AppendJSON(buf)
+		}
+	}
+	b.SetBytes(int64(len(buf)))
+	b.ReportMetric(float64(b.N*len(recs))/b.Elapsed().Seconds(), "records/s")
+}
