@@ -195,7 +195,7 @@ func (c *CurrencySums) Add(cur string, d Decimal) {
 			c.m = map[string]*Sum{}
 		}
 		s = &Sum{}
-		c.m[cur] = s
+		c.m[internCurrency(cur)] = s
 	}
 	s.Add(d)
 }

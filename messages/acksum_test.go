@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // The ack's JSON, byte for byte: what other languages read.
@@ -136,5 +137,29 @@ func TestCurrencySums(t *testing.T) {
 	}
 	if s := a.String(); s != "2 + 1.005 EUR + 0.30 USD" && s != "2 + 1.005 EUR + 0.3 USD" {
 		t.Fatalf("String %q", s)
+	}
+}
+
+// A sum must not keep the string it was given as its key: a decoded
+// record's currency points into the whole payload, and a drain keeps one
+// sum per part it read until the upload.
+func TestCurrencySumsKeepNoCallerString(t *testing.T) {
+	payload := []byte("....USD....XYZ....")
+	for _, cur := range []string{
+		unsafe.String(&payload[4], 3),  // an ISO code
+		unsafe.String(&payload[11], 3), // not one: copied
+	} {
+		var c CurrencySums
+		c.Add(cur, MustDecimal("1.5"))
+		for k := range c.m {
+			if k != cur {
+				t.Fatalf("key %q, want %q", k, cur)
+			}
+			p := uintptr(unsafe.Pointer(unsafe.StringData(k)))
+			lo := uintptr(unsafe.Pointer(&payload[0]))
+			if p >= lo && p < lo+uintptr(len(payload)) {
+				t.Errorf("the key %q points into the caller's payload", k)
+			}
+		}
 	}
 }

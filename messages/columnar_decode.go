@@ -102,6 +102,10 @@ func (d *fastDecoder) decodeColumnar(dst []UsageRecord, outer int) ([]UsageRecor
 			}
 			return dst[:base], &DecodeError{Record: k, Err: err}
 		}
+		if d.exts != nil && len(d.spareExts) < maxSpareExts {
+			d.spareExts = append(d.spareExts, d.exts) // the old record's, not taken
+		}
+		d.exts = nil
 	}
 	if d.i != len(d.b) {
 		return dst[:base], fmt.Errorf("payload: trailing bytes after %d records", n)

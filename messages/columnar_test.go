@@ -225,14 +225,18 @@ func TestDecodeRecordsReusing(t *testing.T) {
 	a := sampleRecord()
 	b := UsageRecord{ChargePeriodStart: time.Unix(5, 0).UTC(), Tags: map[string]string{"only": "b"}}
 	c := UsageRecord{ChargePeriodStart: time.Unix(6, 0).UTC()}
+	// e has extension columns where the record it overwrites had none:
+	// it gets a map an earlier record left (a's), which must be emptied.
+	e := UsageRecord{ChargePeriodStart: time.Unix(7, 0).UTC(), Ext: map[string]ExtValue{"Other": ExtStr("x")}}
 	p1, _ := EncodeRecords(nil, []UsageRecord{a, a})
 	p2, _ := EncodeRecords(nil, []UsageRecord{b, c})
+	p3, _ := EncodeRecords(nil, []UsageRecord{c, e})
 	var buf []UsageRecord
 	for round := 0; round < 3; round++ {
 		for _, p := range []struct {
 			data []byte
 			want []UsageRecord
-		}{{p1, []UsageRecord{a, a}}, {p2, []UsageRecord{b, c}}} {
+		}{{p1, []UsageRecord{a, a}}, {p2, []UsageRecord{b, c}}, {p3, []UsageRecord{c, e}}} {
 			var err error
 			buf, err = DecodeRecordsReusing(buf[:0], p.data, 2)
 			if err != nil {

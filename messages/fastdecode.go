@@ -30,7 +30,15 @@ type fastDecoder struct {
 	types map[string]TagType // the record's TagTypes, to reuse
 	det   *Detail            // the record's Detail, to reuse
 	exts  map[string]ExtValue
+	// spareExts: Ext maps of overwritten records whose new record had no
+	// extension column, for the next record that has one (a part where a
+	// quarter of the records have extensions made a new map for most of
+	// them: a fifth of a drain's allocation). Reusing only.
+	spareExts []map[string]ExtValue
 }
+
+// maxSpareExts bounds the Ext maps a decoder keeps aside.
+const maxSpareExts = 256
 
 const (
 	internMaxLen     = 64
@@ -429,6 +437,11 @@ func (d *fastDecoder) ext(r *UsageRecord, name string) error {
 		if d.exts != nil {
 			clear(d.exts)
 			r.Ext, d.exts = d.exts, nil
+		} else if n := len(d.spareExts); n > 0 {
+			r.Ext = d.spareExts[n-1]
+			d.spareExts[n-1] = nil
+			d.spareExts = d.spareExts[:n-1]
+			clear(r.Ext)
 		} else {
 			r.Ext = make(map[string]ExtValue, 2)
 		}

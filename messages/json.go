@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,43 +21,30 @@ import (
 
 // AppendJSON appends the JSON object of r to dst without reflection.
 func (r *UsageRecord) AppendJSON(dst []byte) []byte {
+	// No closure over dst and no allocation per record: the webhook
+	// encodes every record it sends here (a closure appending to a
+	// captured dst was a third of the time).
 	dst = append(dst, '{')
-	first := true
-	key := func(k string) {
-		if !first {
-			dst = append(dst, ',')
-		}
-		first = false
-		dst = append(dst, '"')
-		dst = append(dst, k...)
-		dst = append(dst, '"', ':')
-	}
 	if !r.ChargePeriodStart.IsZero() {
-		key("ChargePeriodStart")
-		dst = appendTime(dst, r.ChargePeriodStart)
+		dst = appendTime(appendKey(dst, "ChargePeriodStart"), r.ChargePeriodStart)
 	}
 	if !r.ChargePeriodEnd.IsZero() {
-		key("ChargePeriodEnd")
-		dst = appendTime(dst, r.ChargePeriodEnd)
+		dst = appendTime(appendKey(dst, "ChargePeriodEnd"), r.ChargePeriodEnd)
 	}
 	for _, f := range strFields {
 		if v := *f.get(r); v != "" {
-			key(f.name)
-			dst = AppendJSONString(dst, v)
+			dst = AppendJSONString(appendKey(dst, f.name), v)
 		}
 	}
 	for _, f := range decFields {
 		if v := f.get(r); v.IsSet() {
-			key(f.name)
-			dst = append(dst, '"')
-			dst = append(dst, v.s...)
-			dst = append(dst, '"')
+			dst = appendQuoted(appendKey(dst, f.name), v.s)
 		}
 	}
+	var kb [16]string
 	if len(r.Tags) > 0 {
-		key("Tags")
-		dst = append(dst, '{')
-		for i, k := range sortedKeys(r.Tags) {
+		dst = append(appendKey(dst, "Tags"), '{')
+		for i, k := range sortedKeysInto(kb[:0], r.Tags) {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
@@ -69,13 +57,12 @@ func (r *UsageRecord) AppendJSON(dst []byte) []byte {
 	if d := r.Detail; d != nil {
 		for _, f := range detailTimes {
 			if t := *f.get(d); !t.IsZero() {
-				key(f.info.Name)
-				dst = appendTime(dst, t)
+				dst = appendTime(appendKey(dst, f.info.Name), t)
 			}
 		}
 		for _, f := range detailStrs {
 			if v := *f.get(d); v != "" {
-				key(f.info.Name)
+				dst = appendKey(dst, f.info.Name)
 				if f.info.Kind == ColJSON && json.Valid([]byte(v)) {
 					dst = append(dst, v...) // JSON text, as read
 				} else {
@@ -85,28 +72,55 @@ func (r *UsageRecord) AppendJSON(dst []byte) []byte {
 		}
 		for _, f := range detailDecs {
 			if v := f.get(d); v.IsSet() {
-				key(f.info.Name)
-				dst = append(dst, '"')
-				dst = append(dst, v.s...)
-				dst = append(dst, '"')
+				dst = appendQuoted(appendKey(dst, f.info.Name), v.s)
 			}
 		}
 	}
-	for _, k := range sortedKeys(r.Ext) {
+	for _, k := range sortedKeysInto(kb[:0], r.Ext) {
 		v := r.Ext[k]
-		key("x_" + k)
+		if dst[len(dst)-1] != '{' {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `"x_`...)
+		dst = append(dst, k...)
+		dst = append(dst, '"', ':')
 		switch v.Kind {
 		case ExtInt:
 			dst = strconv.AppendInt(dst, v.Int, 10)
 		case ExtDecimal:
-			dst = append(dst, '"')
-			dst = append(dst, v.Dec.s...)
-			dst = append(dst, '"')
+			dst = appendQuoted(dst, v.Dec.s)
 		default:
 			dst = AppendJSONString(dst, v.Str)
 		}
 	}
 	return append(dst, '}')
+}
+
+// appendKey appends "k": after a comma, unless it is the object's first
+// key (the object's '{' is the last byte: no value ends in '{').
+func appendKey(dst []byte, k string) []byte {
+	if dst[len(dst)-1] != '{' {
+		dst = append(dst, ',')
+	}
+	dst = append(dst, '"')
+	dst = append(dst, k...)
+	return append(dst, '"', ':')
+}
+
+// appendQuoted appends s (plain text: a decimal) in quotes.
+func appendQuoted(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
+}
+
+// sortedKeysInto is m's keys sorted, in buf's space when they fit.
+func sortedKeysInto[V any](buf []string, m map[string]V) []string {
+	for k := range m {
+		buf = append(buf, k)
+	}
+	slices.Sort(buf)
+	return buf
 }
 
 func appendTime(dst []byte, t time.Time) []byte {

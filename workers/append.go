@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -21,16 +22,15 @@ func (p *Pool) enqueueAppend(ctx context.Context, msg jetstream.Msg, work chan f
 		return
 	}
 	meta, err := p.admitStored(msg.Subject(), msg.Headers(), msg.Data(), storedAt(msg)) // sources.go
-	var part messages.Part
-	if err == nil {
-		part, err = messages.DecodePart(msg.Headers(), msg.Data())
-	}
+	var recs *[]messages.UsageRecord
 	if err == nil && meta.Kind != messages.KindSnapshotEnd {
-		for i := range part.Records {
-			if !part.Records[i].ChargePeriodStart.Truncate(time.Hour).Equal(meta.Hour) {
-				err = fmt.Errorf("record %d is not in the part's hour", i)
-				break
-			}
+		// Decoded into the records (and their maps) of a part delivered
+		// before: they point into this message's payload (decodeInto
+		// checks the count and the hour of each).
+		recs = appendRecords.Get().(*[]messages.UsageRecord)
+		*recs, err = decodeInto((*recs)[:0], msg.Headers(), msg.Data(), meta)
+		if err != nil {
+			appendRecords.Put(recs)
 		}
 	}
 	if err != nil {
@@ -41,10 +41,11 @@ func (p *Pool) enqueueAppend(ctx context.Context, msg jetstream.Msg, work chan f
 		p.ack(msg, seq) // markers carry no records
 		return
 	}
-	pm := &pendingMsg{msg: newAcker(p.nc, msg), size: len(msg.Data()), trace: traceOf(msg.Headers()), seq: seq, meta: meta, part: &part, seen: true}
+	pm := &pendingMsg{msg: newAcker(p.nc, msg), size: len(msg.Data()), trace: traceOf(msg.Headers()), seq: seq, meta: meta, part: &messages.Part{Meta: meta, Records: *recs}, recs: recs, seen: true}
 	p.mu.Lock()
 	if _, dup := p.pending[seq]; dup {
 		p.mu.Unlock()
+		appendRecords.Put(recs)
 		return
 	}
 	p.pending[seq] = pm
@@ -53,6 +54,23 @@ func (p *Pool) enqueueAppend(ctx context.Context, msg jetstream.Msg, work chan f
 	case work <- func(jctx context.Context) { p.runAppend(jctx, ctx.Done(), pm) }:
 	case <-ctx.Done():
 	}
+}
+
+// appendRecords keeps the decoded records of append parts, with their
+// Tags and Ext maps, from one part to the next: decoding each part into
+// new ones was most of an append drain's allocation.
+var appendRecords = sync.Pool{New: func() any { return new([]messages.UsageRecord) }}
+
+// releaseRecords hands pm's records back for another part, once it is
+// settled and nothing reads them (a rejected record's dead letter holds a
+// shallow copy: those are left to the GC).
+func (pm *pendingMsg) releaseRecords(rejected int) {
+	if pm.recs == nil || rejected > 0 {
+		return
+	}
+	*pm.recs = (*pm.recs)[:0]
+	appendRecords.Put(pm.recs)
+	pm.recs, pm.part = nil, nil
 }
 
 func (j *job) appendRecords(fn func(RecordRef, *messages.UsageRecord) error) error {
@@ -218,5 +236,6 @@ func (p *Pool) finishAppend(ctx context.Context, j *job, pm *pendingMsg, refused
 		p.mu.Unlock()
 		return err
 	}
+	pm.releaseRecords(len(rej))
 	return nil
 }

@@ -212,9 +212,10 @@ type pendingMsg struct {
 	trace   trace.SpanContext // the producer's, from the headers
 	seq     uint64
 	meta    messages.PartMeta
-	part    *messages.Part // Append: decoded records
-	units   []string       // Replace: units still to upload (one or two)
-	records int            // delivered
+	part    *messages.Part          // Append: decoded records
+	recs    *[]messages.UsageRecord // Append: part.Records' slice from appendRecords, to give back
+	units   []string                // Replace: units still to upload (one or two)
+	records int                     // delivered
 	reject  int
 	cost    messages.CurrencySums // delivered, per currency
 	reasons messages.ReasonCounts // rejected records per reason

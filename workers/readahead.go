@@ -82,8 +82,8 @@ func (j *job) stopReadAhead() {
 // ahead parts: what bounds its memory. The bytes are what a destination
 // with 5 MB bodies needs to have the next body ready while it sends one.
 const (
-	ahead          = 10
-	readAheadBytes = 6 << 20
+	ahead          = 16
+	readAheadBytes = 12 << 20
 )
 
 // readAhead reads, decodes and encodes the parts of units in order, on a

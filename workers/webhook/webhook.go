@@ -68,6 +68,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -345,22 +346,44 @@ func (d *Destination) Units(time.Time) []workers.Unit { return nil }
 func (d *Destination) LeaseKey(workers.Unit) string   { return "" }
 
 type row struct {
-	ref workers.RecordRef
-	rec *messages.UsageRecord
-	js  []byte
+	ref        workers.RecordRef
+	rec        *messages.UsageRecord
+	start, end int // its JSON in the part's encoding
 }
+
+// encodings keeps the buffers parts are encoded into between deliveries:
+// a fresh one grown for every part was most of the append path's
+// allocation.
+var encodings = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxKeptEncoding: a larger buffer (a part of unusually large records) is
+// left to the GC rather than kept.
+const maxKeptEncoding = 16 << 20
 
 // Deliver posts the part's records in bodies under the limit.
 func (d *Destination) Deliver(ctx context.Context, job workers.Job) error {
+	// Every record's JSON, each followed by a comma, in one buffer: a run
+	// of rows is then one slice of it (see send).
+	enc := encodings.Get().(*[]byte)
+	defer func() {
+		if cap(*enc) <= maxKeptEncoding {
+			encodings.Put(enc)
+		}
+	}()
+	buf := (*enc)[:0]
 	var rows []row
 	err := job.Records(ctx, workers.Unit{}, func(ref workers.RecordRef, r *messages.UsageRecord) error {
-		rows = append(rows, row{ref: ref, rec: r, js: r.AppendJSON(nil)})
+		start := len(buf)
+		buf = r.AppendJSON(buf)
+		rows = append(rows, row{ref: ref, rec: r, start: start, end: len(buf)})
+		buf = append(buf, ',')
 		return nil
 	})
+	*enc = buf
 	if err != nil {
 		return err
 	}
-	s := sender{d: d, job: job, rows: rows, scope: strconv.FormatUint(job.Covered(), 10)}
+	s := sender{d: d, job: job, rows: rows, json: buf, scope: strconv.FormatUint(job.Covered(), 10)}
 	// A body is "[" rows separated by commas "]".
 	pk := chunk.New(d.packLimit(), 2, 1)
 	defer pk.Release()
@@ -368,13 +391,13 @@ func (d *Destination) Deliver(ctx context.Context, job workers.Job) error {
 		if tooLarge {
 			// Too large alone (what came before is sent): reject it.
 			r := rows[r.From]
-			job.Reject(r.ref, r.rec, fmt.Sprintf("record is %d bytes of JSON, over the %d-byte body limit", len(r.js), d.packLimit()))
+			job.Reject(r.ref, r.rec, fmt.Sprintf("record is %d bytes of JSON, over the %d-byte body limit", r.end-r.start, d.packLimit()))
 			return nil
 		}
 		return s.sendRange(ctx, r)
 	}
 	for _, r := range rows {
-		for full := pk.Add(len(r.js)); full; full = pk.Full() {
+		for full := pk.Add(r.end - r.start); full; full = pk.Full() {
 			if err := flush(pk.Flush()); err != nil {
 				return err
 			}
@@ -388,13 +411,15 @@ type sender struct {
 	d     *Destination
 	job   workers.Job
 	rows  []row
+	json  []byte // the rows' JSON, each followed by a comma
 	scope string
 	chunk int // requests so far: the idempotency chunk index
 }
 
 func (s *sender) sendRange(ctx context.Context, r chunk.Range) error {
 	return chunk.Bisect(r, func(r chunk.Range) error {
-		return s.d.send(ctx, s.job, s.scope, &s.chunk, s.rows[r.From:r.To])
+		rows := s.rows[r.From:r.To]
+		return s.d.send(ctx, s.job, s.scope, &s.chunk, s.json[rows[0].start:rows[len(rows)-1].end])
 	}, nil, func(i int, we *workers.Error) error {
 		reason := "the receiver refused the record as too large (413)"
 		if we.Status == 0 { // refused here, before sending: gzipped over the limit
@@ -405,16 +430,14 @@ func (s *sender) sendRange(ctx context.Context, r chunk.Range) error {
 	})
 }
 
-// send posts rows as one body and classifies the answer.
-func (d *Destination) send(ctx context.Context, job workers.Job, scope string, seq *int, rows []row) error {
-	body := make([]byte, 0, 64*len(rows))
+// send posts rows (JSON objects separated by commas) as one array and
+// classifies the answer.
+func (d *Destination) send(ctx context.Context, job workers.Job, scope string, seq *int, rows []byte) error {
+	// A body of its own, sized once: the request may still read it after
+	// Do returns, so it is never the shared encoding.
+	body := make([]byte, 0, len(rows)+2)
 	body = append(body, '[')
-	for i, r := range rows {
-		if i > 0 {
-			body = append(body, ',')
-		}
-		body = append(body, r.js...)
-	}
+	body = append(body, rows...)
 	body = append(body, ']')
 	n := *seq
 	*seq++
