@@ -52,7 +52,7 @@ func (g *Gateway) events(ctx context.Context, w http.ResponseWriter, r *http.Req
 			return invalid("Invalid event: nothing was published", ev.problems...)
 		}
 		// One event: it joins the open group of its source and feed.
-		o := g.lingererFor(lingerKey{source, feed}).submit(ctx, ev)
+		o := g.submit(ctx, lingerKey{source, feed}, ev)
 		if o.err != nil {
 			return o.err
 		}
