@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -278,7 +279,7 @@ func decodeJSONArray(b []byte, max int, errs *problems) ([]messages.UsageRecord,
 	}
 	var d recordDecoder
 	src := string(b) // the records' strings are substrings of it
-	recs := make([]messages.UsageRecord, 0, min(estimate(b), max))
+	recs := getRecords(min(estimate(b), max))
 	i = skipWS(b, i+1)
 	if i < len(b) && b[i] == ']' {
 		i++
@@ -319,7 +320,7 @@ func decodeJSONArray(b []byte, max int, errs *problems) ([]messages.UsageRecord,
 func decodeNDJSON(b []byte, max int, errs *problems) ([]messages.UsageRecord, error) {
 	var d recordDecoder
 	src := string(b) // the records' strings are substrings of it
-	recs := make([]messages.UsageRecord, 0, min(bytes.Count(b, []byte{'\n'})+1, max))
+	recs := getRecords(min(bytes.Count(b, []byte{'\n'})+1, max))
 	for pos := 0; pos < len(b); {
 		lineEnd := len(b)
 		next := len(b)
@@ -413,6 +414,34 @@ func decodeCSV(b []byte, max int, errs *problems) ([]messages.UsageRecord, error
 		errs.add(ptr, fmt.Sprintf("line %d: %s", e.Line, e.Problem))
 	}
 	return nil, nil
+}
+
+// A request's records are reused by the next request once its batch is
+// stored (putRecords): a 1,000-record slice is over a megabyte, and
+// allocating one per request kept the GC and the scavenger busy.
+var recordsPool sync.Pool
+
+const poolRecordsMax = 10000 // larger slices are left to the GC
+
+func getRecords(n int) []messages.UsageRecord {
+	if n <= poolRecordsMax {
+		if p, ok := recordsPool.Get().(*[]messages.UsageRecord); ok && cap(*p) >= n {
+			return (*p)[:0]
+		}
+		n = max(n, 1024)
+	}
+	return make([]messages.UsageRecord, 0, n)
+}
+
+// putRecords hands recs back; nothing may use them after. They are
+// cleared, so the pool keeps no body alive.
+func putRecords(recs []messages.UsageRecord) {
+	if cap(recs) == 0 || cap(recs) > poolRecordsMax {
+		return
+	}
+	clear(recs[:cap(recs)])
+	recs = recs[:0]
+	recordsPool.Put(&recs)
 }
 
 // isSpace is bytes.TrimSpace's ASCII set.
