@@ -291,20 +291,33 @@ func (r *run) publish(ctx context.Context) ([]*producer.Result, error) {
 	for i := range recs {
 		r.wantQty.Add(recs[i].ConsumedQuantity) // what Cloud Cruiser's Quantity maps from
 	}
+	gw, err := r.startGateway(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer gw.stop()
 	start := time.Now()
 	var results []*producer.Result
+	viaGateway, viaRecords := 0, 0
 	for i := 0; i < len(recs); i += r.o.BatchSize {
 		end := min(i+r.o.BatchSize, len(recs))
-		b := &messages.Batch{ID: fmt.Sprintf("demo-%s-%d", randomSecret()[:8], i/r.o.BatchSize), Feed: demoSource, Source: demoSource, Records: recs[i:end]}
-		res, err := r.prod.Publish(ctx, b)
-		if err != nil {
+		id := fmt.Sprintf("demo-%s-%d", randomSecret()[:8], i/r.o.BatchSize)
+		var res *producer.Result
+		if (i/r.o.BatchSize)%2 == 1 {
+			// Every other batch as a service in another language sends it.
+			if res, err = gw.publish(ctx, id, recs[i:end]); err != nil {
+				return nil, fmt.Errorf("publish through the gateway: %w", err)
+			}
+			viaGateway++
+			viaRecords += end - i
+		} else if res, err = r.prod.Publish(ctx, &messages.Batch{ID: id, Feed: demoSource, Source: demoSource, Records: recs[i:end]}); err != nil {
 			return nil, fmt.Errorf("publish: %w", err)
 		}
 		results = append(results, res)
 		r.prog.show("published %d/%d records", end, len(recs))
 	}
 	r.prog.done()
-	r.say("published %d records in %d batches (cost %s, quantity %s) in %s", r.want.Records, len(results), r.want.Cost, r.wantQty.Decimal(), time.Since(start).Round(time.Millisecond))
+	r.say("published %d records in %d batches (cost %s, quantity %s) in %s; %d of the batches (%d records) over HTTP through usage-gateway", r.want.Records, len(results), r.want.Cost, r.wantQty.Decimal(), time.Since(start).Round(time.Millisecond), viaGateway, viaRecords)
 	return results, nil
 }
 

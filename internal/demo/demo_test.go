@@ -28,6 +28,11 @@ func TestDemoReconciles(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
+	// Half of the 4 batches went over HTTP through usage-gateway, and the
+	// rows below reconcile them with the rest.
+	if !strings.Contains(out.String(), "2 of the batches (6000 records) over HTTP through usage-gateway") {
+		t.Errorf("the demo did not publish through the gateway:\n%s", out.String())
+	}
 	by := rowsBy(rows)
 	for _, k := range []string{"cloudzero/demo", "webhook/demo", "cloudcruiser/demo", "cloudcruiser/" + acronisCollector,
 		"cloudcruiser/" + hereCollector, "cloudcruiser/" + AllAfterFirst, "cloudcruiser/" + AllAfterSecond} {

@@ -5,64 +5,111 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"slices"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
+	"unsafe"
 
 	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/producer/input"
 )
 
-// recordDecoder reads records from JSON objects. It interns short strings
-// (account ids, SKUs, units, currencies repeat across a batch) and
-// remembers the last time it parsed, so a 1,000-record request allocates
-// little more than its distinct values.
+// recordDecoder reads records from JSON objects. The request's body is
+// copied into one string (src) and every plain string value is a substring
+// of it: no allocation and no hashing per value. The records keep the body
+// alive only as long as they live themselves, that is until the request
+// is answered. Members are matched to columns by their position in the
+// previous record first (the records of one request almost always list the
+// same keys in the same order), by a map lookup otherwise; a column of
+// messages.Columns() is set through its field's offset.
 type recordDecoder struct {
-	strs     map[string]string
+	order    []*column // the column of the member at each position of the last record
+	extra    map[string]*column
 	lastTime string
 	lastT    time.Time
-	seen     []string
+	seenExt  []string
 }
 
-// column is a known column: its name (shared, not allocated per record)
-// and kind. Built once from messages.Columns, so new columns come with it.
+// column is a column a record may carry: its name (shared, not allocated
+// per record) and kind, and for the core columns (messages.Columns) a bit
+// in the repeated-key set and its field's offset in messages.UsageRecord.
 type column struct {
 	name string
 	kind messages.ColumnKind
+	bit  uint64
+	off  uintptr
+	fast bool // off is the field of a string, Decimal or time.Time column
 }
 
-var columns = func() map[string]column {
-	m := map[string]column{}
-	for _, c := range messages.Columns() {
-		m[c] = column{c, messages.ColumnOf(c)}
+var columns = func() map[string]*column {
+	m := map[string]*column{}
+	rt := reflect.TypeFor[messages.UsageRecord]()
+	for i, c := range messages.Columns() {
+		col := &column{name: c, kind: messages.ColumnOf(c)}
+		if i < 64 {
+			col.bit = 1 << i
+		}
+		if f, ok := rt.FieldByName(c); ok && len(f.Index) == 1 {
+			switch {
+			case col.kind == messages.ColString && f.Type == reflect.TypeFor[string](),
+				col.kind == messages.ColDecimal && f.Type == reflect.TypeFor[messages.Decimal](),
+				col.kind == messages.ColTime && f.Type == reflect.TypeFor[time.Time]():
+				col.off, col.fast = f.Offset, true
+			}
+		}
+		m[c] = col
 	}
 	return m
 }()
 
-func (d *recordDecoder) column(key []byte) column {
-	if c, ok := columns[string(key)]; ok {
-		return c
+// column finds the column of the member at position n named key.
+func (d *recordDecoder) column(n int, key []byte) *column {
+	if n < len(d.order) {
+		if c := d.order[n]; c != nil && c.name == string(key) {
+			return c
+		}
 	}
-	k := d.intern(key)
-	return column{k, messages.ColumnOf(k)}
+	c, ok := columns[string(key)]
+	if !ok {
+		if c, ok = d.extra[string(key)]; !ok {
+			k := string(key)
+			c = &column{name: k, kind: messages.ColumnOf(k)}
+			if d.extra == nil {
+				d.extra = map[string]*column{}
+			}
+			if len(d.extra) < 1024 {
+				d.extra[k] = c
+			}
+		}
+	}
+	for len(d.order) <= n {
+		d.order = append(d.order, nil)
+	}
+	d.order[n] = c
+	return c
 }
 
-func (d *recordDecoder) intern(b []byte) string {
-	if len(b) > 48 {
-		return string(b)
-	}
-	if s, ok := d.strs[string(b)]; ok {
-		return s
-	}
-	s := string(b)
-	if d.strs == nil {
-		d.strs = make(map[string]string, 256)
-	}
-	if len(d.strs) < 4096 {
-		d.strs[s] = s
-	}
-	return s
+// where names a record in problems: base[idx]sub, or base+sub when idx < 0
+// ("records[3]", "events[2].data", "data"). Rendered only for a problem.
+type where struct {
+	base string
+	idx  int
+	sub  string
 }
+
+func (w where) String() string {
+	if w.idx < 0 {
+		return w.base + w.sub
+	}
+	return w.base + "[" + strconv.Itoa(w.idx) + "]" + w.sub
+}
+
+func at(base string, idx int) where { return where{base: base, idx: idx} }
 
 // problems collects field errors for one record.
 type problems struct {
@@ -87,25 +134,33 @@ func (p *problems) result() []ProblemError {
 	return p.list
 }
 
-// record decodes the object b into r. Field problems go to errs under
-// prefix ("records[3]"); it returns false when b is not an object at all
-// (or breaks JSON), reported the same way.
-func (d *recordDecoder) record(b []byte, r *messages.UsageRecord, prefix string, errs *problems) bool {
-	*r = messages.UsageRecord{}
-	d.seen = d.seen[:0]
+// record decodes the object b into r, which must be zero; src is b as a
+// string (a substring of the body), which the record's strings share.
+// Field problems go to errs under w; it returns false when b is not an
+// object at all (or breaks JSON), reported the same way.
+func (d *recordDecoder) record(b []byte, src string, r *messages.UsageRecord, w where, errs *problems) bool {
+	d.seenExt = d.seenExt[:0]
+	var seen uint64
 	bad := map[string]bool(nil)
-	end, err := scanObject(b, 0, func(key, val []byte) error {
-		col := d.column(key)
+	n := 0
+	end, err := scanObject(b, 0, func(key, val []byte, _, off int, plain bool) error {
+		col := d.column(n, key)
+		n++
 		k := col.name
-		for _, s := range d.seen {
-			if s == k {
-				errs.add(prefix+"."+k, "repeated key")
-				return nil
-			}
+		repeated := false
+		if col.bit != 0 {
+			repeated = seen&col.bit != 0
+			seen |= col.bit
+		} else {
+			repeated = slices.Contains(d.seenExt, k)
+			d.seenExt = append(d.seenExt, k)
 		}
-		d.seen = append(d.seen, k)
-		if err := d.field(r, col, val); err != nil {
-			errs.add(prefix+"."+k, err.Error())
+		if repeated {
+			errs.add(w.String()+"."+k, "repeated key")
+			return nil
+		}
+		if err := d.field(r, col, val, src[off:off+len(val)], plain); err != nil {
+			errs.add(w.String()+"."+k, err.Error())
 			if bad == nil {
 				bad = map[string]bool{}
 			}
@@ -119,57 +174,71 @@ func (d *recordDecoder) record(b []byte, r *messages.UsageRecord, prefix string,
 		}
 	}
 	if err != nil {
-		errs.add(prefix, err.Error())
+		errs.add(w.String(), err.Error())
 		return false
 	}
 	for _, fe := range r.Validate() {
 		if !bad[fe.Field] {
-			errs.add(prefix+"."+fe.Field, fe.Problem)
+			errs.add(w.String()+"."+fe.Field, fe.Problem)
 		}
 	}
 	return true
 }
 
-// field sets one column: a plain string value takes the fast path through
-// the messages setters; anything else goes through SetJSONField, so both
-// read a value exactly as the producer's NDJSON reader does.
-func (d *recordDecoder) field(r *messages.UsageRecord, col column, val []byte) error {
+// field sets one column from its raw value val (sval is the same bytes as
+// a substring of the body): a plain string value (plain: scanString's
+// word) takes the fast path;
+// anything else goes through SetJSONField, so both read a value exactly as
+// the producer's NDJSON reader does.
+func (d *recordDecoder) field(r *messages.UsageRecord, col *column, val []byte, sval string, plain bool) error {
 	k := col.name
-	if len(val) > 0 && val[0] == '"' {
-		if _, plain, _ := scanString(val, 0); plain {
-			s := val[1 : len(val)-1]
+	{
+		if plain {
+			s := sval[1 : len(sval)-1]
 			switch col.kind {
 			case messages.ColString:
-				r.SetString(k, d.intern(s))
+				if col.fast {
+					*(*string)(unsafe.Add(unsafe.Pointer(r), col.off)) = s
+				} else {
+					r.SetString(k, s)
+				}
 				return nil
 			case messages.ColDecimal:
 				if len(s) == 0 {
 					return nil
 				}
-				dec, err := messages.ParseDecimal(string(s))
+				dec, err := messages.ParseDecimal(s)
 				if err != nil {
 					return err
 				}
-				r.SetDecimal(k, dec)
+				if col.fast {
+					*(*messages.Decimal)(unsafe.Add(unsafe.Pointer(r), col.off)) = dec
+				} else {
+					r.SetDecimal(k, dec)
+				}
 				return nil
 			case messages.ColTime:
 				if len(s) == 0 {
 					return nil
 				}
-				if string(s) != d.lastTime {
-					t, err := messages.ParseTime(string(s))
+				if s != d.lastTime {
+					t, err := messages.ParseTime(s)
 					if err != nil {
 						return err
 					}
-					d.lastTime, d.lastT = string(s), t
+					d.lastTime, d.lastT = s, t
 				}
-				r.SetTime(k, d.lastT)
+				if col.fast {
+					*(*time.Time)(unsafe.Add(unsafe.Pointer(r), col.off)) = d.lastT
+				} else {
+					r.SetTime(k, d.lastT)
+				}
 				return nil
 			}
 		}
 	}
 	if len(val) > 0 && val[0] == '{' && col.kind == messages.ColTags {
-		if m, ok := d.tags(val); ok {
+		if m, ok := d.tags(val, sval); ok {
 			if len(m) > 0 {
 				r.Tags = m
 			}
@@ -183,16 +252,17 @@ var errNotPlain = errors.New("not plain")
 
 // tags reads an object of plain strings (anything else: ok false, and
 // SetJSONField reads it and words the problem).
-func (d *recordDecoder) tags(val []byte) (map[string]string, bool) {
+func (d *recordDecoder) tags(val []byte, sval string) (map[string]string, bool) {
 	m := make(map[string]string, 4)
-	end, err := scanObject(val, 0, func(k, v []byte) error {
-		if len(v) < 2 || v[0] != '"' {
+	end, err := scanObject(val, 0, func(k, v []byte, kat, off int, plain bool) error {
+		if !plain {
 			return errNotPlain
 		}
-		if _, plain, _ := scanString(v, 0); !plain {
-			return errNotPlain
+		ks := string(k) // a key with escapes, decoded
+		if kat >= 0 {
+			ks = sval[kat : kat+len(k)]
 		}
-		m[d.intern(k)] = d.intern(v[1 : len(v)-1])
+		m[ks] = sval[off+1 : off+len(v)-1]
 		return nil
 	})
 	return m, err == nil && end == len(val)
@@ -208,7 +278,8 @@ func decodeJSONArray(b []byte, max int, errs *problems) ([]messages.UsageRecord,
 		return nil, nil
 	}
 	var d recordDecoder
-	recs := make([]messages.UsageRecord, 0, min(estimate(b), max))
+	src := string(b) // the records' strings are substrings of it
+	recs := getRecords(min(estimate(b), max))
 	i = skipWS(b, i+1)
 	if i < len(b) && b[i] == ']' {
 		i++
@@ -224,7 +295,7 @@ func decodeJSONArray(b []byte, max int, errs *problems) ([]messages.UsageRecord,
 				return nil, errTooMany
 			}
 			recs = append(recs, messages.UsageRecord{})
-			d.record(b[i:end], &recs[n], "records["+strconv.Itoa(n)+"]", errs)
+			d.record(b[i:end], src[i:end], &recs[n], at("records", n), errs)
 			i = skipWS(b, end)
 			if i < len(b) && b[i] == ',' {
 				i++
@@ -248,16 +319,29 @@ func decodeJSONArray(b []byte, max int, errs *problems) ([]messages.UsageRecord,
 // record index counts records, not lines).
 func decodeNDJSON(b []byte, max int, errs *problems) ([]messages.UsageRecord, error) {
 	var d recordDecoder
-	recs := make([]messages.UsageRecord, 0, min(bytes.Count(b, []byte{'\n'})+1, max))
-	for len(b) > 0 {
-		line := b
-		if j := bytes.IndexByte(b, '\n'); j >= 0 {
-			line, b = b[:j], b[j+1:]
-		} else {
-			b = nil
+	src := string(b) // the records' strings are substrings of it
+	recs := getRecords(min(bytes.Count(b, []byte{'\n'})+1, max))
+	for pos := 0; pos < len(b); {
+		lineEnd := len(b)
+		next := len(b)
+		if j := bytes.IndexByte(b[pos:], '\n'); j >= 0 {
+			lineEnd, next = pos+j, pos+j+1
 		}
-		line = bytes.TrimSpace(line)
-		if len(line) == 0 {
+		i, j := pos, lineEnd
+		pos = next
+		for i < j && isSpace(b[i]) {
+			i++
+		}
+		for j > i && isSpace(b[j-1]) {
+			j--
+		}
+		if i < j && (b[i] >= utf8.RuneSelf || b[j-1] >= utf8.RuneSelf) {
+			// Unicode blanks: trimmed as bytes.TrimSpace does.
+			l := bytes.TrimLeftFunc(b[i:j], unicode.IsSpace)
+			i = j - len(l)
+			j = i + len(bytes.TrimRightFunc(l, unicode.IsSpace))
+		}
+		if i == j {
 			continue
 		}
 		if len(recs) >= max {
@@ -265,7 +349,7 @@ func decodeNDJSON(b []byte, max int, errs *problems) ([]messages.UsageRecord, er
 		}
 		n := len(recs)
 		recs = append(recs, messages.UsageRecord{})
-		d.record(line, &recs[n], "records["+strconv.Itoa(n)+"]", errs)
+		d.record(b[i:j], src[i:j], &recs[n], at("records", n), errs)
 	}
 	return recs, nil
 }
@@ -330,6 +414,39 @@ func decodeCSV(b []byte, max int, errs *problems) ([]messages.UsageRecord, error
 		errs.add(ptr, fmt.Sprintf("line %d: %s", e.Line, e.Problem))
 	}
 	return nil, nil
+}
+
+// A request's records are reused by the next request once its batch is
+// stored (putRecords): a 1,000-record slice is over a megabyte, and
+// allocating one per request kept the GC and the scavenger busy.
+var recordsPool sync.Pool
+
+const poolRecordsMax = 10000 // larger slices are left to the GC
+
+func getRecords(n int) []messages.UsageRecord {
+	if n <= poolRecordsMax {
+		if p, ok := recordsPool.Get().(*[]messages.UsageRecord); ok && cap(*p) >= n {
+			return (*p)[:0]
+		}
+		n = max(n, 1024)
+	}
+	return make([]messages.UsageRecord, 0, n)
+}
+
+// putRecords hands recs back; nothing may use them after. They are
+// cleared, so the pool keeps no body alive.
+func putRecords(recs []messages.UsageRecord) {
+	if cap(recs) == 0 || cap(recs) > poolRecordsMax {
+		return
+	}
+	clear(recs[:cap(recs)])
+	recs = recs[:0]
+	recordsPool.Put(&recs)
+}
+
+// isSpace is bytes.TrimSpace's ASCII set.
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
 }
 
 // estimate guesses a record count from the body size (for the slice).

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -79,5 +80,25 @@ func TestTraceContinuesIntoTheParts(t *testing.T) {
 		if len(tpHdr) < 36 || tpHdr[3:35] != traceID {
 			t.Errorf("part %d: traceparent %q does not continue trace %s", seq, tpHdr, traceID)
 		}
+	}
+}
+
+// TestIdleLingerGroupsAreRemoved: a long-running gateway sees many (source,
+// feed) pairs; once their groups are stored it keeps nothing for them.
+func TestIdleLingerGroupsAreRemoved(t *testing.T) {
+	e := start(t, nil)
+	const feeds = 40
+	for i := 0; i < feeds; i++ {
+		r := e.do("POST", fmt.Sprintf("/v1/events?feed=f%d", i), []byte(ce(fmt.Sprintf("idle-%d", i), "/s", usageData)),
+			map[string]string{"X-API-Key": otherKey, "Content-Type": "application/cloudevents+json"})
+		if r.code != 200 {
+			t.Fatalf("event %d: %d %s", i, r.code, r.body)
+		}
+	}
+	// Every event was answered, so every group was closed and stored.
+	n := 0
+	e.gw.lingers.Range(func(_, _ any) bool { n++; return true })
+	if n != 0 {
+		t.Fatalf("%d linger groups are kept after %d feeds went quiet, want 0", n, feeds)
 	}
 }

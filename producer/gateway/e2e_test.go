@@ -261,8 +261,15 @@ func TestBatchStatusFromAcks(t *testing.T) {
 	// Ack the part as the destination's worker does, then long-poll.
 	got := make(chan reply, 1)
 	go func() { got <- e.do("GET", a.StatusURL+"?wait=20s", nil, auth()) }()
+	// The long poll holds while nothing is settled (a bounded negative
+	// check: 700 ms, above the 500 ms a status without ?wait reads).
+	select {
+	case r := <-got:
+		t.Fatalf("?wait=20s answered before any ack: %d %s", r.code, r.body)
+	case <-time.After(700 * time.Millisecond):
+	}
 	for _, p := range a.Parts {
-		ack := messages.Ack{BatchID: a.BatchID, Part: p.Part, Feed: testFeed, Source: testSource, Destination: "sandbox", Status: messages.AckDelivered, Records: p.Records, Cost: messages.MustDecimal("0.3"), Costs: map[string]messages.Decimal{"USD": messages.MustDecimal("0.3")}, Warnings: 1, Time: time.Now()}
+		ack := messages.Ack{BatchID: a.BatchID, Part: p.Part, Feed: testFeed, Source: testSource, Destination: "sandbox", Status: messages.AckDelivered, Records: p.Records, Cost: messages.MustDecimal("0.3"), Costs: map[string]messages.Decimal{"USD": messages.MustDecimal("0.3")}, Warnings: 1, Rejected: 1, Reasons: map[string]int{"no SkuId": 1}, Time: time.Now()}
 		b, _ := messages.EncodeAck(ack)
 		if _, err := js.Publish(ctx, messages.AckSubject(testSource, "sandbox"), b); err != nil {
 			t.Fatal(err)
@@ -270,6 +277,7 @@ func TestBatchStatusFromAcks(t *testing.T) {
 	}
 	st = <-got
 	st.json(t, &s)
+	loadDoc(t).checkBody(t, "/v1/batches/{id}", "get", 200, "application/json", st.body)
 	d := s.Destinations[0]
 	if st.code != 200 || !s.Settled || !d.Settled || d.Delivered != len(a.Parts) || d.Records != 3 || len(d.Cost) != 1 || !d.Cost["USD"].Equal(messages.MustDecimal("0.3")) || d.Warnings != len(a.Parts) {
 		t.Fatalf("after the acks: %d %s", st.code, st.body)

@@ -61,26 +61,29 @@ func isJSONType(ct string) bool {
 	return mt == "application/json" || mt == "text/json" || strings.HasSuffix(mt, "+json")
 }
 
-// decodeStructured reads one event object (b) with its record.
-func decodeStructured(d *recordDecoder, b []byte, prefix string) *event {
+// decodeStructured reads one event object (b, and the same as src, a
+// substring of the body that the event's strings share) with its record.
+func decodeStructured(d *recordDecoder, b []byte, src string, w where) *event {
 	ev := &event{}
+	prefix := ""
 	var errs problems
 	var data []byte
+	var dataSrc string
 	var dataB64 string
 	var ct, spec string
 	var hasData bool
-	_, err := scanObject(b, 0, func(key, val []byte) error {
+	_, err := scanObject(b, 0, func(key, val []byte, _, off int, plain bool) error {
 		str := func() (string, bool) {
 			if len(val) == 0 || val[0] != '"' {
-				errs.add(prefix+"."+string(key), "want a string")
+				errs.add(w.String()+"."+string(key), "want a string")
 				return "", false
 			}
-			if _, plain, _ := scanString(val, 0); plain {
-				return string(val[1 : len(val)-1]), true
+			if plain {
+				return src[off+1 : off+len(val)-1], true
 			}
 			var out string
 			if jsonUnmarshalString(val, &out) != nil {
-				errs.add(prefix+"."+string(key), "invalid string")
+				errs.add(w.String()+"."+string(key), "invalid string")
 				return "", false
 			}
 			return out, true
@@ -100,18 +103,19 @@ func decodeStructured(d *recordDecoder, b []byte, prefix string) *event {
 			if s, ok := str(); ok {
 				t, err := time.Parse(time.RFC3339Nano, s)
 				if err != nil {
-					errs.add(prefix+".time", "not an RFC 3339 time")
+					errs.add(w.String()+".time", "not an RFC 3339 time")
 				}
 				ev.time = t.UTC()
 			}
 		case "data":
-			data, hasData = val, true
+			data, dataSrc, hasData = val, src[off:off+len(val)], true
 		case "data_base64":
 			dataB64, _ = str()
 			hasData = true
 		}
 		return nil
 	})
+	prefix = w.String()
 	if err != nil {
 		errs.add(prefix, err.Error())
 		ev.problems = errs.result()
@@ -126,12 +130,13 @@ func decodeStructured(d *recordDecoder, b []byte, prefix string) *event {
 		if err != nil {
 			errs.add(prefix+".data_base64", "not base64")
 		}
-		data = raw
+		data, dataSrc = raw, string(raw)
 	}
 	if !hasData || len(data) == 0 {
 		errs.add(prefix+".data", "required: the usage record")
 	} else if len(errs.list) == 0 {
-		d.record(data, &ev.rec, prefix+".data", &errs)
+		w.sub = ".data"
+		d.record(data, dataSrc, &ev.rec, w, &errs)
 		fillTime(ev, prefix+".data", &errs)
 	}
 	ev.problems = errs.result()
@@ -179,6 +184,7 @@ func decodeBatch(b []byte, max int) ([]*event, *Problem) {
 		return nil, invalid("want a JSON array of CloudEvents", ProblemError{Pointer: "", Detail: "the body is not a JSON array"})
 	}
 	var d recordDecoder
+	src := string(b) // the events' strings are substrings of it
 	var out []*event
 	i = skipWS(b, i+1)
 	if i < len(b) && b[i] == ']' {
@@ -193,7 +199,7 @@ func decodeBatch(b []byte, max int) ([]*event, *Problem) {
 		if len(out) >= max {
 			return nil, tooManyRecords(max)
 		}
-		out = append(out, decodeStructured(&d, b[i:end], "events["+strconv.Itoa(n)+"]"))
+		out = append(out, decodeStructured(&d, b[i:end], src[i:end], at("events", n)))
 		i = skipWS(b, end)
 		if i < len(b) && b[i] == ',' {
 			i++
@@ -238,7 +244,7 @@ func decodeBinary(h http.Header, body []byte) *event {
 	}
 	if len(errs.list) == 0 {
 		var d recordDecoder
-		d.record(body, &ev.rec, "data", &errs)
+		d.record(body, string(body), &ev.rec, where{base: "data", idx: -1}, &errs)
 		fillTime(ev, "data", &errs)
 	}
 	ev.problems = errs.result()

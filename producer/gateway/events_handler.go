@@ -38,7 +38,7 @@ func (g *Gateway) events(ctx context.Context, w http.ResponseWriter, r *http.Req
 		evs, p = decodeBatch(buf.Bytes(), g.cfg.Limits.MaxRecords)
 	case structured:
 		var d recordDecoder
-		evs = []*event{decodeStructured(&d, buf.Bytes(), "event")}
+		evs = []*event{decodeStructured(&d, buf.Bytes(), buf.String(), where{base: "event", idx: -1})}
 	default:
 		evs = []*event{decodeBinary(r.Header, buf.Bytes())}
 	}
@@ -52,7 +52,7 @@ func (g *Gateway) events(ctx context.Context, w http.ResponseWriter, r *http.Req
 			return invalid("Invalid event: nothing was published", ev.problems...)
 		}
 		// One event: it joins the open group of its source and feed.
-		o := g.lingererFor(lingerKey{source, feed}).submit(ctx, ev)
+		o := g.submit(ctx, lingerKey{source, feed}, ev)
 		if o.err != nil {
 			return o.err
 		}

@@ -96,7 +96,7 @@ func FuzzDecodeCloudEvents(f *testing.F) {
 		var evs []*event
 		if single {
 			var d recordDecoder
-			evs = []*event{decodeStructured(&d, b, "event")}
+			evs = []*event{decodeStructured(&d, b, string(b), where{base: "event", idx: -1})}
 		} else {
 			var p *Problem
 			evs, p = decodeBatch(b, 1000)

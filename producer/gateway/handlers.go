@@ -306,6 +306,8 @@ func (g *Gateway) usage(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	}
 	trace.SpanFromContext(ctx).SetAttributes(attribute.String("usagefleet.batch", b.ID), attribute.Int("usagefleet.records", len(recs)))
 	br, err := g.publish(ctx, b, nil, fingerprint)
+	putRecords(recs) // encoded into the parts, or not stored: not needed again
+	recs, b.Records = nil, nil
 	if err != nil {
 		var ve messages.ValidationError
 		if errors.As(err, &ve) {
@@ -317,7 +319,7 @@ func (g *Gateway) usage(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		}
 		return publishProblem(err)
 	}
-	g.m.records.Add(ctx, int64(len(recs)))
+	g.m.records.Add(ctx, int64(br.Records))
 	if br.replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}

@@ -44,6 +44,9 @@ func scanString(b []byte, i int) (end int, plain bool, err error) {
 	ascii := true
 	for j := i + 1; j < len(b); j++ {
 		c := b[j]
+		if strPlain[c] {
+			continue
+		}
 		switch {
 		case c == '"':
 			if !ascii && !utf8.Valid(b[i+1:j]) {
@@ -55,24 +58,45 @@ func scanString(b []byte, i int) (end int, plain bool, err error) {
 			j++ // the escaped byte; its validity is checked by encoding/json
 		case c < 0x20:
 			return j, false, synErr(j, "control character in a string")
-		case c >= utf8.RuneSelf:
+		default:
 			ascii = false
 		}
 	}
 	return len(b), false, synErr(len(b), "unterminated string")
 }
 
+// strPlain marks the bytes a string's scan passes over: printable ASCII
+// other than '"' and '\\'.
+var strPlain = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // scanValue returns the end of the value starting at b[i]. Nested objects
 // and arrays are matched by depth (their content is checked by whoever
 // decodes them); literals and numbers are checked here.
 func scanValue(b []byte, i int) (int, error) {
+	end, _, err := scanValuePlain(b, i)
+	return end, err
+}
+
+// scanValuePlain is scanValue that also says whether a string value is
+// plain (see scanString).
+func scanValuePlain(b []byte, i int) (int, bool, error) {
 	if i >= len(b) {
-		return i, synErr(i, "unexpected end of input")
+		return i, false, synErr(i, "unexpected end of input")
 	}
+	if b[i] == '"' {
+		return scanString(b, i)
+	}
+	end, err := scanOther(b, i)
+	return end, false, err
+}
+
+func scanOther(b []byte, i int) (int, error) {
 	switch c := b[i]; {
-	case c == '"':
-		end, _, err := scanString(b, i)
-		return end, err
 	case c == '{' || c == '[':
 		depth := 0
 		for j := i; j < len(b); j++ {
@@ -118,10 +142,12 @@ func scanValue(b []byte, i int) (int, error) {
 }
 
 // scanObject calls fn for every member of the object starting at b[i]
-// (after blanks) with the key (plain bytes, or decoded) and the value's raw
-// bytes, and returns the index after the closing brace. A syntax error
-// stops it; fn's error is returned as it is.
-func scanObject(b []byte, i int, fn func(key []byte, val []byte) error) (int, error) {
+// (after blanks) with the key (plain bytes, or decoded), the value's raw
+// bytes, where they start in b (kat: -1 for a decoded key), and whether
+// the value is a plain string (scanString), and returns the index after
+// the closing brace. A syntax error stops it; fn's error is returned as it
+// is.
+func scanObject(b []byte, i int, fn func(key, val []byte, kat, vat int, plain bool) error) (int, error) {
 	i = skipWS(b, i)
 	if i >= len(b) || b[i] != '{' {
 		if i >= len(b) {
@@ -139,8 +165,9 @@ func scanObject(b []byte, i int, fn func(key []byte, val []byte) error) (int, er
 		if err != nil {
 			return kend, err
 		}
-		key := b[i+1 : kend-1]
+		key, kat := b[i+1:kend-1], i+1
 		if !plain {
+			kat = -1
 			var s string
 			if err := json.Unmarshal(b[i:kend], &s); err != nil {
 				return i, synErr(i, "invalid key: %v", err)
@@ -152,11 +179,11 @@ func scanObject(b []byte, i int, fn func(key []byte, val []byte) error) (int, er
 			return i, synErr(i, "want ':' after a key")
 		}
 		i = skipWS(b, i+1)
-		vend, err := scanValue(b, i)
+		vend, vplain, err := scanValuePlain(b, i)
 		if err != nil {
 			return vend, err
 		}
-		if err := fn(key, b[i:vend]); err != nil {
+		if err := fn(key, b[i:vend], kat, i, vplain); err != nil {
 			return vend, err
 		}
 		i = skipWS(b, vend)

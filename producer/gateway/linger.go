@@ -29,12 +29,16 @@ type waiter struct {
 
 type lingerKey struct{ source, feed string }
 
+// A lingerer lives while its group is open: closing the group removes it
+// from Gateway.lingers, so a long-running gateway keeps one per (source,
+// feed) with an open group, not one per pair ever seen.
 type lingerer struct {
-	g     *Gateway
-	key   lingerKey
-	mu    sync.Mutex
-	group []*waiter
-	timer *time.Timer
+	g       *Gateway
+	key     lingerKey
+	mu      sync.Mutex
+	group   []*waiter
+	timer   *time.Timer
+	retired bool // removed from Gateway.lingers: submit takes a new one
 }
 
 func (g *Gateway) lingererFor(k lingerKey) *lingerer {
@@ -45,10 +49,20 @@ func (g *Gateway) lingererFor(k lingerKey) *lingerer {
 	return l.(*lingerer)
 }
 
-// submit adds ev to the open group and waits for its outcome.
-func (l *lingerer) submit(ctx context.Context, ev *event) outcome {
-	w := &waiter{ev: ev, ctx: ctx, done: make(chan outcome, 1)}
+// submit adds ev to the open group of k and waits for its outcome.
+func (g *Gateway) submit(ctx context.Context, k lingerKey, ev *event) outcome {
+	l := g.lingererFor(k)
 	l.mu.Lock()
+	for l.retired {
+		l.mu.Unlock()
+		l = g.lingererFor(k)
+		l.mu.Lock()
+	}
+	return l.submitLocked(ctx, ev)
+}
+
+func (l *lingerer) submitLocked(ctx context.Context, ev *event) outcome {
+	w := &waiter{ev: ev, ctx: ctx, done: make(chan outcome, 1)}
 	l.group = append(l.group, w)
 	switch {
 	case len(l.group) >= l.g.cfg.Linger.MaxRecords || l.g.linger <= 0:
@@ -85,6 +99,10 @@ func (l *lingerer) flushLocked() {
 	}
 	group := l.group
 	l.group = nil
+	// Retired with its group: the next event of this (source, feed) opens
+	// a new lingerer, and a pair that stops sending leaves nothing behind.
+	l.retired = true
+	l.g.lingers.CompareAndDelete(l.key, l)
 	l.g.flushWG.Add(1)
 	go func() {
 		defer l.g.flushWG.Done()

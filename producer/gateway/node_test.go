@@ -14,13 +14,20 @@ import (
 // CloudEvents JavaScript SDK) against a gateway on loopback, when node and
 // npm are installed and the package installs.
 func TestNodeCloudEventsSDKExample(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: the Node example needs npm install")
-	}
 	node, err1 := exec.LookPath("node")
+	if err1 != nil {
+		t.Skip("node is not installed: the CloudEvents JavaScript SDK example is not checked")
+	}
+	// Its syntax, whatever else is missing.
+	if out, err := exec.Command(node, "--check", filepath.Join("examples", "node", "send.js")).CombinedOutput(); err != nil {
+		t.Fatalf("node --check examples/node/send.js: %v\n%s", err, out)
+	}
+	if testing.Short() {
+		t.Skip("-short: running the Node example needs npm install")
+	}
 	npm, err2 := exec.LookPath("npm")
-	if err1 != nil || err2 != nil {
-		t.Skip("node or npm is not installed: the CloudEvents JavaScript SDK example is not run")
+	if err2 != nil {
+		t.Skip("npm is not installed: the CloudEvents JavaScript SDK example is not run")
 	}
 	dir := t.TempDir()
 	for _, f := range []string{"package.json", "send.js"} {

@@ -16,8 +16,10 @@ import (
 )
 
 // TestHandlersAnswerAsTheOpenAPIDocumentSays exercises every path, method
-// and status of openapi.yaml and checks each answer's content type against
-// the document; every problem answer is a complete problem body.
+// and status of openapi.yaml and checks each answer's content type and
+// JSON body against the document (every member documented, every required
+// one present, types as documented); every problem answer is a complete
+// problem body.
 func TestHandlersAnswerAsTheOpenAPIDocumentSays(t *testing.T) {
 	var doc struct {
 		Paths map[string]map[string]struct {
@@ -35,6 +37,7 @@ func TestHandlersAnswerAsTheOpenAPIDocumentSays(t *testing.T) {
 	if err := yaml.Unmarshal(OpenAPI(), &doc); err != nil {
 		t.Fatal(err)
 	}
+	api := loadDoc(t)
 	e := start(t, func(c *Config) { c.Limits.MaxBodyBytes = 64 << 10; c.Limits.MaxRecords = 3 })
 	type call struct {
 		path, method, pattern string
@@ -59,6 +62,7 @@ func TestHandlersAnswerAsTheOpenAPIDocumentSays(t *testing.T) {
 		{"/v1/usage", "post", "/v1/usage", good + "\n", auth("Content-Type", "application/x-ndjson", "Idempotency-Key", "k1"), 422, ""},
 		{"/v1/usage", "get", "/v1/usage", "", auth(), 405, ""},
 		{"/v1/events", "post", "/v1/events", ce("o1", "/s", usageData), cej, 200, ""},
+		{"/v1/events", "post", "/v1/events", "[" + ce("b1", "/s", usageData) + "," + ce("o1", "/s", usageData) + `,{"specversion":"1.0","id":"b3","source":"/s","type":"t","data":{"BilledCost":"x"}}]`, auth("Content-Type", "application/cloudevents-batch+json"), 200, ""},
 		{"/v1/events", "post", "/v1/events", `{"specversion":"1.0","source":"/s","type":"t","data":{}}`, cej, 400, "event.id"},
 		{"/v1/events", "post", "/v1/events", ce("o1", "/s", usageData), map[string]string{"Content-Type": "application/cloudevents+json"}, 401, ""},
 		{"/v1/events", "post", "/v1/events?feed=other", ce("o2", "/s", usageData), cej, 403, ""},
@@ -100,6 +104,9 @@ func TestHandlersAnswerAsTheOpenAPIDocumentSays(t *testing.T) {
 		mt, _, _ := mime.ParseMediaType(r.h.Get("Content-Type"))
 		if _, ok := content[mt]; !ok {
 			t.Errorf("%s: Content-Type %q is not among the document's %v", where, mt, keys(content))
+		}
+		if mt == "application/json" || mt == "application/problem+json" {
+			api.checkBody(t, c.path, c.method, c.want, mt, r.body)
 		}
 		if mt == "application/problem+json" {
 			p := r.problem(t)

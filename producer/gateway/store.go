@@ -173,8 +173,12 @@ func (g *Gateway) multiLast(ctx context.Context, subjects []string, fn func(subj
 		MultiLast []string `json:"multi_last"`
 		Batch     int      `json:"batch"`
 	}{subjects, len(subjects)})
+	// At most one reply per subject and the end marker: a channel that
+	// size never overflows (a sync subscription's buffer, 64K messages,
+	// was a 512 KB allocation per group).
 	inbox := g.nc.NewRespInbox()
-	sub, err := g.nc.SubscribeSync(inbox)
+	ch := make(chan *nats.Msg, len(subjects)+2)
+	sub, err := g.nc.ChanSubscribe(inbox, ch)
 	if err != nil {
 		return err
 	}
@@ -185,9 +189,11 @@ func (g *Gateway) multiLast(ctx context.Context, subjects []string, fn func(subj
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	for {
-		m, err := sub.NextMsgWithContext(wctx)
-		if err != nil {
-			return err
+		var m *nats.Msg
+		select {
+		case m = <-ch:
+		case <-wctx.Done():
+			return wctx.Err()
 		}
 		switch st := m.Header.Get("Status"); st {
 		case "":

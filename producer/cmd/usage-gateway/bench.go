@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -115,17 +116,31 @@ func bench(ctx context.Context, out io.Writer, mode string, batchSize, batchReqs
 		return err
 	}
 	fmt.Fprintf(out, "usage-gateway bench: gateway pid %d on %s, embedded JetStream, %d CPUs\n", child.Process.Pid, addr, runtime.NumCPU())
+	pid := child.Process.Pid
+	// CPU seconds per million: less sensitive than rates to a machine
+	// shared with other work. "rest" is this process: the embedded
+	// JetStream and the load generator.
+	cpu := func(what string, n int, g0, s0 time.Duration) {
+		g, s := procCPU(pid)-g0, selfCPU()-s0
+		fmt.Fprintf(out, "  CPU per million %s: gateway %.2f s, JetStream + load generator %.2f s (gateway %.2fs, rest %.2fs in all)\n",
+			what, g.Seconds()*1e6/float64(n), s.Seconds()*1e6/float64(n), g.Seconds(), s.Seconds())
+	}
 	if mode == "both" || mode == "batched" {
+		g0, s0 := procCPU(pid), selfCPU()
 		if err := benchBatched(ctx, out, client, base, batchSize, batchReqs, batchClients); err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "  gateway peak RSS after batched: %s\n", peakRSS(child.Process.Pid))
+		cpu("records", batchSize*batchReqs, g0, s0)
+		fmt.Fprintf(out, "  gateway peak RSS after batched: %s\n", peakRSS(pid))
 	}
 	if mode == "both" || mode == "single" {
-		if err := benchSingle(ctx, out, client, base, clients, duration); err != nil {
+		g0, s0 := procCPU(pid), selfCPU()
+		n, err := benchSingle(ctx, out, client, base, clients, duration)
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "  gateway peak RSS after single: %s\n", peakRSS(child.Process.Pid))
+		cpu("requests", n, g0, s0)
+		fmt.Fprintf(out, "  gateway peak RSS after single: %s\n", peakRSS(pid))
 	}
 	return nil
 }
@@ -210,7 +225,7 @@ func benchBatched(ctx context.Context, out io.Writer, c *http.Client, base strin
 	return nil
 }
 
-func benchSingle(ctx context.Context, out io.Writer, c *http.Client, base string, clients int, d time.Duration) error {
+func benchSingle(ctx context.Context, out io.Writer, c *http.Client, base string, clients int, d time.Duration) (int, error) {
 	var mu sync.Mutex
 	var lat []time.Duration
 	var failed atomic.Int64
@@ -242,12 +257,37 @@ func benchSingle(ctx context.Context, out io.Writer, c *http.Client, base string
 	wg.Wait()
 	el := time.Since(start)
 	if f := failed.Load(); f > 0 {
-		return fmt.Errorf("%d single requests failed, first: %v", f, firstErr.Load())
+		return 0, fmt.Errorf("%d single requests failed, first: %v", f, firstErr.Load())
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	q := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
 	fmt.Fprintf(out, "single: %d clients, %.1fs: %d requests, %.0f req/s, p50 %v, p99 %v\n", clients, el.Seconds(), len(lat), float64(len(lat))/el.Seconds(), q(0.5).Round(10*time.Microsecond), q(0.99).Round(10*time.Microsecond))
-	return nil
+	return len(lat), nil
+}
+
+// procCPU is the user and system CPU time of process pid so far
+// (/proc/<pid>/stat, in clock ticks of 1/100 s).
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// selfCPU is this process's user and system CPU time so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // peakRSS reads VmHWM of a process.
