@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -260,6 +261,10 @@ func (s *Spool) Costs() map[string]messages.Decimal {
 // Publish computes for the same parts.
 func (s *Spool) Digest() string { return fmt.Sprintf("%x", s.sum.Sum(nil)) }
 
+// spoolInFlight, when set (by a test), is told the parts in flight each
+// time one more is sent.
+var spoolInFlight func(n int)
+
 // SpoolPublish says what PublishSpool publishes and how.
 type SpoolPublish struct {
 	BatchID, Feed, Source string
@@ -342,6 +347,7 @@ func (p *Producer) PublishSpool(ctx context.Context, s *Spool, sp SpoolPublish) 
 		mu.Unlock()
 	}
 	var hdr [spoolHeaderLen]byte
+	var inFlight atomic.Int64 // parts read from the spool and not yet stored
 	for i := range res.Parts {
 		select {
 		case sem <- struct{}{}:
@@ -373,11 +379,14 @@ func (p *Producer) PublishSpool(ctx context.Context, s *Spool, sp SpoolPublish) 
 		}
 		otel.GetTextMapPropagator().Inject(ctx, messages.HeaderCarrier(h))
 		msg := &nats.Msg{Subject: info.Subject, Header: h, Data: buf}
+		if n := inFlight.Add(1); spoolInFlight != nil {
+			spoolInFlight(int(n))
+		}
 		fut, err := p.js.PublishMsgAsync(msg)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-sem }()
+			defer func() { inFlight.Add(-1); <-sem }()
 			var ack *jetstream.PubAck
 			if err == nil {
 				select {
