@@ -42,7 +42,8 @@ import (
 // replace unit, an hour or a day, from its subjects). Records are grouped
 // by hour as they come: an hour's records are cut into a part when they
 // reach PartBytes encoded; when the records held for every open hour pass
-// OpenBytes the largest open hour is cut early. A file in time order (how
+// OpenBytes the hour that has waited longest for a record is cut early (in
+// a file in time order, an hour that is over). A file in time order (how
 // exports are written) gives full parts; a sparse file gives one part per
 // hour it has rows in, never one per row.
 type Spool struct {
@@ -50,7 +51,8 @@ type Spool struct {
 	file  *os.File
 	w     *bufio.Writer
 	open  map[time.Time]*openHour
-	held  int // estimated encoded bytes held in open hours
+	lru   openHour // the open hours, most recently added to first (a ring)
+	held  int      // estimated encoded bytes held in open hours
 	parts []PartInfo
 	recs  int
 	bytes int64
@@ -81,8 +83,10 @@ type SpoolOptions struct {
 const DefaultPartBytes = 1<<20 - headerRoom
 
 type openHour struct {
-	recs []messages.UsageRecord
-	avg  int // estimated encoded bytes per record (from the hour's first)
+	hour       time.Time
+	recs       []messages.UsageRecord
+	avg        int // estimated encoded bytes per record (from the hour's first)
+	prev, next *openHour
 }
 
 // spool record: payload length, records, hour (unix), schema, part number.
@@ -106,7 +110,9 @@ func NewSpool(opts SpoolOptions) (*Spool, error) {
 	// Nothing but this process needs the name: it goes at once, and the
 	// space with the last descriptor, however the process ends.
 	os.Remove(f.Name())
-	return &Spool{opts: opts, file: f, w: bufio.NewWriterSize(f, 256<<10), open: map[time.Time]*openHour{}, costs: map[string]*messages.Sum{}, sum: sha256.New()}, nil
+	s := &Spool{opts: opts, file: f, w: bufio.NewWriterSize(f, 256<<10), open: map[time.Time]*openHour{}, costs: map[string]*messages.Sum{}, sum: sha256.New()}
+	s.lru.next, s.lru.prev = &s.lru, &s.lru
+	return s, nil
 }
 
 // Add takes one valid record (checked by the caller: input.ReadWith checks
@@ -123,9 +129,14 @@ func (s *Spool) Add(r *messages.UsageRecord) error {
 	if oh == nil {
 		s.enc.Reset()
 		s.enc.Use(r)
-		oh = &openHour{avg: len(s.enc.AppendRecord(make([]byte, 0, 1024), r))*9/8 + 1}
+		oh = &openHour{hour: h, avg: len(s.enc.AppendRecord(make([]byte, 0, 1024), r))*9/8 + 1}
 		s.open[h] = oh
+	} else {
+		oh.prev.next, oh.next.prev = oh.next, oh.prev
 	}
+	oh.next, oh.prev = s.lru.next, &s.lru
+	s.lru.next.prev = oh
+	s.lru.next = oh
 	oh.recs = append(oh.recs, *r)
 	s.held += oh.avg
 	s.recs++
@@ -142,23 +153,9 @@ func (s *Spool) Add(r *messages.UsageRecord) error {
 		s.cut(h)
 	}
 	for s.err == nil && s.held > s.opts.OpenBytes {
-		s.cut(s.largest())
+		s.cut(s.lru.prev.hour) // the least recently added to
 	}
 	return s.err
-}
-
-// largest is the open hour holding the most (earliest hour on a tie, so
-// the cut is the same on every run).
-func (s *Spool) largest() time.Time {
-	var best time.Time
-	size := -1
-	for h, oh := range s.open {
-		n := len(oh.recs) * oh.avg
-		if n > size || (n == size && h.Before(best)) {
-			best, size = h, n
-		}
-	}
-	return best
 }
 
 // cut encodes the records held for hour h into parts and writes them.
@@ -168,6 +165,7 @@ func (s *Spool) cut(h time.Time) {
 		return
 	}
 	delete(s.open, h)
+	oh.prev.next, oh.next.prev = oh.next, oh.prev
 	s.held -= len(oh.recs) * oh.avg
 	b := &messages.Batch{ID: "spool", Feed: "spool", Source: "spool", Records: oh.recs}
 	parts, err := split(b, s.opts.PartBytes, getPayload)
