@@ -186,7 +186,7 @@ func publishInput(ctx context.Context, o InputOptions, path string) (*InputResul
 	defer fh.Close()
 	fr, err := producer.SpoolFile(ctx, path, fh, producer.FileOptions{
 		Input: input.Options{Format: input.FormatOf(path)},
-		Spool: producer.SpoolOptions{OpenBytes: o.Window * producer.DefaultPartBytes},
+		Spool: producer.SpoolOptions{OpenBytes: o.Window * producer.DefaultPartBytes / 4},
 	})
 	if err != nil {
 		return nil, err

@@ -57,7 +57,7 @@ func publishCmd(e *env) (*flag.FlagSet, runFunc) {
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Minute, "how long --wait waits for acks")
 	fs.DurationVar(&c.publishTimeout, "publish-timeout", 10*time.Minute, "how long publishing one FILE may take before it fails (a retried publish of the same FILE completes it without doubling)")
 	fs.StringVar(&c.signingKeyFile, "signing-key-file", "", "nkey seed `file` of this source's signing key: parts are signed, so workers that bind sources accept them")
-	fs.IntVar(&c.window, "window", 16, "parts in flight while publishing, and the parts' worth of rows held while grouping them by hour: with --part-bytes, this bounds memory")
+	fs.IntVar(&c.window, "window", 16, "parts in flight while publishing; a quarter as many parts' worth of rows are held while grouping them by hour: with --part-bytes, this bounds memory")
 	fs.IntVar(&c.partBytes, "part-bytes", producer.DefaultPartBytes, "largest part payload in `bytes` (at most the server's max payload less 2 KiB; keep it the same when publishing a file again: it decides the parts)")
 	fs.StringVar(&c.spoolDir, "spool-dir", "", "`directory` for the spool of encoded parts, about half the input's size while a file is checked and published (default $TMPDIR)")
 	c.nats.register(fs)
@@ -322,7 +322,7 @@ func (c *publishCommand) spoolFile(ctx context.Context, path string, format inpu
 	rp := startReadProgress(c.env.stderr, isTerminal(c.env.stderr), displayName(path), size, &bytesRead, &rows)
 	res, err := producer.SpoolFile(ctx, displayName(path), r, producer.FileOptions{
 		Input:     input.Options{Format: format, Strict: c.strict, MaxBytes: c.maxBytes},
-		Spool:     producer.SpoolOptions{PartBytes: c.partBytes, OpenBytes: c.window * c.partBytes, Dir: c.spoolDir},
+		Spool:     producer.SpoolOptions{PartBytes: c.partBytes, OpenBytes: c.window * c.partBytes / 4, Dir: c.spoolDir},
 		BytesRead: &bytesRead,
 		Rows:      &rows,
 	})
