@@ -1,11 +1,14 @@
 package producer_test
 
 import (
+	"bytes"
+	"context"
 	"testing"
 
 	"github.com/usagefleet/usagefleet/internal/usagegen"
 	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/producer"
+	"github.com/usagefleet/usagefleet/producer/input"
 )
 
 // BenchmarkSplit is the producer's hot path without the network: validate,
@@ -23,4 +26,41 @@ func BenchmarkSplit(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*len(recs))/b.Elapsed().Seconds(), "records/s")
+}
+
+// BenchmarkSpoolFile reads, checks and spools a generated 44-column FOCUS
+// CSV (the first half of usage-producer publish); BenchmarkReadFocusCSV
+// only reads and checks it. Per row: b.N rows.
+func BenchmarkSpoolFile(b *testing.B) {
+	data := focusCSV(b)
+	b.SetBytes(int64(len(data)) / 20000)
+	b.ReportAllocs()
+	for b.Loop() {
+		fr, err := producer.SpoolFile(context.Background(), "f.csv", bytes.NewReader(data), producer.FileOptions{Spool: producer.SpoolOptions{Dir: b.TempDir()}})
+		if err != nil || fr.Spool.Records() != 20000 {
+			b.Fatal(err)
+		}
+		fr.Spool.Discard()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/20000, "ns/row")
+}
+
+func BenchmarkReadFocusCSV(b *testing.B) {
+	data := focusCSV(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		n := 0
+		if _, err := input.ReadWith("f.csv", bytes.NewReader(data), input.Options{}, func(input.Row) error { n++; return nil }); err != nil || n != 20000 {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/20000, "ns/row")
+}
+
+func focusCSV(b *testing.B) []byte {
+	var buf bytes.Buffer
+	if _, err := usagegen.WriteFocusCSV(&buf, 20000, usagegen.Options{Seed: 1}); err != nil {
+		b.Fatal(err)
+	}
+	return buf.Bytes()
 }

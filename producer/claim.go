@@ -38,8 +38,13 @@ func digest(parts []SplitPart) string {
 // timed out may have been stored, and then the next try finds its own
 // digest.
 func (p *Producer) claim(ctx context.Context, b *messages.Batch, parts []SplitPart) error {
+	return p.claimDigest(ctx, b, digest(parts))
+}
+
+// claimDigest is claim with the digest computed already (a Spool computes
+// it part by part as it cuts them).
+func (p *Producer) claimDigest(ctx context.Context, b *messages.Batch, sum string) error {
 	key := messages.BatchKey(b.Source, b.Feed, b.ID)
-	sum := digest(parts)
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = 100 * time.Millisecond
 	bo.MaxInterval = 5 * time.Second

@@ -227,6 +227,12 @@ func setCell(c *collector, line int, col column, v string, ur *messages.UsageRec
 		}
 		ur.SetTime(col.name, t)
 	case colTags:
+		if m, types, ok := fastKeyValue(v); ok {
+			if len(m) > 0 {
+				ur.Tags, ur.TagTypes = m, types
+			}
+			return
+		}
 		if err := ur.SetJSONField("Tags", json.RawMessage(v)); err != nil {
 			bad("%v", err)
 		}

@@ -108,8 +108,28 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.BoolVar(&o.JSON, "json", false, "print one JSON line")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the worker's drain (of the publish with --mode publish) to this file (FILE.runN with --runs)")
 	fs.StringVar(&o.MemProfile, "memprofile", "", "write a heap profile of the worker at the end of the drain to this file")
+	var in bench.InputOptions
+	fs.IntVar(&in.GenerateFocus, "generate-focus", 0, "write a realistic 44-column FOCUS CSV of `N` rows to --out (about 750 bytes a row, over a month)")
+	fs.StringVar(&in.OutFile, "out", "", "`file` --generate-focus writes")
+	fs.StringVar(&in.Input, "input", "", "publish this usage `file` as usage-producer publish does (CSV, gzip, NDJSON, Parquet) and check the stream holds it exactly")
+	fs.BoolVar(&in.Gzip, "gzip", false, "with --input: gzip the file first (not timed) and publish that")
+	fs.BoolVar(&in.Parquet, "parquet", false, "with --input: convert the CSV to Parquet first (not timed) and publish that")
+	fs.IntVar(&in.Window, "window", 16, "with --input: parts in flight (usage-producer publish --window)")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if in.GenerateFocus > 0 || in.Input != "" {
+		in.NATSURL, in.JSON, in.Out, in.CPUProfile, in.MemProfile = o.NATSURL, o.JSON, stdout, o.CPUProfile, o.MemProfile
+		r, err := bench.RunInput(ctx, in)
+		if err != nil {
+			fmt.Fprintln(stderr, "usagefleet bench:", err)
+			return 1
+		}
+		bench.PrintInput(stdout, r, in.JSON)
+		if r != nil && !r.Exact {
+			return 1
+		}
+		return 0
 	}
 	o.Out = stdout
 	r, err := bench.Run(ctx, o)

@@ -120,6 +120,7 @@ var metricsHandler http.Handler
 
 // env is what a command runs with.
 type env struct {
+	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
 }
@@ -158,7 +159,7 @@ func lookup(name string) *command {
 }
 
 func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	e := &env{stdout: stdout, stderr: stderr, getenv: os.Getenv}
+	e := &env{stdin: os.Stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv}
 	if len(args) == 0 {
 		usage(stderr)
 		return exitUsage

@@ -470,7 +470,7 @@ func TestUsage(t *testing.T) {
 		{"two credentials", []string{"publish", "--feed", "f", "--source", "s", "--token-env", "T", "--creds", f, f}, exitUsage, "", "use only one of"},
 		{"acks bad since", []string{"acks", "--since", "yesterday"}, exitUsage, "", "--since: want a duration"},
 		{"acks argument", []string{"acks", "x"}, exitUsage, "", `unexpected argument "x"`},
-		{"dry run", []string{"publish", "--dry-run", "--feed", "f", "--source", "s", f}, exitOK, "a.csv: 3 records, cost 3.30 USD, batch s-", ""},
+		{"dry run", []string{"publish", "--dry-run", "--feed", "f", "--source", "s", f}, exitOK, "a.csv: 3 records, 2 parts, cost 3.30 USD, batch s-", ""},
 		{"missing file", []string{"publish", "--dry-run", "--feed", "f", "--source", "s", filepath.Join(dir, "missing.csv")}, exitFail, "", "no such file"},
 	}
 	for _, tc := range tests {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -106,4 +107,120 @@ func isTerminal(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// rowProgress shows a file being read or published: bytes (when read) and
+// rows, the rate and, when the total is known, an ETA. On a terminal it is
+// redrawn in place every half second; elsewhere one summary line is
+// written when it finishes.
+type rowProgress struct {
+	w          io.Writer
+	tty        bool
+	verb, name string
+	total      int64 // bytes (reading) or rows (publishing); 0: unknown
+	bytes      *atomic.Int64
+	rows       *atomic.Int64
+	start      time.Time
+	stop       chan struct{}
+	stopped    sync.WaitGroup
+}
+
+func startReadProgress(w io.Writer, tty bool, name string, size int64, bytes, rows *atomic.Int64) *rowProgress {
+	return startRowProgress(w, tty, "read", name, size, bytes, rows)
+}
+
+func startPublishProgress(w io.Writer, tty bool, name string, rows int64, stored, none *atomic.Int64) *rowProgress {
+	return startRowProgress(w, tty, "published", name, rows, none, stored)
+}
+
+func startRowProgress(w io.Writer, tty bool, verb, name string, total int64, bytes, rows *atomic.Int64) *rowProgress {
+	p := &rowProgress{w: w, tty: tty, verb: verb, name: name, total: total, bytes: bytes, rows: rows, start: time.Now(), stop: make(chan struct{})}
+	if !tty {
+		return p
+	}
+	p.stopped.Add(1)
+	go func() {
+		defer p.stopped.Done()
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-t.C:
+				fmt.Fprintf(p.w, "\r%s ", p.line())
+			}
+		}
+	}()
+	return p
+}
+
+// line is "NAME: read 120.5 MB of 1.5 GB (8%), 160000 rows, 310000 rows/s, 27.4 MB/s, ETA 52s".
+func (p *rowProgress) line() string {
+	el := time.Since(p.start).Seconds()
+	rows := p.rows.Load()
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %s", p.name, p.verb)
+	done := rows
+	if p.verb == "read" {
+		done = p.bytes.Load()
+		fmt.Fprintf(&b, " %s", mb(done))
+		if p.total > 0 {
+			fmt.Fprintf(&b, " of %s", mb(p.total))
+		}
+		fmt.Fprintf(&b, ", %d rows", rows)
+	} else {
+		fmt.Fprintf(&b, " %d", rows)
+		if p.total > 0 {
+			fmt.Fprintf(&b, " of %d", p.total)
+		}
+		b.WriteString(" rows")
+	}
+	if el > 0 {
+		fmt.Fprintf(&b, ", %.0f rows/s", float64(rows)/el)
+		if p.verb == "read" {
+			fmt.Fprintf(&b, ", %.1f MB/s", float64(done)/1e6/el)
+		}
+	}
+	if p.total > 0 && done > 0 && done < p.total {
+		eta := time.Duration(float64(p.total-done) / float64(done) * el * float64(time.Second))
+		fmt.Fprintf(&b, ", ETA %s", eta.Truncate(time.Second))
+	}
+	return b.String()
+}
+
+// finish stops redrawing and writes the last line (on a terminal, over the
+// bar; elsewhere, the summary), unless the step failed (its error says
+// enough).
+func (p *rowProgress) finish(ok bool) {
+	if p.tty {
+		close(p.stop)
+		p.stopped.Wait()
+	}
+	if !ok {
+		if p.tty {
+			fmt.Fprintln(p.w)
+		}
+		return
+	}
+	el := time.Since(p.start).Truncate(time.Millisecond)
+	line := p.line()
+	if i := strings.Index(line, ", ETA"); i >= 0 {
+		line = line[:i]
+	}
+	if p.tty {
+		fmt.Fprintf(p.w, "\r%s in %s\n", line, el)
+		return
+	}
+	fmt.Fprintf(p.w, "%s in %s\n", line, el)
+}
+
+func mb(n int64) string {
+	switch {
+	case n >= 1e9:
+		return fmt.Sprintf("%.2f GB", float64(n)/1e9)
+	case n >= 1e6:
+		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -34,6 +35,9 @@ type publishCommand struct {
 	publishTimeout time.Duration
 	signingKeyFile string
 	progressTick   time.Duration // non-terminal progress lines; tests shorten it
+	window         int
+	partBytes      int
+	spoolDir       string
 	nats           natsFlags
 }
 
@@ -53,6 +57,9 @@ func publishCmd(e *env) (*flag.FlagSet, runFunc) {
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Minute, "how long --wait waits for acks")
 	fs.DurationVar(&c.publishTimeout, "publish-timeout", 10*time.Minute, "how long publishing one FILE may take before it fails (a retried publish of the same FILE completes it without doubling)")
 	fs.StringVar(&c.signingKeyFile, "signing-key-file", "", "nkey seed `file` of this source's signing key: parts are signed, so workers that bind sources accept them")
+	fs.IntVar(&c.window, "window", 16, "parts in flight while publishing; a quarter as many parts' worth of rows are held while grouping them by hour: with --part-bytes, this bounds memory")
+	fs.IntVar(&c.partBytes, "part-bytes", producer.DefaultPartBytes, "largest part payload in `bytes` (at most the server's max payload less 2 KiB; keep it the same when publishing a file again: it decides the parts)")
+	fs.StringVar(&c.spoolDir, "spool-dir", "", "`directory` for the spool of encoded parts, about half the input's size while a file is checked and published (default $TMPDIR)")
 	c.nats.register(fs)
 	return fs, c.run
 }
@@ -65,12 +72,19 @@ type file struct {
 	good     int // rows that will be published
 	problems int // problems reported (rows skipped with --good-rows-only)
 	dupOf    string
+	spool    *producer.Spool
 	res      *producer.Result
 }
 
 func (c *publishCommand) run(ctx context.Context, fs *flag.FlagSet, args []string) int {
 	stdout, stderr := c.env.stdout, c.env.stderr
 	paths := args
+	stdins := 0
+	for _, p := range paths {
+		if p == "-" {
+			stdins++
+		}
+	}
 	switch {
 	case c.feed == "":
 		return usageErr(fs, "--feed is required")
@@ -81,7 +95,9 @@ func (c *publishCommand) run(ctx context.Context, fs *flag.FlagSet, args []strin
 	case !messages.ValidToken(c.source):
 		return usageErr(fs, "--source %q: want 1-64 of A-Z a-z 0-9 _ -", c.source)
 	case len(paths) == 0:
-		return usageErr(fs, "no FILE to publish")
+		return usageErr(fs, "no FILE to publish (- reads standard input)")
+	case stdins > 1:
+		return usageErr(fs, "- (standard input) can be read once")
 	case c.batchID != "" && len(paths) > 1:
 		return usageErr(fs, "--batch-id names one batch, and each FILE is a batch: give one FILE, or leave --batch-id out")
 	case c.batchID != "" && (len(c.batchID) > 200 || strings.ContainsAny(c.batchID, " \t\r\n")):
@@ -96,6 +112,10 @@ func (c *publishCommand) run(ctx context.Context, fs *flag.FlagSet, args []strin
 		return usageErr(fs, "--dry-run publishes nothing to wait for")
 	case c.maxBytes <= 0:
 		return usageErr(fs, "--max-bytes must be positive")
+	case c.window < 1:
+		return usageErr(fs, "--window must be at least 1")
+	case c.partBytes < 4096:
+		return usageErr(fs, "--part-bytes must be at least 4096")
 	}
 	format, err := input.ParseFormat(c.format)
 	if err != nil {
@@ -117,21 +137,36 @@ func (c *publishCommand) run(ctx context.Context, fs *flag.FlagSet, args []strin
 		return usageErr(fs, "%v", err)
 	}
 
-	// Pass 1: check every file; keep only counts and hashes in memory.
+	// Pass 1: read and check every file, spooling its good rows as parts
+	// (memory bounded by --window and --part-bytes, not by the files).
 	files := make([]*file, 0, len(paths))
+	defer func() {
+		for _, f := range files {
+			if f.spool != nil {
+				f.spool.Discard()
+			}
+		}
+	}()
 	problems, bad := 0, 0
 	byID := map[string]string{}
 	for _, path := range paths {
 		f := &file{path: path}
-		res, err := c.readFile(path, format, &f.hash, func(input.Row) error { f.good++; return nil })
+		res, err := c.spoolFile(ctx, path, format)
+		if res != nil {
+			f.spool = res.Spool
+		}
 		if err != nil {
 			fmt.Fprintf(stderr, "%v\n", err)
 			fmt.Fprintln(stderr, "usage-producer: nothing published")
 			return exitFail
 		}
+		files = append(files, f)
+		f.hash = res.Hash
+		f.good = res.Spool.Records()
+		name := displayName(path)
 		errs := res.Errors
 		if res.Version != "" {
-			fmt.Fprintf(stderr, "%s: %s, FOCUS %s (told from its columns)\n", path, res.Format, res.Version)
+			fmt.Fprintf(stderr, "%s: %s, FOCUS %s (told from its columns)\n", name, res.Format, res.Version)
 		}
 		for _, w := range res.Warnings {
 			fmt.Fprintf(stderr, "%s (warning)\n", w.Error())
@@ -141,7 +176,7 @@ func (c *publishCommand) run(ctx context.Context, fs *flag.FlagSet, args []strin
 		}
 		f.problems = len(errs)
 		if f.good == 0 && len(errs) == 0 {
-			fmt.Fprintf(stderr, "%s: no records\n", path)
+			fmt.Fprintf(stderr, "%s: no records\n", name)
 			f.problems = 1
 		}
 		f.id = c.batchID
@@ -152,16 +187,15 @@ func (c *publishCommand) run(ctx context.Context, fs *flag.FlagSet, args []strin
 			f.id = c.source + "-" + hex.EncodeToString(fh[:])[:16]
 		}
 		if prev, dup := byID[f.id]; dup {
-			fmt.Fprintf(stderr, "%s: same content as %s (batch %s): publishing it again would change nothing\n", path, prev, f.id)
+			fmt.Fprintf(stderr, "%s: same content as %s (batch %s): publishing it again would change nothing\n", name, prev, f.id)
 			f.problems++
 			f.dupOf = prev
 		}
-		byID[f.id] = path
+		byID[f.id] = name
 		if f.problems > 0 {
 			problems += f.problems
 			bad++
 		}
-		files = append(files, f)
 	}
 	var publish []*file
 	for _, f := range files {
@@ -190,44 +224,32 @@ func (c *publishCommand) run(ctx context.Context, fs *flag.FlagSet, args []strin
 		p = prod
 	}
 
-	// Pass 2: one file at a time, read again, check it is the same, publish.
+	// Pass 2: publish each file's spooled parts, --window at a time.
 	var published []*file
 	total := struct {
 		records, parts int
 		cost           costs
 	}{cost: costs{}}
 	for _, f := range publish {
-		b := &messages.Batch{ID: f.id, Feed: c.feed, Source: c.source}
-		var hash [sha256.Size]byte
-		_, err := c.readFile(f.path, format, &hash, func(r input.Row) error {
-			b.Records = append(b.Records, r.Record)
-			return nil
-		})
-		if err == nil && (hash != f.hash || len(b.Records) != f.good) {
-			err = fmt.Errorf("%s: changed while publishing; not published", f.path)
-		}
-		if err != nil {
-			fmt.Fprintf(stderr, "%v\n", err)
-			return c.abort(published)
-		}
-		cost := costOf(b.Records)
-		total.records += len(b.Records)
+		name := displayName(f.path)
+		cost := costsOf(f.spool.Costs())
+		total.records += f.good
 		total.cost.add(cost)
 		if c.dryRun {
-			fmt.Fprintf(stdout, "%s: %s, cost %s, batch %s%s (dry run: not published)\n", f.path, plural(len(b.Records), "record"), cost, f.id, skipped(f))
+			fmt.Fprintf(stdout, "%s: %s, %s, cost %s, batch %s%s (dry run: not published)\n", name, plural(f.good, "record"), plural(f.spool.Parts(), "part"), cost, f.id, skipped(f))
 			continue
 		}
 		pctx, cancel := context.WithTimeout(ctx, c.publishTimeout)
-		res, err := p.Publish(pctx, b)
+		res, err := c.publishSpool(pctx, p, f)
 		cancel()
 		if err != nil {
-			fmt.Fprintf(stderr, "%s: publishing batch %s: %v\n", f.path, f.id, err)
+			fmt.Fprintf(stderr, "%s: publishing batch %s: %v\n", name, f.id, err)
 			return c.abort(published)
 		}
 		f.res = res
 		published = append(published, f)
 		total.parts += len(res.Parts)
-		fmt.Fprintf(stdout, "%s: %s, %s, cost %s, batch %s%s%s\n", f.path, plural(res.Records, "record"), plural(len(res.Parts), "part"), cost, f.id, skipped(f), duplicates(res))
+		fmt.Fprintf(stdout, "%s: %s, %s, cost %s, batch %s%s%s\n", name, plural(res.Records, "record"), plural(len(res.Parts), "part"), cost, f.id, skipped(f), duplicates(res))
 	}
 	if len(publish) > 1 {
 		if c.dryRun {
@@ -250,6 +272,14 @@ func (c *publishCommand) run(ctx context.Context, fs *flag.FlagSet, args []strin
 	return code
 }
 
+// displayName is how a path is named in messages ("-" is standard input).
+func displayName(path string) string {
+	if path == "-" {
+		return "<stdin>"
+	}
+	return path
+}
+
 // abort says what was published before a failure, and fails.
 func (c *publishCommand) abort(published []*file) int {
 	if len(published) == 0 {
@@ -257,37 +287,59 @@ func (c *publishCommand) abort(published []*file) int {
 	} else {
 		var names []string
 		for _, f := range published {
-			names = append(names, f.path)
+			names = append(names, displayName(f.path))
 		}
 		fmt.Fprintf(c.env.stderr, "usage-producer: stopped; published before the failure: %s\n", strings.Join(names, ", "))
 	}
 	return exitFail
 }
 
-// readFile reads path in format, calling fn for each good row, and leaves
-// the SHA-256 of the file's bytes in hash.
-func (c *publishCommand) readFile(path string, format input.Format, hash *[sha256.Size]byte, fn func(input.Row) error) (input.Result, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return input.Result{}, err
+// spoolFile reads path ("-": standard input) in format into a spool,
+// drawing its progress on stderr.
+func (c *publishCommand) spoolFile(ctx context.Context, path string, format input.Format) (*producer.FileResult, error) {
+	var r io.Reader
+	var size int64
+	if path == "-" {
+		r = c.env.stdin
+		if r == nil {
+			r = os.Stdin
+		}
+	} else {
+		fh, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer fh.Close()
+		if fi, err := fh.Stat(); err == nil && fi.Mode().IsRegular() {
+			size = fi.Size()
+		}
+		if format == input.Auto {
+			format = input.FormatOf(path)
+		}
+		r = fh
 	}
-	defer fh.Close()
-	if format == input.Auto {
-		format = input.FormatOf(path)
-	}
-	h := sha256.New()
-	tee := io.TeeReader(fh, h)
-	res, err := input.ReadWith(path, tee, input.Options{Format: format, Strict: c.strict, MaxBytes: c.maxBytes}, fn)
-	if err != nil {
-		return res, err
-	}
-	// The reader may stop early (a syntax error ends a JSON array): hash
-	// the rest too, so the id is the file's.
-	if _, err := io.Copy(io.Discard, tee); err != nil {
-		return res, fmt.Errorf("%s: %w", path, err)
-	}
-	h.Sum(hash[:0])
-	return res, nil
+	var bytesRead, rows atomic.Int64
+	rp := startReadProgress(c.env.stderr, isTerminal(c.env.stderr), displayName(path), size, &bytesRead, &rows)
+	res, err := producer.SpoolFile(ctx, displayName(path), r, producer.FileOptions{
+		Input:     input.Options{Format: format, Strict: c.strict, MaxBytes: c.maxBytes},
+		Spool:     producer.SpoolOptions{PartBytes: c.partBytes, OpenBytes: c.window * c.partBytes / 4, Dir: c.spoolDir},
+		BytesRead: &bytesRead,
+		Rows:      &rows,
+	})
+	rp.finish(err == nil)
+	return res, err
+}
+
+// publishSpool publishes f's spool, drawing progress on a terminal.
+func (c *publishCommand) publishSpool(ctx context.Context, p *producer.Producer, f *file) (*producer.Result, error) {
+	var rows, none atomic.Int64
+	rp := startPublishProgress(c.env.stderr, isTerminal(c.env.stderr), displayName(f.path), int64(f.good), &rows, &none)
+	res, err := p.PublishSpool(ctx, f.spool, producer.SpoolPublish{
+		BatchID: f.id, Feed: c.feed, Source: c.source, Window: c.window,
+		Progress: func(recs, _ int) { rows.Store(int64(recs)) },
+	})
+	rp.finish(err == nil)
+	return res, err
 }
 
 // waitAcks follows the acks of every published batch, drawing progress on
@@ -435,6 +487,15 @@ func (c costs) String() string {
 		parts = append(parts, strings.TrimSpace(c[cur].Decimal().String()+" "+cur))
 	}
 	return strings.Join(parts, " + ")
+}
+
+// costsOf is a spool's cost per currency.
+func costsOf(m map[string]messages.Decimal) costs {
+	c := costs{}
+	for cur, d := range m {
+		c.addDecimal(cur, d)
+	}
+	return c
 }
 
 // costOf sums BilledCost per BillingCurrency.
