@@ -674,7 +674,7 @@ func (r *release) checkAutoscalers(t *testing.T) {
 			if portOf(t, "http://"+md["natsServerMonitoringEndpoint"]) != natsCfg.nodes[0].opts.HTTPPort {
 				t.Errorf("ScaledObject %s: natsServerMonitoringEndpoint %s; NATS monitors on %d", name, md["natsServerMonitoringEndpoint"], natsCfg.nodes[0].opts.HTTPPort)
 			}
-			if md["lagThreshold"] == "" || md["lagThreshold"] == "0" {
+			if lag, err := strconv.Atoi(md["lagThreshold"]); err != nil || lag <= 0 {
 				t.Errorf("ScaledObject %s: lagThreshold %q", name, md["lagThreshold"])
 			}
 		}
