@@ -674,7 +674,7 @@ func (r *release) checkAutoscalers(t *testing.T) {
 			if portOf(t, "http://"+md["natsServerMonitoringEndpoint"]) != natsCfg.nodes[0].opts.HTTPPort {
 				t.Errorf("ScaledObject %s: natsServerMonitoringEndpoint %s; NATS monitors on %d", name, md["natsServerMonitoringEndpoint"], natsCfg.nodes[0].opts.HTTPPort)
 			}
-			if md["lagThreshold"] == "" || md["lagThreshold"] == "0" {
+			if lag, err := strconv.Atoi(md["lagThreshold"]); err != nil || lag <= 0 {
 				t.Errorf("ScaledObject %s: lagThreshold %q", name, md["lagThreshold"])
 			}
 		}
@@ -811,7 +811,8 @@ func (r *release) checkMonitors(t *testing.T) {
 var pendingMetrics = map[string]bool{"usagefleet_reconcile_units_out_of_balance": true}
 
 // wantAlerts are the alerts the chart must carry (issue 15 item 6).
-var wantAlerts = []string{"UsagefleetDeadLetters", "UsagefleetDestinationPaused", "UsagefleetReconcileMismatch", "UsagefleetUnitTooOld"}
+// Their names are those of deploy/prometheus/alerts.yml (compose).
+var wantAlerts = []string{"UsagefleetDeadLettersGrowing", "UsagefleetDestinationPaused", "UsagefleetReconciliationMismatch", "UsagefleetUnitsWaitTooLong"}
 
 // checkAlertRules parses every expression with Prometheus's own PromQL
 // parser and checks that it selects only series the code exports (read
