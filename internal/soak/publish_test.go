@@ -80,18 +80,34 @@ func (p *publishers) retries() int {
 	return p.retried
 }
 
+// soakClock maps the soak's wall time onto the data's hours: as the soak
+// goes on, "now" moves from the first hour of a range to its last.
+var soakClock struct {
+	began time.Time
+	span  time.Duration
+}
+
 // records makes n records of src for a batch: in USD within usdStart's
 // range, or in EUR within eurStart's, each with a soak_id tag that names
-// it. A batch covers 3 hours somewhere in its range, as a service that
-// publishes what it metered lately does: each batch dirties a few units,
-// and over the run every unit is rewritten many times.
+// it. A batch covers 3 hours, as a service that publishes what it metered
+// lately does: the hours at the soak's "now" (soakClock), or, for 1 batch
+// in 8, late data for earlier hours. So each batch dirties a few units
+// and units are rewritten many times, recent ones most.
 func records(src, id string, n int, seed uint64, eur bool) []messages.UsageRecord {
 	start, hours := usdStart, usdHours
 	if eur {
 		start, hours = eurStart, eurHours
 	}
 	const window = 3
-	at := start.Add(time.Duration((seed*7919)%uint64(hours-window+1)) * time.Hour)
+	f := 0.0
+	if soakClock.span > 0 {
+		f = min(1, float64(time.Since(soakClock.began))/float64(soakClock.span))
+	}
+	now := uint64(f * float64(hours-window))
+	at := start.Add(time.Duration(now) * time.Hour)
+	if seed%8 == 5 { // late data
+		at = start.Add(time.Duration((seed*7919)%(now+1)) * time.Hour)
+	}
 	o := usagegen.Options{Seed: seed, Start: at, Hours: window, Account: "acct-" + src}
 	recs := usagegen.Generate(n, o)
 	for i := range recs {

@@ -4,6 +4,7 @@ package soak
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -98,6 +99,32 @@ func faultRules(method string) []fault.Rule {
 	}
 }
 
+// dumpRequests writes every request the CloudZero and Cloud Cruiser
+// emulators logged, one JSON line each, to dir: what a concurrency
+// violation needs for its post-mortem.
+func (sb *sandboxes) dumpRequests(dir string) {
+	write := func(name string, v any) {
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		enc := json.NewEncoder(f)
+		switch l := v.(type) {
+		case []czsandbox.RequestLog:
+			for _, r := range l {
+				_ = enc.Encode(r)
+			}
+		case []ccsandbox.UploadLog:
+			for _, r := range l {
+				_ = enc.Encode(r)
+			}
+		}
+	}
+	write("cz-requests.jsonl", sb.cz.Requests(czConn))
+	write("cc-uploads.jsonl", sb.cc.Uploads())
+}
+
 func (sb *sandboxes) setFaults(on bool) {
 	for _, x := range []struct {
 		inj    *fault.Injector
@@ -171,6 +198,28 @@ func TestSoak(t *testing.T) {
 	defer plog.Close()
 	defer slog.SetDefault(slog.Default())
 	slog.SetDefault(slog.New(slog.NewTextHandler(plog, nil)))
+	// On failure keep the logs and the emulators' request logs (the temp
+	// dir goes when the test ends; this cleanup runs before that).
+	var sb *sandboxes
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		keep, err := os.MkdirTemp("", "usagefleet-soak-logs-")
+		if err != nil {
+			return
+		}
+		logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+		for _, l := range logs {
+			if b, err := os.ReadFile(l); err == nil {
+				_ = os.WriteFile(filepath.Join(keep, filepath.Base(l)), b, 0o644)
+			}
+		}
+		if sb != nil {
+			sb.dumpRequests(keep)
+		}
+		t.Logf("the soak failed: logs and request logs kept in %s", keep)
+	})
 	workerBin := natstest.WorkerBinary(t)
 	cl := startCluster(t, dir)
 	t.Logf("cluster up: %s", cl.urls())
@@ -196,7 +245,7 @@ func TestSoak(t *testing.T) {
 		time.Sleep(time.Second)
 	}
 
-	sb := startSandboxes(t)
+	sb = startSandboxes(t)
 	kpA, pubA := userKey(t)
 	kpB, pubB := userKey(t)
 	cfg := filepath.Join(dir, "worker.yaml")
@@ -213,6 +262,7 @@ func TestSoak(t *testing.T) {
 	t.Logf("logs, configs and stores in %s", dir)
 
 	exp := newExpect()
+	soakClock.began, soakClock.span = time.Now(), *soakDuration
 	pubs := newPublishers(t, ctx, cl.urls(), kpA, kpB, exp)
 	sb.setFaults(true)
 
