@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	sandbox "github.com/usagefleet/usagefleet/internal/sandbox/cloudcruiser"
 	"github.com/usagefleet/usagefleet/internal/config"
+	sandbox "github.com/usagefleet/usagefleet/internal/sandbox/cloudcruiser"
 	"github.com/usagefleet/usagefleet/internal/usagegen"
 	"github.com/usagefleet/usagefleet/workers"
 	"github.com/usagefleet/usagefleet/workers/conformance"
