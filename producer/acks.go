@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/usagefleet/usagefleet/messages"
@@ -23,6 +24,11 @@ type AckFilter struct {
 // FollowAcks calls fn for every ack matching f, in stream order, until ctx
 // ends or fn returns an error. An ack that cannot be decoded is reported to
 // fn as an ack with Status "" and the decode error as Reason.
+//
+// A failure that a later try can fix (a node of the cluster lost, the
+// meta leader being elected: "JetStream system temporarily unavailable")
+// does not end it: it follows again, after the last ack it passed to fn,
+// until ctx ends. `--wait` during a node loss failed on it (the soak test).
 func (p *Producer) FollowAcks(ctx context.Context, f AckFilter, fn func(messages.Ack) error) error {
 	src, dst := f.Source, f.Destination
 	if src == "" {
@@ -32,20 +38,52 @@ func (p *Producer) FollowAcks(ctx context.Context, f AckFilter, fn func(messages
 		dst = "*"
 	}
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{"acks." + src + "." + dst}}
-	if f.Since.IsZero() {
+	since := f.Since
+	if since.IsZero() {
 		cfg.DeliverPolicy = jetstream.DeliverNewPolicy
+		since = time.Now() // a follow again must not skip what arrived since the call
 	} else {
 		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
-		since := f.Since
 		cfg.OptStartTime = &since
 	}
-	cons, err := p.js.OrderedConsumer(ctx, messages.StreamAcks, cfg)
+	var last uint64 // the stream sequence of the last ack passed to fn
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval, bo.MaxInterval = 100*time.Millisecond, 2*time.Second
+	for try := 0; ; try++ {
+		switch {
+		case last > 0:
+			cfg.DeliverPolicy, cfg.OptStartTime, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, nil, last+1
+		case try > 0:
+			cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
+		}
+		fromFn, err := p.followOnce(ctx, cfg, &last, fn)
+		if err == nil || fromFn || ctx.Err() != nil || !retryable(err) {
+			return err
+		}
+		wait := bo.NextBackOff()
+		p.log.Warn("following acks failed, following again", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+// followOnce follows the acks cfg selects, recording in last the stream
+// sequence of each ack passed to fn. fromFn says the error is fn's.
+func (p *Producer) followOnce(ctx context.Context, cfg jetstream.OrderedConsumerConfig, last *uint64, fn func(messages.Ack) error) (fromFn bool, err error) {
+	// Bounded: without a JetStream quorum a request may go unanswered
+	// until ctx ends, instead of failing and being tried again.
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	cons, err := p.js.OrderedConsumer(cctx, messages.StreamAcks, cfg)
+	cancel()
 	if err != nil {
-		return fmt.Errorf("following acks: %w", err)
+		return false, fmt.Errorf("following acks: %w", err)
 	}
 	it, err := cons.Messages()
 	if err != nil {
-		return fmt.Errorf("following acks: %w", err)
+		return false, fmt.Errorf("following acks: %w", err)
 	}
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
@@ -54,19 +92,22 @@ func (p *Producer) FollowAcks(ctx context.Context, f AckFilter, fn func(messages
 		msg, err := it.Next()
 		if err != nil {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return false, ctx.Err()
 			}
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return ctx.Err()
+				return false, ctx.Err()
 			}
-			return fmt.Errorf("following acks: %w", err)
+			return false, fmt.Errorf("following acks: %w", err)
 		}
 		a, derr := messages.DecodeAck(msg.Data())
 		if derr != nil {
 			a = messages.Ack{Reason: derr.Error()}
 		}
+		if md, err := msg.Metadata(); err == nil {
+			*last = md.Sequence.Stream
+		}
 		if err := fn(a); err != nil {
-			return err
+			return true, err
 		}
 	}
 }

@@ -88,10 +88,16 @@ type unitLease struct {
 	ttl   time.Duration
 	now   func() time.Time // time.Now; the tests' clock
 
-	mu    sync.Mutex    // serialises writes: the renewer's and bound's
-	rev   uint64        // the last revision written
-	until time.Time     // the lease is ours at least until then
-	lost  bool          // a renewal failed: nothing more is sent under it
+	mu    sync.Mutex // serialises writes: the renewer's and bound's
+	rev   uint64     // the last revision written
+	until time.Time  // the lease is ours at least until then
+	lost  bool       // a renewal failed: nothing more is sent under it
+	// quiet: a request sent under the lease got no answer (its client
+	// gave up, the connection broke), so the API may still be working on
+	// it until then (now + the guard): nothing more is sent under the
+	// lease before, and release leaves the entry to expire instead of
+	// deleting it, so no other worker sends either.
+	quiet time.Time
 	onEnd func()        // the job's cancel, called when the lease is lost
 	quit  chan struct{} // closed by release
 	done  chan struct{} // closed when the renewer has ended
@@ -207,7 +213,34 @@ func (l *unitLease) release() {
 		return
 	}
 	l.lost = true // nothing is sent under a released lease
+	if l.now().Before(l.quiet) {
+		return // the API may still be working on an abandoned request: let the entry expire
+	}
 	_ = l.store.Delete(ctx, l.key, l.rev)
+}
+
+// unanswered records that a request sent under the lease got no answer:
+// the API may go on with it for up to guard.
+func (l *unitLease) unanswered(guard time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.quiet = l.now().Add(guard)
+}
+
+// waitQuiet waits until an abandoned request's guard has passed.
+func (l *unitLease) waitQuiet(ctx context.Context) error {
+	l.mu.Lock()
+	d := l.quiet.Sub(l.now())
+	l.mu.Unlock()
+	if d <= 0 {
+		return nil
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
 }
 
 // leaseGuard is how long before its lease expires a request sent under
@@ -291,7 +324,15 @@ func (t leaseTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.next.RoundTrip(req)
 	}
 	ttl := l.ttl
-	deadline, err := l.bound(req.Context(), t.p.opts.HTTPTimeout, leaseGuard(ttl, t.p.opts.HTTPTimeout))
+	guard := leaseGuard(ttl, t.p.opts.HTTPTimeout)
+	// A request of this lease that got no answer may still be at work at
+	// the API: the next one waits for it as another worker would (the
+	// soak test saw a retry overlap a timed-out upload of its date).
+	err := l.waitQuiet(req.Context())
+	var deadline time.Time
+	if err == nil {
+		deadline, err = l.bound(req.Context(), t.p.opts.HTTPTimeout, guard)
+	}
 	if err != nil {
 		if req.Body != nil {
 			_ = req.Body.Close() // as a RoundTripper must, even on error
@@ -302,6 +343,7 @@ func (t leaseTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.next.RoundTrip(req.WithContext(ctx))
 	if err != nil {
 		cancel()
+		l.unanswered(guard)
 		return nil, err
 	}
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}

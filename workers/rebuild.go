@@ -333,11 +333,17 @@ func (s *unitScan) ordered(ctx context.Context, subs []string, expected uint64) 
 // consumer: the server deletes one its worker left behind after this.
 const orderedInactive = 30 * time.Second
 
+// orderedNoResponders bounds the fetches in a row that may find no
+// responder (a new ordered consumer whose interest has not reached the
+// client's server yet) before the rebuild fails: about 1.4 s in all.
+const orderedNoResponders = 10
+
 // readOrdered reads up to expected messages at or before the covered
 // position, and says how many it read.
 func (s *unitScan) readOrdered(ctx context.Context, cons jetstream.Consumer, expected uint64) (uint64, error) {
 	j, key := s.j, s.u.Key
 	var read uint64
+	notYet := 0 // fetches in a row that found no responder
 	for read < expected {
 		// A closed connection or an ended job stops the rebuild here: the
 		// ordered consumer would otherwise retry its resets on a closed
@@ -350,6 +356,26 @@ func (s *unitScan) readOrdered(ctx context.Context, cons jetstream.Consumer, exp
 		}
 		got, end, err := s.fetch(ctx, cons, min(expected-read, 32))
 		read += uint64(got)
+		if got > 0 {
+			notYet = 0
+		}
+		if errors.Is(err, nats.ErrNoResponders) && notYet < orderedNoResponders {
+			// Each fetch of an ordered consumer creates a consumer and
+			// pulls from it at once; on a cluster the pull can reach the
+			// client's server before the interest of the new consumer
+			// (on another node) has: "no responders". Nothing was
+			// delivered from it, so fetch again (a new consumer, from
+			// the same position) after a short pause, instead of failing
+			// the job: a job of hundreds of units, each with such a
+			// chance, never completed under load (the soak test).
+			notYet++
+			select {
+			case <-ctx.Done():
+				return read, ctx.Err()
+			case <-time.After(time.Duration(notYet) * 25 * time.Millisecond):
+			}
+			continue
+		}
 		if err != nil || end {
 			return read, err
 		}

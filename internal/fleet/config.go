@@ -56,6 +56,11 @@ type WorkerConfig struct {
 	// schedule (usage-worker reconcile, exported as gauges): off unless
 	// every is set.
 	Reconcile ReconcileConfig `yaml:"reconcile"`
+	// NewerSchemaMaxHold is how long after it was stored a part of a newer
+	// schema than this worker reads may hold its unit (waiting for an
+	// upgraded worker) before it is dead-lettered and the unit delivered
+	// without it (workers.Options.NewerSchemaMaxHold; default 24h).
+	NewerSchemaMaxHold config.Duration `yaml:"newer_schema_max_hold"`
 }
 
 // ReconcileConfig is the worker's reconciliation schedule.
@@ -309,6 +314,11 @@ func (w *WorkerConfig) validate() error {
 			return config.Errorf("worker.metrics.listen", "%q listens on every interface, unauthenticated: write 127.0.0.1%s for this host only, or 0.0.0.0%s to expose it on purpose (behind a NetworkPolicy or firewall)", l, l, l)
 		}
 	}
+	if h := w.NewerSchemaMaxHold; h != 0 && h.D(0) < time.Minute {
+		// Below a minute an upgrade in progress (a rolling restart) would
+		// lose the part to DEAD before a new worker could read it.
+		return config.Errorf("worker.newer_schema_max_hold", "%s is too short: at least 1m, so an upgrade in progress can read the part", h.D(0))
+	}
 	if n, err := w.MemoryLimitBytes(); err != nil {
 		return err
 	} else if n != 0 && n < 32<<20 {
@@ -381,18 +391,19 @@ func (c *Config) checkDestination(key string, d *DestinationConfig) error {
 // options are the pool options of destination d.
 func (c *Config) options(d *DestinationConfig) workers.Options {
 	return workers.Options{
-		Feeds:            d.Feeds,
-		Workers:          d.Workers,
-		MaxAckPending:    d.MaxAckPending,
-		AckWait:          d.AckWait.D(0),
-		Flush:            workers.FlushPolicy{MaxDelay: d.Flush.MaxDelay.D(0), Quiet: d.Flush.Quiet.D(0), MaxRecords: d.Flush.MaxRecords},
-		Retry:            workers.RetryPolicy{Initial: d.Retry.Initial.D(0), Max: d.Retry.Max.D(0)},
-		LeaseTTL:         c.Streams.LeaseTTL.D(broker.DefaultLeaseTTL),
-		PauseProbe:       d.PauseProbe.D(0),
-		HTTPTimeout:      d.HTTPTimeout.D(0),
-		DrainTimeout:     c.Worker.DrainTimeout.D(0),
-		WorkerID:         c.Worker.ID,
-		SourceKeys:       c.Sources,
-		ConsumerInactive: c.consumerInactive,
+		Feeds:              d.Feeds,
+		Workers:            d.Workers,
+		MaxAckPending:      d.MaxAckPending,
+		AckWait:            d.AckWait.D(0),
+		Flush:              workers.FlushPolicy{MaxDelay: d.Flush.MaxDelay.D(0), Quiet: d.Flush.Quiet.D(0), MaxRecords: d.Flush.MaxRecords},
+		Retry:              workers.RetryPolicy{Initial: d.Retry.Initial.D(0), Max: d.Retry.Max.D(0)},
+		LeaseTTL:           c.Streams.LeaseTTL.D(broker.DefaultLeaseTTL),
+		PauseProbe:         d.PauseProbe.D(0),
+		HTTPTimeout:        d.HTTPTimeout.D(0),
+		DrainTimeout:       c.Worker.DrainTimeout.D(0),
+		WorkerID:           c.Worker.ID,
+		SourceKeys:         c.Sources,
+		ConsumerInactive:   c.consumerInactive,
+		NewerSchemaMaxHold: c.Worker.NewerSchemaMaxHold.D(0),
 	}
 }

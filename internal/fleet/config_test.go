@@ -3,6 +3,7 @@ package fleet
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 const goodConfig = `
@@ -217,5 +218,28 @@ func TestMetricsListenIsLoopbackUnlessExposedByName(t *testing.T) {
 		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
 			t.Errorf("%s: err = %v, want %q", listen, err, want)
 		}
+	}
+}
+
+// worker.newer_schema_max_hold reaches every pool (issue 12 item 3: how
+// long a newer-schema part may hold its unit is the operator's choice);
+// below a minute it is refused by its key.
+func TestNewerSchemaMaxHoldReachesThePools(t *testing.T) {
+	t.Setenv("UF_TEST_HOOK_TOKEN", "tok-123")
+	cfg, err := Parse([]byte(goodConfig + "worker: {newer_schema_max_hold: 2h}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.built) == 0 {
+		t.Fatal("no destination built")
+	}
+	for _, b := range cfg.built {
+		if got := b.opts.NewerSchemaMaxHold; got != 2*time.Hour {
+			t.Fatalf("destination %s: NewerSchemaMaxHold %s, want 2h", b.dest.Name(), got)
+		}
+	}
+	_, err = Parse([]byte(goodConfig + "worker: {newer_schema_max_hold: 5s}\n"))
+	if err == nil || !strings.Contains(err.Error(), "worker.newer_schema_max_hold: 5s is too short") {
+		t.Fatalf("a 5s hold: err = %v", err)
 	}
 }

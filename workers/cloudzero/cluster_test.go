@@ -126,6 +126,92 @@ func TestClusterR3ReplaceDestination(t *testing.T) {
 	}
 }
 
+// A unit delivered before and dirtied again is rebuilt with an ordered
+// consumer (the worker no longer holds its first parts). On a cluster each
+// of its fetches creates a consumer on one node and pulls from it at once
+// through another, and about 2 in 100 pulls get "no responders" (the
+// consumer's interest has not reached the client's node yet). That must
+// not fail the job: a job of 200 re-dirtied hours holds hundreds of such
+// fetches, and under load (the soak test) no CloudZero job ever
+// completed. Here a failed job would wait its 10-minute retry, so the
+// second round is exact within a minute only if no job failed.
+func TestClusterR3OrderedRebuildSurvivesNoResponders(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node cluster")
+	}
+	urls := startCluster3(t)
+	nc := connectCluster(t, urls)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	for attempt := 0; ; attempt++ { // a young cluster may lose a reply
+		actx, acancel := context.WithTimeout(ctx, 10*time.Second)
+		err = broker.EnsureStreams(actx, js, broker.StreamOptions{Replicas: 3, LeaseTTL: config.Duration(10 * time.Second)})
+		acancel()
+		if err == nil {
+			break
+		}
+		if attempt == 5 {
+			t.Fatal(err)
+		}
+	}
+	s := sandbox.New(sandbox.Config{Connections: map[string]string{testConn: testKey}})
+	ts := httptest.NewServer(s.Handler())
+	defer ts.Close()
+	sb := &confSandbox{s: s, url: ts.URL}
+	opts := conformance.FastOptions()
+	opts.Feeds, opts.WorkerID = []string{"nr"}, "nr-worker"
+	opts.HTTPTimeout = 5 * time.Second
+	opts.Retry = workers.RetryPolicy{Initial: 10 * time.Minute, Max: 10 * time.Minute}
+	p, err := workers.NewPool(connectCluster(t, urls), sb.Destination(t, "cz"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pctx, pcancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Run(pctx) }()
+	t.Cleanup(func() { pcancel(); <-done })
+	prod, err := producer.New(nc, producer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2024, 8, 1, 0, 0, 0, 0, time.UTC)
+	var all []messages.UsageRecord
+	for round := range 2 {
+		recs := usagegen.Generate(1000, usagegen.Options{Seed: uint64(10 + round), Start: start, Hours: 200})
+		if _, err := prod.Publish(ctx, &messages.Batch{ID: fmt.Sprintf("nr-%d", round), Feed: "nr", Source: "t", Records: recs}); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, recs...)
+		want := map[string]conformance.Totals{}
+		for i := range all {
+			k := sb.UnitOf(&all[i])
+			w := want[k]
+			w.Records++
+			var c, q messages.Sum
+			c.Add(w.Cost)
+			c.Add(all[i].BilledCost)
+			q.Add(w.Quantity)
+			q.Add(all[i].ConsumedQuantity)
+			w.Cost, w.Quantity = c.Decimal(), q.Decimal()
+			want[k] = w
+		}
+		for deadline := time.Now().Add(time.Minute); ; {
+			diff := conformance.Diff(want, sb.Totals(t))
+			if diff == "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: not exact after a minute (a job failed and waits its retry):\n%s", round+1, diff)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
 // watchPuts counts the puts on kv from now on.
 func watchPuts(t *testing.T, kv jetstream.KeyValue) func() int {
 	w, err := kv.WatchAll(context.Background(), jetstream.UpdatesOnly())
