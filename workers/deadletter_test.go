@@ -208,7 +208,10 @@ func TestDeadLettersOfRejectedRecordsAreSplitToFit(t *testing.T) {
 	huge := r.publishPart(t, "huge", []messages.UsageRecord{record(0, strings.Repeat("&", 200_000))})
 	p := r.pool(t, &hourDest{name: "cc", reject: true}, Options{})
 	run := replaceGroup(p, seq, huge)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	// A guard against a hang, not a measure: under -race this job takes
+	// about 11 s alone on 2 cores (the race runtime instruments every copy
+	// of 5 MB of JSON), and minutes on a loaded machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if ok, retry := run.deliver(ctx); !ok {
 		t.Fatalf("the job did not settle (retry in %v): its dead letters were not stored", retry)
