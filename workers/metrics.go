@@ -56,7 +56,7 @@ func (p *Pool) initMetrics() {
 	in.deadLetters, _ = m.Int64Counter(MetricDeadLetters, metric.WithDescription("dead-letter messages published"), metric.WithUnit("{message}"))
 	in.leaseConflicts, _ = m.Int64Counter(MetricLeaseConflicts, metric.WithDescription("jobs deferred because another worker held the lease"), metric.WithUnit("{conflict}"))
 	cool, _ := m.Int64ObservableGauge(MetricCooldown, metric.WithDescription("1 while the destination cools down after 429/5xx"))
-	paused, _ := m.Int64ObservableGauge(MetricPaused, metric.WithDescription("1 while the destination is paused (credentials refused)"))
+	paused, _ := m.Int64ObservableGauge(MetricPaused, metric.WithDescription("1 while the destination is paused: its credentials were refused (401/403) or it answered a status configured to pause on"))
 	age, _ := m.Float64ObservableGauge(MetricUnitOldestAge, metric.WithDescription("age of the oldest dirty unit"), metric.WithUnit("s"))
 	pend, _ := m.Int64ObservableGauge(MetricConsumerPend, metric.WithDescription("messages in the stream not yet delivered to the destination's consumer"), metric.WithUnit("{message}"))
 	ackp, _ := m.Int64ObservableGauge(MetricConsumerAckPnd, metric.WithDescription("messages delivered and not yet acked"), metric.WithUnit("{message}"))

@@ -120,7 +120,7 @@ func (p *Pool) Stats() Stats {
 	return p.stats
 }
 
-// Paused reports whether the destination is paused (credentials refused)
+// Paused reports whether the destination is paused (credentials refused, or a status configured to pause on)
 // and why.
 func (p *Pool) Paused() (bool, string) {
 	paused, reason, _ := p.gate.state()
