@@ -1,6 +1,7 @@
 package workers
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -56,17 +57,36 @@ func deadReason(why string) string {
 // unless the part is a newer schema's held past the max, or, when the
 // headers read, the refusal of a bad source binding or generation.
 func (p *Pool) admit(subject string, h nats.Header, meta messages.PartMeta, stored time.Time, parseErr error) error {
+	_, err := p.admitSigned(subject, h, meta, stored, parseErr)
+	return err
+}
+
+// admitSigned is admit, and says whether an operator's replay key signed
+// the part (messages.CheckReplay says what it may be).
+func (p *Pool) admitSigned(subject string, h nats.Header, meta messages.PartMeta, stored time.Time, parseErr error) (replay bool, err error) {
 	if parseErr != nil {
 		if errors.Is(parseErr, messages.ErrNewerSchema) && !stored.IsZero() {
 			if age := time.Since(stored); age > p.opts.NewerSchemaMaxHold {
-				return &refusal{fmt.Sprintf("%s%v; stored %s ago, more than the %s a part may wait for an upgraded worker", reasonHeld, parseErr, age.Round(time.Second), p.opts.NewerSchemaMaxHold)}
+				return false, &refusal{fmt.Sprintf("%s%v; stored %s ago, more than the %s a part may wait for an upgraded worker", reasonHeld, parseErr, age.Round(time.Second), p.opts.NewerSchemaMaxHold)}
 			}
 		}
-		return parseErr
+		return false, parseErr
 	}
 	if len(p.opts.SourceKeys) > 0 {
-		if err := p.opts.SourceKeys.VerifyPart(subject, h); err != nil {
-			return &refusal{reasonSource + err.Error()}
+		signer, err := p.opts.SourceKeys.Signer(subject, h)
+		if err != nil {
+			return false, &refusal{reasonSource + err.Error()}
+		}
+		if replay = signer == messages.ReplaySource; replay {
+			if err := messages.CheckReplay(h, meta); err != nil {
+				return true, &refusal{reasonSource + err.Error()}
+			}
+			// A redelivery sends records again to the append destination
+			// that refused them; a replace destination's unit is rebuilt
+			// from the stream (a nudge), never added to by an operator.
+			if meta.Kind == messages.KindAppend && p.sem == Replace && messages.ForDestination(h, p.dest.Name()) {
+				return true, &refusal{reasonSource + "signed by a replay key: a redelivery is for an append destination; " + p.dest.Name() + " replaces its units (replay rebuilds them)"}
+			}
 		}
 	}
 	if meta.Kind == messages.KindSnapshot || meta.Kind == messages.KindSnapshotEnd {
@@ -74,25 +94,54 @@ func (p *Pool) admit(subject string, h nats.Header, meta messages.PartMeta, stor
 			stored = time.Now()
 		}
 		if err := messages.CheckGeneration(meta.Generation, stored); err != nil {
-			return &refusal{reasonGeneration + err.Error()}
+			return replay, &refusal{reasonGeneration + err.Error()}
 		}
 	}
-	return nil
+	return replay, nil
 }
 
 // admitStored parses and admits a stored part read whole by a rebuild:
-// with keys set, its payload must match the signed sum too.
+// with keys set, its payload must match the signed sum too, and a
+// redelivery signed by a replay key must be its original's records
+// (replayedOriginal).
 func (p *Pool) admitStored(subject string, h nats.Header, data []byte, stored time.Time) (messages.PartMeta, error) {
 	meta, err := messages.ParseMeta(h)
-	if err = p.admit(subject, h, meta, stored, err); err != nil {
+	replay, err := p.admitSigned(subject, h, meta, stored, err)
+	if err != nil {
 		return meta, err
 	}
 	if len(p.opts.SourceKeys) > 0 {
 		if err := messages.VerifyPayload(h, data); err != nil {
 			return meta, &refusal{reasonSource + err.Error()}
 		}
+		if replay && meta.Kind == messages.KindAppend {
+			if err := p.replayedOriginal(subject, h, data); err != nil {
+				return meta, &refusal{reasonSource + err.Error()}
+			}
+		}
 	}
 	return meta, nil
+}
+
+// replayedOriginal checks a redelivery against the part it replays, read
+// from USAGE (messages.SourceKeys.VerifyReplayed). A part aged out of the
+// stream cannot be checked, so its replay is refused (usage-worker dead
+// replay refuses it up front). The read has the JetStream API's own
+// timeout; a failed read refuses the replay into DEAD, from where it can
+// be replayed again: never silently dropped.
+func (p *Pool) replayedOriginal(subject string, h nats.Header, data []byte) error {
+	seq, _, err := messages.ReplayOf(h)
+	if err != nil {
+		return err
+	}
+	if p.usage == nil {
+		return fmt.Errorf("replay of stream message %d: stream %s is not open here", seq, messages.StreamUsage)
+	}
+	raw, err := p.usage.GetMsg(context.Background(), seq)
+	if err != nil {
+		return fmt.Errorf("replay of stream message %d: reading it: %v", seq, err)
+	}
+	return p.opts.SourceKeys.VerifyReplayed(subject, h, data, raw.Subject, raw.Header, raw.Data)
 }
 
 // storedAt is when JetStream stored msg (zero if its metadata cannot be

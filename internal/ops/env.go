@@ -8,9 +8,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/usagefleet/usagefleet/internal/broker"
 	"github.com/usagefleet/usagefleet/internal/fleet"
+	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/workers"
 )
 
@@ -41,6 +43,11 @@ type Env struct {
 	NC    *nats.Conn
 	JS    jetstream.JetStream
 	Dests []*Dest
+	// Sources is the config's source binding (sources:); when set, a
+	// replay is signed by SigningKey, an operator's replay key listed under
+	// sources.uf-replay (see ReplaySigning).
+	Sources    messages.SourceKeys
+	SigningKey nkeys.KeyPair
 }
 
 // Dest returns the destination called name, or nil.
@@ -97,7 +104,7 @@ func Open(ctx context.Context, cfg *fleet.Config) (*Env, error) {
 		nc.Close()
 		return nil, err
 	}
-	return &Env{NC: nc, JS: js, Dests: dests}, nil
+	return &Env{NC: nc, JS: js, Dests: dests, Sources: cfg.Sources}, nil
 }
 
 // NewEnv is an Env on a connection the caller owns (the worker's own, for
@@ -111,7 +118,7 @@ func NewEnv(nc *nats.Conn, cfg *fleet.Config) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Env{JS: js, Dests: dests}, nil
+	return &Env{JS: js, Dests: dests, Sources: cfg.Sources}, nil
 }
 
 // Names are the destinations' names.

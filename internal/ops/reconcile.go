@@ -378,7 +378,7 @@ func (env *Env) afterReplay(ctx context.Context, d *Dest, replayed map[string]ti
 		}
 		// The refused records, read from USAGE by the dead letter's stream
 		// sequence and indexes (a dead letter may carry only an excerpt).
-		recs, err := env.deadRecords(ctx, &e)
+		recs, _, err := env.deadRecords(ctx, &e)
 		if err != nil {
 			return fmt.Errorf("dead letter %d: %w", e.Seq, err)
 		}

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -49,8 +51,50 @@ const (
 	ActionRecollect = "recollect"
 )
 
-// ReplaySource is the source of replay nudges. It must publish nothing else.
-const ReplaySource = "uf-replay"
+// ReplaySource is the source of replay nudges. It must publish nothing
+// else. Where sources are bound it is also the name under sources: of the
+// operators' public replay keys (messages.CheckReplay says what they may
+// sign).
+const ReplaySource = messages.ReplaySource
+
+// ErrReplayUnsigned: sources are bound and the replay cannot be signed.
+var ErrReplayUnsigned = errors.New("sources are bound: replays must be signed: add uf-replay keys and pass --signing-key-file")
+
+// ReplaySigning says whether replays can be published where the workers
+// will admit them: with sources bound, each replay is signed by
+// SigningKey, which must be one of the replay keys listed under
+// sources.uf-replay. Checked before anything is planned or published.
+func (env *Env) ReplaySigning() error {
+	if len(env.Sources) == 0 {
+		return nil
+	}
+	keys := env.Sources[ReplaySource]
+	switch {
+	case len(keys) == 0 && env.SigningKey == nil:
+		return fmt.Errorf("%w (the config's sources: lists no %s key, and no signing key was given)", ErrReplayUnsigned, ReplaySource)
+	case len(keys) == 0:
+		return fmt.Errorf("%w (the config's sources: lists no %s key: add the signing key's public key there, and in every worker's config)", ErrReplayUnsigned, ReplaySource)
+	case env.SigningKey == nil:
+		return fmt.Errorf("%w (no signing key was given)", ErrReplayUnsigned)
+	}
+	pub, err := env.SigningKey.PublicKey()
+	if err != nil {
+		return fmt.Errorf("signing key: %w", err)
+	}
+	if !slices.Contains(keys, pub) {
+		return fmt.Errorf("the signing key's public key %s is not listed under sources.%s in this config: the workers would refuse its replays", pub, ReplaySource)
+	}
+	return nil
+}
+
+// sign signs a replay when a signing key is set (ReplaySigning has
+// checked it is needed and right).
+func (env *Env) sign(m *nats.Msg) error {
+	if env.SigningKey == nil {
+		return nil
+	}
+	return messages.SignPart(m.Subject, m.Header, m.Data, env.SigningKey)
+}
 
 // BucketReplays remembers, per destination and dead letter, the replays
 // done (key <destination>.<dead seq>).
@@ -196,7 +240,11 @@ func (env *Env) planRebuild(ctx context.Context, e *DeadEntry, p *ReplayPlan) (*
 	p.MsgID += "/" + strconv.FormatInt(meta.Generation, 36)
 	h.Set(messages.HdrMsgID, p.MsgID)
 	p.Detail = fmt.Sprintf("rebuild the unit of %s at %s from the stream and upload it whole (a replace: the same content again changes nothing)", hour.Format(time.RFC3339), e.Letter.Destination)
-	return &nats.Msg{Subject: p.Subject, Header: h}, nil
+	m := &nats.Msg{Subject: p.Subject, Header: h}
+	if err := env.sign(m); err != nil {
+		return nil, fmt.Errorf("dead letter %d: %w", e.Seq, err)
+	}
+	return m, nil
 }
 
 func (env *Env) planRedeliver(ctx context.Context, d *Dest, e *DeadEntry, p *ReplayPlan) (*nats.Msg, error) {
@@ -206,9 +254,19 @@ func (env *Env) planRedeliver(ctx context.Context, d *Dest, e *DeadEntry, p *Rep
 		p.Refused = "cannot tell the part: " + err.Error()
 		return nil, nil
 	}
-	recs, err := env.deadRecords(ctx, e)
+	if strings.HasPrefix(dl.Reason, reasonSourceBinding) {
+		// Its source never vouched for it: sending it again would launder
+		// it. Its source publishes it again, signed.
+		p.Refused = "it was refused for its source binding: a replay cannot vouch for data its source did not sign (the source publishes it again, signed)"
+		return nil, nil
+	}
+	recs, orig, err := env.deadRecords(ctx, e)
 	if err != nil {
 		p.Refused = err.Error()
+		return nil, nil
+	}
+	if orig == nil && len(env.Sources) > 0 {
+		p.Refused = fmt.Sprintf("the part is no longer in %s (past its max age): where sources are bound a replay is checked against its signed original, so it cannot be replayed", messages.StreamUsage)
 		return nil, nil
 	}
 	p.Action = ActionRedeliver
@@ -220,46 +278,73 @@ func (env *Env) planRedeliver(ctx context.Context, d *Dest, e *DeadEntry, p *Rep
 	h := meta.Header()
 	// For this destination alone: the others of the feed had the records.
 	h.Set(messages.HdrDestination, d.Name)
+	if orig != nil {
+		// Which stored records these are: where sources are bound the
+		// workers check them against the original, signed by its source.
+		h.Set(messages.HdrReplayOf, strconv.FormatUint(dl.StreamSeq, 10))
+		if orig.idx != nil {
+			h.Set(messages.HdrReplayRecords, messages.FormatReplayRecords(orig.idx))
+		}
+	}
 	p.Subject, p.MsgID, p.Records = messages.UsageSubject(feed, hour), meta.MsgID(), len(recs)
 	p.Detail = fmt.Sprintf("publish the %d refused record(s) again as part %s on %s, addressed to %s alone: it delivers them once", len(recs), p.MsgID, p.Subject, d.Name)
-	return &nats.Msg{Subject: p.Subject, Header: h, Data: data}, nil
+	m := &nats.Msg{Subject: p.Subject, Header: h, Data: data}
+	if err := env.sign(m); err != nil {
+		return nil, fmt.Errorf("dead letter %d: %w", e.Seq, err)
+	}
+	return m, nil
 }
 
+// reasonSourceBinding begins the reason of a part the workers refused for
+// its source binding (workers/sources.go).
+const reasonSourceBinding = "source binding: "
+
+// replayedPart says where a redelivery's records were read in USAGE: the
+// indexes of the refused records in the stored part (nil: all of it).
+type replayedPart struct{ idx []int }
+
 // deadRecords are the refused records of e: read from USAGE at the dead
-// letter's stream sequence (the records listed by index, or the whole
-// part), or, once the part has aged out, the dead letter's own copy (not
-// when a record was too large to be kept whole: it holds an excerpt).
-func (env *Env) deadRecords(ctx context.Context, e *DeadEntry) ([]messages.UsageRecord, error) {
+// letter's stream sequence (the records listed by index, in index order,
+// or the whole part; orig says which), or, once the part has aged out,
+// the dead letter's own copy (orig nil; not when a record was too large to
+// be kept whole: it holds an excerpt).
+func (env *Env) deadRecords(ctx context.Context, e *DeadEntry) ([]messages.UsageRecord, *replayedPart, error) {
 	dl := &e.Letter
 	raw, err := env.usageMsg(ctx, dl.StreamSeq)
 	if err != nil {
 		if len(dl.Records) == 0 {
-			return nil, fmt.Errorf("the part is no longer in the stream and the dead letter holds no records: %v", err)
+			return nil, nil, fmt.Errorf("the part is no longer in the stream and the dead letter holds no records: %v", err)
 		}
 		recs := make([]messages.UsageRecord, len(dl.Records))
 		for i := range dl.Records {
 			if dl.Records[i].Truncated {
-				return nil, fmt.Errorf("the part is no longer in the stream and the dead letter keeps record %d only as an excerpt (it was too large to keep whole): %v", dl.Records[i].Index, err)
+				return nil, nil, fmt.Errorf("the part is no longer in the stream and the dead letter keeps record %d only as an excerpt (it was too large to keep whole): %v", dl.Records[i].Index, err)
 			}
 			recs[i] = dl.Records[i].Record
 		}
-		return recs, nil
+		return recs, nil, nil
 	}
 	part, err := messages.DecodePart(raw.Header, raw.Data)
 	if err != nil {
-		return nil, fmt.Errorf("stream message %d still cannot be decoded by this version: %v", dl.StreamSeq, err)
+		return nil, nil, fmt.Errorf("stream message %d still cannot be decoded by this version: %v", dl.StreamSeq, err)
 	}
 	if len(dl.Records) == 0 {
-		return part.Records, nil
+		return part.Records, &replayedPart{}, nil
 	}
-	recs := make([]messages.UsageRecord, 0, len(dl.Records))
+	idx := make([]int, 0, len(dl.Records))
 	for _, r := range dl.Records {
 		if r.Index < 0 || r.Index >= len(part.Records) {
-			return nil, fmt.Errorf("record index %d is not in stream message %d (%d records)", r.Index, dl.StreamSeq, len(part.Records))
+			return nil, nil, fmt.Errorf("record index %d is not in stream message %d (%d records)", r.Index, dl.StreamSeq, len(part.Records))
 		}
-		recs = append(recs, part.Records[r.Index])
+		idx = append(idx, r.Index)
 	}
-	return recs, nil
+	slices.Sort(idx)
+	idx = slices.Compact(idx) // a record listed twice is still sent once
+	recs := make([]messages.UsageRecord, len(idx))
+	for i, n := range idx {
+		recs[i] = part.Records[n]
+	}
+	return recs, &replayedPart{idx: idx}, nil
 }
 
 func (env *Env) planRecollect(e *DeadEntry, p *ReplayPlan) *ReplayPlan {

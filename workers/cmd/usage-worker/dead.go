@@ -1,14 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/nats-io/nkeys"
 
 	"github.com/usagefleet/usagefleet/internal/ops"
 	"github.com/usagefleet/usagefleet/messages"
@@ -18,11 +22,14 @@ const deadUsage = `usage: usage-worker dead list|show|replay [flags]
 
   dead list   --config F [filters] [--json]        the dead letters, oldest first
   dead show   --config F SEQ... [--json]           dead letters with their records and reasons
-  dead replay --config F (SEQ... | filters) [--dry-run] [--json]
+  dead replay --config F (SEQ... | filters) [--dry-run] [--json] [--signing-key-file SEED]
               send them again now that the cause is fixed: a replace
               destination rebuilds the unit from the stream, an append
               destination gets the refused records once more, a collector's
-              rejected row is collected again (the command is printed)
+              rejected row is collected again (the command is printed);
+              where the config binds sources (sources:), replays are signed
+              with an operator's replay key listed under sources.uf-replay
+              (or $USAGEFLEET_REPLAY_SIGNING_KEY_FILE)
 
 filters: --dest D --source S --batch B --reason TEXT --since T --until T --limit N
 Run "usage-worker dead list -h" for the flags.
@@ -56,6 +63,7 @@ func cmdDead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&untilS, "until", "", "dead-lettered before")
 	fs.IntVar(&f.Limit, "limit", 1000, "at most this many (the newest)")
 	dryRun := fs.Bool("dry-run", false, "replay: say what would happen, publish nothing")
+	keyFile := fs.String("signing-key-file", os.Getenv(envReplayKeyFile), "replay: nkey seed `file` (SU...) of an operator's replay key, whose public key is listed under sources.uf-replay: needed where sources are bound (default $"+envReplayKeyFile+")")
 	pos, code, ok := parseFlags(fs, args[1:], stdout)
 	if !ok {
 		return code
@@ -81,11 +89,27 @@ func cmdDead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case sub == "replay" && len(seqs) == 0 && !filtered:
 		return usageError(stderr, "dead replay", "name the dead letters (SEQ...) or select them with filters: replaying everything at once is not a default")
 	}
+	var key nkeys.KeyPair
+	if sub == "replay" {
+		if key, err = loadReplayKey(*keyFile); err != nil {
+			fmt.Fprintln(stderr, "usage-worker dead replay:", err)
+			return exitAttention
+		}
+	}
 	env, code := openEnv(ctx, "dead", *path, stderr)
 	if env == nil {
 		return code
 	}
 	defer env.Close()
+	if sub == "replay" {
+		// Said before anything is read or published (a dry run too): a
+		// replay the workers would refuse is no replay.
+		env.SigningKey = key
+		if err := env.ReplaySigning(); err != nil {
+			fmt.Fprintln(stderr, "usage-worker dead replay:", err)
+			return exitAttention
+		}
+	}
 	entries, err := fetchDead(ctx, env, seqs, f)
 	if err != nil {
 		fmt.Fprintln(stderr, "usage-worker dead:", err)
@@ -108,6 +132,31 @@ func cmdDead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	return replayAll(ctx, env, entries, *dryRun, *asJSON, stdout, stderr)
+}
+
+// envReplayKeyFile names the replay signing key's seed file when
+// --signing-key-file is not given.
+const envReplayKeyFile = "USAGEFLEET_REPLAY_SIGNING_KEY_FILE"
+
+// loadReplayKey reads an nkey seed file (an operator's replay key), as
+// usage-producer reads a source's. The error names the flag and the file,
+// never the file's content.
+func loadReplayKey(path string) (nkeys.KeyPair, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--signing-key-file: %w", err)
+	}
+	kp, err := nkeys.FromSeed(bytes.TrimSpace(b))
+	if err != nil {
+		return nil, fmt.Errorf("--signing-key-file %s: not an nkey seed (make one with nk -gen user -pubout: line 1)", path)
+	}
+	if pub, _ := kp.PublicKey(); !nkeys.IsValidPublicUserKey(pub) {
+		return nil, fmt.Errorf("--signing-key-file %s: a user nkey seed (SU...) is needed", path)
+	}
+	return kp, nil
 }
 
 // parseSeqs reads the dead-letter sequences named on the command line; ok
