@@ -41,7 +41,6 @@ type Gateway struct {
 	lingers  sync.Map // lingerKey → *lingerer
 	flushWG  sync.WaitGroup
 	draining atomic.Bool
-	noAtomic atomic.Bool // the server refused atomic batch publish
 	slots    chan struct{}
 
 	flightMu sync.Mutex

@@ -5,13 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nuid"
 
 	"github.com/usagefleet/usagefleet/messages"
 	"github.com/usagefleet/usagefleet/producer"
@@ -73,10 +71,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, replicas int, win
 		Duplicates:        2 * time.Minute,
 		Replicas:          replicas,
 		AllowDirect:       true,
-		// A group's claims and its batch record are one atomic batch:
-		// one PubAck for all of them (nats-server 2.12+).
-		AllowAtomicPublish: true,
-		Discard:            jetstream.DiscardOld,
+		Discard:           jetstream.DiscardOld,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", streamName, err)
@@ -92,29 +87,11 @@ func recordOf(res *producer.Result) *batchRecord {
 	return br
 }
 
-// atomicMax is the most messages in one atomic batch (the server's
-// default limit is 1,000).
-const atomicMax = 1000
-
 // publishMeta publishes the batch record and the claims of the stored
-// events and waits for their acks. With claims (a group of events, whose
-// batch id is new) they and the record are atomic batches: one PubAck per
-// thousand messages rather than one per event; a server without atomic
-// publish gets one message per claim. A repeated batch record (an
-// idempotent retry) is de-duplicated by its message id.
+// events asynchronously and waits for every ack. A repeated batch record
+// (an idempotent retry) is de-duplicated by its message id.
 func (g *Gateway) publishMeta(ctx context.Context, br *batchRecord, claims []*event) error {
 	b, _ := json.Marshal(br)
-	if len(claims) > 0 && !g.noAtomic.Load() {
-		err := g.publishMetaAtomic(ctx, br.BatchID, b, claims)
-		if err == nil || ctx.Err() != nil {
-			return err
-		}
-		var ae *jetstream.APIError
-		if errors.As(err, &ae) && ae.ErrorCode == jsAtomicPublishDisabled {
-			g.noAtomic.Store(true)
-		}
-		g.log.Debug("atomic claim batch failed; one message per claim", "batch", br.BatchID, "err", err)
-	}
 	futs := make([]jetstream.PubAckFuture, 0, len(claims)+1)
 	m := nats.NewMsg(subjBatches + br.BatchID)
 	m.Data = b
@@ -145,59 +122,6 @@ func (g *Gateway) publishMeta(ctx context.Context, br *batchRecord, claims []*ev
 	}
 	return nil
 }
-
-const jsAtomicPublishDisabled = 10174
-
-// publishMetaAtomic: the claims and the batch record, in atomic batches of
-// at most atomicMax messages. Within a batch only the commit (its last
-// message) carries a reply subject: the others are stored with it or not
-// at all.
-func (g *Gateway) publishMetaAtomic(ctx context.Context, batchID string, record []byte, claims []*event) error {
-	data := []byte(batchID)
-	msgs := make([]nats.Msg, len(claims)+1)
-	for i, ev := range claims {
-		msgs[i] = nats.Msg{Subject: subjEvents + ev.key, Data: data}
-	}
-	msgs[len(claims)] = nats.Msg{Subject: subjBatches + batchID, Data: record}
-	var futs []jetstream.PubAckFuture
-	for len(msgs) > 0 {
-		chunk := msgs[:min(len(msgs), atomicMax)]
-		msgs = msgs[len(chunk):]
-		id := nuid.Next()
-		for i := range chunk {
-			m := &chunk[i]
-			m.Header = nats.Header{batchIDHeader: {id}, batchSeqHeader: {strconv.Itoa(i + 1)}}
-			if i < len(chunk)-1 {
-				if err := g.nc.PublishMsg(m); err != nil {
-					return err
-				}
-				continue
-			}
-			m.Header[batchCommitHeader] = []string{"1"}
-			f, err := g.js.PublishMsgAsync(m)
-			if err != nil {
-				return err
-			}
-			futs = append(futs, f)
-		}
-	}
-	for _, f := range futs {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return err
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return nil
-}
-
-const (
-	batchIDHeader     = "Nats-Batch-Id"
-	batchSeqHeader    = "Nats-Batch-Sequence"
-	batchCommitHeader = "Nats-Batch-Commit"
-)
 
 // claimed returns, per event, the batch that stored it before (its claim),
 // or "": one batched direct get (multi_last) for a group's claims, one
