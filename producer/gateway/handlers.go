@@ -326,6 +326,7 @@ func (g *Gateway) usage(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	writeJSON(w, http.StatusOK, usageAnswer{
 		BatchID: br.BatchID, Source: br.Source, Feed: br.Feed, Records: br.Records, Cost: br.Cost,
 		CostByCurrency: br.CostByCurrency, Parts: br.Parts, StatusURL: "/v1/batches/" + br.BatchID,
+		Warnings: errs.warns,
 	})
 	return nil
 }
@@ -344,6 +345,9 @@ type usageAnswer struct {
 	CostByCurrency map[string]messages.Decimal `json:"cost_by_currency"`
 	Parts          []PartOut                   `json:"parts"`
 	StatusURL      string                      `json:"status_url"`
+	// Warnings: what was kept but repaired (a member neither FOCUS nor x_
+	// is kept as an x_ extension, as usage-producer publish keeps it).
+	Warnings []ProblemError `json:"warnings,omitempty"`
 }
 
 func pointerOf(fe messages.FieldError) string {
