@@ -131,4 +131,3 @@ func TestJetStreamGoesDownWhileEventLingers(t *testing.T) {
 		t.Fatalf("%d records stored, want 1", n)
 	}
 }
-
