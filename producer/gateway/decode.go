@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unicode"
@@ -39,18 +40,22 @@ type recordDecoder struct {
 // per record) and kind, and for the core columns (messages.Columns) a bit
 // in the repeated-key set and its field's offset in messages.UsageRecord.
 type column struct {
-	name string
+	key  string // the member's name in the body
+	name string // the column: key, or x_<key repaired> for a key neither FOCUS nor x_
 	kind messages.ColumnKind
-	bit  uint64
-	off  uintptr
-	fast bool // off is the field of a string, Decimal or time.Time column
+	// A key neither FOCUS nor x_ is kept as an extension with a warning,
+	// as the producer keeps it (input.ExtensionKey), or refused (problem).
+	warning, problem string
+	bit              uint64
+	off              uintptr
+	fast             bool // off is the field of a string, Decimal or time.Time column
 }
 
 var columns = func() map[string]*column {
 	m := map[string]*column{}
 	rt := reflect.TypeFor[messages.UsageRecord]()
 	for i, c := range messages.Columns() {
-		col := &column{name: c, kind: messages.ColumnOf(c)}
+		col := &column{key: c, name: c, kind: messages.ColumnOf(c)}
 		if i < 64 {
 			col.bit = 1 << i
 		}
@@ -70,7 +75,7 @@ var columns = func() map[string]*column {
 // column finds the column of the member at position n named key.
 func (d *recordDecoder) column(n int, key []byte) *column {
 	if n < len(d.order) {
-		if c := d.order[n]; c != nil && c.name == string(key) {
+		if c := d.order[n]; c != nil && c.key == string(key) {
 			return c
 		}
 	}
@@ -78,7 +83,14 @@ func (d *recordDecoder) column(n int, key []byte) *column {
 	if !ok {
 		if c, ok = d.extra[string(key)]; !ok {
 			k := string(key)
-			c = &column{name: k, kind: messages.ColumnOf(k)}
+			c = &column{key: k, name: k, kind: messages.ColumnOf(k)}
+			if c.kind == messages.ColUnknown {
+				if ext, warn, prob := input.ExtensionKey(k); prob != "" {
+					c.problem = prob
+				} else {
+					c.name, c.kind, c.warning = ext, messages.ColumnOf(ext), warn
+				}
+			}
 			if d.extra == nil {
 				d.extra = map[string]*column{}
 			}
@@ -111,10 +123,27 @@ func (w where) String() string {
 
 func at(base string, idx int) where { return where{base: base, idx: idx} }
 
-// problems collects field errors for one record.
+// problems collects field errors for one record, and the warnings: what
+// was kept but repaired (each said once per request, as the producer says
+// it once per file).
 type problems struct {
-	list  []ProblemError
-	extra int
+	list   []ProblemError
+	extra  int
+	warns  []ProblemError
+	warned map[string]bool
+}
+
+const maxWarnings = 100
+
+func (p *problems) warn(key, pointer, detail string) {
+	if p.warned[key] || len(p.warns) >= maxWarnings {
+		return
+	}
+	if p.warned == nil {
+		p.warned = map[string]bool{}
+	}
+	p.warned[key] = true
+	p.warns = append(p.warns, ProblemError{Pointer: pointer, Detail: detail})
 }
 
 const maxProblems = 1000
@@ -156,8 +185,15 @@ func (d *recordDecoder) record(b []byte, src string, r *messages.UsageRecord, w 
 			d.seenExt = append(d.seenExt, k)
 		}
 		if repeated {
-			errs.add(w.String()+"."+k, "repeated key")
+			errs.add(w.String()+"."+col.key, "repeated key")
 			return nil
+		}
+		if col.problem != "" {
+			errs.add(w.String()+"."+clip(col.key), col.problem)
+			return nil
+		}
+		if col.warning != "" {
+			errs.warn(col.key, w.String()+"."+clip(col.key), col.warning)
 		}
 		if err := d.field(r, col, val, src[off:off+len(val)], plain); err != nil {
 			errs.add(w.String()+"."+k, err.Error())
@@ -359,7 +395,7 @@ func decodeNDJSON(b []byte, max int, errs *problems) ([]messages.UsageRecord, er
 // record's index is the number of records, good or bad, before it).
 func decodeCSV(b []byte, max int, errs *problems) ([]messages.UsageRecord, error) {
 	var rows []input.Row
-	ierrs, err := input.Read("body", bytes.NewReader(b), input.CSV, func(r input.Row) error {
+	res, err := input.ReadWith("body", bytes.NewReader(b), input.Options{Format: input.CSV}, func(r input.Row) error {
 		if len(rows) >= max {
 			return errTooMany
 		}
@@ -373,6 +409,14 @@ func decodeCSV(b []byte, max int, errs *problems) ([]messages.UsageRecord, error
 		errs.add("", err.Error())
 		return nil, nil
 	}
+	for _, w := range res.Warnings {
+		ptr := "header"
+		if w.Field != "" {
+			ptr += "." + w.Field
+		}
+		errs.warn("\x00"+ptr+w.Problem, ptr, fmt.Sprintf("line %d: %s", w.Line, w.Problem))
+	}
+	ierrs := res.Errors
 	if len(ierrs) == 0 {
 		recs := make([]messages.UsageRecord, len(rows))
 		for i := range rows {
@@ -451,5 +495,13 @@ func isSpace(c byte) bool {
 
 // estimate guesses a record count from the body size (for the slice).
 func estimate(b []byte) int { return len(b)/300 + 1 }
+
+// clip keeps a key in a pointer short and valid UTF-8.
+func clip(k string) string {
+	if len(k) > 80 {
+		return strings.ToValidUTF8(k[:80], "?") + "…"
+	}
+	return strings.ToValidUTF8(k, "?")
+}
 
 func jsonUnmarshalString(b []byte, s *string) error { return json.Unmarshal(b, s) }

@@ -47,3 +47,39 @@ func TestEveryColumnDecodesAsSetJSONField(t *testing.T) {
 	}
 	t.Log(strconv.Itoa(fast) + " columns set by field offset")
 }
+
+// TestUnknownMembersAsTheProducer: a member neither FOCUS nor x_ is kept as
+// the producer keeps it (x_<repaired name>, with a warning), one whose
+// name cannot be repaired is refused by both; the fuzz target
+// FuzzDecodeNDJSON compares the two decoders on any body.
+func TestUnknownMembersAsTheProducer(t *testing.T) {
+	const rec = `"ChargePeriodStart":"2026-03-01T10:00:00Z","BilledCost":"1.5","BillingCurrency":"USD"`
+	for _, tc := range []struct {
+		body string
+		ext  string // the extension kept ("" none)
+		warn bool
+	}{
+		{`{` + rec + `,"Cost Center":"42"}`, "x_Cost_Center", true},
+		{`{` + rec + `,"costcenter":"7"}`, "x_costcenter", true},
+		{`{` + rec + `,"billedcost":"7"}`, "x_billedcost", true},
+		{`{` + rec + `,"x_Team":"a"}`, "x_Team", false},
+		{`{` + rec + `}`, "", false},
+	} {
+		t.Run(tc.body, func(t *testing.T) {
+			compareNDJSON(t, []byte(tc.body))
+			var errs problems
+			recs, _ := decodeNDJSON([]byte(tc.body), 10, &errs)
+			if len(errs.list) > 0 {
+				t.Fatalf("refused: %v", errs.list)
+			}
+			if tc.ext != "" {
+				if _, ok := recs[0].Ext[tc.ext[2:]]; !ok {
+					t.Errorf("extensions %v: want %s", recs[0].Ext, tc.ext)
+				}
+			}
+			if (len(errs.warns) > 0) != tc.warn {
+				t.Errorf("warnings %v, want some: %v", errs.warns, tc.warn)
+			}
+		})
+	}
+}

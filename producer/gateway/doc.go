@@ -56,10 +56,13 @@
 //
 // # Grouping
 //
-// Single events of one (source, feed) that arrive within linger.delay
-// (default 3 ms) of each other are one batch, published as one part per
-// hour (a part is what the workers deliver and ack); each request is
-// answered when its part is stored. A CloudEvents batch is a batch of its
+// Single events of one (source, feed) are grouped by group commit: an
+// event that finds no group of its (source, feed) being stored goes at
+// once; the events that arrive while one is being stored are the next
+// group, which goes when that store finishes, after linger.delay (default
+// 3 ms) or at linger.max_records. A group is one batch, published as one
+// part per hour (a part is what the workers deliver and ack); each request
+// is answered when its part is stored. A CloudEvents batch is a batch of its
 // own. Each group's trace continues the first request's traceparent and
 // links the others'.
 //

@@ -17,6 +17,7 @@ import (
 func TestDrainAnswersLingeringEventsThenRefuses(t *testing.T) {
 	e := start(t, nil)
 	e.gw.linger = time.Hour // only Drain closes the group
+	e.gw.pipeline = 0       // not the idle gateway's group commit either
 	got := make(chan reply, 1)
 	go func() {
 		got <- e.do("POST", "/v1/events", []byte(ce("lingering", "/s", usageData)), auth("Content-Type", "application/cloudevents+json"))

@@ -341,3 +341,37 @@ func TestDecompressedSizeIsBounded(t *testing.T) {
 		t.Fatalf("%d records stored", n)
 	}
 }
+
+// TestUnknownMemberStoredWithWarning: the gateway keeps a member neither
+// FOCUS nor x_ as usage-producer publish keeps it (an x_ extension), says
+// so in the answer's warnings, and the money arrives.
+func TestUnknownMemberStoredWithWarning(t *testing.T) {
+	e := start(t, nil)
+	body := `{"ChargePeriodStart":"2026-03-01T10:00:00Z","BilledCost":"1.25","BillingCurrency":"USD","Cost Center":"42"}` + "\n"
+	r := e.do("POST", "/v1/usage", []byte(body), auth("Content-Type", "application/x-ndjson"))
+	if r.code != 200 {
+		t.Fatalf("%d %s", r.code, r.body)
+	}
+	var a usageAnswer
+	r.json(t, &a)
+	if len(a.Warnings) != 1 || a.Warnings[0].Pointer != "records[0].Cost Center" || !strings.Contains(a.Warnings[0].Detail, "x_Cost_Center") {
+		t.Fatalf("warnings %+v: want the kept column named", a.Warnings)
+	}
+	r = e.do("POST", "/v1/events", []byte(ce("w", "/s", `{"BilledCost":"0.75","BillingCurrency":"USD","Cost Center":"42"}`)), auth("Content-Type", "application/cloudevents+json"))
+	var er EventResult
+	r.json(t, &er)
+	if r.code != 200 || er.Status != "stored" || len(er.Warnings) != 1 {
+		t.Fatalf("event: %d %s", r.code, r.body)
+	}
+	parts := e.stored()
+	if c := totalCost(parts); c != "2" && c != "2.00" {
+		t.Fatalf("stored cost %s, want 2", c)
+	}
+	for _, p := range parts {
+		for _, rec := range p.Records {
+			if rec.Ext["Cost_Center"] != messages.ExtStr("42") {
+				t.Errorf("extensions %v: want Cost_Center 42", rec.Ext)
+			}
+		}
+	}
+}

@@ -38,7 +38,8 @@ type event struct {
 	time            time.Time
 	rec             messages.UsageRecord
 	problems        []ProblemError
-	key             string // hex of sha256(source NUL id): the dedup key
+	warnings        []ProblemError // kept but repaired
+	key             string         // hex of sha256(source NUL id): the dedup key
 }
 
 func (e *event) setKey() {
@@ -139,7 +140,7 @@ func decodeStructured(d *recordDecoder, b []byte, src string, w where) *event {
 		d.record(data, dataSrc, &ev.rec, w, &errs)
 		fillTime(ev, prefix+".data", &errs)
 	}
-	ev.problems = errs.result()
+	ev.problems, ev.warnings = errs.result(), errs.warns
 	return ev
 }
 
@@ -247,6 +248,6 @@ func decodeBinary(h http.Header, body []byte) *event {
 		d.record(body, string(body), &ev.rec, where{base: "data", idx: -1}, &errs)
 		fillTime(ev, "data", &errs)
 	}
-	ev.problems = errs.result()
+	ev.problems, ev.warnings = errs.result(), errs.warns
 	return ev
 }

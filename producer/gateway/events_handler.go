@@ -14,6 +14,7 @@ type EventResult struct {
 	Status   string         `json:"status"` // stored, duplicate, invalid
 	BatchID  string         `json:"batch_id,omitempty"`
 	Problems []ProblemError `json:"problems,omitempty"`
+	Warnings []ProblemError `json:"warnings,omitempty"` // kept but repaired
 }
 
 // events: POST /v1/events in the three CloudEvents HTTP modes.
@@ -56,7 +57,7 @@ func (g *Gateway) events(ctx context.Context, w http.ResponseWriter, r *http.Req
 		if o.err != nil {
 			return o.err
 		}
-		writeJSON(w, http.StatusOK, EventResult{ID: ev.id, Source: ev.source, Status: o.status, BatchID: o.batchID})
+		writeJSON(w, http.StatusOK, EventResult{ID: ev.id, Source: ev.source, Status: o.status, BatchID: o.batchID, Warnings: ev.warnings})
 		return nil
 	}
 	// A batch is a group of its own: its valid events are one batch.
@@ -64,7 +65,7 @@ func (g *Gateway) events(ctx context.Context, w http.ResponseWriter, r *http.Req
 	var valid []*event
 	var at []int
 	for i, ev := range evs {
-		results[i] = EventResult{ID: ev.id, Source: ev.source}
+		results[i] = EventResult{ID: ev.id, Source: ev.source, Warnings: ev.warnings}
 		if len(ev.problems) > 0 {
 			results[i].Status, results[i].Problems = "invalid", ev.problems
 			continue

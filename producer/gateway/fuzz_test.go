@@ -31,34 +31,58 @@ func roundTrip(t *testing.T, recs []messages.UsageRecord) {
 
 var seedRecord = `{"ChargePeriodStart":"2026-03-01T10:00:00Z","BilledCost":"1.5","BillingCurrency":"USD","Tags":{"a":"b"},"x_N":3}`
 
+// seedUnknown carries members neither FOCUS nor x_: the producer keeps
+// them as x_ extensions with a warning, and so must the gateway.
+var seedUnknown = `{"ChargePeriodStart":"2026-03-01T10:00:00Z","BilledCost":"1.5","BillingCurrency":"USD","Cost Center":"42","costcenter":"7","9lives":"x"}`
+
 func FuzzDecodeNDJSON(f *testing.F) {
 	f.Add([]byte(seedRecord + "\n" + seedRecord))
 	f.Add([]byte(`{"ChargePeriodStart":"x"}` + "\n\n" + `{"BilledCost":1e3}`))
 	f.Add([]byte(`{"SkuId":"a\u00e9\n","SkuId":"b"}`))
+	f.Add([]byte(seedUnknown + "\n" + seedRecord))
+	f.Add([]byte(`{"ChargePeriodStart":"2026-03-01T10:00:00Z","Cost Center":"1","Cost_Center":"2"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var errs problems
-		recs, _ := decodeNDJSON(b, 1000, &errs)
-		var good int
-		ierrs, err := input.Read("f", bytes.NewReader(b), input.NDJSON, func(input.Row) error { good++; return nil })
-		if err != nil || bytes.HasPrefix(b, []byte{0x1f, 0x8b}) || bytes.HasPrefix(b, []byte("\xef\xbb\xbf")) {
-			return // an I/O-level difference (gzip, BOM, over-long line): not comparable
-		}
-		if (len(errs.list) == 0) != (len(ierrs) == 0) {
-			t.Fatalf("gateway problems %v; producer reader problems %v", errs.list, ierrs)
-		}
-		if len(errs.list) == 0 {
-			if len(recs) != good {
-				t.Fatalf("gateway read %d records, the producer reader %d", len(recs), good)
-			}
-			roundTrip(t, recs)
-		}
+		compareNDJSON(t, b)
 	})
+}
+
+// compareNDJSON: the gateway's decoder and the producer's reader
+// (usage-producer publish) decide alike: both refuse, or both keep the
+// same records with a warning or both without.
+func compareNDJSON(t *testing.T, b []byte) {
+	t.Helper()
+	var errs problems
+	recs, _ := decodeNDJSON(b, 1000, &errs)
+	var good []messages.UsageRecord
+	res, err := input.ReadWith("f", bytes.NewReader(b), input.Options{Format: input.NDJSON}, func(r input.Row) error { good = append(good, r.Record); return nil })
+	if err != nil || bytes.HasPrefix(b, []byte{0x1f, 0x8b}) || bytes.HasPrefix(b, []byte("\xef\xbb\xbf")) {
+		return // an I/O-level difference (gzip, BOM, over-long line): not comparable
+	}
+	if (len(errs.list) == 0) != (len(res.Errors) == 0) {
+		t.Fatalf("gateway problems %v; producer reader problems %v", errs.list, res.Errors)
+	}
+	if len(errs.list) != 0 {
+		return
+	}
+	if len(recs) != len(good) {
+		t.Fatalf("gateway read %d records, the producer reader %d", len(recs), len(good))
+	}
+	for i := range recs {
+		if g, p := recs[i].AppendJSON(nil), good[i].AppendJSON(nil); !bytes.Equal(g, p) {
+			t.Fatalf("record %d: gateway %s, producer reader %s", i, g, p)
+		}
+	}
+	if (len(errs.warns) == 0) != (len(res.Warnings) == 0) {
+		t.Fatalf("gateway warnings %v; producer reader warnings %v", errs.warns, res.Warnings)
+	}
+	roundTrip(t, recs)
 }
 
 func FuzzDecodeJSONArray(f *testing.F) {
 	f.Add([]byte("[" + seedRecord + "," + seedRecord + "]"))
 	f.Add([]byte(`[{"BilledCost":"1"},]`))
 	f.Add([]byte(`[]`))
+	f.Add([]byte("[" + seedUnknown + "]"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var errs problems
 		recs, _ := decodeJSONArray(b, 1000, &errs)
@@ -74,6 +98,7 @@ func FuzzDecodeJSONArray(f *testing.F) {
 func FuzzDecodeCSV(f *testing.F) {
 	f.Add([]byte("ChargePeriodStart,BilledCost,BillingCurrency,x_P:int\n2026-03-01T10:00:00Z,1.5,USD,3\n"))
 	f.Add([]byte("ChargePeriodStart,Bogus\n2026-03-01,1\n\"2026-03-01\",\"x\n"))
+	f.Add([]byte("ChargePeriodStart,BilledCost,BillingCurrency,Cost Center\n2026-03-01T10:00:00Z,1.5,USD,42\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var errs problems
 		recs, _ := decodeCSV(b, 1000, &errs)

@@ -24,16 +24,19 @@ import (
 // Gateway is the HTTP ingest service. It holds no state of its own: every
 // replica publishes to the same JetStream and reads the same streams.
 type Gateway struct {
-	cfg     *Config
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	stream  jetstream.Stream
-	prod    *producer.Producer
-	keys    keyring
-	log     *slog.Logger
-	linger  time.Duration
-	timeout time.Duration
-	m       *metrics
+	cfg    *Config
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	prod   *producer.Producer
+	keys   keyring
+	log    *slog.Logger
+	linger time.Duration
+	// pipeline: a single event's group closes at once while fewer groups
+	// of its (source, feed) are being stored (0: it always lingers).
+	pipeline int
+	timeout  time.Duration
+	m        *metrics
 
 	lingers  sync.Map // lingerKey → *lingerer
 	flushWG  sync.WaitGroup
@@ -79,7 +82,7 @@ func New(ctx context.Context, cfg *Config, nc *nats.Conn, log *slog.Logger) (*Ga
 	}
 	return &Gateway{
 		cfg: cfg, nc: nc, js: js, stream: st, prod: prod, keys: newKeyring(cfg.Keys), log: log,
-		linger: linger, timeout: timeout, m: newMetrics(),
+		linger: linger, pipeline: 1, timeout: timeout, m: newMetrics(),
 		slots:   make(chan struct{}, cfg.Limits.MaxInFlight),
 		flights: map[string]*flight{},
 	}, nil

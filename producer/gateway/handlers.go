@@ -89,6 +89,17 @@ func (g *Gateway) route(name string, h handlerFunc, timeout time.Duration) http.
 	if timeout == 0 {
 		timeout = g.timeout
 	}
+	// Metric attribute sets built once per route and code, not per request.
+	durAttrs := metric.WithAttributes(attribute.String("route", name))
+	var codeAttrs sync.Map // int → metric.MeasurementOption
+	reqAttrs := func(code int) metric.MeasurementOption {
+		if o, ok := codeAttrs.Load(code); ok {
+			return o.(metric.MeasurementOption)
+		}
+		o := metric.WithAttributes(attribute.String("route", name), attribute.String("code", strconv.Itoa(code)))
+		codeAttrs.Store(code, o)
+		return o
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
@@ -126,9 +137,8 @@ func (g *Gateway) route(name string, h handlerFunc, timeout time.Duration) http.
 			g.m.rejections.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", p.reason)))
 			writeProblem(sw, p)
 		}
-		attrs := metric.WithAttributes(attribute.String("route", name), attribute.String("code", strconv.Itoa(sw.code())))
-		g.m.requests.Add(ctx, 1, attrs)
-		g.m.duration.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attribute.String("route", name)))
+		g.m.requests.Add(ctx, 1, reqAttrs(sw.code()))
+		g.m.duration.Record(ctx, time.Since(start).Seconds(), durAttrs)
 	})
 }
 
@@ -326,6 +336,7 @@ func (g *Gateway) usage(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	writeJSON(w, http.StatusOK, usageAnswer{
 		BatchID: br.BatchID, Source: br.Source, Feed: br.Feed, Records: br.Records, Cost: br.Cost,
 		CostByCurrency: br.CostByCurrency, Parts: br.Parts, StatusURL: "/v1/batches/" + br.BatchID,
+		Warnings: errs.warns,
 	})
 	return nil
 }
@@ -344,6 +355,9 @@ type usageAnswer struct {
 	CostByCurrency map[string]messages.Decimal `json:"cost_by_currency"`
 	Parts          []PartOut                   `json:"parts"`
 	StatusURL      string                      `json:"status_url"`
+	// Warnings: what was kept but repaired (a member neither FOCUS nor x_
+	// is kept as an x_ extension, as usage-producer publish keeps it).
+	Warnings []ProblemError `json:"warnings,omitempty"`
 }
 
 func pointerOf(fe messages.FieldError) string {

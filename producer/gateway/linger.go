@@ -9,10 +9,15 @@ import (
 )
 
 // The linger groups concurrent single-event requests of one (source, feed)
-// into one batch: the first event opens a group, which closes after
-// linger.delay or at linger.max_records, and is published as one batch (one
-// part per hour) while the next group fills. Each request is answered once
-// the part carrying its event is stored.
+// into one batch: the first event opens a group, which closes at once when
+// no earlier group of its (source, feed) is being stored (group commit: an
+// idle gateway adds no delay), else when the store before it finishes,
+// after linger.delay, or at linger.max_records, whichever comes first. A
+// closed group is published as one batch (one part per hour) while the next
+// group fills. Each request is answered once the part carrying its event is
+// stored. Under load the groups grow with the store's latency, so the cost
+// per request (a part, a claim check, the claims' commit) shrinks as the
+// load grows.
 
 // outcome is what happened to one event.
 type outcome struct {
@@ -38,6 +43,7 @@ type lingerer struct {
 	mu      sync.Mutex
 	group   []*waiter
 	timer   *time.Timer
+	storing int  // groups of this key being stored
 	retired bool // removed from Gateway.lingers: submit takes a new one
 }
 
@@ -65,7 +71,7 @@ func (l *lingerer) submitLocked(ctx context.Context, ev *event) outcome {
 	w := &waiter{ev: ev, ctx: ctx, done: make(chan outcome, 1)}
 	l.group = append(l.group, w)
 	switch {
-	case len(l.group) >= l.g.cfg.Linger.MaxRecords || l.g.linger <= 0:
+	case len(l.group) >= l.g.cfg.Linger.MaxRecords || l.g.linger <= 0 || l.storing < l.g.pipeline:
 		l.flushLocked()
 	case len(l.group) == 1:
 		l.timer = time.AfterFunc(l.g.linger, l.flush)
@@ -99,19 +105,34 @@ func (l *lingerer) flushLocked() {
 	}
 	group := l.group
 	l.group = nil
-	// Retired with its group: the next event of this (source, feed) opens
-	// a new lingerer, and a pair that stops sending leaves nothing behind.
-	l.retired = true
-	l.g.lingers.CompareAndDelete(l.key, l)
+	l.storing++
 	l.g.flushWG.Add(1)
 	go func() {
 		defer l.g.flushWG.Done()
-		l.g.storeGroup(l.key, group)
+		outs := l.g.storeGroup(l.key, group)
+		l.mu.Lock()
+		l.storing--
+		switch {
+		case len(l.group) > 0 && l.storing < l.g.pipeline:
+			// The next group waited for this store: it goes now.
+			l.flushLocked()
+		case len(l.group) == 0 && l.storing == 0:
+			// Retired once idle: the next event of this (source, feed)
+			// opens a new lingerer, and a pair that stops sending leaves
+			// nothing behind.
+			l.retired = true
+			l.g.lingers.CompareAndDelete(l.key, l)
+		}
+		l.mu.Unlock()
+		for i, w := range group {
+			w.done <- outs[i]
+		}
 	}()
 }
 
-// storeGroup publishes a group's events as one batch and answers each.
-func (g *Gateway) storeGroup(k lingerKey, group []*waiter) {
+// storeGroup publishes a group's events as one batch and says what became
+// of each.
+func (g *Gateway) storeGroup(k lingerKey, group []*waiter) []outcome {
 	// The batch's trace continues the first request's; the others link to it.
 	var links []trace.Link
 	for _, w := range group[1:] {
@@ -127,8 +148,5 @@ func (g *Gateway) storeGroup(k lingerKey, group []*waiter) {
 	for i, w := range group {
 		evs[i] = w.ev
 	}
-	outs := g.storeEvents(ctx, k.source, k.feed, evs)
-	for i, w := range group {
-		w.done <- outs[i]
-	}
+	return g.storeEvents(ctx, k.source, k.feed, evs)
 }

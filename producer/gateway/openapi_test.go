@@ -61,6 +61,10 @@ func TestHandlersAnswerAsTheOpenAPIDocumentSays(t *testing.T) {
 		{"/v1/usage", "post", "/v1/usage", good, auth("Content-Type", "application/x-ndjson", "Idempotency-Key", "k1"), 200, ""},
 		{"/v1/usage", "post", "/v1/usage", good + "\n", auth("Content-Type", "application/x-ndjson", "Idempotency-Key", "k1"), 422, ""},
 		{"/v1/usage", "get", "/v1/usage", "", auth(), 405, ""},
+		// A member neither FOCUS nor x_: kept as x_Cost_Center, with warnings.
+		{"/v1/usage", "post", "/v1/usage", `{"ChargePeriodStart":"2026-03-01T10:00:00Z","BilledCost":"1","BillingCurrency":"USD","Cost Center":"42"}` + "\n", ndj, 200, ""},
+		{"/v1/events", "post", "/v1/events", ce("w1", "/s", `{"BilledCost":"1","BillingCurrency":"USD","Cost Center":"42"}`), cej, 200, ""},
+		{"/v1/events", "post", "/v1/events", "[" + ce("w2", "/s", `{"BilledCost":"1","BillingCurrency":"USD","Cost Center":"42"}`) + "]", auth("Content-Type", "application/cloudevents-batch+json"), 200, ""},
 		{"/v1/events", "post", "/v1/events", ce("o1", "/s", usageData), cej, 200, ""},
 		{"/v1/events", "post", "/v1/events", "[" + ce("b1", "/s", usageData) + "," + ce("o1", "/s", usageData) + `,{"specversion":"1.0","id":"b3","source":"/s","type":"t","data":{"BilledCost":"x"}}]`, auth("Content-Type", "application/cloudevents-batch+json"), 200, ""},
 		{"/v1/events", "post", "/v1/events", `{"specversion":"1.0","source":"/s","type":"t","data":{}}`, cej, 400, "event.id"},

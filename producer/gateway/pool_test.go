@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/usagefleet/usagefleet/internal/config"
 	sbwebhook "github.com/usagefleet/usagefleet/internal/sandbox/webhook"
@@ -37,6 +38,19 @@ func TestThroughAWorkerPoolToTheSandbox(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = pool.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
+	// The pool creates its consumer as it starts: until then the feed has
+	// no destination, and a status settles at once with none.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ds, err := e.gw.prod.Destinations(ctx, testFeed)
+		if err == nil && len(ds) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the pool's destination never appeared: %v %v", ds, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 
 	r := e.do("POST", "/v1/usage", ndjson(25, "0.0004"), auth("Content-Type", "application/x-ndjson", "Idempotency-Key", "pool-1"))
 	if r.code != 200 {

@@ -28,6 +28,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
 	"time"
@@ -205,6 +206,16 @@ func connect(ctx context.Context, cfg *gateway.Config) (*nats.Conn, func(), erro
 }
 
 func serve(ctx context.Context, cfg *gateway.Config, log *slog.Logger) error {
+	// A request allocates little that outlives it: collect half as often
+	// as Go's default (GC was ~15% of the gateway's CPU), with a soft
+	// memory limit that keeps the heap well under the 100 MB RSS target.
+	// GOGC and GOMEMLIMIT, when set, decide instead.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(200)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(64 << 20)
+	}
 	tel, err := telemetry.Setup(ctx, "usage-gateway")
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
