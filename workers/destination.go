@@ -60,7 +60,8 @@ type Destination interface {
 // RowEncoder is implemented by a destination whose requests are made of
 // one encoded row per record (JSON objects, say): EncodeRow appends r's
 // row to dst, or returns dst and why r cannot be a row. The pool then
-// encodes rows ahead of delivery (Job.EncodedRecords).
+// encodes rows ahead of delivery (Job.EncodedRecords), several parts at
+// once: EncodeRow must be safe for concurrent use.
 type RowEncoder interface {
 	EncodeRow(dst []byte, r *messages.UsageRecord) ([]byte, error)
 }

@@ -3,6 +3,7 @@ package workers
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 
 	"github.com/nats-io/nats.go"
@@ -72,10 +73,18 @@ func (j *job) stopReadAhead() {
 	for seq, why := range ra.dead {
 		j.dead[seq] = why
 	}
+	for seq, why := range ra.undecodable {
+		j.dead[seq] = why
+	}
 	for seq := range ra.included {
 		j.included[seq] = true
 	}
 }
+
+// readAheadEncoders is how many parts are decoded and encoded at once:
+// one per core the runtime uses (decoding and encoding are most of a
+// drain's CPU, and one goroutine left the second core idle).
+func readAheadEncoders() int { return max(1, runtime.GOMAXPROCS(0)) }
 
 // The read-ahead holds at most readAheadBytes of parts (their payload and
 // encoded rows) decoded and encoded ahead of the destination, and at most
@@ -96,9 +105,16 @@ type readAhead struct {
 	full     chan *encodedPart
 	stop     context.CancelFunc
 	done     chan struct{}
-	err      error // the scan's, once full is closed
-	dead     map[uint64]string
-	included map[uint64]bool
+	err      error             // the scan's, once full is closed
+	dead     map[uint64]string // the scan's refusals
+	included map[uint64]bool   // forward's
+	// undecodable: parts forward found undecodable.
+	undecodable map[uint64]string
+
+	// The scan passes each part to work (the encoders) and to order
+	// (forward), which hands them over to full in the scan's order.
+	work  chan *encodedPart
+	order chan *encodedPart
 
 	mu   sync.Mutex
 	cond *sync.Cond
@@ -261,6 +277,19 @@ func (ra *readAhead) reserve(ctx context.Context, n int) error {
 	return nil
 }
 
+// adjust corrects the bytes held by n (an estimate replaced by the
+// figure), without waiting.
+func (ra *readAhead) adjust(n int) {
+	ra.mu.Lock()
+	ra.held += n
+	ra.cond.Broadcast()
+	ra.mu.Unlock()
+}
+
+// rowsPerPayloadByte estimates the bytes of rows a byte of schema-2
+// payload makes (CBF rows: about 2; an estimate, corrected once encoded).
+const rowsPerPayloadByte = 2
+
 func (ra *readAhead) release(n int) {
 	ra.mu.Lock()
 	ra.held -= n
@@ -284,7 +313,8 @@ func (j *job) startReadAhead(ctx context.Context, units []Unit, enc func([]byte,
 	sizes := j.p.payloadSizes(seqs)
 	ra := &readAhead{
 		units: units, free: make(chan *encodedPart, ahead), full: make(chan *encodedPart, ahead),
-		done: make(chan struct{}), dead: map[uint64]string{}, included: map[uint64]bool{},
+		work: make(chan *encodedPart, ahead), order: make(chan *encodedPart, ahead),
+		done: make(chan struct{}), dead: map[uint64]string{}, included: map[uint64]bool{}, undecodable: map[uint64]string{},
 	}
 	ra.cond = sync.NewCond(&ra.mu)
 	ra.stop = func() {
@@ -294,16 +324,24 @@ func (j *job) startReadAhead(ctx context.Context, units []Unit, enc func([]byte,
 		ra.mu.Unlock()
 	}
 	for range ahead {
-		ra.free <- encodedParts.Get().(*encodedPart)
+		b := encodedParts.Get().(*encodedPart)
+		if b.ready == nil {
+			b.ready = make(chan struct{}, 1)
+		}
+		ra.free <- b
 	}
 	if len(seqs) > 0 {
 		ra.gets = newGetAhead(ctx, j.p.usage, seqs, sizes)
 	}
+	for range readAheadEncoders() {
+		go ra.encodeParts(ctx, enc)
+	}
+	go ra.forward(ctx)
 	go func() {
-		defer close(ra.done)
-		defer close(ra.full)
+		defer close(ra.order)
+		defer close(ra.work)
 		for _, u := range units {
-			if err := j.readUnit(ctx, ra, u, enc); err != nil {
+			if err := j.readUnit(ctx, ra, u); err != nil {
 				ra.err = err
 				return
 			}
@@ -328,7 +366,7 @@ func (ra *readAhead) send(ctx context.Context, b *encodedPart) error {
 	}
 }
 
-func (j *job) readUnit(ctx context.Context, ra *readAhead, u Unit, enc func([]byte, *messages.UsageRecord) ([]byte, int, error)) error {
+func (j *job) readUnit(ctx context.Context, ra *readAhead, u Unit) error {
 	ctx, span := j.p.metrics.tracer.Start(ctx, "rebuild "+u.Key, trace.WithAttributes(attribute.Int64("usagefleet.covered_seq", int64(j.covered))))
 	defer span.End()
 	err := j.scan(ctx, u, ra.gets, ra.dead, ra.included, func(seq uint64, h nats.Header, data []byte, meta messages.PartMeta) error {
@@ -338,43 +376,19 @@ func (j *job) readUnit(ctx context.Context, ra *readAhead, u Unit, enc func([]by
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		var err error
-		b.recs, err = decodeInto(b.recs[:0], h, data, meta)
-		if err != nil {
-			ra.dead[seq] = err.Error()
-			ra.free <- b
-			return nil
-		}
-		ra.included[seq] = true
-		b.seq, b.last, b.rows, b.ends, b.errs, b.warnings = seq, false, b.rows[:0], b.ends[:0], b.errs[:0], 0
-		for i := range b.recs {
-			r := &b.recs[i]
-			if !u.Contains(r.ChargePeriodStart) {
-				b.ends = append(b.ends, skipped)
-				continue
-			}
-			start := len(b.rows)
-			var eerr error
-			var w int
-			b.rows, w, eerr = enc(b.rows, r)
-			if eerr != nil {
-				b.rows = b.rows[:start]
-				b.errs = append(b.errs, encodeErr{i, eerr})
-				b.ends = append(b.ends, refused)
-				continue
-			}
-			b.ends = append(b.ends, int32(len(b.rows)))
-			b.warnings += w
-		}
-		b.size = len(data) + len(b.rows)
-		if err := ra.reserve(ctx, b.size); err != nil {
+		// A part counts against the budget from here: while it is
+		// encoded as what its payload will likely make, then (forward) as
+		// what it made. Counting it only once encoded let the parts
+		// waiting for the encoders, and their payloads, grow the heap.
+		est := len(data) * (1 + rowsPerPayloadByte)
+		if err := ra.reserve(ctx, est); err != nil {
 			ra.free <- b
 			return err
 		}
-		if err := ra.send(ctx, b); err != nil {
-			ra.release(b.size)
-			return err
-		}
+		b.seq, b.last, b.unit, b.h, b.data, b.meta, b.err, b.size = seq, false, u, h, data, meta, nil, est
+		// Neither blocks: each holds at most the ahead parts there are.
+		ra.work <- b
+		ra.order <- b
 		return nil
 	})
 	if err != nil {
@@ -386,8 +400,85 @@ func (j *job) readUnit(ctx context.Context, ra *readAhead, u Unit, enc func([]by
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	b.seq, b.last, b.size, b.recs, b.ends = 0, true, 0, b.recs[:0], b.ends[:0]
-	return ra.send(ctx, b)
+	b.seq, b.last, b.size, b.recs, b.ends, b.err = 0, true, 0, b.recs[:0], b.ends[:0], nil
+	b.ready <- struct{}{}
+	ra.order <- b
+	return nil
+}
+
+// encodeParts decodes and encodes the parts of work, each on its own,
+// until work closes: readAheadEncoders of them run at once, so a drain
+// decodes on every core, and forward puts the parts back in order.
+func (ra *readAhead) encodeParts(ctx context.Context, enc func([]byte, *messages.UsageRecord) ([]byte, int, error)) {
+	for b := range ra.work {
+		if ctx.Err() == nil {
+			b.encode(enc)
+		}
+		b.ready <- struct{}{}
+	}
+}
+
+// encode decodes b's payload and encodes the records of its unit.
+func (b *encodedPart) encode(enc func([]byte, *messages.UsageRecord) ([]byte, int, error)) {
+	var err error
+	b.recs, err = decodeInto(b.recs[:0], b.h, b.data, b.meta)
+	if err != nil {
+		b.err = err
+		return
+	}
+	b.rows, b.ends, b.errs, b.warnings = b.rows[:0], b.ends[:0], b.errs[:0], 0
+	for i := range b.recs {
+		r := &b.recs[i]
+		if !b.unit.Contains(r.ChargePeriodStart) {
+			b.ends = append(b.ends, skipped)
+			continue
+		}
+		start := len(b.rows)
+		var eerr error
+		var w int
+		b.rows, w, eerr = enc(b.rows, r)
+		if eerr != nil {
+			b.rows = b.rows[:start]
+			b.errs = append(b.errs, encodeErr{i, eerr})
+			b.ends = append(b.ends, refused)
+			continue
+		}
+		b.ends = append(b.ends, int32(len(b.rows)))
+		b.warnings += w
+	}
+}
+
+// forward hands the parts over in the order the scan read them, each once
+// it is encoded, until order closes; then it closes full. A part that
+// cannot be decoded is dead (undecodable) and goes back. Once ctx ends
+// every part goes back to free.
+func (ra *readAhead) forward(ctx context.Context) {
+	defer close(ra.done)
+	defer close(ra.full)
+	for b := range ra.order {
+		<-b.ready
+		if b.last {
+			b.h, b.data = nil, nil
+			ra.send(ctx, b)
+			continue
+		}
+		est := b.size
+		b.size = len(b.data) + len(b.rows)
+		b.h, b.data = nil, nil
+		if ctx.Err() != nil || b.err != nil {
+			if ctx.Err() == nil {
+				ra.undecodable[b.seq] = b.err.Error()
+			}
+			ra.release(est)
+			ra.free <- b
+			continue
+		}
+		ra.included[b.seq] = true
+		ra.adjust(b.size - est) // what it made instead of the estimate
+		if ra.send(ctx, b) != nil {
+			ra.release(b.size)
+		}
+	}
 }
 
 // The end offset of a record not in the unit, or refused by the encoder.
@@ -406,11 +497,19 @@ var encodedParts = sync.Pool{New: func() any { return &encodedPart{} }}
 type encodedPart struct {
 	seq  uint64
 	last bool
-	size int // payload and rows bytes, against readAheadBytes
-	recs []messages.UsageRecord
-	rows []byte
-	ends []int32 // per record: end of its encoding in rows, or skipped/refused
-	errs []encodeErr
+	// What the scan read, for an encoder: the part's unit, headers,
+	// payload and what its headers say; err is the decoding's.
+	unit  Unit
+	h     nats.Header
+	data  []byte
+	meta  messages.PartMeta
+	err   error
+	ready chan struct{} // an encoder is done with it (capacity 1)
+	size  int           // payload and rows bytes, against readAheadBytes
+	recs  []messages.UsageRecord
+	rows  []byte
+	ends  []int32 // per record: end of its encoding in rows, or skipped/refused
+	errs  []encodeErr
 	// warnings of the records encoded (RowWarner)
 	warnings int
 }

@@ -65,6 +65,10 @@ type Options struct {
 	Out        io.Writer
 	CPUProfile string // pprof CPU profile of the worker's drain (of the publish with Mode "publish"); FILE.runN with several runs
 	MemProfile string // pprof heap profile of the worker at the end of the drain
+	// BlockProfile: pprof block and mutex profiles of the worker's drain
+	// (FILE and FILE.mutex; FILE.runN with several runs): where it waits.
+	BlockProfile string
+	Trace        string // runtime execution trace of the worker's drain (go tool trace)
 }
 
 // Result is one run's figures, or their medians (Run 0, Runs set).
@@ -260,7 +264,7 @@ func setUp(ctx context.Context, o Options) (_ *env, err error) {
 	}
 	e.closers = append(e.closers, e.nc.Close)
 	e.js, _ = jetstream.New(e.nc)
-	if err := broker.EnsureStreams(ctx, e.js, broker.StreamOptions{LeaseTTL: config.Duration(30 * time.Second)}); err != nil {
+	if err := broker.EnsureStreams(ctx, e.js, broker.StreamOptions{LeaseTTL: config.Duration(broker.DefaultLeaseTTL)}); err != nil {
 		return nil, err
 	}
 	e.workerURL = url

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/usagefleet/usagefleet/internal/broker"
 	"github.com/usagefleet/usagefleet/internal/config"
 	"github.com/usagefleet/usagefleet/workers"
 	czdest "github.com/usagefleet/usagefleet/workers/cloudzero"
@@ -66,6 +67,10 @@ type childSpec struct {
 	Messages   int    `json:"messages"`    // the backlog's messages
 	CPUProfile string `json:"cpu_profile"` // drain: written from go to stop
 	MemProfile string `json:"mem_profile"` // drain: written at stop
+	// drain: block and mutex profiles (BlockProfile and BlockProfile.mutex)
+	// and an execution trace, from go to stop.
+	BlockProfile string `json:"block_profile"`
+	Trace        string `json:"trace"`
 }
 
 // childReport is a line from the child.
@@ -134,10 +139,14 @@ func drainChild(ctx context.Context, nc *nats.Conn, spec childSpec, say func(chi
 		return err
 	}
 	pool, err := workers.NewPool(nc, to, workers.Options{
-		Feeds:    []string{feed},
-		Workers:  spec.Workers,
-		Flush:    workers.FlushPolicy{MaxDelay: 2 * time.Second, Quiet: 200 * time.Millisecond},
-		LeaseTTL: 30 * time.Second,
+		Feeds:   []string{feed},
+		Workers: spec.Workers,
+		Flush:   workers.FlushPolicy{MaxDelay: 2 * time.Second, Quiet: 200 * time.Millisecond},
+		// The lease TTL production runs with (the bucket's; lease_ttl's
+		// default): with a TTL no longer than http_timeout every request
+		// renewed the lease first, a KV round trip that was over half the
+		// upload's time.
+		LeaseTTL: broker.DefaultLeaseTTL,
 		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
@@ -152,6 +161,10 @@ func drainChild(ctx context.Context, nc *nats.Conn, spec childSpec, say func(chi
 		if stopProfile, err = startCPUProfile(spec.CPUProfile); err != nil {
 			return err
 		}
+	}
+	stopWaits, err := startWaitProfiles(spec.BlockProfile, spec.Trace)
+	if err != nil {
+		return err
 	}
 	cpu0, start := cpuSeconds(), time.Now()
 	pctx, cancel := context.WithCancel(ctx)
@@ -182,6 +195,7 @@ func drainChild(ctx context.Context, nc *nats.Conn, spec childSpec, say func(chi
 	if stopProfile != nil {
 		stopProfile()
 	}
+	stopWaits()
 	if spec.MemProfile != "" {
 		writeHeapProfile(spec.MemProfile)
 	}

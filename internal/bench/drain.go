@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -135,6 +136,7 @@ func drain(ctx context.Context, o Options, e *env, w *workload, res *Result) err
 	ch, err := startChild(ctx, childSpec{
 		Role: "drain", NATSURL: e.workerURL, Dest: o.Dest, URL: s.url, APIKey: s.key, Workers: o.Workers, Messages: res.Messages,
 		CPUProfile: profilePath(o.CPUProfile, res.Run, o.Runs), MemProfile: profilePath(o.MemProfile, res.Run, o.Runs),
+		BlockProfile: profilePath(o.BlockProfile, res.Run, o.Runs), Trace: profilePath(o.Trace, res.Run, o.Runs),
 	})
 	if err != nil {
 		return err
@@ -224,4 +226,41 @@ func writeHeapProfile(path string) {
 		pprof.WriteHeapProfile(f)
 		f.Close()
 	}
+}
+
+// startWaitProfiles starts sampling where goroutines block and wait for
+// locks (into block, and block+".mutex") and an execution trace (into
+// tr), each when its path is set; stop writes them.
+func startWaitProfiles(block, tr string) (stop func(), err error) {
+	var tf *os.File
+	if tr != "" {
+		if tf, err = os.Create(tr); err != nil {
+			return nil, err
+		}
+		if err := trace.Start(tf); err != nil {
+			tf.Close()
+			return nil, err
+		}
+	}
+	if block != "" {
+		runtime.SetBlockProfileRate(10_000) // a sample per 10 µs blocked
+		runtime.SetMutexProfileFraction(10)
+	}
+	return func() {
+		if tf != nil {
+			trace.Stop()
+			tf.Close()
+		}
+		if block == "" {
+			return
+		}
+		for name, path := range map[string]string{"block": block, "mutex": block + ".mutex"} {
+			if f, err := os.Create(path); err == nil {
+				pprof.Lookup(name).WriteTo(f, 0)
+				f.Close()
+			}
+		}
+		runtime.SetBlockProfileRate(0)
+		runtime.SetMutexProfileFraction(0)
+	}, nil
 }

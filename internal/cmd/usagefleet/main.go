@@ -108,6 +108,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.BoolVar(&o.JSON, "json", false, "print one JSON line")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the worker's drain (of the publish with --mode publish) to this file (FILE.runN with --runs)")
 	fs.StringVar(&o.MemProfile, "memprofile", "", "write a heap profile of the worker at the end of the drain to this file")
+	fs.StringVar(&o.BlockProfile, "blockprofile", "", "write block and mutex profiles of the worker's drain to this file and FILE.mutex (where it waits)")
+	fs.StringVar(&o.Trace, "trace", "", "write an execution trace of the worker's drain to this file (go tool trace)")
 	var in bench.InputOptions
 	fs.IntVar(&in.GenerateFocus, "generate-focus", 0, "write a realistic 44-column FOCUS CSV of `N` rows to --out (about 750 bytes a row, over a month)")
 	fs.StringVar(&in.OutFile, "out", "", "`file` --generate-focus writes")
