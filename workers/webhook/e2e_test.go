@@ -265,23 +265,30 @@ func TestFaultStormDelaysButLosesNothing(t *testing.T) {
 	if inj[fault.Status] < 2 || inj[fault.ApplyThenStatus] == 0 {
 		t.Fatalf("storm too weak to mean anything: %v", inj)
 	}
-	// Retry-After: 2 on the 429 held every uploader for 2 seconds.
+	// Retry-After: 2 on the 429 held every uploader for 2 seconds. The
+	// receiver cannot see when the pool read the 429, so no time bound
+	// fits a loaded machine (a request sent before it may land late);
+	// what it can count: in the 1.9 s after the 429 at most the requests
+	// already sent (one per uploader) and those sent before the 429 was
+	// read may begin, a few, where an uploader that ignored the
+	// Retry-After (50 ms retries, hundreds of parts queued) sends dozens.
 	mu.Lock()
 	defer mu.Unlock()
 	saw429 := false
+	const uploaders = 4 // workers.Options.Workers' default
 	for i, c := range codes {
 		if c != 429 {
 			continue
 		}
 		saw429 = true
-		for k := i + 1; k < len(times); k++ {
-			if gap := times[k].Sub(times[i]); gap < 1900*time.Millisecond {
-				// Requests already in flight when the 429 came may land;
-				// none may start after it within the window.
-				if times[k].Sub(times[i]) > 200*time.Millisecond {
-					t.Fatalf("request %v after the 429, inside its Retry-After of 2s", gap)
-				}
+		var inside []time.Duration
+		for k := range times {
+			if gap := times[k].Sub(times[i]); k != i && gap >= 0 && gap < 1900*time.Millisecond {
+				inside = append(inside, gap)
 			}
+		}
+		if len(inside) > 2*uploaders {
+			t.Fatalf("%d requests began within the 429's Retry-After of 2s (at %v after it); at most %d were in flight", len(inside), inside, 2*uploaders)
 		}
 	}
 	if !saw429 {
