@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -176,5 +177,13 @@ func TestRedactURL(t *testing.T) {
 		if got := redactURL(in); got != want || strings.Contains(got, "s3cret") {
 			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestSpawnedServerDoesNotInheritTheWorkersMemoryLimit(t *testing.T) {
+	got := serverEnv([]string{"PATH=/bin", "GOMEMLIMIT=100MiB", "GOGC=50", "GOMAXPROCS=2", "HOME=/root"})
+	want := []string{"PATH=/bin", "GOMAXPROCS=2", "HOME=/root"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("serverEnv = %q, want %q", got, want)
 	}
 }

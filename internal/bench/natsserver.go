@@ -78,6 +78,11 @@ jetstream { store_dir: %q }
 		return nil, err
 	}
 	s.cmd = exec.Command(bin, "-c", confPath)
+	// GOMEMLIMIT and GOGC set for the run are meant for the worker (as
+	// worker.memory_limit): a server that inherits a 100 MiB limit collects
+	// garbage without end once its block cache outgrows it (a 10M-record
+	// drain: 9.2 CPU-s per million in the server instead of about 1.5).
+	s.cmd.Env = serverEnv(os.Environ())
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		os.RemoveAll(dir)
@@ -154,4 +159,17 @@ func procCPUSeconds(pid int) float64 {
 	u, _ := strconv.ParseFloat(f[11], 64)
 	st, _ := strconv.ParseFloat(f[12], 64)
 	return (u + st) / clockTicks
+}
+
+// serverEnv is env without the Go runtime's memory settings, which the
+// bench's own environment holds for the worker.
+func serverEnv(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "GOMEMLIMIT=") || strings.HasPrefix(kv, "GOGC=") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
 }
