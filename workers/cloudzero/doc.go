@@ -99,10 +99,10 @@
 //	| Tax                                                 | Tax                  | |
 //	| Adjustment                                          | Adjustment           | |
 //
-// Until messages.UsageRecord has fields for ChargeClass,
-// CommitmentDiscountId and CommitmentDiscountCategory, they are read from
-// the extension columns of those names (x_ChargeClass, ...); see
-// focusString.
+// ChargeClass, CommitmentDiscountId and CommitmentDiscountCategory are read
+// from the record's FOCUS Detail columns, where the FOCUS readers put them;
+// the extension columns of those names (x_ChargeClass, ...), which
+// producers used before Detail existed, count when a column is empty.
 //
 // # Labels: repaired, never a reason to lose a cost
 //

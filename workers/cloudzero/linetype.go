@@ -22,7 +22,7 @@ const (
 // doc). ok is false for a ChargeCategory FOCUS does not define (the
 // producer's validation refuses those before they reach a worker).
 func lineItemType(r *messages.UsageRecord) (string, bool) {
-	if focusString(r, "ChargeClass") == "Correction" {
+	if chargeClass(r) == "Correction" {
 		// FOCUS: a correction to a charge of an earlier, invoiced period.
 		// CBF's Adjustment is the type for it; booked as Usage it would
 		// count in "Real Cost" for the hour of the correction.
@@ -32,7 +32,7 @@ func lineItemType(r *messages.UsageRecord) (string, bool) {
 	case "", "Usage":
 		return typeUsage, true
 	case "Purchase":
-		if focusString(r, "CommitmentDiscountId") != "" || focusString(r, "CommitmentDiscountCategory") != "" {
+		if commitmentID(r) != "" || commitmentCategory(r) != "" {
 			return typeCommittedUsePurchase, true
 		}
 		return typePurchase, true
@@ -52,11 +52,33 @@ func lineItemType(r *messages.UsageRecord) (string, bool) {
 	return "", false
 }
 
-// focusString reads a FOCUS column that messages.UsageRecord has no field
-// for yet (ChargeClass, CommitmentDiscountId, CommitmentDiscountCategory;
-// FOCUS 1.0+) from the record's extension columns, where a producer puts
-// it as x_<Name>. When the record gains the field (issue 14 item 1), read
-// the field here; this is the only place that looks.
+// chargeClass, commitmentID and commitmentCategory read the FOCUS columns
+// from the record's Detail, where the FOCUS readers (CSV, Parquet, NDJSON,
+// the gateway) put them; a producer that wrote them before Detail existed
+// sent them as the extension columns x_ChargeClass, ...: those count when
+// the column is empty.
+func chargeClass(r *messages.UsageRecord) string {
+	if r.Detail != nil && r.Detail.ChargeClass != "" {
+		return r.Detail.ChargeClass
+	}
+	return focusString(r, "ChargeClass")
+}
+
+func commitmentID(r *messages.UsageRecord) string {
+	if r.Detail != nil && r.Detail.CommitmentDiscountId != "" {
+		return r.Detail.CommitmentDiscountId
+	}
+	return focusString(r, "CommitmentDiscountId")
+}
+
+func commitmentCategory(r *messages.UsageRecord) string {
+	if r.Detail != nil && r.Detail.CommitmentDiscountCategory != "" {
+		return r.Detail.CommitmentDiscountCategory
+	}
+	return focusString(r, "CommitmentDiscountCategory")
+}
+
+// focusString reads the extension column x_<name>.
 func focusString(r *messages.UsageRecord, name string) string {
 	if v, ok := r.Ext[name]; ok && v.Kind == messages.ExtString {
 		return v.Str

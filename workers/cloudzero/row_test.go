@@ -119,6 +119,21 @@ func TestAppendRowMapping(t *testing.T) {
 			r.ChargeCategory, r.BilledCost = "Usage", dec("-3")
 			r.Ext = map[string]messages.ExtValue{"ChargeClass": messages.ExtStr("Correction")}
 		}, map[string]string{"lineitem/type": "Adjustment", "cost/cost": "-3"}, nil},
+		{"correction from the FOCUS column", func(r *messages.UsageRecord) {
+			r.ChargeCategory, r.BilledCost = "Usage", dec("-3")
+			r.Detail = &messages.Detail{ChargeClass: "Correction"}
+		}, map[string]string{"lineitem/type": "Adjustment", "cost/cost": "-3"}, nil},
+		{"commitment purchase from the FOCUS column", func(r *messages.UsageRecord) {
+			r.ChargeCategory = "Purchase"
+			r.Detail = &messages.Detail{CommitmentDiscountId: "arn:aws:ec2:us-east-1:1:reserved-instances/ri-1"}
+		}, map[string]string{"lineitem/type": "CommittedUsePurchase"}, nil},
+		{"commitment category from the FOCUS column", func(r *messages.UsageRecord) {
+			r.ChargeCategory = "Purchase"
+			r.Detail = &messages.Detail{CommitmentDiscountCategory: "Usage"}
+		}, map[string]string{"lineitem/type": "CommittedUsePurchase"}, nil},
+		{"a usage row that used a commitment stays Usage", func(r *messages.UsageRecord) {
+			r.Detail = &messages.Detail{CommitmentDiscountId: "ri-1", CommitmentDiscountStatus: "Used"}
+		}, map[string]string{"lineitem/type": "Usage"}, nil},
 		{"cloud provider", func(r *messages.UsageRecord) {}, map[string]string{"lineitem/cloud_provider": "Acme Cloud"}, nil},
 		{"no provider", func(r *messages.UsageRecord) { r.ProviderName = "" }, nil, []string{"lineitem/cloud_provider"}},
 		{"Adjustment", func(r *messages.UsageRecord) { r.ChargeCategory = "Adjustment" }, map[string]string{"lineitem/type": "Adjustment"}, nil},
