@@ -146,9 +146,12 @@ func costByCurrency(recs []messages.UsageRecord) map[string]messages.Decimal {
 	return out
 }
 
-// publish stores a batch and its record; it returns the record.
-func (g *Gateway) publish(ctx context.Context, b *messages.Batch, claims []*event, fingerprint string) (*batchRecord, error) {
-	res, err := g.prod.Publish(ctx, b)
+// publish stores a batch and its record; it returns the record. Its
+// records were validated as they were decoded (recordDecoder.record), so
+// producer.Publish checks only the batch's own fields; a batch id that is
+// a nuid (no Idempotency-Key) needs no claim against reuse.
+func (g *Gateway) publish(ctx context.Context, b *messages.Batch, claims []*event, fingerprint string, fresh bool) (*batchRecord, error) {
+	res, err := g.prod.PublishWith(ctx, b, producer.PublishOptions{RecordsValidated: true, FreshID: fresh})
 	if err != nil {
 		return nil, err
 	}
@@ -262,7 +265,7 @@ func (g *Gateway) storeNew(ctx context.Context, source, feed string, evs []*even
 	if len(fresh) == 0 {
 		return
 	}
-	_, err = g.publish(ctx, b, fresh, "")
+	_, err = g.publish(ctx, b, fresh, "", true)
 	var p *Problem
 	if err != nil {
 		var ve messages.ValidationError

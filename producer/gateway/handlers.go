@@ -315,7 +315,7 @@ func (g *Gateway) usage(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		}
 	}
 	trace.SpanFromContext(ctx).SetAttributes(attribute.String("usagefleet.batch", b.ID), attribute.Int("usagefleet.records", len(recs)))
-	br, err := g.publish(ctx, b, nil, fingerprint)
+	br, err := g.publish(ctx, b, nil, fingerprint, key == "")
 	putRecords(recs) // encoded into the parts, or not stored: not needed again
 	recs, b.Records = nil, nil
 	if err != nil {
