@@ -44,8 +44,9 @@
 //   - /v1/events: an event is (source, id). Before an event is stored the
 //     gateway looks for its claim (gateway.events.<SHA-256(source NUL id)>,
 //     last message per subject, in the gateway's own stream GATEWAY); after
-//     its part is stored it writes the claim (Nats-Msg-Id "ev/<key>")
-//     naming the batch. A repeat answers "duplicate" with that batch id.
+//     its part is stored it writes the claim naming the batch (the
+//     subject keeps its last message: a claim written twice, by two
+//     replicas storing the same event at once, names the later batch). A repeat answers "duplicate" with that batch id.
 //     Within one replica, the same event in flight twice is stored once
 //     (the second waits for the first). The window left: an event retried
 //     after its part was stored but before its claim was (the gateway
