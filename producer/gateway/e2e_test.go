@@ -306,12 +306,12 @@ func TestClaimLookupIsOneBatchedGet(t *testing.T) {
 	unknown.setKey()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	got, err := e.gw.claimedMulti(ctx, []*event{unknown, known, known})
+	got, err := e.gw.claimedMulti(ctx, []*event{unknown, known, known, unknown, known})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got[0] != "" || got[1] != er.BatchID || got[2] != er.BatchID {
-		t.Errorf("claims %q; want none, then %s twice", got, er.BatchID)
+	if got[0] != "" || got[1] != er.BatchID || got[2] != er.BatchID || got[3] != "" || got[4] != er.BatchID {
+		t.Errorf("claims %q; want none, %s twice, none, %[2]s", got, er.BatchID)
 	}
 	none, err := e.gw.claimedMulti(ctx, []*event{unknown})
 	if err != nil || none[0] != "" {

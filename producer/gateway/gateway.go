@@ -174,7 +174,7 @@ func (g *Gateway) publish(ctx context.Context, b *messages.Batch, claims []*even
 func (g *Gateway) storeEvents(ctx context.Context, source, feed string, evs []*event) []outcome {
 	outs := make([]outcome, len(evs))
 	// Repeated within the request, or in flight in another request here.
-	first := map[string]int{}
+	first := make(map[string]int, len(evs))
 	repeat := make([]int, len(evs)) // index+1 of the same event earlier in evs
 	var mine []int
 	var waits []struct {

@@ -115,8 +115,8 @@ func (g *Gateway) publishMeta(ctx context.Context, br *batchRecord, claims []*ev
 	// in the server's memory) and its check bought nothing.
 	id := []byte(br.BatchID)
 	for _, ev := range claims {
-		m := &nats.Msg{Subject: subjEvents + ev.key, Reply: inbox, Data: id}
-		if err := g.nc.PublishMsg(m); err != nil {
+		// Publish copies the message into the connection's buffer.
+		if err := g.nc.PublishRequest(subjEvents+ev.key, inbox, id); err != nil {
 			return err
 		}
 	}
@@ -178,24 +178,34 @@ const multiLastMax = 256 // subjects per batched direct get
 
 func (g *Gateway) claimedMulti(ctx context.Context, evs []*event) ([]string, error) {
 	out := make([]string, len(evs))
-	at := make(map[string][]int, len(evs))
+	// The events of each subject: at[subject] is the first, next[i] the
+	// one after i (-1: none); no slice per subject.
+	at := make(map[string]int, len(evs))
+	next := make([]int, len(evs))
 	subjects := make([]string, 0, len(evs))
 	for i, ev := range evs {
 		s := subjEvents + ev.key
-		if _, ok := at[s]; !ok {
-			subjects = append(subjects, s)
+		if j, ok := at[s]; ok {
+			next[i], next[j] = next[j], i
+			continue
 		}
-		at[s] = append(at[s], i)
+		at[s], next[i] = i, -1
+		subjects = append(subjects, s)
 	}
 	for len(subjects) > 0 {
 		chunk := subjects[:min(len(subjects), multiLastMax)]
 		subjects = subjects[len(chunk):]
 		if err := g.multiLast(ctx, chunk, func(subj string, data []byte) {
-			for _, i := range at[subj] {
-				out[i] = string(data)
-				if out[i] == "" {
-					out[i] = "?"
-				}
+			i, ok := at[subj]
+			if !ok {
+				return
+			}
+			id := string(data)
+			if id == "" {
+				id = "?"
+			}
+			for ; i >= 0; i = next[i] {
+				out[i] = id
 			}
 		}); err != nil {
 			return nil, err
