@@ -7,9 +7,13 @@
 //   - POST /v1/usage: one batch of FOCUS records per request, as a JSON
 //     array (application/json), NDJSON (application/x-ndjson) or CSV
 //     (text/csv, read by producer/input), gzip accepted. Every record is
-//     validated as the producer validates (UsageRecord.Validate, then
-//     Batch.Validate in producer.Publish); one problem and nothing is
-//     published: 400 with every problem ("records[3].BilledCost").
+//     validated once, as the producer validates (UsageRecord.Validate as
+//     it is decoded; producer.PublishWith then checks only the batch's own
+//     fields, Batch.ValidateFields); one problem and nothing is published:
+//     400 with every problem ("records[3].BilledCost"). An event's record
+//     without ChargePeriodStart takes the event's time before it is
+//     validated (a time outside 2000..2100 is the event's problem, at
+//     its time's pointer).
 //   - POST /v1/events: CloudEvents 1.0 in structured, batched and binary
 //     HTTP modes; each event's data is one usage record.
 //   - GET /v1/batches/{id}[?wait=30s]: per destination, parts delivered,
