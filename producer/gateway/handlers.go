@@ -103,7 +103,10 @@ func (g *Gateway) route(name string, h handlerFunc, timeout time.Duration) http.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-		if !trace.SpanContextFromContext(ctx).IsValid() {
+		if !trace.SpanContextFromContext(ctx).IsValid() && (r.Header["Traceparent"] != nil || r.Header["Baggage"] != nil) {
+			// The global propagator may be the no-op one (a library
+			// user's process): read the caller's context ourselves. A
+			// request with neither header has none to read.
 			ctx = propagator.Extract(ctx, propagation.HeaderCarrier(r.Header))
 		}
 		ctx, span := tracer().Start(ctx, r.Method+" "+r.Pattern, trace.WithSpanKind(trace.SpanKindServer))
