@@ -250,9 +250,9 @@ func (g *Gateway) storeNew(ctx context.Context, source, feed string, evs []*even
 		}
 		return
 	}
-	b := &messages.Batch{ID: "e-" + nuid.Next(), Source: source, Feed: feed}
-	var fresh []*event
-	var freshIdx []int
+	b := &messages.Batch{ID: "e-" + nuid.Next(), Source: source, Feed: feed, Records: make([]messages.UsageRecord, 0, len(idx))}
+	fresh := make([]*event, 0, len(idx))
+	freshIdx := make([]int, 0, len(idx))
 	for k, i := range idx {
 		if seen[k] != "" {
 			outs[i] = outcome{status: "duplicate", batchID: seen[k]}
