@@ -185,7 +185,16 @@ func clipKey(k string) string {
 
 // Validate checks the batch and every record, and returns a
 // ValidationError listing all problems, or nil.
-func (b *Batch) Validate() error {
+func (b *Batch) Validate() error { return b.validate(true) }
+
+// ValidateFields is Validate for a batch whose records each passed
+// UsageRecord.Validate already and were not changed since (a caller that
+// validated them as it decoded them): the batch's own fields, and every
+// record's ChargePeriodStart against a snapshot's period, are checked; the
+// records are not validated again. On such a batch it answers as Validate.
+func (b *Batch) ValidateFields() error { return b.validate(false) }
+
+func (b *Batch) validate(records bool) error {
 	var errs ValidationError
 	batchErr := func(field, format string, args ...any) {
 		errs = append(errs, FieldError{Index: -1, Field: field, Problem: fmt.Sprintf(format, args...)})
@@ -217,9 +226,11 @@ func (b *Batch) Validate() error {
 	}
 	for i := range b.Records {
 		r := &b.Records[i]
-		for _, e := range r.Validate() {
-			e.Index = i
-			errs = append(errs, e)
+		if records {
+			for _, e := range r.Validate() {
+				e.Index = i
+				errs = append(errs, e)
+			}
 		}
 		if b.Snapshot != nil && !r.ChargePeriodStart.IsZero() && !b.Snapshot.Period.Contains(r.ChargePeriodStart) {
 			errs = append(errs, FieldError{Index: i, Field: "ChargePeriodStart", Problem: fmt.Sprintf("%s is outside the snapshot period %s", r.ChargePeriodStart.Format(time.RFC3339), b.Snapshot.Period)})

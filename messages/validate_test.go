@@ -112,3 +112,29 @@ func TestLongestStringCoversEveryField(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateFieldsChecksTheBatchNotItsRecords(t *testing.T) {
+	start := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	good := UsageRecord{ChargePeriodStart: start, BilledCost: MustDecimal("1"), BillingCurrency: "USD"}
+	b := &Batch{ID: "b", Feed: "f", Source: "s", Records: []UsageRecord{good}}
+	if err := b.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.ValidateFields(); err != nil {
+		t.Fatalf("a valid batch: %v", err)
+	}
+	// Its own fields, and a snapshot's period, are still checked.
+	b.Feed = "a.b"
+	b.Snapshot = &Snapshot{Period: Period{Start: start.Add(time.Hour), End: start.Add(2 * time.Hour)}, Generation: 1}
+	var ve ValidationError
+	if err := b.ValidateFields(); !errors.As(err, &ve) || len(ve) != 2 || ve[0].Field != "Feed" || ve[1].Index != 0 || ve[1].Field != "ChargePeriodStart" {
+		t.Fatalf("bad feed and a record outside the snapshot: %v", err)
+	}
+	// The records' own rules are the caller's.
+	bad := good
+	bad.BillingCurrency = ""
+	b = &Batch{ID: "b", Feed: "f", Source: "s", Records: []UsageRecord{bad}}
+	if b.Validate() == nil || b.ValidateFields() != nil {
+		t.Fatalf("Validate %v, ValidateFields %v: want only Validate to check the record", b.Validate(), b.ValidateFields())
+	}
+}

@@ -155,6 +155,30 @@ type outMsg struct {
 // once JetStream has stored every part. A messages.ValidationError lists
 // every bad record; nothing is published then.
 func (p *Producer) Publish(ctx context.Context, b *messages.Batch) (*Result, error) {
+	return p.PublishWith(ctx, b, PublishOptions{})
+}
+
+// PublishOptions tell Publish what its caller already knows. The zero
+// value is Publish.
+type PublishOptions struct {
+	// RecordsValidated: every record passed messages.UsageRecord.Validate
+	// and was not changed since (the caller validated each as it decoded
+	// it, and answers a bad one itself). Publish checks the batch's own
+	// fields (messages.Batch.ValidateFields), not each record again.
+	RecordsValidated bool
+	// FreshID: the batch id was made for this batch alone (a random id,
+	// such as a nuid, never reused for other content). Its claim in the
+	// batches bucket, which only detects an id reused with other content,
+	// is skipped: one JetStream round trip less per batch. A retry of the
+	// parts within this call still uses the same message ids. Never set it
+	// for an id a caller chose or derived (an idempotency key): those are
+	// what the claim protects.
+	FreshID bool
+}
+
+// PublishWith is Publish with what the caller already knows (see
+// PublishOptions).
+func (p *Producer) PublishWith(ctx context.Context, b *messages.Batch, o PublishOptions) (*Result, error) {
 	ctx, span := tracer().Start(ctx, "publish "+b.Feed, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
 		attribute.String("messaging.system", "nats"),
 		attribute.String("messaging.operation.type", "publish"),
@@ -165,7 +189,11 @@ func (p *Producer) Publish(ctx context.Context, b *messages.Batch) (*Result, err
 	defer span.End()
 	start := time.Now()
 	defer func() { publishDuration().Record(ctx, time.Since(start).Seconds()) }()
-	if err := b.Validate(); err != nil {
+	validate := b.Validate
+	if o.RecordsValidated {
+		validate = b.ValidateFields
+	}
+	if err := validate(); err != nil {
 		span.RecordError(err)
 		return nil, err
 	}
@@ -199,9 +227,11 @@ func (p *Producer) Publish(ctx context.Context, b *messages.Batch) (*Result, err
 		cost.Add(b.Records[i].BilledCost)
 	}
 	res.Cost = cost.Decimal()
-	if err := p.claim(ctx, b, parts); err != nil {
-		span.RecordError(err)
-		return nil, err
+	if !o.FreshID {
+		if err := p.claim(ctx, b, parts); err != nil {
+			span.RecordError(err)
+			return nil, err
+		}
 	}
 	res.Parts = make([]PartInfo, len(parts))
 	out = make([]outMsg, len(parts))

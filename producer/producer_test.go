@@ -144,3 +144,41 @@ func TestPublishRefusesInvalidBatchAndStoresNothing(t *testing.T) {
 		t.Fatalf("%d messages stored from an invalid batch", info.State.Msgs)
 	}
 }
+
+// PublishWith: RecordsValidated still checks the batch's own fields (and
+// nothing is stored when they are wrong); FreshID stores the parts without
+// a claim in the batches bucket, which Publish writes.
+func TestPublishWithWhatTheCallerKnows(t *testing.T) {
+	ns := natstest.Start(t)
+	nc := ns.Connect(t)
+	p, _ := producer.New(nc, producer.Options{})
+	ctx := context.Background()
+	recs := usagegen.Generate(10, usagegen.Options{Seed: 3})
+	_, err := p.PublishWith(ctx, &messages.Batch{ID: "fields", Feed: "no.dots", Source: "s", Records: recs}, producer.PublishOptions{RecordsValidated: true, FreshID: true})
+	var ve messages.ValidationError
+	if !errors.As(err, &ve) || ve[0].Index != -1 || ve[0].Field != "Feed" {
+		t.Fatalf("a bad feed with RecordsValidated: err = %v", err)
+	}
+	js, _ := jetstream.New(nc)
+	st, _ := js.Stream(ctx, messages.StreamUsage)
+	if info, _ := st.Info(ctx); info.State.Msgs != 0 {
+		t.Fatalf("%d messages stored from an invalid batch", info.State.Msgs)
+	}
+	kv, err := js.KeyValue(ctx, messages.BucketBatches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := p.PublishWith(ctx, &messages.Batch{ID: "fresh-1", Feed: "f", Source: "s", Records: recs}, producer.PublishOptions{RecordsValidated: true, FreshID: true})
+	if err != nil || len(fresh.Parts) == 0 || fresh.Parts[0].Seq == 0 || fresh.Duplicate() {
+		t.Fatalf("fresh: %+v %v", fresh, err)
+	}
+	if _, err := kv.Get(ctx, messages.BatchKey("s", "f", "fresh-1")); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("a fresh id's claim: err = %v, want none", err)
+	}
+	if _, err := p.Publish(ctx, &messages.Batch{ID: "claimed-1", Feed: "f", Source: "s", Records: recs}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Get(ctx, messages.BatchKey("s", "f", "claimed-1")); err != nil {
+		t.Fatalf("Publish's claim: %v", err)
+	}
+}

@@ -34,6 +34,11 @@ type recordDecoder struct {
 	lastTime string
 	lastT    time.Time
 	seenExt  []string
+	// start, when not zero, is the ChargePeriodStart of a record without
+	// one (a CloudEvent's time), set before the record is validated, so
+	// the record is validated once, as it is published; filled says it was.
+	start  time.Time
+	filled bool
 }
 
 // column is a column a record may carry: its name (shared, not allocated
@@ -212,6 +217,10 @@ func (d *recordDecoder) record(b []byte, src string, r *messages.UsageRecord, w 
 	if err != nil {
 		errs.add(w.String(), err.Error())
 		return false
+	}
+	d.filled = false
+	if r.ChargePeriodStart.IsZero() && !d.start.IsZero() && !bad["ChargePeriodStart"] {
+		r.ChargePeriodStart, d.filled = d.start, true
 	}
 	for _, fe := range r.Validate() {
 		if !bad[fe.Field] {

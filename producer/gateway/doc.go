@@ -7,9 +7,13 @@
 //   - POST /v1/usage: one batch of FOCUS records per request, as a JSON
 //     array (application/json), NDJSON (application/x-ndjson) or CSV
 //     (text/csv, read by producer/input), gzip accepted. Every record is
-//     validated as the producer validates (UsageRecord.Validate, then
-//     Batch.Validate in producer.Publish); one problem and nothing is
-//     published: 400 with every problem ("records[3].BilledCost").
+//     validated once, as the producer validates (UsageRecord.Validate as
+//     it is decoded; producer.PublishWith then checks only the batch's own
+//     fields, Batch.ValidateFields); one problem and nothing is published:
+//     400 with every problem ("records[3].BilledCost"). An event's record
+//     without ChargePeriodStart takes the event's time before it is
+//     validated (a time outside 2000..2100 is the event's problem, at
+//     its time's pointer).
 //   - POST /v1/events: CloudEvents 1.0 in structured, batched and binary
 //     HTTP modes; each event's data is one usage record.
 //   - GET /v1/batches/{id}[?wait=30s]: per destination, parts delivered,
@@ -44,8 +48,9 @@
 //   - /v1/events: an event is (source, id). Before an event is stored the
 //     gateway looks for its claim (gateway.events.<SHA-256(source NUL id)>,
 //     last message per subject, in the gateway's own stream GATEWAY); after
-//     its part is stored it writes the claim (Nats-Msg-Id "ev/<key>")
-//     naming the batch. A repeat answers "duplicate" with that batch id.
+//     its part is stored it writes the claim naming the batch (the
+//     subject keeps its last message: a claim written twice, by two
+//     replicas storing the same event at once, names the later batch). A repeat answers "duplicate" with that batch id.
 //     Within one replica, the same event in flight twice is stored once
 //     (the second waits for the first). The window left: an event retried
 //     after its part was stored but before its claim was (the gateway

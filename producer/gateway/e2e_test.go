@@ -306,12 +306,12 @@ func TestClaimLookupIsOneBatchedGet(t *testing.T) {
 	unknown.setKey()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	got, err := e.gw.claimedMulti(ctx, []*event{unknown, known, known})
+	got, err := e.gw.claimedMulti(ctx, []*event{unknown, known, known, unknown, known})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got[0] != "" || got[1] != er.BatchID || got[2] != er.BatchID {
-		t.Errorf("claims %q; want none, then %s twice", got, er.BatchID)
+	if got[0] != "" || got[1] != er.BatchID || got[2] != er.BatchID || got[3] != "" || got[4] != er.BatchID {
+		t.Errorf("claims %q; want none, %s twice, none, %[2]s", got, er.BatchID)
 	}
 	none, err := e.gw.claimedMulti(ctx, []*event{unknown})
 	if err != nil || none[0] != "" {
@@ -373,5 +373,54 @@ func TestUnknownMemberStoredWithWarning(t *testing.T) {
 				t.Errorf("extensions %v: want Cost_Center 42", rec.Ext)
 			}
 		}
+	}
+}
+
+// An event without ChargePeriodStart takes its time, and the record is
+// validated with it: an event whose time is outside the years a record may
+// have is refused alone, at its time's pointer, not stored, and the good
+// events beside it (in a CloudEvents batch) are stored. (Before, the time
+// was filled in after validation and the whole batch failed in
+// producer.Publish.)
+func TestEventTimeValidatedAsTheRecordsStart(t *testing.T) {
+	e := start(t, nil)
+	old := strings.Replace(ce("t1", "/svc/t", usageData), "2026-03-01T10:15:00Z", "1999-03-01T10:15:00Z", 1)
+	r := e.do("POST", "/v1/events", []byte(old), auth("Content-Type", "application/cloudevents+json"))
+	if r.code != 400 {
+		t.Fatalf("structured event of 1999: %d %s, want 400", r.code, r.body)
+	}
+	if p := r.problem(t); len(p.Errors) != 1 || p.Errors[0].Pointer != "event.time" || !strings.Contains(p.Errors[0].Detail, "year 1999") {
+		t.Fatalf("problems %+v, want one at event.time naming the year", p.Errors)
+	}
+	r = e.do("POST", "/v1/events", []byte(usageData), auth("Content-Type", "application/json", "Ce-Specversion", "1.0", "Ce-Id", "t2", "Ce-Source", "/svc/t", "Ce-Type", "com.example.usage", "Ce-Time", "2101-01-01T00:00:00Z"))
+	if r.code != 400 {
+		t.Fatalf("binary event of 2101: %d %s, want 400", r.code, r.body)
+	}
+	if p := r.problem(t); len(p.Errors) != 1 || p.Errors[0].Pointer != "header.ce-time" {
+		t.Fatalf("problems %+v, want one at header.ce-time", p.Errors)
+	}
+	// ChargePeriodEnd before the start the event's time gave.
+	early := ce("t3", "/svc/t", `{"ChargePeriodEnd":"2026-03-01T10:00:00Z","BilledCost":"1","BillingCurrency":"USD"}`)
+	batch := "[" + ce("t4", "/svc/t", usageData) + "," + old + "," + early + "]"
+	r = e.do("POST", "/v1/events", []byte(batch), auth("Content-Type", "application/cloudevents-batch+json"))
+	var br struct{ Results []EventResult }
+	r.json(t, &br)
+	want := []string{"stored", "invalid", "invalid"}
+	if r.code != 200 || len(br.Results) != len(want) {
+		t.Fatalf("batch: %d %s", r.code, r.body)
+	}
+	for i, w := range want {
+		if br.Results[i].Status != w {
+			t.Errorf("batch result %d: %+v, want %s", i, br.Results[i], w)
+		}
+	}
+	if p := br.Results[1].Problems; len(p) != 1 || p[0].Pointer != "events[1].time" {
+		t.Errorf("the 1999 event's problems: %+v", p)
+	}
+	if p := br.Results[2].Problems; len(p) != 1 || p[0].Pointer != "events[2].data.ChargePeriodEnd" {
+		t.Errorf("the early end's problems: %+v", p)
+	}
+	if n := recordCount(e.stored()); n != 1 {
+		t.Fatalf("%d records stored, want 1", n)
 	}
 }

@@ -137,8 +137,11 @@ func decodeStructured(d *recordDecoder, b []byte, src string, w where) *event {
 		errs.add(prefix+".data", "required: the usage record")
 	} else if len(errs.list) == 0 {
 		w.sub = ".data"
+		d.start = ev.time
 		d.record(data, dataSrc, &ev.rec, w, &errs)
-		fillTime(ev, prefix+".data", &errs)
+		if d.filled {
+			timeProblems(&errs, prefix+".data", prefix+".time")
+		}
 	}
 	ev.problems, ev.warnings = errs.result(), errs.warns
 	return ev
@@ -162,20 +165,16 @@ func checkAttrs(ev *event, spec, prefix string, errs *problems) {
 	ev.setKey()
 }
 
-// fillTime: a record without ChargePeriodStart takes the event's time (the
-// record was validated without it: drop that one problem).
-func fillTime(ev *event, recPrefix string, errs *problems) {
-	if !ev.rec.ChargePeriodStart.IsZero() || ev.time.IsZero() {
-		return
-	}
-	ev.rec.ChargePeriodStart = ev.time
-	out := errs.list[:0]
-	for _, p := range errs.list {
-		if p.Pointer != recPrefix+".ChargePeriodStart" {
-			out = append(out, p)
+// timeProblems: a record without ChargePeriodStart took the event's time
+// before it was validated; a problem with that ChargePeriodStart (its
+// year) is the time's, and says so at the time's pointer.
+func timeProblems(errs *problems, recPrefix, timePtr string) {
+	for i := range errs.list {
+		if errs.list[i].Pointer == recPrefix+".ChargePeriodStart" {
+			errs.list[i].Pointer = timePtr
+			errs.list[i].Detail = "as the record's ChargePeriodStart: " + errs.list[i].Detail
 		}
 	}
-	errs.list = out
 }
 
 // decodeBatch reads a JSON array of events.
@@ -244,9 +243,11 @@ func decodeBinary(h http.Header, body []byte) *event {
 		errs.add("header.content-type", "the data must be a JSON usage record (application/json)")
 	}
 	if len(errs.list) == 0 {
-		var d recordDecoder
+		d := recordDecoder{start: ev.time}
 		d.record(body, string(body), &ev.rec, where{base: "data", idx: -1}, &errs)
-		fillTime(ev, "data", &errs)
+		if d.filled {
+			timeProblems(&errs, "data", "header.ce-time")
+		}
 	}
 	ev.problems, ev.warnings = errs.result(), errs.warns
 	return ev

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"net/http"
+	"sync"
 
 	"github.com/usagefleet/usagefleet/producer"
 )
@@ -15,6 +16,50 @@ type EventResult struct {
 	BatchID  string         `json:"batch_id,omitempty"`
 	Problems []ProblemError `json:"problems,omitempty"`
 	Warnings []ProblemError `json:"warnings,omitempty"` // kept but repaired
+}
+
+// appendPlain appends the answer as json.Marshal writes it, with its
+// newline, when that is a plain copy: no warnings or problems and every
+// string printable ASCII that JSON and encoding/json's HTML escaping leave
+// as it is. ok false: use json.Marshal.
+func (r *EventResult) appendPlain(b []byte) ([]byte, bool) {
+	if len(r.Problems) > 0 || len(r.Warnings) > 0 || !plainJSON(r.ID) || !plainJSON(r.Source) || !plainJSON(r.Status) || !plainJSON(r.BatchID) {
+		return b, false
+	}
+	b = append(b, `{"id":"`...)
+	b = append(b, r.ID...)
+	b = append(b, `","source":"`...)
+	b = append(b, r.Source...)
+	b = append(b, `","status":"`...)
+	b = append(b, r.Status...)
+	b = append(b, '"')
+	if r.BatchID != "" {
+		b = append(b, `,"batch_id":"`...)
+		b = append(b, r.BatchID...)
+		b = append(b, '"')
+	}
+	return append(b, "}\n"...), true
+}
+
+// plainJSON: s is printable ASCII without '"', '\\', '<', '>' or '&', so
+// json.Marshal writes it between quotes as it is.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+var answerBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+
+func answerBuf() []byte { return (*answerBufs.Get().(*[]byte))[:0] }
+
+func putAnswerBuf(b []byte) {
+	if cap(b) <= 4096 {
+		answerBufs.Put(&b)
+	}
 }
 
 // events: POST /v1/events in the three CloudEvents HTTP modes.
@@ -57,7 +102,16 @@ func (g *Gateway) events(ctx context.Context, w http.ResponseWriter, r *http.Req
 		if o.err != nil {
 			return o.err
 		}
-		writeJSON(w, http.StatusOK, EventResult{ID: ev.id, Source: ev.source, Status: o.status, BatchID: o.batchID, Warnings: ev.warnings})
+		res := EventResult{ID: ev.id, Source: ev.source, Status: o.status, BatchID: o.batchID, Warnings: ev.warnings}
+		b, ok := res.appendPlain(answerBuf())
+		if ok {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusOK)
+			w.Write(b) // copied into the connection's buffer
+		} else {
+			writeJSON(w, http.StatusOK, res)
+		}
+		putAnswerBuf(b)
 		return nil
 	}
 	// A batch is a group of its own: its valid events are one batch.

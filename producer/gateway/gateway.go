@@ -146,9 +146,12 @@ func costByCurrency(recs []messages.UsageRecord) map[string]messages.Decimal {
 	return out
 }
 
-// publish stores a batch and its record; it returns the record.
-func (g *Gateway) publish(ctx context.Context, b *messages.Batch, claims []*event, fingerprint string) (*batchRecord, error) {
-	res, err := g.prod.Publish(ctx, b)
+// publish stores a batch and its record; it returns the record. Its
+// records were validated as they were decoded (recordDecoder.record), so
+// producer.Publish checks only the batch's own fields; a batch id that is
+// a nuid (no Idempotency-Key) needs no claim against reuse.
+func (g *Gateway) publish(ctx context.Context, b *messages.Batch, claims []*event, fingerprint string, fresh bool) (*batchRecord, error) {
+	res, err := g.prod.PublishWith(ctx, b, producer.PublishOptions{RecordsValidated: true, FreshID: fresh})
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +174,7 @@ func (g *Gateway) publish(ctx context.Context, b *messages.Batch, claims []*even
 func (g *Gateway) storeEvents(ctx context.Context, source, feed string, evs []*event) []outcome {
 	outs := make([]outcome, len(evs))
 	// Repeated within the request, or in flight in another request here.
-	first := map[string]int{}
+	first := make(map[string]int, len(evs))
 	repeat := make([]int, len(evs)) // index+1 of the same event earlier in evs
 	var mine []int
 	var waits []struct {
@@ -247,9 +250,9 @@ func (g *Gateway) storeNew(ctx context.Context, source, feed string, evs []*even
 		}
 		return
 	}
-	b := &messages.Batch{ID: "e-" + nuid.Next(), Source: source, Feed: feed}
-	var fresh []*event
-	var freshIdx []int
+	b := &messages.Batch{ID: "e-" + nuid.Next(), Source: source, Feed: feed, Records: make([]messages.UsageRecord, 0, len(idx))}
+	fresh := make([]*event, 0, len(idx))
+	freshIdx := make([]int, 0, len(idx))
 	for k, i := range idx {
 		if seen[k] != "" {
 			outs[i] = outcome{status: "duplicate", batchID: seen[k]}
@@ -262,7 +265,7 @@ func (g *Gateway) storeNew(ctx context.Context, source, feed string, evs []*even
 	if len(fresh) == 0 {
 		return
 	}
-	_, err = g.publish(ctx, b, fresh, "")
+	_, err = g.publish(ctx, b, fresh, "", true)
 	var p *Problem
 	if err != nil {
 		var ve messages.ValidationError

@@ -103,7 +103,10 @@ func (g *Gateway) route(name string, h handlerFunc, timeout time.Duration) http.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-		if !trace.SpanContextFromContext(ctx).IsValid() {
+		if !trace.SpanContextFromContext(ctx).IsValid() && (r.Header["Traceparent"] != nil || r.Header["Baggage"] != nil) {
+			// The global propagator may be the no-op one (a library
+			// user's process): read the caller's context ourselves. A
+			// request with neither header has none to read.
 			ctx = propagator.Extract(ctx, propagation.HeaderCarrier(r.Header))
 		}
 		ctx, span := tracer().Start(ctx, r.Method+" "+r.Pattern, trace.WithSpanKind(trace.SpanKindServer))
@@ -315,7 +318,7 @@ func (g *Gateway) usage(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		}
 	}
 	trace.SpanFromContext(ctx).SetAttributes(attribute.String("usagefleet.batch", b.ID), attribute.Int("usagefleet.records", len(recs)))
-	br, err := g.publish(ctx, b, nil, fingerprint)
+	br, err := g.publish(ctx, b, nil, fingerprint, key == "")
 	putRecords(recs) // encoded into the parts, or not stored: not needed again
 	recs, b.Records = nil, nil
 	if err != nil {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -88,37 +89,74 @@ func recordOf(res *producer.Result) *batchRecord {
 }
 
 // publishMeta publishes the batch record and the claims of the stored
-// events asynchronously and waits for every ack. A repeated batch record
-// (an idempotent retry) is de-duplicated by its message id.
+// events and waits for every PubAck. A repeated batch record (an idempotent
+// retry) is de-duplicated by its message id. The messages share one reply
+// subject and the acks are counted there: a group's claims cost one
+// subscription, not a future, a reply token and a decoded PubAck each
+// (only an ack that carries an error is decoded).
 func (g *Gateway) publishMeta(ctx context.Context, br *batchRecord, claims []*event) error {
 	b, _ := json.Marshal(br)
-	futs := make([]jetstream.PubAckFuture, 0, len(claims)+1)
-	m := nats.NewMsg(subjBatches + br.BatchID)
-	m.Data = b
-	m.Header.Set(jetstream.MsgIDHeader, "batch/"+br.BatchID)
-	f, err := g.js.PublishMsgAsync(m)
+	n := len(claims) + 1
+	inbox := g.nc.NewRespInbox()
+	// At most one ack per message: the channel never overflows.
+	ch := make(chan *nats.Msg, n)
+	sub, err := g.nc.ChanSubscribe(inbox, ch)
 	if err != nil {
 		return err
 	}
-	futs = append(futs, f)
+	defer sub.Unsubscribe()
+	m := &nats.Msg{Subject: subjBatches + br.BatchID, Reply: inbox, Data: b, Header: nats.Header{jetstream.MsgIDHeader: []string{"batch/" + br.BatchID}}}
+	if err := g.nc.PublishMsg(m); err != nil {
+		return err
+	}
+	// A claim carries no Nats-Msg-Id: its subject holds one message (the
+	// stream keeps the last per subject), so a claim written twice is one
+	// claim, and the duplicate window's entry per event (2 minutes of them
+	// in the server's memory) and its check bought nothing.
+	id := []byte(br.BatchID)
 	for _, ev := range claims {
-		m := nats.NewMsg(subjEvents + ev.key)
-		m.Data = []byte(br.BatchID)
-		m.Header.Set(jetstream.MsgIDHeader, "ev/"+ev.key)
-		f, err := g.js.PublishMsgAsync(m)
-		if err != nil {
+		// Publish copies the message into the connection's buffer.
+		if err := g.nc.PublishRequest(subjEvents+ev.key, inbox, id); err != nil {
 			return err
 		}
-		futs = append(futs, f)
 	}
-	for _, f := range futs {
+	var first error
+	for range n {
 		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return err
+		case a := <-ch:
+			if err := pubAckError(a); err != nil && first == nil {
+				first = err
+			}
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+	}
+	return first
+}
+
+// pubAckError is the error a JetStream publish's answer carries, if any: a
+// status (503, no stream) or a PubAck with an error.
+func pubAckError(m *nats.Msg) error {
+	if len(m.Data) == 0 && m.Header.Get("Status") != "" {
+		if m.Header.Get("Status") == "503" {
+			return jetstream.ErrNoStreamResponse
+		}
+		return fmt.Errorf("publish: status %s %s", m.Header.Get("Status"), m.Header.Get("Description"))
+	}
+	if !bytes.Contains(m.Data, []byte(`"error"`)) {
+		if bytes.Contains(m.Data, []byte(`"seq"`)) {
+			return nil
+		}
+		return fmt.Errorf("publish: not a PubAck: %.200q", m.Data)
+	}
+	var r struct {
+		Error *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		return fmt.Errorf("publish: not a PubAck: %.200q", m.Data)
+	}
+	if r.Error != nil {
+		return r.Error
 	}
 	return nil
 }
@@ -140,24 +178,34 @@ const multiLastMax = 256 // subjects per batched direct get
 
 func (g *Gateway) claimedMulti(ctx context.Context, evs []*event) ([]string, error) {
 	out := make([]string, len(evs))
-	at := make(map[string][]int, len(evs))
+	// The events of each subject: at[subject] is the first, next[i] the
+	// one after i (-1: none); no slice per subject.
+	at := make(map[string]int, len(evs))
+	next := make([]int, len(evs))
 	subjects := make([]string, 0, len(evs))
 	for i, ev := range evs {
 		s := subjEvents + ev.key
-		if _, ok := at[s]; !ok {
-			subjects = append(subjects, s)
+		if j, ok := at[s]; ok {
+			next[i], next[j] = next[j], i
+			continue
 		}
-		at[s] = append(at[s], i)
+		at[s], next[i] = i, -1
+		subjects = append(subjects, s)
 	}
 	for len(subjects) > 0 {
 		chunk := subjects[:min(len(subjects), multiLastMax)]
 		subjects = subjects[len(chunk):]
 		if err := g.multiLast(ctx, chunk, func(subj string, data []byte) {
-			for _, i := range at[subj] {
-				out[i] = string(data)
-				if out[i] == "" {
-					out[i] = "?"
-				}
+			i, ok := at[subj]
+			if !ok {
+				return
+			}
+			id := string(data)
+			if id == "" {
+				id = "?"
+			}
+			for ; i >= 0; i = next[i] {
+				out[i] = id
 			}
 		}); err != nil {
 			return nil, err

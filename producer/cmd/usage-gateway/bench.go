@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -45,7 +47,9 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	duration := fs.Duration("duration", 5*time.Second, "single-event phase length")
 	linger := fs.Duration("linger", 3*time.Millisecond, "gateway linger.delay")
 	mode := fs.String("mode", "both", "both, batched or single")
+	clientKind := fs.String("client", "raw", "single-event load generator: raw (one HTTP/1.1 keep-alive connection per client, written and read in place) or nethttp (net/http's client)")
 	cpuprofile := fs.String("cpuprofile", "", "write the gateway's CPU profile to `file`")
+	restprofile := fs.String("rest-cpuprofile", "", "write the CPU profile of the rest (embedded JetStream and the load generator) to `file`")
 	if helpAsked(args) {
 		fs.SetOutput(stdout)
 	}
@@ -59,7 +63,24 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		abs, _ := filepath.Abs(*cpuprofile)
 		os.Setenv("USAGE_GATEWAY_CPUPROFILE", abs)
 	}
-	if err := bench(ctx, stdout, *mode, *batchSize, *batchReqs, *batchClients, *clients, *duration, *linger); err != nil {
+	if *restprofile != "" {
+		f, err := os.Create(*restprofile)
+		if err != nil {
+			fmt.Fprintln(stderr, "usage-gateway bench:", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "usage-gateway bench:", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if *clientKind != "raw" && *clientKind != "nethttp" {
+		fmt.Fprintln(stderr, "usage-gateway bench: --client is raw or nethttp")
+		return 64
+	}
+	if err := bench(ctx, stdout, *mode, *clientKind, *batchSize, *batchReqs, *batchClients, *clients, *duration, *linger); err != nil {
 		fmt.Fprintln(stderr, "usage-gateway bench:", err)
 		return 1
 	}
@@ -68,7 +89,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 const benchKey = "bench-key-0123456789abcdef"
 
-func bench(ctx context.Context, out io.Writer, mode string, batchSize, batchReqs, batchClients, clients int, duration, linger time.Duration) error {
+func bench(ctx context.Context, out io.Writer, mode, clientKind string, batchSize, batchReqs, batchClients, clients int, duration, linger time.Duration) error {
 	dir, err := os.MkdirTemp("", "gateway-bench-")
 	if err != nil {
 		return err
@@ -135,7 +156,7 @@ func bench(ctx context.Context, out io.Writer, mode string, batchSize, batchReqs
 	}
 	if mode == "both" || mode == "single" {
 		g0, s0 := procCPU(pid), selfCPU()
-		n, err := benchSingle(ctx, out, client, base, clients, duration)
+		n, err := benchSingle(ctx, out, client, clientKind, base, clients, duration)
 		if err != nil {
 			return err
 		}
@@ -232,7 +253,7 @@ func benchBatched(ctx context.Context, out io.Writer, c *http.Client, base strin
 	return nil
 }
 
-func benchSingle(ctx context.Context, out io.Writer, c *http.Client, base string, clients int, d time.Duration) (int, error) {
+func benchSingle(ctx context.Context, out io.Writer, c *http.Client, clientKind, base string, clients int, d time.Duration) (int, error) {
 	var mu sync.Mutex
 	var lat []time.Duration
 	var failed atomic.Int64
@@ -251,11 +272,17 @@ func benchSingle(ctx context.Context, out io.Writer, c *http.Client, base string
 			head := []byte(`{"specversion":"1.0","id":"` + run + "-" + strconv.Itoa(w) + "-")
 			tail := []byte(`","source":"/bench","type":"usage","time":"2026-03-01T10:00:00Z","data":{"BillingAccountId":"acct-` + strconv.Itoa(w) + `","SkuId":"sku-1","ConsumedQuantity":"1","ConsumedUnit":"Requests","BilledCost":"0.001","BillingCurrency":"USD"}}`)
 			url := base + "/v1/events"
+			send := func(ev []byte) (int, []byte, error) { return post(c, url, "application/cloudevents+json", ev) }
+			if clientKind == "raw" {
+				rc := &rawClient{addr: strings.TrimPrefix(base, "http://"), path: "/v1/events", ct: "application/cloudevents+json"}
+				defer rc.close()
+				send = rc.post
+			}
 			var ev []byte
 			for i := 0; time.Now().Before(stop) && ctx.Err() == nil; i++ {
 				ev = append(strconv.AppendInt(append(ev[:0], head...), int64(i), 10), tail...)
 				t0 := time.Now()
-				code, b, err := post(c, url, "application/cloudevents+json", ev)
+				code, b, err := send(ev)
 				mine = append(mine, time.Since(t0))
 				if err != nil || code != 200 || !bytes.Contains(b, []byte(`"stored"`)) {
 					failed.Add(1)
@@ -274,8 +301,138 @@ func benchSingle(ctx context.Context, out io.Writer, c *http.Client, base string
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	q := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
-	fmt.Fprintf(out, "single: %d clients, %.1fs: %d requests, %.0f req/s, p50 %v, p99 %v\n", clients, el.Seconds(), len(lat), float64(len(lat))/el.Seconds(), q(0.5).Round(10*time.Microsecond), q(0.99).Round(10*time.Microsecond))
+	fmt.Fprintf(out, "single: %d clients (%s), %.1fs: %d requests, %.0f req/s, p50 %v, p99 %v\n", clients, clientKind, el.Seconds(), len(lat), float64(len(lat))/el.Seconds(), q(0.5).Round(10*time.Microsecond), q(0.99).Round(10*time.Microsecond))
 	return len(lat), nil
+}
+
+// rawClient is one client of the single-event load: one HTTP/1.1
+// keep-alive connection, each request written with one write and its
+// answer read in the same goroutine (net/http's client hands every request
+// to a writer and a reader goroutine: on a 2-core machine shared with the
+// gateway and JetStream that was about half of the load generator's CPU).
+// A closed connection is dialed again; an answer with Connection: close
+// closes it.
+type rawClient struct {
+	addr, path, ct string
+	conn           net.Conn
+	br             *bufio.Reader
+	req            []byte
+	body           []byte
+}
+
+func (c *rawClient) close() {
+	if c.conn != nil {
+		c.conn.Close()
+		c.conn = nil
+	}
+}
+
+func (c *rawClient) post(body []byte) (int, []byte, error) {
+	if c.conn == nil {
+		conn, err := net.Dial("tcp", c.addr)
+		if err != nil {
+			return 0, nil, err
+		}
+		c.conn, c.br = conn, bufio.NewReaderSize(conn, 4096)
+	}
+	c.req = append(c.req[:0], "POST "...)
+	c.req = append(c.req, c.path...)
+	c.req = append(c.req, " HTTP/1.1\r\nHost: "...)
+	c.req = append(c.req, c.addr...)
+	c.req = append(c.req, "\r\nAuthorization: Bearer "+benchKey+"\r\nContent-Type: "...)
+	c.req = append(c.req, c.ct...)
+	c.req = append(c.req, "\r\nContent-Length: "...)
+	c.req = strconv.AppendInt(c.req, int64(len(body)), 10)
+	c.req = append(c.req, "\r\n\r\n"...)
+	c.req = append(c.req, body...)
+	if _, err := c.conn.Write(c.req); err != nil {
+		c.close()
+		return 0, nil, err
+	}
+	code, b, keep, err := c.read()
+	if err != nil || !keep {
+		c.close()
+	}
+	return code, b, err
+}
+
+// read reads one answer: the status line, the headers (Content-Length or
+// chunked), the body.
+func (c *rawClient) read() (code int, body []byte, keep bool, err error) {
+	line, err := c.br.ReadSlice('\n')
+	if err != nil {
+		return 0, nil, false, err
+	}
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.1 ")) {
+		return 0, nil, false, fmt.Errorf("bad status line %q", line)
+	}
+	code, err = strconv.Atoi(string(line[9:12]))
+	if err != nil {
+		return 0, nil, false, fmt.Errorf("bad status line %q", line)
+	}
+	n, chunked, keep := -1, false, true
+	for {
+		line, err = c.br.ReadSlice('\n')
+		if err != nil {
+			return 0, nil, false, err
+		}
+		h := bytes.TrimRight(line, "\r\n")
+		if len(h) == 0 {
+			break
+		}
+		k, v, _ := bytes.Cut(h, []byte(":"))
+		v = bytes.TrimSpace(v)
+		switch {
+		case bytes.EqualFold(k, []byte("Content-Length")):
+			if n, err = strconv.Atoi(string(v)); err != nil {
+				return 0, nil, false, fmt.Errorf("bad Content-Length %q", v)
+			}
+		case bytes.EqualFold(k, []byte("Transfer-Encoding")):
+			chunked = bytes.EqualFold(v, []byte("chunked"))
+		case bytes.EqualFold(k, []byte("Connection")):
+			keep = !bytes.EqualFold(v, []byte("close"))
+		}
+	}
+	c.body = c.body[:0]
+	switch {
+	case chunked:
+		for {
+			line, err = c.br.ReadSlice('\n')
+			if err != nil {
+				return 0, nil, false, err
+			}
+			size, err := strconv.ParseInt(string(bytes.TrimSpace(bytes.SplitN(line, []byte(";"), 2)[0])), 16, 32)
+			if err != nil {
+				return 0, nil, false, fmt.Errorf("bad chunk size %q", line)
+			}
+			if size == 0 {
+				for { // trailers, then the blank line
+					if line, err = c.br.ReadSlice('\n'); err != nil || len(bytes.TrimRight(line, "\r\n")) == 0 {
+						return code, c.body, keep, err
+					}
+				}
+			}
+			at := len(c.body)
+			c.body = append(c.body, make([]byte, size)...)
+			if _, err := io.ReadFull(c.br, c.body[at:]); err != nil {
+				return 0, nil, false, err
+			}
+			if _, err := c.br.Discard(2); err != nil {
+				return 0, nil, false, err
+			}
+		}
+	case n >= 0:
+		if cap(c.body) < n {
+			c.body = make([]byte, n)
+		}
+		c.body = c.body[:n]
+		if _, err := io.ReadFull(c.br, c.body); err != nil {
+			return 0, nil, false, err
+		}
+	default:
+		return 0, nil, false, errors.New("an answer without Content-Length or chunked encoding")
+	}
+	return code, c.body, keep, nil
 }
 
 // procCPU is the user and system CPU time of process pid so far

@@ -16,9 +16,11 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -154,6 +156,43 @@ func TestHelpVersionValidate(t *testing.T) {
 		code := run(tc.args, &out, &errb)
 		if code != tc.code || !strings.Contains(out.String(), tc.out) || !strings.Contains(errb.String(), tc.err) {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q; want %d, %q, %q", tc.args, code, out.String(), errb.String(), tc.code, tc.out, tc.err)
+		}
+	}
+}
+
+// The bench's raw client reads answers as net/http writes them: with a
+// Content-Length, chunked, and with Connection: close (then it dials again).
+func TestBenchRawClient(t *testing.T) {
+	var n atomic.Int64
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if r.Header.Get("Authorization") != "Bearer "+benchKey || r.Header.Get("Content-Type") != "application/test" {
+			w.WriteHeader(401)
+			return
+		}
+		switch n.Add(1) {
+		case 2: // chunked
+			w.Write(b)
+			w.(http.Flusher).Flush()
+			w.Write([]byte("-more"))
+		case 3:
+			w.Header().Set("Connection", "close")
+			w.Write(b)
+		default:
+			w.Write(b)
+		}
+	}))
+	defer hs.Close()
+	c := &rawClient{addr: strings.TrimPrefix(hs.URL, "http://"), path: "/x", ct: "application/test"}
+	defer c.close()
+	for i, want := range []string{"one", "two-more", "three", "four"} {
+		body := strings.TrimSuffix(want, "-more")
+		code, got, err := c.post([]byte(body))
+		if err != nil || code != 200 || string(got) != want {
+			t.Fatalf("request %d: %d %q %v, want 200 %q", i+1, code, got, err, want)
+		}
+		if i == 2 && c.conn != nil {
+			t.Fatal("the connection was kept after Connection: close")
 		}
 	}
 }
