@@ -254,13 +254,22 @@ func checkStored(ctx context.Context, js jetstream.JetStream, pub *producer.Resu
 	if err != nil {
 		return false, "", err
 	}
+	// The read ends at the last part this publish stored (the stream may
+	// hold more after it: other feeds, later runs).
 	last := info.State.LastSeq
+	if m := maxPartSeq(pub); m > 0 {
+		last = m
+	}
 	seen := map[int]int{}
 	rows := 0
 	got := map[string]*messages.Sum{}
 	var recs []messages.UsageRecord
 	for done := false; !done; {
-		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
+		// Bounded by bytes, not by count: 1,000 parts of a FOCUS export
+		// are over a GB, more than a client holds pending (64 MB), and the
+		// server drops what a slow consumer cannot take; the ordered
+		// consumer then starts again from the gap.
+		batch, err := cons.FetchBytes(32<<20, jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
 			return false, "", err
 		}
@@ -295,8 +304,11 @@ func checkStored(ctx context.Context, js jetstream.JetStream, pub *producer.Resu
 		if batch.Error() != nil {
 			return false, "", batch.Error()
 		}
-		if n == 0 {
-			done = true
+		if n == 0 && len(seen) == len(pub.Parts) {
+			done = true // the rest of the feed is not this batch's
+		}
+		if cctx.Err() != nil {
+			return false, "", fmt.Errorf("reading the batch back: %w", cctx.Err())
 		}
 	}
 	var problems []string
@@ -451,4 +463,14 @@ func csvToParquet(src, dst string) error {
 		return err
 	}
 	return out.Close()
+}
+
+// maxPartSeq is the highest stream sequence of pub's parts (0 if none
+// says).
+func maxPartSeq(pub *producer.Result) uint64 {
+	var m uint64
+	for _, p := range pub.Parts {
+		m = max(m, p.Seq)
+	}
+	return m
 }
