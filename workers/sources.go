@@ -21,6 +21,9 @@ import (
 // generation of its period and freeze it. A part of a newer schema holds
 // its unit for an upgraded worker, but at most Options.NewerSchemaMaxHold
 // after it was stored; then it is dead-lettered and the unit flows again.
+// With keys set, its signature is checked first: an unsigned or forged
+// newer-schema part is dead-lettered at once, so only a source can hold
+// its own units.
 //
 // admit runs where a part's headers are read: mark (headers only), the
 // rebuild's scan and an append part's decoding (admitStored, which checks
@@ -65,7 +68,20 @@ func (p *Pool) admit(subject string, h nats.Header, meta messages.PartMeta, stor
 // the part (messages.CheckReplay says what it may be).
 func (p *Pool) admitSigned(subject string, h nats.Header, meta messages.PartMeta, stored time.Time, parseErr error) (replay bool, err error) {
 	if parseErr != nil {
-		if errors.Is(parseErr, messages.ErrNewerSchema) && !stored.IsZero() {
+		if !errors.Is(parseErr, messages.ErrNewerSchema) {
+			return false, parseErr
+		}
+		// A part this worker cannot read holds its unit; with sources
+		// bound, only if its source signed it (the signature covers the
+		// subject and the headers whatever the schema): else any
+		// publisher could freeze any unit for NewerSchemaMaxHold with a
+		// forged Usage-Schema, part after part.
+		if len(p.opts.SourceKeys) > 0 {
+			if err := p.opts.SourceKeys.VerifyPart(subject, h); err != nil {
+				return false, &refusal{fmt.Sprintf("%s%v (a part of a newer schema, %v, holds its unit only when a key of its source signed it)", reasonSource, err, parseErr)}
+			}
+		}
+		if !stored.IsZero() {
 			if age := time.Since(stored); age > p.opts.NewerSchemaMaxHold {
 				return false, &refusal{fmt.Sprintf("%s%v; stored %s ago, more than the %s a part may wait for an upgraded worker", reasonHeld, parseErr, age.Round(time.Second), p.opts.NewerSchemaMaxHold)}
 			}
@@ -107,6 +123,13 @@ func (p *Pool) admitSigned(subject string, h nats.Header, meta messages.PartMeta
 func (p *Pool) admitStored(subject string, h nats.Header, data []byte, stored time.Time) (messages.PartMeta, error) {
 	meta, err := messages.ParseMeta(h)
 	replay, err := p.admitSigned(subject, h, meta, stored, err)
+	if errors.Is(err, messages.ErrNewerSchema) && len(p.opts.SourceKeys) > 0 {
+		// Signed headers, held for an upgraded worker: the payload must
+		// be the one signed too, or a copy with other bytes would hold.
+		if perr := messages.VerifyPayload(h, data); perr != nil {
+			return meta, &refusal{reasonSource + perr.Error()}
+		}
+	}
 	if err != nil {
 		return meta, err
 	}

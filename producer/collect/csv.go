@@ -17,9 +17,18 @@ import (
 // last parentheses (bare names work too), and every row keeps its line
 // number in the file (the header is line 1) and its raw bytes (Row), so a
 // rejected row can be kept as the file held it.
+//
+// Limits (bomb guards, as producer/input's): a record (all its lines, the
+// header too) is at most MaxRecordBytes, a cell at most MaxCellBytes, and
+// the whole file, decompressed, at most MaxReportBytes. A cell over its
+// limit rejects its row; a record or a file over its limit ends the
+// reading with a permanent error (ErrTooLarge) that names the limit and
+// the line, since the same file downloaded again holds the same bytes.
+// Values quoted in errors are clipped (Quote).
 type CSV struct {
 	r      *csv.Reader
 	gz     *gzip.Reader
+	lim    *capReader
 	tee    *rawTee
 	cols   map[string]int
 	header []string
@@ -27,8 +36,113 @@ type CSV struct {
 	rec    []string
 	raw    []byte
 	off    int64 // input offset of the end of the current row
+	lines  int   // line ends in the input before off
 	line   int
 	rows   int
+}
+
+// Size limits of a report file (see CSV).
+const (
+	MaxRecordBytes = 16 << 20 // one CSV record, all its lines (the header too)
+	MaxCellBytes   = 1 << 20  // one cell
+	MaxReportBytes = 4 << 30  // the whole file, decompressed
+)
+
+// maxReportBytes is MaxReportBytes; tests lower it.
+var maxReportBytes int64 = MaxReportBytes
+
+// ErrTooLarge is wrapped by the error of a record or a file over its
+// limit.
+var ErrTooLarge = errors.New("report file too large")
+
+// csvSlack is what the CSV reader's own buffer may read past the record
+// it is on (bufio's default size), counted in the record's budget.
+const csvSlack = 4 << 10
+
+// capReader counts what is read: the whole input against max, and the
+// current record against budget (set around each record's read). Once a
+// limit is crossed every read fails with that limit's error.
+type capReader struct {
+	r      io.Reader
+	n, max int64
+	budget int64 // bytes left for the current record; < 0: no record limit
+	err    error
+}
+
+// errLimit is the limit a capReader crossed.
+type errLimit struct{ what string }
+
+func (e *errLimit) Error() string { return e.what }
+func (e *errLimit) Unwrap() error { return ErrTooLarge }
+
+func (l *capReader) Read(p []byte) (int, error) {
+	if l.err != nil {
+		return 0, l.err
+	}
+	if l.n >= l.max {
+		var one [1]byte // at exactly max bytes the file may end there
+		if n, err := io.ReadFull(l.r, one[:]); n == 0 && err != nil {
+			return 0, err
+		}
+		l.err = &errLimit{fmt.Sprintf("the file is larger than %d bytes decompressed (MaxReportBytes)", l.max)}
+		return 0, l.err
+	}
+	if l.budget == 0 {
+		l.err = &errLimit{fmt.Sprintf("a CSV record longer than %d bytes (MaxRecordBytes)", MaxRecordBytes)}
+		return 0, l.err
+	}
+	if int64(len(p)) > l.max-l.n {
+		p = p[:l.max-l.n]
+	}
+	if l.budget > 0 && int64(len(p)) > l.budget {
+		p = p[:l.budget]
+	}
+	n, err := l.r.Read(p)
+	l.n += int64(n)
+	if l.budget > 0 {
+		l.budget -= int64(n)
+	}
+	return n, err
+}
+
+// read reads the next record within its budget. A limit crossed comes
+// back as a permanent error naming the line where the record starts.
+func (c *CSV) read() ([]string, error) {
+	start := c.off
+	c.lim.budget = MaxRecordBytes + csvSlack
+	rec, err := c.r.Read()
+	c.lim.budget = -1
+	var le *errLimit
+	if errors.As(err, &le) {
+		held := c.tee.buf // the input from start on: the record, cut short
+		blank := len(held) - len(bytes.TrimLeft(held, "\r\n"))
+		line := c.lines + 1 + bytes.Count(held[:blank], []byte{'\n'})
+		return nil, Permanent(fmt.Errorf("line %d: %w: reading stopped", line, le))
+	}
+	c.off = c.r.InputOffset()
+	c.lines += bytes.Count(c.tee.bytes(start, c.off), []byte{'\n'})
+	return rec, err
+}
+
+// overCell is the index of the first cell of rec longer than
+// MaxCellBytes, or -1.
+func overCell(rec []string) int {
+	for i, v := range rec {
+		if len(v) > MaxCellBytes {
+			return i
+		}
+	}
+	return -1
+}
+
+// Quote is v quoted for an error message, clipped to 64 bytes (a cell may
+// hold a megabyte).
+func Quote(v string) string {
+	const max = 64
+	if len(v) <= max {
+		return fmt.Sprintf("%q", v)
+	}
+	return fmt.Sprintf("%q… (%d bytes)", strings.ToValidUTF8(v[:max], ""), len(v))
 }
 
 // Row is one data row of a report file, as a Sink receives it.
@@ -54,25 +168,28 @@ func NewCSV(body io.Reader) (*CSV, error) {
 		gz.Multistream(true)
 		c.gz, src = gz, gz
 	}
-	c.tee = &rawTee{r: src}
+	c.lim = &capReader{r: src, max: maxReportBytes, budget: -1}
+	c.tee = &rawTee{r: c.lim}
 	c.r = csv.NewReader(c.tee)
 	c.r.FieldsPerRecord = -1 // checked per row, so a short row is rejected alone
 	c.r.ReuseRecord = true
-	h, err := c.r.Read()
+	h, err := c.read()
 	if errors.Is(err, io.EOF) {
 		return nil, errors.New("the file is empty (no header)")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("header: %w", err)
 	}
-	c.off = c.r.InputOffset()
+	if i := overCell(h); i >= 0 {
+		return nil, Permanent(fmt.Errorf("header: line 1: column %d is %d bytes, more than the %d-byte cell limit (MaxCellBytes): %w", i+1, len(h[i]), MaxCellBytes, ErrTooLarge))
+	}
 	c.rawHdr = bytes.Clone(trimLine(c.tee.bytes(0, c.off)))
 	c.header = append([]string(nil), h...)
 	c.cols = make(map[string]int, len(h))
 	for i, label := range c.header {
 		name := FieldName(label)
 		if _, dup := c.cols[name]; dup {
-			return nil, fmt.Errorf("header: column %q appears twice", name)
+			return nil, fmt.Errorf("header: column %s appears twice", Quote(name))
 		}
 		c.cols[name] = i
 	}
@@ -106,19 +223,42 @@ func (c *CSV) Require(fields ...string) error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("header: required column(s) %s missing (header: %s)", strings.Join(missing, ", "), strings.Join(c.header, ", "))
+		return fmt.Errorf("header: required column(s) %s missing (header: %s)", strings.Join(missing, ", "), clipHeader(c.header))
 	}
 	return nil
 }
 
+// clipHeader lists header labels for an error: each clipped, at most 50.
+func clipHeader(h []string) string {
+	var b strings.Builder
+	for i, l := range h {
+		if i == 50 {
+			fmt.Fprintf(&b, ", … (%d columns)", len(h))
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		if len(l) > 64 {
+			l = strings.ToValidUTF8(l[:64], "") + "…"
+		}
+		b.WriteString(l)
+	}
+	return b.String()
+}
+
 // Next reads the next row. It returns io.EOF at the end; a row that is
-// not valid CSV or has the wrong number of fields returns a *RowError and
-// the reading can go on.
+// not valid CSV, has the wrong number of fields or a cell over
+// MaxCellBytes returns a *RowError and the reading can go on. A record or
+// file over its limit (ErrTooLarge) ends the reading.
 func (c *CSV) Next() error {
 	c.tee.drop(c.off) // the previous row's bytes are no longer needed
 	start := c.off
-	rec, err := c.r.Read()
-	c.off = c.r.InputOffset()
+	rec, err := c.read()
+	if errors.Is(err, ErrTooLarge) {
+		c.raw = nil
+		return err
+	}
 	c.raw = trimLine(c.tee.bytes(start, c.off))
 	if errors.Is(err, io.EOF) {
 		if c.gz != nil {
@@ -141,6 +281,9 @@ func (c *CSV) Next() error {
 	c.rec = rec
 	if len(rec) != len(c.header) {
 		return &RowError{Line: c.line, Reason: fmt.Sprintf("%d fields, the header has %d", len(rec), len(c.header))}
+	}
+	if i := overCell(rec); i >= 0 {
+		return &RowError{Line: c.line, Column: FieldName(c.header[i]), Reason: fmt.Sprintf("a cell of %d bytes, more than the %d-byte cell limit (MaxCellBytes)", len(rec[i]), MaxCellBytes)}
 	}
 	return nil
 }

@@ -9,3 +9,11 @@ func SetDeadTimeouts(ack, retryFor time.Duration) (restore func()) {
 	deadTimeouts.ack, deadTimeouts.retryFor = ack, retryFor
 	return func() { deadTimeouts = old }
 }
+
+// SetMaxReportBytes lowers the decompressed size limit of a report file
+// for a test; the returned func restores it.
+func SetMaxReportBytes(n int64) (restore func()) {
+	old := maxReportBytes
+	maxReportBytes = n
+	return func() { maxReportBytes = old }
+}

@@ -144,6 +144,9 @@ func (s *rangeSink) Record(row Row, rec *messages.UsageRecord) {
 // kept (raw, at most MaxDeadRowBytes of it) to be dead-lettered once the
 // download is complete.
 func (s *rangeSink) Reject(row Row, column, reason string) {
+	if len(reason) > maxReasonBytes { // a platform quoted a value unclipped (see Quote)
+		reason = strings.ToValidUTF8(reason[:maxReasonBytes], "") + "…"
+	}
 	e := RowError{Report: s.report, Line: row.Line, Column: column, Reason: reason}
 	s.r.res.Rejected = append(s.r.res.Rejected, e)
 	if s.header == nil {
@@ -155,5 +158,9 @@ func (s *rangeSink) Reject(row Row, column, reason string) {
 	s.r.dead = append(s.r.dead, deadRow{err: e, raw: bytes.Clone(raw), size: len(row.Raw), header: s.header, sum: sum, occurrence: s.seen[sum]})
 	s.r.c.log.Warn("report row rejected", "report", s.report, "line", row.Line, "column", column, "reason", reason)
 }
+
+// maxReasonBytes bounds a rejected row's reason: it goes to the log, the
+// result and the dead letter's header.
+const maxReasonBytes = 1024
 
 func (r Range) contains(t time.Time) bool { return !t.Before(r.Start) && t.Before(r.End) }

@@ -326,3 +326,56 @@ func TestChangedPayloadIsDeadLettered(t *testing.T) {
 	dls := deadLetters(t, e, []string{"changed"}, 20*time.Second)
 	checkReason(t, dls["changed"], "source binding: ")
 }
+
+// (e) With sources bound, a part of a newer schema holds its hour only when
+// its source signed it. An unsigned one and one signed by another source's
+// key are dead-lettered at once, with the binding's reason, and their
+// hours are delivered without them; before, each held its hour for
+// NewerSchemaMaxHold (24h by default), so any publisher could freeze any
+// unit. A newer part team-a signed still holds its own hour.
+func TestForgedNewerSchemaPartDoesNotHold(t *testing.T) {
+	e := sourcesEnv(t)
+	kpA, pubA := userKey(t)
+	kpB, pubB := userKey(t)
+	newerPart := func(batch string, hour time.Time, kp nkeys.KeyPair, stored []byte) {
+		t.Helper()
+		h := messages.PartMeta{BatchID: batch, Part: 1, Feed: e.Feed, Source: "team-a", Kind: messages.KindAppend, Hour: hour, Records: 1}.Header()
+		h.Set(messages.HdrSchema, "99")
+		payload := []byte{0x90}
+		if kp != nil {
+			if err := messages.SignPart(messages.UsageSubject(e.Feed, hour), h, payload, kp); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if stored == nil {
+			stored = payload
+		}
+		publishRaw(t, e, h, stored)
+	}
+	newerPart("signed-newer", sourcesStart.Add(2*time.Hour), kpA, nil) // first: marked before the forged ones
+	newerPart("unsigned-newer", sourcesStart, nil, nil)
+	newerPart("forged-newer", sourcesStart.Add(time.Hour), kpB, nil)
+	// Headers team-a signed, other bytes: the mark (headers only) lets it
+	// hold; the rebuild, which reads the payload, must not.
+	newerPart("changed-newer", sourcesStart, kpA, []byte{0x91})
+	recs := usagegen.Generate(150, usagegen.Options{Seed: 61, Start: sourcesStart, Hours: 2})
+	publish(t, signer(t, e, kpA), &messages.Batch{ID: "a-1", Feed: e.Feed, Source: "team-a", Records: recs})
+
+	opts := conformance.FastOptions()
+	opts.SourceKeys = messages.SourceKeys{"team-a": {pubA}, "team-b": {pubB}}
+	if opts.NewerSchemaMaxHold != 0 {
+		t.Fatal("the test needs the default hold (24h): the forged parts must not be let go by age")
+	}
+	e.StartPool("a", opts)
+	waitHolds(t, e, recs, 20*time.Second) // hours 0 and 1, without the forged parts; hour 2 held
+	dls := deadLetters(t, e, []string{"unsigned-newer", "forged-newer", "changed-newer"}, 20*time.Second)
+	checkReason(t, dls["unsigned-newer"], "source binding: ")
+	checkReason(t, dls["forged-newer"], "source binding: ")
+	checkReason(t, dls["changed-newer"], "source binding: ")
+	if len(dls["signed-newer"]) != 0 {
+		t.Fatalf("the newer part team-a signed was dead-lettered, not held: %v", dls["signed-newer"])
+	}
+	if len(dls["a-1"]) != 0 {
+		t.Fatalf("team-a's parts were dead-lettered: %v", dls["a-1"])
+	}
+}

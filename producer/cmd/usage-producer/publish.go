@@ -241,7 +241,12 @@ func (c *publishCommand) run(ctx context.Context, fs *flag.FlagSet, args []strin
 		}
 		pctx, cancel := context.WithTimeout(ctx, c.publishTimeout)
 		res, err := c.publishSpool(pctx, p, f)
+		timedOut := err != nil && ctx.Err() == nil && errors.Is(pctx.Err(), context.DeadlineExceeded)
 		cancel()
+		if timedOut {
+			fmt.Fprintf(stderr, "%s: publishing batch %s: --publish-timeout %s reached (%v): run it again to complete it (the parts already stored are not stored twice)\n", name, f.id, c.publishTimeout, err)
+			return c.abort(published)
+		}
 		if err != nil {
 			fmt.Fprintf(stderr, "%s: publishing batch %s: %v\n", name, f.id, err)
 			return c.abort(published)

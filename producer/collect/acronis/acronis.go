@@ -432,7 +432,7 @@ func (p *Platform) record(c *collect.CSV, r collect.Range, trialCol string) (*me
 	if p.s.Kind == KindDaily {
 		d, err := time.Parse(time.DateOnly, strings.TrimSpace(c.Get(DateColumn)))
 		if err != nil {
-			return nil, DateColumn, fmt.Sprintf("%q is not a date (YYYY-MM-DD)", c.Get(DateColumn))
+			return nil, DateColumn, collect.Quote(c.Get(DateColumn)) + " is not a date (YYYY-MM-DD)"
 		}
 		var ok bool
 		if start, end, ok = collect.Clip(d, d.AddDate(0, 0, 1), r); !ok {
@@ -447,7 +447,7 @@ func (p *Platform) record(c *collect.CSV, r collect.Range, trialCol string) (*me
 		}
 		d, err := messages.ParseDecimal(v)
 		if err != nil {
-			return d, fmt.Sprintf("%q is not a number", v)
+			return d, collect.Quote(v) + " is not a number"
 		}
 		if points {
 			d = computePoints(d)

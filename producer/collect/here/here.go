@@ -465,7 +465,7 @@ func (p *Platform) record(c *collect.CSV, r collect.Range) (*messages.UsageRecor
 			}
 		}
 		if err != nil {
-			return nil, "usageDateTime", fmt.Sprintf("%q is not a date", v)
+			return nil, "usageDateTime", collect.Quote(v) + " is not a date"
 		}
 		t = t.UTC()
 		var bs, be time.Time
@@ -478,13 +478,13 @@ func (p *Platform) record(c *collect.CSV, r collect.Range) (*messages.UsageRecor
 		}
 		var ok bool
 		if start, end, ok = collect.Clip(bs, be, r); !ok {
-			return nil, "usageDateTime", fmt.Sprintf("%s is outside the report range %s", v, r)
+			return nil, "usageDateTime", fmt.Sprintf("%s is outside the report range %s", collect.Quote(v), r)
 		}
 	}
 	v := strings.TrimSpace(c.Get("billableValue"))
 	qty, err := messages.ParseDecimal(v)
 	if err != nil {
-		return nil, "billableValue", fmt.Sprintf("%q is not a number", v)
+		return nil, "billableValue", collect.Quote(v) + " is not a number"
 	}
 	rec := &messages.UsageRecord{
 		ChargePeriodStart: start,
@@ -507,7 +507,7 @@ func (p *Platform) record(c *collect.CSV, r collect.Range) (*messages.UsageRecor
 	if uv := strings.TrimSpace(c.Get("usageValue")); uv != "" || c.Has("usageValue") {
 		d, err := messages.ParseDecimal(uv)
 		if err != nil {
-			return nil, "usageValue", fmt.Sprintf("%q is not a number", uv)
+			return nil, "usageValue", collect.Quote(uv) + " is not a number"
 		}
 		rec.Ext["UsageValue"] = messages.ExtDec(d)
 	}
