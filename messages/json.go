@@ -157,6 +157,10 @@ func (r *UsageRecord) UnmarshalJSON(b []byte) error {
 // null, and the strings "", "NULL" and "null" (how exports write null)
 // leave the column unset. Invalid UTF-8 is an error (encoding/json would
 // turn it into U+FFFD, and two ids would become one).
+//
+// It is one switch on the column's type on purpose (issue 11 leaves it
+// whole): it runs for every field of every JSON record read, and each
+// case is the whole of that type's handling.
 func (r *UsageRecord) SetJSONField(k string, v json.RawMessage) error {
 	if isNullJSON(v) {
 		return nil

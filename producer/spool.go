@@ -292,33 +292,9 @@ type SpoolPublish struct {
 // and each part's Nats-Msg-Id is "<source>/<feed>/<batch>/<part>": a
 // publish run again after a crash or a kill stores only what is missing.
 func (p *Producer) PublishSpool(ctx context.Context, s *Spool, sp SpoolPublish) (*Result, error) {
-	if !s.done || s.err != nil {
-		return nil, fmt.Errorf("spool not closed cleanly: %v", s.err)
-	}
-	b := &messages.Batch{ID: sp.BatchID, Feed: sp.Feed, Source: sp.Source}
-	if err := b.Validate(); err != nil && len(s.parts) > 0 {
-		// The only problems left are the batch's own (the records are in
-		// the spool): "an append batch needs at least one record" is not
-		// one when parts exist.
-		var ve messages.ValidationError
-		if errors.As(err, &ve) {
-			var keep messages.ValidationError
-			for _, fe := range ve {
-				if fe.Field != "Records" {
-					keep = append(keep, fe)
-				}
-			}
-			if len(keep) > 0 {
-				return nil, keep
-			}
-		} else {
-			return nil, err
-		}
-	} else if err != nil {
+	b, err := p.spoolBatch(s, sp)
+	if err != nil {
 		return nil, err
-	}
-	if s.opts.PartBytes > p.opts.MaxPayload {
-		return nil, fmt.Errorf("parts of up to %d bytes do not fit this server's max payload (%d less header room): spool with a smaller part size", s.opts.PartBytes, p.opts.MaxPayload)
 	}
 	window := sp.Window
 	if window <= 0 {
@@ -366,19 +342,9 @@ func (p *Producer) PublishSpool(ctx context.Context, s *Spool, sp SpoolPublish) 
 			break
 		}
 		info := &res.Parts[i]
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			fail(fmt.Errorf("spool: reading part %d: %w", i+1, err))
-			break
-		}
-		n := int(binary.BigEndian.Uint32(hdr[0:]))
-		buf := getPayload(n)
-		if _, err := io.ReadFull(r, buf); err != nil {
-			fail(fmt.Errorf("spool: reading part %d: %w", i+1, err))
-			break
-		}
-		m := messages.PartMeta{Schema: int(hdr[16]), BatchID: b.ID, Part: int(binary.BigEndian.Uint32(hdr[17:])), Feed: b.Feed, Source: b.Source, Kind: messages.KindAppend, Hour: time.Unix(int64(binary.BigEndian.Uint64(hdr[8:])), 0).UTC(), Records: int(binary.BigEndian.Uint32(hdr[4:]))}
-		if m.Part != info.Part || m.Records != info.Records || !m.Hour.Equal(info.Hour) {
-			fail(fmt.Errorf("spool: part %d does not match its index: the spool file was changed", i+1))
+		m, buf, err := readSpoolPart(r, &hdr, b, info, i)
+		if err != nil {
+			fail(err)
 			break
 		}
 		h := m.Header()
@@ -437,4 +403,56 @@ func (p *Producer) PublishSpool(ctx context.Context, s *Spool, sp SpoolPublish) 
 		return nil, firstErr
 	}
 	return res, nil
+}
+
+// spoolBatch checks that s closed cleanly, that sp names a valid batch
+// and that s's parts fit the server, and returns the batch.
+func (p *Producer) spoolBatch(s *Spool, sp SpoolPublish) (*messages.Batch, error) {
+	if !s.done || s.err != nil {
+		return nil, fmt.Errorf("spool not closed cleanly: %v", s.err)
+	}
+	b := &messages.Batch{ID: sp.BatchID, Feed: sp.Feed, Source: sp.Source}
+	if err := b.Validate(); err != nil && len(s.parts) > 0 {
+		// The only problems left are the batch's own (the records are in
+		// the spool): "an append batch needs at least one record" is not
+		// one when parts exist.
+		var ve messages.ValidationError
+		if errors.As(err, &ve) {
+			var keep messages.ValidationError
+			for _, fe := range ve {
+				if fe.Field != "Records" {
+					keep = append(keep, fe)
+				}
+			}
+			if len(keep) > 0 {
+				return nil, keep
+			}
+		} else {
+			return nil, err
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	if s.opts.PartBytes > p.opts.MaxPayload {
+		return nil, fmt.Errorf("parts of up to %d bytes do not fit this server's max payload (%d less header room): spool with a smaller part size", s.opts.PartBytes, p.opts.MaxPayload)
+	}
+	return b, nil
+}
+
+// readSpoolPart reads part i (index entry info) of batch b from the spool
+// into hdr and a pooled payload, and checks it against its index entry.
+func readSpoolPart(r *bufio.Reader, hdr *[spoolHeaderLen]byte, b *messages.Batch, info *PartInfo, i int) (messages.PartMeta, []byte, error) {
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return messages.PartMeta{}, nil, fmt.Errorf("spool: reading part %d: %w", i+1, err)
+	}
+	n := int(binary.BigEndian.Uint32(hdr[0:]))
+	buf := getPayload(n)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return messages.PartMeta{}, nil, fmt.Errorf("spool: reading part %d: %w", i+1, err)
+	}
+	m := messages.PartMeta{Schema: int(hdr[16]), BatchID: b.ID, Part: int(binary.BigEndian.Uint32(hdr[17:])), Feed: b.Feed, Source: b.Source, Kind: messages.KindAppend, Hour: time.Unix(int64(binary.BigEndian.Uint64(hdr[8:])), 0).UTC(), Records: int(binary.BigEndian.Uint32(hdr[4:]))}
+	if m.Part != info.Part || m.Records != info.Records || !m.Hour.Equal(info.Hour) {
+		return messages.PartMeta{}, nil, fmt.Errorf("spool: part %d does not match its index: the spool file was changed", i+1)
+	}
+	return m, buf, nil
 }

@@ -95,121 +95,131 @@ func WriteFocusCSV(w io.Writer, n int, o Options) (FocusTotals, error) {
 	bpStart := start.Format(time.RFC3339)
 	bpEnd := end.Format(time.RFC3339)
 	for i := 0; i < n; i++ {
-		line = line[:0]
 		h := start.Add(time.Duration(i*hours/max(n, 1)) * time.Hour)
-		svc := &focusServices[rng.IntN(len(focusServices))]
-		reg := &focusRegions[rng.IntN(len(focusRegions))]
-		acct := &focusAccounts[rng.IntN(len(focusAccounts))]
-		qty := strconv.Itoa(rng.IntN(1000)) + "." + pad(rng.IntN(1000000), 6)
-		cost := strconv.Itoa(rng.IntN(50)) + "." + pad(rng.IntN(10000000000), 10)
-		category := "Usage"
-		switch k := rng.IntN(100); {
-		case k == 0:
-			category, cost = "Credit", "-"+cost
-		case k == 1:
-			category = "Tax"
-		case k == 2:
-			cost = "1.5E-7" // legal, and exact
-		}
-		currency := "USD"
-		if acct.id == "777788889999" {
-			currency = "EUR"
-		}
-		d, err := messages.ParseDecimal(cost)
+		var err error
+		line, err = appendFocusRow(line[:0], rng, &tot, i, h, bpStart, bpEnd)
 		if err != nil {
 			return tot, err
 		}
-		s := tot.Cost[currency]
-		if s == nil {
-			s = &messages.Sum{}
-			tot.Cost[currency] = s
-		}
-		s.Add(d)
-		nullish := func() string { // exports write NULL both ways
-			if rng.IntN(2) == 0 {
-				return "NULL"
-			}
-			return ""
-		}
-		cell := func(v string) {
-			line = appendCSVCell(line, v)
-			line = append(line, ',')
-		}
-		if reg.az == "" {
-			cell(nullish())
-		} else {
-			cell(reg.az)
-		}
-		cell(cost)
-		cell("111122223333")
-		cell("Example Corp payer")
-		cell(currency)
-		cell(bpEnd)
-		cell(bpStart)
-		cell(category)
-		if category == "Credit" {
-			cell("Correction")
-		} else {
-			cell("NULL")
-		}
-		desc := svc.desc
-		if rng.IntN(50) == 0 {
-			desc += "\nsecond line of the description" // a quoted line break, as Azure writes
-		}
-		cell(desc)
-		cell("Usage-Based")
-		cell(h.Add(time.Hour).Format(time.RFC3339))
-		cell(h.Format(time.RFC3339))
-		if rng.IntN(10) == 0 {
-			cell("Spend")
-			cell("arn:aws:savingsplans::111122223333:savingsplan/" + pad(rng.IntN(100000000), 8) + "-aaaa-bbbb-cccc-0123456789ab")
-			cell("Compute Savings Plan, 1yr")
-			cell("Used")
-		} else {
-			cell(nullish())
-			cell(nullish())
-			cell(nullish())
-			cell(nullish())
-		}
-		cell(qty)
-		cell(svc.unit)
-		cell(cost)
-		cell(svc.price)
-		cell(cost)
-		cell("Amazon Web Services, Inc.")
-		cell(cost)
-		cell(svc.price)
-		cell("Standard")
-		cell(qty)
-		cell(svc.unit)
-		cell("AWS")
-		cell("Amazon Web Services, Inc.")
-		cell(reg.id)
-		cell(reg.name)
-		rid := "arn:aws:ec2:" + reg.id + ":" + acct.id + ":instance/i-0" + pad(rng.IntN(1000000000), 9) + "abcdef01"
-		cell(rid)
-		cell("web-" + strconv.Itoa(rng.IntN(500)))
-		cell(svc.rtype)
-		cell(svc.category)
-		cell(svc.name)
-		cell(svc.sku)
-		cell(svc.sku + ".JRTCKXETXF." + pad(rng.IntN(10000), 4))
-		cell(acct.id)
-		cell(acct.name)
-		tags := `{"user:team":"` + teams[rng.IntN(len(teams))] + `","user:env":"` + envs[rng.IntN(len(envs))] + `","user:cost-center":"cc-` + strconv.Itoa(rng.IntN(100)) + `, shared","tier":` + strconv.Itoa(rng.IntN(3)) + `,"managed":true}`
-		if rng.IntN(20) == 0 {
-			tags = nullish()
-		}
-		cell(tags)
-		cell(svc.op)
-		line = strconv.AppendInt(line, int64(i+1), 10)
-		line = append(line, '\n')
 		if _, err := bw.Write(line); err != nil {
 			return tot, err
 		}
 		tot.Bytes += int64(len(line))
 	}
 	return tot, bw.Flush()
+}
+
+// appendFocusRow appends row i (hour h) of the export to line, drawing its
+// values from rng, and adds its cost to tot.
+func appendFocusRow(line []byte, rng *rand.Rand, tot *FocusTotals, i int, h time.Time, bpStart, bpEnd string) ([]byte, error) {
+	svc := &focusServices[rng.IntN(len(focusServices))]
+	reg := &focusRegions[rng.IntN(len(focusRegions))]
+	acct := &focusAccounts[rng.IntN(len(focusAccounts))]
+	qty := strconv.Itoa(rng.IntN(1000)) + "." + pad(rng.IntN(1000000), 6)
+	cost := strconv.Itoa(rng.IntN(50)) + "." + pad(rng.IntN(10000000000), 10)
+	category := "Usage"
+	switch k := rng.IntN(100); {
+	case k == 0:
+		category, cost = "Credit", "-"+cost
+	case k == 1:
+		category = "Tax"
+	case k == 2:
+		cost = "1.5E-7" // legal, and exact
+	}
+	currency := "USD"
+	if acct.id == "777788889999" {
+		currency = "EUR"
+	}
+	d, err := messages.ParseDecimal(cost)
+	if err != nil {
+		return line, err
+	}
+	s := tot.Cost[currency]
+	if s == nil {
+		s = &messages.Sum{}
+		tot.Cost[currency] = s
+	}
+	s.Add(d)
+	nullish := func() string { // exports write NULL both ways
+		if rng.IntN(2) == 0 {
+			return "NULL"
+		}
+		return ""
+	}
+	cell := func(v string) {
+		line = appendCSVCell(line, v)
+		line = append(line, ',')
+	}
+	if reg.az == "" {
+		cell(nullish())
+	} else {
+		cell(reg.az)
+	}
+	cell(cost)
+	cell("111122223333")
+	cell("Example Corp payer")
+	cell(currency)
+	cell(bpEnd)
+	cell(bpStart)
+	cell(category)
+	if category == "Credit" {
+		cell("Correction")
+	} else {
+		cell("NULL")
+	}
+	desc := svc.desc
+	if rng.IntN(50) == 0 {
+		desc += "\nsecond line of the description" // a quoted line break, as Azure writes
+	}
+	cell(desc)
+	cell("Usage-Based")
+	cell(h.Add(time.Hour).Format(time.RFC3339))
+	cell(h.Format(time.RFC3339))
+	if rng.IntN(10) == 0 {
+		cell("Spend")
+		cell("arn:aws:savingsplans::111122223333:savingsplan/" + pad(rng.IntN(100000000), 8) + "-aaaa-bbbb-cccc-0123456789ab")
+		cell("Compute Savings Plan, 1yr")
+		cell("Used")
+	} else {
+		cell(nullish())
+		cell(nullish())
+		cell(nullish())
+		cell(nullish())
+	}
+	cell(qty)
+	cell(svc.unit)
+	cell(cost)
+	cell(svc.price)
+	cell(cost)
+	cell("Amazon Web Services, Inc.")
+	cell(cost)
+	cell(svc.price)
+	cell("Standard")
+	cell(qty)
+	cell(svc.unit)
+	cell("AWS")
+	cell("Amazon Web Services, Inc.")
+	cell(reg.id)
+	cell(reg.name)
+	rid := "arn:aws:ec2:" + reg.id + ":" + acct.id + ":instance/i-0" + pad(rng.IntN(1000000000), 9) + "abcdef01"
+	cell(rid)
+	cell("web-" + strconv.Itoa(rng.IntN(500)))
+	cell(svc.rtype)
+	cell(svc.category)
+	cell(svc.name)
+	cell(svc.sku)
+	cell(svc.sku + ".JRTCKXETXF." + pad(rng.IntN(10000), 4))
+	cell(acct.id)
+	cell(acct.name)
+	tags := `{"user:team":"` + teams[rng.IntN(len(teams))] + `","user:env":"` + envs[rng.IntN(len(envs))] + `","user:cost-center":"cc-` + strconv.Itoa(rng.IntN(100)) + `, shared","tier":` + strconv.Itoa(rng.IntN(3)) + `,"managed":true}`
+	if rng.IntN(20) == 0 {
+		tags = nullish()
+	}
+	cell(tags)
+	cell(svc.op)
+	line = strconv.AppendInt(line, int64(i+1), 10)
+	line = append(line, '\n')
+	return line, nil
 }
 
 // appendCSVCell quotes v when it must be (RFC 4180).

@@ -141,24 +141,7 @@ func (p *parser) setField(key string, v json.Token) *uploadError {
 		return nil // an empty cell of an optional column
 	}
 	if !known {
-		if msg := checkName(key); msg != "" {
-			return badRequest("record index %d: %s", n, msg)
-		}
-		if _, dup := p.st.extras[key]; dup {
-			return badRequest("record index %d: field %s appears twice", n, quote(key))
-		}
-		p.st.extras[key] = struct{}{}
-		if typ, ok := p.opt.extraTypes[key]; ok {
-			return p.checkTyped(key, typ, v)
-		}
-		if p.opt.declaredOnly {
-			return badRequest("record index %d: extra field %s is not declared among the collection's extraTypedFields (FLOAT, INT or STRING)", n, quote(key))
-		}
-		switch v.(type) {
-		case string, json.Number:
-			return nil
-		}
-		return badRequest("record index %d: extra field %s: want a string or number, found %s", n, quote(key), describe(v))
+		return p.setExtraField(key, v)
 	}
 	f := fields[i]
 	if p.st.have&(1<<i) != 0 {
@@ -234,6 +217,30 @@ func (p *parser) setField(key string, v json.Token) *uploadError {
 		}
 	}
 	return nil
+}
+
+// setExtraField validates the value of a field that is not a documented
+// one: an extra field of the collection.
+func (p *parser) setExtraField(key string, v json.Token) *uploadError {
+	n := p.res.records
+	if msg := checkName(key); msg != "" {
+		return badRequest("record index %d: %s", n, msg)
+	}
+	if _, dup := p.st.extras[key]; dup {
+		return badRequest("record index %d: field %s appears twice", n, quote(key))
+	}
+	p.st.extras[key] = struct{}{}
+	if typ, ok := p.opt.extraTypes[key]; ok {
+		return p.checkTyped(key, typ, v)
+	}
+	if p.opt.declaredOnly {
+		return badRequest("record index %d: extra field %s is not declared among the collection's extraTypedFields (FLOAT, INT or STRING)", n, quote(key))
+	}
+	switch v.(type) {
+	case string, json.Number:
+		return nil
+	}
+	return badRequest("record index %d: extra field %s: want a string or number, found %s", n, quote(key), describe(v))
 }
 
 // checkTyped checks an extra typed field's value against its declared

@@ -9,10 +9,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
 	"sync/atomic"
-	"text/tabwriter"
 	"time"
 
 	"github.com/usagefleet/usagefleet/messages"
@@ -77,55 +75,11 @@ type file struct {
 }
 
 func (c *publishCommand) run(ctx context.Context, fs *flag.FlagSet, args []string) int {
-	stdout, stderr := c.env.stdout, c.env.stderr
+	stderr := c.env.stderr
 	paths := args
-	stdins := 0
-	for _, p := range paths {
-		if p == "-" {
-			stdins++
-		}
-	}
-	switch {
-	case c.feed == "":
-		return usageErr(fs, "--feed is required")
-	case !messages.ValidToken(c.feed):
-		return usageErr(fs, "--feed %q: want 1-64 of A-Z a-z 0-9 _ -", c.feed)
-	case c.source == "":
-		return usageErr(fs, "--source is required")
-	case !messages.ValidToken(c.source):
-		return usageErr(fs, "--source %q: want 1-64 of A-Z a-z 0-9 _ -", c.source)
-	case len(paths) == 0:
-		return usageErr(fs, "no FILE to publish (- reads standard input)")
-	case stdins > 1:
-		return usageErr(fs, "- (standard input) can be read once")
-	case c.batchID != "" && len(paths) > 1:
-		return usageErr(fs, "--batch-id names one batch, and each FILE is a batch: give one FILE, or leave --batch-id out")
-	case c.batchID != "" && (len(c.batchID) > 200 || strings.ContainsAny(c.batchID, " \t\r\n")):
-		return usageErr(fs, "--batch-id: at most 200 bytes, no whitespace")
-	case c.timeout <= 0:
-		return usageErr(fs, "--timeout must be positive")
-	case c.publishTimeout <= 0:
-		return usageErr(fs, "--publish-timeout must be positive")
-	case c.dests != "" && !c.wait:
-		return usageErr(fs, "--dest only matters with --wait")
-	case c.dryRun && c.wait:
-		return usageErr(fs, "--dry-run publishes nothing to wait for")
-	case c.maxBytes <= 0:
-		return usageErr(fs, "--max-bytes must be positive")
-	case c.window < 1:
-		return usageErr(fs, "--window must be at least 1")
-	case c.partBytes < 4096:
-		return usageErr(fs, "--part-bytes must be at least 4096")
-	}
-	format, err := input.ParseFormat(c.format)
-	if err != nil {
-		return usageErr(fs, "--format: %v", err)
-	}
-	dests := splitList(c.dests)
-	for _, d := range dests {
-		if !messages.ValidToken(d) {
-			return usageErr(fs, "--dest %q: want 1-64 of A-Z a-z 0-9 _ -", d)
-		}
+	format, dests, code := c.checkArgs(fs, paths)
+	if code != exitOK {
+		return code
 	}
 	// Resolve the connection settings before reading what may be big files.
 	opts, err := c.nats.options(c.env.getenv)
@@ -147,7 +101,107 @@ func (c *publishCommand) run(ctx context.Context, fs *flag.FlagSet, args []strin
 			}
 		}
 	}()
-	problems, bad := 0, 0
+	problems, bad, ok := c.spoolFiles(ctx, paths, format, &files)
+	if !ok {
+		return exitFail
+	}
+	publish, ok := c.toPublish(files, problems, bad)
+	if !ok {
+		return exitFail
+	}
+
+	var p *producer.Producer
+	if !c.dryRun {
+		nc, prod, err := connect(ctx, opts, key, stderr)
+		if err != nil {
+			fmt.Fprintf(stderr, "usage-producer: %v\n", err)
+			fmt.Fprintln(stderr, "usage-producer: nothing published")
+			return exitFail
+		}
+		defer nc.Close()
+		p = prod
+	}
+
+	// Pass 2: publish each file's spooled parts, --window at a time.
+	published, ok := c.publishFiles(ctx, p, publish)
+	if !ok {
+		return c.abort(published)
+	}
+	code = exitOK
+	if problems > 0 {
+		fmt.Fprintf(stderr, "usage-producer: %s in %d of %d files: those rows were skipped\n", plural(problems, "problem"), bad, len(files))
+		code = exitSkipped
+	}
+	if !c.wait {
+		return code
+	}
+	if waitCode := c.waitAcks(ctx, p, published, dests); waitCode != exitOK {
+		return waitCode
+	}
+	return code
+}
+
+// checkArgs checks the flags and the FILE arguments before anything is
+// read, and returns the input format and the --dest list; a code other
+// than exitOK is the usage error already reported.
+func (c *publishCommand) checkArgs(fs *flag.FlagSet, paths []string) (input.Format, []string, int) {
+	stdins := 0
+	for _, p := range paths {
+		if p == "-" {
+			stdins++
+		}
+	}
+	switch {
+	case c.feed == "":
+		return input.Auto, nil, usageErr(fs, "--feed is required")
+	case !messages.ValidToken(c.feed):
+		return input.Auto, nil, usageErr(fs, "--feed %q: want 1-64 of A-Z a-z 0-9 _ -", c.feed)
+	case c.source == "":
+		return input.Auto, nil, usageErr(fs, "--source is required")
+	case !messages.ValidToken(c.source):
+		return input.Auto, nil, usageErr(fs, "--source %q: want 1-64 of A-Z a-z 0-9 _ -", c.source)
+	case len(paths) == 0:
+		return input.Auto, nil, usageErr(fs, "no FILE to publish (- reads standard input)")
+	case stdins > 1:
+		return input.Auto, nil, usageErr(fs, "- (standard input) can be read once")
+	case c.batchID != "" && len(paths) > 1:
+		return input.Auto, nil, usageErr(fs, "--batch-id names one batch, and each FILE is a batch: give one FILE, or leave --batch-id out")
+	case c.batchID != "" && (len(c.batchID) > 200 || strings.ContainsAny(c.batchID, " \t\r\n")):
+		return input.Auto, nil, usageErr(fs, "--batch-id: at most 200 bytes, no whitespace")
+	case c.timeout <= 0:
+		return input.Auto, nil, usageErr(fs, "--timeout must be positive")
+	case c.publishTimeout <= 0:
+		return input.Auto, nil, usageErr(fs, "--publish-timeout must be positive")
+	case c.dests != "" && !c.wait:
+		return input.Auto, nil, usageErr(fs, "--dest only matters with --wait")
+	case c.dryRun && c.wait:
+		return input.Auto, nil, usageErr(fs, "--dry-run publishes nothing to wait for")
+	case c.maxBytes <= 0:
+		return input.Auto, nil, usageErr(fs, "--max-bytes must be positive")
+	case c.window < 1:
+		return input.Auto, nil, usageErr(fs, "--window must be at least 1")
+	case c.partBytes < 4096:
+		return input.Auto, nil, usageErr(fs, "--part-bytes must be at least 4096")
+	}
+	format, err := input.ParseFormat(c.format)
+	if err != nil {
+		return input.Auto, nil, usageErr(fs, "--format: %v", err)
+	}
+	dests := splitList(c.dests)
+	for _, d := range dests {
+		if !messages.ValidToken(d) {
+			return input.Auto, nil, usageErr(fs, "--dest %q: want 1-64 of A-Z a-z 0-9 _ -", d)
+		}
+	}
+	return format, dests, exitOK
+}
+
+// spoolFiles is pass 1: it reads and checks every file, appending each to
+// *files (whose spools the caller discards) with its batch id, its good
+// rows and its problems reported on stderr, and returns the problems and
+// the files that had any. Not ok: a file could not be read, reported.
+func (c *publishCommand) spoolFiles(ctx context.Context, paths []string, format input.Format, files *[]*file) (problems, bad int, ok bool) {
+	stderr := c.env.stderr
 	byID := map[string]string{}
 	for _, path := range paths {
 		f := &file{path: path}
@@ -158,9 +212,9 @@ func (c *publishCommand) run(ctx context.Context, fs *flag.FlagSet, args []strin
 		if err != nil {
 			fmt.Fprintf(stderr, "%v\n", err)
 			fmt.Fprintln(stderr, "usage-producer: nothing published")
-			return exitFail
+			return problems, bad, false
 		}
-		files = append(files, f)
+		*files = append(*files, f)
 		f.hash = res.Hash
 		f.good = res.Spool.Records()
 		name := displayName(path)
@@ -197,7 +251,14 @@ func (c *publishCommand) run(ctx context.Context, fs *flag.FlagSet, args []strin
 			bad++
 		}
 	}
-	var publish []*file
+	return problems, bad, true
+}
+
+// toPublish picks the files pass 2 publishes: those without problems, and
+// with --good-rows-only those with good rows that are no duplicate. Not
+// ok: nothing is to be published, reported.
+func (c *publishCommand) toPublish(files []*file, problems, bad int) (publish []*file, ok bool) {
+	stderr := c.env.stderr
 	for _, f := range files {
 		if f.problems == 0 || (c.goodRowsOnly && f.good > 0 && f.dupOf == "") {
 			publish = append(publish, f)
@@ -205,27 +266,21 @@ func (c *publishCommand) run(ctx context.Context, fs *flag.FlagSet, args []strin
 	}
 	if problems > 0 && !c.goodRowsOnly {
 		fmt.Fprintf(stderr, "usage-producer: %s in %d of %d files; nothing published (--good-rows-only publishes the good rows)\n", plural(problems, "problem"), bad, len(files))
-		return exitFail
+		return nil, false
 	}
 	if len(publish) == 0 {
 		fmt.Fprintf(stderr, "usage-producer: %s in %d of %d files and no good rows; nothing published\n", plural(problems, "problem"), bad, len(files))
-		return exitFail
+		return nil, false
 	}
+	return publish, true
+}
 
-	var p *producer.Producer
-	if !c.dryRun {
-		nc, prod, err := connect(ctx, opts, key, stderr)
-		if err != nil {
-			fmt.Fprintf(stderr, "usage-producer: %v\n", err)
-			fmt.Fprintln(stderr, "usage-producer: nothing published")
-			return exitFail
-		}
-		defer nc.Close()
-		p = prod
-	}
-
-	// Pass 2: publish each file's spooled parts, --window at a time.
-	var published []*file
+// publishFiles is pass 2: it publishes each file's spooled parts (with
+// --dry-run only says what it would publish) and prints a line per file
+// and the total. Not ok: a publish failed, reported; published is what
+// was published before it.
+func (c *publishCommand) publishFiles(ctx context.Context, p *producer.Producer, publish []*file) (published []*file, ok bool) {
+	stdout, stderr := c.env.stdout, c.env.stderr
 	total := struct {
 		records, parts int
 		cost           costs
@@ -249,7 +304,7 @@ func (c *publishCommand) run(ctx context.Context, fs *flag.FlagSet, args []strin
 		}
 		if err != nil {
 			fmt.Fprintf(stderr, "%s: publishing batch %s: %v\n", name, f.id, err)
-			return c.abort(published)
+			return published, false
 		}
 		f.res = res
 		published = append(published, f)
@@ -263,18 +318,7 @@ func (c *publishCommand) run(ctx context.Context, fs *flag.FlagSet, args []strin
 			fmt.Fprintf(stdout, "total: %s, %s, cost %s in %s\n", plural(total.records, "record"), plural(total.parts, "part"), total.cost, plural(len(publish), "batch"))
 		}
 	}
-	code := exitOK
-	if problems > 0 {
-		fmt.Fprintf(stderr, "usage-producer: %s in %d of %d files: those rows were skipped\n", plural(problems, "problem"), bad, len(files))
-		code = exitSkipped
-	}
-	if !c.wait {
-		return code
-	}
-	if waitCode := c.waitAcks(ctx, p, published, dests); waitCode != exitOK {
-		return waitCode
-	}
-	return code
+	return published, true
 }
 
 // displayName is how a path is named in messages ("-" is standard input).
@@ -417,101 +461,6 @@ func (c *publishCommand) waitAcks(ctx context.Context, p *producer.Producer, pub
 		}
 	}
 	return code
-}
-
-// summary adds up one destination's outcomes over every batch: exact
-// cost per currency, and every rejection reason with its records.
-type summary struct {
-	producer.Summary
-	cost    costs
-	reasons messages.ReasonCounts
-}
-
-func (s *summary) merge(o *producer.Summary) {
-	s.Parts += o.Parts
-	s.Delivered += o.Delivered
-	s.Rejected += o.Rejected
-	s.Dead += o.Dead
-	s.Superseded += o.Superseded
-	s.Records += o.Records
-	s.RejectedRecords += o.RejectedRecords
-	s.Warnings += o.Warnings
-	for cur, d := range o.Costs {
-		s.cost.addDecimal(cur, d)
-	}
-	s.reasons.AddAll(o.ReasonCounts)
-}
-
-// printSummary is a row per destination, then every rejection reason of
-// each, most records first: "<destination>: <n> records: <reason>".
-func printSummary(w io.Writer, dests []string, agg map[string]*summary) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "DESTINATION\tPARTS\tDELIVERED\tREJECTED\tDEAD\tSUPERSEDED\tRECORDS\tREJECTED RECORDS\tWARNINGS\tCOST")
-	for _, d := range dests {
-		s := agg[d]
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", d, s.Parts, s.Delivered, s.Rejected, s.Dead, s.Superseded, s.Records, s.RejectedRecords, s.Warnings, s.cost)
-	}
-	tw.Flush()
-	for _, d := range dests {
-		for _, rc := range agg[d].reasons.Sorted() {
-			fmt.Fprintf(w, "%s: %s: %s\n", d, plural(rc.Count, "record"), rc.Reason)
-		}
-	}
-}
-
-// costs sums money exactly per currency.
-type costs map[string]*messages.Sum
-
-func (c costs) addDecimal(cur string, d messages.Decimal) {
-	s := c[cur]
-	if s == nil {
-		s = &messages.Sum{}
-		c[cur] = s
-	}
-	s.Add(d)
-}
-
-func (c costs) add(o costs) {
-	for cur, s := range o {
-		c.addDecimal(cur, s.Decimal())
-	}
-}
-
-// String is "12.50 USD + 3.00 EUR", "0" when nothing was summed.
-func (c costs) String() string {
-	if len(c) == 0 {
-		return "0"
-	}
-	curs := make([]string, 0, len(c))
-	for cur := range c {
-		curs = append(curs, cur)
-	}
-	sort.Strings(curs)
-	parts := make([]string, 0, len(curs))
-	for _, cur := range curs {
-		parts = append(parts, strings.TrimSpace(c[cur].Decimal().String()+" "+cur))
-	}
-	return strings.Join(parts, " + ")
-}
-
-// costsOf is a spool's cost per currency.
-func costsOf(m map[string]messages.Decimal) costs {
-	c := costs{}
-	for cur, d := range m {
-		c.addDecimal(cur, d)
-	}
-	return c
-}
-
-// costOf sums BilledCost per BillingCurrency.
-func costOf(recs []messages.UsageRecord) costs {
-	c := costs{}
-	for i := range recs {
-		if recs[i].BilledCost.IsSet() {
-			c.addDecimal(recs[i].BillingCurrency, recs[i].BilledCost)
-		}
-	}
-	return c
 }
 
 func skipped(f *file) string {
