@@ -300,7 +300,7 @@ func (c *publishCommand) publishFiles(ctx context.Context, p *producer.Producer,
 		cancel()
 		if timedOut {
 			fmt.Fprintf(stderr, "%s: publishing batch %s: --publish-timeout %s reached (%v): run it again to complete it (the parts already stored are not stored twice)\n", name, f.id, c.publishTimeout, err)
-			return c.abort(published)
+			return published, false
 		}
 		if err != nil {
 			fmt.Fprintf(stderr, "%s: publishing batch %s: %v\n", name, f.id, err)
