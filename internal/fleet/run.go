@@ -158,7 +158,7 @@ func (f *Fleet) Ready(ctx context.Context) error {
 	sort.Strings(names)
 	for _, name := range names {
 		if paused, _ := f.Pools[name].Paused(); paused {
-			return fmt.Errorf("destination %s paused: the API refused its credentials (the log has the API's answer)", name)
+			return fmt.Errorf("destination %s paused: the API refused its credentials, or answered a status it is configured to pause on (pause_statuses); the log and usage-worker status have the API's answer", name)
 		}
 		c, err := js.Consumer(ctx, messages.StreamUsage, workers.ConsumerName(name))
 		if err != nil {
