@@ -238,6 +238,14 @@ func watchPuts(t *testing.T, kv jetstream.KeyValue) func() int {
 // client URLs, once one is the meta leader and every one is current.
 func startCluster3(t *testing.T) string {
 	t.Helper()
+	_, urls := startCluster3Servers(t)
+	return urls
+}
+
+// startCluster3Servers is startCluster3 returning the servers too (a test
+// that loses a node shuts one down).
+func startCluster3Servers(t *testing.T) ([]*server.Server, string) {
+	t.Helper()
 	var ports []int
 	var ls []net.Listener
 	for range 3 {
@@ -294,7 +302,7 @@ func startCluster3(t *testing.T) string {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return strings.Join(urls, ",")
+	return servers, strings.Join(urls, ",")
 }
 
 func connectCluster(t *testing.T, urls string) *nats.Conn {

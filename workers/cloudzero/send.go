@@ -92,7 +92,7 @@ func (d *Destination) send(ctx context.Context, job workers.Job, body *sharedBod
 	err = workers.Classify(resp.StatusCode, resp.Header, msg)
 	var we *workers.Error
 	if errors.As(err, &we) && we.Class == workers.ClassReject {
-		if typ := errorType(raw); typ != "" {
+		if typ := d.errorType(raw); typ != "" {
 			we.Err = apiErrorType(typ)
 		}
 	}
@@ -106,7 +106,17 @@ type apiErrorType string
 func (t apiErrorType) Error() string { return "error type " + string(t) }
 
 // errorType reads {"error":{"type"}}: a short identifier, kept only when
-// it looks like one (it goes into error text).
+// it looks like one and is not the API key echoed (it goes into the
+// error's text: workers.Error prints its Err). A key is made of the
+// characters an identifier may hold.
+func (d *Destination) errorType(raw []byte) string {
+	typ := errorType(raw)
+	if typ != "" && telemetry.NewRedactor(d.key.Value()).String(typ) != typ {
+		return ""
+	}
+	return typ
+}
+
 func errorType(raw []byte) string {
 	var v struct {
 		Error *struct {
