@@ -28,6 +28,24 @@ func DecodeSettings(node *yaml.Node, key string, s any, secret, noun string) err
 	return config.Decode(node, s, key)
 }
 
+// RegisterSettings registers the destination type typ (Register) whose
+// `settings:` node is decoded into S by DecodeSettings (secret and noun
+// name its credential field), then handed to build with the destination's
+// name and the node's path in the file, used in every error.
+func RegisterSettings[S any, D Destination](typ, secret, noun string, build func(name string, s S, key string) (D, error)) {
+	Register(typ, func(name string, node *yaml.Node, key string) (Destination, error) {
+		var s S
+		if err := DecodeSettings(node, key, &s, secret, noun); err != nil {
+			return nil, err
+		}
+		d, err := build(name, s, key)
+		if err != nil {
+			return nil, err // not a Destination holding a nil D
+		}
+		return d, nil
+	})
+}
+
 // BaseURL checks a destination's base_url setting (def when unset): an
 // http(s) URL with a host and no query, fragment or credentials. It
 // returns it without trailing slashes, for paths to be appended; key is the

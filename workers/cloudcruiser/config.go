@@ -5,8 +5,6 @@ import (
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/usagefleet/usagefleet/internal/config"
 	"github.com/usagefleet/usagefleet/workers"
 )
@@ -69,17 +67,7 @@ type Defaults struct {
 	Units        string `yaml:"units"`
 }
 
-func init() { workers.Register(Type, factory) }
-
-// factory builds a destination from its `settings:` node; key is the
-// node's path in the file, used in every error.
-func factory(name string, node *yaml.Node, key string) (workers.Destination, error) {
-	var s Settings
-	if err := workers.DecodeSettings(node, key, &s, "token", "token"); err != nil {
-		return nil, err
-	}
-	return newDestination(name, s, key)
-}
+func init() { workers.RegisterSettings(Type, "token", "token", newDestination) }
 
 // New builds a destination from settings given in code. Errors name keys
 // under "settings".

@@ -9,8 +9,6 @@ import (
 
 	"github.com/usagefleet/usagefleet/messages"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/usagefleet/usagefleet/internal/config"
 	"github.com/usagefleet/usagefleet/workers"
 )
@@ -76,17 +74,7 @@ type Settings struct {
 	Currency string `yaml:"currency"`
 }
 
-func init() { workers.Register(Type, factory) }
-
-// factory builds a destination from its `settings:` node; key is the
-// node's path in the file, used in every error.
-func factory(name string, node *yaml.Node, key string) (workers.Destination, error) {
-	var s Settings
-	if err := workers.DecodeSettings(node, key, &s, "api_key", "key"); err != nil {
-		return nil, err
-	}
-	return newDestination(name, s, key)
-}
+func init() { workers.RegisterSettings(Type, "api_key", "key", newDestination) }
 
 // New builds a destination from settings given in code. Errors name keys
 // under "settings".
