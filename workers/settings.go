@@ -3,6 +3,7 @@ package workers
 import (
 	"net/url"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -44,6 +45,40 @@ func RegisterSettings[S any, D Destination](typ, secret, noun string, build func
 		}
 		return d, nil
 	})
+}
+
+// StallTimeout reads a destination's stall_timeout setting: how long one
+// attempt may go without progress (an Attempt's deadline, pushed back by
+// every piece of a streamed body the connection accepts; a body sent
+// whole makes no progress until its answer). The per-request deadline is
+// the destination's own http_timeout (Options.HTTPTimeout), not a setting
+// of its type. old is the same stall timeout under its former name,
+// http_timeout in `settings:`, which read as a second per-request timeout
+// beside the destination's: still accepted, with the deprecation notice
+// returned (naming key.http_timeout, to be logged once at start,
+// Deprecated). Setting both is an error. def applies when neither is
+// set; key is the settings' path in the file.
+func StallTimeout(stall, old config.Duration, def time.Duration, key string) (d time.Duration, notice string, err error) {
+	name := key + ".stall_timeout"
+	switch {
+	case stall != 0 && old != 0:
+		return 0, "", config.Errorf(key+".http_timeout", "the former name of stall_timeout: set stall_timeout alone")
+	case old != 0:
+		name = key + ".http_timeout"
+		notice = name + " is deprecated: it is the stall timeout, now " + key + ".stall_timeout (the destination's own http_timeout is the per-request deadline)"
+		stall = old
+	}
+	if d = stall.D(def); d <= 0 {
+		return 0, "", config.Errorf(name, "must be positive")
+	}
+	return d, notice, nil
+}
+
+// Deprecated is implemented by a destination whose configuration used a
+// deprecated key: each notice names the key and what replaces it. The
+// fleet logs them as warnings when it starts.
+type Deprecated interface {
+	Deprecated() []string
 }
 
 // BaseURL checks a destination's base_url setting (def when unset): an

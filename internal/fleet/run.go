@@ -32,6 +32,9 @@ type Fleet struct {
 // streams and builds the pools. Run them with Run.
 func Start(ctx context.Context, cfg *Config, log *slog.Logger) (*Fleet, error) {
 	f := &Fleet{Pools: map[string]*workers.Pool{}, log: log}
+	for _, notice := range cfg.Deprecated() {
+		log.Warn("deprecated setting: " + notice)
+	}
 	var err error
 	if cfg.NATS.URL == "" {
 		f.Embedded, err = broker.StartEmbedded(cfg.NATS.DataDir, cfg.NATS.Port)
