@@ -54,24 +54,25 @@ func RegisterSettings[S any, D Destination](typ, secret, noun string, build func
 // the destination's own http_timeout (Options.HTTPTimeout), not a setting
 // of its type. old is the same stall timeout under its former name,
 // http_timeout in `settings:`, which read as a second per-request timeout
-// beside the destination's: still accepted, with the deprecation notice
-// returned (naming key.http_timeout, to be logged once at start,
-// Deprecated). Setting both is an error. def applies when neither is
-// set; key is the settings' path in the file.
-func StallTimeout(stall, old config.Duration, def time.Duration, key string) (d time.Duration, notice string, err error) {
-	name := key + ".stall_timeout"
+// beside the destination's: still accepted, with a deprecation notice
+// (naming key.http_timeout, to be logged once at start: Deprecated).
+// Setting both is an error. def applies when neither is set; key is the
+// settings' path in the file. It returns the timeout, the name of the key
+// it came from (for errors to name it), and the notices.
+func StallTimeout(stall, old config.Duration, def time.Duration, key string) (d time.Duration, name string, notices []string, err error) {
+	name = "stall_timeout"
 	switch {
 	case stall != 0 && old != 0:
-		return 0, "", config.Errorf(key+".http_timeout", "the former name of stall_timeout: set stall_timeout alone")
+		return 0, "", nil, config.Errorf(key+".http_timeout", "the former name of stall_timeout: set stall_timeout alone")
 	case old != 0:
-		name = key + ".http_timeout"
-		notice = name + " is deprecated: it is the stall timeout, now " + key + ".stall_timeout (the destination's own http_timeout is the per-request deadline)"
+		name = "http_timeout"
+		notices = []string{key + ".http_timeout is deprecated: it is the stall timeout, now " + key + ".stall_timeout (the destination's own http_timeout is the per-request deadline)"}
 		stall = old
 	}
 	if d = stall.D(def); d <= 0 {
-		return 0, "", config.Errorf(name, "must be positive")
+		return 0, "", nil, config.Errorf(key+"."+name, "must be positive")
 	}
-	return d, notice, nil
+	return d, name, notices, nil
 }
 
 // Deprecated is implemented by a destination whose configuration used a

@@ -29,7 +29,7 @@ func TestStallTimeout(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d, notice, err := StallTimeout(tc.stall, tc.old, 30*time.Second, key)
+			d, name, notices, err := StallTimeout(tc.stall, tc.old, 30*time.Second, key)
 			if tc.errKey != "" {
 				if ce, ok := err.(*config.Error); !ok || ce.Key != tc.errKey {
 					t.Fatalf("err %v, want a config error naming %s", err, tc.errKey)
@@ -38,6 +38,13 @@ func TestStallTimeout(t *testing.T) {
 			}
 			if err != nil || d != tc.want {
 				t.Fatalf("got %s, %v; want %s", d, err, tc.want)
+			}
+			if len(notices) > 1 {
+				t.Fatalf("notices %q", notices)
+			}
+			notice := strings.Join(notices, "")
+			if wantName := map[bool]string{true: "stall_timeout", false: "http_timeout"}[tc.notice == ""]; name != wantName {
+				t.Fatalf("key name %q, want %q", name, wantName)
 			}
 			if (tc.notice == "") != (notice == "") || !strings.Contains(notice, tc.notice) {
 				t.Fatalf("notice %q, want one containing %q", notice, tc.notice)

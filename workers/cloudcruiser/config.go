@@ -82,15 +82,9 @@ func New(name string, s Settings) (*Destination, error) {
 
 func newDestination(name string, s Settings, key string) (*Destination, error) {
 	d := &Destination{name: name, contentLength: s.ContentLength}
-	var notice string
 	var err error
-	if d.timeout, notice, err = workers.StallTimeout(s.StallTimeout, s.HTTPTimeout, DefaultStallTimeout, key); err != nil {
+	if d.timeout, d.stallKey, d.deprecated, err = workers.StallTimeout(s.StallTimeout, s.HTTPTimeout, DefaultStallTimeout, key); err != nil {
 		return nil, err
-	}
-	d.stallKey = "stall_timeout"
-	if notice != "" {
-		d.stallKey = "http_timeout" // errors name the key the file set
-		d.deprecated = append(d.deprecated, notice)
 	}
 	base, err := workers.BaseURL(s.BaseURL, DefaultBaseURL, key+".base_url")
 	if err != nil {

@@ -98,15 +98,9 @@ func newDestination(name string, s Settings, key string) (*Destination, error) {
 		usage:   newMonthUsage(),
 		repairs: &repairCounter{},
 	}
-	var notice string
 	var err error
-	if d.timeout, notice, err = workers.StallTimeout(s.StallTimeout, s.HTTPTimeout, DefaultStallTimeout, key); err != nil {
+	if d.timeout, d.stallKey, d.deprecated, err = workers.StallTimeout(s.StallTimeout, s.HTTPTimeout, DefaultStallTimeout, key); err != nil {
 		return nil, err
-	}
-	d.stallKey = "stall_timeout"
-	if notice != "" {
-		d.stallKey = "http_timeout" // errors name the key the file set
-		d.deprecated = append(d.deprecated, notice)
 	}
 	if d.mode == "" {
 		d.mode = ModeReplaceHourly
