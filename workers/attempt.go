@@ -9,11 +9,13 @@ import (
 )
 
 // ErrAttemptTimeout is the cause of an attempt's context once its deadline
-// (http_timeout) has passed.
-var ErrAttemptTimeout = errors.New("http_timeout elapsed")
+// (a destination's stall_timeout) has passed.
+var ErrAttemptTimeout = errors.New("stall_timeout elapsed")
 
-// Attempt is the deadline of one HTTP attempt sent through Job.Do: the
-// meaning of http_timeout wherever a destination applies it. It starts
+// Attempt is the stall deadline of one HTTP attempt sent through Job.Do:
+// the meaning of stall_timeout wherever a destination applies it (the
+// per-request deadline is the pool's, the destination-level http_timeout,
+// Options.HTTPTimeout). It starts
 // when the transport asks for a connection, so the time Job.Do spends
 // waiting out the destination's cooldown does not count (a Retry-After can
 // be longer than any sensible request timeout), and starts again when Do
@@ -53,7 +55,7 @@ func (a *Attempt) start() {
 	a.t.Reset(a.d) // a re-send of the same request: a new attempt
 }
 
-// Progress pushes the deadline back by a whole http_timeout (a streamed
+// Progress pushes the deadline back by a whole stall_timeout (a streamed
 // body made progress). Before the attempt has asked for a connection, and
 // after Stop, it does nothing.
 func (a *Attempt) Progress() {

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/trace"
@@ -36,21 +37,21 @@ func (p *Pool) fetch(ctx context.Context, cons jetstream.Consumer, work chan fun
 	stop := context.AfterFunc(ctx, it.Drain)
 	defer stop()
 	defer it.Stop()
+	bo := consumerError()
 	for {
-		msg, err := it.Next()
-		if err == nil && ctx.Err() != nil {
-			_ = msg.NakWithDelay(time.Second)
+		msg, err := p.next(ctx, it, bo)
+		switch {
+		case errors.Is(err, errIteratorDone):
+			return nil
+		case err != nil && ctx.Err() != nil && errors.Is(err, context.Cause(ctx)):
+			// The wait after an error was cut short by the shutdown: go on
+			// taking what the draining iterator still holds.
 			continue
+		case err != nil:
+			return err
 		}
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return nil
-			}
-			if errors.Is(err, nats.ErrConnectionClosed) || p.nc.IsClosed() {
-				return fmt.Errorf("consumer: %w", nats.ErrConnectionClosed)
-			}
-			p.log.Warn("consumer", "err", err)
-			time.Sleep(100 * time.Millisecond)
+		if ctx.Err() != nil {
+			_ = msg.NakWithDelay(time.Second)
 			continue
 		}
 		p.mu.Lock()
@@ -65,6 +66,42 @@ func (p *Pool) fetch(ctx context.Context, cons jetstream.Consumer, work chan fun
 			p.enqueueAppend(ctx, msg, work)
 		}
 	}
+}
+
+// errIteratorDone says the consumer's iterator ended: it was drained or
+// stopped, or the pool is shutting down.
+var errIteratorDone = errors.New("message iterator done")
+
+// next takes the iterator's next message. An error of the iterator is
+// logged and the pull tried again, waiting as bo says (consumerError):
+// errors in a row wait longer, a message resets the wait. It returns
+// errIteratorDone when the iterator ended (or failed during the
+// shutdown), an error wrapping nats.ErrConnectionClosed when the
+// connection closed, and the context's error when the shutdown cut a wait
+// short.
+func (p *Pool) next(ctx context.Context, it jetstream.MessagesContext, bo backoff.BackOff) (jetstream.Msg, error) {
+	msg, err := it.Next()
+	if err == nil {
+		return msg, nil // the common case, without the retry's allocations per message
+	}
+	tried := false
+	return backoff.Retry(ctx, func() (jetstream.Msg, error) {
+		if tried {
+			msg, err = it.Next()
+		}
+		tried = true
+		switch {
+		case err == nil:
+			return msg, nil
+		case ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed):
+			return nil, backoff.Permanent(errIteratorDone)
+		case errors.Is(err, nats.ErrConnectionClosed) || p.nc.IsClosed():
+			return nil, backoff.Permanent(fmt.Errorf("consumer: %w", nats.ErrConnectionClosed))
+		}
+		return nil, err
+	}, backoff.WithBackOff(bo), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, d time.Duration) {
+		p.log.Warn("consumer", "err", err, "retry_in", d)
+	}))
 }
 
 // mark records a Replace message: its units become dirty; it stays pending

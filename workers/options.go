@@ -33,7 +33,7 @@ type Options struct {
 	LeaseTTL      time.Duration // the lease bucket TTL; Run reads the bucket's own (default 40s)
 	PauseProbe    time.Duration // a paused destination tries again after this (default 30s)
 	DrainTimeout  time.Duration // time in-flight jobs get on shutdown (default 20s)
-	HTTPTimeout   time.Duration // per request (default 30s)
+	HTTPTimeout   time.Duration // the per-request deadline: the destination-level http_timeout (default 30s)
 	// NoResponseRetries is how many times Do resends a request that got no
 	// response (timeout, reset) before the job fails (default 3).
 	NoResponseRetries int

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
@@ -333,49 +334,19 @@ func (s *unitScan) ordered(ctx context.Context, subs []string, expected uint64) 
 // consumer: the server deletes one its worker left behind after this.
 const orderedInactive = 30 * time.Second
 
-// orderedNoResponders bounds the fetches in a row that may find no
+// orderedNoResponders bounds the re-fetches in a row that may find no
 // responder (a new ordered consumer whose interest has not reached the
-// client's server yet) before the rebuild fails: about 1.4 s in all.
+// client's server yet) before the rebuild fails; the waits between them
+// are orderedRefetch's.
 const orderedNoResponders = 10
 
 // readOrdered reads up to expected messages at or before the covered
 // position, and says how many it read.
 func (s *unitScan) readOrdered(ctx context.Context, cons jetstream.Consumer, expected uint64) (uint64, error) {
-	j, key := s.j, s.u.Key
 	var read uint64
-	notYet := 0 // fetches in a row that found no responder
 	for read < expected {
-		// A closed connection or an ended job stops the rebuild here: the
-		// ordered consumer would otherwise retry its resets on a closed
-		// connection for seconds, whatever the context says.
-		if err := ctx.Err(); err != nil {
-			return read, err
-		}
-		if j.p.nc.IsClosed() {
-			return read, Transient(fmt.Errorf("rebuild %s: %w", key, nats.ErrConnectionClosed))
-		}
-		got, end, err := s.fetch(ctx, cons, min(expected-read, 32))
-		read += uint64(got)
-		if got > 0 {
-			notYet = 0
-		}
-		if errors.Is(err, nats.ErrNoResponders) && notYet < orderedNoResponders {
-			// Each fetch of an ordered consumer creates a consumer and
-			// pulls from it at once; on a cluster the pull can reach the
-			// client's server before the interest of the new consumer
-			// (on another node) has: "no responders". Nothing was
-			// delivered from it, so fetch again (a new consumer, from
-			// the same position) after a short pause, instead of failing
-			// the job: a job of hundreds of units, each with such a
-			// chance, never completed under load (the soak test).
-			notYet++
-			select {
-			case <-ctx.Done():
-				return read, ctx.Err()
-			case <-time.After(time.Duration(notYet) * 25 * time.Millisecond):
-			}
-			continue
-		}
+		got, end, err := s.fetchRefetching(ctx, cons, min(expected-read, 32))
+		read += got
 		if err != nil || end {
 			return read, err
 		}
@@ -389,6 +360,40 @@ func (s *unitScan) readOrdered(ctx context.Context, cons jetstream.Consumer, exp
 		}
 	}
 	return read, nil
+}
+
+// fetchRefetching is fetch, tried again (at most orderedNoResponders
+// times, waiting as orderedRefetch says) while it finds no responder.
+// Each fetch of an ordered consumer creates a consumer and pulls from it
+// at once; on a cluster the pull can reach the client's server before the
+// interest of the new consumer (on another node) has: "no responders".
+// Nothing was delivered from it, so fetch again (a new consumer, from the
+// same position) after a short pause, instead of failing the job: a job of
+// hundreds of units, each with such a chance, never completed under load
+// (the soak test).
+func (s *unitScan) fetchRefetching(ctx context.Context, cons jetstream.Consumer, n uint64) (read uint64, end bool, err error) {
+	key := s.u.Key
+	_, err = backoff.Retry(ctx, func() (struct{}, error) {
+		// A closed connection or an ended job stops the rebuild here: the
+		// ordered consumer would otherwise retry its resets on a closed
+		// connection for seconds, whatever the context says.
+		if err := ctx.Err(); err != nil {
+			return struct{}{}, backoff.Permanent(err)
+		}
+		if s.j.p.nc.IsClosed() {
+			return struct{}{}, backoff.Permanent(Transient(fmt.Errorf("rebuild %s: %w", key, nats.ErrConnectionClosed)))
+		}
+		got, e, err := s.fetch(ctx, cons, n-read)
+		read, end = read+uint64(got), e
+		if err != nil && !errors.Is(err, nats.ErrNoResponders) {
+			return struct{}{}, backoff.Permanent(err)
+		}
+		return struct{}{}, err
+	}, backoff.WithBackOff(orderedRefetch()), backoff.WithMaxTries(orderedNoResponders+1), backoff.WithMaxElapsedTime(0))
+	if cause := context.Cause(ctx); cause != nil && err == cause {
+		err = ctx.Err() // a wait cut short: the context's error, as every other stop here
+	}
+	return read, end, err
 }
 
 // deleteOrdered deletes the server-side consumer an ordered consumer uses

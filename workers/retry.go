@@ -52,3 +52,25 @@ func leaseWait() backoff.BackOff {
 		MaxInterval:         100 * time.Millisecond,
 	}
 }
+
+// orderedRefetch spaces the re-fetches of a rebuild's ordered consumer
+// that found no responder (rebuild.go): exponential from 25 ms, capped at
+// 200 ms, jittered in [d/2, d]; with orderedNoResponders re-fetches that is
+// 0.8-1.6 s in all before the rebuild fails (the linear 25 ms steps before
+// it waited 1.4 s), long enough for a new consumer's interest to cross a
+// cluster, short enough that a unit whose consumer never appears fails
+// and is tried again whole.
+func orderedRefetch() backoff.BackOff {
+	return &jitterBackOff{p: RetryPolicy{Initial: 25 * time.Millisecond, Max: 200 * time.Millisecond}}
+}
+
+// consumerError spaces the pulls again after the consumer's message
+// iterator reported an error (consume.go): exponential from 100 ms (the
+// fixed pause it had before), capped at 2 s, jittered in [d/2, d], and back
+// to 100 ms after a message comes. An error that repeats (a consumer
+// deleted under us, a stream leader lost for a while) no longer logs ten
+// warnings a second, while a failover's lone error still resumes within a
+// tenth of a second.
+func consumerError() backoff.BackOff {
+	return &jitterBackOff{p: RetryPolicy{Initial: 100 * time.Millisecond, Max: 2 * time.Second}}
+}

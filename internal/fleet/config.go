@@ -291,6 +291,19 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// Deprecated lists the notices of the deprecated settings the
+// destinations use (workers.Deprecated), each naming its key: the worker
+// logs them at start, validate prints them.
+func (c *Config) Deprecated() []string {
+	var out []string
+	for _, b := range c.built {
+		if dep, ok := b.dest.(workers.Deprecated); ok {
+			out = append(out, dep.Deprecated()...)
+		}
+	}
+	return out
+}
+
 // validate checks the worker section: logging, metrics, memory.
 func (w *WorkerConfig) validate() error {
 	switch w.LogLevel {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -31,6 +32,9 @@ type Fleet struct {
 // streams and builds the pools. Run them with Run.
 func Start(ctx context.Context, cfg *Config, log *slog.Logger) (*Fleet, error) {
 	f := &Fleet{Pools: map[string]*workers.Pool{}, log: log}
+	for _, notice := range cfg.Deprecated() {
+		log.Warn("deprecated setting: " + notice)
+	}
 	var err error
 	if cfg.NATS.URL == "" {
 		f.Embedded, err = broker.StartEmbedded(cfg.NATS.DataDir, cfg.NATS.Port)
@@ -51,31 +55,9 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (*Fleet, error) {
 		f.Close()
 		return nil, err
 	}
-	// Retry with a per-attempt timeout: on a young cluster one lost reply
-	// must not use up the whole start-up deadline.
-	deadline := time.Now().Add(90 * time.Second)
-	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err = broker.EnsureStreams(actx, js, cfg.Streams)
-		cancel()
-		if err == nil {
-			break
-		}
-		var cerr *config.Error
-		if errors.As(err, &cerr) {
-			// A refused streams: setting is not transient.
-			f.Close()
-			return nil, err
-		}
-		if ctx.Err() != nil || time.Now().After(deadline) {
-			f.Close()
-			return nil, fmt.Errorf("creating streams (%d attempts): %w", attempt, err)
-		}
-		log.Warn("creating streams failed, retrying", "attempt", attempt, "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Duration(attempt) * time.Second):
-		}
+	if err := ensureStreams(ctx, js, cfg, log); err != nil {
+		f.Close()
+		return nil, err
 	}
 	for _, b := range cfg.built {
 		b.opts.Logger = log
@@ -87,6 +69,40 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (*Fleet, error) {
 		f.Pools[b.dest.Name()] = p
 	}
 	return f, nil
+}
+
+// ensureStreams creates or updates the streams, tried again while it
+// fails: each try has 10 s of its own (on a young cluster one lost reply
+// must not use up the whole start-up deadline), and the waits between
+// tries grow from 1 s (doubling, jittered by half, capped at 10 s) until
+// the next would end more than 90 s after the first try began. A refused
+// streams: setting is not tried again.
+func ensureStreams(ctx context.Context, js jetstream.JetStream, cfg *Config, log *slog.Logger) error {
+	attempts := 0
+	var last error
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		attempts++
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		last = broker.EnsureStreams(actx, js, cfg.Streams)
+		var cerr *config.Error
+		if errors.As(last, &cerr) {
+			return struct{}{}, backoff.Permanent(last)
+		}
+		return struct{}{}, last
+	}, backoff.WithBackOff(&backoff.ExponentialBackOff{
+		InitialInterval:     time.Second,
+		RandomizationFactor: 0.5,
+		Multiplier:          2,
+		MaxInterval:         10 * time.Second,
+	}), backoff.WithMaxElapsedTime(90*time.Second), backoff.WithNotify(func(err error, d time.Duration) {
+		log.Warn("creating streams failed, retrying", "attempt", attempts, "err", err, "retry_in", d)
+	}))
+	var cerr *config.Error
+	if err == nil || errors.As(err, &cerr) {
+		return err
+	}
+	return fmt.Errorf("creating streams (%d attempts): %w", attempts, last)
 }
 
 // Run runs every pool until ctx ends and they have drained.

@@ -5,8 +5,6 @@ import (
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/usagefleet/usagefleet/internal/config"
 	"github.com/usagefleet/usagefleet/workers"
 )
@@ -17,14 +15,15 @@ const Type = "cloudcruiser"
 // Defaults of the settings.
 const (
 	DefaultBaseURL      = "https://na1.cloudcruiser.com" // the documented resource URL's host
-	DefaultHTTPTimeout  = 30 * time.Second
+	DefaultStallTimeout = 30 * time.Second
 	DefaultProviderType = "Public"
 	DefaultTagPrefix    = "tag:"
 )
 
 // Settings are a Cloud Cruiser destination's `settings:`. The feeds, the
-// flush policy and the pool's own per-request cap (the destination-level
-// http_timeout) are common destination config, read by the pool.
+// flush policy and the per-request deadline (the destination-level
+// http_timeout, which bounds the whole upload, file included) are common
+// destination config, read by the pool.
 type Settings struct {
 	BaseURL string        `yaml:"base_url"` // default DefaultBaseURL
 	Token   config.Secret `yaml:"token"`    // required: {env: NAME} or {file: PATH}
@@ -44,9 +43,13 @@ type Settings struct {
 	// OmitCosts leaves out the FLOAT extra fields "Effective Cost" and
 	// "List Cost" (EffectiveCost and ListCost), sent by default.
 	OmitCosts bool `yaml:"omit_costs"`
-	// HTTPTimeout is how long an upload may go without progress: between
+	// StallTimeout is how long an upload may go without progress: between
 	// two pieces of the file accepted by the connection, and from the end
-	// of the file to the answer. Default DefaultHTTPTimeout.
+	// of the file to the answer. Default DefaultStallTimeout.
+	StallTimeout config.Duration `yaml:"stall_timeout"`
+	// HTTPTimeout is the former name of StallTimeout (it read as a second
+	// per-request timeout, which it is not): deprecated, still accepted
+	// with a warning (workers.StallTimeout).
 	HTTPTimeout config.Duration `yaml:"http_timeout"`
 	// ContentLength sends each file with a Content-Length header instead of
 	// chunked transfer encoding, at the price of rebuilding the date twice
@@ -69,17 +72,7 @@ type Defaults struct {
 	Units        string `yaml:"units"`
 }
 
-func init() { workers.Register(Type, factory) }
-
-// factory builds a destination from its `settings:` node; key is the
-// node's path in the file, used in every error.
-func factory(name string, node *yaml.Node, key string) (workers.Destination, error) {
-	var s Settings
-	if err := workers.DecodeSettings(node, key, &s, "token", "token"); err != nil {
-		return nil, err
-	}
-	return newDestination(name, s, key)
-}
+func init() { workers.RegisterSettings(Type, "token", "token", newDestination) }
 
 // New builds a destination from settings given in code. Errors name keys
 // under "settings".
@@ -88,7 +81,11 @@ func New(name string, s Settings) (*Destination, error) {
 }
 
 func newDestination(name string, s Settings, key string) (*Destination, error) {
-	d := &Destination{name: name, timeout: s.HTTPTimeout.D(DefaultHTTPTimeout), contentLength: s.ContentLength}
+	d := &Destination{name: name, contentLength: s.ContentLength}
+	var err error
+	if d.timeout, d.stallKey, d.deprecated, err = workers.StallTimeout(s.StallTimeout, s.HTTPTimeout, DefaultStallTimeout, key); err != nil {
+		return nil, err
+	}
 	base, err := workers.BaseURL(s.BaseURL, DefaultBaseURL, key+".base_url")
 	if err != nil {
 		return nil, err
@@ -137,9 +134,6 @@ func newDestination(name string, s Settings, key string) (*Destination, error) {
 		}
 	}
 
-	if d.timeout <= 0 {
-		return nil, config.Errorf(key+".http_timeout", "must be positive")
-	}
 	if !s.Token.IsSet() {
 		return nil, config.Errorf(key+".token", "required: set env (a variable name) or file (a path) holding the Upload Usage API collection's token")
 	}

@@ -156,3 +156,27 @@ func TestParseZoneOffset(t *testing.T) {
 		}
 	}
 }
+
+// stall_timeout is the stall timeout; http_timeout in settings is its
+// former name, still read, with a deprecation notice naming the key.
+func TestConfigStallTimeoutAndItsFormerName(t *testing.T) {
+	t.Setenv("CC_TEST_TOKEN", testToken)
+	const tok = "token: {env: CC_TEST_TOKEN}\n"
+	d, err := build(t, tok+"stall_timeout: 45s\n")
+	if err != nil || d.timeout != 45*time.Second || len(d.Deprecated()) != 0 {
+		t.Fatalf("stall_timeout: %v, timeout %s, notices %q", err, d.timeout, d.Deprecated())
+	}
+	d, err = build(t, tok+"http_timeout: 2m\n")
+	if err != nil || d.timeout != 2*time.Minute {
+		t.Fatalf("http_timeout: %v, timeout %s", err, d.timeout)
+	}
+	if n := d.Deprecated(); len(n) != 1 || !strings.Contains(n[0], "destinations[0].settings.http_timeout is deprecated") ||
+		!strings.Contains(n[0], "destinations[0].settings.stall_timeout") {
+		t.Fatalf("notices %q", n)
+	}
+	_, err = build(t, tok+"http_timeout: 2m\nstall_timeout: 1m\n")
+	var ce *config.Error
+	if !errors.As(err, &ce) || ce.Key != "destinations[0].settings.http_timeout" {
+		t.Fatalf("both names: %v", err)
+	}
+}

@@ -31,16 +31,22 @@ type Destination struct {
 	token         config.Secret // sent in Authorization only; never logged or wrapped into errors
 	offset        int           // seconds east of UTC
 	loc           *time.Location
-	query         string // "zoneOffset=..." or "" for UTC
-	timeout       time.Duration
+	query         string        // "zoneOffset=..." or "" for UTC
+	timeout       time.Duration // stall_timeout
+	stallKey      string        // the settings key timeout came from
 	contentLength bool
 	m             mapper
+	deprecated    []string // notices of deprecated settings used
 }
 
 var (
 	_ workers.Destination = (*Destination)(nil)
 	_ workers.RowWarner   = (*Destination)(nil)
+	_ workers.Deprecated  = (*Destination)(nil)
 )
+
+// Deprecated implements workers.Deprecated.
+func (d *Destination) Deprecated() []string { return d.deprecated }
 
 // repairsCounter counts the records whose metadata was repaired or left
 // out so their cost could be delivered, by destination and kind (Repair:

@@ -30,7 +30,7 @@
 //	        - {from: x_Project}                          # name x_Project, type by the column's kind
 //	        - {from: tag:team, name: Team, type: STRING} # FLOAT, INT or STRING
 //	      omit_costs: false             # default; true leaves out Effective Cost and List Cost
-//	      http_timeout: 30s             # default: the longest an upload may make no progress
+//	      stall_timeout: 30s            # default: the longest an upload may make no progress (formerly http_timeout here)
 //	      content_length: false         # default chunked; true measures the file first (two rebuilds)
 //
 // Unknown keys, a literal token, a missing secret, an unreadable zone
@@ -197,12 +197,14 @@
 // as soon as its upload succeeded, so a failure on another date of the
 // same job does not redo it.
 //
-// http_timeout (settings) is a stall timeout, not a cap: an upload is
-// abandoned when the connection accepts no piece of the file for that
-// long, or when no answer comes that long after the last byte. The pool's
-// own per-request timeout (the destination-level http_timeout, default
-// 30s) caps the whole exchange, file included: raise it to cover sending
-// the largest date (about 500 bytes a record).
+// stall_timeout is a stall timeout, not a cap: an upload is abandoned
+// when the connection accepts no piece of the file for that long, or when
+// no answer comes that long after the last byte. The per-request deadline
+// (the destination-level http_timeout, default 30s) caps the whole
+// exchange, file included: raise it to cover sending the largest date
+// (about 500 bytes a record). stall_timeout's former name in settings,
+// http_timeout, is still read as stall_timeout, with a deprecation
+// warning at start.
 //
 // # Answers
 //

@@ -136,7 +136,7 @@ func (d *Destination) uploadDate(ctx context.Context, job workers.Job, u workers
 		length = c.n
 	}
 
-	// http_timeout is the attempt's deadline (workers.Attempt), pushed
+	// stall_timeout is the attempt's deadline (workers.Attempt), pushed
 	// back by every piece of the file the connection accepts: it bounds a
 	// stall, not the size of the date.
 	actx, wd := workers.NewAttempt(ctx, d.timeout)
@@ -146,64 +146,8 @@ func (d *Destination) uploadDate(ctx context.Context, job workers.Job, u workers
 	if err != nil {
 		return err
 	}
-
-	// The writer runs while the transport sends: the file streams from the
-	// stream's rebuild through the pipe into the connection. Its error is
-	// kept only if it came before the answer (a cause, such as a failed
-	// rebuild that cut the file short), not after (a consequence of
-	// closing the pipe).
-	var (
-		mu        sync.Mutex
-		werr      error
-		finished  bool // the whole file went into the pipe
-		abandoned bool
-	)
-	out := &sink{w: pw, kick: wd.Progress}
-	var stopped atomic.Bool
-	done := make(chan struct{})
 	started := time.Now()
-	go func() {
-		defer close(done)
-		err := d.writeFile(actx, job, u, out, boundary, empty, &stopped)
-		mu.Lock()
-		if !abandoned {
-			werr, finished = err, err == nil
-		}
-		mu.Unlock()
-		if err == nil {
-			wd.Progress() // the whole file is out: the answer gets a full http_timeout
-		}
-		pw.CloseWithError(err)
-	}()
-	// abandon ends the attempt: it returns what the writer met before,
-	// and whether it finished the file. It waits for the writer, which
-	// stops at its next write into the closed pipe, or when the rebuild
-	// sees the cancelled context. Once the job's own context has ended it
-	// waits writerGrace at most: should a rebuild ever not return (the
-	// pool's ordered consumer once retried without end on a closed NATS
-	// connection), the job must not hang with it. The writer is then left
-	// behind; it touches the job no more.
-	abandon := func() (bool, error) {
-		mu.Lock()
-		abandoned = true
-		err, ok := werr, finished
-		mu.Unlock()
-		stopped.Store(true)
-		pr.CloseWithError(errAbandoned)
-		wd.Stop()
-		select {
-		case <-done:
-		case <-ctx.Done():
-			t := time.NewTimer(writerGrace)
-			defer t.Stop()
-			select {
-			case <-done:
-			case <-t.C:
-				job.Log().Error("cloudcruiser: the rebuild of the date did not end with its job; leaving it behind", "date", date)
-			}
-		}
-		return ok, err
-	}
+	f := d.streamFile(actx, job, u, pr, pw, wd, boundary, empty)
 
 	resp, doErr := job.Do(actx, req)
 	var raw []byte
@@ -215,20 +159,15 @@ func (d *Destination) uploadDate(ctx context.Context, job workers.Job, u workers
 		if status/100 == 2 {
 			// A success answers the whole file: the writer is done or
 			// about to be. Wait for it, but not forever.
-			t := time.NewTimer(d.timeout)
-			select {
-			case <-done:
-			case <-t.C:
-			}
-			t.Stop()
+			f.wait(d.timeout)
 		}
 	}
-	finished, cause := abandon()
+	finished, cause := f.abandon(ctx, job, date)
 	switch {
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case wd.Expired():
-		return &workers.Error{Class: workers.ClassTransient, Err: fmt.Errorf("upload of %s: no progress for http_timeout %s (%d bytes sent)", date, d.timeout, out.n)}
+		return &workers.Error{Class: workers.ClassTransient, Err: fmt.Errorf("upload of %s: no progress for %s %s (%d bytes sent)", date, d.stallKey, d.timeout, f.out.n)}
 	case cause != nil && !isSink(cause):
 		// The file was cut short: whatever the answer says, it is not
 		// about the date's content.
@@ -236,20 +175,98 @@ func (d *Destination) uploadDate(ctx context.Context, job workers.Job, u workers
 	case doErr != nil:
 		return asJobError(doErr)
 	}
-	a := d.parseAnswer(raw)
-	log := job.Log()
-	if status/100 == 2 {
-		if !finished {
-			return &workers.Error{Class: workers.ClassTransient, Status: status, Err: fmt.Errorf("upload of %s answered before the whole file was sent", date)}
-		}
-		if a.Success == nil || !*a.Success {
-			return a.failedWith200(date, status)
-		}
-		log.Info("cloudcruiser: uploaded", "date", date, "records", out.rows, "bytes", out.n, "empty", empty,
-			"took", time.Since(started).Round(time.Millisecond), "message", a.Message)
-		return nil
+	if status/100 != 2 {
+		return classify(date, status, resp.Header, d.parseAnswer(raw).Message)
 	}
-	return classify(date, status, resp.Header, a.Message)
+	if !finished {
+		return &workers.Error{Class: workers.ClassTransient, Status: status, Err: fmt.Errorf("upload of %s answered before the whole file was sent", date)}
+	}
+	a := d.parseAnswer(raw)
+	if a.Success == nil || !*a.Success {
+		return a.failedWith200(date, status)
+	}
+	job.Log().Info("cloudcruiser: uploaded", "date", date, "records", f.out.rows, "bytes", f.out.n, "empty", empty,
+		"took", time.Since(started).Round(time.Millisecond), "message", a.Message)
+	return nil
+}
+
+// fileStream is a date's file being written into the request's pipe
+// while the transport sends it: the file streams from the stream's
+// rebuild through the pipe into the connection. The writer's error is
+// kept only if it came before the answer (a cause, such as a failed
+// rebuild that cut the file short), not after (a consequence of closing
+// the pipe).
+type fileStream struct {
+	out     *sink
+	pr      *io.PipeReader
+	wd      *workers.Attempt
+	stopped atomic.Bool
+	done    chan struct{} // closed when the writer returns
+
+	mu        sync.Mutex
+	werr      error
+	finished  bool // the whole file went into the pipe
+	abandoned bool
+}
+
+// streamFile starts writing the file of u into pw (pr is the request's
+// end of the pipe), each write pushing back wd.
+func (d *Destination) streamFile(actx context.Context, job workers.Job, u workers.Unit, pr *io.PipeReader, pw *io.PipeWriter, wd *workers.Attempt, boundary string, empty bool) *fileStream {
+	f := &fileStream{out: &sink{w: pw, kick: wd.Progress}, pr: pr, wd: wd, done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		err := d.writeFile(actx, job, u, f.out, boundary, empty, &f.stopped)
+		f.mu.Lock()
+		if !f.abandoned {
+			f.werr, f.finished = err, err == nil
+		}
+		f.mu.Unlock()
+		if err == nil {
+			wd.Progress() // the whole file is out: the answer gets a full stall_timeout
+		}
+		pw.CloseWithError(err)
+	}()
+	return f
+}
+
+// wait waits for the writer to return, for d at most.
+func (f *fileStream) wait(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-f.done:
+	case <-t.C:
+	}
+}
+
+// abandon ends the attempt: it returns what the writer met before, and
+// whether it finished the file. It waits for the writer, which stops at
+// its next write into the closed pipe, or when the rebuild sees the
+// cancelled context. Once the job's own context (ctx) has ended it waits
+// writerGrace at most: should a rebuild ever not return (the pool's
+// ordered consumer once retried without end on a closed NATS connection),
+// the job must not hang with it. The writer is then left behind; it
+// touches the job no more.
+func (f *fileStream) abandon(ctx context.Context, job workers.Job, date string) (bool, error) {
+	f.mu.Lock()
+	f.abandoned = true
+	err, ok := f.werr, f.finished
+	f.mu.Unlock()
+	f.stopped.Store(true)
+	f.pr.CloseWithError(errAbandoned)
+	f.wd.Stop()
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		t := time.NewTimer(writerGrace)
+		defer t.Stop()
+		select {
+		case <-f.done:
+		case <-t.C:
+			job.Log().Error("cloudcruiser: the rebuild of the date did not end with its job; leaving it behind", "date", date)
+		}
+	}
+	return ok, err
 }
 
 // newRequest is the PUT of date's file, read from body: length bytes

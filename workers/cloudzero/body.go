@@ -1,5 +1,6 @@
 // The request bodies a packer sends: the envelope written in front of the
 // rows, sizes, the digest an idempotency key derives from, and the post.
+
 package cloudzero
 
 import (

@@ -9,8 +9,6 @@ import (
 
 	"github.com/usagefleet/usagefleet/messages"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/usagefleet/usagefleet/internal/config"
 	"github.com/usagefleet/usagefleet/workers"
 )
@@ -27,7 +25,7 @@ const ValidatePath = "/v2/connections/billing/anycost/validate_billing_drop"
 const (
 	DefaultBaseURL           = "https://api.cloudzero.com"
 	DefaultMaxBodyBytes      = 5_000_000 // "5MB uncompressed JSON body" [DOC], decimal megabytes
-	DefaultHTTPTimeout       = 30 * time.Second
+	DefaultStallTimeout      = 30 * time.Second
 	DefaultMonthWarnFraction = 0.8
 	MonthRowLimit            = 1_000_000  // rows per stream and month [DOC]
 	MonthByteLimit           = 70_000_000 // bytes per stream and month [DOC]
@@ -55,12 +53,19 @@ const (
 // Settings are a CloudZero destination's `settings:`. The feeds and the
 // flush policy are common destination config, read by the pool.
 type Settings struct {
-	BaseURL      string          `yaml:"base_url"`      // default DefaultBaseURL
-	ConnectionID string          `yaml:"connection_id"` // required
-	APIKey       config.Secret   `yaml:"api_key"`       // required: {env: NAME} or {file: PATH}
-	Mode         Mode            `yaml:"mode"`          // default replace_hourly
-	MaxBodyBytes int             `yaml:"max_body_bytes"`
-	HTTPTimeout  config.Duration `yaml:"http_timeout"`
+	BaseURL      string        `yaml:"base_url"`      // default DefaultBaseURL
+	ConnectionID string        `yaml:"connection_id"` // required
+	APIKey       config.Secret `yaml:"api_key"`       // required: {env: NAME} or {file: PATH}
+	Mode         Mode          `yaml:"mode"`          // default replace_hourly
+	MaxBodyBytes int           `yaml:"max_body_bytes"`
+	// StallTimeout is how long a request may go without progress: a body
+	// is sent whole, so from asking for a connection to the end of the
+	// answer (workers.Attempt). Default DefaultStallTimeout. The
+	// per-request deadline is the destination-level http_timeout.
+	StallTimeout config.Duration `yaml:"stall_timeout"`
+	// HTTPTimeout is the former name of StallTimeout: deprecated, still
+	// accepted with a warning (workers.StallTimeout).
+	HTTPTimeout config.Duration `yaml:"http_timeout"`
 	// MonthWarnFraction of MonthRowLimit / MonthByteLimit a month may reach
 	// before every job that touches it logs a warning.
 	MonthWarnFraction float64 `yaml:"month_warn_fraction"`
@@ -76,17 +81,7 @@ type Settings struct {
 	Currency string `yaml:"currency"`
 }
 
-func init() { workers.Register(Type, factory) }
-
-// factory builds a destination from its `settings:` node; key is the
-// node's path in the file, used in every error.
-func factory(name string, node *yaml.Node, key string) (workers.Destination, error) {
-	var s Settings
-	if err := workers.DecodeSettings(node, key, &s, "api_key", "key"); err != nil {
-		return nil, err
-	}
-	return newDestination(name, s, key)
-}
+func init() { workers.RegisterSettings(Type, "api_key", "key", newDestination) }
 
 // New builds a destination from settings given in code. Errors name keys
 // under "settings".
@@ -100,9 +95,12 @@ func newDestination(name string, s Settings, key string) (*Destination, error) {
 		conn:    s.ConnectionID,
 		mode:    s.Mode,
 		maxBody: s.MaxBodyBytes,
-		timeout: s.HTTPTimeout.D(DefaultHTTPTimeout),
 		usage:   newMonthUsage(),
 		repairs: &repairCounter{},
+	}
+	var err error
+	if d.timeout, d.stallKey, d.deprecated, err = workers.StallTimeout(s.StallTimeout, s.HTTPTimeout, DefaultStallTimeout, key); err != nil {
+		return nil, err
 	}
 	if d.mode == "" {
 		d.mode = ModeReplaceHourly

@@ -1,6 +1,7 @@
 package cloudzero
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/usagefleet/usagefleet/internal/config"
 	"github.com/usagefleet/usagefleet/workers/workerstest"
 )
 
@@ -99,5 +101,29 @@ func TestConfigErrors(t *testing.T) {
 				t.Fatalf("the key leaked: %q", err)
 			}
 		})
+	}
+}
+
+// stall_timeout bounds an attempt; http_timeout in settings is its former
+// name, still read, with a deprecation notice naming the key.
+func TestConfigStallTimeoutAndItsFormerName(t *testing.T) {
+	t.Setenv("CZ_TEST_KEY", testKey)
+	const ok = "connection_id: c1\napi_key: {env: CZ_TEST_KEY}\n"
+	d, err := build(t, ok+"stall_timeout: 45s\n")
+	if err != nil || d.timeout != 45*time.Second || len(d.Deprecated()) != 0 {
+		t.Fatalf("stall_timeout: %v, timeout %s, notices %q", err, d.timeout, d.Deprecated())
+	}
+	d, err = build(t, ok+"http_timeout: 10s\n")
+	if err != nil || d.timeout != 10*time.Second {
+		t.Fatalf("http_timeout: %v, timeout %s", err, d.timeout)
+	}
+	if n := d.Deprecated(); len(n) != 1 || !strings.Contains(n[0], "settings.http_timeout is deprecated") ||
+		!strings.Contains(n[0], "settings.stall_timeout") {
+		t.Fatalf("notices %q", n)
+	}
+	_, err = build(t, ok+"http_timeout: 10s\nstall_timeout: 1m\n")
+	var ce *config.Error
+	if !errors.As(err, &ce) || !strings.HasSuffix(ce.Key, "settings.http_timeout") {
+		t.Fatalf("both names: %v", err)
 	}
 }

@@ -21,7 +21,8 @@ type Destination struct {
 	endpoint  string
 	mode      Mode
 	maxBody   int
-	timeout   time.Duration
+	timeout   time.Duration // stall_timeout
+	stallKey  string        // the settings key timeout came from
 	warnRows  int64
 	warnBytes int64
 	usage     *monthUsage
@@ -35,9 +36,17 @@ type Destination struct {
 	// currency, when set, is the only BillingCurrency the connection takes
 	// (settings currency).
 	currency string
+	// deprecated are the notices of deprecated settings used.
+	deprecated []string
 }
 
-var _ workers.Destination = (*Destination)(nil)
+var (
+	_ workers.Destination = (*Destination)(nil)
+	_ workers.Deprecated  = (*Destination)(nil)
+)
+
+// Deprecated implements workers.Deprecated.
+func (d *Destination) Deprecated() []string { return d.deprecated }
 
 // Name is the configured destination name.
 func (d *Destination) Name() string { return d.name }

@@ -8,20 +8,25 @@
 //	  - name: cloudzero
 //	    type: cloudzero
 //	    feeds: [...]                      # common destination config, read by the pool
+//	    http_timeout: 30s                 # default; the pool's deadline on one request
 //	    settings:
 //	      connection_id: 1234abcd-1234-abcd-1234-abcd1234efgh   # required
 //	      api_key: {env: CLOUDZERO_API_KEY}                      # or {file: /run/secrets/cz}; required
 //	      base_url: https://api.cloudzero.com                    # default
 //	      mode: replace_hourly                                   # default; or replace_drop, sum
 //	      max_body_bytes: 5000000                                # default; 1024..5000000
-//	      http_timeout: 30s                                      # default
+//	      stall_timeout: 30s                                     # default (formerly http_timeout here)
 //	      month_warn_fraction: 0.8                               # default; of 1M rows / 70 MB a month
 //	      validate_only: false                                   # default; true: a dry run (see below)
 //
 // Unknown keys, a literal api_key, a missing secret and out-of-range values
-// stop the process with the key's path. http_timeout bounds each HTTP
-// attempt from asking for a connection to the end of the answer; the time
-// spent waiting out the destination's cooldown does not count.
+// stop the process with the key's path. The destination-level http_timeout
+// is the deadline of one request (the pool's). stall_timeout bounds how
+// long an attempt may make no progress: a body is sent whole, so it bounds
+// each attempt from asking for a connection to the end of the answer; the
+// time spent waiting out the destination's cooldown does not count. The
+// key's former name in settings, http_timeout, is still read as
+// stall_timeout, with a deprecation warning at start.
 //
 // # Mapping: UsageRecord (FOCUS) to a CBF row
 //
@@ -181,7 +186,7 @@
 //   - 401, 403, and 404 (the connection is unknown): the *workers.Error is
 //     returned with ClassAuth; the pool pauses the destination and keeps
 //     its data.
-//   - 408, 429, 5xx, no answer, http_timeout: returned as ClassTransient
+//   - 408, 429, 5xx, no answer, http_timeout, stall_timeout: returned as ClassTransient
 //     (with Retry-After); the pool retries the whole job, rebuilding it, from
 //     its first request with new keys. A sequence of replace then sum parts
 //     is therefore never resumed halfway.

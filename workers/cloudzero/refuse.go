@@ -1,6 +1,7 @@
 // What a packer does when CloudZero refuses: a record too large alone, a
 // request refused whole (its hours dead-lettered and cleared with their
 // placeholder), and the dead letters of the rows dropped on the way.
+
 package cloudzero
 
 import (

@@ -30,8 +30,9 @@ const maxAnswer = 64 << 10
 // no answer came. The API key goes in the Authorization header and nowhere
 // else: no error, log line or span carries it.
 func (d *Destination) send(ctx context.Context, job workers.Job, body *sharedBody, idemKey, op string, rows int) error {
-	// http_timeout bounds each attempt, from asking for a connection to
-	// the end of the answer (workers.Attempt).
+	// stall_timeout bounds each attempt, from asking for a connection to
+	// the end of the answer (workers.Attempt: the body goes whole, so no
+	// progress is reported before the answer).
 	actx, att := workers.NewAttempt(ctx, d.timeout)
 	defer att.Stop()
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, d.endpoint, body.reader())
@@ -49,7 +50,7 @@ func (d *Destination) send(ctx context.Context, job workers.Job, body *sharedBod
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case att.Expired():
-			return &workers.Error{Class: workers.ClassTransient, Err: fmt.Errorf("no answer within http_timeout %s", d.timeout)}
+			return &workers.Error{Class: workers.ClassTransient, Err: fmt.Errorf("no answer within %s %s", d.stallKey, d.timeout)}
 		}
 		var we *workers.Error
 		if errors.As(err, &we) {

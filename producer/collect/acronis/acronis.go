@@ -104,9 +104,8 @@ func (s *Settings) Validate(key string) error {
 	if s.BaseURL == "" {
 		return config.Errorf(key+".base_url", "required (the data center URL, e.g. https://eu2-cloud.acronis.com)")
 	}
-	u, err := url.Parse(s.BaseURL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
-		return config.Errorf(key+".base_url", "%q is not an http(s) URL without credentials", s.BaseURL)
+	if err := collect.CheckURL(s.BaseURL); err != nil {
+		return config.Errorf(key+".base_url", "%v", err)
 	}
 	s.BaseURL = strings.TrimSuffix(strings.TrimRight(s.BaseURL, "/"), "/api/2")
 	if s.ClientID == "" {
@@ -151,16 +150,12 @@ func (s *Settings) Validate(key string) error {
 	return nil
 }
 
-func init() {
-	collect.RegisterSettings("acronis", func(s Settings, env collect.Env) (collect.Platform, error) { return New(s, env) })
-}
+func init() { collect.RegisterSettings("acronis", New) }
 
 // Platform is the Acronis account-management reports API for one tenant.
 type Platform struct {
-	s     Settings
-	api   *collect.API
-	token *collect.TokenCache
-	env   collect.Env
+	s Settings
+	collect.Client
 }
 
 // New returns the platform; s must have passed Validate.
@@ -168,10 +163,8 @@ func New(s Settings, env collect.Env) (*Platform, error) {
 	if s.ClientSecret.Value() == "" || s.Kind == "" || s.QuantityColumn == "" {
 		return nil, errors.New("acronis: settings not validated")
 	}
-	env = env.WithDefaults()
-	p := &Platform{s: s, env: env}
-	p.token = &collect.TokenCache{Fetch: p.fetchToken, Now: env.Now}
-	p.api = &collect.API{HTTP: env.HTTP, Auth: p.token, Retry: env.Retry, Message: errorMessage, NotReady: notReady, Log: env.Log}
+	p := &Platform{s: s}
+	p.Client = collect.NewClient(env, p.fetchToken, errorMessage, notReady)
 	return p, nil
 }
 
@@ -196,32 +189,27 @@ func (p *Platform) Limits() collect.Limits {
 	return l
 }
 
-// Tokens counts the access tokens fetched.
-func (p *Platform) Tokens() int { return p.token.Fetches() }
-
 func (p *Platform) url(path string) string { return p.s.BaseURL + "/api/2" + path }
 
 // fetchToken is the client-credentials grant with HTTP Basic client
 // authentication.
 func (p *Platform) fetchToken(ctx context.Context) (string, time.Time, error) {
-	api := &collect.API{HTTP: p.env.HTTP, Retry: p.env.Retry, Message: errorMessage, Log: p.env.Log}
-	h := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "Accept": {"application/json"}}
-	resp, err := api.Do(ctx, collect.Request{Op: "acronis token", Method: http.MethodPost, URL: p.url("/idp/token"),
-		Body: []byte(url.Values{"grant_type": {"client_credentials"}}.Encode()), Header: h,
-		Sign: func(r *http.Request) error { r.SetBasicAuth(p.s.ClientID, p.s.ClientSecret.Value()); return nil }})
-	if err != nil {
-		return "", time.Time{}, err
-	}
-	defer resp.Body.Close()
 	var tr struct {
 		AccessToken string `json:"access_token"`
 		ExpiresOn   int64  `json:"expires_on"`
 		ExpiresIn   int64  `json:"expires_in"`
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&tr); err != nil || tr.AccessToken == "" {
+	h := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "Accept": {"application/json"}}
+	err := p.FetchToken(ctx, collect.Request{Op: "acronis token", Method: http.MethodPost, URL: p.url("/idp/token"),
+		Body: []byte(url.Values{"grant_type": {"client_credentials"}}.Encode()), Header: h,
+		Sign: func(r *http.Request) error { r.SetBasicAuth(p.s.ClientID, p.s.ClientSecret.Value()); return nil }}, &tr)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	if tr.AccessToken == "" {
 		return "", time.Time{}, collect.Permanent(errors.New("acronis token: the answer holds no access_token"))
 	}
-	now := p.env.Now()
+	now := p.Env.Now()
 	exp := now.Add(2 * time.Hour) // the documented lifetime
 	switch {
 	case tr.ExpiresOn > 0:
@@ -248,33 +236,12 @@ func (p *Platform) Request(ctx context.Context, r collect.Range) (string, error)
 		"result_action": "save",
 	}
 	b, _ := json.Marshal(body)
-	resp, err := p.api.Do(ctx, collect.Request{Op: "acronis create report", Method: http.MethodPost, URL: p.url("/reports"), Body: b,
+	return p.CreateReport(ctx, collect.Request{Op: "acronis create report", Method: http.MethodPost, URL: p.url("/reports"), Body: b,
 		Header: http.Header{"Content-Type": {"application/json"}, "Accept": {"application/json"}}})
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	var obj struct {
-		ID string `json:"id"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&obj); err != nil || obj.ID == "" {
-		return "", collect.Permanent(errors.New("acronis create report: the answer holds no report id"))
-	}
-	return obj.ID, nil
 }
 
 // Status implements collect.Platform: GET /reports/{id}/stored.
 func (p *Platform) Status(ctx context.Context, id string) (collect.Status, error) {
-	resp, err := p.api.Do(ctx, collect.Request{Op: "acronis report " + id + " status", Method: http.MethodGet,
-		URL: p.url("/reports/" + url.PathEscape(id) + "/stored"), Header: http.Header{"Accept": {"application/json"}}})
-	if err != nil {
-		var ae *collect.APIError
-		if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
-			return collect.Status{}, fmt.Errorf("report %s: %w: %v", id, collect.ErrReportGone, err)
-		}
-		return collect.Status{}, err
-	}
-	defer resp.Body.Close()
 	var list struct {
 		Items []struct {
 			ID        string `json:"id"`
@@ -283,8 +250,9 @@ func (p *Platform) Status(ctx context.Context, id string) (collect.Status, error
 			CreatedAt string `json:"created_at"`
 		} `json:"items"`
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&list); err != nil {
-		return collect.Status{}, fmt.Errorf("acronis report %s status: %w", id, err)
+	if err := p.ReportJSON(ctx, collect.Request{Op: "acronis report " + id + " status", Method: http.MethodGet,
+		URL: p.url("/reports/" + url.PathEscape(id) + "/stored"), Header: http.Header{"Accept": {"application/json"}}}, 4<<20, &list); err != nil {
+		return collect.Status{}, err
 	}
 	st := collect.Status{State: collect.Pending}
 	for _, it := range list.Items {
@@ -304,14 +272,10 @@ func (p *Platform) Status(ctx context.Context, id string) (collect.Status, error
 // Fetch implements collect.Platform: download the stored csv_v2_0 file
 // (gzipped or not) and map its rows.
 func (p *Platform) Fetch(ctx context.Context, id string, st collect.Status, r collect.Range, sink collect.Sink) (collect.FetchInfo, error) {
-	resp, err := collect.Download(ctx, p.api, collect.Request{Op: "acronis report " + id + " download", Method: http.MethodGet,
+	return p.Download(ctx, collect.Request{Op: "acronis report " + id + " download", Method: http.MethodGet,
 		URL:    p.url("/reports/" + url.PathEscape(id) + "/stored/" + url.PathEscape(st.Ref)),
-		Header: http.Header{"Accept": {"application/octet-stream"}}})
-	if err != nil {
-		return collect.FetchInfo{}, err
-	}
-	defer resp.Body.Close()
-	return p.parse(resp.Body, r, sink)
+		Header: http.Header{"Accept": {"application/octet-stream"}}},
+		func(body io.Reader) (collect.FetchInfo, error) { return p.parse(body, r, sink) })
 }
 
 var _ collect.ReportCleaner = (*Platform)(nil)
@@ -332,7 +296,7 @@ func (p *Platform) CleanReport(ctx context.Context, id string) { p.deleteReport(
 // and a report left behind costs nothing but clutter.
 func (p *Platform) deleteReport(ctx context.Context, id string) {
 	base := p.url("/reports/" + url.PathEscape(id))
-	resp, err := p.api.Do(ctx, collect.Request{Op: "acronis report " + id + " version", Method: http.MethodGet, URL: base,
+	resp, err := p.API.Do(ctx, collect.Request{Op: "acronis report " + id + " version", Method: http.MethodGet, URL: base,
 		Header: http.Header{"Accept": {"application/json"}}})
 	if err == nil {
 		var obj struct {
@@ -344,7 +308,7 @@ func (p *Platform) deleteReport(ctx context.Context, id string) {
 			err = errors.New("the report object holds no version")
 		}
 		if err == nil {
-			resp, err = p.api.Do(ctx, collect.Request{Op: "acronis delete report " + id, Method: http.MethodDelete,
+			resp, err = p.API.Do(ctx, collect.Request{Op: "acronis delete report " + id, Method: http.MethodDelete,
 				URL: base + "?version=" + strconv.Itoa(*obj.Version), Header: http.Header{"Accept": {"application/json"}}})
 			if err == nil {
 				resp.Body.Close()
@@ -352,55 +316,39 @@ func (p *Platform) deleteReport(ctx context.Context, id string) {
 		}
 	}
 	if err != nil {
-		p.env.Log.Warn("acronis: the downloaded report could not be deleted; it stays in the tenant", "report", id, "err", err)
+		p.Env.Log.Warn("acronis: the downloaded report could not be deleted; it stays in the tenant", "report", id, "err", err)
 	}
 }
 
 // parse maps a csv_v2_0 file to records (see the package doc's table).
 func (p *Platform) parse(body io.Reader, r collect.Range, sink collect.Sink) (collect.FetchInfo, error) {
-	c, err := collect.NewCSV(body)
-	if err != nil {
-		return collect.FetchInfo{}, collect.Permanent(fmt.Errorf("csv_v2_0: %w", err))
-	}
 	trialCol := p.s.QuantityColumn[:strings.LastIndexByte(p.s.QuantityColumn, '.')] + ".trial"
 	aggregates := 0
 	defer func() {
 		if aggregates > 0 {
-			p.env.Log.Info("acronis: skipped partner rows, whose customers' rows carry the same usage", "rows", aggregates, "level", p.s.Level)
+			p.Env.Log.Info("acronis: skipped partner rows, whose customers' rows carry the same usage", "rows", aggregates, "level", p.s.Level)
 		}
 	}()
-	if err := c.Require(documentedColumns...); err != nil {
-		return collect.FetchInfo{}, collect.Permanent(fmt.Errorf("csv_v2_0: %w: these are the columns Acronis's own csv_v2_0 parser requires", err))
-	}
-	if p.s.Kind == KindDaily && !c.Has(DateColumn) {
-		return collect.FetchInfo{}, collect.Permanent(fmt.Errorf("csv_v2_0: header: column %q missing: kind usage_daily needs a date on every row, "+
-			"and no Acronis source documents which csv_v2_0 column holds it; use kind usage_summary (one report per period)", DateColumn))
-	}
-	for {
-		err := c.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		var re *collect.RowError
-		if errors.As(err, &re) {
-			sink.Reject(c.Row(), re.Column, re.Reason)
-			continue
-		}
-		if err != nil {
-			return collect.FetchInfo{Rows: c.Rows()}, fmt.Errorf("csv_v2_0: %w", err)
-		}
+	return collect.ParseReport(body, "csv_v2_0", nil, p.checkHeader, sink, func(c *collect.CSV) (*messages.UsageRecord, string, string) {
 		if p.aggregate(c) {
 			aggregates++
-			continue
+			return nil, "", ""
 		}
-		rec, col, reason := p.record(c, r, trialCol)
-		if reason != "" {
-			sink.Reject(c.Row(), col, reason)
-			continue
-		}
-		sink.Record(c.Row(), rec)
+		return p.record(c, r, trialCol)
+	})
+}
+
+// checkHeader refuses a file without the columns every csv_v2_0 file has,
+// or, for usage_daily, without the date column.
+func (p *Platform) checkHeader(c *collect.CSV) error {
+	if err := c.Require(documentedColumns...); err != nil {
+		return fmt.Errorf("%w: these are the columns Acronis's own csv_v2_0 parser requires", err)
 	}
-	return collect.FetchInfo{Rows: c.Rows()}, nil
+	if p.s.Kind == KindDaily && !c.Has(DateColumn) {
+		return fmt.Errorf("header: column %q missing: kind usage_daily needs a date on every row, "+
+			"and no Acronis source documents which csv_v2_0 column holds it; use kind usage_summary (one report per period)", DateColumn)
+	}
+	return nil
 }
 
 // aggregate reports whether the current row is a partner's (or a folder's)

@@ -71,7 +71,7 @@ func (s *Settings) Validate(key string) error {
 	if s.BaseURL == "" {
 		s.BaseURL = DefaultBaseURL
 	}
-	if err := checkURL(s.BaseURL); err != nil {
+	if err := collect.CheckURL(s.BaseURL); err != nil {
 		return config.Errorf(key+".base_url", "%v", err)
 	}
 	s.BaseURL = strings.TrimRight(s.BaseURL, "/")
@@ -102,7 +102,7 @@ func (s *Settings) Validate(key string) error {
 	if s.TokenURL == "" {
 		s.TokenURL = DefaultTokenURL
 	}
-	if err := checkURL(s.TokenURL); err != nil {
+	if err := collect.CheckURL(s.TokenURL); err != nil {
 		return config.Errorf(key+".token_url", "%v", err)
 	}
 	if l := len(s.Realm); l < 5 || l > 30 {
@@ -144,14 +144,6 @@ func (s *Settings) Validate(key string) error {
 	return nil
 }
 
-func checkURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
-		return fmt.Errorf("%q is not an http(s) URL without credentials", s)
-	}
-	return nil
-}
-
 // parseProperties reads the key=value (or key: value) lines of a Java
 // properties file; # and ! start comments. Values keep any later '=' (a
 // base64 secret ends with them).
@@ -171,16 +163,12 @@ func parseProperties(text string) map[string]string {
 	return out
 }
 
-func init() {
-	collect.RegisterSettings("here", func(s Settings, env collect.Env) (collect.Platform, error) { return New(s, env) })
-}
+func init() { collect.RegisterSettings("here", New) }
 
 // Platform is the HERE usage reports API for one realm.
 type Platform struct {
-	s     Settings
-	api   *collect.API
-	token *collect.TokenCache
-	env   collect.Env
+	s Settings
+	collect.Client
 }
 
 // New returns the platform; s must have passed Validate.
@@ -188,10 +176,8 @@ func New(s Settings, env collect.Env) (*Platform, error) {
 	if s.keyID == "" || s.DetailLevel == "" {
 		return nil, errors.New("here: settings not validated")
 	}
-	env = env.WithDefaults()
-	p := &Platform{s: s, env: env}
-	p.token = &collect.TokenCache{Fetch: p.fetchToken, Now: env.Now}
-	p.api = &collect.API{HTTP: env.HTTP, Auth: p.token, Retry: env.Retry, Message: errorMessage, Log: env.Log}
+	p := &Platform{s: s}
+	p.Client = collect.NewClient(env, p.fetchToken, errorMessage, nil)
 	return p, nil
 }
 
@@ -222,9 +208,6 @@ func (p *Platform) Limits() collect.Limits {
 	return l
 }
 
-// Tokens counts the access tokens fetched.
-func (p *Platform) Tokens() int { return p.token.Fetches() }
-
 // fetchToken is the OAuth 2.0 client-credentials grant, authenticated by
 // an OAuth 1.0 HMAC-SHA256 signature.
 func (p *Platform) fetchToken(ctx context.Context) (string, time.Time, error) {
@@ -236,25 +219,20 @@ func (p *Platform) fetchToken(ctx context.Context) (string, time.Time, error) {
 	if p.s.Scope != "" {
 		form.Set("scope", p.s.Scope)
 	}
-	api := &collect.API{HTTP: p.env.HTTP, Retry: p.env.Retry, Message: errorMessage, Log: p.env.Log}
-	resp, err := api.Do(ctx, collect.Request{Op: "here token", Method: http.MethodPost, URL: p.s.TokenURL, Body: []byte(form.Encode()),
-		Header: http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "Accept": {"application/json"}},
-		Sign: func(r *http.Request) error {
-			r.Header.Set("Authorization", oauthHeader(http.MethodPost, u, form, p.s.keyID, p.s.keySecret, p.env.Now(), newNonce()))
-			return nil
-		}})
-	if err != nil {
-		return "", time.Time{}, err
-	}
-	defer resp.Body.Close()
 	var tr struct {
 		AccessToken  string `json:"access_token"`
 		AccessToken2 string `json:"accessToken"`
 		ExpiresIn    int64  `json:"expires_in"`
 		ExpiresIn2   int64  `json:"expiresIn"`
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&tr); err != nil {
-		return "", time.Time{}, collect.Permanent(errors.New("here token: the answer is not JSON"))
+	err = p.FetchToken(ctx, collect.Request{Op: "here token", Method: http.MethodPost, URL: p.s.TokenURL, Body: []byte(form.Encode()),
+		Header: http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "Accept": {"application/json"}},
+		Sign: func(r *http.Request) error {
+			r.Header.Set("Authorization", oauthHeader(http.MethodPost, u, form, p.s.keyID, p.s.keySecret, p.Env.Now(), newNonce()))
+			return nil
+		}}, &tr)
+	if err != nil {
+		return "", time.Time{}, err
 	}
 	tok := cmp.Or(tr.AccessToken, tr.AccessToken2)
 	if tok == "" {
@@ -264,7 +242,7 @@ func (p *Platform) fetchToken(ctx context.Context) (string, time.Time, error) {
 	if ttl <= 0 {
 		ttl = 3600
 	}
-	return tok, p.env.Now().Add(time.Duration(ttl) * time.Second), nil
+	return tok, p.Env.Now().Add(time.Duration(ttl) * time.Second), nil
 }
 
 func (p *Platform) reportsURL() string {
@@ -297,7 +275,7 @@ func (p *Platform) Request(ctx context.Context, r collect.Range) (string, error)
 func (p *Platform) requestOne(ctx context.Context, r collect.Range, subs []string) (string, error) {
 	q := url.Values{}
 	q.Set("startDate", r.Start.UTC().Format(DateLayout))
-	q.Set("endDate", endDate(r, p.env.Now()).Format(DateLayout))
+	q.Set("endDate", endDate(r, p.Env.Now()).Format(DateLayout))
 	q.Set("detailLevel", p.s.DetailLevel)
 	if len(p.s.GroupBy) > 0 {
 		q.Set("groupBy", strings.Join(p.s.GroupBy, ","))
@@ -312,18 +290,11 @@ func (p *Platform) requestOne(ctx context.Context, r collect.Range, subs []strin
 		body, _ = json.Marshal(map[string][]string{"subAccounts": subs})
 		h.Set("Content-Type", "application/json")
 	}
-	resp, err := p.api.Do(ctx, collect.Request{Op: "here create report", Method: http.MethodPost, URL: p.reportsURL() + "?" + q.Encode(), Body: body, Header: h})
+	id, err := p.CreateReport(ctx, collect.Request{Op: "here create report", Method: http.MethodPost, URL: p.reportsURL() + "?" + q.Encode(), Body: body, Header: h})
 	if err != nil {
 		return "", fmt.Errorf("%w (X-Correlation-ID %s)", err, corr)
 	}
-	defer resp.Body.Close()
-	var st struct {
-		ID string `json:"id"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st); err != nil || st.ID == "" {
-		return "", collect.Permanent(fmt.Errorf("here create report: the answer holds no report id (X-Correlation-ID %s)", corr))
-	}
-	return st.ID, nil
+	return id, nil
 }
 
 // endDate is the endDate sent for r: reportEnd (never the future), one
@@ -380,22 +351,13 @@ func (p *Platform) Status(ctx context.Context, id string) (collect.Status, error
 }
 
 func (p *Platform) statusOne(ctx context.Context, id string) (collect.Status, error) {
-	resp, err := p.api.Do(ctx, collect.Request{Op: "here report " + id + " status", Method: http.MethodGet,
-		URL: p.reportsURL() + "/" + url.PathEscape(id), Header: http.Header{"Accept": {"application/json"}, "X-Correlation-ID": {collect.NewUUID()}}})
-	if err != nil {
-		var ae *collect.APIError
-		if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
-			return collect.Status{}, fmt.Errorf("report %s: %w: %v", id, collect.ErrReportGone, err)
-		}
-		return collect.Status{}, err
-	}
-	defer resp.Body.Close()
 	var st struct {
 		Status    string `json:"status"`
 		Truncated bool   `json:"truncated"`
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st); err != nil {
-		return collect.Status{}, fmt.Errorf("here report %s status: %w", id, err)
+	if err := p.ReportJSON(ctx, collect.Request{Op: "here report " + id + " status", Method: http.MethodGet,
+		URL: p.reportsURL() + "/" + url.PathEscape(id), Header: http.Header{"Accept": {"application/json"}, "X-Correlation-ID": {collect.NewUUID()}}}, 1<<20, &st); err != nil {
+		return collect.Status{}, err
 	}
 	switch st.Status {
 	case "completed":
@@ -426,14 +388,10 @@ func (p *Platform) Fetch(ctx context.Context, id string, st collect.Status, r co
 }
 
 func (p *Platform) fetchOne(ctx context.Context, id string, r collect.Range, sink collect.Sink) (collect.FetchInfo, error) {
-	resp, err := collect.Download(ctx, p.api, collect.Request{Op: "here report " + id + " download", Method: http.MethodGet,
+	return p.Download(ctx, collect.Request{Op: "here report " + id + " download", Method: http.MethodGet,
 		URL:    p.reportsURL() + "/" + url.PathEscape(id) + "/output",
-		Header: http.Header{"Accept": {"application/x-gzip, text/csv, */*"}, "X-Correlation-ID": {collect.NewUUID()}}})
-	if err != nil {
-		return collect.FetchInfo{}, err
-	}
-	defer resp.Body.Close()
-	return p.parse(resp.Body, r, sink)
+		Header: http.Header{"Accept": {"application/x-gzip, text/csv, */*"}, "X-Correlation-ID": {collect.NewUUID()}}},
+		func(body io.Reader) (collect.FetchInfo, error) { return p.parse(body, r, sink) })
 }
 
 func (p *Platform) parse(body io.Reader, r collect.Range, sink collect.Sink) (collect.FetchInfo, error) {
@@ -441,7 +399,7 @@ func (p *Platform) parse(body io.Reader, r collect.Range, sink collect.Sink) (co
 	if p.s.DetailLevel != DetailSummarized {
 		required = append(required, "usageDateTime")
 	}
-	return collect.ParseReport(body, "report CSV", required, sink, func(c *collect.CSV) (*messages.UsageRecord, string, string) {
+	return collect.ParseReport(body, "report CSV", required, nil, sink, func(c *collect.CSV) (*messages.UsageRecord, string, string) {
 		return p.record(c, r)
 	})
 }

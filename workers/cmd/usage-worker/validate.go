@@ -28,6 +28,9 @@ func cmdValidate(_ context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "usage-worker:", err)
 		return exitAttention
 	}
+	for _, notice := range cfg.Deprecated() {
+		fmt.Fprintln(stderr, "usage-worker: warning: deprecated setting:", notice)
+	}
 	fmt.Fprintf(stdout, "%s: ok (%d destination(s):", *path, len(cfg.Destinations))
 	for _, d := range cfg.Destinations {
 		fmt.Fprintf(stdout, " %s/%s", d.Name, d.Type)
