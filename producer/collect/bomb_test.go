@@ -43,7 +43,7 @@ func (b *bombPlatform) Fetch(_ context.Context, _ string, _ collect.Status, _ co
 	for range 1024 {
 		rs = append(rs, bytes.NewReader(member.Bytes()))
 	}
-	return collect.ParseReport(io.MultiReader(rs...), "bomb CSV", nil, sink, func(*collect.CSV) (*messages.UsageRecord, string, string) {
+	return collect.ParseReport(io.MultiReader(rs...), "bomb CSV", nil, nil, sink, func(*collect.CSV) (*messages.UsageRecord, string, string) {
 		return nil, "", "unreachable"
 	})
 }
