@@ -66,8 +66,9 @@ func bySeq(seq uint64) func(messages.DeadLetter) bool {
 //     generation (it emptied CloudZero hours once): refused, source binding;
 //   - a snapshot marker of generation 2^63-1 for team-a's period, signed
 //     with team-a's key: refused, implausible generation;
-//   - a part of schema 99: it may hold its hour only until
-//     worker.newer_schema_max_hold (1m here), then it is refused;
+//   - a part of schema 99 signed by team-a: it may hold its hour only until
+//     worker.newer_schema_max_hold (1m here), then it is refused; an
+//     unsigned one is refused at once (source binding);
 //   - team-b reuses team-a's batch id "a-3": stored, its own (scoped ids);
 //     team-a reusing "a-3" with other content is refused at the producer;
 //   - poison: an undecodable payload under valid signed headers, a 900 KB
@@ -105,11 +106,21 @@ func runHostile(ctx context.Context, t *testing.T, nc *nats.Conn, js jetstream.J
 	rawPublish(t, pubCtx, js, subj, marker, nil)
 	h.wantDead = append(h.wantDead, wantDead{"snapshot generation 2^63-1", allDests, "implausible generation: ", byBatch("forever")})
 
+	// A part of schema 99 signed by its source may hold its hour until
+	// newer_schema_max_hold; an unsigned one (anyone could publish it) is
+	// refused at once, so no publisher can freeze another's hour.
 	newerHour := usdStart.Add(5 * time.Hour)
 	newer := messages.PartMeta{BatchID: "from-the-future", Part: 1, Feed: feed, Source: "team-a", Kind: messages.KindAppend, Hour: newerHour, Records: 1}.Header()
 	newer.Set(messages.HdrSchema, "99")
+	if err := messages.SignPart(messages.UsageSubject(feed, newerHour), newer, []byte{0x90}, kpA); err != nil {
+		t.Error(err)
+	}
 	rawPublish(t, pubCtx, js, messages.UsageSubject(feed, newerHour), newer, []byte{0x90})
-	h.wantDead = append(h.wantDead, wantDead{"a part of schema 99", allDests, "newer schema held too long: ", byBatch("from-the-future")})
+	h.wantDead = append(h.wantDead, wantDead{"a signed part of schema 99", allDests, "newer schema held too long: ", byBatch("from-the-future")})
+	unsigned := messages.PartMeta{BatchID: "unsigned-future", Part: 1, Feed: feed, Source: "team-a", Kind: messages.KindAppend, Hour: newerHour.Add(time.Hour), Records: 1}.Header()
+	unsigned.Set(messages.HdrSchema, "99")
+	rawPublish(t, pubCtx, js, messages.UsageSubject(feed, newerHour.Add(time.Hour)), unsigned, []byte{0x90})
+	h.wantDead = append(h.wantDead, wantDead{"an unsigned part of schema 99", allDests, "source binding: ", byBatch("unsigned-future")})
 
 	// team-b's "a-3" is its own; team-a's "a-3" with other content fails.
 	for pubs.batchesOf("team-a") < 4 && ctx.Err() == nil {
