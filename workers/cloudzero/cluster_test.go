@@ -43,17 +43,7 @@ func TestClusterR3ReplaceDestination(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	for attempt := 0; ; attempt++ { // a young cluster may lose a reply
-		actx, acancel := context.WithTimeout(ctx, 10*time.Second)
-		err = broker.EnsureStreams(actx, js, broker.StreamOptions{Replicas: 3, LeaseTTL: config.Duration(10 * time.Second)})
-		acancel()
-		if err == nil {
-			break
-		}
-		if attempt == 5 {
-			t.Fatal(err)
-		}
-	}
+	ensureR3Streams(ctx, t, js)
 	kv, err := js.KeyValue(ctx, messages.BucketLeases)
 	if err != nil {
 		t.Fatal(err)
@@ -147,17 +137,7 @@ func TestClusterR3OrderedRebuildSurvivesNoResponders(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	for attempt := 0; ; attempt++ { // a young cluster may lose a reply
-		actx, acancel := context.WithTimeout(ctx, 10*time.Second)
-		err = broker.EnsureStreams(actx, js, broker.StreamOptions{Replicas: 3, LeaseTTL: config.Duration(10 * time.Second)})
-		acancel()
-		if err == nil {
-			break
-		}
-		if attempt == 5 {
-			t.Fatal(err)
-		}
-	}
+	ensureR3Streams(ctx, t, js)
 	s := sandbox.New(sandbox.Config{Connections: map[string]string{testConn: testKey}})
 	ts := httptest.NewServer(s.Handler())
 	defer ts.Close()
@@ -312,4 +292,22 @@ func connectCluster(t *testing.T, urls string) *nats.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// ensureR3Streams creates the fleet's streams and buckets on R3 with a
+// 10 s lease TTL, trying again a few times: a young cluster may lose a
+// reply.
+func ensureR3Streams(ctx context.Context, t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		actx, acancel := context.WithTimeout(ctx, 10*time.Second)
+		err := broker.EnsureStreams(actx, js, broker.StreamOptions{Replicas: 3, LeaseTTL: config.Duration(10 * time.Second)})
+		acancel()
+		if err == nil {
+			return
+		}
+		if attempt == 5 {
+			t.Fatal(err)
+		}
+	}
 }

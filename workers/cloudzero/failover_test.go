@@ -13,8 +13,6 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/usagefleet/usagefleet/internal/broker"
-	"github.com/usagefleet/usagefleet/internal/config"
 	sandbox "github.com/usagefleet/usagefleet/internal/sandbox/cloudzero"
 	"github.com/usagefleet/usagefleet/internal/usagegen"
 	"github.com/usagefleet/usagefleet/messages"
@@ -42,17 +40,7 @@ func TestClusterFailoverReplaceDestination(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	for attempt := 0; ; attempt++ { // a young cluster may lose a reply
-		actx, acancel := context.WithTimeout(ctx, 10*time.Second)
-		err = broker.EnsureStreams(actx, js, broker.StreamOptions{Replicas: 3, LeaseTTL: config.Duration(10 * time.Second)})
-		acancel()
-		if err == nil {
-			break
-		}
-		if attempt == 5 {
-			t.Fatal(err)
-		}
-	}
+	ensureR3Streams(ctx, t, js)
 
 	// The backlog first: 24 hours, more than a dozen requests of at most
 	// 60 kB.
