@@ -110,8 +110,15 @@ type conn struct {
 
 func (dc *deployCluster) login(t *testing.T, user string) *conn {
 	t.Helper()
-	pw := os.Getenv(strings.ToUpper(user) + "_PASSWORD")
-	nc, err := broker.Connect(context.Background(), broker.Options{URL: dc.urls, User: user, Password: config.NewSecret(pw), TLS: broker.TLSOptions{CAFile: dc.ca}}, "deploy-test-"+user)
+	return dc.connect(t, user, os.Getenv(strings.ToUpper(user)+"_PASSWORD"), "")
+}
+
+// connect logs in as user with password (and the inbox prefix, if any),
+// recording every permission violation the server reports.
+func (dc *deployCluster) connect(t *testing.T, user, password, inbox string) *conn {
+	t.Helper()
+	nc, err := broker.Connect(context.Background(), broker.Options{URL: dc.urls, User: user, Password: config.NewSecret(password),
+		InboxPrefix: inbox, TLS: broker.TLSOptions{CAFile: dc.ca}}, "deploy-test-"+user)
 	if err != nil {
 		t.Fatalf("login as %s: %v", user, err)
 	}
@@ -126,6 +133,25 @@ func (dc *deployCluster) login(t *testing.T, user string) *conn {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// ensureStreams creates the fleet's streams and buckets on R3 as this
+// user, trying again for a minute while the young cluster elects leaders.
+func (c *conn) ensureStreams(ctx context.Context, t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := broker.EnsureStreams(sctx, c.js, broker.StreamOptions{Replicas: 3, LeaseTTL: config.Duration(10 * time.Second)})
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the user cannot create the streams: %v", err)
+		}
+		t.Logf("creating the streams: %v; trying again", err)
+	}
 }
 
 // denied waits for the server to refuse a publish to subject.

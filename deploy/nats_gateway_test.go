@@ -13,7 +13,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/usagefleet/usagefleet/internal/broker"
 	"github.com/usagefleet/usagefleet/internal/config"
 	sbwebhook "github.com/usagefleet/usagefleet/internal/sandbox/webhook"
 	"github.com/usagefleet/usagefleet/messages"
@@ -33,18 +32,7 @@ func TestNATSConfigRunsTheGateway(t *testing.T) {
 	dc := startDeployCluster(t, loadNATSConfigs(t))
 	ctx := context.Background()
 	worker := dc.login(t, "worker")
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := broker.EnsureStreams(sctx, worker.js, broker.StreamOptions{Replicas: 3, LeaseTTL: config.Duration(10 * time.Second)})
-		cancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the worker user cannot create the streams: %v", err)
-		}
-	}
+	worker.ensureStreams(ctx, t)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	sb := sbwebhook.New(sbwebhook.Config{Token: "s3cret"})
 	srv := httptest.NewServer(sb.Handler())

@@ -13,11 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/shopspring/decimal"
 
-	"github.com/usagefleet/usagefleet/internal/broker"
 	"github.com/usagefleet/usagefleet/internal/config"
 	sbcloudzero "github.com/usagefleet/usagefleet/internal/sandbox/cloudzero"
 	"github.com/usagefleet/usagefleet/internal/usagegen"
@@ -83,22 +80,7 @@ func addLackingWorkers(t *testing.T, c *natsConfigs) {
 // loginAs logs in as user with the worker's password and inbox.
 func (dc *deployCluster) loginAs(t *testing.T, user, password string) *conn {
 	t.Helper()
-	nc, err := broker.Connect(context.Background(), broker.Options{URL: dc.urls, User: user, Password: config.NewSecret(password),
-		InboxPrefix: "_INBOX_worker", TLS: broker.TLSOptions{CAFile: dc.ca}}, "deploy-test-"+user)
-	if err != nil {
-		t.Fatalf("login as %s: %v", user, err)
-	}
-	t.Cleanup(nc.Close)
-	c := &conn{nc: nc}
-	nc.SetErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-		c.mu.Lock()
-		c.violations = append(c.violations, err.Error())
-		c.mu.Unlock()
-	})
-	if c.js, err = jetstream.New(nc); err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return dc.connect(t, user, password, "_INBOX_worker")
 }
 
 // replaceSandbox is a CloudZero emulator on loopback with one connection.
@@ -194,19 +176,7 @@ func TestNATSConfigWorkerRunsAReplacePool(t *testing.T) {
 	ctx := context.Background()
 
 	worker := dc.login(t, "worker")
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := broker.EnsureStreams(sctx, worker.js, broker.StreamOptions{Replicas: 3, LeaseTTL: config.Duration(10 * time.Second)})
-		cancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the worker user cannot create the streams: %v", err)
-		}
-		t.Logf("creating the streams: %v; trying again", err)
-	}
+	worker.ensureStreams(ctx, t)
 	ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	for _, name := range []string{messages.StreamUsage, "KV_" + messages.BucketLeases, "KV_" + messages.BucketUnits} {
