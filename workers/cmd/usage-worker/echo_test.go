@@ -180,23 +180,8 @@ destinations:
 	}()
 
 	base := fmt.Sprintf("http://127.0.0.1:%d", metricsPort)
-	get := func(p string) (int, string) {
-		resp, err := http.Get(base + p)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		for deadline := time.Now().Add(60 * time.Second); !cond(); time.Sleep(50 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s; logs:\n%s", what, logs.String())
-			}
-		}
-	}
+	get := httpGetter(base)
+	waitFor := pollUntil(t, 60*time.Second, &logs)
 	waitFor("/readyz", func() bool { c, _ := get("/readyz"); return c == 200 })
 
 	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", natsPort))

@@ -134,23 +134,8 @@ destinations:
 	go func() { exit <- cmdRun(ctx, []string{"--config", path}, &logs) }()
 
 	base := fmt.Sprintf("http://127.0.0.1:%d", metricsPort)
-	get := func(p string) (int, string) {
-		resp, err := http.Get(base + p)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(50 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s; logs:\n%s", what, logs.String())
-			}
-		}
-	}
+	get := httpGetter(base)
+	waitFor := pollUntil(t, 30*time.Second, &logs)
 	waitFor("/healthz", func() bool { c, _ := get("/healthz"); return c == 200 })
 	waitFor("/readyz", func() bool { c, _ := get("/readyz"); return c == 200 })
 
@@ -282,6 +267,33 @@ func duplicateKey(line []byte) string {
 		}
 		if o := top(); o != nil {
 			o.wantsKey = true // a value was read: the next string is a key
+		}
+	}
+}
+
+// httpGetter GETs base+path and returns the status and body (0 and the
+// error's text when the request fails).
+func httpGetter(base string) func(path string) (int, string) {
+	return func(p string) (int, string) {
+		resp, err := http.Get(base + p)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+}
+
+// pollUntil returns a wait that checks cond every 50 ms and fails the test
+// with the worker's logs after timeout.
+func pollUntil(t *testing.T, timeout time.Duration, logs *syncBuffer) func(what string, cond func() bool) {
+	return func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(timeout); !cond(); time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s; logs:\n%s", what, logs.String())
+			}
 		}
 	}
 }
