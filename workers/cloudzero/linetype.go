@@ -52,30 +52,29 @@ func lineItemType(r *messages.UsageRecord) (string, bool) {
 	return "", false
 }
 
-// chargeClass, commitmentID and commitmentCategory read the FOCUS columns
-// from the record's Detail, where the FOCUS readers (CSV, Parquet, NDJSON,
-// the gateway) put them; a producer that wrote them before Detail existed
-// sent them as the extension columns x_ChargeClass, ...: those count when
-// the column is empty.
-func chargeClass(r *messages.UsageRecord) string {
-	if r.Detail != nil && r.Detail.ChargeClass != "" {
-		return r.Detail.ChargeClass
+// focusColumn reads a FOCUS column from the record's Detail (field), where
+// the FOCUS readers (CSV, Parquet, NDJSON, the gateway) put it; a producer
+// that wrote it before Detail existed sent it as the extension column
+// x_<name>: that counts when the column is empty.
+func focusColumn(r *messages.UsageRecord, field func(*messages.Detail) string, name string) string {
+	if r.Detail != nil {
+		if v := field(r.Detail); v != "" {
+			return v
+		}
 	}
-	return focusString(r, "ChargeClass")
+	return focusString(r, name)
+}
+
+func chargeClass(r *messages.UsageRecord) string {
+	return focusColumn(r, func(d *messages.Detail) string { return d.ChargeClass }, "ChargeClass")
 }
 
 func commitmentID(r *messages.UsageRecord) string {
-	if r.Detail != nil && r.Detail.CommitmentDiscountId != "" {
-		return r.Detail.CommitmentDiscountId
-	}
-	return focusString(r, "CommitmentDiscountId")
+	return focusColumn(r, func(d *messages.Detail) string { return d.CommitmentDiscountId }, "CommitmentDiscountId")
 }
 
 func commitmentCategory(r *messages.UsageRecord) string {
-	if r.Detail != nil && r.Detail.CommitmentDiscountCategory != "" {
-		return r.Detail.CommitmentDiscountCategory
-	}
-	return focusString(r, "CommitmentDiscountCategory")
+	return focusColumn(r, func(d *messages.Detail) string { return d.CommitmentDiscountCategory }, "CommitmentDiscountCategory")
 }
 
 // focusString reads the extension column x_<name>.
