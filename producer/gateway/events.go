@@ -139,7 +139,7 @@ func decodeStructured(d *recordDecoder, b []byte, src string, w where) *event {
 		w.sub = ".data"
 		d.start = ev.time
 		d.record(data, dataSrc, &ev.rec, w, &errs)
-		if d.filled {
+		if d.filled && len(errs.list) > 0 {
 			timeProblems(&errs, prefix+".data", prefix+".time")
 		}
 	}
@@ -245,7 +245,7 @@ func decodeBinary(h http.Header, body []byte) *event {
 	if len(errs.list) == 0 {
 		d := recordDecoder{start: ev.time}
 		d.record(body, string(body), &ev.rec, where{base: "data", idx: -1}, &errs)
-		if d.filled {
+		if d.filled && len(errs.list) > 0 {
 			timeProblems(&errs, "data", "header.ce-time")
 		}
 	}

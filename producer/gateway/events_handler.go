@@ -52,6 +52,10 @@ func plainJSON(s string) bool {
 	return true
 }
 
+// jsonContentType is the answer's Content-Type, one slice for every
+// answer (net/http reads a header's values, never writes them).
+var jsonContentType = []string{"application/json"}
+
 var answerBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
 
 func answerBuf() []byte { return (*answerBufs.Get().(*[]byte))[:0] }
@@ -105,7 +109,7 @@ func (g *Gateway) events(ctx context.Context, w http.ResponseWriter, r *http.Req
 		res := EventResult{ID: ev.id, Source: ev.source, Status: o.status, BatchID: o.batchID, Warnings: ev.warnings}
 		b, ok := res.appendPlain(answerBuf())
 		if ok {
-			w.Header().Set("Content-Type", "application/json")
+			w.Header()["Content-Type"] = jsonContentType
 			w.WriteHeader(http.StatusOK)
 			w.Write(b) // copied into the connection's buffer
 		} else {

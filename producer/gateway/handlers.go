@@ -79,6 +79,8 @@ func (g *Gateway) Handler(metrics http.Handler) http.Handler {
 	})
 }
 
+var serverSpan = trace.WithSpanKind(trace.SpanKindServer)
+
 type handlerFunc func(ctx context.Context, w http.ResponseWriter, r *http.Request, k *apiKey) *Problem
 
 var propagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
@@ -109,7 +111,9 @@ func (g *Gateway) route(name string, h handlerFunc, timeout time.Duration) http.
 			// request with neither header has none to read.
 			ctx = propagator.Extract(ctx, propagation.HeaderCarrier(r.Header))
 		}
-		ctx, span := tracer().Start(ctx, r.Method+" "+r.Pattern, trace.WithSpanKind(trace.SpanKindServer))
+		// The span is named by the pattern, which holds the method: "POST
+		// /v1/events", as the HTTP conventions name a server span.
+		ctx, span := tracer().Start(ctx, r.Pattern, serverSpan)
 		defer span.End()
 		sw := &statusWriter{ResponseWriter: w}
 		var p *Problem
