@@ -69,6 +69,7 @@ func BenchmarkEventSingle(b *testing.B) {
 	var n atomic.Int64
 	b.ReportAllocs()
 	b.SetParallelism(32)
+	cpu0 := processCPU()
 	b.RunParallel(func(pb *testing.PB) {
 		var body []byte
 		for pb.Next() {
@@ -85,4 +86,5 @@ func BenchmarkEventSingle(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "requests/s")
+	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 }
