@@ -366,6 +366,7 @@ type row struct {
 type encoding struct {
 	buf  []byte
 	refs atomic.Int32
+	rows []row // Deliver's, kept for the next part (bodies do not read them)
 }
 
 var encodings = sync.Pool{New: func() any { return new(encoding) }}
@@ -390,6 +391,8 @@ func (e *encoding) release() {
 	case n < 0:
 		panic("webhook: encoding released more often than held")
 	case n == 0 && cap(e.buf) <= maxKeptEncoding:
+		clear(e.rows) // no part's records kept alive by the pool
+		e.rows = e.rows[:0]
 		encodings.Put(e)
 	}
 }
@@ -443,7 +446,7 @@ func (d *Destination) Deliver(ctx context.Context, job workers.Job) error {
 	enc := newEncoding()
 	defer enc.release()
 	buf := append(enc.buf, '[')
-	var rows []row
+	rows := enc.rows[:0]
 	err := job.Records(ctx, workers.Unit{}, func(ref workers.RecordRef, r *messages.UsageRecord) error {
 		start := len(buf)
 		buf = r.AppendJSON(buf)
@@ -454,7 +457,7 @@ func (d *Destination) Deliver(ctx context.Context, job workers.Job) error {
 	if len(rows) > 0 {
 		buf[len(buf)-1] = ']'
 	}
-	enc.buf = buf
+	enc.buf, enc.rows = buf, rows
 	if err != nil {
 		return err
 	}
