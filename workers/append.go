@@ -78,8 +78,8 @@ func (j *job) appendRecords(fn func(RecordRef, *messages.UsageRecord) error) err
 	st := &seqStat{}
 	j.stats[""] = map[uint64]*seqStat{j.part.seq: st}
 	for i := range recs {
+		// No st.cost: finishAppend sums what was delivered, once.
 		st.records++
-		st.cost.Add(recs[i].BillingCurrency, recs[i].BilledCost)
 		if err := fn(RecordRef{Seq: j.part.seq, Index: i}, &recs[i]); err != nil {
 			return err
 		}
@@ -203,7 +203,6 @@ func (p *Pool) finishAppend(ctx context.Context, j *job, pm *pendingMsg, refused
 	if err := p.deadRecords(ctx, "records", rej); err != nil {
 		return err
 	}
-	var cost messages.CurrencySums
 	var reasons messages.ReasonCounts
 	rejectedIdx := map[int]bool{}
 	for _, r := range rej {
@@ -212,11 +211,7 @@ func (p *Pool) finishAppend(ctx context.Context, j *job, pm *pendingMsg, refused
 		}
 		rejectedIdx[r.ref.Index] = true
 	}
-	for i := range recs {
-		if !rejectedIdx[i] {
-			cost.Add(recs[i].BillingCurrency, recs[i].BilledCost)
-		}
-	}
+	cost := deliveredCost(recs, rejectedIdx)
 	warns := 0
 	if st := j.stats[""][pm.seq]; st != nil && refused == "" {
 		warns = st.warnings
@@ -238,4 +233,31 @@ func (p *Pool) finishAppend(ctx context.Context, j *job, pm *pendingMsg, refused
 	}
 	pm.releaseRecords(len(rej))
 	return nil
+}
+
+// deliveredCost is the cost of recs but the rejected ones, per currency.
+// A run of records in one currency (a part is nearly always one) is
+// summed apart and added once: a currency looked up for every record, and
+// a rejected index for every record, were most of settling a part.
+func deliveredCost(recs []messages.UsageRecord, rejected map[int]bool) messages.CurrencySums {
+	var cost messages.CurrencySums
+	var run messages.Sum
+	cur, n := "", 0
+	for i := range recs {
+		r := &recs[i]
+		if !r.BilledCost.IsSet() || (len(rejected) > 0 && rejected[i]) {
+			continue
+		}
+		if n > 0 && r.BillingCurrency != cur {
+			cost.Add(cur, run.Decimal())
+			run, n = messages.Sum{}, 0
+		}
+		cur = r.BillingCurrency
+		run.Add(r.BilledCost)
+		n++
+	}
+	if n > 0 {
+		cost.Add(cur, run.Decimal())
+	}
+	return cost
 }

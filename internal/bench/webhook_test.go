@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"net/http"
 	"strings"
 	"testing"
@@ -111,5 +112,61 @@ func TestCountingWebhookCountsAKeyOnce(t *testing.T) {
 	c := h.count()
 	if c.Records != 4 || costString(c.Cost) != "6.50 USD" || c.DuplicateRequests != 1 || c.Rejected != 1 {
 		t.Errorf("held %d records, %s, %d duplicate requests, %d rejected; want 4, 6.50 USD, 1, 1", c.Records, costString(c.Cost), c.DuplicateRequests, c.Rejected)
+	}
+}
+
+// benchBody is a 1000-record body as the webhook destination sends it.
+func benchBody(b *testing.B) []byte {
+	b.Helper()
+	recs := usagegen.Generate(1000, usagegen.Options{Seed: 7, Start: time.Date(2024, 7, 1, 0, 0, 0, 0, time.UTC), Hours: 1})
+	body := []byte{'['}
+	for i := range recs {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = recs[i].AppendJSON(body)
+	}
+	return append(body, ']')
+}
+
+// BenchmarkScanRecords: the counting receiver's walk of a body (go test
+// -bench ScanRecords ./internal/bench/); ns/op is per 1000 records.
+func BenchmarkScanRecords(b *testing.B) {
+	body := benchBody(b)
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		var tl tally
+		if err := scanRecords(body, &tl); err != nil || tl.records != 1000 {
+			b.Fatal(tl.records, err)
+		}
+	}
+}
+
+// indexQuote finds what bytes.IndexByte finds: the first quote, at every
+// offset and start, in the word-at-a-time part and past it, with bytes
+// around it that are one off a quote ('!' and '#') and high bytes.
+func TestIndexQuote(t *testing.T) {
+	for n := 0; n < 80; n++ {
+		for q := -1; q < n; q++ {
+			b := make([]byte, n)
+			for i := range b {
+				b[i] = "!#\xff\x00a\\"[i%6]
+			}
+			if q >= 0 {
+				b[q] = '"'
+				if q+3 < n {
+					b[q+3] = '"' // a second quote after the first
+				}
+			}
+			for j := 0; j <= n; j++ {
+				want := bytes.IndexByte(b[j:], '"')
+				if want >= 0 {
+					want += j
+				}
+				if got := indexQuote(b, j); got != want {
+					t.Fatalf("len %d, quote at %d, from %d: got %d, want %d", n, q, j, got, want)
+				}
+			}
+		}
 	}
 }

@@ -139,7 +139,11 @@ func (d *Destination) packLimit() int {
 // post sends one body, the n-th request of the part (scope), and
 // classifies the answer. A compressed body over the limit is not sent: it
 // comes back as too large, for the caller to split.
-func (d *Destination) post(ctx context.Context, job workers.Job, scope string, n int, body []byte) error {
+//
+// body is in enc (held by the caller until post returns): the request
+// reads it through a body of its own that holds enc until the transport
+// closes it.
+func (d *Destination) post(ctx context.Context, job workers.Job, scope string, n int, enc *encoding, body []byte) error {
 	// The key (and webhook-id) is over the JSON, so it names the content
 	// whatever the compression, and stays the same for every try.
 	id := job.IdempotencyKey(scope, n, body)
@@ -163,7 +167,21 @@ func (d *Destination) post(ctx context.Context, job workers.Job, scope string, n
 			r.Header.Set("Webhook-Signature", d.sign.header(id, ts, body))
 		})
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.s.URL, bytes.NewReader(sent))
+	var req *http.Request
+	var err error
+	if d.gzip {
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, d.s.URL, bytes.NewReader(sent))
+	} else {
+		// No copy: the bytes are read where they were encoded. Each try
+		// (GetBody, called only within Do) reads them afresh.
+		b := newBody(enc, sent)
+		if req, err = http.NewRequestWithContext(ctx, http.MethodPost, d.s.URL, b); err != nil {
+			b.Close()
+			return err
+		}
+		req.ContentLength = int64(len(sent))
+		req.GetBody = func() (io.ReadCloser, error) { return newBody(enc, sent), nil }
+	}
 	if err != nil {
 		return err
 	}

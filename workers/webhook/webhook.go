@@ -61,7 +61,9 @@ package webhook
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -69,6 +71,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -351,27 +354,99 @@ type row struct {
 	start, end int // its JSON in the part's encoding
 }
 
-// encodings keeps the buffers parts are encoded into between deliveries:
-// a fresh one grown for every part was most of the append path's
-// allocation.
-var encodings = sync.Pool{New: func() any { return new([]byte) }}
+// encoding is a part's bodies as JSON: "[", every record's JSON followed
+// by a comma, the last one by "]". A body of the whole part is then a
+// slice of it, sent without a copy; a body of some of its records is
+// copied into an encoding of its own. It goes back to encodings once its
+// last holder releases it: Deliver, and every request body reading it,
+// which the transport may still read after Do returns (until it closes
+// the body). A fresh buffer grown for every part, then a copy of it for
+// its body, was most of the append path's allocation (2 GB of a
+// 2M-record drain).
+type encoding struct {
+	buf  []byte
+	refs atomic.Int32
+	rows []row // Deliver's, kept for the next part (bodies do not read them)
+}
+
+var encodings = sync.Pool{New: func() any { return new(encoding) }}
 
 // maxKeptEncoding: a larger buffer (a part of unusually large records) is
 // left to the GC rather than kept.
 const maxKeptEncoding = 16 << 20
 
+// newEncoding returns an empty encoding held once (by the caller).
+func newEncoding() *encoding {
+	e := encodings.Get().(*encoding)
+	e.buf = e.buf[:0]
+	e.refs.Store(1)
+	return e
+}
+
+func (e *encoding) hold() { e.refs.Add(1) }
+
+// release drops one hold; the last one hands the buffer back.
+func (e *encoding) release() {
+	switch n := e.refs.Add(-1); {
+	case n < 0:
+		panic("webhook: encoding released more often than held")
+	case n == 0 && cap(e.buf) <= maxKeptEncoding:
+		clear(e.rows) // no part's records kept alive by the pool
+		e.rows = e.rows[:0]
+		encodings.Put(e)
+	}
+}
+
+// body is a request body over b, bytes of e, which it holds until it is
+// closed. Read and Close exclude each other, so once Close has returned
+// nothing more is read from b (a transport may close a body while another
+// goroutine still reads it), and a Read after Close fails.
+type body struct {
+	mu     sync.Mutex
+	e      *encoding
+	b      []byte
+	off    int
+	closed bool
+}
+
+var errBodyClosed = errors.New("webhook: request body read after it was closed")
+
+// newBody returns a body over b (in e), holding e.
+func newBody(e *encoding, b []byte) *body {
+	e.hold()
+	return &body{e: e, b: b}
+}
+
+func (r *body) Read(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return 0, errBodyClosed
+	}
+	if r.off >= len(r.b) {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b[r.off:])
+	r.off += n
+	return n, nil
+}
+
+func (r *body) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.closed {
+		r.closed = true
+		r.e.release()
+	}
+	return nil
+}
+
 // Deliver posts the part's records in bodies under the limit.
 func (d *Destination) Deliver(ctx context.Context, job workers.Job) error {
-	// Every record's JSON, each followed by a comma, in one buffer: a run
-	// of rows is then one slice of it (see send).
-	enc := encodings.Get().(*[]byte)
-	defer func() {
-		if cap(*enc) <= maxKeptEncoding {
-			encodings.Put(enc)
-		}
-	}()
-	buf := (*enc)[:0]
-	var rows []row
+	enc := newEncoding()
+	defer enc.release()
+	buf := append(enc.buf, '[')
+	rows := enc.rows[:0]
 	err := job.Records(ctx, workers.Unit{}, func(ref workers.RecordRef, r *messages.UsageRecord) error {
 		start := len(buf)
 		buf = r.AppendJSON(buf)
@@ -379,11 +454,14 @@ func (d *Destination) Deliver(ctx context.Context, job workers.Job) error {
 		buf = append(buf, ',')
 		return nil
 	})
-	*enc = buf
+	if len(rows) > 0 {
+		buf[len(buf)-1] = ']'
+	}
+	enc.buf, enc.rows = buf, rows
 	if err != nil {
 		return err
 	}
-	s := sender{d: d, job: job, rows: rows, json: buf, scope: strconv.FormatUint(job.Covered(), 10)}
+	s := sender{d: d, job: job, rows: rows, enc: enc, scope: strconv.FormatUint(job.Covered(), 10)}
 	// A body is "[" rows separated by commas "]".
 	pk := chunk.New(d.packLimit(), 2, 1)
 	defer pk.Release()
@@ -411,15 +489,14 @@ type sender struct {
 	d     *Destination
 	job   workers.Job
 	rows  []row
-	json  []byte // the rows' JSON, each followed by a comma
+	enc   *encoding // the rows' JSON (see encoding)
 	scope string
 	chunk int // requests so far: the idempotency chunk index
 }
 
 func (s *sender) sendRange(ctx context.Context, r chunk.Range) error {
 	return chunk.Bisect(r, func(r chunk.Range) error {
-		rows := s.rows[r.From:r.To]
-		return s.d.send(ctx, s.job, s.scope, &s.chunk, s.json[rows[0].start:rows[len(rows)-1].end])
+		return s.send(ctx, r)
 	}, nil, func(i int, we *workers.Error) error {
 		reason := "the receiver refused the record as too large (413)"
 		if we.Status == 0 { // refused here, before sending: gzipped over the limit
@@ -430,18 +507,28 @@ func (s *sender) sendRange(ctx context.Context, r chunk.Range) error {
 	})
 }
 
-// send posts rows (JSON objects separated by commas) as one array and
-// classifies the answer.
-func (d *Destination) send(ctx context.Context, job workers.Job, scope string, seq *int, rows []byte) error {
-	// A body of its own, sized once: the request may still read it after
-	// Do returns, so it is never the shared encoding.
-	body := make([]byte, 0, len(rows)+2)
-	body = append(body, '[')
-	body = append(body, rows...)
-	body = append(body, ']')
-	n := *seq
-	*seq++
-	return d.post(ctx, job, scope, n, body)
+// send posts the rows of r as one array and classifies the answer.
+func (s *sender) send(ctx context.Context, r chunk.Range) error {
+	enc, b := s.body(r)
+	defer enc.release()
+	n := s.chunk
+	s.chunk++
+	return s.d.post(ctx, s.job, s.scope, n, enc, b)
+}
+
+// body returns the JSON array of r's rows and the encoding it is in, held
+// for the caller: the part's own when r is all of it, else a copy.
+func (s *sender) body(r chunk.Range) (*encoding, []byte) {
+	first, last := s.rows[r.From], s.rows[r.To-1]
+	if r.From == 0 && r.To == len(s.rows) {
+		s.enc.hold()
+		return s.enc, s.enc.buf[first.start-1 : last.end+1]
+	}
+	e := newEncoding()
+	e.buf = append(e.buf, '[')
+	e.buf = append(e.buf, s.enc.buf[first.start:last.end]...)
+	e.buf = append(e.buf, ']')
+	return e, e.buf
 }
 
 // apiMessage keeps a short, printable excerpt of the receiver's answer.
