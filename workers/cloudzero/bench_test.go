@@ -90,3 +90,50 @@ func BenchmarkPackMonth(b *testing.B) {
 	b.ReportMetric(float64(records)/b.Elapsed().Seconds(), "records/s")
 	b.ReportMetric(float64(reqs), "requests/month")
 }
+
+// BenchmarkAppendRowPart is BenchmarkAppendRow for rows written from a
+// schema-2 part (EncodePartRow, as a drain does), decoding included:
+// compare BenchmarkAppendRow plus BenchmarkDecodePart/reusing.
+func BenchmarkAppendRowPart(b *testing.B) {
+	recs := variedRecords(1024)
+	payload, err := messages.EncodeRecords(nil, recs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	d := partDestination(b, "", 0)
+	buf := make([]byte, 0, 1<<20)
+	dst := make([]messages.UsageRecord, len(recs))
+	var pr messages.PartReader
+	var bytes, direct int
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		k := n % len(recs)
+		if k == 0 {
+			buf = buf[:0]
+			if !pr.Reset(payload, messages.SchemaVersion) {
+				b.Fatal("Reset refused the part")
+			}
+		}
+		if err := pr.Next(&dst[k]); err != nil {
+			b.Fatal(err)
+		}
+		before := len(buf)
+		var ok bool
+		if buf, ok = d.EncodePartRow(buf, &dst[k], &pr); ok {
+			direct++
+		} else {
+			if err := pr.Full(&dst[k]); err != nil {
+				b.Fatal(err)
+			}
+			if buf, err = AppendRow(buf, &dst[k]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		bytes += len(buf) - before
+		n++
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "records/s")
+	b.ReportMetric(float64(bytes)/float64(n), "B/row")
+	b.ReportMetric(float64(direct)/float64(n), "direct/row")
+}
