@@ -469,6 +469,9 @@ func (b *encodedPart) encodePart(enc partEncoding, pr *messages.PartReader) (ok 
 	}
 	b.recs = b.recs[:n]
 	b.rows, b.ends, b.errs, b.warnings = b.rows[:0], b.ends[:0], b.errs[:0], 0
+	if want := len(b.data) * rowsPerPayloadByte; cap(b.rows) < want {
+		b.rows = make([]byte, 0, want) // the rows at once, not grown in steps
+	}
 	for i := range b.recs {
 		r := &b.recs[i]
 		if pr.Next(r) != nil {

@@ -138,6 +138,14 @@
 // Destination.Repairs, and Destination.EncodeRowWarnings, which gives a
 // record's ack warning count (1 for a repaired record, else 0).
 //
+// A drain writes most rows straight from the schema-2 part
+// (Destination.EncodePartRow, a workers.PartRowEncoder): the record is
+// decoded without its Tags and Ext maps, and its tags (sorted on the
+// stack) and x_ columns are read from the part. That path writes only a
+// row that needs no repair and no refusal, byte for byte the row above;
+// every other record is decoded whole and goes through
+// EncodeRowWarnings.
+//
 // # Units and requests
 //
 // Every mode uses the connection id as the lease key, so the fleet sends
