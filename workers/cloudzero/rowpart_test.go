@@ -3,6 +3,7 @@ package cloudzero
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -251,31 +252,83 @@ func FuzzEncodePartRow(f *testing.F) {
 		f.Add(payload)
 	}
 	d := partDestination(f, "", 0)
-	f.Fuzz(func(t *testing.T, payload []byte) {
-		want, werr := messages.DecodeRecordsAs(nil, payload, messages.SchemaVersion)
-		var pr messages.PartReader
-		if !pr.Reset(payload, messages.SchemaVersion) {
-			return
+	f.Fuzz(func(t *testing.T, payload []byte) { _ = checkAnyPart(t, d, payload) })
+}
+
+// checkAnyPart: whatever payload holds, a row EncodePartRow writes is the
+// row EncodeRowWarnings writes for the record decoded whole. It returns
+// how many direct rows of a part that decodes it compared.
+func checkAnyPart(t *testing.T, d *Destination, payload []byte) (compared int) {
+	t.Helper()
+	want, werr := messages.DecodeRecordsAs(nil, payload, messages.SchemaVersion)
+	var pr messages.PartReader
+	if !pr.Reset(payload, messages.SchemaVersion) {
+		return 0
+	}
+	var r messages.UsageRecord
+	for i := 0; i < pr.Len(); i++ {
+		if err := pr.Next(&r); err != nil {
+			if werr == nil {
+				t.Fatalf("record %d: Next: %v; DecodeRecordsAs read the part", i, err)
+			}
+			return compared
 		}
-		var r messages.UsageRecord
-		for i := 0; i < pr.Len(); i++ {
-			if err := pr.Next(&r); err != nil {
-				if werr == nil {
-					t.Fatalf("record %d: Next: %v; DecodeRecordsAs read the part", i, err)
+		row, ok := d.EncodePartRow(nil, &r, &pr)
+		if werr != nil {
+			continue // the pool decodes the part whole, and refuses it
+		}
+		wrow, w, err := d.EncodeRowWarnings(nil, &want[i])
+		if ok && (err != nil || w != 0 || !bytes.Equal(row, wrow)) {
+			t.Fatalf("record %d: direct row\n%s\nEncodeRowWarnings (%d warnings, %v)\n%s", i, row, w, err, wrow)
+		}
+		if ok {
+			compared++
+		}
+	}
+	if werr == nil && !pr.Done() {
+		t.Fatal("DecodeRecordsAs read the part, PartReader is not Done")
+	}
+	return compared
+}
+
+// TestEncodePartRowMutants is FuzzEncodePartRow over seeded random
+// mutations of encoded parts (bytes flipped, set, cut), so every run
+// checks thousands of malformed and odd payloads.
+func TestEncodePartRowMutants(t *testing.T) {
+	d := partDestination(t, "", 0)
+	rng := rand.New(rand.NewPCG(13, 13))
+	decoded, compared := 0, 0
+	for _, recs := range [][]messages.UsageRecord{unusualRecords(), variedRecords(20), usagegen.Generate(20, usagegen.Options{Seed: 9, Hours: 1})} {
+		payload, err := messages.EncodeRecords(nil, recs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3000 {
+			m := append([]byte(nil), payload...)
+			for range 1 + rng.IntN(3) {
+				i := rng.IntN(len(m))
+				switch rng.IntN(4) {
+				case 0:
+					m[i] ^= 1 << rng.IntN(8)
+				case 1:
+					m[i] = byte(rng.IntN(256))
+				case 2:
+					m[i] = []byte{0xc0, 0xa0, 0x90, 0x80, 0xc3, 0xd4}[rng.IntN(6)]
+				default:
+					m = m[:i]
 				}
-				return
+				if len(m) == 0 {
+					break
+				}
 			}
-			row, ok := d.EncodePartRow(nil, &r, &pr)
-			if werr != nil {
-				continue // the pool decodes the part whole, and refuses it
-			}
-			wrow, w, err := d.EncodeRowWarnings(nil, &want[i])
-			if ok && (err != nil || w != 0 || !bytes.Equal(row, wrow)) {
-				t.Fatalf("record %d: direct row\n%s\nEncodeRowWarnings (%d warnings, %v)\n%s", i, row, w, err, wrow)
+			if n := checkAnyPart(t, d, m); n > 0 {
+				decoded++
+				compared += n
 			}
 		}
-		if werr == nil && !pr.Done() {
-			t.Fatal("DecodeRecordsAs read the part, PartReader is not Done")
-		}
-	})
+	}
+	t.Logf("%d mutants decoded, %d direct rows compared", decoded, compared)
+	if decoded < 100 {
+		t.Errorf("only %d mutants decoded: the test checks too little", decoded)
+	}
 }
