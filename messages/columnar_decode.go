@@ -21,54 +21,9 @@ func (d *fastDecoder) decodeColumnar(dst []UsageRecord, outer int) ([]UsageRecor
 	if outer < 1 {
 		return dst, fmt.Errorf("payload: %w: no column list", errNotColumnar)
 	}
-	ncols, err := d.arrayLen()
-	if err != nil {
-		return dst, fmt.Errorf("payload: columns: %w", err)
+	if err := d.readColumns(); err != nil {
+		return dst, err
 	}
-	if ncols > len(d.b) {
-		return dst, fmt.Errorf("payload: bad column count %d", ncols)
-	}
-	cols := d.cols[:0]
-	var seen uint32
-	var dseen uint64
-	for c := 0; c < ncols; c++ {
-		nb, err := d.strBytes()
-		if err != nil {
-			return dst, fmt.Errorf("payload: column %d: %w", c, err)
-		}
-		name := string(nb)
-		if len(name) > 2 && name[:2] == "x_" {
-			// Names are not checked further than schema 1 checks keys:
-			// publishing validates them.
-			ext := name[2:]
-			for _, o := range cols {
-				if o.fixed < 0 && o.ext == ext {
-					return dst, fmt.Errorf("payload: column %q appears twice", name)
-				}
-			}
-			cols = append(cols, column{fixed: -1, ext: ext})
-			continue
-		}
-		f := fixedColumn(name)
-		if f < 0 {
-			dc, ok := detailIndex[name]
-			if !ok {
-				return dst, fmt.Errorf("payload: column %d: unknown column %q", c, name)
-			}
-			if dseen&(1<<dc) != 0 {
-				return dst, fmt.Errorf("payload: column %q appears twice", name)
-			}
-			dseen |= 1 << dc
-			cols = append(cols, column{fixed: detailBase + dc})
-			continue
-		}
-		if seen&(1<<f) != 0 {
-			return dst, fmt.Errorf("payload: column %q appears twice", name)
-		}
-		seen |= 1 << f
-		cols = append(cols, column{fixed: f})
-	}
-	d.cols = cols
 	d.columnar = true
 	n := outer - 1
 	if n > len(d.b) {
@@ -94,7 +49,7 @@ func (d *fastDecoder) decodeColumnar(dst []UsageRecord, outer int) ([]UsageRecor
 			d.tags, d.exts, d.types, d.det = r.Tags, r.Ext, r.TagTypes, r.Detail
 		}
 		*r = UsageRecord{}
-		if err := d.row(r, cols); err != nil {
+		if err := d.row(r, d.cols); err != nil {
 			var de *DecodeError
 			if errors.As(err, &de) {
 				de.Record = k
@@ -111,6 +66,59 @@ func (d *fastDecoder) decodeColumnar(dst []UsageRecord, outer int) ([]UsageRecor
 		return dst[:base], fmt.Errorf("payload: trailing bytes after %d records", n)
 	}
 	return dst, nil
+}
+
+// readColumns reads a schema-2 part's column list into d.cols.
+func (d *fastDecoder) readColumns() error {
+	ncols, err := d.arrayLen()
+	if err != nil {
+		return fmt.Errorf("payload: columns: %w", err)
+	}
+	if ncols > len(d.b) {
+		return fmt.Errorf("payload: bad column count %d", ncols)
+	}
+	cols := d.cols[:0]
+	var seen uint32
+	var dseen uint64
+	for c := 0; c < ncols; c++ {
+		nb, err := d.strBytes()
+		if err != nil {
+			return fmt.Errorf("payload: column %d: %w", c, err)
+		}
+		name := string(nb)
+		if len(name) > 2 && name[:2] == "x_" {
+			// Names are not checked further than schema 1 checks keys:
+			// publishing validates them.
+			ext := name[2:]
+			for _, o := range cols {
+				if o.fixed < 0 && o.ext == ext {
+					return fmt.Errorf("payload: column %q appears twice", name)
+				}
+			}
+			cols = append(cols, column{fixed: -1, ext: ext})
+			continue
+		}
+		f := fixedColumn(name)
+		if f < 0 {
+			dc, ok := detailIndex[name]
+			if !ok {
+				return fmt.Errorf("payload: column %d: unknown column %q", c, name)
+			}
+			if dseen&(1<<dc) != 0 {
+				return fmt.Errorf("payload: column %q appears twice", name)
+			}
+			dseen |= 1 << dc
+			cols = append(cols, column{fixed: detailBase + dc})
+			continue
+		}
+		if seen&(1<<f) != 0 {
+			return fmt.Errorf("payload: column %q appears twice", name)
+		}
+		seen |= 1 << f
+		cols = append(cols, column{fixed: f})
+	}
+	d.cols = cols
+	return nil
 }
 
 func (d *fastDecoder) row(r *UsageRecord, cols []column) error {

@@ -35,6 +35,11 @@ type fastDecoder struct {
 	// quarter of the records have extensions made a new map for most of
 	// them: a fifth of a drain's allocation). Reusing only.
 	spareExts []map[string]ExtValue
+	// skinny (PartReader): a record's tags and extension values are
+	// collected into tagKV and extKV instead of its maps.
+	skinny bool
+	tagKV  []Tag
+	extKV  []extKV
 }
 
 // maxSpareExts bounds the Ext maps a decoder keeps aside.
@@ -433,6 +438,10 @@ func (d *fastDecoder) ext(r *UsageRecord, name string) error {
 			v = ExtI(i)
 		}
 	}
+	if d.skinny {
+		d.extKV = append(d.extKV, extKV{name, v})
+		return nil
+	}
 	if r.Ext == nil {
 		if d.exts != nil {
 			clear(d.exts)
@@ -455,7 +464,9 @@ func (d *fastDecoder) readTags(r *UsageRecord, m int) error {
 	if m > len(d.b)-d.i {
 		return fmt.Errorf("bad tag count %d", m)
 	}
-	if d.tags != nil {
+	if d.skinny {
+		// No map: the entries in payload order, for PartReader.Tags.
+	} else if d.tags != nil {
 		clear(d.tags)
 		r.Tags, d.tags = d.tags, nil
 	} else {
@@ -470,6 +481,10 @@ func (d *fastDecoder) readTags(r *UsageRecord, m int) error {
 			if t, v, ok, err := d.typedTag(); ok || err != nil {
 				if err != nil {
 					return fmt.Errorf("tag %q: %w", tk, err)
+				}
+				if d.skinny {
+					d.tagKV = append(d.tagKV, Tag{tk, v})
+					continue
 				}
 				r.Tags[tk] = v
 				if r.TagTypes == nil {
@@ -487,6 +502,10 @@ func (d *fastDecoder) readTags(r *UsageRecord, m int) error {
 		tv, err := d.text()
 		if err != nil {
 			return fmt.Errorf("tag %q: %w", tk, err)
+		}
+		if d.skinny {
+			d.tagKV = append(d.tagKV, Tag{tk, tv})
+			continue
 		}
 		r.Tags[tk] = tv
 	}

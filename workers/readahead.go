@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,10 +25,13 @@ func (j *job) EncodedRecords(ctx context.Context, u Unit, fn func(ref RecordRef,
 	if !ok {
 		return fmt.Errorf("destination %s does not encode rows (RowEncoder)", j.destName())
 	}
-	enc := rowEncoding(re)
+	enc := partEncoding{row: rowEncoding(re)}
+	if pe, ok := re.(PartRowEncoder); ok {
+		enc.part = pe
+	}
 	if j.part != nil {
 		return EncodeEach(ctx, j.Records, u, func(dst []byte, r *messages.UsageRecord) ([]byte, error) {
-			dst, w, err := enc(dst, r)
+			dst, w, err := enc.row(dst, r)
 			if st := j.stats[""][j.part.seq]; st != nil && err == nil {
 				st.warnings += w
 			}
@@ -48,6 +52,26 @@ func (j *job) EncodedRecords(ctx context.Context, u Unit, fn func(ref RecordRef,
 		j.ra = j.startReadAhead(ctx, units, enc)
 	}
 	return j.ra.take(u, stats, fn)
+}
+
+// PartRowEncoder is implemented by a RowEncoder that can write the row of
+// a record read from a schema-2 part without its maps: r holds every value
+// but Tags, TagTypes and Ext, which p gives (PartReader.Tags, ExtString).
+// ok true says the row appended is byte for byte what EncodeRow (and
+// EncodeRowWarnings, with no warning) writes for the whole record, and
+// that the destination has no use for the maps of r (its EncodedRecords
+// fn gets r as it is); ok false (dst unchanged) has the pool decode the
+// whole record and encode it with EncodeRow(Warnings). A drain's read-ahead
+// so builds no map per record.
+type PartRowEncoder interface {
+	EncodePartRow(dst []byte, r *messages.UsageRecord, p *messages.PartReader) (row []byte, ok bool)
+}
+
+// partEncoding is how the read-ahead encodes rows: row (rowEncoding), and
+// part when the destination is a PartRowEncoder.
+type partEncoding struct {
+	row  func([]byte, *messages.UsageRecord) ([]byte, int, error)
+	part PartRowEncoder
 }
 
 // stopReadAhead ends the read-ahead, if any, and takes over what it
@@ -297,7 +321,7 @@ func (ra *readAhead) release(n int) {
 	ra.mu.Unlock()
 }
 
-func (j *job) startReadAhead(ctx context.Context, units []Unit, enc func([]byte, *messages.UsageRecord) ([]byte, int, error)) *readAhead {
+func (j *job) startReadAhead(ctx context.Context, units []Unit, enc partEncoding) *readAhead {
 	ctx, cancel := context.WithCancel(ctx)
 	// The parts of the units this worker holds whole are fetched by direct
 	// gets, a few at a time: one get after another left the read-ahead
@@ -409,13 +433,68 @@ func (j *job) readUnit(ctx context.Context, ra *readAhead, u Unit) error {
 // encodeParts decodes and encodes the parts of work, each on its own,
 // until work closes: readAheadEncoders of them run at once, so a drain
 // decodes on every core, and forward puts the parts back in order.
-func (ra *readAhead) encodeParts(ctx context.Context, enc func([]byte, *messages.UsageRecord) ([]byte, int, error)) {
+func (ra *readAhead) encodeParts(ctx context.Context, enc partEncoding) {
+	var pr *messages.PartReader
+	if enc.part != nil {
+		pr = partReaders.Get().(*messages.PartReader)
+		defer func() { pr.Release(); partReaders.Put(pr) }()
+	}
 	for b := range ra.work {
 		if ctx.Err() == nil {
-			b.encode(enc)
+			if pr == nil || !b.encodePart(enc, pr) {
+				b.encode(enc.row)
+			}
 		}
 		b.ready <- struct{}{}
 	}
+}
+
+var partReaders = sync.Pool{New: func() any { return new(messages.PartReader) }}
+
+// encodePart is encode for a schema-2 part and a PartRowEncoder: each
+// record is decoded without its maps and its row written from the part;
+// a record the encoder leaves is decoded whole and encoded as encode
+// does. ok is false, and b to be encoded by encode, when the part is of
+// another schema or does not decode, which encode then reports as it
+// always has.
+func (b *encodedPart) encodePart(enc partEncoding, pr *messages.PartReader) (ok bool) {
+	if !pr.Reset(b.data, b.meta.Schema) || pr.Len() != b.meta.Records {
+		return false
+	}
+	n := pr.Len()
+	if cap(b.recs) < n {
+		recs := make([]messages.UsageRecord, n)
+		copy(recs, b.recs[:cap(b.recs)]) // their maps, for reuse
+		b.recs = recs
+	}
+	b.recs = b.recs[:n]
+	b.rows, b.ends, b.errs, b.warnings = b.rows[:0], b.ends[:0], b.errs[:0], 0
+	if want := len(b.data) * rowsPerPayloadByte; cap(b.rows) < want {
+		b.rows = make([]byte, 0, want) // the rows at once, not grown in steps
+	}
+	for i := range b.recs {
+		r := &b.recs[i]
+		if pr.Next(r) != nil {
+			return false
+		}
+		if h := r.ChargePeriodStart.Truncate(time.Hour); !h.Equal(b.meta.Hour) {
+			return false // decodeInto's error
+		}
+		if !b.unit.Contains(r.ChargePeriodStart) {
+			b.ends = append(b.ends, skipped)
+			continue
+		}
+		var ok bool
+		if b.rows, ok = enc.part.EncodePartRow(b.rows, r, pr); ok {
+			b.ends = append(b.ends, int32(len(b.rows)))
+			continue
+		}
+		if pr.Full(r) != nil {
+			return false
+		}
+		b.encodeRecord(enc.row, i)
+	}
+	return pr.Done()
 }
 
 // encode decodes b's payload and encodes the records of its unit.
@@ -433,19 +512,23 @@ func (b *encodedPart) encode(enc func([]byte, *messages.UsageRecord) ([]byte, in
 			b.ends = append(b.ends, skipped)
 			continue
 		}
-		start := len(b.rows)
-		var eerr error
-		var w int
-		b.rows, w, eerr = enc(b.rows, r)
-		if eerr != nil {
-			b.rows = b.rows[:start]
-			b.errs = append(b.errs, encodeErr{i, eerr})
-			b.ends = append(b.ends, refused)
-			continue
-		}
-		b.ends = append(b.ends, int32(len(b.rows)))
-		b.warnings += w
+		b.encodeRecord(enc, i)
 	}
+}
+
+// encodeRecord encodes record i of b, in its unit, with enc.
+func (b *encodedPart) encodeRecord(enc func([]byte, *messages.UsageRecord) ([]byte, int, error), i int) {
+	start := len(b.rows)
+	rows, w, err := enc(b.rows, &b.recs[i])
+	if err != nil {
+		b.rows = rows[:start]
+		b.errs = append(b.errs, encodeErr{i, err})
+		b.ends = append(b.ends, refused)
+		return
+	}
+	b.rows = rows
+	b.ends = append(b.ends, int32(len(b.rows)))
+	b.warnings += w
 }
 
 // forward hands the parts over in the order the scan read them, each once

@@ -138,6 +138,17 @@
 // Destination.Repairs, and Destination.EncodeRowWarnings, which gives a
 // record's ack warning count (1 for a repaired record, else 0).
 //
+// A drain writes most rows straight from the schema-2 part
+// (Destination.EncodePartRow, a workers.PartRowEncoder): the record is
+// decoded without its Tags and Ext maps, and its tags (sorted on the
+// stack) and x_ columns are read from the part. That path writes only a
+// row that needs no repair and no refusal, byte for byte the row above;
+// every other record is decoded whole and goes through
+// EncodeRowWarnings. (usagefleet bench --spawn-nats --records 2000000
+// --mode drain, paired with the code before it, medians of three at load
+// ~1-2: worker 2.76 -> 2.06 CPU-s per million records, 341,412 -> 405,132
+// records/s, peak RSS 129 -> 105 MB.)
+//
 // # Units and requests
 //
 // Every mode uses the connection id as the lease key, so the fleet sends

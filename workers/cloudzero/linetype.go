@@ -22,7 +22,27 @@ const (
 // doc). ok is false for a ChargeCategory FOCUS does not define (the
 // producer's validation refuses those before they reach a worker).
 func lineItemType(r *messages.UsageRecord) (string, bool) {
-	if chargeClass(r) == "Correction" {
+	return lineItemTypeOf(r, recordExt{r})
+}
+
+// extSource reads a record's string extension column x_<name> ("" when
+// it has none): its Ext map (recordExt), or the part it is read from
+// (*messages.PartReader).
+type extSource interface {
+	ExtString(name string) string
+}
+
+type recordExt struct{ r *messages.UsageRecord }
+
+func (e recordExt) ExtString(name string) string { return focusString(e.r, name) }
+
+// lineItemTypeOf is lineItemType with r's extension columns read from ext.
+func lineItemTypeOf(r *messages.UsageRecord, ext extSource) (string, bool) {
+	var class, commitID, commitCat string
+	if r.Detail != nil {
+		class, commitID, commitCat = r.Detail.ChargeClass, r.Detail.CommitmentDiscountId, r.Detail.CommitmentDiscountCategory
+	}
+	if focusColumn(class, ext, "ChargeClass") == "Correction" {
 		// FOCUS: a correction to a charge of an earlier, invoiced period.
 		// CBF's Adjustment is the type for it; booked as Usage it would
 		// count in "Real Cost" for the hour of the correction.
@@ -32,7 +52,7 @@ func lineItemType(r *messages.UsageRecord) (string, bool) {
 	case "", "Usage":
 		return typeUsage, true
 	case "Purchase":
-		if commitmentID(r) != "" || commitmentCategory(r) != "" {
+		if focusColumn(commitID, ext, "CommitmentDiscountId") != "" || focusColumn(commitCat, ext, "CommitmentDiscountCategory") != "" {
 			return typeCommittedUsePurchase, true
 		}
 		return typePurchase, true
@@ -52,29 +72,15 @@ func lineItemType(r *messages.UsageRecord) (string, bool) {
 	return "", false
 }
 
-// focusColumn reads a FOCUS column from the record's Detail (field), where
-// the FOCUS readers (CSV, Parquet, NDJSON, the gateway) put it; a producer
-// that wrote it before Detail existed sent it as the extension column
-// x_<name>: that counts when the column is empty.
-func focusColumn(r *messages.UsageRecord, field func(*messages.Detail) string, name string) string {
-	if r.Detail != nil {
-		if v := field(r.Detail); v != "" {
-			return v
-		}
+// focusColumn is a FOCUS column: v, its value in the record's Detail,
+// where the FOCUS readers (CSV, Parquet, NDJSON, the gateway) put it; a
+// producer that wrote it before Detail existed sent it as the extension
+// column x_<name>: that counts when v is empty.
+func focusColumn(v string, ext extSource, name string) string {
+	if v != "" {
+		return v
 	}
-	return focusString(r, name)
-}
-
-func chargeClass(r *messages.UsageRecord) string {
-	return focusColumn(r, func(d *messages.Detail) string { return d.ChargeClass }, "ChargeClass")
-}
-
-func commitmentID(r *messages.UsageRecord) string {
-	return focusColumn(r, func(d *messages.Detail) string { return d.CommitmentDiscountId }, "CommitmentDiscountId")
-}
-
-func commitmentCategory(r *messages.UsageRecord) string {
-	return focusColumn(r, func(d *messages.Detail) string { return d.CommitmentDiscountCategory }, "CommitmentDiscountCategory")
+	return ext.ExtString(name)
 }
 
 // focusString reads the extension column x_<name>.

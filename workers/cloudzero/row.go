@@ -90,6 +90,16 @@ func AppendRowRepaired(dst []byte, r *messages.UsageRecord) ([]byte, Repairs, er
 		}
 	}
 
+	dst = appendRowFields(dst, r, lit)
+	for _, k := range keys {
+		dst = appendTag(dst, k, tags[k])
+	}
+	return append(dst, '}'), rep, nil
+}
+
+// appendRowFields appends a row's opening brace and every column up to
+// its tags: the row of r, of line item type lit, checked already.
+func appendRowFields(dst []byte, r *messages.UsageRecord, lit string) []byte {
 	dst = append(dst, `{"time/usage_start":"`...)
 	dst = appendHour(dst, r.ChargePeriodStart)
 	dst = append(dst, '"')
@@ -130,14 +140,16 @@ func AppendRowRepaired(dst []byte, r *messages.UsageRecord) ([]byte, Repairs, er
 	}
 	dst = appendDecimal(dst, `,"cost/on_demand_cost":`, r.ListCost)
 	dst = appendString(dst, `,"bill/invoice_id":`, r.InvoiceId)
-	for _, k := range keys {
-		// A valid key holds nothing JSON escapes: append it as it is.
-		dst = append(dst, `,"resource/tag:`...)
-		dst = append(dst, k...)
-		dst = append(dst, '"', ':')
-		dst = messages.AppendJSONString(dst, tags[k])
-	}
-	return append(dst, '}'), rep, nil
+	return dst
+}
+
+// appendTag appends a tag column; k is a valid key (ValidTagKey), which
+// holds nothing JSON escapes: it is appended as it is.
+func appendTag(dst []byte, k, v string) []byte {
+	dst = append(dst, `,"resource/tag:`...)
+	dst = append(dst, k...)
+	dst = append(dst, '"', ':')
+	return messages.AppendJSONString(dst, v)
 }
 
 // AppendPlaceholder appends the zero-cost row that stands for an empty unit

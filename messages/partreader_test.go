@@ -1,0 +1,120 @@
+package messages
+
+import (
+	"reflect"
+	"testing"
+)
+
+// checkPartReader reads data with a PartReader as DecodeRecordsReusing
+// reads it: the same records (Next's without their maps, Tags and
+// ExtString giving them; Full's whole), or, where DecodeRecordsReusing
+// refuses the part, no record read whole. recs is a slice the reader
+// reuses (its maps included) from one call to the next.
+func checkPartReader(t *testing.T, data []byte, schema int, recs []UsageRecord) []UsageRecord {
+	t.Helper()
+	want, werr := DecodeRecordsAs(nil, data, schema)
+	var pr PartReader
+	if !pr.Reset(data, schema) {
+		if werr == nil {
+			t.Fatalf("Reset refused a part DecodeRecordsAs reads")
+		}
+		return recs
+	}
+	if werr == nil && pr.Len() != len(want) {
+		t.Fatalf("Len %d, DecodeRecordsAs read %d", pr.Len(), len(want))
+	}
+	if cap(recs) < pr.Len() {
+		recs = append(recs[:cap(recs)], make([]UsageRecord, pr.Len()-cap(recs))...)
+	}
+	recs = recs[:pr.Len()]
+	for i := range recs {
+		r := &recs[i]
+		if err := pr.Next(r); err != nil {
+			if werr == nil {
+				t.Fatalf("record %d: Next: %v; DecodeRecordsAs read the part", i, err)
+			}
+			return recs
+		}
+		if werr != nil {
+			continue
+		}
+		if r.Tags != nil || r.TagTypes != nil || r.Ext != nil {
+			t.Fatalf("record %d: Next left maps", i)
+		}
+		w := want[i]
+		tags := map[string]string{}
+		for _, tg := range pr.Tags() {
+			tags[tg.Key] = tg.Value // a repeated key: the last, as in the map
+		}
+		if len(tags) != len(w.Tags) || (len(tags) > 0 && !reflect.DeepEqual(tags, w.Tags)) {
+			t.Fatalf("record %d: Tags %v, want %v", i, pr.Tags(), w.Tags)
+		}
+		for name, v := range w.Ext {
+			want := ""
+			if v.Kind == ExtString {
+				want = v.Str
+			}
+			if got := pr.ExtString(name); got != want {
+				t.Fatalf("record %d: ExtString(%q) %q, want %q", i, name, got, want)
+			}
+		}
+		if pr.ExtString("NoSuchColumn") != "" {
+			t.Fatalf("record %d: a column it does not have", i)
+		}
+		skinny := w
+		skinny.Tags, skinny.TagTypes, skinny.Ext = nil, nil, nil
+		if !recordsEqual(r, &skinny) {
+			t.Fatalf("record %d: Next read\n%+v\nwant\n%+v", i, *r, skinny)
+		}
+		if i%2 == 0 { // the pool reads whole only the records it must
+			if err := pr.Full(r); err != nil {
+				t.Fatalf("record %d: Full: %v", i, err)
+			}
+			if !recordsEqual(r, &w) {
+				t.Fatalf("record %d: Full read\n%+v\nwant\n%+v", i, *r, w)
+			}
+		}
+	}
+	if done := pr.Done(); done != (werr == nil) {
+		t.Fatalf("Done %v, DecodeRecordsAs: %v", done, werr)
+	}
+	return recs
+}
+
+func TestPartReader(t *testing.T) {
+	var recs []UsageRecord
+	for _, set := range [][]UsageRecord{variedRecords(), {focusRecord(), sampleRecord(), {}}, {sampleRecord()}, nil} {
+		payload, err := EncodeRecords(nil, set)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = checkPartReader(t, payload, SchemaVersion, recs)
+		// Schema 1 is not columnar: Reset refuses it (DecodeRecordsReusing
+		// reads it).
+		var pr PartReader
+		if pr.Reset(payload, 1) {
+			t.Error("Reset took a part labelled schema 1")
+		}
+		if pr.Reset(payload, SchemaVersion+1) {
+			t.Error("Reset took a part of a newer schema")
+		}
+	}
+	var pr PartReader
+	if pr.Reset(encodeRecordsV1(nil, []UsageRecord{sampleRecord()}), SchemaVersion) {
+		t.Error("Reset took a schema-1 payload")
+	}
+}
+
+// FuzzPartReader: whatever the payload, a PartReader reads what
+// DecodeRecordsAs reads, or nothing whole where it refuses the part.
+func FuzzPartReader(f *testing.F) {
+	for _, set := range [][]UsageRecord{variedRecords(), {focusRecord(), sampleRecord()}} {
+		payload, _ := EncodeRecords(nil, set)
+		f.Add(payload)
+	}
+	f.Add([]byte{0x91, 0x90})
+	var recs []UsageRecord
+	f.Fuzz(func(t *testing.T, data []byte) {
+		recs = checkPartReader(t, data, SchemaVersion, recs)
+	})
+}
