@@ -10,8 +10,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-
-	"github.com/usagefleet/usagefleet/messages"
 )
 
 // A CSV file is read in parallel: one goroutine (the splitter) cuts the
@@ -115,10 +113,7 @@ func readCSV(c *collector, r io.Reader, lim *limitReader, fn func(Row) error) er
 	off := int(cr.InputOffset())
 	rest := &csvChunk{data: first.data[off:], line: first.line + bytes.Count(first.data[:off], []byte{'\n'}), err: first.err, c: collector{file: c.file}}
 	var rows []Row
-	rest.clean, err = csvRecords(&rest.c, cr, s.cols, s.headerOK, s.fields, first.line-1, true, nil, func(r Row) error {
-		rows = append(rows, r)
-		return nil
-	})
+	rest.clean, err = csvRecords(&rest.c, cr, s.cols, s.headerOK, s.fields, first.line-1, true, nil, &rows, nil)
 	if err != nil {
 		return err
 	}
@@ -214,7 +209,7 @@ func (s *csvSplit) onePass(c *collector, from *csvChunk, header bool, fn func(Ro
 	} else {
 		cr.FieldsPerRecord = s.fields
 	}
-	_, err := csvRecords(c, cr, cols, headerOK, len(cols), off, false, next, fn)
+	_, err := csvRecords(c, cr, cols, headerOK, len(cols), off, false, next, nil, fn)
 	return err
 }
 
@@ -222,10 +217,15 @@ func (s *csvSplit) onePass(c *collector, from *csvChunk, header bool, fn func(Ro
 // at cr's line plus off. With stopAtQuote it stops at the first quote
 // error and reports false (the chunk may be cut inside a quoted field).
 // next, when set, reads a record (the one-pass reader's, with its limit).
-func csvRecords(c *collector, cr *csv.Reader, cols []column, headerOK bool, nfields, off int, stopAtQuote bool, next func() ([]string, error), fn func(Row) error) (bool, error) {
+//
+// With rows set, good rows are appended to *rows (built in place: a
+// record built on its own escaped to the heap, 700 bytes a row for the GC)
+// and fn is not called.
+func csvRecords(c *collector, cr *csv.Reader, cols []column, headerOK bool, nfields, off int, stopAtQuote bool, next func() ([]string, error), rows *[]Row, fn func(Row) error) (bool, error) {
 	if next == nil {
 		next = cr.Read
 	}
+	var scratch Row
 	for {
 		rec, err := next()
 		if errors.Is(err, io.EOF) {
@@ -248,15 +248,28 @@ func csvRecords(c *collector, cr *csv.Reader, cols []column, headerOK bool, nfie
 		}
 		line, _ := cr.FieldPos(0)
 		line += off
-		var ur messages.UsageRecord
+		row := &scratch
+		if rows != nil {
+			*rows = append(*rows, Row{})
+			row = &(*rows)[len(*rows)-1]
+		} else {
+			scratch = Row{}
+		}
+		row.Line = line
+		ur := &row.Record
 		c.beginRow()
 		var tagCols map[string]string
 		for i, col := range cols {
-			setCell(c, line, col, rec[i], &ur, &tagCols)
+			setCell(c, line, col, rec[i], ur, &tagCols)
 		}
-		mergeTagCols(c, line, cols, tagCols, &ur)
-		if c.endRow(line, &ur, true) && headerOK {
-			if err := fn(Row{Line: line, Record: ur}); err != nil {
+		mergeTagCols(c, line, cols, tagCols, ur)
+		good := c.endRow(line, ur, true) && headerOK
+		switch {
+		case rows != nil && !good:
+			*row = Row{}
+			*rows = (*rows)[:len(*rows)-1]
+		case rows == nil && good:
+			if err := fn(*row); err != nil {
 				return true, err
 			}
 		}
@@ -279,10 +292,7 @@ func (s *csvSplit) work() {
 		cr := csv.NewReader(bytes.NewReader(ch.data))
 		cr.ReuseRecord = true
 		cr.FieldsPerRecord = s.fields
-		ch.clean, _ = csvRecords(&ch.c, cr, s.cols, s.headerOK, s.fields, ch.line-1, true, nil, func(r Row) error {
-			ch.rows = append(ch.rows, r)
-			return nil
-		})
+		ch.clean, _ = csvRecords(&ch.c, cr, s.cols, s.headerOK, s.fields, ch.line-1, true, nil, &ch.rows, nil)
 		close(ch.ready)
 	}
 }
