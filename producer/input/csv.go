@@ -66,7 +66,7 @@ type csvSplit struct {
 	fields   int
 }
 
-func readCSV(c *collector, r io.Reader, lim *limitReader, fn func(Row) error) error {
+func readCSV(c *collector, r io.Reader, lim *LimitReader, fn func(Row) error) error {
 	workers := runtime.GOMAXPROCS(0)
 	s := &csvSplit{
 		r: r, file: c.file,
@@ -179,15 +179,16 @@ func (s *csvSplit) onePass(c *collector, from *csvChunk, header bool, fn func(Ro
 		csvOnePassHook(from.line)
 	}
 	ch := &chainReader{s: s, cur: from.data, err: from.err, last: from.err != nil}
-	lim := &limitReader{r: ch, max: math.MaxInt64, budget: -1, lines: from.line - 1}
+	lim := NewLimitReader(ch, math.MaxInt64, "")
+	lim.lines = from.line - 1
 	cr := csv.NewReader(bufio.NewReaderSize(lim, 64<<10))
 	cr.ReuseRecord = true
 	off := from.line - 1
 	cols, headerOK := s.cols, s.headerOK
 	next := func() ([]string, error) {
-		lim.record(MaxRecordBytes+slack, "a CSV record longer than 16 MiB (MaxRecordBytes)")
+		lim.Record(MaxRecordBytes+slack, "a CSV record longer than 16 MiB (MaxRecordBytes)")
 		rec, err := cr.Read()
-		lim.record(-1, "")
+		lim.Record(-1, "")
 		return rec, err
 	}
 	if header {
