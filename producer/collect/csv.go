@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/usagefleet/usagefleet/producer/input"
 )
 
 // CSV reads a report file row by row, by header name: gzip is detected by
@@ -28,7 +30,7 @@ import (
 type CSV struct {
 	r      *csv.Reader
 	gz     *gzip.Reader
-	lim    *capReader
+	lim    *input.LimitReader
 	tee    *rawTee
 	cols   map[string]int
 	header []string
@@ -52,72 +54,29 @@ const (
 var maxReportBytes int64 = MaxReportBytes
 
 // ErrTooLarge is wrapped by the error of a record or a file over its
-// limit.
-var ErrTooLarge = errors.New("report file too large")
+// limit (input.ErrTooLarge: the limits are input.LimitReader's).
+var ErrTooLarge = input.ErrTooLarge
 
 // csvSlack is what the CSV reader's own buffer may read past the record
 // it is on (bufio's default size), counted in the record's budget.
 const csvSlack = 4 << 10
 
-// capReader counts what is read: the whole input against max, and the
-// current record against budget (set around each record's read). Once a
-// limit is crossed every read fails with that limit's error.
-type capReader struct {
-	r      io.Reader
-	n, max int64
-	budget int64 // bytes left for the current record; < 0: no record limit
-	err    error
-}
-
-// errLimit is the limit a capReader crossed.
-type errLimit struct{ what string }
-
-func (e *errLimit) Error() string { return e.what }
-func (e *errLimit) Unwrap() error { return ErrTooLarge }
-
-func (l *capReader) Read(p []byte) (int, error) {
-	if l.err != nil {
-		return 0, l.err
-	}
-	if l.n >= l.max {
-		var one [1]byte // at exactly max bytes the file may end there
-		if n, err := io.ReadFull(l.r, one[:]); n == 0 && err != nil {
-			return 0, err
-		}
-		l.err = &errLimit{fmt.Sprintf("the file is larger than %d bytes decompressed (MaxReportBytes)", l.max)}
-		return 0, l.err
-	}
-	if l.budget == 0 {
-		l.err = &errLimit{fmt.Sprintf("a CSV record longer than %d bytes (MaxRecordBytes)", MaxRecordBytes)}
-		return 0, l.err
-	}
-	if int64(len(p)) > l.max-l.n {
-		p = p[:l.max-l.n]
-	}
-	if l.budget > 0 && int64(len(p)) > l.budget {
-		p = p[:l.budget]
-	}
-	n, err := l.r.Read(p)
-	l.n += int64(n)
-	if l.budget > 0 {
-		l.budget -= int64(n)
-	}
-	return n, err
-}
-
 // read reads the next record within its budget. A limit crossed comes
 // back as a permanent error naming the line where the record starts.
 func (c *CSV) read() ([]string, error) {
 	start := c.off
-	c.lim.budget = MaxRecordBytes + csvSlack
+	c.lim.Record(MaxRecordBytes+csvSlack, fmt.Sprintf("a CSV record longer than %d bytes (MaxRecordBytes)", MaxRecordBytes))
 	rec, err := c.r.Read()
-	c.lim.budget = -1
-	var le *errLimit
+	c.lim.Record(-1, "")
+	var le *input.LimitError
 	if errors.As(err, &le) {
+		// The line the record starts on (the reader's is where reading
+		// stopped, read-ahead and all).
 		held := c.tee.buf // the input from start on: the record, cut short
 		blank := len(held) - len(bytes.TrimLeft(held, "\r\n"))
-		line := c.lines + 1 + bytes.Count(held[:blank], []byte{'\n'})
-		return nil, Permanent(fmt.Errorf("line %d: %w: reading stopped", line, le))
+		e := *le
+		e.Line = c.lines + 1 + bytes.Count(held[:blank], []byte{'\n'})
+		return nil, Permanent(&e)
 	}
 	c.off = c.r.InputOffset()
 	c.lines += bytes.Count(c.tee.bytes(start, c.off), []byte{'\n'})
@@ -168,7 +127,7 @@ func NewCSV(body io.Reader) (*CSV, error) {
 		gz.Multistream(true)
 		c.gz, src = gz, gz
 	}
-	c.lim = &capReader{r: src, max: maxReportBytes, budget: -1}
+	c.lim = input.NewLimitReader(src, maxReportBytes, fmt.Sprintf("the file is larger than %d bytes decompressed (MaxReportBytes)", maxReportBytes))
 	c.tee = &rawTee{r: c.lim}
 	c.r = csv.NewReader(c.tee)
 	c.r.FieldsPerRecord = -1 // checked per row, so a short row is rejected alone

@@ -1,66 +1,455 @@
 package input
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/csv"
 	"errors"
 	"io"
-
-	"github.com/usagefleet/usagefleet/messages"
+	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
 )
 
-func readCSV(c *collector, r io.Reader, lim *limitReader, fn func(Row) error) error {
-	cr := csv.NewReader(r)
+// A CSV file is read in parallel: one goroutine (the splitter) cuts the
+// byte stream into chunks of whole records, GOMAXPROCS workers parse,
+// check and build the records of a chunk each, and the caller's goroutine
+// takes the chunks' rows and problems in file order. Parsing, not reading,
+// is the cost, and this spreads it over the cores; the rows and problems
+// are exactly those of reading the file in one pass (the tests compare).
+//
+// Where a record ends depends on the quotes: a newline inside a quoted
+// field is data. The splitter cuts only at a newline after an even number
+// of quotes since the last cut, which is where records end in any file
+// whose quotes are well formed. Where they are not (a bare quote, a quoted
+// field never closed), a chunk's parse meets a quote error, or the
+// splitter finds no such newline within csvChunkMax; from that chunk on the
+// file is read in one pass, as it always was, so a malformed file gets the
+// very same rows and errors, only not in parallel. The chunks before it
+// were cut right: each parsed to its end without a quote error, starting
+// where a record starts.
+var (
+	csvChunkTarget = 256 << 10 // a chunk is cut at the first good newline past this
+	csvChunkMax    = 4 << 20   // no good newline in this much: read on in one pass
+)
+
+// csvChunk is a piece of a CSV input that starts where a record starts
+// (unless raw), and what a worker made of it.
+type csvChunk struct {
+	data []byte
+	line int   // the physical line data starts on
+	raw  bool  // not cut where a record ends: only for the one-pass reader
+	err  error // reading stopped after data with this (the last chunk)
+
+	ready chan struct{} // closed when a worker is done (or skipped it)
+	rows  []Row
+	c     collector
+	clean bool // parsed to the end without a quote error
+}
+
+// csvSplit runs the splitter and the workers of one CSV input.
+type csvSplit struct {
+	r       io.Reader
+	file    string
+	order   chan *csvChunk // every chunk, in file order
+	jobs    chan *csvChunk // chunks for the workers
+	start   chan bool      // after the first chunk: parse in parallel?
+	stop    chan struct{}  // closed by the reader when it returns
+	seq     atomic.Bool    // reading in one pass from here: no more jobs
+	free    chan []byte
+	freeRow chan []Row
+	wg      sync.WaitGroup
+
+	cols     []column
+	headerOK bool
+	fields   int
+}
+
+func readCSV(c *collector, r io.Reader, lim *LimitReader, fn func(Row) error) error {
+	workers := runtime.GOMAXPROCS(0)
+	s := &csvSplit{
+		r: r, file: c.file,
+		order:   make(chan *csvChunk, workers+1),
+		jobs:    make(chan *csvChunk, workers),
+		start:   make(chan bool, 1),
+		stop:    make(chan struct{}),
+		free:    make(chan []byte, 2*workers+4),
+		freeRow: make(chan []Row, 2*workers+4),
+	}
+	s.wg.Add(1)
+	go s.split()
+	// Nothing may read r once readCSV returns (the caller reads on, to
+	// hash the rest): stop the splitter and wait for it and the workers.
+	defer func() {
+		close(s.stop)
+		s.wg.Wait()
+	}()
+	first := <-s.order
+	if first.raw {
+		s.start <- false
+		return s.onePass(c, first, true, fn)
+	}
+	cr := csv.NewReader(bytes.NewReader(first.data))
 	cr.ReuseRecord = true
-	next := func() ([]string, error) {
-		lim.record(MaxRecordBytes+slack, "a CSV record longer than 16 MiB (MaxRecordBytes)")
-		rec, err := cr.Read()
-		lim.record(-1, "")
-		return rec, err
-	}
-	header, err := next()
-	if errors.Is(err, io.EOF) {
-		c.add(1, "", "no header row")
-		return nil
-	}
+	header, err := cr.Read()
 	if err != nil {
-		var pe *csv.ParseError
-		if errors.As(err, &pe) {
-			c.add(pe.StartLine, "", "header: %v", pe.Err)
-			return nil
-		}
-		return err
+		// No header in the first chunk, or a bad one: the one-pass reader
+		// says which as it always did.
+		s.start <- false
+		return s.onePass(c, first, true, fn)
 	}
 	headerLine, _ := cr.FieldPos(0)
-	cols, headerOK := parseHeader(c, headerLine, header)
-	for {
+	s.cols, s.headerOK = parseHeader(c, headerLine, header)
+	s.fields = len(header)
+	cr.FieldsPerRecord = s.fields
+	// The rest of the first chunk is read here while the workers start
+	// on the next ones.
+	s.start <- true
+	for range workers {
+		s.wg.Add(1)
+		go s.work()
+	}
+	off := int(cr.InputOffset())
+	rest := &csvChunk{data: first.data[off:], line: first.line + bytes.Count(first.data[:off], []byte{'\n'}), err: first.err, c: collector{file: c.file}}
+	var rows []Row
+	rest.clean, err = csvRecords(&rest.c, cr, s.cols, s.headerOK, s.fields, first.line-1, true, nil, &rows, nil)
+	if err != nil {
+		return err
+	}
+	if !rest.clean {
+		// The header was read from where the file starts: the rest
+		// starts where a record does.
+		s.seq.Store(true)
+		return s.onePass(c, rest, false, fn)
+	}
+	c.merge(&rest.c)
+	for i := range rows {
+		if err := fn(rows[i]); err != nil {
+			return err
+		}
+	}
+	if first.err != nil {
+		return first.err
+	}
+	for ch := range s.order {
+		if !ch.raw {
+			<-ch.ready
+		}
+		if ch.raw || !ch.clean {
+			s.seq.Store(true)
+			return s.onePass(c, ch, false, fn)
+		}
+		c.merge(&ch.c)
+		for i := range ch.rows {
+			if err := fn(ch.rows[i]); err != nil {
+				return err
+			}
+		}
+		if ch.err != nil {
+			return ch.err
+		}
+		s.recycle(ch)
+	}
+	return nil
+}
+
+// csvOnePassHook, when set (by a test), is told the line the one-pass
+// reader starts on.
+var csvOnePassHook func(line int)
+
+// recycle gives a merged chunk's buffers back.
+func (s *csvSplit) recycle(ch *csvChunk) {
+	clear(ch.rows)
+	select {
+	case s.freeRow <- ch.rows[:0]:
+	default:
+	}
+	select {
+	case s.free <- ch.data[:0]:
+	default:
+	}
+}
+
+// onePass reads from chunk from on in one pass (with the header first when
+// header is set), as a CSV file was read before the splitter: the record
+// limit, the line numbers and the errors of malformed quotes are its.
+func (s *csvSplit) onePass(c *collector, from *csvChunk, header bool, fn func(Row) error) error {
+	if csvOnePassHook != nil {
+		csvOnePassHook(from.line)
+	}
+	ch := &chainReader{s: s, cur: from.data, err: from.err, last: from.err != nil}
+	lim := NewLimitReader(ch, math.MaxInt64, "")
+	lim.lines = from.line - 1
+	cr := csv.NewReader(bufio.NewReaderSize(lim, 64<<10))
+	cr.ReuseRecord = true
+	off := from.line - 1
+	cols, headerOK := s.cols, s.headerOK
+	next := func() ([]string, error) {
+		lim.Record(MaxRecordBytes+slack, "a CSV record longer than 16 MiB (MaxRecordBytes)")
+		rec, err := cr.Read()
+		lim.Record(-1, "")
+		return rec, err
+	}
+	if header {
 		rec, err := next()
 		if errors.Is(err, io.EOF) {
+			c.add(1, "", "no header row")
 			return nil
 		}
 		if err != nil {
 			var pe *csv.ParseError
-			if !errors.As(err, &pe) {
-				return err
+			if errors.As(err, &pe) {
+				c.add(pe.StartLine+off, "", "header: %v", pe.Err)
+				return nil
 			}
-			if errors.Is(pe.Err, csv.ErrFieldCount) {
-				c.add(pe.StartLine, "", "row has %d fields, the header has %d", len(rec), len(cols))
-			} else {
-				c.add(pe.StartLine, "", "%v", pe.Err)
+			return err
+		}
+		headerLine, _ := cr.FieldPos(0)
+		cols, headerOK = parseHeader(c, headerLine+off, rec)
+	} else {
+		cr.FieldsPerRecord = s.fields
+	}
+	_, err := csvRecords(c, cr, cols, headerOK, len(cols), off, false, next, nil, fn)
+	return err
+}
+
+// csvRecords reads cr's records to its end: good rows to fn, problems to c,
+// at cr's line plus off. With stopAtQuote it stops at the first quote
+// error and reports false (the chunk may be cut inside a quoted field).
+// next, when set, reads a record (the one-pass reader's, with its limit).
+//
+// With rows set, good rows are appended to *rows (built in place: a
+// record built on its own escaped to the heap, 700 bytes a row for the GC)
+// and fn is not called.
+func csvRecords(c *collector, cr *csv.Reader, cols []column, headerOK bool, nfields, off int, stopAtQuote bool, next func() ([]string, error), rows *[]Row, fn func(Row) error) (bool, error) {
+	if next == nil {
+		next = cr.Read
+	}
+	var scratch Row
+	for {
+		rec, err := next()
+		if errors.Is(err, io.EOF) {
+			return true, nil
+		}
+		if err != nil {
+			var pe *csv.ParseError
+			if !errors.As(err, &pe) {
+				return true, err
+			}
+			switch {
+			case errors.Is(pe.Err, csv.ErrFieldCount):
+				c.add(pe.StartLine+off, "", "row has %d fields, the header has %d", len(rec), nfields)
+			case stopAtQuote && (errors.Is(pe.Err, csv.ErrQuote) || errors.Is(pe.Err, csv.ErrBareQuote)):
+				return false, nil
+			default:
+				c.add(pe.StartLine+off, "", "%v", pe.Err)
 			}
 			continue
 		}
 		line, _ := cr.FieldPos(0)
-		var ur messages.UsageRecord
+		line += off
+		row := &scratch
+		if rows != nil {
+			*rows = append(*rows, Row{})
+			row = &(*rows)[len(*rows)-1]
+		} else {
+			scratch = Row{}
+		}
+		row.Line = line
+		ur := &row.Record
 		c.beginRow()
 		var tagCols map[string]string
 		for i, col := range cols {
-			setCell(c, line, col, rec[i], &ur, &tagCols)
+			setCell(c, line, col, rec[i], ur, &tagCols)
 		}
-		mergeTagCols(c, line, cols, tagCols, &ur)
-		if c.endRow(line, &ur, true) && headerOK {
-			if err := fn(Row{Line: line, Record: ur}); err != nil {
-				return err
+		mergeTagCols(c, line, cols, tagCols, ur)
+		good := c.endRow(line, ur, true) && headerOK
+		switch {
+		case rows != nil && !good:
+			*row = Row{}
+			*rows = (*rows)[:len(*rows)-1]
+		case rows == nil && good:
+			if err := fn(*row); err != nil {
+				return true, err
 			}
 		}
 	}
+}
+
+// work parses chunks until there are no more.
+func (s *csvSplit) work() {
+	defer s.wg.Done()
+	for ch := range s.jobs {
+		if s.seq.Load() {
+			close(ch.ready)
+			continue
+		}
+		ch.c = collector{file: s.file}
+		select {
+		case ch.rows = <-s.freeRow:
+		default:
+		}
+		cr := csv.NewReader(bytes.NewReader(ch.data))
+		cr.ReuseRecord = true
+		cr.FieldsPerRecord = s.fields
+		ch.clean, _ = csvRecords(&ch.c, cr, s.cols, s.headerOK, s.fields, ch.line-1, true, nil, &ch.rows, nil)
+		close(ch.ready)
+	}
+}
+
+// split reads s.r and sends it as chunks, to s.order and (once the
+// header is known and good) to s.jobs.
+func (s *csvSplit) split() {
+	defer s.wg.Done()
+	defer close(s.order)
+	defer close(s.jobs)
+	parallel := false
+	sent := 0
+	send := func(ch *csvChunk) bool {
+		ch.ready = make(chan struct{})
+		select {
+		case s.order <- ch:
+		case <-s.stop:
+			return false
+		}
+		if sent == 0 {
+			select {
+			case parallel = <-s.start:
+			case <-s.stop:
+				return false
+			}
+		}
+		sent++
+		if sent == 1 || !parallel || ch.raw || s.seq.Load() {
+			close(ch.ready)
+			return true
+		}
+		select {
+		case s.jobs <- ch:
+			return true
+		case <-s.stop:
+			return false
+		}
+	}
+	newBuf := func(n int) []byte {
+		select {
+		case b := <-s.free:
+			if cap(b) >= n {
+				return b
+			}
+		default:
+		}
+		return make([]byte, 0, max(n, min(csvChunkTarget, 1<<20)+64<<10))
+	}
+	var (
+		buf  = newBuf(0)
+		pos  int // buf[:pos] is scanned for cuts
+		q    int // the parity of the quotes in buf[:pos]
+		good int // buf[:good] ends at a good newline (0: none)
+		raw  bool
+		line = 1
+		rerr error
+	)
+	emit := func(cut int) bool {
+		ch := &csvChunk{data: buf[:cut], line: line, raw: raw}
+		line += bytes.Count(ch.data, []byte{'\n'})
+		nb := newBuf(len(buf) - cut)
+		buf = append(nb, buf[cut:]...)
+		pos, good, q = 0, 0, 0
+		return send(ch)
+	}
+	for {
+		for !raw {
+			// Scan to the first good newline past the target.
+			for good < csvChunkTarget {
+				i := bytes.IndexByte(buf[pos:], '\n')
+				if i < 0 {
+					break
+				}
+				q ^= bytes.Count(buf[pos:pos+i], []byte{'"'}) & 1
+				pos += i + 1
+				if q == 0 {
+					good = pos
+				}
+			}
+			cut := 0
+			switch {
+			case good >= csvChunkTarget:
+				cut = good
+			case len(buf) >= csvChunkMax && good > 0:
+				cut = good
+			case len(buf) >= csvChunkMax:
+				// No record ends in this much: the quotes are not well
+				// formed (or a record is huge). The one-pass reader takes
+				// it from here.
+				raw = true
+			}
+			if cut == 0 {
+				break
+			}
+			if !emit(cut) {
+				return
+			}
+		}
+		if raw && len(buf) >= csvChunkTarget {
+			if !emit(len(buf)) {
+				return
+			}
+		}
+		if rerr != nil {
+			if errors.Is(rerr, io.EOF) {
+				rerr = nil
+			}
+			send(&csvChunk{data: buf, line: line, raw: raw, err: rerr})
+			return
+		}
+		if len(buf) == cap(buf) {
+			nb := newBuf(2 * cap(buf))
+			buf = append(nb[:0], buf...)
+		}
+		var n int
+		n, rerr = s.r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+	}
+}
+
+// chainReader reads the chunks' data in order, from one chunk on.
+type chainReader struct {
+	s    *csvSplit
+	cur  []byte
+	err  error
+	last bool // cur is the last chunk's
+}
+
+func (c *chainReader) Read(p []byte) (int, error) {
+	for len(c.cur) == 0 {
+		if c.last {
+			if c.err != nil {
+				return 0, c.err
+			}
+			return 0, io.EOF
+		}
+		ch, ok := <-c.s.order
+		if !ok {
+			c.last = true
+			continue
+		}
+		c.cur, c.err, c.last = ch.data, ch.err, ch.err != nil
+	}
+	n := copy(p, c.cur)
+	c.cur = c.cur[n:]
+	return n, nil
+}
+
+// merge adds o's problems after c's, as if c had met them.
+func (c *collector) merge(o *collector) {
+	for _, e := range o.errs {
+		if len(c.errs) < MaxErrors {
+			c.errs = append(c.errs, e)
+		} else {
+			c.extra++
+		}
+	}
+	c.extra += o.extra
 }

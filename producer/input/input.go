@@ -263,47 +263,6 @@ func ReadWith(name string, r io.Reader, opt Options, fn func(Row) error) (Result
 // ErrTooLarge is wrapped by every size-limit error.
 var ErrTooLarge = errors.New("input too large")
 
-// limitReader counts what is read: the whole input against max, and the
-// current record against budget (reset by the reader of each record), and
-// the newlines seen, for the line a limit error names.
-type limitReader struct {
-	r       io.Reader
-	n, max  int64
-	budget  int64 // bytes left for the current record; < 0: no record limit
-	what    string
-	lines   int
-	tripped error
-}
-
-func (l *limitReader) record(budget int64, what string) { l.budget, l.what = budget, what }
-
-func (l *limitReader) Read(p []byte) (int, error) {
-	if l.tripped != nil {
-		return 0, l.tripped
-	}
-	if l.n >= l.max {
-		l.tripped = fmt.Errorf("line %d: the input is larger than %d bytes decompressed (the --max-bytes limit): reading stopped: %w", l.lines+1, l.max, ErrTooLarge)
-		return 0, l.tripped
-	}
-	if l.budget == 0 {
-		l.tripped = fmt.Errorf("line %d: %s: reading stopped: %w", l.lines+1, l.what, ErrTooLarge)
-		return 0, l.tripped
-	}
-	if int64(len(p)) > l.max-l.n {
-		p = p[:l.max-l.n]
-	}
-	if l.budget > 0 && int64(len(p)) > l.budget {
-		p = p[:l.budget]
-	}
-	n, err := l.r.Read(p)
-	l.n += int64(n)
-	if l.budget > 0 {
-		l.budget -= int64(n)
-	}
-	l.lines += bytes.Count(p[:n], []byte{'\n'})
-	return n, err
-}
-
 // slack is what a reader's own buffer may read past the record it is on.
 const slack = 64 << 10
 
@@ -322,7 +281,7 @@ func readFormat(c *collector, r io.Reader, opt Options, fn func(Row) error) (For
 	if max <= 0 {
 		max = DefaultMaxBytes
 	}
-	lim := &limitReader{r: br, max: max, budget: -1}
+	lim := NewLimitReader(br, max, fmt.Sprintf("the input is larger than %d bytes decompressed (the --max-bytes limit)", max))
 	br = bufio.NewReaderSize(lim, 64<<10)
 	if magic, _ := br.Peek(4); string(magic) == "PAR1" {
 		return Parquet, readParquet(c, br, lim, fn)

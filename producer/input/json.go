@@ -127,7 +127,7 @@ func clipJSON(b []byte) string {
 // readJSONArray streams the elements of a top-level array. A syntax error
 // ends the reading (the decoder cannot resynchronise); every element read
 // before it is delivered or reported as usual.
-func readJSONArray(c *collector, r io.Reader, lim *limitReader, fn func(Row) error) error {
+func readJSONArray(c *collector, r io.Reader, lim *LimitReader, fn func(Row) error) error {
 	lc := &lineCounter{r: r}
 	dec := json.NewDecoder(lc)
 	dec.UseNumber()
@@ -151,19 +151,19 @@ func readJSONArray(c *collector, r io.Reader, lim *limitReader, fn func(Row) err
 		return nil
 	}
 	for {
-		lim.record(MaxRecordBytes+slack, "a JSON array element longer than 16 MiB (MaxRecordBytes)")
+		lim.Record(MaxRecordBytes+slack, "a JSON array element longer than 16 MiB (MaxRecordBytes)")
 		more := dec.More()
 		var raw json.RawMessage
 		var err error
 		if more {
 			err = dec.Decode(&raw)
 		}
-		lim.record(-1, "")
+		lim.Record(-1, "")
 		if !more {
 			break
 		}
-		if lim.tripped != nil {
-			return lim.tripped
+		if lim.Err() != nil {
+			return lim.Err()
 		}
 		if err != nil {
 			return syntax(err)

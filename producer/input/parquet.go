@@ -47,7 +47,7 @@ type parquetCol struct {
 	isMap  bool
 }
 
-func readParquet(c *collector, r io.Reader, lim *limitReader, fn func(Row) error) error {
+func readParquet(c *collector, r io.Reader, lim *LimitReader, fn func(Row) error) error {
 	tmp, err := os.CreateTemp("", "usage-parquet-*")
 	if err != nil {
 		return err
@@ -69,8 +69,8 @@ func readParquet(c *collector, r io.Reader, lim *limitReader, fn func(Row) error
 			total += cc.MetaData.TotalUncompressedSize
 		}
 	}
-	if total > lim.max {
-		return fmt.Errorf("the Parquet columns are %d bytes uncompressed, more than %d (the --max-bytes limit): %w", total, lim.max, ErrTooLarge)
+	if total > lim.Max() {
+		return fmt.Errorf("the Parquet columns are %d bytes uncompressed, more than %d (the --max-bytes limit): %w", total, lim.Max(), ErrTooLarge)
 	}
 	pcols, ok := parquetColumns(c, f.Schema())
 	rd := parquet.NewReader(f)
