@@ -118,15 +118,7 @@ func TestCountingWebhookCountsAKeyOnce(t *testing.T) {
 // benchBody is a 1000-record body as the webhook destination sends it.
 func benchBody(b *testing.B) []byte {
 	b.Helper()
-	recs := usagegen.Generate(1000, usagegen.Options{Seed: 7, Start: time.Date(2024, 7, 1, 0, 0, 0, 0, time.UTC), Hours: 1})
-	body := []byte{'['}
-	for i := range recs {
-		if i > 0 {
-			body = append(body, ',')
-		}
-		body = recs[i].AppendJSON(body)
-	}
-	return append(body, ']')
+	return usagegen.JSONArray(usagegen.Generate(1000, usagegen.Options{Seed: 7, Start: time.Date(2024, 7, 1, 0, 0, 0, 0, time.UTC), Hours: 1}))
 }
 
 // BenchmarkScanRecords: the counting receiver's walk of a body (go test

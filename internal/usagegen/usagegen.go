@@ -115,3 +115,16 @@ func Total(recs []messages.UsageRecord) Totals {
 	}
 	return Totals{Records: len(recs), Cost: s.Decimal()}
 }
+
+// JSONArray is recs as one JSON array: the body the webhook destination
+// sends for them (the benchmarks' input).
+func JSONArray(recs []messages.UsageRecord) []byte {
+	body := []byte{'['}
+	for i := range recs {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = recs[i].AppendJSON(body)
+	}
+	return append(body, ']')
+}
