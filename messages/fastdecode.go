@@ -483,7 +483,7 @@ func (d *fastDecoder) readTags(r *UsageRecord, m int) error {
 					return fmt.Errorf("tag %q: %w", tk, err)
 				}
 				if d.skinny {
-					d.tagKV = append(d.tagKV, Tag{tk, v})
+					d.tagKV = append(d.tagKV, Tag{tk, v, t})
 					continue
 				}
 				r.Tags[tk] = v
@@ -504,7 +504,7 @@ func (d *fastDecoder) readTags(r *UsageRecord, m int) error {
 			return fmt.Errorf("tag %q: %w", tk, err)
 		}
 		if d.skinny {
-			d.tagKV = append(d.tagKV, Tag{tk, tv})
+			d.tagKV = append(d.tagKV, Tag{Key: tk, Value: tv})
 			continue
 		}
 		r.Tags[tk] = tv

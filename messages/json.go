@@ -24,6 +24,29 @@ func (r *UsageRecord) AppendJSON(dst []byte) []byte {
 	// No closure over dst and no allocation per record: the webhook
 	// encodes every record it sends here (a closure appending to a
 	// captured dst was a third of the time).
+	dst = r.appendJSONHead(dst)
+	var kb [16]string
+	if len(r.Tags) > 0 {
+		dst = append(appendKey(dst, "Tags"), '{')
+		for i, k := range sortedKeysInto(kb[:0], r.Tags) {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = AppendJSONString(dst, k)
+			dst = append(dst, ':')
+			dst = appendTagValue(dst, r.Tags[k], r.TagTypes[k])
+		}
+		dst = append(dst, '}')
+	}
+	dst = r.appendJSONDetail(dst)
+	for _, k := range sortedKeysInto(kb[:0], r.Ext) {
+		dst = appendJSONExt(dst, k, r.Ext[k])
+	}
+	return append(dst, '}')
+}
+
+// appendJSONHead appends '{' and the record's columns up to its Tags.
+func (r *UsageRecord) appendJSONHead(dst []byte) []byte {
 	dst = append(dst, '{')
 	if !r.ChargePeriodStart.IsZero() {
 		dst = appendTime(appendKey(dst, "ChargePeriodStart"), r.ChargePeriodStart)
@@ -41,59 +64,53 @@ func (r *UsageRecord) AppendJSON(dst []byte) []byte {
 			dst = appendQuoted(appendKey(dst, f.name), v.s)
 		}
 	}
-	var kb [16]string
-	if len(r.Tags) > 0 {
-		dst = append(appendKey(dst, "Tags"), '{')
-		for i, k := range sortedKeysInto(kb[:0], r.Tags) {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = AppendJSONString(dst, k)
-			dst = append(dst, ':')
-			dst = appendTagValue(dst, r.Tags[k], r.TagTypes[k])
-		}
-		dst = append(dst, '}')
+	return dst
+}
+
+// appendJSONDetail appends the columns of r's Detail (after its Tags).
+func (r *UsageRecord) appendJSONDetail(dst []byte) []byte {
+	d := r.Detail
+	if d == nil {
+		return dst
 	}
-	if d := r.Detail; d != nil {
-		for _, f := range detailTimes {
-			if t := *f.get(d); !t.IsZero() {
-				dst = appendTime(appendKey(dst, f.info.Name), t)
-			}
+	for _, f := range detailTimes {
+		if t := *f.get(d); !t.IsZero() {
+			dst = appendTime(appendKey(dst, f.info.Name), t)
 		}
-		for _, f := range detailStrs {
-			if v := *f.get(d); v != "" {
-				dst = appendKey(dst, f.info.Name)
-				if f.info.Kind == ColJSON && json.Valid([]byte(v)) {
-					dst = append(dst, v...) // JSON text, as read
-				} else {
-					dst = AppendJSONString(dst, v)
-				}
-			}
-		}
-		for _, f := range detailDecs {
-			if v := f.get(d); v.IsSet() {
-				dst = appendQuoted(appendKey(dst, f.info.Name), v.s)
+	}
+	for _, f := range detailStrs {
+		if v := *f.get(d); v != "" {
+			dst = appendKey(dst, f.info.Name)
+			if f.info.Kind == ColJSON && json.Valid([]byte(v)) {
+				dst = append(dst, v...) // JSON text, as read
+			} else {
+				dst = AppendJSONString(dst, v)
 			}
 		}
 	}
-	for _, k := range sortedKeysInto(kb[:0], r.Ext) {
-		v := r.Ext[k]
-		if dst[len(dst)-1] != '{' {
-			dst = append(dst, ',')
-		}
-		dst = append(dst, `"x_`...)
-		dst = append(dst, k...)
-		dst = append(dst, '"', ':')
-		switch v.Kind {
-		case ExtInt:
-			dst = strconv.AppendInt(dst, v.Int, 10)
-		case ExtDecimal:
-			dst = appendQuoted(dst, v.Dec.s)
-		default:
-			dst = AppendJSONString(dst, v.Str)
+	for _, f := range detailDecs {
+		if v := f.get(d); v.IsSet() {
+			dst = appendQuoted(appendKey(dst, f.info.Name), v.s)
 		}
 	}
-	return append(dst, '}')
+	return dst
+}
+
+// appendJSONExt appends the extension column x_<k> with its value v.
+func appendJSONExt(dst []byte, k string, v ExtValue) []byte {
+	if dst[len(dst)-1] != '{' {
+		dst = append(dst, ',')
+	}
+	dst = append(dst, `"x_`...)
+	dst = append(dst, k...)
+	dst = append(dst, '"', ':')
+	switch v.Kind {
+	case ExtInt:
+		return strconv.AppendInt(dst, v.Int, 10)
+	case ExtDecimal:
+		return appendQuoted(dst, v.Dec.s)
+	}
+	return AppendJSONString(dst, v.Str)
 }
 
 // appendKey appends "k": after a comma, unless it is the object's first

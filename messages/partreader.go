@@ -24,8 +24,12 @@ type PartReader struct {
 }
 
 // Tag is one tag of a record, as its Tags map would hold it (a typed value
-// as its text: "", "true", "false" or the number's JSON text).
-type Tag struct{ Key, Value string }
+// as its text: "", "true", "false" or the number's JSON text), and the
+// type its TagTypes map would hold (0 for a string).
+type Tag struct {
+	Key, Value string
+	Type       TagType
+}
 
 type extKV struct {
 	name string

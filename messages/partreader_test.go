@@ -2,6 +2,7 @@ package messages
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -61,6 +62,13 @@ func checkPartReader(t *testing.T, data []byte, schema int, recs []UsageRecord) 
 		if pr.ExtString("NoSuchColumn") != "" {
 			t.Fatalf("record %d: a column it does not have", i)
 		}
+		if js, ok := pr.AppendJSON([]byte("prefix"), r); ok {
+			if want := w.AppendJSON([]byte("prefix")); string(js) != string(want) {
+				t.Fatalf("record %d: AppendJSON from the part\n%s\nwant\n%s", i, js, want)
+			}
+		} else if !repeatsTag(pr.Tags()) && len(pr.Tags()) <= 16 && len(w.Ext) <= 16 {
+			t.Fatalf("record %d: AppendJSON refused a record it can write", i)
+		}
 		skinny := w
 		skinny.Tags, skinny.TagTypes, skinny.Ext = nil, nil, nil
 		if !recordsEqual(r, &skinny) {
@@ -79,6 +87,18 @@ func checkPartReader(t *testing.T, data []byte, schema int, recs []UsageRecord) 
 		t.Fatalf("Done %v, DecodeRecordsAs: %v", done, werr)
 	}
 	return recs
+}
+
+// repeatsTag says whether a key appears twice in tags.
+func repeatsTag(tags []Tag) bool {
+	seen := map[string]bool{}
+	for _, t := range tags {
+		if seen[t.Key] {
+			return true
+		}
+		seen[t.Key] = true
+	}
+	return false
 }
 
 func TestPartReader(t *testing.T) {
@@ -117,4 +137,39 @@ func FuzzPartReader(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		recs = checkPartReader(t, data, SchemaVersion, recs)
 	})
+}
+
+// Tags out of order (another writer's encoder) are written sorted, as the
+// map would be; a repeated key is left to the whole record (its map keeps
+// the last value).
+func TestPartReaderJSONTagsOutOfOrder(t *testing.T) {
+	r := sampleRecord()
+	r.Tags, r.TagTypes = map[string]string{"k1": "one", "k2": "two"}, nil
+	payload, err := EncodeRecords(nil, []UsageRecord{r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, from, to string
+		ok             bool
+	}{
+		{"out of order", "\xa2k1\xa3one", "\xa2k3\xa3one", true},
+		{"repeated", "\xa2k2\xa3two", "\xa2k1\xa3two", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := []byte(strings.Replace(string(payload), tc.from, tc.to, 1))
+			if string(p) == string(payload) {
+				t.Fatal("the tag is not in the payload as expected")
+			}
+			checkPartReader(t, p, SchemaVersion, nil)
+			var pr PartReader
+			var rec UsageRecord
+			if !pr.Reset(p, SchemaVersion) || pr.Next(&rec) != nil {
+				t.Fatal("the part does not read")
+			}
+			if _, ok := pr.AppendJSON(nil, &rec); ok != tc.ok {
+				t.Fatalf("AppendJSON ok = %v, want %v", ok, tc.ok)
+			}
+		})
+	}
 }
