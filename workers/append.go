@@ -22,8 +22,9 @@ func (p *Pool) enqueueAppend(ctx context.Context, msg jetstream.Msg, work chan f
 		return
 	}
 	meta, err := p.admitStored(msg.Subject(), msg.Headers(), msg.Data(), storedAt(msg)) // sources.go
+	enc, inSlot := p.appendEncoding()
 	var recs *[]messages.UsageRecord
-	if err == nil && meta.Kind != messages.KindSnapshotEnd {
+	if err == nil && meta.Kind != messages.KindSnapshotEnd && !inSlot {
 		// Decoded into the records (and their maps) of a part delivered
 		// before: they point into this message's payload (decodeInto
 		// checks the count and the hour of each).
@@ -41,17 +42,36 @@ func (p *Pool) enqueueAppend(ctx context.Context, msg jetstream.Msg, work chan f
 		p.ack(msg, seq) // markers carry no records
 		return
 	}
-	pm := &pendingMsg{msg: newAcker(p.nc, msg), size: len(msg.Data()), trace: traceOf(msg.Headers()), seq: seq, meta: meta, part: &messages.Part{Meta: meta, Records: *recs}, recs: recs, seen: true}
+	pm := &pendingMsg{msg: newAcker(p.nc, msg), size: len(msg.Data()), trace: traceOf(msg.Headers()), seq: seq, meta: meta, seen: true}
+	if inSlot {
+		pm.raw = msg // decoded and encoded in its slot (appendrows.go)
+	} else {
+		pm.part, pm.recs = &messages.Part{Meta: meta, Records: *recs}, recs
+	}
 	p.mu.Lock()
 	if _, dup := p.pending[seq]; dup {
 		p.mu.Unlock()
-		appendRecords.Put(recs)
+		if recs != nil {
+			appendRecords.Put(recs)
+		}
 		return
 	}
 	p.pending[seq] = pm
 	p.mu.Unlock()
+	run := func(jctx context.Context) {
+		if pm.raw != nil && pm.enc == nil {
+			if err := pm.encodeAppend(enc); err != nil {
+				p.mu.Lock()
+				delete(p.pending, seq)
+				p.mu.Unlock()
+				p.deadMessage(ctx, msg, seq, meta, err)
+				return
+			}
+		}
+		p.runAppend(jctx, ctx.Done(), pm)
+	}
 	select {
-	case work <- func(jctx context.Context) { p.runAppend(jctx, ctx.Done(), pm) }:
+	case work <- run:
 	case <-ctx.Done():
 	}
 }
@@ -65,6 +85,7 @@ var appendRecords = sync.Pool{New: func() any { return new([]messages.UsageRecor
 // settled and nothing reads them (a rejected record's dead letter holds a
 // shallow copy: those are left to the GC).
 func (pm *pendingMsg) releaseRecords(rejected int) {
+	pm.releaseEncoded(rejected)
 	if pm.recs == nil || rejected > 0 {
 		return
 	}
@@ -74,7 +95,10 @@ func (pm *pendingMsg) releaseRecords(rejected int) {
 }
 
 func (j *job) appendRecords(fn func(RecordRef, *messages.UsageRecord) error) error {
-	recs := j.part.part.Records
+	recs, err := j.part.wholeRecords()
+	if err != nil {
+		return err
+	}
 	st := &seqStat{}
 	j.stats[""] = map[uint64]*seqStat{j.part.seq: st}
 	for i := range recs {
@@ -193,7 +217,7 @@ func (p *Pool) finishAppend(ctx context.Context, j *job, pm *pendingMsg, refused
 	var rej []rejectedRecord
 	if refused != "" {
 		for i := range recs {
-			rej = append(rej, rejectedRecord{ref: RecordRef{Seq: pm.seq, Index: i}, reason: refused, rec: recs[i]})
+			rej = append(rej, rejectedRecord{ref: RecordRef{Seq: pm.seq, Index: i}, reason: refused, rec: *pm.wholeRecord(i, &recs[i])})
 		}
 	} else {
 		for ref, rj := range j.rejects {

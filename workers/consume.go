@@ -251,6 +251,14 @@ type pendingMsg struct {
 	meta    messages.PartMeta
 	part    *messages.Part          // Append: decoded records
 	recs    *[]messages.UsageRecord // Append: part.Records' slice from appendRecords, to give back
+	// Append, for a destination that encodes rows from the part
+	// (appendrows.go): the part as delivered, until its slot encodes it;
+	// then its records and rows, whether they were read without their
+	// maps, and (once asked for) the records whole.
+	raw    jetstream.Msg
+	enc    *encodedPart
+	skinny bool
+	whole  []messages.UsageRecord
 	units   []string                // Replace: units still to upload (one or two)
 	records int                     // delivered
 	reject  int

@@ -36,6 +36,9 @@
 //     by lease key), runReplace and replaceRun (deliver, settle, retry).
 //   - append.go: the append runtime: a job per part, tried until it goes,
 //     under the destination's lease when it names one.
+//   - appendrows.go: an append part for a PartRowEncoder, decoded and
+//     encoded in its slot without a map per record; its records decoded
+//     whole again only for a dead letter or for Records.
 //   - lease.go: unitLease (acquire, keep, bound, release) over leaseStore,
 //     the JetStream KV lease bucket in production; leaseTransport ends every
 //     request sent under a lease before the lease can expire.

@@ -74,6 +74,9 @@ func (j *job) Reject(ref RecordRef, r *messages.UsageRecord, reason string) {
 	if _, dup := j.rejects[ref]; dup {
 		return
 	}
+	if j.part != nil {
+		r = j.part.wholeRecord(ref.Index, r) // its maps, for the dead letter
+	}
 	j.rejects[ref] = rejected{unit: j.unitOf(r), reason: reason, rec: r.Clone()}
 }
 

@@ -29,6 +29,11 @@ func (j *job) EncodedRecords(ctx context.Context, u Unit, fn func(ref RecordRef,
 	if pe, ok := re.(PartRowEncoder); ok {
 		enc.part = pe
 	}
+	if j.part != nil && j.part.enc != nil { // encoded in its slot (appendrows.go)
+		stats := map[uint64]*seqStat{}
+		j.stats[""] = stats
+		return j.part.enc.emit(u, stats, false, fn) // finishAppend sums the cost, once
+	}
 	if j.part != nil {
 		return EncodeEach(ctx, j.Records, u, func(dst []byte, r *messages.UsageRecord) ([]byte, error) {
 			dst, w, err := enc.row(dst, r)
@@ -266,7 +271,7 @@ func (ra *readAhead) take(u Unit, stats map[uint64]*seqStat, fn func(RecordRef, 
 	for b := range ra.full {
 		last := b.last
 		if !last && ferr == nil {
-			ferr = b.emit(u, stats, fn)
+			ferr = b.emit(u, stats, true, fn)
 		}
 		ra.release(b.size)
 		ra.free <- b
@@ -602,7 +607,9 @@ type encodeErr struct {
 	err   error
 }
 
-func (b *encodedPart) emit(u Unit, stats map[uint64]*seqStat, fn func(RecordRef, *messages.UsageRecord, []byte, error) error) error {
+// emit hands b's records and rows to fn, counting them (and with cost
+// their cost) in stats.
+func (b *encodedPart) emit(u Unit, stats map[uint64]*seqStat, cost bool, fn func(RecordRef, *messages.UsageRecord, []byte, error) error) error {
 	st := &seqStat{warnings: b.warnings}
 	defer func() {
 		if st.records > 0 {
@@ -616,7 +623,9 @@ func (b *encodedPart) emit(u Unit, stats map[uint64]*seqStat, fn func(RecordRef,
 		}
 		r := &b.recs[i]
 		st.records++
-		st.cost.Add(r.BillingCurrency, r.BilledCost)
+		if cost {
+			st.cost.Add(r.BillingCurrency, r.BilledCost)
+		}
 		var err error
 		if end == refused {
 			err = b.errs[ei].err

@@ -130,10 +130,10 @@ func TestEncodePartMatchesEncode(t *testing.T) {
 			}
 		}
 		gs, ws := map[uint64]*seqStat{}, map[uint64]*seqStat{}
-		if err := got.emit(u, gs, collect(&gotSeen)); err != nil {
+		if err := got.emit(u, gs, true, collect(&gotSeen)); err != nil {
 			t.Fatal(err)
 		}
-		if err := want.emit(u, ws, collect(&wantSeen)); err != nil {
+		if err := want.emit(u, ws, true, collect(&wantSeen)); err != nil {
 			t.Fatal(err)
 		}
 		if !slices.Equal(gotSeen, wantSeen) {

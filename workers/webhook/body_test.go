@@ -76,7 +76,7 @@ func TestBodiesReadAfterDeliverReturns(t *testing.T) {
 	}
 	whole := &heldBodies{limit: len(all)}
 	j := workerstest.New(nil, recs)
-	j.Append, j.Send = true, whole.send
+	j.Append, j.Send, j.Encode = true, whole.send, d.EncodeRow
 	if err := d.Deliver(context.Background(), j); err != nil {
 		t.Fatal(err)
 	}
@@ -84,14 +84,14 @@ func TestBodiesReadAfterDeliverReturns(t *testing.T) {
 	// each half's body is a copy of its own.
 	split := &heldBodies{limit: len(all)/2 + 1}
 	j2 := workerstest.New(nil, recs)
-	j2.Append, j2.Send = true, split.send
+	j2.Append, j2.Send, j2.Encode = true, split.send, d.EncodeRow
 	if err := d.Deliver(context.Background(), j2); err != nil {
 		t.Fatal(err)
 	}
 	// Other parts, encoded while those bodies are still open.
 	for i := 0; i < 4; i++ {
 		oj := workerstest.New(nil, usagegen.Generate(40, usagegen.Options{Seed: uint64(100 + i), Hours: 1}))
-		oj.Append = true
+		oj.Append, oj.Encode = true, d.EncodeRow
 		oj.Send = func(req *http.Request) (*http.Response, error) {
 			_, _ = io.Copy(io.Discard, req.Body)
 			req.Body.Close()

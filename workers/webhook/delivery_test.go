@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -87,6 +88,9 @@ func TestReceiverLimitBisectsAndRejectsAnOversizeRecord(t *testing.T) {
 	big := 117
 	recs[big].ChargeDescription = strings.Repeat("d", messages.MaxStringLen)
 	recs[big].ResourceName = strings.Repeat("r", messages.MaxStringLen)
+	recs[big].Tags = map[string]string{"team": "billing", "env": "prod", "n": "7"}
+	recs[big].TagTypes = map[string]messages.TagType{"n": messages.TagNumber}
+	recs[big].Ext = map[string]messages.ExtValue{"Project": messages.ExtStr("p-9"), "Units": messages.ExtI(3)}
 	var wantCost messages.Sum // every record but the oversize one
 	for i := range recs {
 		if i != big {
@@ -137,6 +141,11 @@ func TestReceiverLimitBisectsAndRejectsAnOversizeRecord(t *testing.T) {
 	}
 	if len(dl.Records) != 1 || dl.Records[0].Index != big || dl.Records[0].Record.ChargeDescription != recs[big].ChargeDescription || !strings.Contains(dl.Records[0].Reason, "413") {
 		t.Fatalf("dead letter %+v", dl)
+	}
+	// Whole: the pool wrote its row from the part without its maps, and
+	// the dead letter still carries its tags (typed) and x_ columns.
+	if got := dl.Records[0].Record; !maps.Equal(got.Tags, recs[big].Tags) || !maps.Equal(got.TagTypes, recs[big].TagTypes) || !maps.Equal(got.Ext, recs[big].Ext) {
+		t.Fatalf("dead-lettered record has tags %v %v and x_ %v, want %v %v %v", got.Tags, got.TagTypes, got.Ext, recs[big].Tags, recs[big].TagTypes, recs[big].Ext)
 	}
 
 	mu.Lock()

@@ -2,8 +2,10 @@ package webhook_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -240,6 +242,45 @@ func deadCount(t *testing.T, f *fixture) uint64 {
 	return info.State.Msgs
 }
 
+// checkDeadWhole checks that the dead letters hold every record of recs
+// (one part) whole: the pool writes rows from the part without a record's
+// maps, and a refused part's records must still carry their tags.
+func checkDeadWhole(t *testing.T, f *fixture, recs []messages.UsageRecord) {
+	t.Helper()
+	js, err := jetstream.New(f.ns.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(context.Background(), messages.StreamDead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		raw, err := st.GetMsg(context.Background(), seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var dl messages.DeadLetter
+		if err := json.Unmarshal(raw.Data, &dl); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range dl.Records {
+			if want := recs[r.Index]; len(want.Tags) == 0 || !maps.Equal(r.Record.Tags, want.Tags) || !r.Record.BilledCost.Equal(want.BilledCost) {
+				t.Fatalf("dead-lettered record %d has tags %v and cost %s, want %v and %s", r.Index, r.Record.Tags, r.Record.BilledCost, want.Tags, want.BilledCost)
+			}
+			seen++
+		}
+	}
+	if seen != len(recs) {
+		t.Fatalf("%d records in the dead letters, want %d", seen, len(recs))
+	}
+}
+
 // gzip: every record arrives byte for byte as the JSON the destination
 // encodes, the size limit holds for the bytes sent (which carry more JSON
 // than the limit), and every body is signed over its JSON.
@@ -372,6 +413,7 @@ func TestStatusLists(t *testing.T) {
 				if strings.Contains(tc.settings, "refuse_statuses") && !strings.Contains(s.Reasons[0], "listed in refuse_statuses") {
 					t.Fatalf("reason %q does not say the status is listed", s.Reasons[0])
 				}
+				checkDeadWhole(t, f, recs)
 			case "paused":
 				if _, err := f.prod.Publish(context.Background(), &messages.Batch{ID: "lists", Feed: "cloud", Source: "gen", Records: recs}); err != nil {
 					t.Fatal(err)

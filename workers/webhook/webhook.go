@@ -343,6 +343,18 @@ func (d Destination) String() string {
 // GoString: see String.
 func (d Destination) GoString() string { return "webhook.Destination{" + d.String() + "}" }
 
+// EncodeRow appends r's JSON object (workers.RowEncoder).
+func (d *Destination) EncodeRow(dst []byte, r *messages.UsageRecord) ([]byte, error) {
+	return r.AppendJSON(dst), nil
+}
+
+// EncodePartRow appends the JSON object of a record read from a schema-2
+// part without its maps (workers.PartRowEncoder): byte for byte what
+// EncodeRow writes for the whole record.
+func (d *Destination) EncodePartRow(dst []byte, r *messages.UsageRecord, p *messages.PartReader) ([]byte, bool) {
+	return p.AppendJSON(dst, r)
+}
+
 func (d *Destination) Name() string                   { return d.name }
 func (d *Destination) Semantics() workers.Semantics   { return workers.Append }
 func (d *Destination) Units(time.Time) []workers.Unit { return nil }
@@ -447,9 +459,15 @@ func (d *Destination) Deliver(ctx context.Context, job workers.Job) error {
 	defer enc.release()
 	buf := append(enc.buf, '[')
 	rows := enc.rows[:0]
-	err := job.Records(ctx, workers.Unit{}, func(ref workers.RecordRef, r *messages.UsageRecord) error {
+	// The pool encodes the rows (EncodeRow, EncodePartRow) in the slot
+	// before the first try; each try copies them into its body.
+	err := job.EncodedRecords(ctx, workers.Unit{}, func(ref workers.RecordRef, r *messages.UsageRecord, js []byte, err error) error {
+		if err != nil { // EncodeRow refuses nothing: cannot happen
+			job.Reject(ref, r, err.Error())
+			return nil
+		}
 		start := len(buf)
-		buf = r.AppendJSON(buf)
+		buf = append(buf, js...)
 		rows = append(rows, row{ref: ref, rec: r, start: start, end: len(buf)})
 		buf = append(buf, ',')
 		return nil
