@@ -244,23 +244,23 @@ func (a acker) NakWithDelay(d time.Duration) error {
 }
 
 type pendingMsg struct {
-	msg     acker
-	size    int               // stored payload bytes (Nats-Msg-Size of a headers-only delivery), 0 if unknown
-	trace   trace.SpanContext // the producer's, from the headers
-	seq     uint64
-	meta    messages.PartMeta
-	part    *messages.Part          // Append: decoded records
-	recs    *[]messages.UsageRecord // Append: part.Records' slice from appendRecords, to give back
+	msg   acker
+	size  int               // stored payload bytes (Nats-Msg-Size of a headers-only delivery), 0 if unknown
+	trace trace.SpanContext // the producer's, from the headers
+	seq   uint64
+	meta  messages.PartMeta
+	part  *messages.Part          // Append: decoded records
+	recs  *[]messages.UsageRecord // Append: part.Records' slice from appendRecords, to give back
 	// Append, for a destination that encodes rows from the part
 	// (appendrows.go): the part as delivered, until its slot encodes it;
 	// then its records and rows, whether they were read without their
 	// maps, and (once asked for) the records whole.
-	raw    jetstream.Msg
-	enc    *encodedPart
-	skinny bool
-	whole  []messages.UsageRecord
-	units   []string                // Replace: units still to upload (one or two)
-	records int                     // delivered
+	raw     jetstream.Msg
+	enc     *encodedPart
+	skinny  bool
+	whole   []messages.UsageRecord
+	units   []string // Replace: units still to upload (one or two)
+	records int      // delivered
 	reject  int
 	cost    messages.CurrencySums // delivered, per currency
 	reasons messages.ReasonCounts // rejected records per reason
