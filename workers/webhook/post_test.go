@@ -227,25 +227,16 @@ func TestWrongSigningSecretPausesOrRefuses(t *testing.T) {
 // deadCount is the number of dead letters stored.
 func deadCount(t *testing.T, f *fixture) uint64 {
 	t.Helper()
-	js, err := jetstream.New(f.ns.Connect(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := js.Stream(context.Background(), messages.StreamDead)
-	if err != nil {
+	st, info := deadStream(t, f)
+	if st == nil {
 		return 0
-	}
-	info, err := st.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
 	}
 	return info.State.Msgs
 }
 
-// checkDeadWhole checks that the dead letters hold every record of recs
-// (one part) whole: the pool writes rows from the part without a record's
-// maps, and a refused part's records must still carry their tags.
-func checkDeadWhole(t *testing.T, f *fixture, recs []messages.UsageRecord) {
+// deadStream is the dead-letter stream and its state (nil when there is
+// no such stream yet).
+func deadStream(t *testing.T, f *fixture) (jetstream.Stream, *jetstream.StreamInfo) {
 	t.Helper()
 	js, err := jetstream.New(f.ns.Connect(t))
 	if err != nil {
@@ -253,11 +244,23 @@ func checkDeadWhole(t *testing.T, f *fixture, recs []messages.UsageRecord) {
 	}
 	st, err := js.Stream(context.Background(), messages.StreamDead)
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil
 	}
 	info, err := st.Info(context.Background())
 	if err != nil {
 		t.Fatal(err)
+	}
+	return st, info
+}
+
+// checkDeadWhole checks that the dead letters hold every record of recs
+// (one part) whole: the pool writes rows from the part without a record's
+// maps, and a refused part's records must still carry their tags.
+func checkDeadWhole(t *testing.T, f *fixture, recs []messages.UsageRecord) {
+	t.Helper()
+	st, info := deadStream(t, f)
+	if st == nil {
+		t.Fatal("no dead-letter stream")
 	}
 	seen := 0
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
