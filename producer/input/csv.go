@@ -44,6 +44,7 @@ type csvChunk struct {
 
 	ready chan struct{} // closed when a worker is done (or skipped it)
 	rows  []Row
+	enc   *EncodedRows // the rows, when the reader encodes them
 	c     collector
 	clean bool // parsed to the end without a quote error
 }
@@ -64,6 +65,8 @@ type csvSplit struct {
 	cols     []column
 	headerOK bool
 	fields   int
+	ext      []string                 // the header's extension names, sorted
+	enc      func(*EncodedRows) error // set: rows are encoded (ReadEncoded)
 }
 
 func readCSV(c *collector, r io.Reader, lim *LimitReader, fn func(Row) error) error {
@@ -102,6 +105,9 @@ func readCSV(c *collector, r io.Reader, lim *LimitReader, fn func(Row) error) er
 	headerLine, _ := cr.FieldPos(0)
 	s.cols, s.headerOK = parseHeader(c, headerLine, header)
 	s.fields = len(header)
+	if ext, ok := encodedExt(s.cols); ok && c.enc != nil {
+		s.ext, s.enc = ext, c.enc
+	}
 	cr.FieldsPerRecord = s.fields
 	// The rest of the first chunk is read here while the workers start
 	// on the next ones.
@@ -113,7 +119,12 @@ func readCSV(c *collector, r io.Reader, lim *LimitReader, fn func(Row) error) er
 	off := int(cr.InputOffset())
 	rest := &csvChunk{data: first.data[off:], line: first.line + bytes.Count(first.data[:off], []byte{'\n'}), err: first.err, c: collector{file: c.file}}
 	var rows []Row
-	rest.clean, err = csvRecords(&rest.c, cr, s.cols, s.headerOK, s.fields, first.line-1, true, nil, &rows, nil)
+	sink := rowSink{rows: &rows}
+	if s.enc != nil {
+		rest.enc = &EncodedRows{Ext: s.ext}
+		sink = rowSink{enc: rest.enc}
+	}
+	rest.clean, err = csvRecords(&rest.c, cr, s.cols, s.headerOK, s.fields, first.line-1, true, nil, sink)
 	if err != nil {
 		return err
 	}
@@ -124,10 +135,8 @@ func readCSV(c *collector, r io.Reader, lim *LimitReader, fn func(Row) error) er
 		return s.onePass(c, rest, false, fn)
 	}
 	c.merge(&rest.c)
-	for i := range rows {
-		if err := fn(rows[i]); err != nil {
-			return err
-		}
+	if err := s.deliver(rest, rows, fn); err != nil {
+		return err
 	}
 	if first.err != nil {
 		return first.err
@@ -141,15 +150,32 @@ func readCSV(c *collector, r io.Reader, lim *LimitReader, fn func(Row) error) er
 			return s.onePass(c, ch, false, fn)
 		}
 		c.merge(&ch.c)
-		for i := range ch.rows {
-			if err := fn(ch.rows[i]); err != nil {
-				return err
-			}
+		if err := s.deliver(ch, ch.rows, fn); err != nil {
+			return err
 		}
 		if ch.err != nil {
 			return ch.err
 		}
 		s.recycle(ch)
+	}
+	return nil
+}
+
+// deliver gives a merged chunk's good rows: rows to fn, or its encoded
+// rows (the receiver's to keep) to s.enc.
+func (s *csvSplit) deliver(ch *csvChunk, rows []Row, fn func(Row) error) error {
+	if ch.enc != nil {
+		if len(ch.enc.Rows) == 0 {
+			return nil
+		}
+		e := ch.enc
+		ch.enc = nil
+		return s.enc(e)
+	}
+	for i := range rows {
+		if err := fn(rows[i]); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -207,29 +233,58 @@ func (s *csvSplit) onePass(c *collector, from *csvChunk, header bool, fn func(Ro
 		}
 		headerLine, _ := cr.FieldPos(0)
 		cols, headerOK = parseHeader(c, headerLine+off, rec)
+		if ext, ok := encodedExt(cols); ok && c.enc != nil {
+			s.ext, s.enc = ext, c.enc
+		}
 	} else {
 		cr.FieldsPerRecord = s.fields
 	}
-	_, err := csvRecords(c, cr, cols, headerOK, len(cols), off, false, next, nil, fn)
+	sink := rowSink{fn: fn}
+	if s.enc != nil {
+		sink = rowSink{enc: &EncodedRows{Ext: s.ext}, flush: s.enc}
+	}
+	_, err := csvRecords(c, cr, cols, headerOK, len(cols), off, false, next, sink)
 	return err
 }
+
+// rowSink is where csvRecords puts good rows: appended to rows (built in
+// place: a record built on its own escaped to the heap, 700 bytes a row
+// for the GC), encoded into enc (the record reused for the next row; with
+// flush set, enc goes to flush every encodedBatch rows and at the end), or
+// given to fn.
+type rowSink struct {
+	rows  *[]Row
+	enc   *EncodedRows
+	flush func(*EncodedRows) error
+	fn    func(Row) error
+}
+
+// encodedBatch is how many rows the one-pass reader encodes before it
+// hands them on.
+const encodedBatch = 512
 
 // csvRecords reads cr's records to its end: good rows to fn, problems to c,
 // at cr's line plus off. With stopAtQuote it stops at the first quote
 // error and reports false (the chunk may be cut inside a quoted field).
 // next, when set, reads a record (the one-pass reader's, with its limit).
 //
-// With rows set, good rows are appended to *rows (built in place: a
-// record built on its own escaped to the heap, 700 bytes a row for the GC)
-// and fn is not called.
-func csvRecords(c *collector, cr *csv.Reader, cols []column, headerOK bool, nfields, off int, stopAtQuote bool, next func() ([]string, error), rows *[]Row, fn func(Row) error) (bool, error) {
+// Good rows go to sink.
+func csvRecords(c *collector, cr *csv.Reader, cols []column, headerOK bool, nfields, off int, stopAtQuote bool, next func() ([]string, error), sink rowSink) (bool, error) {
 	if next == nil {
 		next = cr.Read
 	}
 	var scratch Row
+	var sc *recordScratch
+	if sink.enc != nil {
+		sc = &recordScratch{}
+	}
+	rows := sink.rows
 	for {
 		rec, err := next()
 		if errors.Is(err, io.EOF) {
+			if sink.flush != nil && len(sink.enc.Rows) > 0 {
+				return true, sink.flush(sink.enc)
+			}
 			return true, nil
 		}
 		if err != nil {
@@ -250,10 +305,13 @@ func csvRecords(c *collector, cr *csv.Reader, cols []column, headerOK bool, nfie
 		line, _ := cr.FieldPos(0)
 		line += off
 		row := &scratch
-		if rows != nil {
+		switch {
+		case rows != nil:
 			*rows = append(*rows, Row{})
 			row = &(*rows)[len(*rows)-1]
-		} else {
+		case sc != nil:
+			sc.reset(&scratch.Record)
+		default:
 			scratch = Row{}
 		}
 		row.Line = line
@@ -261,7 +319,7 @@ func csvRecords(c *collector, cr *csv.Reader, cols []column, headerOK bool, nfie
 		c.beginRow()
 		var tagCols map[string]string
 		for i, col := range cols {
-			setCell(c, line, col, rec[i], ur, &tagCols)
+			setCell(c, line, col, rec[i], ur, &tagCols, sc)
 		}
 		mergeTagCols(c, line, cols, tagCols, ur)
 		good := c.endRow(line, ur, true) && headerOK
@@ -269,8 +327,19 @@ func csvRecords(c *collector, cr *csv.Reader, cols []column, headerOK bool, nfie
 		case rows != nil && !good:
 			*row = Row{}
 			*rows = (*rows)[:len(*rows)-1]
-		case rows == nil && good:
-			if err := fn(*row); err != nil {
+		case rows != nil:
+		case sc != nil && good:
+			if err := sink.enc.add(ur); err != nil {
+				return true, err
+			}
+			if sink.flush != nil && len(sink.enc.Rows) >= encodedBatch {
+				if err := sink.flush(sink.enc); err != nil {
+					return true, err
+				}
+				sink.enc = &EncodedRows{Ext: sink.enc.Ext}
+			}
+		case sc == nil && good:
+			if err := sink.fn(*row); err != nil {
 				return true, err
 			}
 		}
@@ -286,14 +355,20 @@ func (s *csvSplit) work() {
 			continue
 		}
 		ch.c = collector{file: s.file}
-		select {
-		case ch.rows = <-s.freeRow:
-		default:
+		sink := rowSink{rows: &ch.rows}
+		if s.enc != nil {
+			ch.enc = &EncodedRows{Ext: s.ext, Vals: make([]byte, 0, len(ch.data)*3/4)}
+			sink = rowSink{enc: ch.enc}
+		} else {
+			select {
+			case ch.rows = <-s.freeRow:
+			default:
+			}
 		}
 		cr := csv.NewReader(bytes.NewReader(ch.data))
 		cr.ReuseRecord = true
 		cr.FieldsPerRecord = s.fields
-		ch.clean, _ = csvRecords(&ch.c, cr, s.cols, s.headerOK, s.fields, ch.line-1, true, nil, &ch.rows, nil)
+		ch.clean, _ = csvRecords(&ch.c, cr, s.cols, s.headerOK, s.fields, ch.line-1, true, nil, sink)
 		close(ch.ready)
 	}
 }
