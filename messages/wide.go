@@ -9,15 +9,15 @@ import (
 // records' (PartEncoder.Use), so a record cannot be written as a row of
 // its part until every record of the part is known: a reader that hands
 // records to a spool had to keep each record whole (maps, Detail, strings)
-// until its hour was cut. AppendRowValues writes a record's values on
+// until its hour was cut. RowWriter.Append writes a record's values on
 // their own instead, as soon as it is checked, and PartEncoder.AppendRow
 // later makes them the very row AppendRecord would have written, putting
 // nil in the part's columns the record leaves unset. The record can be
 // reused at once; only its bytes wait.
 
-// RowUse says which columns a record encoded by AppendRowValues uses.
+// RowUse says which columns a record written by RowWriter.Append uses.
 // Ext has a bit for each extension name, by its index in the sorted list
-// of names given to AppendRowValues.
+// of names given to RowWriter.Append.
 type RowUse struct {
 	Mask  uint32 // fixed columns
 	DMask uint64 // Detail columns
@@ -25,15 +25,21 @@ type RowUse struct {
 	Typed bool   // a tag value is not a string (schema 3)
 }
 
-// MaxRowExt is the most extension names AppendRowValues can take.
+// MaxRowExt is the most extension names RowWriter.Append can take.
 const MaxRowExt = 64
 
-// AppendRowValues appends the values of the columns r uses, in column
-// order, with no array header and no nil for the columns it leaves unset,
-// and says which those are. ext is the sorted list of every extension name
-// r may use (at most MaxRowExt); ok is false when r has one outside it.
-func AppendRowValues(dst []byte, r *UsageRecord, ext []string) (_ []byte, u RowUse, ok bool) {
-	var e PartEncoder
+// A RowWriter writes records as their row values, ahead of their part
+// (see above). The zero value is ready; it reuses its memory from call to
+// call (one writer per goroutine).
+type RowWriter struct {
+	e PartEncoder
+}
+
+// Append appends the values of the columns r uses, in column order, with
+// no array header and no nil for the columns it leaves unset, and says
+// which those are. ext is the sorted list of every extension name r may
+// use (at most MaxRowExt); ok is false when r has one outside it.
+func (w *RowWriter) Append(dst []byte, r *UsageRecord, ext []string) (_ []byte, u RowUse, ok bool) {
 	u.Mask = usedMask(r)
 	if r.Detail != nil {
 		u.DMask = r.Detail.mask()
@@ -51,9 +57,9 @@ func AppendRowValues(dst []byte, r *UsageRecord, ext []string) (_ []byte, u RowU
 	}
 	// The encoder of the record's own columns writes no nil but the
 	// array header: its values follow the header.
+	e := &w.e
 	e.mask, e.dmask = u.Mask, u.DMask
-	var arr [8]string
-	e.ext = arr[:0]
+	e.ext = e.ext[:0]
 	for i, k := range ext {
 		if u.Ext&(1<<i) != 0 {
 			e.ext = append(e.ext, k) // ext is sorted: so is e.ext
@@ -66,7 +72,7 @@ func AppendRowValues(dst []byte, r *UsageRecord, ext []string) (_ []byte, u RowU
 	return append(dst[:start], dst[start+h:]...), u, true
 }
 
-// UseRow widens the columns to cover a record written by AppendRowValues
+// UseRow widens the columns to cover a record written by RowWriter.Append
 // with use u against the extension names ext.
 func (e *PartEncoder) UseRow(u RowUse, ext []string) {
 	if e.sealed {
@@ -87,7 +93,7 @@ func (e *PartEncoder) UseRow(u RowUse, ext []string) {
 	}
 }
 
-// AppendRow appends, as one row, the values vals that AppendRowValues
+// AppendRow appends, as one row, the values vals that RowWriter.Append
 // wrote with use u (against the same extension names the part's UseRow
 // calls had): the bytes AppendRecord writes for the record. Every column
 // u names must have been covered by UseRow.

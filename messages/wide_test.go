@@ -7,7 +7,7 @@ import (
 )
 
 // TestAppendRowMatchesAppendRecord: a part built from rows encoded ahead
-// (AppendRowValues, UseRow, AppendRow) is byte for byte the part built from
+// (RowWriter.Append, UseRow, AppendRow) is byte for byte the part built from
 // the records (Use, AppendRecord), whatever columns each record leaves
 // unset.
 func TestAppendRowMatchesAppendRecord(t *testing.T) {
@@ -48,8 +48,9 @@ func TestAppendRowMatchesAppendRecord(t *testing.T) {
 				vals []byte
 			}
 			var rows []row
+			var w RowWriter
 			for i := range recs {
-				vals, u, ok := AppendRowValues(nil, &recs[i], ext)
+				vals, u, ok := w.Append(nil, &recs[i], ext)
 				if !ok {
 					t.Fatalf("record %d: extension outside %v", i, ext)
 				}
@@ -68,7 +69,8 @@ func TestAppendRowMatchesAppendRecord(t *testing.T) {
 			}
 		})
 	}
-	if _, _, ok := AppendRowValues(nil, &full, []string{"Other"}); ok {
+	var w RowWriter
+	if _, _, ok := w.Append(nil, &full, []string{"Other"}); ok {
 		t.Error("a record with an extension outside the names was taken")
 	}
 }

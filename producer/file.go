@@ -61,11 +61,14 @@ func SpoolFile(ctx context.Context, name string, r io.Reader, opt FileOptions) (
 		var err error
 		for w := range rows {
 			b := w.rows
-			if err == nil && w.enc != nil {
-				err = sp.AddEncoded(w.enc)
-				if opt.Rows != nil {
-					opt.Rows.Add(int64(len(w.enc.Rows)))
+			if w.enc != nil {
+				if err == nil {
+					err = sp.AddEncoded(w.enc)
+					if opt.Rows != nil {
+						opt.Rows.Add(int64(len(w.enc.Rows)))
+					}
 				}
+				w.enc.Release() // the spool copied what it keeps
 				continue
 			}
 			if err == nil {

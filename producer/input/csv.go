@@ -10,6 +10,8 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+
+	"github.com/usagefleet/usagefleet/messages"
 )
 
 // A CSV file is read in parallel: one goroutine (the splitter) cuts the
@@ -60,6 +62,7 @@ type csvSplit struct {
 	seq     atomic.Bool    // reading in one pass from here: no more jobs
 	free    chan []byte
 	freeRow chan []Row
+	freeEnc chan *EncodedRows
 	wg      sync.WaitGroup
 
 	cols     []column
@@ -79,6 +82,7 @@ func readCSV(c *collector, r io.Reader, lim *LimitReader, fn func(Row) error) er
 		stop:    make(chan struct{}),
 		free:    make(chan []byte, 2*workers+4),
 		freeRow: make(chan []Row, 2*workers+4),
+		freeEnc: make(chan *EncodedRows, 2*workers+4),
 	}
 	s.wg.Add(1)
 	go s.split()
@@ -121,7 +125,7 @@ func readCSV(c *collector, r io.Reader, lim *LimitReader, fn func(Row) error) er
 	var rows []Row
 	sink := rowSink{rows: &rows}
 	if s.enc != nil {
-		rest.enc = &EncodedRows{Ext: s.ext}
+		rest.enc = s.newEncoded(len(rest.data))
 		sink = rowSink{enc: rest.enc}
 	}
 	rest.clean, err = csvRecords(&rest.c, cr, s.cols, s.headerOK, s.fields, first.line-1, true, nil, sink)
@@ -241,7 +245,7 @@ func (s *csvSplit) onePass(c *collector, from *csvChunk, header bool, fn func(Ro
 	}
 	sink := rowSink{fn: fn}
 	if s.enc != nil {
-		sink = rowSink{enc: &EncodedRows{Ext: s.ext}, flush: s.enc}
+		sink = rowSink{enc: s.newEncoded(0), flush: s.enc, next: s.newEncoded}
 	}
 	_, err := csvRecords(c, cr, cols, headerOK, len(cols), off, false, next, sink)
 	return err
@@ -256,7 +260,19 @@ type rowSink struct {
 	rows  *[]Row
 	enc   *EncodedRows
 	flush func(*EncodedRows) error
+	next  func(size int) *EncodedRows // the batch after one flushed
 	fn    func(Row) error
+}
+
+// newEncoded is an empty batch of encoded rows, one given back if any
+// (Release), with room for about size bytes of CSV.
+func (s *csvSplit) newEncoded(size int) *EncodedRows {
+	select {
+	case e := <-s.freeEnc:
+		return e
+	default:
+	}
+	return &EncodedRows{Ext: s.ext, Vals: make([]byte, 0, size), free: s.freeEnc}
 }
 
 // encodedBatch is how many rows the one-pass reader encodes before it
@@ -275,6 +291,7 @@ func csvRecords(c *collector, cr *csv.Reader, cols []column, headerOK bool, nfie
 	}
 	var scratch Row
 	var sc *recordScratch
+	var w messages.RowWriter
 	if sink.enc != nil {
 		sc = &recordScratch{}
 	}
@@ -329,14 +346,14 @@ func csvRecords(c *collector, cr *csv.Reader, cols []column, headerOK bool, nfie
 			*rows = (*rows)[:len(*rows)-1]
 		case rows != nil:
 		case sc != nil && good:
-			if err := sink.enc.add(ur); err != nil {
+			if err := sink.enc.add(&w, ur); err != nil {
 				return true, err
 			}
 			if sink.flush != nil && len(sink.enc.Rows) >= encodedBatch {
 				if err := sink.flush(sink.enc); err != nil {
 					return true, err
 				}
-				sink.enc = &EncodedRows{Ext: sink.enc.Ext}
+				sink.enc = sink.next(0)
 			}
 		case sc == nil && good:
 			if err := sink.fn(*row); err != nil {
@@ -357,7 +374,7 @@ func (s *csvSplit) work() {
 		ch.c = collector{file: s.file}
 		sink := rowSink{rows: &ch.rows}
 		if s.enc != nil {
-			ch.enc = &EncodedRows{Ext: s.ext, Vals: make([]byte, 0, len(ch.data)*3/4)}
+			ch.enc = s.newEncoded(len(ch.data))
 			sink = rowSink{enc: ch.enc}
 		} else {
 			select {

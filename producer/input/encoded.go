@@ -11,7 +11,7 @@ import (
 )
 
 // EncodedRows are good rows of a CSV file already written as their
-// values (messages.AppendRowValues), in file order: what a spool needs of
+// values (messages.RowWriter), in file order: what a spool needs of
 // them, with no record held. Row i's values are Vals[Rows[i-1].End:Rows[i].End]
 // (from 0 for the first).
 type EncodedRows struct {
@@ -21,6 +21,22 @@ type EncodedRows struct {
 	Vals  []byte
 	Rows  []EncodedRow
 	Costs []CurrencySum // the rows' BilledCost per BillingCurrency
+
+	free chan *EncodedRows // where Release puts it, for its reader to fill again
+}
+
+// Release gives e back to the reader that filled it, to be filled again:
+// call it once nothing uses e (or what it holds) any more. A reader keeps
+// a few; the rest are left to the GC.
+func (e *EncodedRows) Release() {
+	if e.free == nil {
+		return
+	}
+	e.Vals, e.Rows, e.Costs = e.Vals[:0], e.Rows[:0], e.Costs[:0]
+	select {
+	case e.free <- e:
+	default:
+	}
 }
 
 // EncodedRow is one row of EncodedRows.
@@ -46,9 +62,9 @@ func (e *EncodedRows) Values(i int) []byte {
 	return e.Vals[start:e.Rows[i].End]
 }
 
-// add writes a good record.
-func (e *EncodedRows) add(r *messages.UsageRecord) error {
-	vals, u, ok := messages.AppendRowValues(e.Vals, r, e.Ext)
+// add writes a good record with w.
+func (e *EncodedRows) add(w *messages.RowWriter, r *messages.UsageRecord) error {
+	vals, u, ok := w.Append(e.Vals, r, e.Ext)
 	if !ok {
 		// The names come from the header every value's column is in.
 		return errors.New("input: a row has an extension column outside its header's")
