@@ -27,7 +27,8 @@ const (
 type column struct {
 	header string // as written, for errors
 	kind   colKind
-	name   string // FOCUS name, tag key, or extension name without x_
+	name   string         // FOCUS name, tag key, or extension name without x_
+	field  messages.Field // the FOCUS column name names, found once
 }
 
 // parseHeader maps header cells to columns; bad cells are reported at line.
@@ -182,7 +183,7 @@ func headerColumn(h string) (column, string) {
 	default:
 		return col, ""
 	}
-	col.name = h
+	col.name, col.field = h, messages.FieldOf(h)
 	return col, ""
 }
 
@@ -232,21 +233,21 @@ func setCell(c *collector, line int, col column, v string, ur *messages.UsageRec
 	}
 	switch col.kind {
 	case colString, colJSON:
-		ur.SetString(col.name, v)
+		col.field.SetString(ur, v)
 	case colDecimal:
 		d, err := messages.ParseDecimal(strings.TrimSpace(v))
 		if err != nil {
 			bad("%v", err)
 			return
 		}
-		ur.SetDecimal(col.name, d)
+		col.field.SetDecimal(ur, d)
 	case colTime:
 		t, err := messages.ParseTime(strings.TrimSpace(v))
 		if err != nil {
 			bad("%v", err)
 			return
 		}
-		ur.SetTime(col.name, t)
+		col.field.SetTime(ur, t)
 	case colTags:
 		var tags map[string]string
 		var types map[string]messages.TagType
