@@ -286,81 +286,126 @@ const encodedBatch = 512
 //
 // Good rows go to sink.
 func csvRecords(c *collector, cr *csv.Reader, cols []column, headerOK bool, nfields, off int, stopAtQuote bool, next func() ([]string, error), sink rowSink) (bool, error) {
+	t := newRowTaker(c, cols, headerOK, sink)
+	return t.records(cr, nfields, off, stopAtQuote, next)
+}
+
+// rowTaker checks records (as their fields) and gives the good ones to
+// its sink, row after row.
+type rowTaker struct {
+	c        *collector
+	cols     []column
+	headerOK bool
+	sink     rowSink
+	scratch  Row
+	sc       *recordScratch // set when the record is reused (encoded rows)
+	w        messages.RowWriter
+}
+
+func newRowTaker(c *collector, cols []column, headerOK bool, sink rowSink) *rowTaker {
+	t := &rowTaker{c: c, cols: cols, headerOK: headerOK, sink: sink}
+	if sink.enc != nil {
+		t.sc = &recordScratch{}
+	}
+	return t
+}
+
+// records reads cr's records to its end (see csvRecords).
+func (t *rowTaker) records(cr *csv.Reader, nfields, off int, stopAtQuote bool, next func() ([]string, error)) (bool, error) {
 	if next == nil {
 		next = cr.Read
 	}
-	var scratch Row
-	var sc *recordScratch
-	var w messages.RowWriter
-	if sink.enc != nil {
-		sc = &recordScratch{}
-	}
-	rows := sink.rows
 	for {
-		rec, err := next()
-		if errors.Is(err, io.EOF) {
-			if sink.flush != nil && len(sink.enc.Rows) > 0 {
-				return true, sink.flush(sink.enc)
-			}
-			return true, nil
-		}
-		if err != nil {
-			var pe *csv.ParseError
-			if !errors.As(err, &pe) {
-				return true, err
-			}
-			switch {
-			case errors.Is(pe.Err, csv.ErrFieldCount):
-				c.add(pe.StartLine+off, "", "row has %d fields, the header has %d", len(rec), nfields)
-			case stopAtQuote && (errors.Is(pe.Err, csv.ErrQuote) || errors.Is(pe.Err, csv.ErrBareQuote)):
-				return false, nil
-			default:
-				c.add(pe.StartLine+off, "", "%v", pe.Err)
-			}
-			continue
-		}
-		line, _ := cr.FieldPos(0)
-		line += off
-		row := &scratch
+		eof, clean, err := t.one(cr, nfields, off, stopAtQuote, next)
 		switch {
-		case rows != nil:
-			*rows = append(*rows, Row{})
-			row = &(*rows)[len(*rows)-1]
-		case sc != nil:
-			sc.reset(&scratch.Record)
-		default:
-			scratch = Row{}
-		}
-		row.Line = line
-		ur := &row.Record
-		c.beginRow()
-		var tagCols map[string]string
-		for i, col := range cols {
-			setCell(c, line, col, rec[i], ur, &tagCols, sc)
-		}
-		mergeTagCols(c, line, cols, tagCols, ur)
-		good := c.endRow(line, ur, true) && headerOK
-		switch {
-		case rows != nil && !good:
-			*row = Row{}
-			*rows = (*rows)[:len(*rows)-1]
-		case rows != nil:
-		case sc != nil && good:
-			if err := sink.enc.add(&w, ur); err != nil {
-				return true, err
-			}
-			if sink.flush != nil && len(sink.enc.Rows) >= encodedBatch {
-				if err := sink.flush(sink.enc); err != nil {
-					return true, err
-				}
-				sink.enc = sink.next(0)
-			}
-		case sc == nil && good:
-			if err := sink.fn(*row); err != nil {
-				return true, err
-			}
+		case err != nil:
+			return true, err
+		case !clean:
+			return false, nil
+		case eof:
+			return true, t.end()
 		}
 	}
+}
+
+// one reads one record with next and takes it, or reports its problem.
+// It says whether cr was at its end, and (with stopAtQuote) false for
+// clean at a quote error.
+func (t *rowTaker) one(cr *csv.Reader, nfields, off int, stopAtQuote bool, next func() ([]string, error)) (eof, clean bool, err error) {
+	rec, err := next()
+	if errors.Is(err, io.EOF) {
+		return true, true, nil
+	}
+	if err != nil {
+		var pe *csv.ParseError
+		if !errors.As(err, &pe) {
+			return false, true, err
+		}
+		switch {
+		case errors.Is(pe.Err, csv.ErrFieldCount):
+			t.c.add(pe.StartLine+off, "", "row has %d fields, the header has %d", len(rec), nfields)
+		case stopAtQuote && (errors.Is(pe.Err, csv.ErrQuote) || errors.Is(pe.Err, csv.ErrBareQuote)):
+			return false, false, nil
+		default:
+			t.c.add(pe.StartLine+off, "", "%v", pe.Err)
+		}
+		return false, true, nil
+	}
+	line, _ := cr.FieldPos(0)
+	return false, true, t.take(rec, line+off)
+}
+
+// end hands on the last encoded rows of a one-pass read.
+func (t *rowTaker) end() error {
+	if t.sink.flush != nil && len(t.sink.enc.Rows) > 0 {
+		return t.sink.flush(t.sink.enc)
+	}
+	return nil
+}
+
+// take checks one record, its fields in rec, starting on line.
+func (t *rowTaker) take(rec []string, line int) error {
+	c, sink, rows, sc := t.c, &t.sink, t.sink.rows, t.sc
+	row := &t.scratch
+	switch {
+	case rows != nil:
+		*rows = append(*rows, Row{})
+		row = &(*rows)[len(*rows)-1]
+	case sc != nil:
+		sc.reset(&t.scratch.Record)
+	default:
+		t.scratch = Row{}
+	}
+	row.Line = line
+	ur := &row.Record
+	c.beginRow()
+	var tagCols map[string]string
+	for i, col := range t.cols {
+		setCell(c, line, col, rec[i], ur, &tagCols, sc)
+	}
+	mergeTagCols(c, line, t.cols, tagCols, ur)
+	good := c.endRow(line, ur, true) && t.headerOK
+	switch {
+	case rows != nil && !good:
+		*row = Row{}
+		*rows = (*rows)[:len(*rows)-1]
+	case rows != nil:
+	case sc != nil && good:
+		if err := sink.enc.add(&t.w, ur); err != nil {
+			return err
+		}
+		if sink.flush != nil && len(sink.enc.Rows) >= encodedBatch {
+			if err := sink.flush(sink.enc); err != nil {
+				return err
+			}
+			sink.enc = sink.next(0)
+		}
+	case sc == nil && good:
+		if err := sink.fn(*row); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // work parses chunks until there are no more.
@@ -382,12 +427,50 @@ func (s *csvSplit) work() {
 			default:
 			}
 		}
+		t := newRowTaker(&ch.c, s.cols, s.headerOK, sink)
+		if s.enc != nil {
+			ch.clean = s.fastChunk(t, ch)
+			close(ch.ready)
+			continue
+		}
 		cr := csv.NewReader(bytes.NewReader(ch.data))
 		cr.ReuseRecord = true
 		cr.FieldsPerRecord = s.fields
-		ch.clean, _ = csvRecords(&ch.c, cr, s.cols, s.headerOK, s.fields, ch.line-1, true, nil, sink)
+		ch.clean, _ = t.records(cr, s.fields, ch.line-1, true, nil)
 		close(ch.ready)
 	}
+}
+
+// fastChunk reads a chunk's plain records with fastRecords and each other
+// record (with the blank lines before it) with encoding/csv, and says
+// whether the chunk was clean (no quote error).
+func (s *csvSplit) fastChunk(t *rowTaker, ch *csvChunk) bool {
+	data, off, line := ch.data, 0, ch.line
+	for off < len(data) {
+		var err error
+		if off, line, err = fastRecords(t, data, off, s.fields, line); err != nil {
+			// Only an encoded row's own error (none is expected): the
+			// one-pass reader meets it again and stops the reading.
+			return false
+		}
+		if off == len(data) {
+			break
+		}
+		cr := csv.NewReader(bytes.NewReader(data[off:]))
+		cr.ReuseRecord = true
+		cr.FieldsPerRecord = s.fields
+		_, clean, err := t.one(cr, s.fields, line-1, true, cr.Read)
+		if !clean || err != nil {
+			return false
+		}
+		n := int(cr.InputOffset())
+		if n <= 0 {
+			return false // no progress: the one-pass reader takes it
+		}
+		line += bytes.Count(data[off:off+n], []byte{'\n'})
+		off += n
+	}
+	return true
 }
 
 // split reads s.r and sends it as chunks, to s.order and (once the
