@@ -12,7 +12,7 @@ import (
 // encodedTranscript is csvTranscript for ReadEncoded: each encoded row is
 // made a part of its own and decoded back (encoded rows carry no line; the
 // errors carry theirs).
-func encodedTranscript(t *testing.T, src string, target, maxChunk int) string {
+func encodedTranscript(t testing.TB, src string, target, maxChunk int) string {
 	t.Helper()
 	defer func(a, b int) { csvChunkTarget, csvChunkMax = a, b }(csvChunkTarget, csvChunkMax)
 	csvChunkTarget, csvChunkMax = target, maxChunk
@@ -125,4 +125,20 @@ func TestEncodedCSVReadsAsOnePass(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzEncodedCSV: whatever the bytes, the chunked reader with encoded rows
+// (fastRecords, then encoding/csv for what is not plain) reads what the
+// one-pass reader reads.
+func FuzzEncodedCSV(f *testing.F) {
+	for _, src := range fastInputs() {
+		f.Add(src[:min(len(src), 3000)])
+	}
+	f.Add("ChargePeriodStart,BilledCost,BillingCurrency,x_A\n2024-05-01T00:00:00Z,1,USD,\"a\"\"\"\n2024-05-01T00:00:00Z,1,USD,\"\"\"\",\n")
+	f.Fuzz(func(t *testing.T, src string) {
+		want := withoutLines(csvTranscript(t, src, 1<<30, 1))
+		if got := encodedTranscript(t, src, 40, 1<<30); got != want {
+			t.Fatalf("encoded rows in chunks read differently:\n%s\nthe one-pass reader:\n%s", got, want)
+		}
+	})
 }
