@@ -350,3 +350,66 @@ func DecodePart(h nats.Header, data []byte) (Part, error) {
 	}
 	return p, nil
 }
+
+// A Field is a column of UsageRecord (core or Detail) found by name once
+// (FieldOf), so a reader that sets it row after row does not look the
+// name up for every value. The zero Field is no column: its setters
+// report false.
+type Field struct {
+	idx int // 1 + columnIndex's number or detailField + the Detail column; 0: none
+}
+
+const detailField = 10000
+
+// FieldOf is the column name names (FieldOf("x") is no column).
+func FieldOf(name string) Field {
+	if i, ok := columnIndex[name]; ok {
+		return Field{idx: i + 1}
+	}
+	if c, ok := detailIndex[name]; ok {
+		return Field{idx: detailField + c + 1}
+	}
+	return Field{}
+}
+
+// SetString is r.SetString(name, v) for the field's name.
+func (f Field) SetString(r *UsageRecord, v string) bool {
+	switch i := f.idx - 1; {
+	case i >= 0 && i < 1000:
+		*strFields[i].get(r) = v
+		return true
+	case i >= detailField+detailFirstStr && i < detailField+detailFirstDec:
+		*detailStrs[i-detailField-detailFirstStr].get(r.detail()) = v
+		return true
+	}
+	return false
+}
+
+// SetDecimal is r.SetDecimal(name, v) for the field's name.
+func (f Field) SetDecimal(r *UsageRecord, v Decimal) bool {
+	switch i := f.idx - 1; {
+	case i >= 1000 && i < 2000:
+		*decFields[i-1000].get(r) = v
+		return true
+	case i >= detailField+detailFirstDec && i < detailField+detailColumns:
+		*detailDecs[i-detailField-detailFirstDec].get(r.detail()) = v
+		return true
+	}
+	return false
+}
+
+// SetTime is r.SetTime(name, t) for the field's name.
+func (f Field) SetTime(r *UsageRecord, t time.Time) bool {
+	switch i := f.idx - 1; {
+	case i == 2000:
+		r.ChargePeriodStart = t
+		return true
+	case i == 2001:
+		r.ChargePeriodEnd = t
+		return true
+	case i >= detailField && i < detailField+detailFirstStr:
+		*detailTimes[i-detailField].get(r.detail()) = t
+		return true
+	}
+	return false
+}

@@ -45,13 +45,32 @@ func SpoolFile(ctx context.Context, name string, r io.Reader, opt FileOptions) (
 	cr := &countingReader{r: r, n: opt.BytesRead}
 	tee := io.TeeReader(cr, h)
 
+	// A CSV file's rows come encoded ahead of their parts
+	// (input.ReadEncoded), a chunk of the file at a time: no record is
+	// kept or copied between the reader and the spool. Other inputs'
+	// records come in batches of rows.
+	type work struct {
+		rows []input.Row
+		enc  *input.EncodedRows
+	}
 	const batch = 256
-	rows := make(chan []input.Row, 4)
+	rows := make(chan work, 4)
 	free := make(chan []input.Row, 6)
 	spooled := make(chan error, 1)
 	go func() {
 		var err error
-		for b := range rows {
+		for w := range rows {
+			b := w.rows
+			if w.enc != nil {
+				if err == nil {
+					err = sp.AddEncoded(w.enc)
+					if opt.Rows != nil {
+						opt.Rows.Add(int64(len(w.enc.Rows)))
+					}
+				}
+				w.enc.Release() // the spool copied what it keeps
+				continue
+			}
 			if err == nil {
 				for i := range b {
 					if err = sp.Add(&b[i].Record); err != nil {
@@ -76,7 +95,7 @@ func SpoolFile(ctx context.Context, name string, r io.Reader, opt FileOptions) (
 	cur := make([]input.Row, 0, batch)
 	send := func() error {
 		select {
-		case rows <- cur:
+		case rows <- work{rows: cur}:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -87,12 +106,31 @@ func SpoolFile(ctx context.Context, name string, r io.Reader, opt FileOptions) (
 		}
 		return nil
 	}
-	res, err := input.ReadWith(name, tee, opt.Input, func(row input.Row) error {
+	onRow := func(row input.Row) error {
 		cur = append(cur, row)
 		if len(cur) == batch {
 			return send()
 		}
 		return nil
+	}
+	read := input.ReadEncoded
+	if spoolRecords {
+		read = func(name string, r io.Reader, opt input.Options, fn func(input.Row) error, _ func(*input.EncodedRows) error) (input.Result, error) {
+			return input.ReadWith(name, r, opt, fn)
+		}
+	}
+	res, err := read(name, tee, opt.Input, onRow, func(e *input.EncodedRows) error {
+		if len(cur) > 0 {
+			if err := send(); err != nil {
+				return err
+			}
+		}
+		select {
+		case rows <- work{enc: e}:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	})
 	if err == nil && len(cur) > 0 {
 		err = send()
@@ -114,6 +152,10 @@ func SpoolFile(ctx context.Context, name string, r io.Reader, opt FileOptions) (
 	h.Sum(fr.Hash[:0])
 	return fr, nil
 }
+
+// spoolRecords, when set (by a test), makes SpoolFile read every input as
+// records (input.ReadWith), the path CSV files took before ReadEncoded.
+var spoolRecords bool
 
 type countingReader struct {
 	r io.Reader

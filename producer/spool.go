@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math/bits"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -21,6 +23,7 @@ import (
 	"go.opentelemetry.io/otel"
 
 	"github.com/usagefleet/usagefleet/messages"
+	"github.com/usagefleet/usagefleet/producer/input"
 )
 
 // A Spool turns a stream of records of any length into encoded parts on a
@@ -53,7 +56,9 @@ type Spool struct {
 	open  map[time.Time]*openHour
 	lru   openHour // the open hours, most recently added to first (a ring)
 	free  [][]messages.UsageRecord
-	held  int // estimated encoded bytes held in open hours
+	freeR []hourRows
+	ext   []string // the extension names of the encoded rows (AddEncoded)
+	held  int      // estimated encoded bytes held in open hours
 	parts []PartInfo
 	recs  int
 	bytes int64
@@ -87,9 +92,28 @@ const DefaultPartBytes = 1<<20 - headerRoom
 type openHour struct {
 	hour       time.Time
 	recs       []messages.UsageRecord
-	avg        int // estimated encoded bytes per record (from the hour's first)
+	rows       hourRows // or the hour's rows encoded ahead (AddEncoded)
+	avg        int      // estimated encoded bytes per record (from the hour's first)
 	prev, next *openHour
 }
+
+// hourRows are an hour's rows encoded ahead of their part: row i's values
+// are vals[ends[i-1]:ends[i]].
+type hourRows struct {
+	vals []byte
+	uses []messages.RowUse
+	ends []int
+}
+
+func (h *hourRows) values(i int) []byte {
+	start := 0
+	if i > 0 {
+		start = h.ends[i-1]
+	}
+	return h.vals[start:h.ends[i]]
+}
+
+func (oh *openHour) count() int { return len(oh.recs) + len(oh.rows.uses) }
 
 // spool record: payload length, records, hour (unix), schema, part number.
 const spoolHeaderLen = 4 + 4 + 8 + 1 + 4
@@ -128,6 +152,9 @@ func (s *Spool) Add(r *messages.UsageRecord) error {
 	}
 	h := r.ChargePeriodStart.UTC().Truncate(time.Hour)
 	oh := s.open[h]
+	if oh != nil && len(oh.rows.uses) > 0 {
+		return errors.New("spool: records and encoded rows in one hour")
+	}
 	if oh == nil {
 		s.enc.Reset()
 		s.enc.Use(r)
@@ -163,6 +190,86 @@ func (s *Spool) Add(r *messages.UsageRecord) error {
 	return s.err
 }
 
+// AddEncoded takes good rows encoded ahead of their parts (checked by the
+// caller: input.ReadEncoded checks every row it delivers). It groups and
+// cuts them exactly as Add does the records they were, so the parts are
+// the same bytes. The spool copies what it keeps: e may be reused.
+func (s *Spool) AddEncoded(e *input.EncodedRows) error {
+	if s.err != nil {
+		return s.err
+	}
+	if s.done {
+		return errors.New("spool: Add after Close")
+	}
+	if s.ext == nil {
+		s.ext = e.Ext
+		if s.ext == nil {
+			s.ext = []string{}
+		}
+	} else if !slices.Equal(s.ext, e.Ext) {
+		return errors.New("spool: encoded rows against other extension names")
+	}
+	for i := range e.Rows {
+		row := &e.Rows[i]
+		vals := e.Values(i)
+		h := time.Unix(row.Hour, 0).UTC()
+		oh := s.open[h]
+		if oh != nil && len(oh.recs) > 0 {
+			return errors.New("spool: records and encoded rows in one hour")
+		}
+		if oh == nil {
+			// As Add: the size of the record encoded alone.
+			ncols := bits.OnesCount32(row.Use.Mask) + bits.OnesCount64(row.Use.DMask) + bits.OnesCount64(row.Use.Ext)
+			oh = &openHour{hour: h, avg: (arrayHeaderLen(ncols)+len(vals))*9/8 + 1}
+			if n := len(s.freeR); n > 0 {
+				oh.rows, s.freeR = s.freeR[n-1], s.freeR[:n-1]
+			}
+			s.open[h] = oh
+		} else {
+			oh.prev.next, oh.next.prev = oh.next, oh.prev
+		}
+		oh.next, oh.prev = s.lru.next, &s.lru
+		s.lru.next.prev = oh
+		s.lru.next = oh
+		oh.rows.vals = append(oh.rows.vals, vals...)
+		oh.rows.uses = append(oh.rows.uses, row.Use)
+		oh.rows.ends = append(oh.rows.ends, len(oh.rows.vals))
+		s.held += oh.avg
+		s.recs++
+		if len(oh.rows.uses)*oh.avg >= s.opts.PartBytes {
+			s.cut(h)
+		}
+		for s.err == nil && s.held > s.opts.OpenBytes {
+			s.cut(s.lru.prev.hour)
+		}
+		if s.err != nil {
+			return s.err
+		}
+	}
+	for i := range e.Costs {
+		c := &e.Costs[i]
+		d := c.Sum.Decimal()
+		s.cost.Add(d)
+		cs := s.costs[c.Currency]
+		if cs == nil {
+			cs = &messages.Sum{}
+			s.costs[c.Currency] = cs
+		}
+		cs.Add(d)
+	}
+	return nil
+}
+
+func arrayHeaderLen(n int) int {
+	switch {
+	case n < 16:
+		return 1
+	case n <= 0xffff:
+		return 3
+	}
+	return 5
+}
+
 // cut encodes the records held for hour h into parts and writes them.
 func (s *Spool) cut(h time.Time) {
 	oh := s.open[h]
@@ -171,9 +278,15 @@ func (s *Spool) cut(h time.Time) {
 	}
 	delete(s.open, h)
 	oh.prev.next, oh.next.prev = oh.next, oh.prev
-	s.held -= len(oh.recs) * oh.avg
-	b := &messages.Batch{ID: "spool", Feed: "spool", Source: "spool", Records: oh.recs}
-	parts, err := split(b, s.opts.PartBytes, getPayload)
+	s.held -= oh.count() * oh.avg
+	var parts []SplitPart
+	var err error
+	if len(oh.rows.uses) > 0 {
+		parts, err = splitRows(h, &oh.rows, s.ext, s.opts.PartBytes, getPayload)
+	} else {
+		b := &messages.Batch{ID: "spool", Feed: "spool", Source: "spool", Records: oh.recs}
+		parts, err = split(b, s.opts.PartBytes, getPayload)
+	}
 	if err != nil {
 		s.err = err
 		return
@@ -187,10 +300,69 @@ func (s *Spool) cut(h time.Time) {
 	}
 	// The hour's slice serves the next hour: growing a fresh one per hour
 	// cleared and copied a row's 700-byte struct several times over.
+	if len(oh.rows.uses) > 0 {
+		if len(s.freeR) < 4 {
+			s.freeR = append(s.freeR, hourRows{oh.rows.vals[:0], oh.rows.uses[:0], oh.rows.ends[:0]})
+		}
+		return
+	}
 	clear(oh.recs)
 	if len(s.free) < 4 {
 		s.free = append(s.free, oh.recs[:0])
 	}
+}
+
+// splitRows is split for one hour of rows encoded ahead: the same parts,
+// byte for byte, as split makes of the records they were (in a batch of
+// that hour alone, as cut gives it).
+func splitRows(h time.Time, rows *hourRows, ext []string, maxPayload int, alloc func(n int) []byte) ([]SplitPart, error) {
+	var enc messages.PartEncoder
+	for _, u := range rows.uses {
+		enc.UseRow(u, ext)
+	}
+	n := len(rows.uses)
+	reserve := enc.MaxHeaderLen()
+	if reserve+16 > maxPayload {
+		return nil, messages.ValidationError{{Index: 0, Field: "", Problem: fmt.Sprintf("the hour's %d columns alone make a %d-byte header, more than the %d-byte message limit", n, reserve, maxPayload)}}
+	}
+	avg := len(enc.AppendRow(make([]byte, 0, 1024), rows.uses[0], rows.values(0), ext))*9/8 + 1
+	left := n
+	newBuf := func() []byte {
+		b := alloc(min(maxPayload+reserve, reserve+left*avg+avg/2+64))
+		return b[:reserve]
+	}
+	var parts []SplitPart
+	var hdr []byte
+	buf := newBuf()
+	count := 0
+	flush := func() {
+		hdr = enc.AppendHeader(hdr[:0], count)
+		copy(buf[reserve-len(hdr):reserve], hdr)
+		parts = append(parts, SplitPart{
+			Meta:    messages.PartMeta{Schema: enc.Schema(), BatchID: "spool", Part: len(parts) + 1, Feed: "spool", Source: "spool", Kind: messages.KindAppend, Hour: h, Records: count},
+			Payload: buf[reserve-len(hdr):],
+			buf:     buf,
+		})
+		buf, count = newBuf(), 0
+	}
+	for i := range n {
+		before := len(buf)
+		buf = enc.AppendRow(buf, rows.uses[i], rows.values(i), ext)
+		size := len(buf) - before
+		left--
+		if size+reserve > maxPayload {
+			return nil, messages.ValidationError{{Index: i, Field: "", Problem: fmt.Sprintf("record encodes to %d bytes, more than the %d-byte message limit", size, maxPayload)}}
+		}
+		if len(buf)-reserve+enc.HeaderLen(count+1) > maxPayload {
+			rec := append([]byte(nil), buf[before:]...)
+			buf = buf[:before]
+			flush()
+			buf = append(buf, rec...)
+		}
+		count++
+	}
+	flush()
+	return parts, nil
 }
 
 func (s *Spool) write(sp *SplitPart) {

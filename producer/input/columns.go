@@ -27,7 +27,8 @@ const (
 type column struct {
 	header string // as written, for errors
 	kind   colKind
-	name   string // FOCUS name, tag key, or extension name without x_
+	name   string         // FOCUS name, tag key, or extension name without x_
+	field  messages.Field // the FOCUS column name names, found once
 }
 
 // parseHeader maps header cells to columns; bad cells are reported at line.
@@ -182,7 +183,7 @@ func headerColumn(h string) (column, string) {
 	default:
 		return col, ""
 	}
-	col.name = h
+	col.name, col.field = h, messages.FieldOf(h)
 	return col, ""
 }
 
@@ -198,9 +199,30 @@ func extNameProblem(name string) string {
 	return ""
 }
 
+// recordScratch is what a reader that reuses its record (the encoded CSV
+// path: a row is written out as soon as it is checked) reuses with it: the
+// maps and the Detail, so a row costs the heap nothing but its line.
+type recordScratch struct {
+	tags   map[string]string
+	types  map[string]messages.TagType
+	ext    map[string]messages.ExtValue
+	detail *messages.Detail
+}
+
+// reset makes ur an empty record that reuses sc's Ext map and Detail.
+func (sc *recordScratch) reset(ur *messages.UsageRecord) {
+	if sc.ext == nil {
+		sc.ext, sc.detail = map[string]messages.ExtValue{}, &messages.Detail{}
+	}
+	clear(sc.ext)
+	*sc.detail = messages.Detail{}
+	*ur = messages.UsageRecord{Ext: sc.ext, Detail: sc.detail}
+}
+
 // setCell sets one cell's value (text, as a CSV holds it) on ur, reporting
 // a bad value. Per-key tag columns go to tagCols (merged by mergeTagCols).
-func setCell(c *collector, line int, col column, v string, ur *messages.UsageRecord, tagCols *map[string]string) {
+// sc, when set, lends the Tags maps.
+func setCell(c *collector, line int, col column, v string, ur *messages.UsageRecord, tagCols *map[string]string, sc *recordScratch) {
 	if col.kind == 0 || messages.IsNullText(v) {
 		return // a bad header column, or null
 	}
@@ -211,23 +233,31 @@ func setCell(c *collector, line int, col column, v string, ur *messages.UsageRec
 	}
 	switch col.kind {
 	case colString, colJSON:
-		ur.SetString(col.name, v)
+		col.field.SetString(ur, v)
 	case colDecimal:
 		d, err := messages.ParseDecimal(strings.TrimSpace(v))
 		if err != nil {
 			bad("%v", err)
 			return
 		}
-		ur.SetDecimal(col.name, d)
+		col.field.SetDecimal(ur, d)
 	case colTime:
 		t, err := messages.ParseTime(strings.TrimSpace(v))
 		if err != nil {
 			bad("%v", err)
 			return
 		}
-		ur.SetTime(col.name, t)
+		col.field.SetTime(ur, t)
 	case colTags:
-		if m, types, ok := fastKeyValue(v); ok {
+		var tags map[string]string
+		var types map[string]messages.TagType
+		if sc != nil {
+			tags, types = sc.tags, sc.types
+		}
+		if m, types, ok := fastKeyValue(v, tags, types); ok {
+			if sc != nil {
+				sc.tags, sc.types = m, types
+			}
 			if len(m) > 0 {
 				ur.Tags, ur.TagTypes = m, types
 			}

@@ -10,6 +10,8 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+
+	"github.com/usagefleet/usagefleet/messages"
 )
 
 // A CSV file is read in parallel: one goroutine (the splitter) cuts the
@@ -44,6 +46,7 @@ type csvChunk struct {
 
 	ready chan struct{} // closed when a worker is done (or skipped it)
 	rows  []Row
+	enc   *EncodedRows // the rows, when the reader encodes them
 	c     collector
 	clean bool // parsed to the end without a quote error
 }
@@ -59,11 +62,14 @@ type csvSplit struct {
 	seq     atomic.Bool    // reading in one pass from here: no more jobs
 	free    chan []byte
 	freeRow chan []Row
+	freeEnc chan *EncodedRows
 	wg      sync.WaitGroup
 
 	cols     []column
 	headerOK bool
 	fields   int
+	ext      []string                 // the header's extension names, sorted
+	enc      func(*EncodedRows) error // set: rows are encoded (ReadEncoded)
 }
 
 func readCSV(c *collector, r io.Reader, lim *LimitReader, fn func(Row) error) error {
@@ -76,6 +82,7 @@ func readCSV(c *collector, r io.Reader, lim *LimitReader, fn func(Row) error) er
 		stop:    make(chan struct{}),
 		free:    make(chan []byte, 2*workers+4),
 		freeRow: make(chan []Row, 2*workers+4),
+		freeEnc: make(chan *EncodedRows, 2*workers+4),
 	}
 	s.wg.Add(1)
 	go s.split()
@@ -102,6 +109,9 @@ func readCSV(c *collector, r io.Reader, lim *LimitReader, fn func(Row) error) er
 	headerLine, _ := cr.FieldPos(0)
 	s.cols, s.headerOK = parseHeader(c, headerLine, header)
 	s.fields = len(header)
+	if ext, ok := encodedExt(s.cols); ok && c.enc != nil {
+		s.ext, s.enc = ext, c.enc
+	}
 	cr.FieldsPerRecord = s.fields
 	// The rest of the first chunk is read here while the workers start
 	// on the next ones.
@@ -113,7 +123,12 @@ func readCSV(c *collector, r io.Reader, lim *LimitReader, fn func(Row) error) er
 	off := int(cr.InputOffset())
 	rest := &csvChunk{data: first.data[off:], line: first.line + bytes.Count(first.data[:off], []byte{'\n'}), err: first.err, c: collector{file: c.file}}
 	var rows []Row
-	rest.clean, err = csvRecords(&rest.c, cr, s.cols, s.headerOK, s.fields, first.line-1, true, nil, &rows, nil)
+	sink := rowSink{rows: &rows}
+	if s.enc != nil {
+		rest.enc = s.newEncoded(len(rest.data))
+		sink = rowSink{enc: rest.enc}
+	}
+	rest.clean, err = csvRecords(&rest.c, cr, s.cols, s.headerOK, s.fields, first.line-1, true, nil, sink)
 	if err != nil {
 		return err
 	}
@@ -124,10 +139,8 @@ func readCSV(c *collector, r io.Reader, lim *LimitReader, fn func(Row) error) er
 		return s.onePass(c, rest, false, fn)
 	}
 	c.merge(&rest.c)
-	for i := range rows {
-		if err := fn(rows[i]); err != nil {
-			return err
-		}
+	if err := s.deliver(rest, rows, fn); err != nil {
+		return err
 	}
 	if first.err != nil {
 		return first.err
@@ -141,15 +154,32 @@ func readCSV(c *collector, r io.Reader, lim *LimitReader, fn func(Row) error) er
 			return s.onePass(c, ch, false, fn)
 		}
 		c.merge(&ch.c)
-		for i := range ch.rows {
-			if err := fn(ch.rows[i]); err != nil {
-				return err
-			}
+		if err := s.deliver(ch, ch.rows, fn); err != nil {
+			return err
 		}
 		if ch.err != nil {
 			return ch.err
 		}
 		s.recycle(ch)
+	}
+	return nil
+}
+
+// deliver gives a merged chunk's good rows: rows to fn, or its encoded
+// rows (the receiver's to keep) to s.enc.
+func (s *csvSplit) deliver(ch *csvChunk, rows []Row, fn func(Row) error) error {
+	if ch.enc != nil {
+		if len(ch.enc.Rows) == 0 {
+			return nil
+		}
+		e := ch.enc
+		ch.enc = nil
+		return s.enc(e)
+	}
+	for i := range rows {
+		if err := fn(rows[i]); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -207,74 +237,175 @@ func (s *csvSplit) onePass(c *collector, from *csvChunk, header bool, fn func(Ro
 		}
 		headerLine, _ := cr.FieldPos(0)
 		cols, headerOK = parseHeader(c, headerLine+off, rec)
+		if ext, ok := encodedExt(cols); ok && c.enc != nil {
+			s.ext, s.enc = ext, c.enc
+		}
 	} else {
 		cr.FieldsPerRecord = s.fields
 	}
-	_, err := csvRecords(c, cr, cols, headerOK, len(cols), off, false, next, nil, fn)
+	sink := rowSink{fn: fn}
+	if s.enc != nil {
+		sink = rowSink{enc: s.newEncoded(0), flush: s.enc, next: s.newEncoded}
+	}
+	_, err := csvRecords(c, cr, cols, headerOK, len(cols), off, false, next, sink)
 	return err
 }
+
+// rowSink is where csvRecords puts good rows: appended to rows (built in
+// place: a record built on its own escaped to the heap, 700 bytes a row
+// for the GC), encoded into enc (the record reused for the next row; with
+// flush set, enc goes to flush every encodedBatch rows and at the end), or
+// given to fn.
+type rowSink struct {
+	rows  *[]Row
+	enc   *EncodedRows
+	flush func(*EncodedRows) error
+	next  func(size int) *EncodedRows // the batch after one flushed
+	fn    func(Row) error
+}
+
+// newEncoded is an empty batch of encoded rows, one given back if any
+// (Release), with room for about size bytes of CSV.
+func (s *csvSplit) newEncoded(size int) *EncodedRows {
+	select {
+	case e := <-s.freeEnc:
+		return e
+	default:
+	}
+	return &EncodedRows{Ext: s.ext, Vals: make([]byte, 0, size), free: s.freeEnc}
+}
+
+// encodedBatch is how many rows the one-pass reader encodes before it
+// hands them on.
+const encodedBatch = 512
 
 // csvRecords reads cr's records to its end: good rows to fn, problems to c,
 // at cr's line plus off. With stopAtQuote it stops at the first quote
 // error and reports false (the chunk may be cut inside a quoted field).
 // next, when set, reads a record (the one-pass reader's, with its limit).
 //
-// With rows set, good rows are appended to *rows (built in place: a
-// record built on its own escaped to the heap, 700 bytes a row for the GC)
-// and fn is not called.
-func csvRecords(c *collector, cr *csv.Reader, cols []column, headerOK bool, nfields, off int, stopAtQuote bool, next func() ([]string, error), rows *[]Row, fn func(Row) error) (bool, error) {
+// Good rows go to sink.
+func csvRecords(c *collector, cr *csv.Reader, cols []column, headerOK bool, nfields, off int, stopAtQuote bool, next func() ([]string, error), sink rowSink) (bool, error) {
+	t := newRowTaker(c, cols, headerOK, sink)
+	return t.records(cr, nfields, off, stopAtQuote, next)
+}
+
+// rowTaker checks records (as their fields) and gives the good ones to
+// its sink, row after row.
+type rowTaker struct {
+	c        *collector
+	cols     []column
+	headerOK bool
+	sink     rowSink
+	scratch  Row
+	sc       *recordScratch // set when the record is reused (encoded rows)
+	w        messages.RowWriter
+}
+
+func newRowTaker(c *collector, cols []column, headerOK bool, sink rowSink) *rowTaker {
+	t := &rowTaker{c: c, cols: cols, headerOK: headerOK, sink: sink}
+	if sink.enc != nil {
+		t.sc = &recordScratch{}
+	}
+	return t
+}
+
+// records reads cr's records to its end (see csvRecords).
+func (t *rowTaker) records(cr *csv.Reader, nfields, off int, stopAtQuote bool, next func() ([]string, error)) (bool, error) {
 	if next == nil {
 		next = cr.Read
 	}
-	var scratch Row
 	for {
-		rec, err := next()
-		if errors.Is(err, io.EOF) {
-			return true, nil
-		}
-		if err != nil {
-			var pe *csv.ParseError
-			if !errors.As(err, &pe) {
-				return true, err
-			}
-			switch {
-			case errors.Is(pe.Err, csv.ErrFieldCount):
-				c.add(pe.StartLine+off, "", "row has %d fields, the header has %d", len(rec), nfields)
-			case stopAtQuote && (errors.Is(pe.Err, csv.ErrQuote) || errors.Is(pe.Err, csv.ErrBareQuote)):
-				return false, nil
-			default:
-				c.add(pe.StartLine+off, "", "%v", pe.Err)
-			}
-			continue
-		}
-		line, _ := cr.FieldPos(0)
-		line += off
-		row := &scratch
-		if rows != nil {
-			*rows = append(*rows, Row{})
-			row = &(*rows)[len(*rows)-1]
-		} else {
-			scratch = Row{}
-		}
-		row.Line = line
-		ur := &row.Record
-		c.beginRow()
-		var tagCols map[string]string
-		for i, col := range cols {
-			setCell(c, line, col, rec[i], ur, &tagCols)
-		}
-		mergeTagCols(c, line, cols, tagCols, ur)
-		good := c.endRow(line, ur, true) && headerOK
+		eof, clean, err := t.one(cr, nfields, off, stopAtQuote, next)
 		switch {
-		case rows != nil && !good:
-			*row = Row{}
-			*rows = (*rows)[:len(*rows)-1]
-		case rows == nil && good:
-			if err := fn(*row); err != nil {
-				return true, err
-			}
+		case err != nil:
+			return true, err
+		case !clean:
+			return false, nil
+		case eof:
+			return true, t.end()
 		}
 	}
+}
+
+// one reads one record with next and takes it, or reports its problem.
+// It says whether cr was at its end, and (with stopAtQuote) false for
+// clean at a quote error.
+func (t *rowTaker) one(cr *csv.Reader, nfields, off int, stopAtQuote bool, next func() ([]string, error)) (eof, clean bool, err error) {
+	rec, err := next()
+	if errors.Is(err, io.EOF) {
+		return true, true, nil
+	}
+	if err != nil {
+		var pe *csv.ParseError
+		if !errors.As(err, &pe) {
+			return false, true, err
+		}
+		switch {
+		case errors.Is(pe.Err, csv.ErrFieldCount):
+			t.c.add(pe.StartLine+off, "", "row has %d fields, the header has %d", len(rec), nfields)
+		case stopAtQuote && (errors.Is(pe.Err, csv.ErrQuote) || errors.Is(pe.Err, csv.ErrBareQuote)):
+			return false, false, nil
+		default:
+			t.c.add(pe.StartLine+off, "", "%v", pe.Err)
+		}
+		return false, true, nil
+	}
+	line, _ := cr.FieldPos(0)
+	return false, true, t.take(rec, line+off)
+}
+
+// end hands on the last encoded rows of a one-pass read.
+func (t *rowTaker) end() error {
+	if t.sink.flush != nil && len(t.sink.enc.Rows) > 0 {
+		return t.sink.flush(t.sink.enc)
+	}
+	return nil
+}
+
+// take checks one record, its fields in rec, starting on line.
+func (t *rowTaker) take(rec []string, line int) error {
+	c, sink, rows, sc := t.c, &t.sink, t.sink.rows, t.sc
+	row := &t.scratch
+	switch {
+	case rows != nil:
+		*rows = append(*rows, Row{})
+		row = &(*rows)[len(*rows)-1]
+	case sc != nil:
+		sc.reset(&t.scratch.Record)
+	default:
+		t.scratch = Row{}
+	}
+	row.Line = line
+	ur := &row.Record
+	c.beginRow()
+	var tagCols map[string]string
+	for i, col := range t.cols {
+		setCell(c, line, col, rec[i], ur, &tagCols, sc)
+	}
+	mergeTagCols(c, line, t.cols, tagCols, ur)
+	good := c.endRow(line, ur, true) && t.headerOK
+	switch {
+	case rows != nil && !good:
+		*row = Row{}
+		*rows = (*rows)[:len(*rows)-1]
+	case rows != nil:
+	case sc != nil && good:
+		if err := sink.enc.add(&t.w, ur); err != nil {
+			return err
+		}
+		if sink.flush != nil && len(sink.enc.Rows) >= encodedBatch {
+			if err := sink.flush(sink.enc); err != nil {
+				return err
+			}
+			sink.enc = sink.next(0)
+		}
+	case sc == nil && good:
+		if err := sink.fn(*row); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // work parses chunks until there are no more.
@@ -286,16 +417,60 @@ func (s *csvSplit) work() {
 			continue
 		}
 		ch.c = collector{file: s.file}
-		select {
-		case ch.rows = <-s.freeRow:
-		default:
+		sink := rowSink{rows: &ch.rows}
+		if s.enc != nil {
+			ch.enc = s.newEncoded(len(ch.data))
+			sink = rowSink{enc: ch.enc}
+		} else {
+			select {
+			case ch.rows = <-s.freeRow:
+			default:
+			}
+		}
+		t := newRowTaker(&ch.c, s.cols, s.headerOK, sink)
+		if s.enc != nil {
+			ch.clean = s.fastChunk(t, ch)
+			close(ch.ready)
+			continue
 		}
 		cr := csv.NewReader(bytes.NewReader(ch.data))
 		cr.ReuseRecord = true
 		cr.FieldsPerRecord = s.fields
-		ch.clean, _ = csvRecords(&ch.c, cr, s.cols, s.headerOK, s.fields, ch.line-1, true, nil, &ch.rows, nil)
+		ch.clean, _ = t.records(cr, s.fields, ch.line-1, true, nil)
 		close(ch.ready)
 	}
+}
+
+// fastChunk reads a chunk's plain records with fastRecords and each other
+// record (with the blank lines before it) with encoding/csv, and says
+// whether the chunk was clean (no quote error).
+func (s *csvSplit) fastChunk(t *rowTaker, ch *csvChunk) bool {
+	data, off, line := ch.data, 0, ch.line
+	for off < len(data) {
+		var err error
+		if off, line, err = fastRecords(t, data, off, s.fields, line); err != nil {
+			// Only an encoded row's own error (none is expected): the
+			// one-pass reader meets it again and stops the reading.
+			return false
+		}
+		if off == len(data) {
+			break
+		}
+		cr := csv.NewReader(bytes.NewReader(data[off:]))
+		cr.ReuseRecord = true
+		cr.FieldsPerRecord = s.fields
+		_, clean, err := t.one(cr, s.fields, line-1, true, cr.Read)
+		if !clean || err != nil {
+			return false
+		}
+		n := int(cr.InputOffset())
+		if n <= 0 {
+			return false // no progress: the one-pass reader takes it
+		}
+		line += bytes.Count(data[off:off+n], []byte{'\n'})
+		off += n
+	}
+	return true
 }
 
 // split reads s.r and sends it as chunks, to s.order and (once the

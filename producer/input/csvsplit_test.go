@@ -10,7 +10,7 @@ import (
 // the one-pass reader taking over after maxChunk bytes without a record
 // end) and says what came out: rows with their lines and values, errors,
 // warnings, version and the error.
-func csvTranscript(t *testing.T, src string, target, maxChunk int) string {
+func csvTranscript(t testing.TB, src string, target, maxChunk int) string {
 	t.Helper()
 	defer func(a, b int) { csvChunkTarget, csvChunkMax = a, b }(csvChunkTarget, csvChunkMax)
 	csvChunkTarget, csvChunkMax = target, maxChunk

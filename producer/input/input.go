@@ -348,7 +348,8 @@ type collector struct {
 	warns   []Error
 	warned  map[string]bool
 	version string
-	keys    map[string]bool // JSON keys seen (bounded), for the version
+	keys    map[string]bool          // JSON keys seen (bounded), for the version
+	enc     func(*EncodedRows) error // set by ReadEncoded
 
 	rowErrs   int             // errors since beginRow
 	rowFields map[string]bool // fields with an error since beginRow

@@ -197,7 +197,7 @@ func parquetRowWith(sc *rowScratch, c *collector, line int, pcols []parquetCol, 
 				continue
 			}
 		}
-		setCell(c, line, pc.col, text, ur, &tagCols)
+		setCell(c, line, pc.col, text, ur, &tagCols, nil)
 	}
 	if tagCols != nil {
 		if len(sc.cols) != len(pcols) {

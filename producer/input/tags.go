@@ -19,7 +19,13 @@ import (
 // step; steps in functions of their own would be calls on that path, to
 // be split only with a paired BenchmarkReadFocusCSV (package producer)
 // showing no cost.
-func fastKeyValue(s string) (map[string]string, map[string]messages.TagType, bool) {
+//
+// vals and types, when not nil, are cleared and filled instead of new maps
+// (a reader that reuses its record reuses them too); the maps filled are
+// returned when ok.
+func fastKeyValue(s string, vals map[string]string, types map[string]messages.TagType) (map[string]string, map[string]messages.TagType, bool) {
+	clear(vals)
+	clear(types)
 	if !utf8.ValidString(s) {
 		return nil, nil, false
 	}
@@ -50,8 +56,9 @@ func fastKeyValue(s string) (map[string]string, map[string]messages.TagType, boo
 		return nil, nil, false
 	}
 	i++
-	vals := make(map[string]string, 8)
-	var types map[string]messages.TagType
+	if vals == nil {
+		vals = make(map[string]string, 8)
+	}
 	ws()
 	if i < len(s) && s[i] == '}' {
 		i++

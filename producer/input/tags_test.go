@@ -38,7 +38,7 @@ func TestFastKeyValueAgreesWithParseKeyValue(t *testing.T) {
 }
 
 func checkKeyValue(t *testing.T, s string) {
-	m, types, ok := fastKeyValue(s)
+	m, types, ok := fastKeyValue(s, nil, nil)
 	want, wantTypes, err := messages.ParseKeyValue([]byte(s))
 	if !ok {
 		return
