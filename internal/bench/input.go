@@ -46,7 +46,9 @@ type InputOptions struct {
 	Input         string // the file to publish
 	Gzip          bool   // publish Input gzipped (converted first, not timed)
 	Parquet       bool   // publish Input as Parquet (converted first, not timed)
-	NATSURL       string // empty: an embedded server in a temporary directory
+	NATSURL       string // empty: an embedded server in a temporary directory, or spawned
+	SpawnNATS     bool   // run nats-server in a process of its own (as production does)
+	NATSServer    string // the nats-server binary for SpawnNATS
 	Window        int    // parts in flight (default 16, as usage-producer)
 	JSON          bool
 	Out           io.Writer
@@ -67,9 +69,11 @@ type InputResult struct {
 	MBPerSecond   float64 `json:"file_mb_per_second"`
 	CPUPerMillion float64 `json:"cpu_seconds_per_million_rows"`
 	PeakRSSMB     float64 `json:"peak_rss_mb"`
-	Server        string  `json:"server"` // embedded (in this process: its CPU and RSS count) or external
-	Exact         bool    `json:"exact"`
-	Detail        string  `json:"detail,omitempty"`
+	Server        string  `json:"server"` // embedded (in this process: its CPU and RSS count), spawned or external
+	// ServerCPUPerMillion is a spawned nats-server's CPU during the publish.
+	ServerCPUPerMillion float64 `json:"server_cpu_seconds_per_million_rows,omitempty"`
+	Exact               bool    `json:"exact"`
+	Detail              string  `json:"detail,omitempty"`
 }
 
 // RunInput generates and/or publishes a file.
@@ -142,7 +146,18 @@ func publishInput(ctx context.Context, o InputOptions, path string) (*InputResul
 	}
 	res := &InputResult{File: path, FileBytes: fi.Size(), Server: "embedded"}
 	url := o.NATSURL
-	if url == "" {
+	var serverCPU func() float64
+	switch {
+	case o.SpawnNATS && url != "":
+		return nil, errors.New("--spawn-nats and --nats: give one (--nats joins a server that runs; --spawn-nats starts one)")
+	case o.SpawnNATS:
+		s, err := spawnNATS(ctx, o.NATSServer)
+		if err != nil {
+			return nil, err
+		}
+		defer s.Close()
+		url, res.Server, serverCPU = s.URL, "spawned", s.cpuSeconds
+	case url == "":
 		dir, err := os.MkdirTemp("", "usagefleet-bench-")
 		if err != nil {
 			return nil, err
@@ -154,7 +169,7 @@ func publishInput(ctx context.Context, o InputOptions, path string) (*InputResul
 		}
 		defer emb.Close()
 		url = emb.URL
-	} else {
+	default:
 		res.Server = "external"
 	}
 	nc, err := nats.Connect(url, nats.Name("usage-bench-input"), nats.MaxReconnects(-1))
@@ -179,6 +194,10 @@ func publishInput(ctx context.Context, o InputOptions, path string) (*InputResul
 	}
 	// What usage-producer publish does, step for step.
 	cpu0, start := cpuSeconds(), time.Now()
+	var scpu0 float64
+	if serverCPU != nil {
+		scpu0 = serverCPU()
+	}
 	fh, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -206,6 +225,9 @@ func publishInput(ctx context.Context, o InputOptions, path string) (*InputResul
 	}
 	res.Seconds = time.Since(start).Seconds()
 	cpu := cpuSeconds() - cpu0
+	if serverCPU != nil {
+		res.ServerCPUPerMillion = (serverCPU() - scpu0) / float64(max(res.Rows, 1)) * 1e6
+	}
 	if o.MemProfile != "" {
 		if err := writeAllocProfile(o.MemProfile); err != nil {
 			return nil, err
@@ -355,6 +377,9 @@ func PrintInput(w io.Writer, r *InputResult, asJSON bool) {
 	}
 	fmt.Fprintf(w, "published %s (%s, %.1f MB): %d rows in %d parts in %.2fs (read+check+spool %.2fs)\n", r.File, r.Format, float64(r.FileBytes)/1e6, r.Rows, r.Parts, r.Seconds, r.ReadSeconds)
 	fmt.Fprintf(w, "  %.0f rows/s, %.1f MB/s of file, %.2f CPU-s per million rows, peak RSS %.0f MB (server %s), GOMAXPROCS %d\n", r.RowsPerSecond, r.MBPerSecond, r.CPUPerMillion, r.PeakRSSMB, r.Server, runtime.GOMAXPROCS(0))
+	if r.ServerCPUPerMillion > 0 {
+		fmt.Fprintf(w, "  nats-server (its own process): %.2f CPU-s per million rows\n", r.ServerCPUPerMillion)
+	}
 	if r.Exact {
 		fmt.Fprintln(w, "  exact: every part stored once, every row and the cost per currency")
 	} else {

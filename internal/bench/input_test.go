@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -21,15 +22,22 @@ func TestRunInput(t *testing.T) {
 		name          string
 		gzip, parquet bool
 		format        string
-	}{{"csv", false, false, "csv"}, {"gzip", true, false, "csv+gzip"}, {"parquet", false, true, "parquet"}} {
+		spawn         bool
+	}{{"csv", false, false, "csv", false}, {"gzip", true, false, "csv+gzip", false}, {"parquet", false, true, "parquet", false}, {"csv into a spawned nats-server", false, false, "csv", true}} {
 		t.Run(c.name, func(t *testing.T) {
-			r, err := RunInput(ctx, InputOptions{Input: path, Gzip: c.gzip, Parquet: c.parquet, Window: 2})
+			r, err := RunInput(ctx, InputOptions{Input: path, Gzip: c.gzip, Parquet: c.parquet, Window: 2, SpawnNATS: c.spawn})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if !r.Exact || r.Rows != 3000 || r.Format != c.format || r.Parts < 720 {
 				t.Fatalf("%+v", r)
 			}
+			if want := map[bool]string{false: "embedded", true: "spawned"}[c.spawn]; r.Server != want || (c.spawn && r.ServerCPUPerMillion <= 0) {
+				t.Fatalf("server %q (CPU %.2f s per million rows), want %s", r.Server, r.ServerCPUPerMillion, want)
+			}
 		})
+	}
+	if _, err := RunInput(ctx, InputOptions{Input: path, SpawnNATS: true, NATSURL: "nats://127.0.0.1:4222"}); err == nil || !strings.Contains(err.Error(), "give one") {
+		t.Fatalf("--spawn-nats with --nats: %v", err)
 	}
 }

@@ -121,7 +121,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 2
 	}
 	if in.GenerateFocus > 0 || in.Input != "" {
-		in.NATSURL, in.JSON, in.Out, in.CPUProfile, in.MemProfile = o.NATSURL, o.JSON, stdout, o.CPUProfile, o.MemProfile
+		in.NATSURL, in.SpawnNATS, in.NATSServer = o.NATSURL, o.SpawnNATS, o.NATSServer
+		in.JSON, in.Out, in.CPUProfile, in.MemProfile = o.JSON, stdout, o.CPUProfile, o.MemProfile
 		r, err := bench.RunInput(ctx, in)
 		if err != nil {
 			fmt.Fprintln(stderr, "usagefleet bench:", err)
