@@ -18,7 +18,7 @@ import (
 	"github.com/usagefleet/usagefleet/producer"
 )
 
-// A CSV file's rows reach the spool encoded ahead of their parts
+// A CSV or Parquet file's rows reach the spool encoded ahead of their parts
 // (input.ReadEncoded, Spool.AddEncoded) instead of as records (ReadWith,
 // Spool.Add). The parts must be the same: over the FOCUS fixtures, a
 // generated export, and files made to take the rarer paths (null cells,
@@ -49,8 +49,14 @@ func TestEncodedRowsPublishWhatRecordsDid(t *testing.T) {
 	if _, err := usagegen.WriteFocusCSV(&gen, 6000, usagegen.Options{Seed: 7}); err != nil {
 		t.Fatal(err)
 	}
+	var pq bytes.Buffer // the same rows as exporters write Parquet
+	if err := usagegen.CSVToParquet(&pq, bytes.NewReader(gen.Bytes())); err != nil {
+		t.Fatal(err)
+	}
 	ins = append(ins,
 		input{name: "generated.csv", data: gen.Bytes()},
+		input{name: "generated.parquet", data: pq.Bytes()},
+		input{name: "generated-small-parts.parquet", data: pq.Bytes(), opt: producer.SpoolOptions{PartBytes: 8192, OpenBytes: 16384}},
 		input{name: "generated-small-parts.csv", data: gen.Bytes(), opt: producer.SpoolOptions{PartBytes: 8192, OpenBytes: 16384}},
 		input{name: "generated-bare-quote.csv", data: withBareQuote(gen.Bytes(), 4000)},
 		input{name: "mixed.csv", data: mixedCSV(3000), opt: producer.SpoolOptions{PartBytes: 16384, OpenBytes: 40000}},

@@ -12,7 +12,6 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
-	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -29,7 +28,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/parquet-go/parquet-go"
 
 	"github.com/usagefleet/usagefleet/internal/broker"
 	"github.com/usagefleet/usagefleet/internal/config"
@@ -409,81 +407,19 @@ func gzipFile(src, dst string) error {
 	return out.Close()
 }
 
-// csvToParquet writes a CSV's cells as a Parquet file the way exporters
-// type them: optional strings (NULL and empty cells null), "x_<name>:int"
-// columns as INT64 named x_<name>. Row groups of 64k rows.
+// csvToParquet converts the CSV at src to Parquet at dst
+// (usagegen.CSVToParquet).
 func csvToParquet(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	cr := csv.NewReader(bufio.NewReaderSize(in, 1<<20))
-	cr.ReuseRecord = true
-	header, err := cr.Read()
-	if err != nil {
-		return err
-	}
-	names := make([]string, len(header))
-	isInt := make([]bool, len(header))
-	group := parquet.Group{}
-	for i, h := range header {
-		names[i] = h
-		if n, ok := strings.CutSuffix(h, ":int"); ok {
-			names[i], isInt[i] = n, true
-			group[n] = parquet.Optional(parquet.Int(64))
-		} else {
-			group[h] = parquet.Optional(parquet.String())
-		}
-	}
-	schema := parquet.NewSchema("focus", group)
-	// A Group's columns are in name order: where each CSV column goes.
-	colOf := make([]int, len(header))
-	for i, n := range names {
-		leaf, ok := schema.Lookup(n)
-		if !ok {
-			return fmt.Errorf("parquet schema has no column %s", n)
-		}
-		colOf[i] = leaf.ColumnIndex
-	}
 	out, err := os.Create(dst)
 	if err != nil {
 		return err
 	}
-	w := parquet.NewWriter(out, schema, parquet.MaxRowsPerRowGroup(65536), parquet.Compression(&parquet.Snappy))
-	row := make(parquet.Row, len(header))
-	for {
-		rec, err := cr.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			out.Close()
-			return err
-		}
-		for i, v := range rec {
-			var pv parquet.Value
-			switch {
-			case v == "" || v == "NULL":
-				pv = parquet.NullValue().Level(0, 0, colOf[i])
-			case isInt[i]:
-				n, err := strconv.ParseInt(v, 10, 64)
-				if err != nil {
-					out.Close()
-					return fmt.Errorf("%s: %v", header[i], err)
-				}
-				pv = parquet.Int64Value(n).Level(0, 1, colOf[i])
-			default:
-				pv = parquet.ByteArrayValue([]byte(v)).Level(0, 1, colOf[i])
-			}
-			row[colOf[i]] = pv
-		}
-		if _, err := w.WriteRows([]parquet.Row{row}); err != nil {
-			out.Close()
-			return err
-		}
-	}
-	if err := w.Close(); err != nil {
+	if err := usagegen.CSVToParquet(out, bufio.NewReaderSize(in, 1<<20)); err != nil {
 		out.Close()
 		return err
 	}

@@ -73,31 +73,120 @@ func readParquet(c *collector, r io.Reader, lim *LimitReader, fn func(Row) error
 		return fmt.Errorf("the Parquet columns are %d bytes uncompressed, more than %d (the --max-bytes limit): %w", total, lim.Max(), ErrTooLarge)
 	}
 	pcols, ok := parquetColumns(c, f.Schema())
+	// Spooled (ReadEncoded): good rows are written ahead of their parts
+	// into batches of encoded rows, from one record reused for every row,
+	// as a CSV file's are; else each row is a record of its own for fn.
+	enc := parquetEncoder(c, pcols, ok)
 	rd := parquet.NewReader(f)
 	defer rd.Close()
 	buf := make([]parquet.Row, 64)
 	var scratch rowScratch
+	var reused messages.UsageRecord
 	line := 0
 	for {
 		n, err := rd.ReadRows(buf)
 		for _, row := range buf[:n] {
 			line++
 			var ur messages.UsageRecord
+			rec := &ur
+			if enc != nil {
+				enc.rsc.reset(&reused)
+				rec = &reused
+			}
 			c.beginRow()
-			parquetRowWith(&scratch, c, line, pcols, row, &ur)
-			if c.endRow(line, &ur, true) && ok {
-				if err := fn(Row{Line: line, Record: ur}); err != nil {
+			parquetRowWith(&scratch, c, line, pcols, row, rec, enc.scratch())
+			if !c.endRow(line, rec, true) || !ok {
+				continue
+			}
+			if enc != nil {
+				if err := enc.add(rec); err != nil {
 					return err
 				}
+				continue
+			}
+			if err := fn(Row{Line: line, Record: ur}); err != nil {
+				return err
 			}
 		}
 		if errors.Is(err, io.EOF) {
-			return nil
+			return enc.flush()
 		}
 		if err != nil {
 			return fmt.Errorf("row %d: %w", line+1, err)
 		}
 	}
+}
+
+// parquetEncoding writes a Parquet file's good rows into batches of
+// encoded rows (ReadEncoded), handed to the collector's enc.
+type parquetEncoding struct {
+	c    *collector
+	ext  []string
+	rsc  recordScratch
+	w    messages.RowWriter
+	cur  *EncodedRows
+	free chan *EncodedRows
+}
+
+// parquetEncoder is the encoding of a Parquet file's rows, or nil when
+// they go to fn as records (not spooled, a bad schema, or more extension
+// columns than a row is written with).
+func parquetEncoder(c *collector, pcols []parquetCol, schemaOK bool) *parquetEncoding {
+	if c.enc == nil || !schemaOK {
+		return nil
+	}
+	cols := make([]column, len(pcols))
+	for i, pc := range pcols {
+		cols[i] = pc.col
+	}
+	ext, ok := encodedExt(cols)
+	if !ok {
+		return nil
+	}
+	e := &parquetEncoding{c: c, ext: ext, free: make(chan *EncodedRows, 4)}
+	e.cur = e.next()
+	return e
+}
+
+// next is an empty batch, one given back (Release) if any.
+func (e *parquetEncoding) next() *EncodedRows {
+	select {
+	case b := <-e.free:
+		return b
+	default:
+		return &EncodedRows{Ext: e.ext, free: e.free}
+	}
+}
+
+// scratch lends the reused record's maps to setCell (nil without e).
+func (e *parquetEncoding) scratch() *recordScratch {
+	if e == nil {
+		return nil
+	}
+	return &e.rsc
+}
+
+// add writes a good row, and hands the batch on once it is full.
+func (e *parquetEncoding) add(r *messages.UsageRecord) error {
+	if err := e.cur.add(&e.w, r); err != nil {
+		return err
+	}
+	if len(e.cur.Rows) < encodedBatch {
+		return nil
+	}
+	b := e.cur
+	e.cur = e.next()
+	return e.c.enc(b)
+}
+
+// flush hands on the last batch (nothing without e).
+func (e *parquetEncoding) flush() error {
+	if e == nil || len(e.cur.Rows) == 0 {
+		return nil
+	}
+	b := e.cur
+	e.cur = nil
+	return e.c.enc(b)
 }
 
 // parquetColumns maps the schema's top-level columns to columns, like a
@@ -164,7 +253,7 @@ type rowScratch struct {
 	cols   []column
 }
 
-func parquetRowWith(sc *rowScratch, c *collector, line int, pcols []parquetCol, row parquet.Row, ur *messages.UsageRecord) {
+func parquetRowWith(sc *rowScratch, c *collector, line int, pcols []parquetCol, row parquet.Row, ur *messages.UsageRecord, rsc *recordScratch) {
 	// Values of a row come grouped by leaf column, in column order.
 	for i := range sc.byLeaf {
 		sc.byLeaf[i] = sc.byLeaf[i][:0]
@@ -197,7 +286,7 @@ func parquetRowWith(sc *rowScratch, c *collector, line int, pcols []parquetCol, 
 				continue
 			}
 		}
-		setCell(c, line, pc.col, text, ur, &tagCols, nil)
+		setCell(c, line, pc.col, text, ur, &tagCols, rsc)
 	}
 	if tagCols != nil {
 		if len(sc.cols) != len(pcols) {
