@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"net/http/httptrace"
 	"sort"
 	"sync"
@@ -135,6 +136,30 @@ type Pool struct {
 	cancel context.CancelFunc
 	conns  *connCutter
 	killed time.Time // when Kill was called
+	sent   sendLog
+}
+
+// sendLog records when each request of a pool left its cooldown gate.
+type sendLog struct {
+	mu    sync.Mutex
+	times []time.Time
+}
+
+func (l *sendLog) add(*http.Request) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.times = append(l.times, time.Now())
+}
+
+// Sent lists when each request the pool sent (each try) left the
+// destination's cooldown gate: Job.Do's before-send hook, called just
+// after the gate let the request go and before anything else (a lease
+// renewal, the connection, the network, the server) can delay it. A
+// destination that sets its own before-send hook hides its requests here.
+func (p *Pool) Sent() []time.Time {
+	p.sent.mu.Lock()
+	defer p.sent.mu.Unlock()
+	return append([]time.Time(nil), p.sent.times...)
 }
 
 // StartPool runs a pool on its own connection.
@@ -151,9 +176,12 @@ func (e *Env) StartPool(name string, opts workers.Options) *Pool {
 	// context (the pool's jobs run on a context that keeps its values),
 	// so Kill can cut them.
 	cut := &connCutter{conns: map[net.Conn]bool{}}
+	pool := &Pool{Pool: p, NC: nc, t: e.T, conns: cut}
+	// The same context carries the before-send hook that Sent reads.
 	ctx, cancel := context.WithCancel(httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{GotConn: cut.gotConn}))
+	ctx = workers.WithBeforeSend(ctx, pool.sent.add)
+	pool.cancel = cancel
 	done := make(chan struct{})
-	pool := &Pool{Pool: p, NC: nc, t: e.T, cancel: cancel, conns: cut}
 	var returned time.Time // when Run returned (read after done is closed)
 	go func() {
 		defer close(done)
