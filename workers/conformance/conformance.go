@@ -136,6 +136,7 @@ type Pool struct {
 	cancel context.CancelFunc
 	conns  *connCutter
 	killed time.Time // when Kill was called
+	cutAt  time.Time // when Kill had cut every connection
 	sent   sendLog
 }
 
@@ -219,7 +220,21 @@ func (p *Pool) Kill() {
 	p.killed = time.Now()
 	p.NC.Close() // first: nothing the cut provokes may reach NATS
 	p.conns.cut()
+	p.cutAt = time.Now()
 	p.cancel()
+}
+
+// SentBeforeCut counts the requests the killed pool sent (Sent) before
+// Kill had cut its connections: no request of it can reach the API but
+// those.
+func (p *Pool) SentBeforeCut() int {
+	n := 0
+	for _, at := range p.Sent() {
+		if at.Before(p.cutAt) {
+			n++
+		}
+	}
+	return n
 }
 
 // connCutter remembers a pool's HTTP connections and cuts them.
@@ -409,12 +424,50 @@ func watchLeases(t *testing.T, e *Env) func() []leaseEntry {
 			mu.Unlock()
 		}
 	}()
-	return func() []leaseEntry {
-		time.Sleep(200 * time.Millisecond) // let the watcher catch up
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]leaseEntry(nil), out...)
+	st, err := leaseStream(t, e)
+	if err != nil {
+		t.Fatal(err)
 	}
+	from := lastRevision(t, st) // the watcher sees what comes after this
+	return func() []leaseEntry {
+		t.Helper()
+		// Caught up once the watcher has seen the bucket's last revision
+		// as of now (an expiry adds none).
+		last := lastRevision(t, st)
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+			mu.Lock()
+			seen := uint64(0)
+			if len(out) > 0 {
+				seen = out[len(out)-1].rev
+			}
+			evs := append([]leaseEntry(nil), out...)
+			mu.Unlock()
+			if seen >= last || last <= from {
+				return evs
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the lease watcher saw revision %d of %d", seen, last)
+			}
+		}
+	}
+}
+
+func leaseStream(t *testing.T, e *Env) (jetstream.Stream, error) {
+	js, err := jetstream.New(e.NS.Connect(t))
+	if err != nil {
+		return nil, err
+	}
+	return js.Stream(context.Background(), "KV_"+messages.BucketLeases)
+}
+
+// lastRevision is the lease bucket's newest revision.
+func lastRevision(t *testing.T, st jetstream.Stream) uint64 {
+	t.Helper()
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.LastSeq
 }
 
 // leasesOf lists the leases owner holds now.
