@@ -325,7 +325,12 @@ func TestRejectedRowsAreKeptBeforeTheSnapshot(t *testing.T) {
 
 	// The dead letters are never acked: the run does not hang, it fails
 	// naming the permission the collector's user needs.
-	defer collect.SetDeadTimeouts(100*time.Millisecond, 500*time.Millisecond)()
+	// The short waits are for this run alone: JetStream never answers it.
+	// Left in place, they made the next run's real publishes depend on an
+	// ack within 100ms (and a stored letter whose ack came late was then
+	// counted as already kept).
+	restore := collect.SetDeadTimeouts(100*time.Millisecond, 500*time.Millisecond)
+	t.Cleanup(restore) // should the run below fail the test
 	o.DeadLetters = silentJS{e.js}
 	c2, err := collect.New(p, e.prod, e.kv, o)
 	if err != nil {
@@ -335,6 +340,7 @@ func TestRejectedRowsAreKeptBeforeTheSnapshot(t *testing.T) {
 	res, err = c2.Run(ctx)
 	hung := ctx.Err() != nil
 	cancel()
+	restore()
 	if err == nil || hung || !strings.Contains(err.Error(), "must be allowed to publish to "+subj) || len(res.Batches) != 0 {
 		t.Fatalf("no acks: %v, %d batches", err, len(res.Batches))
 	}

@@ -20,6 +20,13 @@ import (
 // they were stored, and the pool does not wait out the quiet period again
 // from the moment it read them. Data published while the pool runs still
 // waits for it.
+//
+// Both halves compare when requests leave the pool's gate (Pool.Sent)
+// with the earliest moment the other behaviour could have sent them, so a
+// slow machine cannot fail a correct pool by being slow: a pool that
+// waited for quiet from its read sends nothing before it started plus the
+// quiet period, and one that did not wait sends live data before it was
+// published plus the quiet period.
 func TestBacklogIsSentOnceRead(t *testing.T) {
 	s := sandbox.New(sandbox.Config{Connections: map[string]string{testConn: testKey}})
 	ts := httptest.NewServer(s.Handler())
@@ -34,17 +41,31 @@ func TestBacklogIsSentOnceRead(t *testing.T) {
 	opts.Feeds = []string{e.Feed}
 	opts.Flush.Quiet, opts.Flush.MaxDelay = quiet, 2*quiet
 	began := time.Now()
-	e.StartPool("a", opts)
-	e.WaitExact(quiet)
-	if took := time.Since(began); took > quiet/2 {
-		t.Fatalf("the backlog took %v to arrive: the pool waited for quiet (%v) again", took, quiet)
+	p := e.StartPool("a", opts)
+	e.WaitExact(time.Minute)
+	backlog := p.Sent()
+	if len(backlog) == 0 {
+		t.Fatal("no request seen leaving the pool's gate")
+	}
+	for _, at := range backlog {
+		if !at.Before(began.Add(quiet)) {
+			t.Fatalf("a backlog request left %v after the pool started: the pool waited for quiet (%v) again", at.Sub(began).Round(time.Millisecond), quiet)
+		}
 	}
 
 	// New data, published while the pool runs, is quiet for no one yet.
+	published := time.Now()
 	e.Publish("live", usagegen.Generate(50, usagegen.Options{Seed: 4, Start: start.Add(10 * time.Hour), Hours: 1}), 50)
-	time.Sleep(2 * time.Second)
-	if got := len(s.Hours(testConn)); got != 6 {
-		t.Fatalf("the emulator holds %d hours 2s after a live publish with a %v quiet period: live data was sent before it was quiet", got, quiet)
+	e.WaitExact(time.Minute)
+	live := p.Sent()[len(backlog):]
+	if len(live) == 0 {
+		t.Fatal("no request seen leaving the pool's gate for the live data")
+	}
+	if first := live[0]; first.Before(published.Add(quiet)) {
+		t.Fatalf("live data left %v after it was published, with a %v quiet period: it was sent before it was quiet", first.Sub(published).Round(time.Millisecond), quiet)
+	}
+	if got := len(s.Hours(testConn)); got != 7 {
+		t.Fatalf("the emulator holds %d hours, want the backlog's 6 and the live one", got)
 	}
 }
 

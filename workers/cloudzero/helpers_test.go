@@ -126,11 +126,19 @@ func emulator(t *testing.T, cfg sandbox.Config) (*sandbox.Server, string) {
 	return s, ts.URL
 }
 
+// noStall is the stall_timeout of the tests' destinations: none of them
+// is about the clock (TestHTTPTimeoutIsTransient sets its own), so no
+// attempt may end for being slow. A 5 MB body under -race on a loaded
+// machine took longer than the 5 s these tests once set, and the request
+// was given up as unanswered. A request that never ends is caught by go
+// test's -timeout, with every goroutine's stack.
+const noStall = time.Hour
+
 func newDest(t *testing.T, url string, mode Mode, maxBody int) *Destination {
 	t.Helper()
 	d, err := New("cz", Settings{
 		BaseURL: url, ConnectionID: testConn, APIKey: config.NewSecret(testKey),
-		Mode: mode, MaxBodyBytes: maxBody, HTTPTimeout: config.Duration(5 * time.Second),
+		Mode: mode, MaxBodyBytes: maxBody, StallTimeout: config.Duration(noStall),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"net/http/httptrace"
 	"sort"
 	"sync"
@@ -135,6 +136,31 @@ type Pool struct {
 	cancel context.CancelFunc
 	conns  *connCutter
 	killed time.Time // when Kill was called
+	cutAt  time.Time // when Kill had cut every connection
+	sent   sendLog
+}
+
+// sendLog records when each request of a pool left its cooldown gate.
+type sendLog struct {
+	mu    sync.Mutex
+	times []time.Time
+}
+
+func (l *sendLog) add(*http.Request) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.times = append(l.times, time.Now())
+}
+
+// Sent lists when each request the pool sent (each try) left the
+// destination's cooldown gate: Job.Do's before-send hook, called just
+// after the gate let the request go and before anything else (a lease
+// renewal, the connection, the network, the server) can delay it. A
+// destination that sets its own before-send hook hides its requests here.
+func (p *Pool) Sent() []time.Time {
+	p.sent.mu.Lock()
+	defer p.sent.mu.Unlock()
+	return append([]time.Time(nil), p.sent.times...)
 }
 
 // StartPool runs a pool on its own connection.
@@ -151,9 +177,12 @@ func (e *Env) StartPool(name string, opts workers.Options) *Pool {
 	// context (the pool's jobs run on a context that keeps its values),
 	// so Kill can cut them.
 	cut := &connCutter{conns: map[net.Conn]bool{}}
+	pool := &Pool{Pool: p, NC: nc, t: e.T, conns: cut}
+	// The same context carries the before-send hook that Sent reads.
 	ctx, cancel := context.WithCancel(httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{GotConn: cut.gotConn}))
+	ctx = workers.WithBeforeSend(ctx, pool.sent.add)
+	pool.cancel = cancel
 	done := make(chan struct{})
-	pool := &Pool{Pool: p, NC: nc, t: e.T, cancel: cancel, conns: cut}
 	var returned time.Time // when Run returned (read after done is closed)
 	go func() {
 		defer close(done)
@@ -191,7 +220,21 @@ func (p *Pool) Kill() {
 	p.killed = time.Now()
 	p.NC.Close() // first: nothing the cut provokes may reach NATS
 	p.conns.cut()
+	p.cutAt = time.Now()
 	p.cancel()
+}
+
+// SentBeforeCut counts the requests the killed pool sent (Sent) before
+// Kill had cut its connections: no request of it can reach the API but
+// those.
+func (p *Pool) SentBeforeCut() int {
+	n := 0
+	for _, at := range p.Sent() {
+		if at.Before(p.cutAt) {
+			n++
+		}
+	}
+	return n
 }
 
 // connCutter remembers a pool's HTTP connections and cuts them.
@@ -381,12 +424,50 @@ func watchLeases(t *testing.T, e *Env) func() []leaseEntry {
 			mu.Unlock()
 		}
 	}()
-	return func() []leaseEntry {
-		time.Sleep(200 * time.Millisecond) // let the watcher catch up
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]leaseEntry(nil), out...)
+	st, err := leaseStream(t, e)
+	if err != nil {
+		t.Fatal(err)
 	}
+	from := lastRevision(t, st) // the watcher sees what comes after this
+	return func() []leaseEntry {
+		t.Helper()
+		// Caught up once the watcher has seen the bucket's last revision
+		// as of now (an expiry adds none).
+		last := lastRevision(t, st)
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+			mu.Lock()
+			seen := uint64(0)
+			if len(out) > 0 {
+				seen = out[len(out)-1].rev
+			}
+			evs := append([]leaseEntry(nil), out...)
+			mu.Unlock()
+			if seen >= last || last <= from {
+				return evs
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the lease watcher saw revision %d of %d", seen, last)
+			}
+		}
+	}
+}
+
+func leaseStream(t *testing.T, e *Env) (jetstream.Stream, error) {
+	js, err := jetstream.New(e.NS.Connect(t))
+	if err != nil {
+		return nil, err
+	}
+	return js.Stream(context.Background(), "KV_"+messages.BucketLeases)
+}
+
+// lastRevision is the lease bucket's newest revision.
+func lastRevision(t *testing.T, st jetstream.Stream) uint64 {
+	t.Helper()
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.LastSeq
 }
 
 // leasesOf lists the leases owner holds now.
