@@ -223,8 +223,9 @@ func publishInput(ctx context.Context, o InputOptions, path string) (*InputResul
 	}
 	res.Seconds = time.Since(start).Seconds()
 	cpu := cpuSeconds() - cpu0
+	var scpu float64
 	if serverCPU != nil {
-		res.ServerCPUPerMillion = (serverCPU() - scpu0) / float64(max(res.Rows, 1)) * 1e6
+		scpu = serverCPU() - scpu0
 	}
 	if o.MemProfile != "" {
 		if err := writeAllocProfile(o.MemProfile); err != nil {
@@ -239,6 +240,7 @@ func publishInput(ctx context.Context, o InputOptions, path string) (*InputResul
 	res.RowsPerSecond = float64(res.Rows) / res.Seconds
 	res.MBPerSecond = float64(res.FileBytes) / 1e6 / res.Seconds
 	res.CPUPerMillion = cpu / float64(max(res.Rows, 1)) * 1e6
+	res.ServerCPUPerMillion = scpu / float64(max(res.Rows, 1)) * 1e6
 	res.PeakRSSMB = peakRSSMB()
 	// Exact: the stream holds every part once, with every row and the cost
 	// per currency that was read.
