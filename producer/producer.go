@@ -456,54 +456,72 @@ func split(b *messages.Batch, maxPayload int, alloc func(n int) []byte) ([]Split
 	// share its columns.
 	var parts []SplitPart
 	var enc messages.PartEncoder
-	var hdr []byte
 	for _, h := range hours {
 		idx := byHour[h]
 		enc.Reset()
 		for _, i := range idx {
 			enc.Use(&b.Records[i])
 		}
-		reserve := enc.MaxHeaderLen()
-		if reserve+16 > maxPayload {
-			return nil, messages.ValidationError{{Index: idx[0], Field: "", Problem: fmt.Sprintf("the hour's %d columns alone make a %d-byte header, more than the %d-byte message limit", len(idx), reserve, maxPayload)}}
-		}
-		// Size the first buffer from one record, so it rarely grows.
-		avg := len(enc.AppendRecord(make([]byte, 0, 1024), &b.Records[idx[0]]))*9/8 + 1
-		left := len(idx)
-		newBuf := func() []byte {
-			b := alloc(min(maxPayload+reserve, reserve+left*avg+avg/2+64))
-			return b[:reserve]
-		}
-		buf := newBuf()
-		count := 0
-		flush := func() {
-			hdr = enc.AppendHeader(hdr[:0], count)
-			copy(buf[reserve-len(hdr):reserve], hdr)
-			parts = append(parts, SplitPart{
-				Meta:    messages.PartMeta{Schema: enc.Schema(), BatchID: b.ID, Part: len(parts) + 1, Feed: b.Feed, Source: b.Source, Kind: kind, Hour: h, Period: period, Generation: gen, Records: count},
-				Payload: buf[reserve-len(hdr):],
-				buf:     buf,
+		var err error
+		parts, err = cutHour(&enc, parts, len(idx), maxPayload, alloc,
+			func(buf []byte, k int) []byte { return enc.AppendRecord(buf, &b.Records[idx[k]]) },
+			func(k int) int { return idx[k] },
+			func(part, count int) messages.PartMeta {
+				return messages.PartMeta{Schema: enc.Schema(), BatchID: b.ID, Part: part, Feed: b.Feed, Source: b.Source, Kind: kind, Hour: h, Period: period, Generation: gen, Records: count}
 			})
-			buf, count = newBuf(), 0
+		if err != nil {
+			return nil, err
 		}
-		for _, i := range idx {
-			before := len(buf)
-			buf = enc.AppendRecord(buf, &b.Records[i])
-			size := len(buf) - before
-			left--
-			if size+reserve > maxPayload {
-				return nil, messages.ValidationError{{Index: i, Field: "", Problem: fmt.Sprintf("record encodes to %d bytes, more than the %d-byte message limit", size, maxPayload)}}
-			}
-			if len(buf)-reserve+enc.HeaderLen(count+1) > maxPayload {
-				rec := append([]byte(nil), buf[before:]...)
-				buf = buf[:before]
-				flush()
-				buf = append(buf, rec...)
-			}
-			count++
-		}
-		flush()
 	}
+	return parts, nil
+}
+
+// cutHour appends to parts the parts of one hour's n records, which enc
+// has seen (Use, UseRow), each record encoded by appendOne (the k-th of
+// the hour) and its index in the batch given by index (for errors); meta
+// is the meta of part number part (from 1, over all of parts) of count
+// records. Each part is encoded in place: room for the largest header is
+// reserved, and the header is written right-aligned once the count is
+// known, so the payload is never copied. Split and the spool's encoded
+// rows (splitRows) cut the same way, so they make the same bytes.
+func cutHour(enc *messages.PartEncoder, parts []SplitPart, n, maxPayload int, alloc func(n int) []byte, appendOne func(buf []byte, k int) []byte, index func(k int) int, meta func(part, count int) messages.PartMeta) ([]SplitPart, error) {
+	reserve := enc.MaxHeaderLen()
+	if reserve+16 > maxPayload {
+		return nil, messages.ValidationError{{Index: index(0), Field: "", Problem: fmt.Sprintf("the hour's %d columns alone make a %d-byte header, more than the %d-byte message limit", n, reserve, maxPayload)}}
+	}
+	// Size the first buffer from one record, so it rarely grows.
+	avg := len(appendOne(make([]byte, 0, 1024), 0))*9/8 + 1
+	left := n
+	newBuf := func() []byte {
+		b := alloc(min(maxPayload+reserve, reserve+left*avg+avg/2+64))
+		return b[:reserve]
+	}
+	var hdr []byte
+	buf := newBuf()
+	count := 0
+	flush := func() {
+		hdr = enc.AppendHeader(hdr[:0], count)
+		copy(buf[reserve-len(hdr):reserve], hdr)
+		parts = append(parts, SplitPart{Meta: meta(len(parts)+1, count), Payload: buf[reserve-len(hdr):], buf: buf})
+		buf, count = newBuf(), 0
+	}
+	for k := range n {
+		before := len(buf)
+		buf = appendOne(buf, k)
+		size := len(buf) - before
+		left--
+		if size+reserve > maxPayload {
+			return nil, messages.ValidationError{{Index: index(k), Field: "", Problem: fmt.Sprintf("record encodes to %d bytes, more than the %d-byte message limit", size, maxPayload)}}
+		}
+		if len(buf)-reserve+enc.HeaderLen(count+1) > maxPayload {
+			rec := append([]byte(nil), buf[before:]...)
+			buf = buf[:before]
+			flush()
+			buf = append(buf, rec...)
+		}
+		count++
+	}
+	flush()
 	return parts, nil
 }
 

@@ -164,11 +164,9 @@ func (s *Spool) Add(r *messages.UsageRecord) error {
 		}
 		s.open[h] = oh
 	} else {
-		oh.prev.next, oh.next.prev = oh.next, oh.prev
+		s.unlink(oh)
 	}
-	oh.next, oh.prev = s.lru.next, &s.lru
-	s.lru.next.prev = oh
-	s.lru.next = oh
+	s.toFront(oh)
 	oh.recs = append(oh.recs, *r)
 	s.held += oh.avg
 	s.recs++
@@ -181,13 +179,29 @@ func (s *Spool) Add(r *messages.UsageRecord) error {
 		}
 		cs.Add(r.BilledCost)
 	}
-	if len(oh.recs)*oh.avg >= s.opts.PartBytes {
+	s.cutDue(h, oh, len(oh.recs))
+	return s.err
+}
+
+// unlink takes oh out of the open hours' recency list.
+func (s *Spool) unlink(oh *openHour) { oh.prev.next, oh.next.prev = oh.next, oh.prev }
+
+// toFront puts oh first in the recency list: the hour added to last.
+func (s *Spool) toFront(oh *openHour) {
+	oh.next, oh.prev = s.lru.next, &s.lru
+	s.lru.next.prev = oh
+	s.lru.next = oh
+}
+
+// cutDue cuts hour h (oh, holding n records) once it fills a part, then
+// the least recently added to hours while more than OpenBytes are open.
+func (s *Spool) cutDue(h time.Time, oh *openHour, n int) {
+	if n*oh.avg >= s.opts.PartBytes {
 		s.cut(h)
 	}
 	for s.err == nil && s.held > s.opts.OpenBytes {
 		s.cut(s.lru.prev.hour) // the least recently added to
 	}
-	return s.err
 }
 
 // AddEncoded takes good rows encoded ahead of their parts (checked by the
@@ -226,22 +240,15 @@ func (s *Spool) AddEncoded(e *input.EncodedRows) error {
 			}
 			s.open[h] = oh
 		} else {
-			oh.prev.next, oh.next.prev = oh.next, oh.prev
+			s.unlink(oh)
 		}
-		oh.next, oh.prev = s.lru.next, &s.lru
-		s.lru.next.prev = oh
-		s.lru.next = oh
+		s.toFront(oh)
 		oh.rows.vals = append(oh.rows.vals, vals...)
 		oh.rows.uses = append(oh.rows.uses, row.Use)
 		oh.rows.ends = append(oh.rows.ends, len(oh.rows.vals))
 		s.held += oh.avg
 		s.recs++
-		if len(oh.rows.uses)*oh.avg >= s.opts.PartBytes {
-			s.cut(h)
-		}
-		for s.err == nil && s.held > s.opts.OpenBytes {
-			s.cut(s.lru.prev.hour)
-		}
+		s.cutDue(h, oh, len(oh.rows.uses))
 		if s.err != nil {
 			return s.err
 		}
@@ -277,7 +284,7 @@ func (s *Spool) cut(h time.Time) {
 		return
 	}
 	delete(s.open, h)
-	oh.prev.next, oh.next.prev = oh.next, oh.prev
+	s.unlink(oh)
 	s.held -= oh.count() * oh.avg
 	var parts []SplitPart
 	var err error
@@ -320,49 +327,12 @@ func splitRows(h time.Time, rows *hourRows, ext []string, maxPayload int, alloc 
 	for _, u := range rows.uses {
 		enc.UseRow(u, ext)
 	}
-	n := len(rows.uses)
-	reserve := enc.MaxHeaderLen()
-	if reserve+16 > maxPayload {
-		return nil, messages.ValidationError{{Index: 0, Field: "", Problem: fmt.Sprintf("the hour's %d columns alone make a %d-byte header, more than the %d-byte message limit", n, reserve, maxPayload)}}
-	}
-	avg := len(enc.AppendRow(make([]byte, 0, 1024), rows.uses[0], rows.values(0), ext))*9/8 + 1
-	left := n
-	newBuf := func() []byte {
-		b := alloc(min(maxPayload+reserve, reserve+left*avg+avg/2+64))
-		return b[:reserve]
-	}
-	var parts []SplitPart
-	var hdr []byte
-	buf := newBuf()
-	count := 0
-	flush := func() {
-		hdr = enc.AppendHeader(hdr[:0], count)
-		copy(buf[reserve-len(hdr):reserve], hdr)
-		parts = append(parts, SplitPart{
-			Meta:    messages.PartMeta{Schema: enc.Schema(), BatchID: "spool", Part: len(parts) + 1, Feed: "spool", Source: "spool", Kind: messages.KindAppend, Hour: h, Records: count},
-			Payload: buf[reserve-len(hdr):],
-			buf:     buf,
+	return cutHour(&enc, nil, len(rows.uses), maxPayload, alloc,
+		func(buf []byte, k int) []byte { return enc.AppendRow(buf, rows.uses[k], rows.values(k), ext) },
+		func(k int) int { return k },
+		func(part, count int) messages.PartMeta {
+			return messages.PartMeta{Schema: enc.Schema(), BatchID: "spool", Part: part, Feed: "spool", Source: "spool", Kind: messages.KindAppend, Hour: h, Records: count}
 		})
-		buf, count = newBuf(), 0
-	}
-	for i := range n {
-		before := len(buf)
-		buf = enc.AppendRow(buf, rows.uses[i], rows.values(i), ext)
-		size := len(buf) - before
-		left--
-		if size+reserve > maxPayload {
-			return nil, messages.ValidationError{{Index: i, Field: "", Problem: fmt.Sprintf("record encodes to %d bytes, more than the %d-byte message limit", size, maxPayload)}}
-		}
-		if len(buf)-reserve+enc.HeaderLen(count+1) > maxPayload {
-			rec := append([]byte(nil), buf[before:]...)
-			buf = buf[:before]
-			flush()
-			buf = append(buf, rec...)
-		}
-		count++
-	}
-	flush()
-	return parts, nil
 }
 
 func (s *Spool) write(sp *SplitPart) {
