@@ -308,7 +308,12 @@ func (e *PartEncoder) AppendHeader(dst []byte, n int) []byte {
 // with a paired BenchmarkEncodePart on a quiet machine showing no cost.
 func (e *PartEncoder) AppendRecord(dst []byte, r *UsageRecord) []byte {
 	e.seal()
-	dst = appendArrayLen(dst, e.ncols)
+	return e.appendValues(appendArrayLen(dst, e.ncols), r)
+}
+
+// appendValues appends r's values in the sealed encoder's columns (the
+// row without its array header).
+func (e *PartEncoder) appendValues(dst []byte, r *UsageRecord) []byte {
 	m := e.mask
 	if m&(1<<colStart) != 0 {
 		dst = appendTimeOrNil(dst, r.ChargePeriodStart)

@@ -25,6 +25,14 @@ type RowUse struct {
 	Typed bool   // a tag value is not a string (schema 3)
 }
 
+// EncodedLen is the bytes of a row with values vals, used as u says, in a
+// part of its own columns alone: what AppendRecord writes for the record
+// it was (its array header and its values).
+func (u RowUse) EncodedLen(vals []byte) int {
+	n := bits.OnesCount32(u.Mask) + bits.OnesCount64(u.DMask) + bits.OnesCount64(u.Ext)
+	return arrayHeaderLen(n) + len(vals)
+}
+
 // MaxRowExt is the most extension names RowWriter.Append can take.
 const MaxRowExt = 64
 
@@ -55,8 +63,8 @@ func (w *RowWriter) Append(dst []byte, r *UsageRecord, ext []string) (_ []byte, 
 	if n != len(r.Ext) || len(ext) > MaxRowExt {
 		return dst, u, false
 	}
-	// The encoder of the record's own columns writes no nil but the
-	// array header: its values follow the header.
+	// The encoder of the record's own columns writes no nil: its values
+	// are the row but its array header.
 	e := &w.e
 	e.mask, e.dmask = u.Mask, u.DMask
 	e.ext = e.ext[:0]
@@ -66,10 +74,7 @@ func (w *RowWriter) Append(dst []byte, r *UsageRecord, ext []string) (_ []byte, 
 		}
 	}
 	e.sealed, e.ncols = true, e.columnCount()
-	start := len(dst)
-	dst = e.AppendRecord(dst, r)
-	h := arrayHeaderLen(e.ncols)
-	return append(dst[:start], dst[start+h:]...), u, true
+	return e.appendValues(dst, r), u, true
 }
 
 // UseRow widens the columns to cover a record written by RowWriter.Append

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"math/bits"
 	"os"
 	"slices"
 	"sort"
@@ -233,8 +232,7 @@ func (s *Spool) AddEncoded(e *input.EncodedRows) error {
 		}
 		if oh == nil {
 			// As Add: the size of the record encoded alone.
-			ncols := bits.OnesCount32(row.Use.Mask) + bits.OnesCount64(row.Use.DMask) + bits.OnesCount64(row.Use.Ext)
-			oh = &openHour{hour: h, avg: (arrayHeaderLen(ncols)+len(vals))*9/8 + 1}
+			oh = &openHour{hour: h, avg: row.Use.EncodedLen(vals)*9/8 + 1}
 			if n := len(s.freeR); n > 0 {
 				oh.rows, s.freeR = s.freeR[n-1], s.freeR[:n-1]
 			}
@@ -265,16 +263,6 @@ func (s *Spool) AddEncoded(e *input.EncodedRows) error {
 		cs.Add(d)
 	}
 	return nil
-}
-
-func arrayHeaderLen(n int) int {
-	switch {
-	case n < 16:
-		return 1
-	case n <= 0xffff:
-		return 3
-	}
-	return 5
 }
 
 // cut encodes the records held for hour h into parts and writes them.
