@@ -264,15 +264,46 @@ type rowSink struct {
 	fn    func(Row) error
 }
 
+// put writes a good record into the sink's encoded rows, and hands the
+// batch on (with flush set) once it holds encodedBatch rows.
+func (s *rowSink) put(w *messages.RowWriter, r *messages.UsageRecord) error {
+	if err := s.enc.add(w, r); err != nil {
+		return err
+	}
+	if s.flush == nil || len(s.enc.Rows) < encodedBatch {
+		return nil
+	}
+	if err := s.flush(s.enc); err != nil {
+		return err
+	}
+	s.enc = s.next(0)
+	return nil
+}
+
+// end hands on the last encoded rows (with flush set).
+func (s *rowSink) end() error {
+	if s.flush != nil && s.enc != nil && len(s.enc.Rows) > 0 {
+		return s.flush(s.enc)
+	}
+	return nil
+}
+
 // newEncoded is an empty batch of encoded rows, one given back if any
 // (Release), with room for about size bytes of CSV.
 func (s *csvSplit) newEncoded(size int) *EncodedRows {
+	return newEncodedRows(s.freeEnc, s.ext, size)
+}
+
+// newEncodedRows is an empty batch of encoded rows against the extension
+// names ext: one given back to free if any, else a new one (with room for
+// about size bytes) that Release gives back to free.
+func newEncodedRows(free chan *EncodedRows, ext []string, size int) *EncodedRows {
 	select {
-	case e := <-s.freeEnc:
+	case e := <-free:
 		return e
 	default:
 	}
-	return &EncodedRows{Ext: s.ext, Vals: make([]byte, 0, size), free: s.freeEnc}
+	return &EncodedRows{Ext: ext, Vals: make([]byte, 0, size), free: free}
 }
 
 // encodedBatch is how many rows the one-pass reader encodes before it
@@ -357,10 +388,7 @@ func (t *rowTaker) one(cr *csv.Reader, nfields, off int, stopAtQuote bool, next 
 
 // end hands on the last encoded rows of a one-pass read.
 func (t *rowTaker) end() error {
-	if t.sink.flush != nil && len(t.sink.enc.Rows) > 0 {
-		return t.sink.flush(t.sink.enc)
-	}
-	return nil
+	return t.sink.end()
 }
 
 // take checks one record, its fields in rec, starting on line.
@@ -391,14 +419,8 @@ func (t *rowTaker) take(rec []string, line int) error {
 		*rows = (*rows)[:len(*rows)-1]
 	case rows != nil:
 	case sc != nil && good:
-		if err := sink.enc.add(&t.w, ur); err != nil {
+		if err := sink.put(&t.w, ur); err != nil {
 			return err
-		}
-		if sink.flush != nil && len(sink.enc.Rows) >= encodedBatch {
-			if err := sink.flush(sink.enc); err != nil {
-				return err
-			}
-			sink.enc = sink.next(0)
 		}
 	case sc == nil && good:
 		if err := sink.fn(*row); err != nil {

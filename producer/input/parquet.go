@@ -120,12 +120,9 @@ func readParquet(c *collector, r io.Reader, lim *LimitReader, fn func(Row) error
 // parquetEncoding writes a Parquet file's good rows into batches of
 // encoded rows (ReadEncoded), handed to the collector's enc.
 type parquetEncoding struct {
-	c    *collector
-	ext  []string
 	rsc  recordScratch
 	w    messages.RowWriter
-	cur  *EncodedRows
-	free chan *EncodedRows
+	sink rowSink
 }
 
 // parquetEncoder is the encoding of a Parquet file's rows, or nil when
@@ -143,19 +140,9 @@ func parquetEncoder(c *collector, pcols []parquetCol, schemaOK bool) *parquetEnc
 	if !ok {
 		return nil
 	}
-	e := &parquetEncoding{c: c, ext: ext, free: make(chan *EncodedRows, 4)}
-	e.cur = e.next()
-	return e
-}
-
-// next is an empty batch, one given back (Release) if any.
-func (e *parquetEncoding) next() *EncodedRows {
-	select {
-	case b := <-e.free:
-		return b
-	default:
-		return &EncodedRows{Ext: e.ext, free: e.free}
-	}
+	free := make(chan *EncodedRows, 4)
+	next := func(int) *EncodedRows { return newEncodedRows(free, ext, 0) }
+	return &parquetEncoding{sink: rowSink{enc: next(0), flush: c.enc, next: next}}
 }
 
 // scratch lends the reused record's maps to setCell (nil without e).
@@ -167,26 +154,14 @@ func (e *parquetEncoding) scratch() *recordScratch {
 }
 
 // add writes a good row, and hands the batch on once it is full.
-func (e *parquetEncoding) add(r *messages.UsageRecord) error {
-	if err := e.cur.add(&e.w, r); err != nil {
-		return err
-	}
-	if len(e.cur.Rows) < encodedBatch {
-		return nil
-	}
-	b := e.cur
-	e.cur = e.next()
-	return e.c.enc(b)
-}
+func (e *parquetEncoding) add(r *messages.UsageRecord) error { return e.sink.put(&e.w, r) }
 
 // flush hands on the last batch (nothing without e).
 func (e *parquetEncoding) flush() error {
-	if e == nil || len(e.cur.Rows) == 0 {
+	if e == nil {
 		return nil
 	}
-	b := e.cur
-	e.cur = nil
-	return e.c.enc(b)
+	return e.sink.end()
 }
 
 // parquetColumns maps the schema's top-level columns to columns, like a
