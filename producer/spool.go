@@ -170,16 +170,21 @@ func (s *Spool) Add(r *messages.UsageRecord) error {
 	s.held += oh.avg
 	s.recs++
 	if r.BilledCost.IsSet() {
-		s.cost.Add(r.BilledCost)
-		cs := s.costs[r.BillingCurrency]
-		if cs == nil {
-			cs = &messages.Sum{}
-			s.costs[r.BillingCurrency] = cs
-		}
-		cs.Add(r.BilledCost)
+		s.addCost(r.BillingCurrency, r.BilledCost)
 	}
 	s.cutDue(h, oh, len(oh.recs))
 	return s.err
+}
+
+// addCost counts d, billed in currency cur, into the spool's totals.
+func (s *Spool) addCost(cur string, d messages.Decimal) {
+	s.cost.Add(d)
+	cs := s.costs[cur]
+	if cs == nil {
+		cs = &messages.Sum{}
+		s.costs[cur] = cs
+	}
+	cs.Add(d)
 }
 
 // unlink takes oh out of the open hours' recency list.
@@ -252,15 +257,7 @@ func (s *Spool) AddEncoded(e *input.EncodedRows) error {
 		}
 	}
 	for i := range e.Costs {
-		c := &e.Costs[i]
-		d := c.Sum.Decimal()
-		s.cost.Add(d)
-		cs := s.costs[c.Currency]
-		if cs == nil {
-			cs = &messages.Sum{}
-			s.costs[c.Currency] = cs
-		}
-		cs.Add(d)
+		s.addCost(e.Costs[i].Currency, e.Costs[i].Sum.Decimal())
 	}
 	return nil
 }
