@@ -260,28 +260,46 @@ func (p *Pool) finishAppend(ctx context.Context, j *job, pm *pendingMsg, refused
 }
 
 // deliveredCost is the cost of recs but the rejected ones, per currency.
-// A run of records in one currency (a part is nearly always one) is
-// summed apart and added once: a currency looked up for every record, and
-// a rejected index for every record, were most of settling a part.
 func deliveredCost(recs []messages.UsageRecord, rejected map[int]bool) messages.CurrencySums {
 	var cost messages.CurrencySums
-	var run messages.Sum
-	cur, n := "", 0
+	run := costRun{sums: &cost}
 	for i := range recs {
-		r := &recs[i]
-		if !r.BilledCost.IsSet() || (len(rejected) > 0 && rejected[i]) {
-			continue
+		if len(rejected) == 0 || !rejected[i] {
+			run.add(&recs[i])
 		}
-		if n > 0 && r.BillingCurrency != cur {
-			cost.Add(cur, run.Decimal())
-			run, n = messages.Sum{}, 0
-		}
-		cur = r.BillingCurrency
-		run.Add(r.BilledCost)
-		n++
 	}
-	if n > 0 {
-		cost.Add(cur, run.Decimal())
-	}
+	run.flush()
 	return cost
+}
+
+// costRun adds records' costs to sums per currency. A run of records in
+// one currency (a part is nearly always one) is summed apart and added
+// once, at the next currency or flush: a currency looked up in the map
+// for every record was most of settling a part, and 6% of a CloudZero
+// drain's CPU.
+type costRun struct {
+	sums *messages.CurrencySums
+	run  messages.Sum
+	cur  string
+	n    int
+}
+
+func (c *costRun) add(r *messages.UsageRecord) {
+	if !r.BilledCost.IsSet() {
+		return
+	}
+	if c.n > 0 && r.BillingCurrency != c.cur {
+		c.flush()
+	}
+	c.cur = r.BillingCurrency
+	c.run.Add(r.BilledCost)
+	c.n++
+}
+
+// flush adds the run to sums; call it once the records are all added.
+func (c *costRun) flush() {
+	if c.n > 0 {
+		c.sums.Add(c.cur, c.run.Decimal())
+	}
+	c.run, c.n = messages.Sum{}, 0
 }

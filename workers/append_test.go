@@ -1,6 +1,7 @@
 package workers
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/usagefleet/usagefleet/messages"
@@ -38,16 +39,46 @@ func TestDeliveredCostIsThePerRecordSum(t *testing.T) {
 				want.Add(c.recs[i].BillingCurrency, c.recs[i].BilledCost)
 			}
 		}
-		got := deliveredCost(c.recs, c.rejected)
-		gm, wm := got.Decimals(), want.Decimals()
-		if len(gm) != len(wm) {
-			t.Errorf("%s: got %v, want %v", c.name, gm, wm)
-			continue
-		}
-		for cur, w := range wm {
-			if g, ok := gm[cur]; !ok || !g.Big().Equal(w.Big()) {
-				t.Errorf("%s: %q got %v, want %v", c.name, cur, gm, wm)
+		sameSums(t, c.name, deliveredCost(c.recs, c.rejected), want)
+
+		// emit counts the cost of every record of its unit, refused by
+		// the encoder or not, and none of those outside it (here the
+		// rejected ones).
+		b := &encodedPart{seq: 7, recs: c.recs}
+		for i := range c.recs {
+			switch {
+			case c.rejected[i]:
+				b.ends = append(b.ends, skipped)
+			case i%3 == 2:
+				b.ends = append(b.ends, refused)
+				b.errs = append(b.errs, encodeErr{i, errors.New("refused")})
+			default:
+				b.rows = append(b.rows, 'x')
+				b.ends = append(b.ends, int32(len(b.rows)))
 			}
+		}
+		stats := map[uint64]*seqStat{}
+		if err := b.emit(Unit{}, stats, true, func(RecordRef, *messages.UsageRecord, []byte, error) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		var got messages.CurrencySums
+		if st := stats[7]; st != nil {
+			got = st.cost
+		}
+		sameSums(t, c.name+" (emit)", got, want)
+	}
+}
+
+func sameSums(t *testing.T, name string, got, want messages.CurrencySums) {
+	t.Helper()
+	gm, wm := got.Decimals(), want.Decimals()
+	if len(gm) != len(wm) {
+		t.Errorf("%s: got %v, want %v", name, gm, wm)
+		return
+	}
+	for cur, w := range wm {
+		if g, ok := gm[cur]; !ok || !g.Big().Equal(w.Big()) {
+			t.Errorf("%s: %q got %v, want %v", name, cur, gm, wm)
 		}
 	}
 }

@@ -611,7 +611,9 @@ type encodeErr struct {
 // their cost) in stats.
 func (b *encodedPart) emit(u Unit, stats map[uint64]*seqStat, cost bool, fn func(RecordRef, *messages.UsageRecord, []byte, error) error) error {
 	st := &seqStat{warnings: b.warnings}
+	run := costRun{sums: &st.cost}
 	defer func() {
+		run.flush()
 		if st.records > 0 {
 			stats[b.seq] = st
 		}
@@ -624,7 +626,7 @@ func (b *encodedPart) emit(u Unit, stats map[uint64]*seqStat, cost bool, fn func
 		r := &b.recs[i]
 		st.records++
 		if cost {
-			st.cost.Add(r.BillingCurrency, r.BilledCost)
+			run.add(r)
 		}
 		var err error
 		if end == refused {
