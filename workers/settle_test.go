@@ -1,9 +1,13 @@
 package workers
 
 import (
+	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/usagefleet/usagefleet/messages"
 )
@@ -217,5 +221,34 @@ func TestSettleUnitCost(t *testing.T) {
 	}
 	if m := done[0].reasons.Map(); len(m) != 2 || m["x"] != 1 || m["y"] != 1 || done[0].reject != 2 || done[0].warns != 1 {
 		t.Fatalf("reasons %v, rejected %d, warnings %d; want x and y once each, 2, 1", m, done[0].reject, done[0].warns)
+	}
+}
+
+// putCovered stores the covered position of every settled unit, and of no
+// other, however many there are (more than it puts at once).
+func TestPutCoveredStoresEverySettledUnit(t *testing.T) {
+	r := newRig(t)
+	p := r.pool(t, &hourDest{name: "cz"}, Options{})
+	ctx := context.Background()
+	j := &job{covered: 4242}
+	settle := map[string]bool{}
+	for i := range 3*coveredPuts + 5 {
+		u := hourUnit(testHour.Add(time.Duration(i) * time.Hour))
+		j.units = append(j.units, u)
+		if i%7 != 3 {
+			settle[u.Key] = true
+		}
+	}
+	p.putCovered(ctx, j, settle)
+	for _, u := range j.units {
+		e, err := p.units.Get(ctx, "cz."+u.Key)
+		switch {
+		case settle[u.Key] && err != nil:
+			t.Errorf("%s: %v", u.Key, err)
+		case settle[u.Key] && string(e.Value()) != "4242":
+			t.Errorf("%s: covered %q, want 4242", u.Key, e.Value())
+		case !settle[u.Key] && !errors.Is(err, jetstream.ErrKeyNotFound):
+			t.Errorf("%s: not settled, yet stored (err %v)", u.Key, err)
+		}
 	}
 }
