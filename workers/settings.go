@@ -82,6 +82,14 @@ type Deprecated interface {
 	Deprecated() []string
 }
 
+// Advisor is implemented by a destination whose configuration is valid
+// but leaves a risk to the money it carries: each advisory names the key
+// and the risk. The fleet logs them as warnings when it starts; validate
+// prints them.
+type Advisor interface {
+	Advisories() []string
+}
+
 // BaseURL checks a destination's base_url setting (def when unset): an
 // http(s) URL with a host and no query, fragment or credentials. It
 // returns it without trailing slashes, for paths to be appended; key is the

@@ -304,6 +304,19 @@ func (c *Config) Deprecated() []string {
 	return out
 }
 
+// Advisories lists the warnings of the destinations' configurations
+// (workers.Advisor), each naming its key: the worker logs them at start,
+// validate prints them.
+func (c *Config) Advisories() []string {
+	var out []string
+	for _, b := range c.built {
+		if a, ok := b.dest.(workers.Advisor); ok {
+			out = append(out, a.Advisories()...)
+		}
+	}
+	return out
+}
+
 // validate checks the worker section: logging, metrics, memory.
 func (w *WorkerConfig) validate() error {
 	switch w.LogLevel {

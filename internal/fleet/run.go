@@ -35,6 +35,9 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (*Fleet, error) {
 	for _, notice := range cfg.Deprecated() {
 		log.Warn("deprecated setting: " + notice)
 	}
+	for _, notice := range cfg.Advisories() {
+		log.Warn(notice)
+	}
 	var err error
 	if cfg.NATS.URL == "" {
 		f.Embedded, err = broker.StartEmbedded(cfg.NATS.DataDir, cfg.NATS.Port)

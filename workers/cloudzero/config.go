@@ -125,6 +125,11 @@ func newDestination(name string, s Settings, key string) (*Destination, error) {
 		return nil, config.Errorf(key+".currency", "%q: want an ISO 4217 code, like USD", s.Currency)
 	}
 	d.currency = s.Currency
+	if s.Currency == "" && !s.ValidateOnly {
+		d.advisories = append(d.advisories, key+".currency is not set: CBF has no currency column, so costs billed in "+
+			"different currencies are added up as one; set it to the connection's currency (like USD) to dead-letter, with the reason, "+
+			"a record billed in another")
+	}
 	if s.ValidateOnly {
 		d.validateOnly = true
 		d.endpoint = base + ValidatePath

@@ -127,3 +127,35 @@ func TestConfigStallTimeoutAndItsFormerName(t *testing.T) {
 		t.Fatalf("both names: %v", err)
 	}
 }
+
+// A connection without currency adds every currency's costs as one: the
+// destination says so (the worker logs it, validate prints it), naming the
+// key; with currency set, or validate_only (nothing stored), it says
+// nothing.
+func TestConfigWithoutCurrencyIsAdvised(t *testing.T) {
+	t.Setenv("CZ_TEST_KEY", testKey)
+	const ok = "connection_id: c1\napi_key: {env: CZ_TEST_KEY}\n"
+	cases := []struct {
+		extra string
+		want  bool
+	}{
+		{"", true},
+		{"currency: USD\n", false},
+		{"validate_only: true\n", false},
+	}
+	for _, c := range cases {
+		d, err := build(t, ok+c.extra)
+		if err != nil {
+			t.Fatalf("%q: %v", c.extra, err)
+		}
+		a := d.Advisories()
+		if got := len(a) == 1 && strings.HasSuffix(strings.SplitN(a[0], " ", 2)[0], "settings.currency") && strings.Contains(a[0], "added up as one"); got != c.want || (!c.want && len(a) != 0) {
+			t.Errorf("%q: advisories %q, want one: %v", c.extra, a, c.want)
+		}
+		for _, s := range a {
+			if strings.Contains(s, testKey) {
+				t.Fatalf("the key leaked: %q", s)
+			}
+		}
+	}
+}

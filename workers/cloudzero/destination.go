@@ -38,6 +38,8 @@ type Destination struct {
 	currency string
 	// deprecated are the notices of deprecated settings used.
 	deprecated []string
+	// advisories: settings valid but risky (no currency).
+	advisories []string
 }
 
 var (
@@ -47,6 +49,9 @@ var (
 
 // Deprecated implements workers.Deprecated.
 func (d *Destination) Deprecated() []string { return d.deprecated }
+
+// Advisories: see workers.Advisor.
+func (d *Destination) Advisories() []string { return d.advisories }
 
 // Name is the configured destination name.
 func (d *Destination) Name() string { return d.name }

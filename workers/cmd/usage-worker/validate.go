@@ -31,6 +31,9 @@ func cmdValidate(_ context.Context, args []string, stdout, stderr io.Writer) int
 	for _, notice := range cfg.Deprecated() {
 		fmt.Fprintln(stderr, "usage-worker: warning: deprecated setting:", notice)
 	}
+	for _, notice := range cfg.Advisories() {
+		fmt.Fprintln(stderr, "usage-worker: warning:", notice)
+	}
 	fmt.Fprintf(stdout, "%s: ok (%d destination(s):", *path, len(cfg.Destinations))
 	for _, d := range cfg.Destinations {
 		fmt.Fprintf(stdout, " %s/%s", d.Name, d.Type)
