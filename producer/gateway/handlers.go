@@ -36,7 +36,7 @@ func OpenAPI() []byte { return openapiDoc }
 func (g *Gateway) Handler(metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST /v1/usage", g.route("usage", g.usage, 0))
-	mux.Handle("POST /v1/events", g.route("events", g.events, 0))
+	mux.Handle("POST /v1/events", g.route("events", g.events, -1)) // events bounds its own waits
 	mux.Handle("GET /v1/batches/{id}", g.route("batch", g.batch, g.maxWait()+5*time.Second))
 	mux.HandleFunc("GET /openapi.yaml", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml")
@@ -86,7 +86,8 @@ type handlerFunc func(ctx context.Context, w http.ResponseWriter, r *http.Reques
 var propagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 
 // route wraps a handler: trace context from the caller's traceparent, the
-// request timeout, authentication, metrics, and problem answers.
+// request timeout (0: limits.request_timeout; negative: none, the handler
+// bounds its waits), authentication, metrics, and problem answers.
 func (g *Gateway) route(name string, h handlerFunc, timeout time.Duration) http.Handler {
 	if timeout == 0 {
 		timeout = g.timeout
@@ -113,8 +114,15 @@ func (g *Gateway) route(name string, h handlerFunc, timeout time.Duration) http.
 		}
 		// The span is named by the pattern, which holds the method: "POST
 		// /v1/events", as the HTTP conventions name a server span.
-		ctx, span := tracer().Start(ctx, r.Pattern, serverSpan)
-		defer span.End()
+		// Without spans ctx keeps the caller's span context, which the
+		// parts' headers continue.
+		var span trace.Span
+		if g.cfg.SkipSpans {
+			span = trace.SpanFromContext(ctx)
+		} else {
+			ctx, span = tracer().Start(ctx, r.Pattern, serverSpan)
+			defer span.End()
+		}
 		sw := &statusWriter{ResponseWriter: w}
 		var p *Problem
 		switch {
@@ -130,9 +138,13 @@ func (g *Gateway) route(name string, h handlerFunc, timeout time.Duration) http.
 			}
 			select {
 			case g.slots <- struct{}{}:
-				tctx, cancel := context.WithTimeout(ctx, timeout)
-				p = h(tctx, sw, r, k)
-				cancel()
+				if timeout > 0 {
+					tctx, cancel := context.WithTimeout(ctx, timeout)
+					p = h(tctx, sw, r, k)
+					cancel()
+				} else {
+					p = h(ctx, sw, r, k)
+				}
 				<-g.slots
 			default:
 				p = problem(http.StatusTooManyRequests, typeLimits, "Too many requests in flight", "limits.max_in_flight requests are being stored: retry shortly")
