@@ -92,17 +92,8 @@ func (g *Gateway) route(name string, h handlerFunc, timeout time.Duration) http.
 	if timeout == 0 {
 		timeout = g.timeout
 	}
-	// Metric attribute sets built once per route and code, not per request.
+	// The duration's attribute set is built once per route, not per request.
 	durAttrs := metric.WithAttributes(attribute.String("route", name))
-	var codeAttrs sync.Map // int → metric.MeasurementOption
-	reqAttrs := func(code int) metric.MeasurementOption {
-		if o, ok := codeAttrs.Load(code); ok {
-			return o.(metric.MeasurementOption)
-		}
-		o := metric.WithAttributes(attribute.String("route", name), attribute.String("code", strconv.Itoa(code)))
-		codeAttrs.Store(code, o)
-		return o
-	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
@@ -156,7 +147,7 @@ func (g *Gateway) route(name string, h handlerFunc, timeout time.Duration) http.
 			g.m.rejections.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", p.reason)))
 			writeProblem(sw, p)
 		}
-		g.m.requests.Add(ctx, 1, reqAttrs(sw.code()))
+		g.m.requests.add(name, sw.code())
 		g.m.duration.Record(ctx, time.Since(start).Seconds(), durAttrs)
 	})
 }
@@ -224,7 +215,7 @@ func (g *Gateway) readBody(ctx context.Context, w http.ResponseWriter, r *http.R
 		buf.Grow(int(r.ContentLength) + 512)
 	}
 	_, err := buf.ReadFrom(io.LimitReader(rd, lim.MaxDecompressedBytes+1))
-	g.m.bytes.Add(ctx, cr.n)
+	g.m.bytes.Add(cr.n)
 	if err != nil {
 		putBuf(buf)
 		if p := tooLarge(err, lim); p != nil {
