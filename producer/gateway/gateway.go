@@ -40,6 +40,7 @@ type Gateway struct {
 
 	lingers  sync.Map // lingerKey → *lingerer
 	flushWG  sync.WaitGroup
+	storeq   chan func() // to an idle storer goroutine (goStore)
 	draining atomic.Bool
 	slots    chan struct{}
 
@@ -84,6 +85,7 @@ func New(ctx context.Context, cfg *Config, nc *nats.Conn, log *slog.Logger) (*Ga
 		cfg: cfg, nc: nc, js: js, stream: st, prod: prod, keys: newKeyring(cfg.Keys), log: log,
 		linger: linger, pipeline: 1, timeout: timeout, m: newMetrics(),
 		slots:   make(chan struct{}, cfg.Limits.MaxInFlight),
+		storeq:  make(chan func()),
 		flights: map[string]*flight{},
 	}, nil
 }

@@ -113,7 +113,7 @@ func (l *lingerer) flushLocked() {
 	l.group = nil
 	l.storing++
 	l.g.flushWG.Add(1)
-	go func() {
+	l.g.goStore(func() {
 		defer l.g.flushWG.Done()
 		outs := l.g.storeGroup(l.key, group)
 		l.mu.Lock()
@@ -133,7 +133,38 @@ func (l *lingerer) flushLocked() {
 		for i, w := range group {
 			w.done <- outs[i]
 		}
-	}()
+	})
+}
+
+// storerIdle is how long a storer goroutine waits for the next group
+// before it ends.
+const storerIdle = time.Second
+
+// goStore runs store on a storer goroutine: an idle one if there is one,
+// else a new one. A storer waits up to storerIdle for the next group
+// before it ends: a goroutine per group grew its stack anew through the
+// publish path each time (about 1% of the gateway's CPU in the
+// single-event bench).
+func (g *Gateway) goStore(store func()) {
+	select {
+	case g.storeq <- store:
+	default:
+		go g.storer(store)
+	}
+}
+
+func (g *Gateway) storer(store func()) {
+	idle := time.NewTimer(storerIdle)
+	defer idle.Stop()
+	for {
+		store()
+		idle.Reset(storerIdle)
+		select {
+		case store = <-g.storeq:
+		case <-idle.C:
+			return
+		}
+	}
 }
 
 // storeGroup publishes a group's events as one batch and says what became

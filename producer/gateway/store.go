@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -110,7 +111,7 @@ func (g *Gateway) publishMeta(ctx context.Context, br *batchRecord, claims []*ev
 	id := []byte(br.BatchID)
 	for _, ev := range claims {
 		// Publish copies the message into the connection's buffer.
-		if err := g.nc.Publish(subjEvents+ev.key, id); err != nil {
+		if err := g.nc.Publish(ev.claim, id); err != nil {
 			return err
 		}
 	}
@@ -175,7 +176,7 @@ func (g *Gateway) claimedMulti(ctx context.Context, evs []*event) ([]string, err
 	next := make([]int, len(evs))
 	subjects := make([]string, 0, len(evs))
 	for i, ev := range evs {
-		s := subjEvents + ev.key
+		s := ev.claim
 		if j, ok := at[s]; ok {
 			next[i], next[j] = next[j], i
 			continue
@@ -208,10 +209,7 @@ func (g *Gateway) claimedMulti(ctx context.Context, evs []*event) ([]string, err
 // multiLast asks for the last message of each subject and calls fn for each
 // found; the answer ends with a 204 (end of batch) or is a 404 (none).
 func (g *Gateway) multiLast(ctx context.Context, subjects []string, fn func(subj string, data []byte)) error {
-	req, _ := json.Marshal(struct {
-		MultiLast []string `json:"multi_last"`
-		Batch     int      `json:"batch"`
-	}{subjects, len(subjects)})
+	req := multiLastRequest(subjects)
 	// At most one reply per subject and the end marker: a channel that
 	// size never overflows (a sync subscription's buffer, 64K messages,
 	// was a 512 KB allocation per group).
@@ -250,12 +248,36 @@ func (g *Gateway) multiLast(ctx context.Context, subjects []string, fn func(subj
 	}
 }
 
+// multiLastRequest is the batched direct get's request,
+// {"multi_last":[subjects],"batch":n}, written in place: claim subjects
+// are "gateway.events." and hex, nothing JSON escapes (encoding/json
+// spent its reflection on it once per group).
+func multiLastRequest(subjects []string) []byte {
+	n := 40
+	for _, s := range subjects {
+		n += len(s) + 3
+	}
+	b := make([]byte, 0, n)
+	b = append(b, `{"multi_last":[`...)
+	for i, s := range subjects {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, s...)
+		b = append(b, '"')
+	}
+	b = append(b, `],"batch":`...)
+	b = strconv.AppendInt(b, int64(len(subjects)), 10)
+	return append(b, '}')
+}
+
 func (g *Gateway) claimedEach(ctx context.Context, evs []*event) ([]string, error) {
 	out := make([]string, len(evs))
 	errs := make(chan error, len(evs))
 	for i, ev := range evs {
 		go func() {
-			m, err := g.stream.GetLastMsgForSubject(ctx, subjEvents+ev.key)
+			m, err := g.stream.GetLastMsgForSubject(ctx, ev.claim)
 			switch {
 			case err == nil:
 				out[i] = string(m.Data) // the batch that stored it
