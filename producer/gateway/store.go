@@ -213,13 +213,8 @@ func (g *Gateway) multiLast(ctx context.Context, subjects []string, fn func(subj
 	// At most one reply per subject and the end marker: a channel that
 	// size never overflows (a sync subscription's buffer, 64K messages,
 	// was a 512 KB allocation per group).
-	inbox := g.nc.NewRespInbox()
-	ch := make(chan *nats.Msg, len(subjects)+2)
-	sub, err := g.nc.ChanSubscribe(inbox, ch)
-	if err != nil {
-		return err
-	}
-	defer sub.Unsubscribe()
+	inbox, ch, end := g.replies.start(len(subjects) + 2)
+	defer end()
 	if err := g.nc.PublishRequest("$JS.API.DIRECT.GET."+streamName, inbox, req); err != nil {
 		return err
 	}
