@@ -250,7 +250,14 @@ func (c *countReader) Read(p []byte) (int, error) {
 }
 
 func mediaType(r *http.Request) string {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	ct := r.Header.Get("Content-Type")
+	switch ct {
+	case "application/cloudevents+json", "application/cloudevents-batch+json", "application/x-ndjson", "application/json", "text/csv":
+		// What ParseMediaType would say, without its parameter map: the
+		// usual request names its type exactly so.
+		return ct
+	}
+	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {
 		return ""
 	}
@@ -260,8 +267,11 @@ func mediaType(r *http.Request) string {
 // sourceFeed is the request's source and feed: query parameters, else
 // the Usage-Source and Usage-Feed headers, else the key's only one.
 func sourceFeed(r *http.Request, k *apiKey) (string, string, *Problem) {
-	q := r.URL.Query()
-	src, feed := q.Get("source"), q.Get("feed")
+	var src, feed string
+	if r.URL.RawQuery != "" { // no map for a request without a query
+		q := r.URL.Query()
+		src, feed = q.Get("source"), q.Get("feed")
+	}
 	if src == "" {
 		src = r.Header.Get("Usage-Source")
 	}
