@@ -94,6 +94,7 @@ func (g *Gateway) route(name string, h handlerFunc, timeout time.Duration) http.
 	}
 	// The duration's attribute set is built once per route, not per request.
 	durAttrs := metric.WithAttributes(attribute.String("route", name))
+	countRequest := g.m.requests.counter(name)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
@@ -147,7 +148,7 @@ func (g *Gateway) route(name string, h handlerFunc, timeout time.Duration) http.
 			g.m.rejections.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", p.reason)))
 			writeProblem(sw, p)
 		}
-		g.m.requests.add(name, sw.code())
+		countRequest(sw.code())
 		g.m.duration.Record(ctx, time.Since(start).Seconds(), durAttrs)
 	})
 }

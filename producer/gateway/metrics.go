@@ -44,14 +44,20 @@ type requestCount struct {
 	attrs metric.ObserveOption
 }
 
-// add counts one request of route answered with code.
-func (rc *requestCounts) add(route string, code int) {
-	k := requestKey{route, code}
-	c, ok := rc.m.Load(k)
-	if !ok {
-		c, _ = rc.m.LoadOrStore(k, &requestCount{attrs: metric.WithAttributes(attribute.String("route", route), attribute.String("code", strconv.Itoa(code)))})
+// counter returns the function that counts one request of route answered
+// with a code. Its own map is keyed by the code alone: an int key below
+// 256 (200) goes into an interface without an allocation, a struct of
+// route and code did not.
+func (rc *requestCounts) counter(route string) func(code int) {
+	var codes sync.Map // int → *requestCount
+	return func(code int) {
+		c, ok := codes.Load(code)
+		if !ok {
+			c, _ = rc.m.LoadOrStore(requestKey{route, code}, &requestCount{attrs: metric.WithAttributes(attribute.String("route", route), attribute.String("code", strconv.Itoa(code)))})
+			codes.Store(code, c)
+		}
+		c.(*requestCount).n.Add(1)
 	}
-	c.(*requestCount).n.Add(1)
 }
 
 func newMetrics() *metrics {
