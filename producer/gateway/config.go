@@ -34,6 +34,12 @@ type Config struct {
 	// DedupWindow is how long an event's (source, id) is remembered
 	// (default 48h, the USAGE stream's duplicate window).
 	DedupWindow config.Duration `yaml:"dedup_window"`
+	// SkipSpans: the gateway starts no spans of its own (a request's
+	// server span, a group's span). The binary sets it when no trace
+	// exporter is configured: those spans were recorded and dropped, a
+	// few CPU-µs a request. The caller's trace context (traceparent)
+	// still reaches the parts' headers.
+	SkipSpans bool `yaml:"-"`
 }
 
 // TLSConfig turns on HTTPS.

@@ -10,6 +10,8 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/usagefleet/usagefleet/messages"
 )
@@ -51,36 +53,55 @@ func TestDrainAnswersLingeringEventsThenRefuses(t *testing.T) {
 	}
 }
 
+// The parts continue the caller's trace, whether the gateway records spans
+// of its own or not (SkipSpans: no exporter, so none are started).
 func TestTraceContinuesIntoTheParts(t *testing.T) {
-	tp := sdktrace.NewTracerProvider()
-	prevTP, prevProp := otel.GetTracerProvider(), otel.GetTextMapPropagator()
-	otel.SetTracerProvider(tp)
-	otel.SetTextMapPropagator(propagation.TraceContext{})
-	t.Cleanup(func() { otel.SetTracerProvider(prevTP); otel.SetTextMapPropagator(prevProp) })
-	e := start(t, nil)
-	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
-	tp0 := "00-" + traceID + "-00f067aa0ba902b7-01"
-	r := e.do("POST", "/v1/usage", ndjson(2, "1"), auth("Content-Type", "application/x-ndjson", "traceparent", tp0))
-	if r.code != 200 {
-		t.Fatal(r.code, string(r.body))
-	}
-	r = e.do("POST", "/v1/events", []byte(ce("traced", "/s", usageData)), auth("Content-Type", "application/cloudevents+json", "traceparent", tp0))
-	if r.code != 200 {
-		t.Fatal(r.code, string(r.body))
-	}
-	js, _ := jetstream.New(e.nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	st, _ := js.Stream(ctx, messages.StreamUsage)
-	for seq := uint64(1); seq <= 2; seq++ {
-		m, err := st.GetMsg(ctx, seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tpHdr := m.Header.Get("traceparent")
-		if len(tpHdr) < 36 || tpHdr[3:35] != traceID {
-			t.Errorf("part %d: traceparent %q does not continue trace %s", seq, tpHdr, traceID)
-		}
+	for _, skip := range []bool{false, true} {
+		t.Run(fmt.Sprintf("SkipSpans=%v", skip), func(t *testing.T) {
+			rec := tracetest.NewSpanRecorder()
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+			prevTP, prevProp := otel.GetTracerProvider(), otel.GetTextMapPropagator()
+			otel.SetTracerProvider(tp)
+			otel.SetTextMapPropagator(propagation.TraceContext{})
+			t.Cleanup(func() { otel.SetTracerProvider(prevTP); otel.SetTextMapPropagator(prevProp) })
+			e := start(t, func(c *Config) { c.SkipSpans = skip })
+			const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+			tp0 := "00-" + traceID + "-00f067aa0ba902b7-01"
+			r := e.do("POST", "/v1/usage", ndjson(2, "1"), auth("Content-Type", "application/x-ndjson", "traceparent", tp0))
+			if r.code != 200 {
+				t.Fatal(r.code, string(r.body))
+			}
+			r = e.do("POST", "/v1/events", []byte(ce("traced", "/s", usageData)), auth("Content-Type", "application/cloudevents+json", "traceparent", tp0))
+			if r.code != 200 {
+				t.Fatal(r.code, string(r.body))
+			}
+			js, _ := jetstream.New(e.nc)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			st, _ := js.Stream(ctx, messages.StreamUsage)
+			for seq := uint64(1); seq <= 2; seq++ {
+				m, err := st.GetMsg(ctx, seq)
+				if err != nil {
+					t.Fatal(err)
+				}
+				tpHdr := m.Header.Get("traceparent")
+				if len(tpHdr) < 36 || tpHdr[3:35] != traceID {
+					t.Errorf("part %d: traceparent %q does not continue trace %s", seq, tpHdr, traceID)
+				}
+			}
+			var gw []string
+			for _, s := range rec.Ended() {
+				if s.SpanKind() == trace.SpanKindServer || s.Name() == "gateway group" {
+					gw = append(gw, s.Name())
+				}
+			}
+			if want := 3; !skip && len(gw) != want {
+				t.Errorf("the gateway's spans %q, want %d (two requests, one group)", gw, want)
+			}
+			if skip && len(gw) != 0 {
+				t.Errorf("SkipSpans, yet the gateway recorded spans %q", gw)
+			}
+		})
 	}
 }
 

@@ -40,6 +40,7 @@ type event struct {
 	problems        []ProblemError
 	warnings        []ProblemError // kept but repaired
 	key             string         // hex of sha256(source NUL id): the dedup key
+	claim           string         // its claim's subject, subjEvents + key (key is its tail)
 }
 
 func (e *event) setKey() {
@@ -47,7 +48,12 @@ func (e *event) setKey() {
 	h.Write([]byte(e.source))
 	h.Write([]byte{0})
 	h.Write([]byte(e.id))
-	e.key = hex.EncodeToString(h.Sum(nil)[:16])
+	var sum [sha256.Size]byte
+	b := make([]byte, len(subjEvents)+32)
+	copy(b, subjEvents)
+	hex.Encode(b[len(subjEvents):], h.Sum(sum[:0])[:16])
+	e.claim = string(b)
+	e.key = e.claim[len(subjEvents):]
 }
 
 // isJSONType: application/json, text/json or a +json structured suffix.

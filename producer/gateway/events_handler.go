@@ -66,7 +66,12 @@ func putAnswerBuf(b []byte) {
 	}
 }
 
-// events: POST /v1/events in the three CloudEvents HTTP modes.
+// events: POST /v1/events in the three CloudEvents HTTP modes. Its ctx
+// has no deadline of its own (route's timeout -1): a single event waits
+// for its group, whose store is bounded by limits.request_timeout from
+// the moment the group closes (at most linger.delay after the event
+// joined it), so a timer per request bought nothing; a batch of events
+// is stored here, under the request timeout.
 func (g *Gateway) events(ctx context.Context, w http.ResponseWriter, r *http.Request, k *apiKey) *Problem {
 	source, feed, p := sourceFeed(r, k)
 	if p != nil {
@@ -119,6 +124,8 @@ func (g *Gateway) events(ctx context.Context, w http.ResponseWriter, r *http.Req
 		return nil
 	}
 	// A batch is a group of its own: its valid events are one batch.
+	ctx, cancel := context.WithTimeout(ctx, g.timeout)
+	defer cancel()
 	results := make([]EventResult, len(evs))
 	var valid []*event
 	var at []int

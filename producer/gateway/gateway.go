@@ -28,10 +28,12 @@ type Gateway struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	stream jetstream.Stream
-	prod   *producer.Producer
-	keys   keyring
-	log    *slog.Logger
-	linger time.Duration
+	// replies: the reply subscription of the batched direct gets.
+	replies *replyMux
+	prod    *producer.Producer
+	keys    keyring
+	log     *slog.Logger
+	linger  time.Duration
 	// pipeline: a single event's group closes at once while fewer groups
 	// of its (source, feed) are being stored (0: it always lingers).
 	pipeline int
@@ -40,6 +42,7 @@ type Gateway struct {
 
 	lingers  sync.Map // lingerKey → *lingerer
 	flushWG  sync.WaitGroup
+	storeq   chan func() // to an idle storer goroutine (goStore)
 	draining atomic.Bool
 	slots    chan struct{}
 
@@ -80,10 +83,15 @@ func New(ctx context.Context, cfg *Config, nc *nats.Conn, log *slog.Logger) (*Ga
 	if err != nil {
 		return nil, err
 	}
+	replies, err := newReplyMux(nc)
+	if err != nil {
+		return nil, err
+	}
 	return &Gateway{
-		cfg: cfg, nc: nc, js: js, stream: st, prod: prod, keys: newKeyring(cfg.Keys), log: log,
+		cfg: cfg, nc: nc, js: js, stream: st, prod: prod, keys: newKeyring(cfg.Keys), log: log, replies: replies,
 		linger: linger, pipeline: 1, timeout: timeout, m: newMetrics(),
 		slots:   make(chan struct{}, cfg.Limits.MaxInFlight),
+		storeq:  make(chan func()),
 		flights: map[string]*flight{},
 	}, nil
 }

@@ -36,7 +36,7 @@ func OpenAPI() []byte { return openapiDoc }
 func (g *Gateway) Handler(metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST /v1/usage", g.route("usage", g.usage, 0))
-	mux.Handle("POST /v1/events", g.route("events", g.events, 0))
+	mux.Handle("POST /v1/events", g.route("events", g.events, -1)) // events bounds its own waits
 	mux.Handle("GET /v1/batches/{id}", g.route("batch", g.batch, g.maxWait()+5*time.Second))
 	mux.HandleFunc("GET /openapi.yaml", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml")
@@ -86,22 +86,15 @@ type handlerFunc func(ctx context.Context, w http.ResponseWriter, r *http.Reques
 var propagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 
 // route wraps a handler: trace context from the caller's traceparent, the
-// request timeout, authentication, metrics, and problem answers.
+// request timeout (0: limits.request_timeout; negative: none, the handler
+// bounds its waits), authentication, metrics, and problem answers.
 func (g *Gateway) route(name string, h handlerFunc, timeout time.Duration) http.Handler {
 	if timeout == 0 {
 		timeout = g.timeout
 	}
-	// Metric attribute sets built once per route and code, not per request.
+	// The duration's attribute set is built once per route, not per request.
 	durAttrs := metric.WithAttributes(attribute.String("route", name))
-	var codeAttrs sync.Map // int → metric.MeasurementOption
-	reqAttrs := func(code int) metric.MeasurementOption {
-		if o, ok := codeAttrs.Load(code); ok {
-			return o.(metric.MeasurementOption)
-		}
-		o := metric.WithAttributes(attribute.String("route", name), attribute.String("code", strconv.Itoa(code)))
-		codeAttrs.Store(code, o)
-		return o
-	}
+	countRequest := g.m.requests.counter(name)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
@@ -113,8 +106,15 @@ func (g *Gateway) route(name string, h handlerFunc, timeout time.Duration) http.
 		}
 		// The span is named by the pattern, which holds the method: "POST
 		// /v1/events", as the HTTP conventions name a server span.
-		ctx, span := tracer().Start(ctx, r.Pattern, serverSpan)
-		defer span.End()
+		// Without spans ctx keeps the caller's span context, which the
+		// parts' headers continue.
+		var span trace.Span
+		if g.cfg.SkipSpans {
+			span = trace.SpanFromContext(ctx)
+		} else {
+			ctx, span = tracer().Start(ctx, r.Pattern, serverSpan)
+			defer span.End()
+		}
 		sw := &statusWriter{ResponseWriter: w}
 		var p *Problem
 		switch {
@@ -130,9 +130,13 @@ func (g *Gateway) route(name string, h handlerFunc, timeout time.Duration) http.
 			}
 			select {
 			case g.slots <- struct{}{}:
-				tctx, cancel := context.WithTimeout(ctx, timeout)
-				p = h(tctx, sw, r, k)
-				cancel()
+				if timeout > 0 {
+					tctx, cancel := context.WithTimeout(ctx, timeout)
+					p = h(tctx, sw, r, k)
+					cancel()
+				} else {
+					p = h(ctx, sw, r, k)
+				}
 				<-g.slots
 			default:
 				p = problem(http.StatusTooManyRequests, typeLimits, "Too many requests in flight", "limits.max_in_flight requests are being stored: retry shortly")
@@ -144,7 +148,7 @@ func (g *Gateway) route(name string, h handlerFunc, timeout time.Duration) http.
 			g.m.rejections.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", p.reason)))
 			writeProblem(sw, p)
 		}
-		g.m.requests.Add(ctx, 1, reqAttrs(sw.code()))
+		countRequest(sw.code())
 		g.m.duration.Record(ctx, time.Since(start).Seconds(), durAttrs)
 	})
 }
@@ -212,7 +216,7 @@ func (g *Gateway) readBody(ctx context.Context, w http.ResponseWriter, r *http.R
 		buf.Grow(int(r.ContentLength) + 512)
 	}
 	_, err := buf.ReadFrom(io.LimitReader(rd, lim.MaxDecompressedBytes+1))
-	g.m.bytes.Add(ctx, cr.n)
+	g.m.bytes.Add(cr.n)
 	if err != nil {
 		putBuf(buf)
 		if p := tooLarge(err, lim); p != nil {
@@ -247,7 +251,14 @@ func (c *countReader) Read(p []byte) (int, error) {
 }
 
 func mediaType(r *http.Request) string {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	ct := r.Header.Get("Content-Type")
+	switch ct {
+	case "application/cloudevents+json", "application/cloudevents-batch+json", "application/x-ndjson", "application/json", "text/csv":
+		// What ParseMediaType would say, without its parameter map: the
+		// usual request names its type exactly so.
+		return ct
+	}
+	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {
 		return ""
 	}
@@ -257,8 +268,11 @@ func mediaType(r *http.Request) string {
 // sourceFeed is the request's source and feed: query parameters, else
 // the Usage-Source and Usage-Feed headers, else the key's only one.
 func sourceFeed(r *http.Request, k *apiKey) (string, string, *Problem) {
-	q := r.URL.Query()
-	src, feed := q.Get("source"), q.Get("feed")
+	var src, feed string
+	if r.URL.RawQuery != "" { // no map for a request without a query
+		q := r.URL.Query()
+		src, feed = q.Get("source"), q.Get("feed")
+	}
 	if src == "" {
 		src = r.Header.Get("Usage-Source")
 	}

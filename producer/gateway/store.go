@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -88,27 +89,21 @@ func recordOf(res *producer.Result) *batchRecord {
 	return br
 }
 
-// publishMeta publishes the batch record and the claims of the stored
-// events and waits for every PubAck. A repeated batch record (an idempotent
-// retry) is de-duplicated by its message id. The messages share one reply
-// subject and the acks are counted there: a group's claims cost one
-// subscription, not a future, a reply token and a decoded PubAck each
-// (only an ack that carries an error is decoded).
+// publishMeta publishes the claims of the stored events, then the batch
+// record, and waits for the record's PubAck. A repeated batch record (an
+// idempotent retry) is de-duplicated by its message id.
+//
+// The claims ask for no PubAck: the stream stores one connection's
+// messages in order (a clustered stream proposes and applies them in
+// order), so the record's PubAck, asked last, says the claims before it
+// were processed. A PubAck per claim was a message from the server per
+// event, parsed, allocated and counted here. What no longer shows is a
+// claim the stream dropped while it took the record (a leader change in
+// that instant, its inbound queue full): then, as when a claim failed
+// before, the request has its 2xx and a retry of that event could be
+// stored again. A stream that refuses messages (its account at its
+// limits) refuses the record too, and that is logged.
 func (g *Gateway) publishMeta(ctx context.Context, br *batchRecord, claims []*event) error {
-	b, _ := json.Marshal(br)
-	n := len(claims) + 1
-	inbox := g.nc.NewRespInbox()
-	// At most one ack per message: the channel never overflows.
-	ch := make(chan *nats.Msg, n)
-	sub, err := g.nc.ChanSubscribe(inbox, ch)
-	if err != nil {
-		return err
-	}
-	defer sub.Unsubscribe()
-	m := &nats.Msg{Subject: subjBatches + br.BatchID, Reply: inbox, Data: b, Header: nats.Header{jetstream.MsgIDHeader: []string{"batch/" + br.BatchID}}}
-	if err := g.nc.PublishMsg(m); err != nil {
-		return err
-	}
 	// A claim carries no Nats-Msg-Id: its subject holds one message (the
 	// stream keeps the last per subject), so a claim written twice is one
 	// claim, and the duplicate window's entry per event (2 minutes of them
@@ -116,22 +111,19 @@ func (g *Gateway) publishMeta(ctx context.Context, br *batchRecord, claims []*ev
 	id := []byte(br.BatchID)
 	for _, ev := range claims {
 		// Publish copies the message into the connection's buffer.
-		if err := g.nc.PublishRequest(subjEvents+ev.key, inbox, id); err != nil {
+		if err := g.nc.Publish(ev.claim, id); err != nil {
 			return err
 		}
 	}
-	var first error
-	for range n {
-		select {
-		case a := <-ch:
-			if err := pubAckError(a); err != nil && first == nil {
-				first = err
-			}
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	b, _ := json.Marshal(br)
+	m := &nats.Msg{Subject: subjBatches + br.BatchID, Data: b, Header: nats.Header{jetstream.MsgIDHeader: []string{"batch/" + br.BatchID}}}
+	// The connection's shared reply subscription: no subscription per
+	// group.
+	a, err := g.nc.RequestMsgWithContext(ctx, m)
+	if err != nil {
+		return err
 	}
-	return first
+	return pubAckError(a)
 }
 
 // pubAckError is the error a JetStream publish's answer carries, if any: a
@@ -184,7 +176,7 @@ func (g *Gateway) claimedMulti(ctx context.Context, evs []*event) ([]string, err
 	next := make([]int, len(evs))
 	subjects := make([]string, 0, len(evs))
 	for i, ev := range evs {
-		s := subjEvents + ev.key
+		s := ev.claim
 		if j, ok := at[s]; ok {
 			next[i], next[j] = next[j], i
 			continue
@@ -217,20 +209,12 @@ func (g *Gateway) claimedMulti(ctx context.Context, evs []*event) ([]string, err
 // multiLast asks for the last message of each subject and calls fn for each
 // found; the answer ends with a 204 (end of batch) or is a 404 (none).
 func (g *Gateway) multiLast(ctx context.Context, subjects []string, fn func(subj string, data []byte)) error {
-	req, _ := json.Marshal(struct {
-		MultiLast []string `json:"multi_last"`
-		Batch     int      `json:"batch"`
-	}{subjects, len(subjects)})
+	req := multiLastRequest(subjects)
 	// At most one reply per subject and the end marker: a channel that
 	// size never overflows (a sync subscription's buffer, 64K messages,
 	// was a 512 KB allocation per group).
-	inbox := g.nc.NewRespInbox()
-	ch := make(chan *nats.Msg, len(subjects)+2)
-	sub, err := g.nc.ChanSubscribe(inbox, ch)
-	if err != nil {
-		return err
-	}
-	defer sub.Unsubscribe()
+	inbox, ch, end := g.replies.start(len(subjects) + 2)
+	defer end()
 	if err := g.nc.PublishRequest("$JS.API.DIRECT.GET."+streamName, inbox, req); err != nil {
 		return err
 	}
@@ -259,12 +243,36 @@ func (g *Gateway) multiLast(ctx context.Context, subjects []string, fn func(subj
 	}
 }
 
+// multiLastRequest is the batched direct get's request,
+// {"multi_last":[subjects],"batch":n}, written in place: claim subjects
+// are "gateway.events." and hex, nothing JSON escapes (encoding/json
+// spent its reflection on it once per group).
+func multiLastRequest(subjects []string) []byte {
+	n := 40
+	for _, s := range subjects {
+		n += len(s) + 3
+	}
+	b := make([]byte, 0, n)
+	b = append(b, `{"multi_last":[`...)
+	for i, s := range subjects {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, s...)
+		b = append(b, '"')
+	}
+	b = append(b, `],"batch":`...)
+	b = strconv.AppendInt(b, int64(len(subjects)), 10)
+	return append(b, '}')
+}
+
 func (g *Gateway) claimedEach(ctx context.Context, evs []*event) ([]string, error) {
 	out := make([]string, len(evs))
 	errs := make(chan error, len(evs))
 	for i, ev := range evs {
 		go func() {
-			m, err := g.stream.GetLastMsgForSubject(ctx, subjEvents+ev.key)
+			m, err := g.stream.GetLastMsgForSubject(ctx, ev.claim)
 			switch {
 			case err == nil:
 				out[i] = string(m.Data) // the batch that stored it

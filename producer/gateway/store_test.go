@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"testing"
@@ -10,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// The claims' acks are read without decoding each PubAck: a stored or
+// A PubAck (the batch record's) is read without decoding it: a stored or
 // duplicate ack is nil, anything else an error that says what it was.
 func TestPubAckError(t *testing.T) {
 	ack := func(data string, status string) *nats.Msg {
@@ -61,6 +63,38 @@ func TestEventAnswerAsJSONMarshal(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// The batched direct get's request, written in place, is what
+// encoding/json writes.
+func TestMultiLastRequest(t *testing.T) {
+	for _, subjects := range [][]string{
+		{"gateway.events.00"},
+		{"gateway.events.0123456789abcdef0123456789abcdef", "gateway.events.fedcba9876543210fedcba9876543210", "gateway.events.aa"},
+	} {
+		want, _ := json.Marshal(struct {
+			MultiLast []string `json:"multi_last"`
+			Batch     int      `json:"batch"`
+		}{subjects, len(subjects)})
+		if got := multiLastRequest(subjects); string(got) != string(want) {
+			t.Errorf("%s, want %s", got, want)
+		}
+	}
+}
+
+// An event's dedup key, and so its claim's subject, is what it always
+// was (claims stored before must still be found): the hex of the first
+// 16 bytes of SHA-256(source NUL id).
+func TestEventClaimSubject(t *testing.T) {
+	for _, c := range []struct{ source, id string }{{"/s", "1"}, {"https://example.com/svc", "7f3a-ü"}, {"", ""}} {
+		ev := &event{source: c.source, id: c.id}
+		ev.setKey()
+		sum := sha256.Sum256([]byte(c.source + "\x00" + c.id))
+		want := hex.EncodeToString(sum[:16])
+		if ev.key != want || ev.claim != subjEvents+want {
+			t.Errorf("%+v: key %q claim %q, want %q", c, ev.key, ev.claim, want)
 		}
 	}
 }
