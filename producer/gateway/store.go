@@ -89,21 +89,27 @@ func recordOf(res *producer.Result) *batchRecord {
 	return br
 }
 
-// publishMeta publishes the claims of the stored events, then the batch
-// record, and waits for the record's PubAck. A repeated batch record (an
-// idempotent retry) is de-duplicated by its message id.
-//
-// The claims ask for no PubAck: the stream stores one connection's
-// messages in order (a clustered stream proposes and applies them in
-// order), so the record's PubAck, asked last, says the claims before it
-// were processed. A PubAck per claim was a message from the server per
-// event, parsed, allocated and counted here. What no longer shows is a
-// claim the stream dropped while it took the record (a leader change in
-// that instant, its inbound queue full): then, as when a claim failed
-// before, the request has its 2xx and a retry of that event could be
-// stored again. A stream that refuses messages (its account at its
-// limits) refuses the record too, and that is logged.
+// publishMeta publishes the batch record and the claims of the stored
+// events and waits for every PubAck. A repeated batch record (an idempotent
+// retry) is de-duplicated by its message id. The messages share one reply
+// subject and the acks are counted there: a group's claims cost one
+// subscription, not a future, a reply token and a decoded PubAck each
+// (only an ack that carries an error is decoded).
 func (g *Gateway) publishMeta(ctx context.Context, br *batchRecord, claims []*event) error {
+	b, _ := json.Marshal(br)
+	n := len(claims) + 1
+	inbox := g.nc.NewRespInbox()
+	// At most one ack per message: the channel never overflows.
+	ch := make(chan *nats.Msg, n)
+	sub, err := g.nc.ChanSubscribe(inbox, ch)
+	if err != nil {
+		return err
+	}
+	defer sub.Unsubscribe()
+	m := &nats.Msg{Subject: subjBatches + br.BatchID, Reply: inbox, Data: b, Header: nats.Header{jetstream.MsgIDHeader: []string{"batch/" + br.BatchID}}}
+	if err := g.nc.PublishMsg(m); err != nil {
+		return err
+	}
 	// A claim carries no Nats-Msg-Id: its subject holds one message (the
 	// stream keeps the last per subject), so a claim written twice is one
 	// claim, and the duplicate window's entry per event (2 minutes of them
@@ -111,19 +117,22 @@ func (g *Gateway) publishMeta(ctx context.Context, br *batchRecord, claims []*ev
 	id := []byte(br.BatchID)
 	for _, ev := range claims {
 		// Publish copies the message into the connection's buffer.
-		if err := g.nc.Publish(ev.claim, id); err != nil {
+		if err := g.nc.PublishRequest(ev.claim, inbox, id); err != nil {
 			return err
 		}
 	}
-	b, _ := json.Marshal(br)
-	m := &nats.Msg{Subject: subjBatches + br.BatchID, Data: b, Header: nats.Header{jetstream.MsgIDHeader: []string{"batch/" + br.BatchID}}}
-	// The connection's shared reply subscription: no subscription per
-	// group.
-	a, err := g.nc.RequestMsgWithContext(ctx, m)
-	if err != nil {
-		return err
+	var first error
+	for range n {
+		select {
+		case a := <-ch:
+			if err := pubAckError(a); err != nil && first == nil {
+				first = err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
-	return pubAckError(a)
+	return first
 }
 
 // pubAckError is the error a JetStream publish's answer carries, if any: a
