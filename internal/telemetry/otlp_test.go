@@ -210,6 +210,9 @@ func TestOTLPExportFollowsTheEnvironment(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if tel.TracesExported != tt.traces {
+				t.Fatalf("TracesExported %v, want %v", tel.TracesExported, tt.traces)
+			}
 			emit(t, tel)
 
 			rcv.mu.Lock()
@@ -287,6 +290,9 @@ func TestNothingExportedWithoutOTELVariables(t *testing.T) {
 	tel, err := telemetry.Setup(context.Background(), "otlp-test-svc")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if tel.TracesExported {
+		t.Fatal("TracesExported with no OTEL_* variable")
 	}
 	// Read the metrics locally before Shutdown stops the reader.
 	c, err := otel.Meter("usagefleet/telemetry-test").Int64Counter("usagefleet.test.local")

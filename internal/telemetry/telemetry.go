@@ -32,7 +32,11 @@ import (
 type Telemetry struct {
 	Metrics  http.Handler // Prometheus exposition of every usagefleet metric
 	Registry *prometheus.Registry
-	shutdown []func(context.Context) error
+	// TracesExported says spans leave the process (an exporter is
+	// configured by the OTEL_* environment). Without one, spans are
+	// recorded and dropped: a hot path may skip making its own.
+	TracesExported bool
+	shutdown       []func(context.Context) error
 }
 
 func envSet(keys ...string) bool {
@@ -69,7 +73,11 @@ func Setup(ctx context.Context, service string) (*Telemetry, error) {
 	t.Metrics = promhttp.HandlerFor(t.Registry, promhttp.HandlerOpts{})
 
 	topts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
-	if envSet("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+	// OTEL_TRACES_EXPORTER=none beside an endpoint (for metrics) exports
+	// no span: autoexport's exporter for it drops them.
+	t.TracesExported = envSet("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") &&
+		os.Getenv("OTEL_TRACES_EXPORTER") != "none"
+	if t.TracesExported {
 		se, err := autoexport.NewSpanExporter(ctx)
 		if err != nil {
 			return nil, err

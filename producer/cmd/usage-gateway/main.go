@@ -177,18 +177,6 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 	return slog.New(telemetry.LogHandler(slog.NewTextHandler(w, opts)))
 }
 
-// tracesExported: telemetry.Setup exports spans (an OTLP or other
-// exporter is configured by these variables, as it reads them). Without
-// one, the gateway's spans would be recorded and dropped.
-func tracesExported() bool {
-	for _, k := range []string{"OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"} {
-		if v := os.Getenv(k); v != "" && v != "none" {
-			return true
-		}
-	}
-	return false
-}
-
 // connect reaches NATS, or starts the embedded server (no url) with the
 // fleet's streams.
 func connect(ctx context.Context, cfg *gateway.Config) (*nats.Conn, func(), error) {
@@ -232,7 +220,7 @@ func serve(ctx context.Context, cfg *gateway.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}
-	cfg.SkipSpans = !tracesExported()
+	cfg.SkipSpans = !tel.TracesExported
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
