@@ -12,23 +12,27 @@ import (
 	"github.com/usagefleet/usagefleet/messages"
 )
 
-// A Parquet file is read as a CSV file is (csv.go): one goroutine (the
-// reader) decodes the columns a batch of rows at a time, GOMAXPROCS
-// workers check and build the rows of a batch each, and the caller's
-// goroutine takes the batches' rows and problems in file order. A row
-// group is read column by column (the values of pqBatchRows rows of each
-// column the file has a use for), not row by row: assembling rows was
-// the reader's own cost, and a worker needs a row's cells, not a Row.
+// A Parquet file is read in parallel, as a CSV file is (csv.go), but
+// without a goroutine of its own for the reading: each of GOMAXPROCS
+// workers reads the next batch of rows (the reading is one worker at a
+// time, in file order), then checks and builds that batch's rows while
+// another worker reads the next; the caller's goroutine takes the
+// batches' rows and problems in file order. A batch's values are still in
+// the cache of the core that decoded them when its rows are built (handed
+// from a reader goroutine to a worker, loading them was a tenth of the
+// profile). A row group is read column by column (the values of
+// pqBatchRows rows of each column the file has a use for), not row by
+// row: assembling rows was the reading's own cost, and a worker needs a
+// row's cells, not a parquet.Row.
 //
-// Memory is the batches in flight, not the file: the reader waits once
-// the caller is pqWindow batches behind. A batch owns its values: byte
-// arrays are copied out of their page into the batch's own blocks, so a
-// page goes back to parquet-go's pools once read, and the batch's
-// strings stay as they were until it is recycled (the encoded rows copy
-// what they keep; records take copies of their own).
+// Memory is the batches in flight, not the file: no worker reads a batch
+// once the caller is pqWindow batches behind. A batch's byte arrays point
+// into their pages (or a column chunk's dictionary): it holds those pages
+// (parquet.Retain) until it is recycled, so their strings stay as they
+// were until then (the encoded rows copy what they keep; records take
+// copies of their own), and a page then goes back to parquet-go's pools.
 const (
-	pqBatchRows = 512     // rows a batch holds (fewer at a row group's end)
-	pqBlock     = 1 << 16 // bytes of a batch's byte-array block
+	pqBatchRows = 256 // rows a batch holds (fewer at a row group's end)
 )
 
 // pqBatch is pqBatchRows rows (or fewer) of a row group, as their columns'
@@ -41,38 +45,14 @@ type pqBatch struct {
 	// row's values start in vals (n+1 of them); nil for the others,
 	// which have one value a row.
 	starts [][]int32
-	blocks [][]byte // where the byte arrays of vals are
-	err    error    // reading stopped before these rows with err
-	encErr error    // encoding a row failed (the reading stops there)
+	pages  []parquet.Page // the pages vals point into, held for it
+	err    error          // reading stopped before these rows with err
+	encErr error          // encoding a row failed (the reading stops there)
 
 	ready chan struct{} // closed when a worker is done with it
 	c     collector
 	rows  []Row        // the good rows (records)
 	enc   *EncodedRows // the good rows, encoded (ReadEncoded)
-}
-
-// keep copies p into the batch's blocks and says where it is now.
-func (b *pqBatch) keep(p []byte) []byte {
-	if len(p) > pqBlock/4 {
-		return append(make([]byte, 0, len(p)), p...) // big: a block of its own
-	}
-	i := len(b.blocks) - 1
-	if i < 0 || cap(b.blocks[i])-len(b.blocks[i]) < len(p) {
-		// The next block: one a batch before had, or a new one.
-		i++
-		if i < cap(b.blocks) {
-			b.blocks = b.blocks[:i+1]
-		} else {
-			b.blocks = append(b.blocks, nil)
-		}
-		if cap(b.blocks[i]) < pqBlock {
-			b.blocks[i] = make([]byte, 0, pqBlock)
-		}
-		b.blocks[i] = b.blocks[i][:0]
-	}
-	at := len(b.blocks[i])
-	b.blocks[i] = append(b.blocks[i], p...)
-	return b.blocks[i][at:len(b.blocks[i]):len(b.blocks[i])]
 }
 
 // reset empties b for another batch, keeping its buffers.
@@ -86,10 +66,11 @@ func (b *pqBatch) reset() {
 			b.starts[i] = b.starts[i][:0]
 		}
 	}
-	for i := range b.blocks {
-		b.blocks[i] = b.blocks[i][:0]
+	for _, pg := range b.pages {
+		parquet.Release(pg)
 	}
-	b.blocks = b.blocks[:0]
+	clear(b.pages)
+	b.pages = b.pages[:0]
 	clear(b.rows)
 	b.line, b.n, b.err, b.encErr, b.rows, b.enc = 0, 0, nil, nil, b.rows[:0], nil
 }
@@ -101,6 +82,7 @@ type pqLeaf struct {
 	vr    parquet.ValueReader
 	buf   []parquet.Value // of a repeated leaf: read, not yet taken (from off)
 	off   int
+	from  parquet.Page // the page buf's values are in (held until taken)
 }
 
 // next makes the leaf's next page current; io.EOF after its last.
@@ -123,6 +105,10 @@ func (l *pqLeaf) release() {
 
 func (l *pqLeaf) close() {
 	l.release()
+	if l.from != nil {
+		parquet.Release(l.from)
+		l.from = nil
+	}
 	if l.pages != nil {
 		l.pages.Close()
 		l.pages = nil
@@ -140,7 +126,9 @@ func (l *pqLeaf) read(b *pqBatch, dst []parquet.Value, n int) ([]parquet.Value, 
 			}
 		}
 		k, err := l.vr.ReadValues(dst[len(dst) : start+n])
-		keepBytes(b, dst[len(dst):len(dst)+k])
+		if k > 0 {
+			l.hold(b)
+		}
 		dst = dst[:len(dst)+k]
 		switch {
 		case errors.Is(err, io.EOF):
@@ -161,6 +149,10 @@ func (l *pqLeaf) readRepeated(b *pqBatch, dst []parquet.Value, starts []int32, n
 	rows := 0
 	for {
 		if l.off == len(l.buf) {
+			if l.from != nil {
+				parquet.Release(l.from)
+				l.from = nil
+			}
 			if l.vr == nil {
 				err := l.next()
 				if errors.Is(err, io.EOF) && rows == n {
@@ -175,6 +167,10 @@ func (l *pqLeaf) readRepeated(b *pqBatch, dst []parquet.Value, starts []int32, n
 			}
 			k, err := l.vr.ReadValues(l.buf[:cap(l.buf)])
 			l.buf, l.off = l.buf[:k], 0
+			if k > 0 {
+				l.from = l.page
+				parquet.Retain(l.from) // until its values are taken
+			}
 			switch {
 			case errors.Is(err, io.EOF):
 				l.release()
@@ -196,27 +192,25 @@ func (l *pqLeaf) readRepeated(b *pqBatch, dst []parquet.Value, starts []int32, n
 		l.buf[l.off] = parquet.Value{}
 		l.off++
 		dst = append(dst, v)
-		keepBytes(b, dst[len(dst)-1:])
+		if n := len(b.pages); n == 0 || b.pages[n-1] != l.from {
+			parquet.Retain(l.from)
+			b.pages = append(b.pages, l.from)
+		}
 	}
 	return dst, append(starts, int32(len(dst))), nil
 }
 
-// keepBytes moves the byte arrays of vs into b's blocks.
-func keepBytes(b *pqBatch, vs []parquet.Value) {
-	for i, v := range vs {
-		if v.IsNull() {
-			continue
-		}
-		switch v.Kind() {
-		case parquet.ByteArray:
-			vs[i] = parquet.ByteArrayValue(b.keep(v.ByteArray())).Level(v.RepetitionLevel(), v.DefinitionLevel(), v.Column())
-		case parquet.FixedLenByteArray:
-			vs[i] = parquet.FixedLenByteArrayValue(b.keep(v.ByteArray())).Level(v.RepetitionLevel(), v.DefinitionLevel(), v.Column())
-		}
+// hold keeps the leaf's current page from parquet-go's pools until b is
+// recycled: b's values point into it.
+func (l *pqLeaf) hold(b *pqBatch) {
+	if n := len(b.pages); n > 0 && b.pages[n-1] == l.page {
+		return
 	}
+	parquet.Retain(l.page)
+	b.pages = append(b.pages, l.page)
 }
 
-// pqRead runs the reader and the workers of one Parquet file.
+// pqRead runs the workers of one Parquet file.
 type pqRead struct {
 	f        *parquet.File
 	file     string
@@ -229,14 +223,21 @@ type pqRead struct {
 	headerOK bool
 
 	order chan *pqBatch // every batch, in file order
-	jobs  chan *pqBatch
-	stop  chan struct{}
+	slots chan struct{} // one per batch from its reading to its recycling
+	stop  chan struct{} // closed when the caller returns
 	free  chan *pqBatch
 	wg    sync.WaitGroup
 
 	ext     []string // set: rows are encoded (ReadEncoded)
 	encode  bool
 	freeEnc chan *EncodedRows
+
+	mu   sync.Mutex // the reading, one worker at a time:
+	rg   int        // the row group being read (its leaves open)
+	left int64      // its rows not read yet
+	line int        // the rows read before
+	lf   []pqLeaf   // its leaves
+	done bool       // the reading is over: order is closed
 }
 
 // pqWindow is how many batches may be read ahead of the caller.
@@ -244,14 +245,20 @@ func pqWindow(workers int) int { return 2*workers + 2 }
 
 // readParquetRows reads f's rows: good rows to fn, or encoded to c.enc
 // (see ReadEncoded); problems to c.
+//
+// A worker reads a batch (the reading is one at a time, in file order)
+// and then checks and builds its rows, while the others do the same with
+// the next batches: a batch's values are still in the cache of the core
+// that decoded them when its rows are built.
 func readParquetRows(c *collector, f *parquet.File, pcols []parquetCol, headerOK bool, fn func(Row) error) error {
 	workers := runtime.GOMAXPROCS(0)
 	p := &pqRead{
 		f: f, file: c.file, pcols: pcols, headerOK: headerOK,
 		order: make(chan *pqBatch, pqWindow(workers)),
-		jobs:  make(chan *pqBatch, pqWindow(workers)),
+		slots: make(chan struct{}, pqWindow(workers)),
 		stop:  make(chan struct{}),
-		free:  make(chan *pqBatch, pqWindow(workers)+workers+2),
+		free:  make(chan *pqBatch, pqWindow(workers)),
+		rg:    -1,
 	}
 	for _, pc := range pcols {
 		p.cols = append(p.cols, pc.col)
@@ -259,7 +266,7 @@ func readParquetRows(c *collector, f *parquet.File, pcols []parquetCol, headerOK
 	if c.enc != nil && headerOK {
 		if ext, ok := encodedExt(p.cols); ok {
 			p.ext, p.encode = ext, true
-			p.freeEnc = make(chan *EncodedRows, pqWindow(workers)+workers+2)
+			p.freeEnc = make(chan *EncodedRows, pqWindow(workers))
 		}
 	}
 	leafAt := map[int]int{}
@@ -278,17 +285,18 @@ func readParquetRows(c *collector, f *parquet.File, pcols []parquetCol, headerOK
 		}
 		p.slot = append(p.slot, s)
 	}
+	p.lf = make([]pqLeaf, len(p.leaves))
 
-	p.wg.Add(1 + workers)
-	go p.read()
+	p.wg.Add(workers)
 	for range workers {
 		go p.work()
 	}
 	// Nothing may read the file once readParquetRows returns: stop the
-	// reader and wait for it and the workers.
+	// workers and wait for them.
 	defer func() {
 		close(p.stop)
 		p.wg.Wait()
+		p.closeLeaves()
 	}()
 	for b := range p.order {
 		<-b.ready
@@ -322,6 +330,7 @@ func readParquetRows(c *collector, f *parquet.File, pcols []parquetCol, headerOK
 		case p.free <- b:
 		default:
 		}
+		<-p.slots
 	}
 	return nil
 }
@@ -338,57 +347,51 @@ func (p *pqRead) newBatch() *pqBatch {
 	return b
 }
 
-// read reads the row groups' batches and sends them to p.order and
-// p.jobs, until the file ends, a read fails, or p.stop.
-func (p *pqRead) read() {
-	defer p.wg.Done()
-	defer close(p.order)
-	defer close(p.jobs)
-	line := 0
-	send := func(b *pqBatch) bool {
-		select {
-		case p.order <- b:
-		case <-p.stop:
-			return false
-		}
-		select {
-		case p.jobs <- b:
-			return true
-		case <-p.stop:
-			return false
-		}
+func (p *pqRead) closeLeaves() {
+	for i := range p.lf {
+		p.lf[i].close()
 	}
-	leaves := make([]pqLeaf, len(p.leaves))
-	closeAll := func() {
-		for i := range leaves {
-			leaves[i].close()
-		}
+}
+
+// next reads the next batch and puts it in p.order, or ends the reading
+// (nil) at the file's end. A batch that could not be read says why (err)
+// and ends the reading too.
+func (p *pqRead) next() *pqBatch {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done {
+		return nil
 	}
-	defer closeAll()
-	for _, rg := range p.f.RowGroups() {
-		chunks := rg.ColumnChunks()
+	rgs := p.f.RowGroups()
+	for p.left == 0 {
+		p.closeLeaves()
+		if p.rg++; p.rg == len(rgs) {
+			p.done = true
+			close(p.order)
+			return nil
+		}
+		chunks := rgs[p.rg].ColumnChunks()
 		for i, leaf := range p.leaves {
-			leaves[i] = pqLeaf{pages: chunks[leaf].Pages(), buf: leaves[i].buf[:0]}
+			p.lf[i] = pqLeaf{pages: chunks[leaf].Pages(), buf: p.lf[i].buf[:0]}
 		}
-		for left := rg.NumRows(); left > 0; {
-			n := int(min(left, pqBatchRows))
-			b := p.newBatch()
-			b.line = line
-			if err := p.fill(b, leaves, n); err != nil {
-				b.reset()
-				b.line, b.err = line, err
-				send(b)
-				return
-			}
-			b.n = n
-			line += n
-			left -= int64(n)
-			if !send(b) {
-				return
-			}
-		}
-		closeAll()
+		p.left = rgs[p.rg].NumRows()
 	}
+	n := int(min(p.left, pqBatchRows))
+	b := p.newBatch()
+	b.line = p.line
+	if err := p.fill(b, p.lf, n); err != nil {
+		b.reset()
+		b.line, b.err = p.line, err
+		p.done = true
+		p.order <- b
+		close(p.order)
+		return b
+	}
+	b.n = n
+	p.line += n
+	p.left -= int64(n)
+	p.order <- b // never waits: a batch has a slot, order has room for all
+	return b
 }
 
 // fill reads n rows of every leaf into b.
@@ -410,7 +413,8 @@ func (p *pqRead) fill(b *pqBatch, leaves []pqLeaf, n int) error {
 	return nil
 }
 
-// work checks and builds the rows of batches until there are no more.
+// work reads batches and checks and builds their rows until the reading
+// is over or the caller has returned.
 func (p *pqRead) work() {
 	defer p.wg.Done()
 	var (
@@ -419,12 +423,19 @@ func (p *pqRead) work() {
 		w      messages.RowWriter
 		text   []byte
 	)
-	for b := range p.jobs {
+	for {
 		select {
+		case p.slots <- struct{}{}:
 		case <-p.stop:
+			return
+		}
+		b := p.next()
+		if b == nil {
+			return
+		}
+		if b.err != nil {
 			close(b.ready)
-			continue
-		default:
+			return
 		}
 		b.c = collector{file: p.file}
 		if p.encode {
@@ -457,7 +468,7 @@ func (p *pqRead) work() {
 }
 
 // row sets the cells of row i of b on rec. Encoded, the cells' strings
-// are views of b's blocks and of text (appended to, and given back for
+// are views of b's pages and of text (appended to, and given back for
 // the next row); as records, strings of their own.
 func (p *pqRead) row(c *collector, b *pqBatch, i, line int, rec *messages.UsageRecord, text []byte, rsc *recordScratch) []byte {
 	text = text[:0]
@@ -466,8 +477,8 @@ func (p *pqRead) row(c *collector, b *pqBatch, i, line int, rec *messages.UsageR
 		sc = nil
 	}
 	var tagCols map[string]string
-	for k, pc := range p.pcols {
-		s := p.slot[k]
+	for k := range p.pcols {
+		pc, s := &p.pcols[k], p.slot[k]
 		var cell string
 		if pc.isMap {
 			keys := b.vals[s[0]][b.starts[s[0]][i]:b.starts[s[0]][i+1]]
