@@ -259,3 +259,31 @@ func TestAppendDecimal(t *testing.T) {
 		}
 	}
 }
+
+// What a Parquet file's reading holds is its window of batches, not the
+// file: with a caller slower than the workers, no more batches are ever
+// made than the window has slots, however many the file has.
+func TestParquetMemoryIsTheWindow(t *testing.T) {
+	data := mixedParquet(t, 3000) // 15 batches
+	for _, procs := range []int{1, 2, 4} {
+		t.Run(fmt.Sprintf("procs=%d", procs), func(t *testing.T) {
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+			made := -1
+			parquetBatchesHook = func(n int) { made = n }
+			defer func() { parquetBatchesHook = nil }()
+			rows := 0
+			_, err := ReadWith("m.parquet", bytes.NewReader(data), Options{}, func(Row) error {
+				if rows++; rows%100 == 0 {
+					time.Sleep(time.Millisecond) // the workers get ahead
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if made < 1 || made > pqWindow(procs) {
+				t.Fatalf("%d batches made for %d rows, the window is %d", made, rows, pqWindow(procs))
+			}
+		})
+	}
+}

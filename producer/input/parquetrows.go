@@ -238,7 +238,12 @@ type pqRead struct {
 	line int        // the rows read before
 	lf   []pqLeaf   // its leaves
 	done bool       // the reading is over: order is closed
+	made int        // batches allocated (the rest were recycled)
 }
+
+// parquetBatchesHook, when set (by a test), is told how many batches a
+// Parquet file's reading allocated.
+var parquetBatchesHook func(made int)
 
 // pqWindow is how many batches may be read ahead of the caller.
 func pqWindow(workers int) int { return 2*workers + 2 }
@@ -297,6 +302,9 @@ func readParquetRows(c *collector, f *parquet.File, pcols []parquetCol, headerOK
 		close(p.stop)
 		p.wg.Wait()
 		p.closeLeaves()
+		if parquetBatchesHook != nil {
+			parquetBatchesHook(p.made)
+		}
 	}()
 	for b := range p.order {
 		<-b.ready
@@ -335,13 +343,14 @@ func readParquetRows(c *collector, f *parquet.File, pcols []parquetCol, headerOK
 	return nil
 }
 
-// newBatch is an empty batch, one recycled if any.
+// newBatch is an empty batch, one recycled if any (with p.mu held).
 func (p *pqRead) newBatch() *pqBatch {
 	var b *pqBatch
 	select {
 	case b = <-p.free:
 	default:
 		b = &pqBatch{vals: make([][]parquet.Value, len(p.leaves)), starts: make([][]int32, len(p.leaves))}
+		p.made++
 	}
 	b.ready = make(chan struct{})
 	return b
@@ -417,13 +426,13 @@ func (p *pqRead) fill(b *pqBatch, leaves []pqLeaf, n int) error {
 // is over or the caller has returned.
 func (p *pqRead) work() {
 	defer p.wg.Done()
-	var (
-		rsc    recordScratch
-		reused messages.UsageRecord
-		w      messages.RowWriter
-		text   []byte
-	)
+	var wk pqWorker
 	for {
+		select {
+		case <-p.stop: // first: a free slot must not start another batch
+			return
+		default:
+		}
 		select {
 		case p.slots <- struct{}{}:
 		case <-p.stop:
@@ -433,37 +442,52 @@ func (p *pqRead) work() {
 		if b == nil {
 			return
 		}
-		if b.err != nil {
-			close(b.ready)
-			return
-		}
-		b.c = collector{file: p.file}
-		if p.encode {
-			b.enc = newEncodedRows(p.freeEnc, p.ext, 0)
-		}
-		for i := range b.n {
-			line := b.line + i + 1
-			rec := &reused
-			if p.encode {
-				rsc.reset(rec)
-			} else {
-				b.rows = append(b.rows, Row{Line: line})
-				rec = &b.rows[len(b.rows)-1].Record
-			}
-			b.c.beginRow()
-			text = p.row(&b.c, b, i, line, rec, text, &rsc)
-			good := b.c.endRow(line, rec, true) && p.headerOK
-			switch {
-			case !p.encode && !good:
-				b.rows[len(b.rows)-1] = Row{}
-				b.rows = b.rows[:len(b.rows)-1]
-			case p.encode && good:
-				if err := b.enc.add(&w, rec); err != nil && b.encErr == nil {
-					b.encErr = err // the caller's error, after the rows before
-				}
-			}
+		if b.err == nil {
+			p.build(b, &wk)
 		}
 		close(b.ready)
+		if b.err != nil {
+			return
+		}
+	}
+}
+
+// pqWorker is what a worker reuses from row to row.
+type pqWorker struct {
+	rsc    recordScratch
+	reused messages.UsageRecord
+	w      messages.RowWriter
+	text   []byte
+}
+
+// build checks and builds the rows of b: problems to b.c, good rows to
+// b.enc or b.rows.
+func (p *pqRead) build(b *pqBatch, wk *pqWorker) {
+	b.c = collector{file: p.file}
+	if p.encode {
+		b.enc = newEncodedRows(p.freeEnc, p.ext, 0)
+	}
+	for i := range b.n {
+		line := b.line + i + 1
+		rec := &wk.reused
+		if p.encode {
+			wk.rsc.reset(rec)
+		} else {
+			b.rows = append(b.rows, Row{Line: line})
+			rec = &b.rows[len(b.rows)-1].Record
+		}
+		b.c.beginRow()
+		wk.text = p.row(&b.c, b, i, line, rec, wk.text, &wk.rsc)
+		good := b.c.endRow(line, rec, true) && p.headerOK
+		switch {
+		case !p.encode && !good:
+			b.rows[len(b.rows)-1] = Row{}
+			b.rows = b.rows[:len(b.rows)-1]
+		case p.encode && good:
+			if err := b.enc.add(&wk.w, rec); err != nil && b.encErr == nil {
+				b.encErr = err // the caller's error, after the rows before
+			}
+		}
 	}
 }
 
