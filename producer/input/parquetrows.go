@@ -442,11 +442,12 @@ func (p *pqRead) work() {
 		if b == nil {
 			return
 		}
-		if b.err == nil {
+		failed := b.err != nil
+		if !failed {
 			p.build(b, &wk)
 		}
-		close(b.ready)
-		if b.err != nil {
+		close(b.ready) // b is the caller's from here
+		if failed {
 			return
 		}
 	}
