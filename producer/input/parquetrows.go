@@ -17,13 +17,10 @@ import (
 // workers reads the next batch of rows (the reading is one worker at a
 // time, in file order), then checks and builds that batch's rows while
 // another worker reads the next; the caller's goroutine takes the
-// batches' rows and problems in file order. A batch's values are still in
-// the cache of the core that decoded them when its rows are built (handed
-// from a reader goroutine to a worker, loading them was a tenth of the
-// profile). A row group is read column by column (the values of
-// pqBatchRows rows of each column the file has a use for), not row by
-// row: assembling rows was the reading's own cost, and a worker needs a
-// row's cells, not a parquet.Row.
+// batches' rows and problems in file order. A row group is read column by
+// column (the values of pqBatchRows rows of each column the file has a
+// use for), not row by row: assembling parquet.Rows was the reading's own
+// cost, and a worker needs a row's cells, not a Row.
 //
 // Memory is the batches in flight, not the file: no worker reads a batch
 // once the caller is pqWindow batches behind. A batch's byte arrays point
@@ -31,9 +28,13 @@ import (
 // (parquet.Retain) until it is recycled, so their strings stay as they
 // were until then (the encoded rows copy what they keep; records take
 // copies of their own), and a page then goes back to parquet-go's pools.
-const (
-	pqBatchRows = 256 // rows a batch holds (fewer at a row group's end)
-)
+// (Copying the byte arrays out instead was a fifth of the reading.)
+
+// pqBatchRows is the rows of a batch (fewer at a row group's end): few
+// enough that a batch's values (24 bytes a cell) stay in the cache of the
+// core that read them while its rows are built; at 512, loading them was
+// a tenth of the profile.
+const pqBatchRows = 256
 
 // pqBatch is pqBatchRows rows (or fewer) of a row group, as their columns'
 // values, and what a worker made of them.
@@ -248,13 +249,8 @@ var parquetBatchesHook func(made int)
 // pqWindow is how many batches may be read ahead of the caller.
 func pqWindow(workers int) int { return 2*workers + 2 }
 
-// readParquetRows reads f's rows: good rows to fn, or encoded to c.enc
-// (see ReadEncoded); problems to c.
-//
-// A worker reads a batch (the reading is one at a time, in file order)
-// and then checks and builds its rows, while the others do the same with
-// the next batches: a batch's values are still in the cache of the core
-// that decoded them when its rows are built.
+// readParquetRows reads f's rows (see above): good rows to fn, or
+// encoded to c.enc (see ReadEncoded); problems to c.
 func readParquetRows(c *collector, f *parquet.File, pcols []parquetCol, headerOK bool, fn func(Row) error) error {
 	workers := runtime.GOMAXPROCS(0)
 	p := &pqRead{
