@@ -3,7 +3,9 @@ package producer_test
 import (
 	"bytes"
 	"context"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/usagefleet/usagefleet/internal/usagegen"
 	"github.com/usagefleet/usagefleet/messages"
@@ -63,4 +65,63 @@ func focusCSV(b *testing.B) []byte {
 		b.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// BenchmarkSpoolFileParquet is BenchmarkSpoolFile with the same rows as
+// Parquet (usagegen.CSVToParquet); BenchmarkReadEncodedParquet only reads,
+// checks and encodes them (input.ReadEncoded). cpu-ns/row is the
+// process's CPU time (all goroutines) per row: steadier than ns/row on a
+// shared machine.
+func BenchmarkSpoolFileParquet(b *testing.B) {
+	data := focusParquet(b)
+	b.ReportAllocs()
+	cpu := cpuTime()
+	for b.Loop() {
+		fr, err := producer.SpoolFile(context.Background(), "f.parquet", bytes.NewReader(data), producer.FileOptions{Spool: producer.SpoolOptions{Dir: b.TempDir()}})
+		if err != nil || fr.Spool.Records() != 20000 {
+			b.Fatal(err)
+		}
+		fr.Spool.Discard()
+	}
+	reportPerRow(b, cpu, 20000)
+}
+
+func BenchmarkReadEncodedParquet(b *testing.B) {
+	data := focusParquet(b)
+	b.ReportAllocs()
+	cpu := cpuTime()
+	for b.Loop() {
+		n := 0
+		enc := func(e *input.EncodedRows) error {
+			n += len(e.Rows)
+			e.Release()
+			return nil
+		}
+		if _, err := input.ReadEncoded("f.parquet", bytes.NewReader(data), input.Options{}, func(input.Row) error { return nil }, enc); err != nil || n != 20000 {
+			b.Fatal(err, n)
+		}
+	}
+	reportPerRow(b, cpu, 20000)
+}
+
+func focusParquet(b *testing.B) []byte {
+	var pq bytes.Buffer
+	if err := usagegen.CSVToParquet(&pq, bytes.NewReader(focusCSV(b))); err != nil {
+		b.Fatal(err)
+	}
+	return pq.Bytes()
+}
+
+func reportPerRow(b *testing.B, cpu0 time.Duration, rows int) {
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(rows), "ns/row")
+	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N)/float64(rows), "cpu-ns/row")
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
