@@ -39,6 +39,9 @@ var Fixtures = []Fixture{
 		Warnings: []string{"ChargeSubcategory", "ChargeType", "oci_ReferenceNumber", "oci_CompartmentId", "oci_CompartmentName", "oci_OverageFlag", "oci_UnitPriceOverage", "oci_BilledQuantityOverage", "oci_CostOverage", "oci_AttributedUsage", "oci_AttributedCost", "oci_BackReferenceNumber"}},
 	{File: "focus-1.3.csv", Format: CSV, Version: "1.3", Records: 2, Cost: map[string]string{"USD": "100.00"}, Warnings: []string{"Owner Team"}},
 	{File: "aws-focus-1.2.parquet", Format: Parquet, Version: "1.2", Records: 3, Cost: map[string]string{"USD": "112.8456789012"}},
+	// Written by arrow-rs, not by the library this package reads with
+	// (parquet_arrow_test.go).
+	{File: "arrow-rs-focus-1.2.parquet", Format: Parquet, Version: "1.2", Records: 1000, Cost: map[string]string{"USD": "60.3518078930"}},
 }
 
 func readFixture(t *testing.T, name string, data []byte, opt Options) ([]Row, Result) {

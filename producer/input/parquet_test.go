@@ -177,6 +177,7 @@ func TestParquetReadsAsRowByRow(t *testing.T) {
 		{"mixed.parquet", mixedParquet(t, 3000)},
 		{"generated.parquet", focus.Bytes()},
 		{"fixture.parquet", awsParquet(t)},
+		{"arrow-rs.parquet", arrowRSFixture(t)}, // another writer: see parquet_arrow_test.go
 	}
 	for _, f := range files {
 		var want []Row

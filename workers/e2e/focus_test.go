@@ -56,6 +56,8 @@ var focusFixtures = []struct {
 }{
 	{"aws-focus-1.0.csv", nil, 3},
 	{"aws-focus-1.2.parquet", nil, 3},
+	// Written by arrow-rs (producer/input/parquet_arrow_test.go): no SkuId.
+	{"arrow-rs-focus-1.2.parquet", nil, 1000},
 	{"azure-focus-1.2.csv", nil, 3},
 	{"focus-1.3.csv", nil, 2},
 	// Line 2's BilledCost is 1.5E-100: Cloud Cruiser takes at most 64
