@@ -141,39 +141,9 @@ func ConsumerName(dest string) string { return "uf_" + dest }
 // DrainTimeout to finish, and every message not yet delivered is handed
 // back (nak with a delay) for another worker.
 func (p *Pool) Run(ctx context.Context) error {
-	var err error
-	if p.usage, err = p.js.Stream(ctx, messages.StreamUsage); err != nil {
-		return fmt.Errorf("stream %s: %w", messages.StreamUsage, err)
-	}
-	leases, err := p.js.KeyValue(ctx, messages.BucketLeases)
+	cons, err := p.start(ctx)
 	if err != nil {
-		return fmt.Errorf("bucket %s: %w", messages.BucketLeases, err)
-	}
-	if err := p.openLeases(ctx, leases); err != nil {
 		return err
-	}
-	if p.units, err = p.js.KeyValue(ctx, messages.BucketUnits); err != nil {
-		return fmt.Errorf("bucket %s: %w", messages.BucketUnits, err)
-	}
-	filters := make([]string, 0, len(p.opts.Feeds))
-	for _, f := range p.opts.Feeds {
-		filters = append(filters, messages.FeedFilter(f))
-	}
-	sort.Strings(filters)
-	cons, err := p.usage.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:           ConsumerName(p.dest.Name()),
-		Description:       "usagefleet destination " + p.dest.Name(),
-		FilterSubjects:    filters,
-		AckPolicy:         jetstream.AckExplicitPolicy,
-		AckWait:           p.opts.AckWait,
-		MaxDeliver:        -1, // billing data is never dropped for redelivery count
-		MaxAckPending:     p.opts.MaxAckPending,
-		HeadersOnly:       p.sem == Replace,
-		DeliverPolicy:     jetstream.DeliverAllPolicy,
-		InactiveThreshold: p.opts.ConsumerInactive,
-	})
-	if err != nil {
-		return fmt.Errorf("consumer %s: %w", ConsumerName(p.dest.Name()), err)
 	}
 	p.cons = cons
 	defer p.metrics.reg.Unregister()
@@ -217,6 +187,90 @@ func (p *Pool) Run(ctx context.Context) error {
 		return ferr
 	}
 	return nil
+}
+
+// Between the tries of a pool's start while JetStream does not answer: a
+// wait doubling from startRetryMin to startRetryMax.
+const (
+	startRetryMin = 250 * time.Millisecond
+	startRetryMax = 5 * time.Second
+)
+
+// start looks up the stream and buckets and creates (or updates) the
+// destination's consumer. JetStream that does not answer (an API request
+// timed out, a cluster without a meta leader or quorum: a fleet starting
+// beside its servers, a rollout, a failover) is waited for, with a
+// warning each try, until ctx ends: a worker that exited instead was
+// restarted only after its orchestrator's crash-loop backoff. Any other
+// error (a stream missing, a permission refused) ends it at once.
+func (p *Pool) start(ctx context.Context) (jetstream.Consumer, error) {
+	wait := startRetryMin
+	for {
+		cons, err := p.setup(ctx)
+		if err == nil || ctx.Err() != nil || !jetStreamUnavailable(err) {
+			return cons, err
+		}
+		p.log.Warn("JetStream does not answer: the pool starts once it does", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, startRetryMax)
+	}
+}
+
+// jetStreamUnavailable: err says JetStream did not answer in time, or
+// answered that it cannot serve now (503), not that what was asked for is
+// wrong.
+func jetStreamUnavailable(err error) bool {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return true
+	case errors.As(err, &apiErr):
+		return apiErr.Code == 503
+	}
+	return false
+}
+
+// setup is one try of start.
+func (p *Pool) setup(ctx context.Context) (jetstream.Consumer, error) {
+	var err error
+	if p.usage, err = p.js.Stream(ctx, messages.StreamUsage); err != nil {
+		return nil, fmt.Errorf("stream %s: %w", messages.StreamUsage, err)
+	}
+	leases, err := p.js.KeyValue(ctx, messages.BucketLeases)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", messages.BucketLeases, err)
+	}
+	if err := p.openLeases(ctx, leases); err != nil {
+		return nil, err
+	}
+	if p.units, err = p.js.KeyValue(ctx, messages.BucketUnits); err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", messages.BucketUnits, err)
+	}
+	filters := make([]string, 0, len(p.opts.Feeds))
+	for _, f := range p.opts.Feeds {
+		filters = append(filters, messages.FeedFilter(f))
+	}
+	sort.Strings(filters)
+	cons, err := p.usage.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:           ConsumerName(p.dest.Name()),
+		Description:       "usagefleet destination " + p.dest.Name(),
+		FilterSubjects:    filters,
+		AckPolicy:         jetstream.AckExplicitPolicy,
+		AckWait:           p.opts.AckWait,
+		MaxDeliver:        -1, // billing data is never dropped for redelivery count
+		MaxAckPending:     p.opts.MaxAckPending,
+		HeadersOnly:       p.sem == Replace,
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		InactiveThreshold: p.opts.ConsumerInactive,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s: %w", ConsumerName(p.dest.Name()), err)
+	}
+	return cons, nil
 }
 
 // failed classifies a delivery failure, logs it and updates the gate. It

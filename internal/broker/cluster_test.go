@@ -32,7 +32,8 @@ import (
 // cluster is three JetStream servers routed to each other on loopback.
 type cluster struct {
 	servers []*server.Server
-	urls    string // every client URL, comma-separated: clients fail over
+	opts    []*server.Options // each server's, to restart it (restart)
+	urls    string            // every client URL, comma-separated: clients fail over
 }
 
 // startCluster starts a 3-node JetStream cluster on loopback with stores
@@ -67,6 +68,7 @@ func startCluster(t *testing.T) *cluster {
 		go s.Start()
 		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
 		c.servers = append(c.servers, s)
+		c.opts = append(c.opts, o)
 	}
 	urls := make([]string, len(c.servers))
 	for i, s := range c.servers {
@@ -78,6 +80,23 @@ func startCluster(t *testing.T) *cluster {
 	c.urls = strings.Join(urls, ",")
 	c.waitMeta(t, c.servers)
 	return c
+}
+
+// restart starts server i again, shut down before, on its store and
+// routes (a new client port).
+func (c *cluster) restart(t *testing.T, i int) {
+	t.Helper()
+	o := *c.opts[i]
+	s, err := server.NewServer(&o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	if !s.ReadyForConnections(30 * time.Second) {
+		t.Fatalf("server %s not ready", s.Name())
+	}
+	c.servers[i] = s
 }
 
 // freePorts returns n loopback ports that were free a moment ago.
@@ -390,3 +409,92 @@ func checkEveryPartAcked(t *testing.T, ctx context.Context, prod *producer.Produ
 		}
 	}
 }
+
+// A pool started while its JetStream cannot answer (two of three nodes
+// down: no meta leader, no quorum, as when a fleet starts beside its
+// servers or a rollout restarts them) waits for it instead of exiting
+// (before, Run returned the API request's timeout and the process was
+// restarted only after its orchestrator's crash-loop backoff), and
+// delivers once the cluster is back.
+func TestPoolStartWaitsForJetStream(t *testing.T) {
+	c := startCluster(t)
+	ctx := context.Background()
+	js, err := jetstream.New(c.connect(t, "admin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const leaseTTL = 10 * time.Second
+	ensureStreams(t, js, broker.StreamOptions{Replicas: 3, LeaseTTL: config.Duration(leaseTTL)})
+	for _, i := range []int{1, 2} {
+		c.servers[i].Shutdown()
+		c.servers[i].WaitForShutdown()
+	}
+	n1 := c.servers[0].ClientURL()
+	nc, err := broker.Connect(ctx, broker.Options{URL: n1}, "worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	sb := sbwebhook.New(sbwebhook.Config{Token: "s3cret"})
+	srv := httptest.NewServer(sb.Handler())
+	t.Cleanup(srv.Close)
+	dest, err := webhook.New("hook", webhook.Settings{URL: srv.URL + "/ingest", Token: config.NewSecret("s3cret")}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := workers.NewPool(nc, dest, workers.Options{Feeds: []string{"cloud"}, LeaseTTL: leaseTTL,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pctx, stop := context.WithCancel(ctx)
+	runErr := make(chan error, 1)
+	go func() { runErr <- pool.Run(pctx) }()
+	t.Cleanup(func() { stop(); <-runErr })
+
+	// Longer than a JetStream API request's timeout (5 s): one try failed.
+	select {
+	case err := <-runErr:
+		runErr <- err // for the cleanup
+		t.Fatalf("the pool gave up while JetStream had no quorum: %v", err)
+	case <-time.After(7 * time.Second):
+	}
+	c.restart(t, 1)
+	c.restart(t, 2)
+	c.waitMeta(t, c.servers)
+
+	pnc, err := broker.Connect(ctx, broker.Options{URL: n1}, "producer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pnc.Close)
+	prod, err := producer.New(pnc, producer.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := usagegen.Generate(300, usagegen.Options{Seed: 5, Hours: 3})
+	want := usagegen.Total(recs)
+	pubCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if _, err := prod.Publish(pubCtx, &messages.Batch{ID: "after-quorum", Feed: "cloud", Source: "gen", Records: recs}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		st := sb.Stats()
+		if st.UniqueRecords == len(recs) && st.UniqueCost.Equal(want.Cost.Big()) {
+			break
+		}
+		select {
+		case err := <-runErr:
+			runErr <- err
+			t.Fatalf("the pool stopped: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the receiver holds %d records costing %s; published %d costing %s", st.UniqueRecords, st.UniqueCost, len(recs), want.Cost)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
