@@ -21,6 +21,7 @@ import (
 
 	"github.com/usagefleet/usagefleet/internal/broker"
 	"github.com/usagefleet/usagefleet/internal/config"
+	"github.com/usagefleet/usagefleet/internal/ops"
 	sbwebhook "github.com/usagefleet/usagefleet/internal/sandbox/webhook"
 	"github.com/usagefleet/usagefleet/internal/usagegen"
 	"github.com/usagefleet/usagefleet/messages"
@@ -498,3 +499,46 @@ func TestPoolStartWaitsForJetStream(t *testing.T) {
 	}
 }
 
+// The operator's scans (ops.ListDead, as status and reconcile scan) read
+// through an ordered consumer, new for each scan; on a cluster its first
+// pull can reach the client's server before the consumer's interest has
+// ("no responders"), which failed `usage-worker dead list` now and then
+// (TestNATSConfigRunsTheFleet under load). Hundreds of scans from every
+// node, each finding every letter.
+func TestClusterScansSurviveNoResponders(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node cluster")
+	}
+	c := startCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	js, err := jetstream.New(c.connect(t, "admin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ensureStreams(t, js, broker.StreamOptions{Replicas: 3, LeaseTTL: config.Duration(10 * time.Second)})
+	const letters = 3
+	for i := range letters {
+		b, _ := json.Marshal(messages.DeadLetter{Destination: "hook", Reason: fmt.Sprintf("letter %d", i), StreamSeq: uint64(i + 1)})
+		if _, err := js.Publish(ctx, messages.DeadSubject("hook", "gen"), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range c.servers {
+		nc, err := broker.Connect(ctx, broker.Options{URL: s.ClientURL()}, "operator-"+s.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		ojs, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 100 {
+			dead, err := ops.ListDead(ctx, ojs, ops.DeadFilter{Destination: "hook"})
+			if err != nil || len(dead) != letters {
+				t.Fatalf("scan %d from %s: %d letters, %v", i, s.Name(), len(dead), err)
+			}
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/usagefleet/usagefleet/messages"
@@ -151,9 +152,13 @@ func scanStream(ctx context.Context, st jetstream.Stream, subjects []string, sin
 			cancel()
 		}
 	}()
+	noResponders := 0
 	for {
 		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
+			if refetch(ctx, err, &noResponders) {
+				continue
+			}
 			return err
 		}
 		got := 0
@@ -174,10 +179,39 @@ func scanStream(ctx context.Context, st jetstream.Stream, subjects []string, sin
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+			if refetch(ctx, err, &noResponders) {
+				continue
+			}
 			return err
 		}
 		if got == 0 {
 			return ctx.Err() // nothing more within the wait: done
 		}
+		noResponders = 0
+	}
+}
+
+// scanNoResponders bounds the fetches in a row of a scan's ordered consumer
+// that may find no responder before the scan fails.
+const scanNoResponders = 10
+
+// refetch says whether a scan's fetch that failed with err is to be tried
+// again, after a pause: on a cluster the pull of a new ordered consumer
+// can reach the client's server before the consumer's interest has
+// ("no responders"; about 2 in 100 fetches under load, as a rebuild's in
+// workers/rebuild.go). The ordered consumer's next fetch starts a new
+// consumer after the last message delivered, so nothing is read twice.
+func refetch(ctx context.Context, err error, n *int) bool {
+	if !errors.Is(err, nats.ErrNoResponders) || *n >= scanNoResponders {
+		return false
+	}
+	*n++
+	t := time.NewTimer(time.Duration(*n) * 25 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
