@@ -14,35 +14,26 @@ import (
 // errors carry theirs).
 func encodedTranscript(t testing.TB, src string, target, maxChunk int) string {
 	t.Helper()
-	defer func(a, b int) { csvChunkTarget, csvChunkMax = a, b }(csvChunkTarget, csvChunkMax)
-	csvChunkTarget, csvChunkMax = target, maxChunk
-	var b strings.Builder
-	row := func(r *messages.UsageRecord) { fmt.Fprintf(&b, "row %s\n", r.AppendJSON(nil)) }
-	res, err := ReadEncoded("t.csv", strings.NewReader(src), Options{Format: CSV}, func(r Row) error {
-		row(&r.Record)
-		return nil
-	}, func(e *EncodedRows) error {
-		for i, er := range e.Rows {
-			var enc messages.PartEncoder
-			enc.UseRow(er.Use, e.Ext)
-			part := enc.AppendRow(enc.AppendHeader(nil, 1), er.Use, e.Values(i), e.Ext)
-			recs, err := messages.DecodeRecordsAs(nil, part, enc.Schema())
-			if err != nil {
-				t.Fatal(err)
+	return transcript(target, maxChunk, func(b *strings.Builder) (Result, error) {
+		row := func(r *messages.UsageRecord) { fmt.Fprintf(b, "row %s\n", r.AppendJSON(nil)) }
+		return ReadEncoded("t.csv", strings.NewReader(src), Options{Format: CSV}, func(r Row) error {
+			row(&r.Record)
+			return nil
+		}, func(e *EncodedRows) error {
+			for i, er := range e.Rows {
+				var enc messages.PartEncoder
+				enc.UseRow(er.Use, e.Ext)
+				part := enc.AppendRow(enc.AppendHeader(nil, 1), er.Use, e.Values(i), e.Ext)
+				recs, err := messages.DecodeRecordsAs(nil, part, enc.Schema())
+				if err != nil {
+					t.Fatal(err)
+				}
+				row(&recs[0])
 			}
-			row(&recs[0])
-		}
-		e.Release()
-		return nil
+			e.Release()
+			return nil
+		})
 	})
-	for _, e := range res.Errors {
-		fmt.Fprintf(&b, "error %v\n", e)
-	}
-	for _, e := range res.Warnings {
-		fmt.Fprintf(&b, "warning %v\n", e)
-	}
-	fmt.Fprintf(&b, "version %q err %v\n", res.Version, err)
-	return b.String()
 }
 
 // withoutLines drops the line numbers of the rows of a csvTranscript.

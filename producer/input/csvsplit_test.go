@@ -12,13 +12,22 @@ import (
 // warnings, version and the error.
 func csvTranscript(t testing.TB, src string, target, maxChunk int) string {
 	t.Helper()
+	return transcript(target, maxChunk, func(b *strings.Builder) (Result, error) {
+		return ReadWith("t.csv", strings.NewReader(src), Options{Format: CSV}, func(r Row) error {
+			fmt.Fprintf(b, "row %d %s\n", r.Line, r.Record.AppendJSON(nil))
+			return nil
+		})
+	})
+}
+
+// transcript reads with chunks cut past target bytes and maxChunk, read
+// writing the rows to b, and adds what the reading said: its errors,
+// warnings, version and error.
+func transcript(target, maxChunk int, read func(b *strings.Builder) (Result, error)) string {
 	defer func(a, b int) { csvChunkTarget, csvChunkMax = a, b }(csvChunkTarget, csvChunkMax)
 	csvChunkTarget, csvChunkMax = target, maxChunk
 	var b strings.Builder
-	res, err := ReadWith("t.csv", strings.NewReader(src), Options{Format: CSV}, func(r Row) error {
-		fmt.Fprintf(&b, "row %d %s\n", r.Line, r.Record.AppendJSON(nil))
-		return nil
-	})
+	res, err := read(&b)
 	for _, e := range res.Errors {
 		fmt.Fprintf(&b, "error %v\n", e)
 	}
