@@ -9,7 +9,8 @@ import (
 )
 
 // replyMux routes the answers of requests that get several replies (the
-// batched direct get: a message per claim found, then the end marker)
+// batched direct get: a message per claim found, then the end marker; a
+// group's PubAcks: one per claim and the batch record)
 // through one wildcard subscription made once. A subscription per group
 // cost a SUB and an UNSUB each way, and each changed the server's
 // subscription list, which empties its cache of where subjects go.

@@ -92,20 +92,16 @@ func recordOf(res *producer.Result) *batchRecord {
 // publishMeta publishes the batch record and the claims of the stored
 // events and waits for every PubAck. A repeated batch record (an idempotent
 // retry) is de-duplicated by its message id. The messages share one reply
-// subject and the acks are counted there: a group's claims cost one
-// subscription, not a future, a reply token and a decoded PubAck each
-// (only an ack that carries an error is decoded).
+// subject of the gateway's reply subscription (replyMux, as the claim
+// lookups) and the acks are counted there: a group's claims cost neither
+// a future, a reply token and a decoded PubAck each (only an ack that
+// carries an error is decoded), nor a subscription of their own.
 func (g *Gateway) publishMeta(ctx context.Context, br *batchRecord, claims []*event) error {
 	b, _ := json.Marshal(br)
 	n := len(claims) + 1
-	inbox := g.nc.NewRespInbox()
 	// At most one ack per message: the channel never overflows.
-	ch := make(chan *nats.Msg, n)
-	sub, err := g.nc.ChanSubscribe(inbox, ch)
-	if err != nil {
-		return err
-	}
-	defer sub.Unsubscribe()
+	inbox, ch, end := g.replies.start(n)
+	defer end()
 	m := &nats.Msg{Subject: subjBatches + br.BatchID, Reply: inbox, Data: b, Header: nats.Header{jetstream.MsgIDHeader: []string{"batch/" + br.BatchID}}}
 	if err := g.nc.PublishMsg(m); err != nil {
 		return err
